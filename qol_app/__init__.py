@@ -1,0 +1,34 @@
+"""qol_app: patient-reported quality-of-life collection for the CONQUER trial."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the WSGI app. It only wires: no queries, no migrations, no threads.
+
+    Pre-fork servers import this once per worker; anything started here would run N times.
+    """
+    app = Flask(__name__, instance_relative_config=True)
+    from qol_app.config import load_config
+
+    load_config(app, test_config)
+
+    from qol_app import i18n, security, web
+    from qol_app.extensions import csrf, db
+
+    db.init_app(app)
+    # Sessions are resolved before the CSRF check so its error page knows who is asking.
+    security.init_app(app)
+    csrf.init_app(app)
+    i18n.init_app(app)
+    web.init_app(app)
+
+    from qol_app.cli import register_commands
+
+    register_commands(app)
+    return app

@@ -1,0 +1,104 @@
+"""Server-side login sessions for patients and staff.
+
+The cookie (Flask's signed session) holds only a random session id; the row in
+``login_sessions`` decides whether it is still valid, so logout, idle expiry and disabling
+an account end the session at once on every worker.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from flask import current_app, g, session
+from sqlalchemy import select, update
+
+from qol_app.db import db, utcnow
+from qol_app.models import LoginSession, Patient, StaffUser
+
+# Writing last_seen on every request would turn every page view into a write.
+TOUCH_EVERY = dt.timedelta(seconds=60)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def begin(subject_type: str, subject_id: int, now: dt.datetime) -> None:
+    """Start a fresh session (a new id each time: no fixation) and put its id in the cookie."""
+    token = secrets.token_urlsafe(32)
+    db.session.add(
+        LoginSession(token_hash=token_hash(token), subject_type=subject_type, subject_id=subject_id,
+                     created_at=now, last_seen_at=now)
+    )
+    keep_lang = session.get("lang")
+    session.clear()
+    if keep_lang:
+        session["lang"] = keep_lang
+    session["sid"] = token
+    session.permanent = False
+
+
+def end(reason: str, now: dt.datetime) -> None:
+    token = session.pop("sid", None)
+    if token:
+        db.session.execute(
+            update(LoginSession).where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None))
+            .values(ended_at=now, end_reason=reason)
+        )
+
+
+def end_all_for(subject_type: str, subject_id: int, reason: str, now: dt.datetime) -> None:
+    """End every open session of one person (account disabled, link rotated)."""
+    db.session.execute(
+        update(LoginSession)
+        .where(LoginSession.subject_type == subject_type, LoginSession.subject_id == subject_id,
+               LoginSession.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason)
+    )
+
+
+def idle_limit(subject_type: str) -> dt.timedelta:
+    key = "PATIENT_IDLE_MINUTES" if subject_type == "patient" else "STAFF_IDLE_MINUTES"
+    return dt.timedelta(minutes=current_app.config[key])
+
+
+def load_current(now: dt.datetime) -> None:
+    """Resolve ``g.patient`` / ``g.staff`` from the cookie; note in ``g.session_expired`` why not."""
+    g.patient = None
+    g.staff = None
+    g.session_expired = False
+    token = session.get("sid")
+    if not token:
+        return
+    row = db.session.scalar(select(LoginSession).where(LoginSession.token_hash == token_hash(token)))
+    if row is None or row.ended_at is not None:
+        session.pop("sid", None)
+        g.session_expired = True
+        return
+    if now - row.last_seen_at > idle_limit(row.subject_type):
+        row.ended_at, row.end_reason = now, "idle"
+        db.session.commit()
+        session.pop("sid", None)
+        g.session_expired = True
+        return
+    if row.subject_type == "patient":
+        g.patient = db.session.get(Patient, row.subject_id)
+    else:
+        staff = db.session.get(StaffUser, row.subject_id)
+        if staff is not None and not staff.active:
+            row.ended_at, row.end_reason = now, "disabled"
+            db.session.commit()
+            session.pop("sid", None)
+            return
+        g.staff = staff
+    if now - row.last_seen_at > TOUCH_EVERY:
+        row.last_seen_at = now
+        db.session.commit()
+    g.login_session = row
+
+
+def now() -> dt.datetime:
+    """The request's clock: tests may freeze it with ``app.config['FROZEN_NOW']``."""
+    frozen = current_app.config.get("FROZEN_NOW")
+    return frozen if frozen is not None else utcnow()

@@ -1,0 +1,104 @@
+"""Configuration: defaults here, then ``instance/config.py``, then ``QOL_*`` environment variables.
+
+Later sources win, so a deployment can keep secrets in the environment while a site keeps
+its stable settings in the instance folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Database: SQLite in the instance folder unless QOL_DATABASE_URL says otherwise.
+    "DATABASE_URL": None,
+    "SECRET_KEY": None,
+    "DEBUG": False,
+    "TESTING": False,
+    # Languages offered; the first is the default for staff pages.
+    "LANGUAGES": ["en", "zh_Hans"],
+    "BABEL_DEFAULT_LOCALE": "en",
+    "BABEL_DEFAULT_TIMEZONE": "UTC",
+    # Sessions and access.
+    "PATIENT_IDLE_MINUTES": 30,
+    "STAFF_IDLE_MINUTES": 30,
+    "PIN_MAX_FAILURES": 5,
+    "PIN_LOCK_MINUTES": 15,
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_NAME": "qol_session",
+    "WTF_CSRF_TIME_LIMIT": 3600,
+    # Where the personal links point; used by `qol demo`, QR cards and reminders.
+    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    # Questionnaires, schedules and alert rules (data directories).
+    "QUESTIONNAIRE_DIR": None,
+    "SCHEDULE_FILE": None,
+    # Reminders: SMTP and SMS.
+    "MAIL_BACKEND": "outbox",  # "outbox" (log only) or "smtp"
+    "SMTP_HOST": "127.0.0.1",
+    "SMTP_PORT": 25,
+    "SMTP_USER": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_STARTTLS": False,
+    "MAIL_SENDER": "qol@localhost",
+    "SMS_BACKEND": "outbox",
+    "QUIET_HOURS_START": "21:00",
+    "QUIET_HOURS_END": "08:00",
+    # Exports: ISO calendar dates only when an admin enables them.
+    "EXPORT_ISO_DATES": False,
+    "EQ5D_VALUE_SET": "CN_2017",
+    "SCHEDULER_STALE_MINUTES": 30,
+}
+
+
+def _coerce(raw: str, default: Any) -> Any:
+    """Environment values are strings; read them as the type of the default they override."""
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, list):
+        return json.loads(raw) if raw.strip().startswith("[") else [p.strip() for p in raw.split(",")]
+    return raw
+
+
+def load_config(app, test_config: dict[str, Any] | None = None) -> None:
+    """Fill ``app.config`` from defaults, the instance file, the environment and ``test_config``."""
+    app.config.from_mapping(DEFAULTS)
+    instance_file = Path(app.instance_path) / "config.py"
+    if instance_file.is_file():
+        app.config.from_pyfile(str(instance_file))
+    for key, value in os.environ.items():
+        if key.startswith("QOL_"):
+            name = key[4:]
+            app.config[name] = _coerce(value, app.config.get(name))
+    if test_config:
+        app.config.update(test_config)
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'qol.sqlite'}"
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    explicit_secure = "SESSION_COOKIE_SECURE" in (test_config or {}) or "QOL_SESSION_COOKIE_SECURE" in os.environ
+    if (app.config["DEBUG"] or app.config["TESTING"]) and not explicit_secure:
+        # Plain-HTTP development servers and test clients cannot send Secure cookies back.
+        app.config["SESSION_COOKIE_SECURE"] = False
+
+
+def _instance_secret(instance: Path) -> str:
+    """A per-installation secret kept in the instance folder, so sessions survive restarts.
+
+    Reading a file is I/O, but only a tiny one and only when no key is configured; deployments
+    set ``QOL_SECRET_KEY``.
+    """
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        instance.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key

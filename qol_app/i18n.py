@@ -1,0 +1,89 @@
+"""Locales: the one selector for UI strings and helpers to show dates in a person's zone.
+
+UI strings go through gettext; instrument wording is data (see ``qol_app.instruments``)
+and never falls back silently to another language.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from flask import Flask, current_app, g, request, session
+
+from qol_app.extensions import babel
+
+LANGUAGE_NAMES = {"en": "English", "zh_Hans": "简体中文"}
+
+
+def supported() -> list[str]:
+    return list(current_app.config["LANGUAGES"])
+
+
+def normalise(tag: str | None) -> str | None:
+    """Map a browser or user language tag to a supported locale (zh-CN, zh-Hans, zh -> zh_Hans)."""
+    if not tag:
+        return None
+    tag = tag.replace("-", "_")
+    langs = supported()
+    if tag in langs:
+        return tag
+    base = tag.split("_")[0].lower()
+    if base == "zh" and "zh_Hans" in langs:
+        return "zh_Hans"
+    return base if base in langs else None
+
+
+def select_locale() -> str:
+    """Explicit order: the signed-in patient's language, the staff user's preference,
+    a choice made on this browser, the browser's languages, then the default."""
+    if "locale" in g:
+        return g.locale
+    locale = None
+    patient = g.get("patient")
+    staff = g.get("staff")
+    if patient is not None:
+        locale = normalise(patient.language)
+    elif staff is not None:
+        locale = normalise(staff.language)
+    if locale is None and request:
+        locale = normalise(session.get("lang"))
+        if locale is None:
+            for tag, _q in request.accept_languages:
+                locale = normalise(tag)
+                if locale:
+                    break
+    g.locale = locale or current_app.config["BABEL_DEFAULT_LOCALE"]
+    return g.locale
+
+
+def select_timezone() -> str:
+    patient = g.get("patient")
+    return patient.tz if patient is not None else "UTC"
+
+
+def local_date(value: dt.date, locale: str) -> str:
+    """A date in the reader's own format (e.g. 2026年11月24日 or Nov 24, 2026)."""
+    return format_date(value, format="medium", locale=locale)
+
+
+def local_datetime(value: dt.datetime, tz: str, locale: str) -> str:
+    return format_datetime(value, format="medium", tzinfo=ZoneInfo(tz), locale=locale)
+
+
+def init_app(app: Flask) -> None:
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        timezone_selector=select_timezone,
+        default_translation_directories=str(_translations_dir(app)),
+    )
+    app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES
+    app.jinja_env.filters["local_date"] = lambda d: local_date(d, select_locale())
+    app.context_processor(lambda: {"html_lang": select_locale().replace("_", "-"), "current_locale": select_locale()})
+
+
+def _translations_dir(app: Flask):
+    from pathlib import Path
+
+    return Path(app.root_path).parent / "translations"

@@ -1,0 +1,19 @@
+"""Alembic migrations, shipped inside the package and run by ``qol db upgrade``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+
+HERE = Path(__file__).parent
+
+
+def alembic_config(url: str, connection=None) -> Config:
+    """An Alembic config for ``url``; pass ``connection`` to migrate inside a caller's connection."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg

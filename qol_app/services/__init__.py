@@ -1,0 +1,1 @@
+"""Code that writes. Services ``flush()``; the request or CLI boundary commits once."""

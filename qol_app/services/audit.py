@@ -1,0 +1,183 @@
+"""Append-only audit trail with a SHA-256 hash chain.
+
+Every change to patient data, events, responses, answers and statuses goes through
+``record``, inside the same transaction as the change itself, so the trail can never say
+something happened that was rolled back (or miss something that was committed).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from qol_app.models.audit import AuditChainHead, AuditEvent
+
+GENESIS = "0" * 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who did it: a staff user, a patient (by internal id) or the system (scheduler, CLI)."""
+
+    type: str
+    id: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def system(cls, name: str = "system") -> Actor:
+        return cls("system", name)
+
+
+def jsonable(value: Any) -> Any:
+    """Reduce values to JSON types in one canonical form, so the stored row hashes the same."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
+def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
+    payload = json.dumps({"prev": prev_hash, **fields}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _fields(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "occurred_at": event.occurred_at.astimezone(dt.UTC).isoformat(),
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "action": event.action,
+        "entity_type": event.entity_type,
+        "entity_id": event.entity_id,
+        "patient_id": event.patient_id,
+        "site_id": event.site_id,
+        "old": event.old,
+        "new": event.new,
+        "reason": event.reason,
+        "request_id": event.request_id,
+    }
+
+
+def _advance_head(session: Session) -> str:
+    """Lock the chain head and return the newest hash (creating the head on first use)."""
+    prev = session.execute(
+        update(AuditChainHead).where(AuditChainHead.id == 1).values(count=AuditChainHead.count + 1)
+        .returning(AuditChainHead.last_hash)
+    ).scalar_one_or_none()
+    if prev is None:
+        session.add(AuditChainHead(id=1, last_hash=GENESIS, count=1))
+        session.flush()
+        prev = GENESIS
+    return prev
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity: Any = None,
+    *,
+    entity_type: str | None = None,
+    entity_id: Any = None,
+    patient_id: int | None = None,
+    site_id: int | None = None,
+    old: dict[str, Any] | None = None,
+    new: dict[str, Any] | None = None,
+    reason: str | None = None,
+    now: dt.datetime,
+) -> AuditEvent:
+    """Append one audit event (flushes; commits with the caller's transaction)."""
+    if entity is not None:
+        entity_type = entity_type or entity.__tablename__
+        if entity_id is None:
+            session.flush()
+            entity_id = getattr(entity, "id", None)
+    prev = _advance_head(session)
+    event = AuditEvent(
+        occurred_at=now,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        action=action,
+        entity_type=entity_type or "unknown",
+        entity_id=None if entity_id is None else str(entity_id),
+        patient_id=patient_id,
+        site_id=site_id,
+        old=jsonable(old),
+        new=jsonable(new),
+        reason=reason,
+        request_id=actor.request_id,
+        prev_hash=prev,
+    )
+    event.hash = _digest(prev, _fields(event))
+    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=event.hash))
+    session.add(event)
+    session.flush()
+    return event
+
+
+def changes(obj: Any, fields: list[str], new_values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (old, new) dicts of the fields whose value actually changes."""
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    for name in fields:
+        if name in new_values and getattr(obj, name) != new_values[name]:
+            old[name] = getattr(obj, name)
+            new[name] = new_values[name]
+    return old, new
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    event_id: int | None
+    message: str
+
+
+def verify(session: Session, batch: int = 5000) -> list[Problem]:
+    """Recompute the chain; report edited rows, broken links (deleted rows) and a cut tail."""
+    problems: list[Problem] = []
+    prev_hash = GENESIS
+    count = 0
+    for event in _iter_events(session, batch):
+        count += 1
+        if event.prev_hash != prev_hash:
+            problems.append(Problem(event.id, f"event {event.id}: link broken (a row before it was deleted or altered)"))
+        if _digest(event.prev_hash, _fields(event)) != event.hash:
+            problems.append(Problem(event.id, f"event {event.id}: contents do not match its hash (edited)"))
+        prev_hash = event.hash
+    head = session.get(AuditChainHead, 1)
+    if head is not None:
+        if head.last_hash != prev_hash:
+            problems.append(Problem(None, "the newest events are missing (chain head does not match the last row)"))
+        if head.count != count:
+            problems.append(Problem(None, f"chain head counts {head.count} events but {count} are stored"))
+    elif count:
+        problems.append(Problem(None, "events exist but the chain head is missing"))
+    return problems
+
+
+def _iter_events(session: Session, batch: int) -> Iterator[AuditEvent]:
+    last_id = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+        session.expunge_all()

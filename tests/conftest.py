@@ -1,0 +1,164 @@
+"""Test fixtures: a migrated database per backend, per-test rollback, clock, factories.
+
+Every test that takes ``app`` (or ``client``/``session``) runs once on SQLite and once on
+PostgreSQL. PostgreSQL is used when a server answers at QOL_TEST_PG_URL (default: the local
+trust-auth server); without one those variants are skipped with a visible reason, unless
+QOL_REQUIRE_POSTGRES=1 (CI), where a missing server is an error.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from qol_app import create_app
+from qol_app.db import Base, make_engine
+from qol_app.migrations import alembic_config
+
+PG_ADMIN_URL = os.environ.get("QOL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("QOL_REQUIRE_POSTGRES") == "1"
+FIXED_NOW = dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC)  # 12:00 in Shanghai
+
+
+def _pg_available() -> str | None:
+    """None when the server answers, else why not."""
+    try:
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+
+_PG_PROBLEM = _pg_available()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if _PG_PROBLEM is None:
+        return f"PostgreSQL: testing against {make_url(PG_ADMIN_URL).render_as_string(hide_password=True)}"
+    if REQUIRE_PG:
+        return f"PostgreSQL: REQUIRED but unreachable ({_PG_PROBLEM}); its variants will fail"
+    return f"PostgreSQL: NOT reachable ({_PG_PROBLEM}); PostgreSQL variants are SKIPPED"
+
+
+def _migrate(url: str) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("db") / "test.sqlite"
+    url = f"sqlite:///{path}"
+    _migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    if _PG_PROBLEM is not None:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required (QOL_REQUIRE_POSTGRES=1) but unreachable: {_PG_PROBLEM}")
+        pytest.skip(f"PostgreSQL not reachable: {_PG_PROBLEM}")
+    name = f"qol_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    _migrate(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+def _config(url: str, tmp: Path) -> dict:
+    return {
+        "TESTING": True,
+        "DATABASE_URL": url,
+        "SECRET_KEY": "test-secret",
+        "FROZEN_NOW": FIXED_NOW,
+        "PUBLIC_BASE_URL": "http://localhost",
+        "SERVER_NAME": "localhost",
+    }
+
+
+@pytest.fixture
+def app(engine: Engine, database_url: str, tmp_path: Path):
+    """An app whose session lives in a transaction rolled back after the test."""
+    application = create_app(_config(database_url, tmp_path))
+    application.extensions["qol_db"]["engine"].dispose()
+    connection = engine.connect()
+    outer = connection.begin()
+    application.extensions["qol_db"]["engine"] = engine
+    application.extensions["qol_db"]["bind"] = connection
+    application.extensions["qol_db"]["session_options"] = {"join_transaction_mode": "create_savepoint"}
+    with application.app_context():
+        yield application
+    outer.rollback()
+    connection.close()
+
+
+@pytest.fixture
+def committing_app(engine: Engine, database_url: str, tmp_path: Path):
+    """An app that really commits (for concurrency tests); every table is emptied afterwards."""
+    application = create_app(_config(database_url, tmp_path))
+    application.extensions["qol_db"]["engine"].dispose()
+    application.extensions["qol_db"]["engine"] = engine
+    application.extensions["qol_db"]["bind"] = engine
+    with application.app_context():
+        yield application
+    wipe(engine)
+
+
+def wipe(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def session(app):
+    from qol_app.db import db
+
+    return db.session
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    return FIXED_NOW
+
+
+@pytest.fixture
+def factory(session, now):
+    from tests.factories import Factory
+
+    return Factory(session, now)
