@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
 from qol_app import create_app
@@ -88,7 +88,28 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
+    """The engine as the app uses it (committing tests, benchmarks-like threads)."""
     eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def rollback_engine(database_url: str) -> Iterator[Engine]:
+    """An engine whose transactions can be rolled back after each test, savepoints included.
+
+    pysqlite's own transaction handling commits on RELEASE SAVEPOINT outside an explicit
+    BEGIN; SQLAlchemy's documented recipe takes over BEGIN so savepoints nest properly.
+    """
+    eng = make_engine(database_url)
+    if eng.dialect.name == "sqlite":
+        @event.listens_for(eng, "connect")
+        def _no_driver_transactions(dbapi_connection, record):
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(eng, "begin")
+        def _explicit_begin(conn):
+            conn.exec_driver_sql("BEGIN")
     yield eng
     eng.dispose()
 
@@ -105,13 +126,13 @@ def _config(url: str, tmp: Path) -> dict:
 
 
 @pytest.fixture
-def app(engine: Engine, database_url: str, tmp_path: Path):
+def app(rollback_engine: Engine, database_url: str, tmp_path: Path):
     """An app whose session lives in a transaction rolled back after the test."""
     application = create_app(_config(database_url, tmp_path))
     application.extensions["qol_db"]["engine"].dispose()
-    connection = engine.connect()
+    connection = rollback_engine.connect()
     outer = connection.begin()
-    application.extensions["qol_db"]["engine"] = engine
+    application.extensions["qol_db"]["engine"] = rollback_engine
     application.extensions["qol_db"]["bind"] = connection
     application.extensions["qol_db"]["session_options"] = {"join_transaction_mode": "create_savepoint"}
     with application.app_context():

@@ -3,4 +3,6 @@ from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+from qol_app.commands.instruments import instruments_group
+
+COMMANDS: list[click.Command] = [instruments_group]

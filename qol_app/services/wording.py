@@ -1,0 +1,74 @@
+"""Licensed official wording, imported per instrument and language as versioned overlays.
+
+The overlay's canonical text is stored in the database (not the instance folder) so every
+web worker and site sees the same wording, and old versions stay for the record.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from qol_app.instruments import WordingOverlay as Overlay
+from qol_app.instruments import get_registry, overlay_text, parse_overlay
+from qol_app.models import WordingOverlay
+from qol_app.services import audit
+from qol_app.services.audit import Actor
+
+
+def import_overlay(session: Session, actor: Actor, path: Path, *, now: dt.datetime,
+                   imported_by: str | None = None) -> WordingOverlay:
+    """Validate ``path`` against its instrument and make it the active wording for its language.
+
+    Re-importing the same version with the same text is a no-op; the same version with
+    different text is refused (a version must always mean one wording).
+    """
+    overlay = parse_overlay(path, registry=get_registry())
+    text = overlay_text(overlay)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    existing = session.scalar(select(WordingOverlay).where(
+        WordingOverlay.instrument_id == overlay.instrument, WordingOverlay.language == overlay.language,
+        WordingOverlay.wording_version == overlay.wording_version,
+    ))
+    if existing is not None:
+        if existing.sha256 != digest:
+            raise ValueError(
+                f"{path.name}: wording_version {overlay.wording_version!r} for {overlay.instrument}/"
+                f"{overlay.language} was already imported with different text; give it a new version"
+            )
+        return existing
+    session.execute(update(WordingOverlay).where(
+        WordingOverlay.instrument_id == overlay.instrument, WordingOverlay.language == overlay.language,
+    ).values(active=False))
+    row = WordingOverlay(
+        instrument_id=overlay.instrument, instrument_version=overlay.instrument_version, language=overlay.language,
+        wording_version=overlay.wording_version, source=overlay.source, content={"yaml": text}, sha256=digest,
+        active=True, imported_at=now, imported_by=imported_by,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "import_wording", row, new={
+        "instrument": row.instrument_id, "language": row.language, "wording_version": row.wording_version,
+        "sha256": digest,
+    }, now=now)
+    return row
+
+
+def active_overlay(session: Session, instrument_id: str, language: str) -> Overlay | None:
+    """The licensed wording to show for ``instrument_id`` in ``language``, if a site imported one."""
+    row = session.execute(select(WordingOverlay.sha256, WordingOverlay.content).where(
+        WordingOverlay.instrument_id == instrument_id, WordingOverlay.language == language,
+        WordingOverlay.active.is_(True),
+    )).first()
+    if row is None:
+        return None
+    return _parsed(row.sha256, row.content["yaml"])
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(sha256: str, text: str) -> Overlay:
+    return parse_overlay(text, registry=get_registry(), name=f"overlay {sha256[:12]}")

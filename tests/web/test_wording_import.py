@@ -1,0 +1,53 @@
+"""`qol instruments import-wording`: licensed wording as a validated, versioned overlay."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from qol_app.models import AuditEvent, WordingOverlay
+from qol_app.services.wording import active_overlay
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "questionnaires" / "wording-overlay.example.yaml"
+
+
+def _invoke(app, *args):
+    return app.test_cli_runner().invoke(args=["instruments", *args])
+
+
+def test_import_makes_overlay_active_and_audited(app, session):
+    result = _invoke(app, "import-wording", str(EXAMPLE), "--by", "site-admin")
+    assert result.exit_code == 0, result.output
+    assert "example-zh_Hans-0 is now active" in result.output
+    overlay = active_overlay(session, "eortc_qlq_c30", "zh_Hans")
+    assert overlay is not None and overlay.wording_version == "example-zh_Hans-0"
+    assert overlay.items["q1"] == "[Official text of item 1 goes here]"
+    assert active_overlay(session, "eortc_qlq_c30", "en") is None
+    actions = session.scalars(select(AuditEvent.action)).all()
+    assert "import_wording" in actions
+    listed = _invoke(app, "list")
+    assert "zh_Hans: example-zh_Hans-0" in listed.output
+
+
+def test_unknown_item_id_is_refused_with_its_name(app, session, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text(encoding="utf-8").replace("  q2:", "  q99:"), encoding="utf-8")
+    result = _invoke(app, "import-wording", str(bad))
+    assert result.exit_code == 1
+    assert "bad.yaml" in result.output and "q99" in result.output
+    assert session.scalar(select(WordingOverlay.id)) is None
+
+
+def test_same_version_with_other_text_is_refused(app, session, tmp_path):
+    assert _invoke(app, "import-wording", str(EXAMPLE)).exit_code == 0
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(EXAMPLE.read_text(encoding="utf-8").replace("item 1 goes", "item one goes"),
+                       encoding="utf-8")
+    result = _invoke(app, "import-wording", str(changed))
+    assert result.exit_code == 1 and "new version" in result.output
+    newer = tmp_path / "newer.yaml"
+    newer.write_text(changed.read_text(encoding="utf-8").replace("example-zh_Hans-0", "example-zh_Hans-1"),
+                     encoding="utf-8")
+    assert _invoke(app, "import-wording", str(newer)).exit_code == 0
+    assert active_overlay(session, "eortc_qlq_c30", "zh_Hans").wording_version == "example-zh_Hans-1"
+    assert len(session.scalars(select(WordingOverlay)).all()) == 2
