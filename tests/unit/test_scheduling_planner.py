@@ -1,0 +1,299 @@
+"""plan(): one test per rule type of CLINICAL.md §2, plus the awkward cases."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from qol_app.scheduling import (
+    SCHEDULES_DIR,
+    EventFact,
+    PatientFacts,
+    PlannedTimepoint,
+    PlanningError,
+    load_schedule,
+    parse_schedule,
+    plan,
+)
+
+CONQUER = load_schedule(SCHEDULES_DIR / "conquer.yaml")
+CALENDAR = load_schedule(SCHEDULES_DIR / "fixed_calendar.example.yaml")
+QOL = ("eortc_qlq_c30", "eortc_qlq_bn20", "eq5d5l")
+RAND = date(2026, 3, 2)
+D = timedelta(days=1)
+
+
+def patient(arm: str = "A", tz: str = "Asia/Shanghai", **end: Any) -> PatientFacts:
+    return PatientFacts(arm=arm, randomization_date=RAND, timezone=tz, **end)
+
+
+def by_key(tps: list[PlannedTimepoint]) -> dict[str, PlannedTimepoint]:
+    keys = [tp.key for tp in tps]
+    assert len(keys) == len(set(keys)), "keys must be unique"
+    return {tp.key: tp for tp in tps}
+
+
+def cycle(event_id: int, start: date, number: int | None, length: int | None = 21) -> EventFact:
+    return EventFact(event_id, "systemic_cycle", start, number, length)
+
+
+def test_baseline_day0_window_minus7_to_0_both_arms() -> None:
+    for arm in ("A", "B"):
+        (tp,) = plan(CONQUER, patient(arm), [], RAND)
+        assert tp.key == "baseline" and tp.rule_id == "baseline" and tp.kind == "questionnaire"
+        assert tp.target_date == RAND
+        assert (tp.window_start, tp.window_end, tp.grace_end) == (RAND - 7 * D, RAND, RAND + 3 * D)
+        assert tp.instruments == QOL
+        assert tp.anchor.kind == "randomization" and tp.anchor.event_id is None and tp.anchor.date == RAND
+        assert tp.expected and tp.not_expected_reason is None
+
+
+def test_instants_are_local_midnights_in_utc() -> None:
+    (tp,) = plan(CONQUER, patient(tz="Asia/Shanghai"), [], RAND)
+    assert tp.opens_at == datetime(2026, 2, 22, 16, 0, tzinfo=UTC)  # 23 Feb 00:00 +08:00
+    assert tp.closes_at == datetime(2026, 3, 2, 16, 0, tzinfo=UTC)  # 3 Mar 00:00 +08:00, exclusive
+    assert tp.grace_closes_at == datetime(2026, 3, 5, 16, 0, tzinfo=UTC)
+    assert tp.opens_at.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("length", [14, 21, 28])
+def test_systemic_cycle_target_uses_cycle_length(length: int) -> None:
+    start = date(2026, 3, 4)
+    tps = by_key(plan(CONQUER, patient("B"), [cycle(10, start, 3, length)], RAND))
+    tp = tps["sys-c3"]
+    assert tp.target_date == start + length * D
+    assert (tp.window_start, tp.window_end) == (tp.target_date - 3 * D, tp.target_date + 3 * D)
+    assert tp.grace_end == tp.window_end + 3 * D
+    assert tp.instruments == QOL
+    assert (tp.anchor.kind, tp.anchor.event_id, tp.anchor.number, tp.anchor.date) == (
+        "systemic_cycle",
+        10,
+        3,
+        start,
+    )
+    assert [s.day for s in tp.sources] == [length]
+
+
+def test_cycle_without_length_uses_default_and_without_number_uses_order() -> None:
+    events = [cycle(7, date(2026, 4, 1), None, None), cycle(5, date(2026, 3, 4), None, 14)]
+    tps = by_key(plan(CONQUER, patient("B"), events, RAND))
+    assert tps["sys-c1"].target_date == date(2026, 3, 18)  # first by date, 14 days
+    assert tps["sys-c2"].target_date == date(2026, 4, 22)  # default 21 days
+
+
+def test_intrathecal_diary_days_1_to_7_arm_a_only() -> None:
+    dose = date(2026, 3, 10)
+    events = [EventFact("it-1", "intrathecal_dose", dose, 1)]
+    tps = plan(CONQUER, patient("A"), events, RAND)
+    diaries = [tp for tp in tps if tp.kind == "diary"]
+    assert [tp.key for tp in diaries] == [f"diary-{(dose + i * D).isoformat()}" for i in range(1, 8)]
+    for i, tp in enumerate(diaries, start=1):
+        assert tp.rule_id == "intrathecal_diary" and tp.instruments == ("symptom_diary",)
+        assert tp.target_date == tp.window_start == tp.window_end == dose + i * D
+        assert tp.grace_end == tp.window_end + D  # diary grace: 1 day
+        assert tp.sources[0].day == i and tp.anchor.event_id == "it-1"
+    assert [tp.key for tp in plan(CONQUER, patient("B"), events, RAND)] == ["baseline"]
+
+
+def test_nadir_diary_days_7_to_14_both_arms() -> None:
+    start = date(2026, 3, 4)
+    for arm in ("A", "B"):
+        diaries = [tp for tp in plan(CONQUER, patient(arm), [cycle(1, start, 1)], RAND) if tp.kind == "diary"]
+        assert [tp.target_date for tp in diaries] == [start + i * D for i in range(7, 15)]
+        assert {tp.rule_id for tp in diaries} == {"nadir_diary"}
+
+
+def test_overlapping_diaries_merge_into_one_form_per_local_day() -> None:
+    start = date(2026, 3, 4)  # nadir days 11..18 March
+    events = [
+        cycle(1, start, 1),
+        EventFact(20, "intrathecal_dose", date(2026, 3, 9), 1),  # days 10..16 March
+        EventFact(21, "intrathecal_dose", date(2026, 3, 12), 2),  # days 13..19 March
+    ]
+    diaries = [tp for tp in plan(CONQUER, patient("A"), events, RAND) if tp.kind == "diary"]
+    days = [tp.target_date for tp in diaries]
+    assert days == [date(2026, 3, d) for d in range(10, 20)]  # each day exactly once
+    merged = by_key(diaries)["diary-2026-03-13"]
+    assert merged.instruments == ("symptom_diary",)
+    # primary = earliest anchor (the cycle of 4 March); all sources kept
+    assert merged.anchor.event_id == 1 and merged.rule_id == "nadir_diary"
+    assert [(s.rule_id, s.anchor.event_id, s.day) for s in merged.sources] == [
+        ("nadir_diary", 1, 9),
+        ("intrathecal_diary", 20, 4),
+        ("intrathecal_diary", 21, 1),
+    ]
+    assert merged.event_ids == (1, 20, 21)
+    only_it = by_key(diaries)["diary-2026-03-10"]
+    assert only_it.rule_id == "intrathecal_diary" and len(only_it.sources) == 1
+
+
+def test_progression_day0_window_0_to_7_numbered_by_order() -> None:
+    events = [
+        EventFact("p2", "progression", date(2026, 6, 1)),
+        EventFact("p1", "progression", date(2026, 4, 1)),
+    ]
+    tps = by_key(plan(CONQUER, patient("B"), events, RAND))
+    p1 = tps["prog-1"]
+    assert p1.anchor.event_id == "p1" and p1.target_date == date(2026, 4, 1)
+    assert (p1.window_start, p1.window_end) == (date(2026, 4, 1), date(2026, 4, 8))
+    assert tps["prog-2"].anchor.event_id == "p2"
+
+
+def test_end_of_treatment_plus_30_window_7() -> None:
+    eot = date(2026, 5, 1)
+    tps = by_key(plan(CONQUER, patient(), [EventFact(9, "end_of_treatment", eot)], eot))
+    tp = tps["eot"]
+    assert tp.target_date == eot + 30 * D
+    assert (tp.window_start, tp.window_end) == (eot + 23 * D, eot + 37 * D)
+
+
+def test_follow_up_every_28_days_bounded_by_lookahead() -> None:
+    eot = date(2026, 5, 1)
+    events = [EventFact(9, "end_of_treatment", eot)]
+    today = eot + 200 * D
+    fus = [tp for tp in plan(CONQUER, patient(), events, today) if tp.rule_id == "follow_up"]
+    assert [tp.key for tp in fus] == [f"fu-{k}" for k in range(1, len(fus) + 1)]
+    assert [tp.target_date for tp in fus] == [eot + (58 + 28 * i) * D for i in range(len(fus))]
+    assert fus[-1].window_start <= today + CONQUER.lookahead_days * D
+    assert fus[-1].window_start + 28 * D > today + CONQUER.lookahead_days * D  # next one not yet
+    assert fus[0].instruments == ("eortc_qlq_c30", "eortc_qlq_bn20")
+    # earlier "today" gives a prefix of the same list
+    early = [tp for tp in plan(CONQUER, patient(), events, eot) if tp.rule_id == "follow_up"]
+    assert early == fus[: len(early)]
+
+
+@pytest.mark.parametrize("status", ["died", "withdrawn", "lost"])
+def test_after_end_follow_up_stops_and_later_timepoints_are_not_expected(status: str) -> None:
+    eot = date(2026, 5, 1)
+    end = eot + 100 * D  # after fu-1 (day 58) and fu-2 (day 86), before fu-3 (day 114)
+    events = [EventFact(9, "end_of_treatment", eot), cycle(1, eot - 10 * D, 6)]
+    p = patient(end_status=status, end_date=end)
+    later = plan(CONQUER, p, events, end + 400 * D)
+    tps = by_key(later)
+    assert tps["fu-1"].expected and tps["fu-2"].expected and tps["eot"].expected
+    assert not tps["fu-3"].expected and tps["fu-3"].not_expected_reason == status
+    # the horizon freezes at the end date: a dead patient accrues no new rows
+    assert later == plan(CONQUER, p, events, end + 5 * D)
+    assert max(int(k[3:]) for k in tps if k.startswith("fu-")) <= 4
+    # every kept timepoint is expected iff its target is on or before the end date
+    for tp in later:
+        assert tp.expected == (tp.target_date <= end)
+        assert tp.not_expected_reason == (None if tp.expected else status)
+
+
+def test_event_anchored_timepoint_after_death_kept_not_expected() -> None:
+    start = date(2026, 3, 4)
+    death = start + 10 * D
+    tps = by_key(plan(CONQUER, patient("A", end_status="died", end_date=death), [cycle(1, start, 1)], death))
+    assert tps["sys-c1"].expected is False and tps["sys-c1"].not_expected_reason == "died"
+    nadir = [tp for tp in tps.values() if tp.kind == "diary"]
+    assert [tp.expected for tp in nadir] == [True] * 4 + [False] * 4  # days 7..10 vs 11..14
+    assert tps["baseline"].expected
+
+
+def test_fixed_calendar_identical_in_both_arms() -> None:
+    events = [
+        cycle(1, date(2026, 3, 4), 1),
+        EventFact(2, "intrathecal_dose", date(2026, 3, 5), 1),
+        EventFact(3, "progression", date(2026, 5, 5)),
+    ]
+    today = RAND + 300 * D
+    a = plan(CALENDAR, patient("A"), events, today)
+    b = plan(CALENDAR, patient("B"), [], today)
+    assert a == b
+    cal = [tp for tp in a if tp.rule_id == "calendar"]
+    assert [tp.key for tp in cal] == [f"cal-{k}" for k in range(1, len(cal) + 1)]
+    assert [tp.target_date for tp in cal] == [RAND + 21 * k * D for k in range(1, len(cal) + 1)]
+    assert {tp.anchor.kind for tp in a} == {"randomization"}
+
+
+def test_study_end_and_max_count_stop_recurring_rules() -> None:
+    schedule = parse_schedule(
+        {
+            "schema_version": 1,
+            "id": "tiny",
+            "arms": ["A", "B"],
+            "lookahead_days": 10_000,
+            "study_end_days": 100,
+            "rules": [
+                {
+                    "id": "cal",
+                    "kind": "questionnaire",
+                    "anchor": "randomization",
+                    "arms": "both",
+                    "key": "cal-{k}",
+                    "instruments": ["eq5d5l"],
+                    "target": {"offset_days": 21},
+                    "window": {"before": 3, "after": 3},
+                    "repeat": {"every_days": 21},
+                },
+                {
+                    "id": "few",
+                    "kind": "questionnaire",
+                    "anchor": "randomization",
+                    "arms": ["B"],
+                    "key": "few-{k}",
+                    "instruments": ["eq5d5l"],
+                    "target": {"offset_days": 7},
+                    "window": {"before": 0, "after": 0},
+                    "repeat": {"every_days": 7, "max_count": 2},
+                },
+            ],
+        },
+        source="inline",
+    )
+    a = [tp.key for tp in plan(schedule, patient("A"), [], RAND)]
+    assert a == ["cal-1", "cal-2", "cal-3", "cal-4"]  # day 105 > study end (100)
+    b = [tp.key for tp in plan(schedule, patient("B"), [], RAND)]
+    assert b.count("few-1") == 1 and "few-3" not in b
+
+
+def test_plan_is_deterministic_and_sorted() -> None:
+    events = [
+        cycle(1, date(2026, 3, 4), 1),
+        cycle(2, date(2026, 3, 27), 2, 28),
+        EventFact(3, "intrathecal_dose", date(2026, 3, 6), 1),
+        EventFact(4, "intrathecal_dose", date(2026, 3, 10), 2),
+        EventFact(5, "progression", date(2026, 5, 1)),
+        EventFact(6, "end_of_treatment", date(2026, 5, 2)),
+    ]
+    today = date(2026, 9, 1)
+    expected = plan(CONQUER, patient(), events, today)
+    rng = random.Random(1)
+    for _ in range(10):
+        shuffled = events[:]
+        rng.shuffle(shuffled)
+        assert plan(CONQUER, patient(), shuffled, today) == expected
+    order = [(tp.target_date, tp.window_start, tp.key) for tp in expected]
+    assert order == sorted(order)
+
+
+def test_data_errors_raise_planning_error() -> None:
+    eots = [
+        EventFact(1, "end_of_treatment", date(2026, 5, 1)),
+        EventFact(2, "end_of_treatment", date(2026, 6, 1)),
+    ]
+    with pytest.raises(PlanningError, match="'eot' produced twice"):
+        plan(CONQUER, patient(), eots, RAND)
+    with pytest.raises(PlanningError, match="'sys-c1' produced twice"):
+        plan(CONQUER, patient(), [cycle(1, date(2026, 3, 4), 1), cycle(2, date(2026, 4, 4), 1)], RAND)
+    with pytest.raises(PlanningError, match="event id 1 appears twice"):
+        plan(CONQUER, patient(), [cycle(1, date(2026, 3, 4), 1), cycle(1, date(2026, 4, 4), 2)], RAND)
+    with pytest.raises(PlanningError, match="arm 'C'"):
+        plan(CONQUER, patient("C"), [], RAND)
+
+
+def test_input_validation() -> None:
+    with pytest.raises(ValueError, match="unknown IANA timezone"):
+        patient(tz="Mars/Olympus")
+    with pytest.raises(ValueError, match="together"):
+        patient(end_status="died")
+    with pytest.raises(ValueError, match="end_status"):
+        patient(end_status="moved", end_date=RAND)
+    with pytest.raises(ValueError, match="kind"):
+        EventFact(1, "surgery", RAND)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cycle_length_days"):
+        cycle(1, RAND, 1, 0)

@@ -1,0 +1,177 @@
+"""Schedule files: the shipped ones load; a broken one names file and field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from qol_app.scheduling import SCHEDULES_DIR, ScheduleError, load_schedule, parse_schedule
+from qol_app.scheduling.rules import Target, Window
+
+INSTRUMENTS = {"eortc_qlq_c30", "eortc_qlq_bn20", "eq5d5l", "symptom_diary"}
+SHIPPED = sorted(SCHEDULES_DIR.glob("*.yaml"))
+
+
+def test_shipped_schedules_exist() -> None:
+    names = {path.name for path in SHIPPED}
+    assert {"conquer.yaml", "fixed_calendar.example.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_schedule_loads_with_known_instruments(path: Path) -> None:
+    schedule = load_schedule(path, known_instruments=INSTRUMENTS)
+    assert schedule.rules
+    assert schedule.source == str(path)
+
+
+def test_conquer_matches_clinical_default() -> None:
+    s = load_schedule(SCHEDULES_DIR / "conquer.yaml")
+    assert s.arms == ("A", "B")
+    base = s.rule("baseline")
+    assert base.anchor == "randomization" and base.target == Target(offset_days=0)
+    assert base.window == Window(before=7, after=0)
+    assert base.instruments == ("eortc_qlq_c30", "eortc_qlq_bn20", "eq5d5l")
+    cycle = s.rule("after_systemic_cycle")
+    assert cycle.target is not None and cycle.target.from_cycle_length
+    assert cycle.window is not None and (cycle.window.before, cycle.window.after) == (3, 3)
+    it = s.rule("intrathecal_diary")
+    assert it.arms == frozenset({"A"}) and it.days is not None and (it.days.first, it.days.last) == (1, 7)
+    nadir = s.rule("nadir_diary")
+    assert nadir.arms == frozenset({"A", "B"}) and nadir.days is not None
+    assert (nadir.days.first, nadir.days.last) == (7, 14)
+    assert s.rule("end_of_treatment").target.offset_days == 30  # type: ignore[union-attr]
+    fu = s.rule("follow_up")
+    assert fu.repeat is not None and fu.repeat.every_days == 28
+    assert fu.instruments == ("eortc_qlq_c30", "eortc_qlq_bn20")
+    # documented grace defaults
+    assert base.grace_days == 3 and it.grace_days == 1
+
+
+# --------------------------------------------------------------------------- malformed
+
+
+def _base() -> dict[str, Any]:
+    with (SCHEDULES_DIR / "conquer.yaml").open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)  # type: ignore[no-any-return]
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _rule(data: dict[str, Any], rule_id: str) -> dict[str, Any]:
+    return next(r for r in data["rules"] if r["id"] == rule_id)
+
+
+def _mutations() -> list[tuple[str, Any, str]]:
+    def set_rule(rule_id: str, path: list[str], value: object) -> Any:
+        def mutate(d: dict[str, Any]) -> None:
+            node = _rule(d, rule_id)
+            for part in path[:-1]:
+                node = node[part]
+            node[path[-1]] = value
+
+        return mutate
+
+    def top(key: str, value: object) -> Any:
+        def mutate(d: dict[str, Any]) -> None:
+            d[key] = value
+
+        return mutate
+
+    def drop(key: str) -> Any:
+        def mutate(d: dict[str, Any]) -> None:
+            del d[key]
+
+        return mutate
+
+    def drop_rule_field(rule_id: str, key: str) -> Any:
+        def mutate(d: dict[str, Any]) -> None:
+            del _rule(d, rule_id)[key]
+
+        return mutate
+
+    def dup_rule(d: dict[str, Any]) -> None:
+        d["rules"].append(copy.deepcopy(d["rules"][0]))
+
+    # (mutation, expected field in message, expected words)
+    return [
+        (drop("rules"), "rules", "required"),
+        (top("lookahead_days", -1), "lookahead_days", ">= 0"),
+        (top("lookahead_days", True), "lookahead_days", "integer"),
+        (top("schema_version", 2), "schema_version", "unsupported"),
+        (top("colour", "blue"), "colour", "unknown field"),
+        (set_rule("baseline", ["window", "before"], -2), "rules[0].window.before", ">= 0"),
+        (set_rule("baseline", ["window", "befor"], 2), "rules[0].window.befor", "unknown field"),
+        (set_rule("baseline", ["anchor"], "randomisation"), "rules[0].anchor", "must be one of"),
+        (set_rule("baseline", ["arms"], ["C"]), "rules[0].arms[0]", "unknown arm"),
+        (set_rule("baseline", ["kind"], "survey"), "rules[0].kind", "must be one of"),
+        (set_rule("baseline", ["instruments"], []), "rules[0].instruments", "non-empty"),
+        (
+            set_rule("baseline", ["target", "offset_days"], "cycle_length"),
+            "rules[0].target.offset_days",
+            "systemic_cycle",
+        ),
+        (set_rule("progression", ["key"], "prog"), "rules[4].key", "{n}"),
+        (set_rule("progression", ["key"], "prog-{x}"), "rules[4].key", "placeholder"),
+        (set_rule("follow_up", ["key"], "fu"), "rules[6].key", "{k}"),
+        (set_rule("follow_up", ["repeat", "every_days"], 0), "rules[6].repeat.every_days", ">= 1"),
+        (set_rule("nadir_diary", ["days", "last"], 3), "rules[3].days.last", ">= 7"),
+        (set_rule("nadir_diary", ["key"], "nadir"), "rules[3].key", "unknown field"),
+        (drop_rule_field("end_of_treatment", "window"), "rules[5].window", "required"),
+        (set_rule("end_of_treatment", ["grace_days"], "three"), "rules[5].grace_days", "integer"),
+        (set_rule("end_of_treatment", ["key"], "diary-eot"), "rules[5].key", "reserved"),
+        (dup_rule, "rules[7].id", "duplicate rule id"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "words"), _mutations(), ids=lambda v: v if isinstance(v, str) else None
+)
+def test_malformed_schedule_names_file_and_field(tmp_path: Path, mutate: Any, field: str, words: str) -> None:
+    data = _base()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(ScheduleError) as info:
+        load_schedule(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert info.value.field == field, message
+    assert words in message
+
+
+def test_unknown_instrument_rejected_when_registry_given(tmp_path: Path) -> None:
+    data = _base()
+    _rule(data, "baseline")["instruments"] = ["eortc_qlq_c30", "eortc_qlq_c31"]
+    with pytest.raises(
+        ScheduleError, match=r"rules\[0\]\.instruments\[1\]: unknown instrument 'eortc_qlq_c31'"
+    ):
+        load_schedule(_write(tmp_path, data), known_instruments=INSTRUMENTS)
+
+
+def test_duplicate_yaml_key_and_bad_syntax_name_the_file(tmp_path: Path) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("schema_version: 1\nid: x\nid: y\n", encoding="utf-8")
+    with pytest.raises(ScheduleError, match=r"dup\.yaml: invalid YAML: .*duplicate key 'id'"):
+        load_schedule(dup)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules: [\n", encoding="utf-8")
+    with pytest.raises(ScheduleError, match=r"bad\.yaml: invalid YAML"):
+        load_schedule(bad)
+    with pytest.raises(ScheduleError, match=r"missing\.yaml: cannot read file"):
+        load_schedule(tmp_path / "missing.yaml")
+
+
+def test_top_level_must_be_mapping() -> None:
+    with pytest.raises(ScheduleError, match=r"^inline: \(top level\): must be a mapping"):
+        parse_schedule(["not", "a", "mapping"], source="inline")
+
+
+def test_schedule_error_is_a_value_error() -> None:
+    assert issubclass(ScheduleError, ValueError)
