@@ -1,0 +1,53 @@
+"""Questionnaire definitions: data files in ``questionnaires/`` loaded into
+validated, immutable ``Instrument`` objects.
+
+    from qol_app.instruments import get_registry
+    c30 = get_registry().get("eortc_qlq_c30")
+    form = c30.localized("zh_Hans")            # or .localized(locale, overlay)
+    for page in form.pages: page.title, [(i.id, i.kind, i.text, i.options) for i in page.items]
+"""
+
+from qol_app.instruments.loader import (
+    DEFAULT_DIRECTORY,
+    Registry,
+    clear_registry_cache,
+    get_registry,
+    instrument_files,
+    load_instrument,
+    load_registry,
+    load_value_set,
+    parse_instrument,
+)
+from qol_app.instruments.schema import (
+    Condition,
+    Instrument,
+    InstrumentFileError,
+    Item,
+    MissingLanguageError,
+    Option,
+    Page,
+    Scale,
+    Text,
+    ValueSet,
+)
+from qol_app.instruments.wording import (
+    LocalizedInstrument,
+    LocalizedItem,
+    LocalizedOption,
+    LocalizedPage,
+    WordingOverlay,
+    WordingOverlayError,
+    overlay_text,
+    parse_overlay,
+    read_overlay,
+    validate_overlay,
+)
+
+__all__ = [
+    "DEFAULT_DIRECTORY", "Condition", "Instrument", "InstrumentFileError", "Item",
+    "LocalizedInstrument", "LocalizedItem", "LocalizedOption", "LocalizedPage",
+    "MissingLanguageError", "Option", "Page", "Registry", "Scale", "Text", "ValueSet",
+    "WordingOverlay", "WordingOverlayError", "clear_registry_cache", "get_registry", "instrument_files",
+    "load_instrument", "load_registry", "load_value_set", "overlay_text",
+    "parse_instrument", "parse_overlay", "read_overlay", "validate_overlay",
+]

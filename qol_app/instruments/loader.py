@@ -1,0 +1,673 @@
+"""Load and validate questionnaire files into a registry of instruments.
+
+Validation happens once, at load time, so the rest of the app can trust an
+``Instrument``: every error names the file and the field path. Unknown keys are
+errors too (a typo such as ``zh_hans`` must not silently drop a language).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NoReturn, cast
+
+import yaml
+
+from qol_app.instruments.schema import (
+    EORTC_TYPES,
+    FORMULAS,
+    GRADINGS,
+    HIGHER_IS_BETTER_BY_TYPE,
+    ITEM_KINDS,
+    SCALE_TYPES,
+    WORDINGS,
+    Condition,
+    Instrument,
+    InstrumentFileError,
+    Item,
+    Option,
+    Page,
+    Scale,
+    Text,
+    ValueSet,
+    frozen_text,
+)
+
+#: ``<repo>/questionnaires``, found relative to this package.
+DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "questionnaires"
+VALUE_SET_SUBDIR = "value_sets"
+#: Documentation files living next to the instruments, never loaded as one.
+EXAMPLE_SUFFIX = ".example.yaml"
+
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_LOCALE = re.compile(r"^[a-z]{2,3}(_[A-Za-z0-9]+)*$")
+
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_Base):  # type: ignore[misc]
+    """Safe YAML loader that rejects duplicate keys (PyYAML keeps the last)."""
+
+
+def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(text: str, file: str) -> Any:
+    """Parse YAML text, turning syntax errors into ``InstrumentFileError``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise InstrumentFileError(file, "", f"not valid YAML: {exc}") from None
+
+
+class Node:
+    """A value read from a data file, with its file name and field path.
+
+    Every accessor either returns a checked value or raises an
+    ``InstrumentFileError`` pointing at this node. Also used by ``wording.py``.
+    """
+
+    def __init__(self, file: str, path: str, value: Any) -> None:
+        self.file = file
+        self.path = path
+        self.value = value
+
+    def fail(self, problem: str) -> NoReturn:
+        raise InstrumentFileError(self.file, self.path, problem)
+
+    def child(self, key: str | int) -> Node:
+        path = f"{self.path}.{key}" if self.path else str(key)
+        return Node(self.file, path, self.value[key])
+
+    def at(self, index: int) -> Node:
+        return Node(self.file, f"{self.path}[{index}]", self.value[index])
+
+    def fields(self, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Node]:
+        """Children of a mapping, rejecting missing required and unknown keys."""
+        mapping = self.mapping()
+        for key in mapping:
+            if key not in required and key not in optional:
+                self.with_key(key).fail("unknown field")
+        for key in required:
+            if key not in mapping:
+                self.with_key(key).fail("missing required field")
+        return {key: self.child(key) for key in mapping}
+
+    def with_key(self, key: Any) -> Node:
+        path = f"{self.path}.{key}" if self.path else str(key)
+        return Node(self.file, path, None)
+
+    def mapping(self) -> Mapping[Any, Any]:
+        if not isinstance(self.value, Mapping):
+            self.fail(f"expected mapping, got {_type(self.value)}")
+        return cast(Mapping[Any, Any], self.value)
+
+    def entries(self) -> Iterator[tuple[Any, Node]]:
+        for key in self.mapping():
+            yield key, self.child(key)
+
+    def as_list(self, *, min_len: int = 0) -> list[Node]:
+        if not isinstance(self.value, list):
+            self.fail(f"expected list, got {_type(self.value)}")
+        if len(self.value) < min_len:
+            self.fail(f"expected at least {min_len} entr{'y' if min_len == 1 else 'ies'}")
+        return [self.at(i) for i in range(len(self.value))]
+
+    def as_str(self) -> str:
+        if not isinstance(self.value, str):
+            self.fail(f"expected string, got {_type(self.value)}")
+        if not self.value.strip():
+            self.fail("expected non-empty string")
+        return self.value
+
+    def ident(self, pattern: re.Pattern[str] = _ID) -> str:
+        value = self.as_str()
+        if not pattern.match(value):
+            self.fail(f"{value!r} is not a valid identifier ({pattern.pattern})")
+        return value
+
+    def choice(self, allowed: tuple[str, ...]) -> str:
+        value = self.as_str()
+        if value not in allowed:
+            self.fail(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def as_int(self) -> int:
+        if isinstance(self.value, bool) or not isinstance(self.value, int):
+            self.fail(f"expected integer, got {_type(self.value)}")
+        return self.value
+
+    def as_number(self) -> float:
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+            self.fail(f"expected number, got {_type(self.value)}")
+        if not math.isfinite(self.value):
+            self.fail("expected a finite number")
+        return float(self.value)
+
+    def as_bool(self) -> bool:
+        if not isinstance(self.value, bool):
+            self.fail(f"expected true or false, got {_type(self.value)}")
+        return self.value
+
+    def as_text(self, languages: tuple[str, ...]) -> Text:
+        """A per-locale text present, non-empty, in exactly the declared languages."""
+        mapping = self.mapping()
+        for key in mapping:
+            if key not in languages:
+                self.with_key(key).fail(
+                    f"language not declared in languages ({', '.join(languages)})")
+        for language in languages:
+            if language not in mapping:
+                self.with_key(language).fail("missing text for a declared language")
+        return frozen_text({language: self.child(language).as_str() for language in languages})
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+# --------------------------------------------------------------------- instruments
+
+_ITEM_COMMON = ("optional", "tags")
+_ITEM_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "choice": ("options", "grading"),
+    "number": ("min", "max", "step", "unit"),
+    "vas": ("min", "max", "anchors"),
+}
+_SCALE_COMMON = ("higher_is_better", "not_applicable_if")
+_SCALE_FIELDS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # type: (required, optional) beyond code/name/type
+    "functional": (("items", "range"), ("formula",)),
+    "symptom": (("items", "range"), ("formula",)),
+    "global": (("items", "range"), ("formula",)),
+    "summary": (("components", "inverted_components"), ()),
+    "index": (("items", "value_set"), ()),
+    "vas": (("items",), ()),
+    "item": (("items",), ()),
+    "worst": (("items",), ()),
+}
+_DEFAULT_FORMULA = {"functional": "functional", "symptom": "symptom", "global": "symptom"}
+
+
+def load_instrument(path: str | Path) -> Instrument:
+    """Read and validate one instrument file (``InstrumentFileError`` if malformed)."""
+    path = Path(path)
+    file = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InstrumentFileError(file, "", f"cannot read: {exc.strerror}") from None
+    instrument = parse_instrument(text, file)
+    if path.suffix == ".yaml" and instrument.id != path.stem:
+        raise InstrumentFileError(
+            file, "id", f"{instrument.id!r} does not match the file name {path.stem!r}")
+    return instrument
+
+
+def parse_instrument(text: str, file: str = "<text>") -> Instrument:
+    """Validate instrument YAML text; ``file`` is used in error messages."""
+    root = Node(file, "", read_yaml(text, file))
+    top = root.fields(
+        ("id", "version", "name", "instructions", "languages", "wording",
+         "pages", "items", "scales"),
+        ("option_sets",),
+    )
+    instrument_id = top["id"].ident()
+    version = top["version"].as_str()
+    languages = _languages(top["languages"])
+    option_sets = _option_sets(top["option_sets"], languages) if "option_sets" in top else {}
+    items = tuple(
+        _item(node, languages, option_sets) for node in top["items"].as_list(min_len=1))
+    items_by_id = _unique(top["items"], items, "id", "item id")
+    used_sets = {item.option_set for item in items if item.option_set}
+    for name in option_sets:
+        if name not in used_sets:
+            top["option_sets"].with_key(name).fail("option set is not used by any item")
+    pages = tuple(_page(node, languages) for node in top["pages"].as_list(min_len=1))
+    _unique(top["pages"], pages, "id", "page id")
+    _check_pages(top["pages"], pages, items)
+    scales = _scales(top["scales"], languages, items_by_id)
+    return Instrument(
+        id=instrument_id,
+        version=version,
+        name=top["name"].as_text(languages),
+        instructions=top["instructions"].as_text(languages),
+        languages=languages,
+        wording=cast(Any, top["wording"].choice(WORDINGS)),
+        pages=pages,
+        items=items,
+        scales=scales,
+        option_sets=MappingProxyType(option_sets),
+        source_file=file,
+    )
+
+
+def _languages(node: Node) -> tuple[str, ...]:
+    languages: list[str] = []
+    for entry in node.as_list(min_len=1):
+        language = entry.ident(_LOCALE)
+        if language in languages:
+            entry.fail(f"duplicate language {language!r}")
+        languages.append(language)
+    return tuple(languages)
+
+
+def _options(node: Node, languages: tuple[str, ...]) -> tuple[Option, ...]:
+    options: list[Option] = []
+    seen: set[int] = set()
+    for entry in node.as_list(min_len=2):
+        fields = entry.fields(("code", "label"))
+        code = fields["code"].as_int()
+        if code in seen:
+            fields["code"].fail(f"duplicate option code {code}")
+        seen.add(code)
+        options.append(Option(code=code, label=fields["label"].as_text(languages)))
+    return tuple(options)
+
+
+def _option_sets(node: Node, languages: tuple[str, ...]) -> dict[str, tuple[Option, ...]]:
+    sets: dict[str, tuple[Option, ...]] = {}
+    for key, child in node.entries():
+        Node(node.file, child.path, key).ident()
+        sets[key] = _options(child, languages)
+    return sets
+
+
+def _item(
+    node: Node, languages: tuple[str, ...], option_sets: Mapping[str, tuple[Option, ...]]
+) -> Item:
+    kind = _discriminator(node, "kind", ITEM_KINDS)
+    fields = node.fields(("id", "kind", "text") + _required_item_fields(kind),
+                         _ITEM_COMMON + _ITEM_FIELDS[kind])
+    item_id = fields["id"].ident()
+    common: dict[str, Any] = {
+        "id": item_id,
+        "kind": kind,
+        "text": fields["text"].as_text(languages),
+        "optional": fields["optional"].as_bool() if "optional" in fields else False,
+        "tags": tuple(t.ident() for t in fields["tags"].as_list()) if "tags" in fields else (),
+    }
+    if kind == "choice":
+        options_node = fields["options"]
+        option_set = None
+        if isinstance(options_node.value, str):
+            option_set = options_node.as_str()
+            if option_set not in option_sets:
+                options_node.fail(f"unknown option set {option_set!r}")
+            options = option_sets[option_set]
+        else:
+            options = _options(options_node, languages)
+        grading = fields["grading"].choice(GRADINGS) if "grading" in fields else None
+        return Item(**common, options=options, option_set=option_set, grading=cast(Any, grading))
+    low, high = _bounds(fields, integer=kind == "vas")
+    if kind == "number":
+        step = fields["step"].as_number() if "step" in fields else None
+        if step is not None and not 0 < step <= high - low:
+            fields["step"].fail(f"step {step} must be positive and at most max - min")
+        unit = fields["unit"].as_str() if "unit" in fields else None
+        return Item(**common, min=low, max=high, step=step, unit=unit)
+    anchors = fields["anchors"].fields(("min", "max"))
+    return Item(**common, min=low, max=high, step=1.0,
+                anchors=(anchors["min"].as_text(languages), anchors["max"].as_text(languages)))
+
+
+def _discriminator(node: Node, key: str, allowed: tuple[str, ...]) -> str:
+    """The field that decides which other fields an entry may have."""
+    if key not in node.mapping():
+        node.with_key(key).fail("missing required field")
+    return node.child(key).choice(allowed)
+
+
+def _required_item_fields(kind: str) -> tuple[str, ...]:
+    return {"choice": ("options",), "number": ("min", "max"), "vas": ("min", "max", "anchors")}[kind]
+
+
+def _bounds(fields: Mapping[str, Node], *, integer: bool) -> tuple[float, float]:
+    read = (lambda n: float(n.as_int())) if integer else (lambda n: n.as_number())
+    low, high = read(fields["min"]), read(fields["max"])
+    if not low < high:
+        fields["max"].fail(f"max {high:g} must be greater than min {low:g}")
+    return low, high
+
+
+def _page(node: Node, languages: tuple[str, ...]) -> Page:
+    fields = node.fields(("id", "title", "items"))
+    return Page(
+        id=fields["id"].ident(),
+        title=fields["title"].as_text(languages),
+        items=tuple(entry.ident() for entry in fields["items"].as_list(min_len=1)),
+    )
+
+
+def _unique(node: Node, values: tuple[Any, ...], attr: str, what: str) -> dict[str, Any]:
+    by_key: dict[str, Any] = {}
+    for index, value in enumerate(values):
+        key = getattr(value, attr)
+        if key in by_key:
+            node.at(index).child(attr).fail(f"duplicate {what} {key!r}")
+        by_key[key] = value
+    return by_key
+
+
+def _check_pages(node: Node, pages: tuple[Page, ...], items: tuple[Item, ...]) -> None:
+    known = {item.id for item in items}
+    placed: dict[str, str] = {}
+    for page_index, page in enumerate(pages):
+        for item_index, item_id in enumerate(page.items):
+            where = node.at(page_index).child("items").at(item_index)
+            if item_id not in known:
+                where.fail(f"unknown item {item_id!r}")
+            if item_id in placed:
+                where.fail(f"item {item_id!r} is already on page {placed[item_id]!r}")
+            placed[item_id] = page.id
+    for item in items:
+        if item.id not in placed:
+            node.fail(f"item {item.id!r} is on no page")
+
+
+def _scales(
+    node: Node, languages: tuple[str, ...], items: Mapping[str, Item]
+) -> tuple[Scale, ...]:
+    scales: dict[str, Scale] = {}
+    for entry in node.as_list(min_len=1):
+        scale = _scale(entry, languages, items, scales)
+        if scale.code in scales:
+            entry.child("code").fail(f"duplicate scale code {scale.code!r}")
+        scales[scale.code] = scale
+    return tuple(scales.values())
+
+
+def _scale(
+    node: Node, languages: tuple[str, ...], items: Mapping[str, Item],
+    earlier: Mapping[str, Scale],
+) -> Scale:
+    scale_type = _discriminator(node, "type", SCALE_TYPES)
+    required, optional = _SCALE_FIELDS[scale_type]
+    fields = node.fields(("code", "name", "type") + required, optional + _SCALE_COMMON)
+    scale: dict[str, Any] = {
+        "code": fields["code"].ident(_CODE),
+        "name": fields["name"].as_text(languages),
+        "type": scale_type,
+        "higher_is_better": (fields["higher_is_better"].as_bool() if "higher_is_better" in fields
+                             else HIGHER_IS_BETTER_BY_TYPE[scale_type]),
+    }
+    if scale_type == "summary":
+        direct = _components(fields["components"], earlier)
+        inverted = _components(fields["inverted_components"], earlier)
+        if set(direct) & set(inverted):
+            fields["inverted_components"].fail("a component cannot be both direct and inverted")
+        underlying: dict[str, None] = {}
+        for code in direct + inverted:
+            underlying.update(dict.fromkeys(earlier[code].items))
+        scale.update(items=tuple(underlying), components=direct, inverted_components=inverted)
+    else:
+        scale["items"] = _scale_items(fields["items"], items, scale_type)
+    if scale_type in EORTC_TYPES:
+        scale["formula"] = (fields["formula"].choice(FORMULAS) if "formula" in fields
+                            else _DEFAULT_FORMULA[scale_type])
+        scale["range"] = _eortc_range(fields["range"], scale["items"], items)
+    if scale_type == "index":
+        scale["value_set"] = fields["value_set"].ident(_CODE)
+    if "not_applicable_if" in fields:
+        scale["not_applicable_if"] = tuple(
+            _condition(entry, items) for entry in fields["not_applicable_if"].as_list(min_len=1))
+    return Scale(**scale)
+
+
+def _scale_items(node: Node, items: Mapping[str, Item], scale_type: str) -> tuple[str, ...]:
+    ids: list[str] = []
+    for entry in node.as_list(min_len=1):
+        item_id = entry.ident()
+        if item_id not in items:
+            entry.fail(f"unknown item {item_id!r}")
+        if item_id in ids:
+            entry.fail(f"item {item_id!r} listed twice")
+        kind = items[item_id].kind
+        if scale_type in EORTC_TYPES | {"index", "worst"} and kind != "choice":
+            entry.fail(f"{scale_type} scales need choice items, {item_id!r} is {kind}")
+        if scale_type == "vas" and kind != "vas":
+            entry.fail(f"vas scales need a vas item, {item_id!r} is {kind}")
+        ids.append(item_id)
+    if scale_type in ("vas", "item") and len(ids) != 1:
+        node.fail(f"{scale_type} scales take exactly one item")
+    return tuple(ids)
+
+
+def _eortc_range(node: Node, scale_items: tuple[str, ...], items: Mapping[str, Item]) -> float:
+    value = node.as_number()
+    for item_id in scale_items:
+        codes = items[item_id].codes
+        span = max(codes) - min(codes)
+        if span != value:
+            node.fail(f"{value:g} does not match the codes of {item_id!r} "
+                      f"({min(codes)}..{max(codes)}, range {span})")
+        if sorted(codes) != list(range(1, max(codes) + 1)):
+            node.fail(f"codes of {item_id!r} must be 1, 2, ... without gaps (EORTC coding)")
+    return value
+
+
+def _components(node: Node, earlier: Mapping[str, Scale]) -> tuple[str, ...]:
+    codes: list[str] = []
+    for entry in node.as_list():
+        code = entry.ident(_CODE)
+        scale = earlier.get(code)
+        if scale is None:
+            entry.fail(f"unknown scale {code!r} (components must be defined earlier)")
+        if scale.type not in EORTC_TYPES:
+            entry.fail(f"component {code!r} is not a 0-100 EORTC scale")
+        if code in codes:
+            entry.fail(f"component {code!r} listed twice")
+        codes.append(code)
+    return tuple(codes)
+
+
+def _condition(node: Node, items: Mapping[str, Item]) -> Condition:
+    fields = node.fields(("item", "in"))
+    item_id = fields["item"].ident()
+    if item_id not in items:
+        fields["item"].fail(f"unknown item {item_id!r}")
+    values: set[int] = set()
+    for entry in fields["in"].as_list(min_len=1):
+        code = entry.as_int()
+        if code not in items[item_id].codes:
+            entry.fail(f"{code} is not a code of {item_id!r}")
+        values.add(code)
+    return Condition(item=item_id, values=frozenset(values))
+
+
+# --------------------------------------------------------------------- value sets
+
+def load_value_set(path: str | Path) -> ValueSet:
+    """Read one value-set file and verify its published check values."""
+    path = Path(path)
+    file = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InstrumentFileError(file, "", f"cannot read: {exc.strerror}") from None
+    top = Node(file, "", read_yaml(text, file)).fields(
+        ("name", "instrument", "title", "source", "dimensions", "decrements"),
+        ("constant", "checks"),
+    )
+    dimensions = tuple(entry.ident() for entry in top["dimensions"].as_list(min_len=1))
+    if len(set(dimensions)) != len(dimensions):
+        top["dimensions"].fail("duplicate dimension")
+    decrements_node = top["decrements"]
+    decrements: dict[str, Mapping[int, float]] = {}
+    for dim, child in decrements_node.entries():
+        if dim not in dimensions:
+            decrements_node.with_key(dim).fail("not one of dimensions")
+        levels: dict[int, float] = {}
+        for level, weight in child.entries():
+            Node(file, weight.path, level).as_int()
+            levels[level] = weight.as_number()
+        decrements[dim] = MappingProxyType(levels)
+    for dim in dimensions:
+        if dim not in decrements:
+            decrements_node.with_key(dim).fail("missing decrements for dimension")
+    value_set = ValueSet(
+        name=top["name"].ident(_CODE),
+        instrument=top["instrument"].ident(),
+        title=top["title"].as_str(),
+        source=top["source"].as_str(),
+        dimensions=dimensions,
+        decrements=MappingProxyType(decrements),
+        constant=top["constant"].as_number() if "constant" in top else 0.0,
+    )
+    checks: dict[str, float] = {}
+    for profile, child in (top["checks"].entries() if "checks" in top else ()):
+        expected = child.as_number()
+        profile_node = Node(file, child.path, profile)
+        levels_ = _profile(profile_node, value_set)
+        got = value_set.index(levels_)
+        if round(got, 3) != round(expected, 3):
+            child.fail(f"value set gives {got:.3f}, expected {expected:.3f}")
+        checks[str(profile)] = expected
+    return replace(value_set, checks=MappingProxyType(checks))
+
+
+def _profile(node: Node, value_set: ValueSet) -> dict[str, int]:
+    profile = str(node.value)
+    if len(profile) != len(value_set.dimensions) or not profile.isdigit():
+        node.fail(f"profile {profile!r} must have one digit per dimension")
+    levels = {dim: int(ch) for dim, ch in zip(value_set.dimensions, profile)}
+    for dim, level in levels.items():
+        if level not in value_set.decrements[dim]:
+            node.fail(f"level {level} has no decrement for {dim!r}")
+    return levels
+
+
+# --------------------------------------------------------------------- registry
+
+@dataclass(frozen=True)
+class Registry:
+    """All instruments (by id) and value sets (by name) of one directory."""
+
+    instruments: Mapping[str, Instrument]
+    value_sets: Mapping[str, ValueSet]
+    directory: str = ""
+
+    def get(self, instrument_id: str) -> Instrument:
+        """The instrument with this id; ``ValueError`` naming an unknown id."""
+        try:
+            return self.instruments[instrument_id]
+        except KeyError:
+            raise ValueError(
+                f"unknown instrument {instrument_id!r} "
+                f"(known: {', '.join(sorted(self.instruments))})") from None
+
+    def value_set(self, name: str) -> ValueSet:
+        """The value set with this name; ``ValueError`` naming an unknown one."""
+        try:
+            return self.value_sets[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown value set {name!r} "
+                f"(known: {', '.join(sorted(self.value_sets))})") from None
+
+    def __contains__(self, instrument_id: object) -> bool:
+        return instrument_id in self.instruments
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.instruments)
+
+    def __len__(self) -> int:
+        return len(self.instruments)
+
+
+def instrument_files(directory: str | Path) -> list[Path]:
+    """Instrument files of a directory (``*.yaml``, not examples, not sub-folders)."""
+    return sorted(
+        path for path in Path(directory).glob("*.yaml")
+        if not path.name.endswith(EXAMPLE_SUFFIX)
+    )
+
+
+def load_registry(directory: str | Path) -> Registry:
+    """Load every instrument of ``directory`` and its ``value_sets/`` sub-folder."""
+    directory = Path(directory)
+    instruments: dict[str, Instrument] = {}
+    for path in instrument_files(directory):
+        instrument = load_instrument(path)
+        if instrument.id in instruments:
+            raise InstrumentFileError(path.name, "id", f"duplicate instrument id {instrument.id!r}")
+        instruments[instrument.id] = instrument
+    value_sets: dict[str, ValueSet] = {}
+    for path in sorted((directory / VALUE_SET_SUBDIR).glob("*.yaml")):
+        value_set = load_value_set(path)
+        if value_set.name in value_sets:
+            raise InstrumentFileError(path.name, "name", f"duplicate value set {value_set.name!r}")
+        _check_value_set(path.name, value_set, instruments)
+        value_sets[value_set.name] = value_set
+    for instrument in instruments.values():
+        for index, scale in enumerate(instrument.scales):
+            if scale.value_set is not None:
+                vs = value_sets.get(scale.value_set)
+                if vs is None or vs.instrument != instrument.id:
+                    raise InstrumentFileError(
+                        instrument.source_file, f"scales[{index}].value_set",
+                        f"no value set {scale.value_set!r} for {instrument.id!r}")
+                if vs.dimensions != scale.items:
+                    raise InstrumentFileError(
+                        instrument.source_file, f"scales[{index}].items",
+                        f"do not match the dimensions of value set {vs.name!r}")
+    return Registry(MappingProxyType(instruments), MappingProxyType(value_sets), str(directory))
+
+
+def _check_value_set(file: str, value_set: ValueSet, instruments: Mapping[str, Instrument]) -> None:
+    instrument = instruments.get(value_set.instrument)
+    if instrument is None:
+        raise InstrumentFileError(file, "instrument", f"unknown instrument {value_set.instrument!r}")
+    for dim in value_set.dimensions:
+        if not instrument.has_item(dim):
+            raise InstrumentFileError(file, "dimensions", f"{dim!r} is not an item of "
+                                      f"{instrument.id!r}")
+        codes = set(instrument.item(dim).codes)
+        if set(value_set.decrements[dim]) != codes:
+            raise InstrumentFileError(file, f"decrements.{dim}",
+                                      f"levels must be exactly the item codes {sorted(codes)}")
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_registry(directory: str) -> Registry:
+    return load_registry(directory)
+
+
+def get_registry(directory: str | Path | None = None) -> Registry:
+    """The registry of ``directory`` (default ``<repo>/questionnaires``), loaded once.
+
+    Files are read on the first call per directory only; restart the process
+    (or call ``clear_registry_cache()``) to pick up edited files.
+    """
+    if directory is None:
+        return _default_registry()
+    return _cached_registry(str(Path(directory).resolve()))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_registry() -> Registry:
+    return _cached_registry(str(DEFAULT_DIRECTORY))
+
+
+def clear_registry_cache() -> None:
+    """Forget loaded registries (tests, or after editing questionnaire files)."""
+    _default_registry.cache_clear()
+    _cached_registry.cache_clear()

@@ -1,0 +1,399 @@
+"""Licensed-wording overlays and the localized view used to render a form.
+
+A site licensed to use the official wording of an instrument (EORTC, EuroQol)
+loads it per language as an *overlay*: a YAML or JSON file giving the text of
+every item, every option label, the title and the instructions. The overlay
+replaces the shipped descriptive labels wholesale; it is validated against the
+instrument so a form is never rendered half official, half paraphrased.
+
+API for importers (e.g. a CLI that stores overlays in the database)::
+
+    overlay = parse_overlay(Path("c30-zh.yaml"))   # read + validate, or raise
+    overlay.instrument, overlay.language, overlay.wording_version, overlay.source
+    text = overlay_text(overlay)                   # canonical YAML to store
+    parse_overlay(text)                            # round-trips when reloaded
+
+File format (see ``questionnaires/wording-overlay.example.yaml``)::
+
+    instrument: eortc_qlq_c30        # instrument id
+    instrument_version: "3.0"        # must equal the registered version
+    language: zh_Hans                # locale it is for
+    wording_version: "licensed-zh_Hans-2024"   # recorded with every response
+    source: "EORTC licence #..."
+    title: ...
+    instructions: ...
+    items: {q1: ..., q2: ...}        # every item
+    options:                         # every option of every choice item, either
+      eortc4: {1: ..., 2: ...}       #   per option set (as named in the instrument)
+      q29: {1: ..., 7: ...}          #   or per item (takes precedence)
+    anchors: {vas: {min: ..., max: ...}}   # every vas item
+    pages: {p1: ...}                 # optional while the instrument ships this
+                                     # language (shipped page titles are kept)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+import yaml
+
+from qol_app.instruments.loader import Node, Registry, get_registry, read_yaml
+from qol_app.instruments.schema import (
+    Instrument,
+    InstrumentFileError,
+    Item,
+    MissingLanguageError,
+)
+
+
+class WordingOverlayError(InstrumentFileError):
+    """An overlay file is malformed or does not match its instrument."""
+
+
+_REQUIRED = ("instrument", "instrument_version", "language", "wording_version",
+             "source", "title", "instructions", "items")
+_OPTIONAL = ("options", "anchors", "pages")
+
+
+@dataclass(frozen=True)
+class WordingOverlay:
+    """Licensed wording of one instrument version in one language."""
+
+    instrument: str
+    instrument_version: str
+    language: str
+    wording_version: str
+    source: str
+    title: str
+    instructions: str
+    items: Mapping[str, str]
+    options: Mapping[str, Mapping[int, str]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    anchors: Mapping[str, tuple[str, str]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    pages: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    file: str = "<text>"
+
+    def option_labels(self, item: Item) -> Mapping[int, str] | None:
+        """Labels for ``item``: its own entry, else its option set's, else None."""
+        if item.id in self.options:
+            return self.options[item.id]
+        if item.option_set is not None:
+            return self.options.get(item.option_set)
+        return None
+
+
+def read_overlay(source: str | Path, *, name: str | None = None) -> WordingOverlay:
+    """Parse an overlay's structure only (not checked against the instrument).
+
+    ``source`` is a ``Path`` to a YAML/JSON file, or the file's text as ``str``
+    (``name`` then labels error messages).
+    """
+    if isinstance(source, Path):
+        file = name or source.name
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise WordingOverlayError(file, "", f"cannot read: {exc.strerror}") from None
+    else:
+        if "\n" not in source and source.strip().endswith((".yaml", ".yml", ".json")):
+            raise WordingOverlayError(source, "", "looks like a file name: pass a pathlib.Path "
+                                      "to read a file (a str is parsed as the overlay's text)")
+        file, text = name or "<text>", source
+    try:
+        return _read(Node(file, "", read_yaml(text, file)))
+    except WordingOverlayError:
+        raise
+    except InstrumentFileError as exc:
+        raise WordingOverlayError(exc.file, exc.path, exc.problem) from None
+
+
+def _read(root: Node) -> WordingOverlay:
+    top = root.fields(_REQUIRED, _OPTIONAL)
+    options: dict[str, Mapping[int, str]] = {}
+    for key, child in top["options"].entries() if "options" in top else ():
+        labels: dict[int, str] = {}
+        for code, label in child.entries():
+            labels[_code(Node(root.file, label.path, code))] = label.as_str()
+        options[str(key)] = MappingProxyType(labels)
+    anchors: dict[str, tuple[str, str]] = {}
+    for key, child in top["anchors"].entries() if "anchors" in top else ():
+        ends = child.fields(("min", "max"))
+        anchors[str(key)] = (ends["min"].as_str(), ends["max"].as_str())
+    return WordingOverlay(
+        instrument=top["instrument"].ident(),
+        instrument_version=top["instrument_version"].as_str(),
+        language=top["language"].as_str(),
+        wording_version=top["wording_version"].as_str(),
+        source=top["source"].as_str(),
+        title=top["title"].as_str(),
+        instructions=top["instructions"].as_str(),
+        items=_strings(top["items"]),
+        options=MappingProxyType(options),
+        anchors=MappingProxyType(anchors),
+        pages=_strings(top["pages"]) if "pages" in top else MappingProxyType({}),
+        file=root.file,
+    )
+
+
+def _code(node: Node) -> int:
+    """Option code as an int; JSON keys arrive as digit strings."""
+    if isinstance(node.value, str) and node.value.lstrip("-").isdigit():
+        return int(node.value)
+    return node.as_int()
+
+
+def _strings(node: Node) -> Mapping[str, str]:
+    return MappingProxyType({str(key): child.as_str() for key, child in node.entries()})
+
+
+def validate_overlay(overlay: WordingOverlay, instrument: Instrument) -> None:
+    """Check the overlay covers exactly this instrument; raise ``WordingOverlayError``.
+
+    Every item needs a text, every option of every choice item a label (per
+    item or per option set), every vas item both anchors; unknown item ids,
+    option sets, codes and pages are errors.
+    """
+    def fail(path: str, problem: str) -> NoReturn:
+        raise WordingOverlayError(overlay.file, path, problem)
+
+    if overlay.instrument != instrument.id:
+        fail("instrument", f"overlay is for {overlay.instrument!r}, not {instrument.id!r}")
+    if overlay.instrument_version != instrument.version:
+        fail("instrument_version", f"{overlay.instrument_version!r} does not match "
+             f"{instrument.id} version {instrument.version!r}")
+    for item_id in overlay.items:
+        if not instrument.has_item(item_id):
+            fail(f"items.{item_id}", f"unknown item id {item_id!r}")
+    for item in instrument.items:
+        if item.id not in overlay.items:
+            fail(f"items.{item.id}", f"missing text for item {item.id!r}")
+    sets = set(instrument.option_sets)
+    for key, labels in overlay.options.items():
+        if key in sets:
+            codes = {option.code for option in instrument.option_sets[key]}
+        elif instrument.has_item(key) and instrument.item(key).kind == "choice":
+            codes = set(instrument.item(key).codes)
+        else:
+            fail(f"options.{key}", f"{key!r} is neither a choice item nor an option set")
+        for code in labels:
+            if code not in codes:
+                fail(f"options.{key}.{code}", f"{code} is not a code of {key!r}")
+        for code in sorted(codes - set(labels)):
+            fail(f"options.{key}.{code}", "missing label")
+    for item in instrument.items:
+        if item.kind == "choice" and overlay.option_labels(item) is None:
+            fail(f"options.{item.id}", f"missing labels for item {item.id!r}")
+    for item_id in overlay.anchors:
+        if not instrument.has_item(item_id) or instrument.item(item_id).kind != "vas":
+            fail(f"anchors.{item_id}", f"{item_id!r} is not a vas item")
+    for item in instrument.items:
+        if item.kind == "vas" and item.id not in overlay.anchors:
+            fail(f"anchors.{item.id}", f"missing anchors for item {item.id!r}")
+    page_ids = {page.id for page in instrument.pages}
+    for page_id in overlay.pages:
+        if page_id not in page_ids:
+            fail(f"pages.{page_id}", f"unknown page {page_id!r}")
+    if overlay.language not in instrument.languages:
+        for page in instrument.pages:
+            if page.id not in overlay.pages:
+                fail(f"pages.{page.id}", f"missing title: {instrument.id} ships no "
+                     f"{overlay.language!r} page titles")
+
+
+def parse_overlay(
+    source: str | Path,
+    *,
+    instrument: Instrument | None = None,
+    registry: Registry | None = None,
+    name: str | None = None,
+) -> WordingOverlay:
+    """Read an overlay and validate it against its instrument.
+
+    The instrument is ``instrument`` if given, else the one the overlay names
+    in ``registry`` (default: the shipped questionnaires). Raises
+    ``WordingOverlayError`` naming the file and field.
+    """
+    overlay = read_overlay(source, name=name)
+    if instrument is None:
+        try:
+            instrument = (registry or get_registry()).get(overlay.instrument)
+        except ValueError as exc:
+            raise WordingOverlayError(overlay.file, "instrument", str(exc)) from None
+    validate_overlay(overlay, instrument)
+    return overlay
+
+
+def overlay_text(overlay: WordingOverlay) -> str:
+    """Canonical YAML of an overlay (for storage); ``parse_overlay`` reads it back."""
+    data: dict[str, Any] = {
+        "instrument": overlay.instrument,
+        "instrument_version": overlay.instrument_version,
+        "language": overlay.language,
+        "wording_version": overlay.wording_version,
+        "source": overlay.source,
+        "title": overlay.title,
+        "instructions": overlay.instructions,
+        "items": dict(overlay.items),
+        "options": {key: dict(labels) for key, labels in overlay.options.items()},
+        "anchors": {key: {"min": lo, "max": hi} for key, (lo, hi) in overlay.anchors.items()},
+        "pages": dict(overlay.pages),
+    }
+    return yaml.safe_dump(
+        {key: value for key, value in data.items() if value != {}},
+        allow_unicode=True, sort_keys=False)
+
+
+# --------------------------------------------------------------------- localized view
+
+@dataclass(frozen=True)
+class LocalizedOption:
+    code: int
+    label: str
+
+
+@dataclass(frozen=True)
+class LocalizedItem:
+    """An item with its text in one locale; structure stays on ``item``."""
+
+    item: Item
+    text: str
+    options: tuple[LocalizedOption, ...] = ()
+    anchors: tuple[str, str] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.item.id
+
+    @property
+    def kind(self) -> str:
+        return self.item.kind
+
+
+@dataclass(frozen=True)
+class LocalizedPage:
+    id: str
+    title: str
+    items: tuple[LocalizedItem, ...]
+
+
+@dataclass(frozen=True)
+class LocalizedInstrument:
+    """Everything needed to render an instrument in one locale.
+
+    ``wording_version`` is stored with each response so the exact texts shown
+    are known: ``own-descriptive:<version>`` / ``original:<version>`` for the
+    shipped texts, the overlay's own label otherwise.
+    """
+
+    instrument_id: str
+    instrument_version: str
+    locale: str
+    title: str
+    instructions: str
+    wording_version: str
+    licensed: bool
+    source: str | None
+    pages: tuple[LocalizedPage, ...]
+
+    @property
+    def items(self) -> tuple[LocalizedItem, ...]:
+        """All items in page order."""
+        return tuple(item for page in self.pages for item in page.items)
+
+    def item(self, item_id: str) -> LocalizedItem:
+        for item in self.items:
+            if item.id == item_id:
+                return item
+        raise ValueError(f"{self.instrument_id}: unknown item id {item_id!r}")
+
+    def page(self, page_id: str) -> LocalizedPage:
+        for page in self.pages:
+            if page.id == page_id:
+                return page
+        raise ValueError(f"{self.instrument_id}: unknown page {page_id!r}")
+
+    def option_label(self, item_id: str, code: int) -> str:
+        for option in self.item(item_id).options:
+            if option.code == code:
+                return option.label
+        raise ValueError(f"{self.instrument_id}: {code!r} is not a code of {item_id!r}")
+
+
+def localize(
+    instrument: Instrument, locale: str, overlay: WordingOverlay | None = None
+) -> LocalizedInstrument:
+    """Build the localized view (``Instrument.localized`` delegates here)."""
+    if overlay is None:
+        if locale not in instrument.languages:
+            raise MissingLanguageError(
+                f"{instrument.id} has no texts in {locale!r} "
+                f"(available: {', '.join(instrument.languages)})")
+        return _shipped(instrument, locale)
+    if overlay.language != locale:
+        raise MissingLanguageError(
+            f"overlay {overlay.wording_version!r} is for {overlay.language!r}, not {locale!r}")
+    validate_overlay(overlay, instrument)
+    return _overlaid(instrument, locale, overlay)
+
+
+def _shipped(instrument: Instrument, locale: str) -> LocalizedInstrument:
+    def item_view(item: Item) -> LocalizedItem:
+        return LocalizedItem(
+            item=item,
+            text=item.text[locale],
+            options=tuple(LocalizedOption(o.code, o.label[locale]) for o in item.options),
+            anchors=(item.anchors[0][locale], item.anchors[1][locale]) if item.anchors else None,
+        )
+
+    return LocalizedInstrument(
+        instrument_id=instrument.id,
+        instrument_version=instrument.version,
+        locale=locale,
+        title=instrument.name[locale],
+        instructions=instrument.instructions[locale],
+        wording_version=instrument.wording_version,
+        licensed=False,
+        source=None,
+        pages=tuple(
+            LocalizedPage(page.id, page.title[locale],
+                          tuple(item_view(instrument.item(i)) for i in page.items))
+            for page in instrument.pages),
+    )
+
+
+def _overlaid(
+    instrument: Instrument, locale: str, overlay: WordingOverlay
+) -> LocalizedInstrument:
+    def item_view(item: Item) -> LocalizedItem:
+        labels = overlay.option_labels(item) or {}
+        return LocalizedItem(
+            item=item,
+            text=overlay.items[item.id],
+            options=tuple(LocalizedOption(o.code, labels[o.code]) for o in item.options),
+            anchors=overlay.anchors.get(item.id),
+        )
+
+    def page_title(page_id: str) -> str:
+        # Page titles are the app's grouping, not instrument wording: the
+        # shipped title in the same language is kept unless the overlay has one.
+        return overlay.pages.get(page_id) or instrument.page(page_id).title[locale]
+
+    return LocalizedInstrument(
+        instrument_id=instrument.id,
+        instrument_version=instrument.version,
+        locale=locale,
+        title=overlay.title,
+        instructions=overlay.instructions,
+        wording_version=overlay.wording_version,
+        licensed=True,
+        source=overlay.source,
+        pages=tuple(
+            LocalizedPage(page.id, page_title(page.id),
+                          tuple(item_view(instrument.item(i)) for i in page.items))
+            for page in instrument.pages),
+    )
