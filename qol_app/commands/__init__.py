@@ -4,5 +4,6 @@ from __future__ import annotations
 import click
 
 from qol_app.commands.instruments import instruments_group
+from qol_app.commands.scoring import rescore
 
-COMMANDS: list[click.Command] = [instruments_group]
+COMMANDS: list[click.Command] = [instruments_group, rescore]
