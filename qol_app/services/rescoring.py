@@ -11,7 +11,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from qol_app.instruments import Instrument, get_registry
@@ -74,11 +74,11 @@ def rescore_all(session: Session, actor: Actor, now: dt.datetime, *, batch: int 
             select(Score.response_id, Score.scale, Score.value, Score.n_items).where(Score.response_id.between(lo, hi))
         ):
             stored[rid][scale] = (value, n_items)
-        for row in responses:
-            _rescore_one(session, actor, row, answers.get(row.id, {}), stored.get(row.id, {}), result, now)
+        changes = [c for row in responses
+                   if (c := _rescore_one(row, answers.get(row.id, {}), stored.get(row.id, {}), result)) is not None]
+        _write(session, actor, changes, now)
         result.forms += len(responses)
         last_id = hi
-        session.flush()
         if progress is not None:
             progress(result.forms)
     audit.record(session, actor, "rescore", entity_type="scores", new=dataclasses.asdict(result)
@@ -86,36 +86,62 @@ def rescore_all(session: Session, actor: Actor, now: dt.datetime, *, batch: int 
     return result
 
 
-def _rescore_one(session: Session, actor: Actor, row, answers, stored, result: RescoreResult,
-                 now: dt.datetime) -> None:
+@dataclasses.dataclass
+class _Change:
+    response_id: int
+    patient_id: int
+    old: dict
+    new: dict
+    scores: list[dict]
+    error: str | None
+    clear_error: bool
+
+
+def _rescore_one(row, answers, stored, result: RescoreResult) -> _Change | None:
+    """Compare fresh scores with the stored ones; None when nothing differs."""
     try:
         detail = score_detail(row.instrument_id, answers, version=row.instrument_version)
     except Exception as exc:  # noqa: BLE001 - same rule as on submission: never lose the form
-        error = f"{type(exc).__name__}: {exc}"[:255]
-        if row.scoring_error != error:
-            session.execute(update(Response).where(Response.id == row.id).values(scoring_error=error))
-            audit.record(session, actor, "rescore_failed", entity_type="responses", entity_id=row.id,
-                         patient_id=row.patient_id, new={"scoring_error": error}, now=now)
-            result.changed_forms += 1
         result.failed_forms += 1
-        return
+        error = f"{type(exc).__name__}: {exc}"[:255]
+        if row.scoring_error == error:
+            return None
+        result.changed_forms += 1
+        return _Change(row.id, row.patient_id, {"scoring_error": row.scoring_error}, {"scoring_error": error},
+                       [], error, False)
     fresh = {code: (value, detail.n_answered.get(code)) for code, value in detail.scores.items()}
-    changed = {code for code in fresh.keys() | stored.keys()
-               if code not in fresh or code not in stored or not _same(fresh[code][0], stored[code][0])
-               or fresh[code][1] != stored[code][1]}
+    changed = sorted(code for code in fresh.keys() | stored.keys()
+                     if code not in fresh or code not in stored or not _same(fresh[code][0], stored[code][0])
+                     or fresh[code][1] != stored[code][1])
     if not changed and row.scoring_error is None:
-        return
-    old = {code: stored.get(code, (None, None))[0] for code in sorted(changed)}
-    new = {code: fresh.get(code, (None, None))[0] for code in sorted(changed)}
-    if changed:
-        session.execute(delete(Score).where(Score.response_id == row.id, Score.scale.in_(changed)))
-        session.add_all(Score(response_id=row.id, scale=code, value=fresh[code][0], n_items=fresh[code][1],
-                              scoring_version=detail.scoring_version, computed_at=now)
-                        for code in changed if code in fresh)
-    if row.scoring_error is not None:
-        session.execute(update(Response).where(Response.id == row.id).values(scoring_error=None))
-    audit.record(session, actor, "rescore_response", entity_type="responses", entity_id=row.id,
-                 patient_id=row.patient_id, old={"scores": old, "scoring_error": row.scoring_error},
-                 new={"scores": new, "scoring_version": detail.scoring_version}, now=now)
+        return None
     result.changed_forms += 1
     result.changed_scores += len(changed)
+    return _Change(
+        row.id, row.patient_id,
+        {"scores": {c: stored.get(c, (None, None))[0] for c in changed}, "scoring_error": row.scoring_error},
+        {"scores": {c: fresh.get(c, (None, None))[0] for c in changed}, "scoring_version": detail.scoring_version},
+        [{"response_id": row.id, "scale": code, "value": value, "n_items": n_items,
+          "scoring_version": detail.scoring_version} for code, (value, n_items) in fresh.items()],
+        None, row.scoring_error is not None,
+    )
+
+
+def _write(session: Session, actor: Actor, changes: list[_Change], now: dt.datetime) -> None:
+    """Apply one batch's changes with a few bulk statements and one audit event listing every form."""
+    if not changes:
+        return
+    # A changed form gets its whole set of scores replaced, so stored rows always equal one scoring run.
+    rewritten = [c.response_id for c in changes if c.error is None]
+    conn = session.connection()
+    for start in range(0, len(rewritten), 500):
+        conn.execute(delete(Score.__table__).where(Score.__table__.c.response_id.in_(rewritten[start:start + 500])))
+    rows = [r | {"computed_at": now} for c in changes for r in c.scores]
+    if rows:
+        conn.execute(insert(Score.__table__), rows)
+    for c in changes:
+        if c.error is not None or c.clear_error:
+            session.execute(update(Response).where(Response.id == c.response_id).values(scoring_error=c.error))
+    audit.record(session, actor, "rescore_batch", entity_type="responses",
+                 new={"forms": {str(c.response_id): {"patient_id": c.patient_id, "old": c.old, "new": c.new}
+                                for c in changes}}, now=now)

@@ -49,10 +49,11 @@ def test_rescore_fills_fixes_and_is_idempotent(app, factory, session, now):
     second = runner.invoke(args=["rescore"])
     assert "1 changed (1 scores)" in second.output
     assert _stored(session, response)["PF2"] == score("eortc_qlq_c30", C30)["PF2"]
-    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "rescore_response")
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "rescore_batch")
                             .order_by(AuditEvent.id.desc())).first()
-    assert event.old["scores"] == {"PF2": 0.0}
-    assert event.new["scoring_version"] == SCORING_VERSION
+    form = next(iter(event.new["forms"].values()))
+    assert form["old"]["scores"] == {"PF2": 0.0}
+    assert form["new"]["scoring_version"] == SCORING_VERSION
 
     third = runner.invoke(args=["rescore"])
     assert "0 changed" in third.output
