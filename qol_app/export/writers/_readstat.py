@@ -1,0 +1,166 @@
+"""Shared plumbing for the SAS/Stata/SPSS writers, which all go through pyreadstat (ReadStat).
+
+Memory: pyreadstat writes from a complete DataFrame and ReadStat needs the row count before the
+first row, so these formats materialise the dataset (about 100-200 bytes per cell). Use csv or
+parquet for unbounded exports; the trial's long file (~10^5 rows) is far below any concern.
+
+Dates and datetimes are converted here to each package's own numbers (days or seconds since its
+epoch) with an explicit display format, rather than through pyreadstat's datetime inference,
+which breaks on all-missing columns and Arrow-backed dtypes.
+
+Reproducible bytes: ReadStat stamps the current local time into each file header (XPT: four
+fields, SAV: creation date and time, DTA: <timestamp>). `pin_header_time` overwrites them with
+the as-of time in UTC after writing, checking the expected layout first so a library change
+fails loudly instead of corrupting a file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from qol_app.export.dataset import Column, Dataset, checked_rows
+from qol_app.export.writers.base import naive_utc
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Target = Literal["xpt", "dta", "sav"]
+
+_EPOCH = {"xpt": date(1960, 1, 1), "dta": date(1960, 1, 1), "sav": date(1582, 10, 14)}
+_DATE_FORMAT = {"xpt": "DATE9", "dta": "%td", "sav": "DATE11"}
+_DATETIME_FORMAT = {"xpt": "DATETIME20", "dta": "%tc", "sav": "DATETIME20"}
+_STATA_LONG = (-2_147_483_647, 2_147_483_620)  # Stata reserves the top of int32 for missing codes
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass
+class Frame:
+    """A DataFrame ready for pyreadstat plus the per-variable metadata it needs."""
+
+    data: pd.DataFrame
+    labels: dict[str, str | None]
+    formats: dict[str, str] = field(default_factory=dict)
+    max_string_bytes: int = 0
+
+
+def _date_number(target: Target) -> Callable[[date], float]:
+    epoch = _EPOCH[target]
+    scale = 86400.0 if target == "sav" else 1.0  # SPSS counts seconds, SAS/Stata days
+    return lambda d: (d - epoch).days * scale
+
+
+def _datetime_number(target: Target) -> Callable[[datetime], float]:
+    epoch = datetime.combine(_EPOCH[target], datetime.min.time())
+    scale = 1000.0 if target == "dta" else 1.0  # Stata %tc counts milliseconds
+
+    def convert(moment: datetime) -> float:
+        delta: timedelta = naive_utc(moment) - epoch
+        return (delta.days * 86400 + delta.seconds + delta.microseconds / 1e6) * scale
+
+    return convert
+
+
+def build_frame(dataset: Dataset, target: Target, locale: str) -> Frame:
+    """Materialise `dataset` as a typed DataFrame for `target`, with labels in `locale`."""
+    import pandas as pd
+
+    columns: list[list[Any]] = [[] for _ in dataset.columns]
+    appenders = [c.append for c in columns]
+    for row in checked_rows(dataset):
+        for append, value in zip(appenders, row):
+            append(value)
+
+    frame = Frame(data=pd.DataFrame(), labels={})
+    series: dict[str, Any] = {}
+    for column, values in zip(dataset.columns, columns):
+        name = column.name
+        frame.labels[name] = column.label_for(locale)
+        series[name] = _series(column, values, target, frame)
+    frame.data = pd.DataFrame(series)
+    return frame
+
+
+def _series(column: Column, values: list[Any], target: Target, frame: Frame) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    name, kind = column.name, column.type
+    if kind == "string":
+        frame.max_string_bytes = max([frame.max_string_bytes, *(len(v.encode()) for v in values if v)])
+        return pd.array(values, dtype="string")
+    if kind in ("integer", "boolean"):
+        numbers = [None if v is None else int(v) for v in values]
+        low, high = _STATA_LONG
+        if all(v is None or low <= v <= high for v in numbers):
+            return pd.array(numbers, dtype="Int32")
+        return np.array([np.nan if v is None else float(v) for v in numbers], dtype="float64")
+    if kind == "float":
+        return np.array([np.nan if v is None else v for v in values], dtype="float64")
+    convert = _date_number(target) if kind == "date" else _datetime_number(target)
+    frame.formats[name] = (_DATE_FORMAT if kind == "date" else _DATETIME_FORMAT)[target]
+    return np.array([np.nan if v is None else convert(v) for v in values], dtype="float64")
+
+
+def value_labels(dataset: Dataset, locale: str, *, strings: bool) -> dict[str, dict[Any, str]]:
+    """pyreadstat's variable_value_labels; string codes only when the format supports them.
+
+    (pyreadstat's annotation says numeric keys only, but it writes string-keyed sets to SPSS.)
+    """
+    result: dict[str, dict[Any, str]] = {}
+    for column in dataset.columns:
+        codes = column.codes_for(locale)
+        if codes and (strings or column.type != "string"):
+            result[column.name] = codes
+    return result
+
+
+def fit_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes without splitting a character."""
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
+# --- header timestamps ---------------------------------------------------------------------
+
+
+def _stamps(moment: datetime) -> dict[Target, bytes]:
+    m = naive_utc(moment)
+    mon = _MONTHS[m.month - 1]
+    return {
+        "xpt": f"{m.day:02d}{mon.upper()}{m.year % 100:02d}:{m:%H:%M:%S}".encode("ascii"),
+        "sav": f"{m.day:02d} {mon} {m.year % 100:02d}{m:%H:%M:%S}".encode("ascii"),
+        "dta": f"{m.day:02d} {mon} {m.year:04d} {m:%H:%M}".encode("ascii"),
+    }
+
+
+_XPT_STAMP = re.compile(rb"\d\d[A-Z]{3}\d\d:\d\d:\d\d:\d\d")
+_SAV_STAMP = re.compile(rb"\d\d [A-Z][a-z]{2} \d\d\d\d:\d\d:\d\d")
+_DTA_STAMP = re.compile(rb"<timestamp>\x11(\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d)</timestamp>")
+_SAV_STAMP_AT = 92  # after "$FL2", product name, layout, case size, compression, weight, ncases, bias
+
+
+def pin_header_time(path: Path, target: Target, as_of: datetime) -> None:
+    """Overwrite the creation/modification times ReadStat wrote into `path` with `as_of` (UTC)."""
+    stamp = _stamps(as_of)[target]
+    with path.open("r+b") as handle:
+        head = handle.read(1024)
+        if target == "xpt":
+            spots = [m.start() for m in _XPT_STAMP.finditer(head[:560])]
+            if len(spots) != 4:
+                raise RuntimeError(f"unexpected XPT header layout in {path.name}")
+        elif target == "sav":
+            if not _SAV_STAMP.fullmatch(head[_SAV_STAMP_AT:_SAV_STAMP_AT + 17]):
+                raise RuntimeError(f"unexpected SAV header layout in {path.name}")
+            spots = [_SAV_STAMP_AT]
+        else:
+            found = _DTA_STAMP.search(head)
+            if found is None:
+                raise RuntimeError(f"unexpected DTA header layout in {path.name}")
+            spots = [found.start(1)]
+        for offset in spots:
+            handle.seek(offset)
+            handle.write(stamp)

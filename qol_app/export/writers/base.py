@@ -1,0 +1,54 @@
+"""What every format writer shares: the Writer record and the options passed to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from qol_app.export.dataset import LOCALES, Dataset, Locale
+
+DEFAULT_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
+"""Stamped into file metadata when the caller gives no as-of time, so output stays reproducible."""
+
+ROW_BATCH = 50_000
+"""Rows held in memory at once by the streaming writers (one Parquet row group)."""
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """Per-export settings: label language and the as-of time stamped into file metadata."""
+
+    locale: Locale = "en"
+    as_of: datetime = DEFAULT_AS_OF
+
+    def __post_init__(self) -> None:
+        if self.locale not in LOCALES:
+            raise ValueError(f"locale {self.locale!r} not one of {LOCALES}")
+        if self.as_of.utcoffset() is None:
+            raise ValueError("as_of must be timezone-aware")
+        object.__setattr__(self, "as_of", self.as_of.astimezone(UTC))
+
+
+WriteFn = Callable[[Dataset, Path, WriteOptions], None]
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A file format: its id, file extension, whether memory stays bounded, and the write function."""
+
+    format_id: str
+    extension: str
+    streams: bool
+    write: WriteFn
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """UTC wall time without tzinfo, for formats that cannot store an offset (labels say UTC)."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a 'Z' suffix, e.g. 2026-03-01T08:15:00Z."""
+    return naive_utc(moment).isoformat() + "Z"

@@ -1,0 +1,45 @@
+"""CSV (RFC 4180): UTF-8 without BOM, CRLF, header of column names, streamed row by row.
+
+No byte-order mark: R (readr), pandas, Stata's `import delimited`, SAS and SPSS read plain UTF-8,
+while a BOM sticks to the first column name in several of them. Excel users get the xlsx export,
+which also keeps Chinese text and guards against formula injection.
+
+Cells: None -> empty; dates ISO 8601 (2026-03-01); datetimes ISO 8601 UTC with 'Z';
+floats in shortest round-trip form (full precision); booleans 1/0 as in Stata/SPSS/SAS.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qol_app.export.dataset import Column, Dataset, checked_rows
+from qol_app.export.writers.base import WriteOptions, Writer, utc_iso
+
+
+def _encoder(column: Column) -> Callable[[Any], str]:
+    kind = column.type
+    if kind == "string":
+        return lambda v: "" if v is None else v
+    if kind in ("integer", "float"):
+        return lambda v: "" if v is None else repr(v)
+    if kind == "date":
+        return lambda v: "" if v is None else v.isoformat()
+    if kind == "datetime":
+        return lambda v: "" if v is None else utc_iso(v)
+    return lambda v: "" if v is None else ("1" if v else "0")
+
+
+def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
+    """Stream `dataset` to `path`; memory does not depend on the number of rows."""
+    encoders = [_encoder(c) for c in dataset.columns]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        out = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+        out.writerow(dataset.names)
+        for row in checked_rows(dataset):
+            out.writerow([encode(value) for encode, value in zip(encoders, row)])
+
+
+WRITER = Writer(format_id="csv", extension="csv", streams=True, write=write)
