@@ -61,6 +61,7 @@ class DemoPatient:
     pin: str | None
     arm: str
     language: str
+    due_now: int = 0
 
 
 @dataclasses.dataclass
@@ -143,3 +144,150 @@ def ensure_patients(session: Session, sites: dict[str, Site], cohort: list[dict]
                 on_patient(enrolled.patient, spec)
         shown.append(DemoPatient(spec["study_id"], token, pin, spec["arm"], spec["language"]))
     return shown
+
+
+# ---------------------------------------------------------------- history: events and forms
+
+def record_history(session: Session, patient: Patient, spec: dict, today: dt.date, now: dt.datetime) -> None:
+    """Treatment events on their actual dates (with the usual delays), then death or withdrawal."""
+    from qol_app.services.treatment_events import record_event, set_patient_status
+
+    rng = random.Random(spec["rng_seed"])
+    end = spec["status"][1] if spec["status"] else today
+    start = patient.randomization_date + dt.timedelta(days=rng.randint(1, 4))
+    day, cycle = start, 1
+    while day <= end and cycle <= 8:
+        record_event(session, ACTOR, patient, kind="systemic_cycle", date=day, number=cycle,
+                     cycle_length_days=spec["cycle_length"], drug="capecitabine", now=now)
+        delay = rng.choice((0, 0, 0, 3, 7))  # low blood counts delay some cycles
+        day += dt.timedelta(days=spec["cycle_length"] + delay)
+        cycle += 1
+    if patient.arm == "A":
+        for number, dose_day in enumerate(intrathecal_dates(start, end), start=1):
+            record_event(session, ACTOR, patient, kind="intrathecal_dose", date=dose_day, number=number,
+                         drug="pemetrexed 15 mg", now=now)
+    if spec["status"]:
+        status, when = spec["status"]
+        if (when - patient.randomization_date).days > 50 and rng.random() < 0.6:
+            record_event(session, ACTOR, patient, kind="progression", date=when - dt.timedelta(days=20), now=now)
+        set_patient_status(session, ACTOR, patient, status, now=now, status_date=when,
+                           reason="demo data")
+
+
+def fill_forms(session: Session, patient: Patient, spec: dict, now: dt.datetime, keep_open: bool) -> None:
+    """Answer past timepoints like real patients do: most complete, some partial, some missed.
+
+    ``keep_open`` leaves forms whose window is open now unanswered, so demo links show work.
+    """
+    from qol_app.models import Timepoint
+    from qol_app.services import responses as svc
+
+    rng = random.Random(spec["rng_seed"] + 1)
+    frailty = rng.random()  # sicker patients answer less and score worse
+    timepoints = session.scalars(
+        select(Timepoint).where(Timepoint.patient_id == patient.id, Timepoint.status != "not_expected",
+                                Timepoint.cancel_reason.is_(None), Timepoint.opens_at <= now)
+        .order_by(Timepoint.opens_at)
+    ).all()
+    actor = Actor("patient", str(patient.id))
+    for tp in timepoints:
+        still_open = tp.grace_closes_at > now
+        if still_open and keep_open:
+            continue
+        roll = rng.random()
+        if roll < 0.12 + 0.25 * frailty:
+            continue  # missed (a reason is given below for most)
+        answered_at = min(tp.opens_at + dt.timedelta(hours=rng.randint(9, 60)), now - dt.timedelta(minutes=5))
+        who = rng.choices(("self", "self_assisted", "proxy"), weights=(6, 3, 2))[0]
+        svc.set_respondent(session, actor, tp, who, "spouse" if who == "proxy" else None, answered_at)
+        partial = roll > 0.95
+        for instrument_id in tp.instruments:
+            instrument = svc.registry().get(instrument_id)
+            texts = svc.localized(session, instrument, patient.language)
+            response = svc.start_response(session, actor, tp, texts, answered_at)
+            answers = {item: _answer(rng, instrument.item(item), frailty)
+                       for item in svc.presented_items(instrument, patient)}
+            if partial:
+                answers = dict(list(answers.items())[: len(answers) // 3])
+            svc.save_page(session, actor, response, answers.keys(), answers, answered_at,
+                          skip=[k for k, v in answers.items() if v is None], texts=texts)
+            if not partial:
+                svc.submit(session, actor, response, patient, answered_at)
+
+
+def _answer(rng: random.Random, item, frailty: float) -> int | float | None:
+    if rng.random() < 0.02:
+        return None
+    if item.kind == "number":
+        return None if rng.random() < 0.5 else round(rng.gauss(36.7 + frailty * 0.3, 0.3), 1)
+    if item.kind == "vas":
+        return max(0, min(100, int(rng.gauss(70 - 40 * frailty, 12))))
+    codes = list(item.codes)
+    if "ommaya" in item.tags:
+        return codes[0] if rng.random() < 0.97 else rng.choice(codes[1:])
+    if codes == [0, 1]:  # diary yes/no warning signs: rare
+        return 1 if rng.random() < 0.004 + 0.012 * frailty else 0
+    if codes[0] == 0:  # diary severity/frequency 0-4: mostly none or mild
+        return rng.choices(codes, weights=[6, 3 * frailty + 1, 2 * frailty, 0.4 * frailty, 0.1 * frailty])[0]
+    # Skew towards the better end for fitter patients; the scale direction is the item's codes.
+    weight = [(1 - frailty) ** k if k else 1.0 for k in range(len(codes))]
+    if item.kind == "choice" and codes[0] == 1 and len(codes) == 7:
+        return 8 - rng.choices(codes, weights=weight)[0]
+    return rng.choices(codes, weights=weight)[0]
+
+
+MISSED_REASONS = ("too_ill", "too_ill", "hospitalised", "forgot", "technical", "cognitive_impairment", "refused")
+
+
+def give_missed_reasons(session: Session, now: dt.datetime, seed: int = 11) -> None:
+    """Nurses give a reason for most missed forms; a few stay on their to-do list."""
+    from qol_app.models import Timepoint
+
+    rng = random.Random(seed)
+    for tp in session.scalars(select(Timepoint).where(Timepoint.status == "missed",
+                                                      Timepoint.missed_reason.is_(None)).order_by(Timepoint.id)):
+        if rng.random() < 0.8:
+            tp.missed_reason = rng.choice(MISSED_REASONS)
+
+
+def build(session: Session, secret: str, now: dt.datetime, n_patients: int = 40,
+          progress: Callable[[str], None] | None = None) -> DemoResult:
+    """Create (or complete) the demo trial; idempotent: existing demo patients are left alone."""
+    from qol_app.services.timepoints import sweep_statuses
+
+    say = progress or (lambda _msg: None)
+    today = now.date()
+    sites = ensure_sites_and_staff(session, now)
+    cohort = plan_patients(n_patients, today)
+    created = []
+
+    def on_patient(patient: Patient, spec: dict) -> None:
+        record_history(session, patient, spec, today, now)
+        created.append((patient, spec))
+
+    shown = ensure_patients(session, sites, cohort, secret, now, on_patient)
+    for index, (patient, spec) in enumerate(created):
+        fill_forms(session, patient, spec, now, keep_open=index < 12)
+        if index % 10 == 9:
+            say(f"{index + 1} patients with forms")
+    sweep_statuses(session, now, actor=ACTOR)
+    give_missed_reasons(session, now)
+    session.flush()
+    _count_due(session, shown)
+    staff = [(s["username"], demo_password(s["username"]), s["role"]) for s in STAFF]
+    return DemoResult(created=bool(created), patients=shown, staff=staff)
+
+
+def _count_due(session: Session, shown: list[DemoPatient]) -> None:
+    """How many forms each demo patient has open now, so the printed links lead somewhere useful."""
+    from sqlalchemy import func
+
+    from qol_app.models import Timepoint
+
+    counts = dict(session.execute(
+        select(Patient.study_id, func.count(Timepoint.id)).join(Timepoint, Timepoint.patient_id == Patient.id)
+        .where(Timepoint.status.in_(("open", "overdue"))).group_by(Patient.study_id)
+    ).all())
+    for p in shown:
+        p.due_now = counts.get(p.study_id, 0)
+    shown.sort(key=lambda p: (p.due_now == 0, p.study_id))

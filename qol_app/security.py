@@ -65,6 +65,10 @@ def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
 
 
 def _before_request() -> None:
+    # A request must never see another request's ``g`` (who is signed in, locale, CSRF token).
+    # Servers give each request a fresh app context; test clients may share one, so start clean.
+    for name in list(g):
+        g.pop(name)
     g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
     if request.endpoint == "static":
         return

@@ -45,3 +45,120 @@ class Factory:
             randomization_date=randomization_date or self.now.date(), language=language, now=self.now,
             with_pin=pin is not None, pin=pin, **kw,
         )
+
+
+# ---- timepoints (patient survey tests) ------------------------------------------------------
+def _timepoint(self, patient, *, instruments=("eortc_qlq_c30",), kind: str | None = None, key: str | None = None,
+               status: str = "open", opens_at: dt.datetime | None = None, closes_at: dt.datetime | None = None,
+               grace_closes_at: dt.datetime | None = None, respondent: str | None = None, **kw):
+    """A Timepoint row written directly, window open around ``now`` (opened a day ago, closes in two,
+    grace ends in three). ``patient`` is a Patient or the Enrolled returned by ``patient()``."""
+    from qol_app.models import Timepoint
+
+    patient = getattr(patient, "patient", patient)
+    opens_at = opens_at or self.now - dt.timedelta(days=1)
+    closes_at = closes_at or self.now + dt.timedelta(days=2)
+    grace_closes_at = grace_closes_at or closes_at + dt.timedelta(days=1)
+    today = self.now.date()
+    kind = kind or ("diary" if list(instruments) == ["symptom_diary"] else "questionnaire")
+    tp = Timepoint(
+        patient_id=patient.id, key=key or f"tp-{next(_seq)}", rule_id=kw.pop("rule_id", "test"), kind=kind,
+        instruments=list(instruments), anchor_kind=kw.pop("anchor_kind", "randomization"),
+        anchor_date=kw.pop("anchor_date", today), target_date=kw.pop("target_date", today),
+        window_start=kw.pop("window_start", opens_at.date()), window_end=kw.pop("window_end", closes_at.date()),
+        grace_end=kw.pop("grace_end", grace_closes_at.date()), opens_at=opens_at, closes_at=closes_at,
+        grace_closes_at=grace_closes_at, status=status, respondent=respondent, created_at=self.now, **kw,
+    )
+    self.session.add(tp)
+    self.session.flush()
+    return tp
+
+
+Factory.timepoint = _timepoint
+
+
+# ---- patient web helpers (real HTTP through the Flask test client) ----------------------------
+def hidden_fields(html: str) -> dict[str, str]:
+    """The hidden inputs of a page (CSRF token, confirm_skip, ...), as a browser would send them."""
+    import html as html_lib
+    import re
+
+    fields = {}
+    for tag in re.findall(r"<input[^>]*>", html):
+        if 'type="hidden"' not in tag:
+            continue
+        name = re.search(r'name="([^"]*)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        if name:
+            fields[name.group(1)] = html_lib.unescape(value.group(1)) if value else ""
+    return fields
+
+
+def page_form(html: str) -> dict[str, str]:
+    """Hidden fields of the last form on the page (the survey form comes after the language switch)."""
+    import re
+
+    forms = re.findall(r"<form[^>]*>.*?</form>", html, flags=re.DOTALL)
+    fields = hidden_fields(forms[-1])
+    fields.pop("next", None)
+    return fields
+
+
+def sign_in(client, token: str, pin: str | None = "123456"):
+    """Open the personal link and press Sign in; returns the POST response."""
+    page = client.get(f"/p/l/{token}")
+    data = {"csrf_token": hidden_fields(page.get_data(as_text=True))["csrf_token"]}
+    if pin is not None:
+        data["pin"] = pin
+    return client.post(f"/p/l/{token}", data=data)
+
+
+def send_page(client, url: str, answers: dict, nav: str = "next", **extra):
+    """GET a survey page, then POST it with ``answers`` as a browser would (hidden fields included)."""
+    page = client.get(url)
+    assert page.status_code == 200, page.status_code
+    data = page_form(page.get_data(as_text=True)) | {"nav": nav} | {k: str(v) for k, v in answers.items()}
+    return client.post(url, data=data | extra)
+
+
+def isolated_client(app):
+    """A test client whose every request runs in its own app context, as in production.
+
+    The ``app`` fixture keeps one app context open for the whole test, and Flask reuses it for
+    test-client requests, so ``g`` (cached locale, CSRF token) and the db session would leak from
+    one request into the next. Running each request in an empty ``contextvars`` context gives it
+    a fresh app context and session, still bound to the test's rolled-back connection.
+    """
+    import contextvars
+
+    from flask.testing import FlaskClient
+
+    class IsolatedClient(FlaskClient):
+        def open(self, *args, **kwargs):
+            return contextvars.Context().run(super().open, *args, **kwargs)
+
+    app.test_client_class = IsolatedClient
+    try:
+        return app.test_client()
+    finally:
+        app.test_client_class = None
+
+
+def fill_form(client, tp_id: int, instrument_id: str, answers: dict, *, max_pages: int = 20) -> str:
+    """Answer every page of one form through the web (confirming skips when reminded); returns the
+    review page URL."""
+    url = f"/p/t/{tp_id}/{instrument_id}/1"
+    for _ in range(max_pages * 2):
+        response = send_page(client, url, answers)
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        url = response.headers["Location"]
+        if url.endswith("/submit"):
+            return url
+    raise AssertionError("form never reached its review page")
+
+
+def submit_form(client, review_url: str):
+    """Open the review page and press Send."""
+    page = client.get(review_url)
+    assert page.status_code == 200, page.status_code
+    return client.post(review_url, data=page_form(page.get_data(as_text=True)))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
+from qol_app.commands.demo import demo
 from qol_app.commands.instruments import instruments_group
 from qol_app.commands.scoring import rescore
 
-COMMANDS: list[click.Command] = [instruments_group, rescore]
+COMMANDS: list[click.Command] = [demo, instruments_group, rescore]

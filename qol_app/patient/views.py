@@ -1,11 +1,492 @@
-"""Thin patient views (filled in by the survey work)."""
+"""Thin patient views: personal link, due forms, who answers, survey pages, review, submit.
+
+Each view parses, checks ownership (anything not the signed-in patient's is a 404), calls one
+service, commits once and renders or redirects (POST -> save -> redirect).
+"""
 from __future__ import annotations
 
-from flask import render_template
+import dataclasses
+import datetime as dt
+import functools
+from collections.abc import Callable
+from typing import Any
 
-from qol_app.patient import bp
+from flask import abort, current_app, g, redirect, render_template, request, session, url_for
+from flask_babel import refresh
+from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
+
+from qol_app import auth
+from qol_app.db import db
+from qol_app.i18n import normalise, supported
+from qol_app.instruments import Instrument, LocalizedInstrument, MissingLanguageError, WordingOverlayError
+from qol_app.instruments.forms import PageForm, build_page_form
+from qol_app.models import Alert, Response, Timepoint
+from qol_app.patient import bp, signin, stash
+from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
+from qol_app.patient.render import emergency_context, home_items, review_rows, safety
+from qol_app.security import current_actor, patient_required
+from qol_app.services import audit
+from qol_app.services import responses as svc
+from qol_app.services.enrolment import find_by_token
+
+
+def _use_locale(locale: str | None) -> None:
+    """Render this request in ``locale`` (used before sign-in, when no patient is known yet)."""
+    g.locale = normalise(locale) or current_app.config["BABEL_DEFAULT_LOCALE"]
+    refresh()
+
+
+def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    patient = g.get("patient")
+    context.setdefault("safety", safety(patient) if patient is not None else None)
+    context.setdefault("signed_in", patient is not None)
+    return render_template(template, **context), status
+
+
+def _error(code: int, **context: Any) -> tuple[str, int]:
+    return _render("patient/error.html", code, code=code, **context)
+
+
+def _on_csrf_error(view: Any) -> Callable[[Callable[[Exception], Any]], Callable[[Exception], Any]]:
+    """Register ``handler`` for a view whose POST failed the CSRF check (see ``security._csrf_error``).
+
+    It runs as an error handler, where an ``abort(404)`` would turn into a 500: HTTP errors
+    raised inside are rendered here instead.
+    """
+    def register(handler: Callable[[Exception], Any]) -> Callable[[Exception], Any]:
+        @functools.wraps(handler)
+        def safe(error: Exception) -> Any:
+            try:
+                return handler(error)
+            except HTTPException as exc:
+                return _error(exc.code or 500)
+
+        view.keeps_answers_on_csrf_error = safe
+        return handler
+
+    return register
+
+
+@bp.errorhandler(MissingLanguageError)
+def _no_wording(error: Exception) -> tuple[str, int]:
+    current_app.logger.error("instrument text not available: %s", error)
+    db.session.rollback()
+    return _error(503, no_wording=True)
+
+
+@bp.errorhandler(WordingOverlayError)
+def _bad_overlay(error: Exception) -> tuple[str, int]:
+    return _no_wording(error)
+
+
+@bp.errorhandler(404)
+def _not_found(error: Exception) -> tuple[str, int]:
+    return _error(404)
+
+
+# ---------------------------------------------------------------- personal link and sign-in
+
+@bp.get("/l/<token>")
+def link(token: str):
+    """Show the sign-in page. Changes nothing: mail scanners open links before people do."""
+    patient = find_by_token(db.session, token)
+    if patient is None:
+        return _error(404, bad_link=True)
+    _use_locale(session.get("plang") or patient.language)
+    until = signin.locked_until(patient, auth.now())
+    return _render("patient/link.html", form=SignInForm(), has_pin=patient.pin_hash is not None,
+                   locked_until=until and _local_time(until, patient.tz), next_path=request.path,
+                   safety=safety(patient))
+
+
+@bp.post("/l/<token>")
+def link_sign_in(token: str):
+    patient = find_by_token(db.session, token)
+    if patient is None:
+        return _error(404, bad_link=True)
+    _use_locale(session.get("plang") or patient.language)
+    form = SignInForm()
+    if not form.validate_on_submit():
+        return _render("patient/link.html", 400, form=form, has_pin=patient.pin_hash is not None,
+                       next_path=request.path, safety=safety(patient))
+    now = auth.now()
+    config = current_app.config
+    outcome = signin.check_pin(db.session, current_actor(), patient, form.pin.data, now,
+                               max_failures=config["PIN_MAX_FAILURES"], lock_minutes=config["PIN_LOCK_MINUTES"])
+    if not outcome.ok:
+        db.session.commit()
+        status = 429 if outcome.locked_until else 200
+        return _render("patient/link.html", status, form=SignInForm(formdata=None), has_pin=True,
+                       locked_until=outcome.locked_until and _local_time(outcome.locked_until, patient.tz),
+                       tries_left=outcome.tries_left, next_path=request.path, safety=safety(patient))
+    chosen, kept = session.pop("plang", None), stash.take_all()
+    auth.begin("patient", patient.id, now)
+    session[stash.HINT] = patient.id
+    stash.put_back(kept)
+    actor = audit.Actor("patient", str(patient.id), g.get("request_id"))
+    if chosen and chosen != patient.language:
+        _set_language(actor, patient, chosen, now)
+    audit.record(db.session, actor, "sign_in", patient, patient_id=patient.id, site_id=patient.site_id, now=now)
+    db.session.commit()
+    target = stash.page_for(patient)
+    return redirect(target or url_for("patient.home"))
+
+
+@_on_csrf_error(link_sign_in)
+def _link_page_expired(error: Exception):
+    """The sign-in page was open longer than its token lives: show it again, ready to press."""
+    patient = find_by_token(db.session, (request.view_args or {}).get("token", ""))
+    if patient is None:
+        return _error(404, bad_link=True)
+    _use_locale(session.get("plang") or patient.language)
+    return _render("patient/link.html", 400, form=SignInForm(formdata=None), has_pin=patient.pin_hash is not None,
+                   next_path=request.path, safety=safety(patient), stale=True)
+
+
+@bp.post("/logout")
+@patient_required
+def logout():
+    now = auth.now()
+    audit.record(db.session, current_actor(), "sign_out", g.patient, patient_id=g.patient.id,
+                 site_id=g.patient.site_id, now=now)
+    auth.end("logout", now)
+    db.session.commit()
+    return redirect(url_for("patient.signed_out"))
+
+
+@_on_csrf_error(logout)
+def _logout_anyway(error: Exception):
+    """Signing out must work on a shared phone even from a page left open too long (a forged
+    sign-out harms nobody)."""
+    if g.get("patient") is None:
+        return redirect(url_for("patient.signed_out"))
+    return logout.__wrapped__()
 
 
 @bp.get("/signed-out")
 def signed_out():
-    return render_template("errors/error.html", code=403)
+    if g.get("patient") is not None:
+        return redirect(url_for("patient.home"))
+    _use_signed_out_locale()
+    return _render("patient/signed_out.html", expired=request.args.get("expired") == "1",
+                   kept=stash.has_any())
+
+
+def _use_signed_out_locale() -> None:
+    """The language of the patient who last signed in on this browser (or one chosen here)."""
+    from qol_app.models import Patient
+
+    last = session.get(stash.HINT)
+    patient = db.session.get(Patient, last) if isinstance(last, int) else None
+    chosen = session.get("plang") or (patient.language if patient is not None else None)
+    if chosen:
+        _use_locale(chosen)
+
+
+@bp.post("/language")
+def language():
+    """Switch language: stored on the patient (audited) or, before sign-in, for this browser."""
+    form = LanguageForm()
+    lang = normalise(form.lang.data) if form.validate_on_submit() else None
+    if lang in supported():
+        if g.get("patient") is not None:
+            _set_language(current_actor(), g.patient, lang, auth.now())
+            db.session.commit()
+        else:
+            session["plang"] = lang
+    return redirect(form.next.data if form.next.data and not form.next.errors else url_for("patient.home"))
+
+
+@_on_csrf_error(language)
+def _language_expired(error: Exception):
+    target = request.form.get("next", "")
+    safe = target.startswith("/p/") and "//" not in target and len(target) <= 300
+    return redirect(target if safe else url_for("patient.home"))
+
+
+def _set_language(actor: audit.Actor, patient: Any, lang: str, now: dt.datetime) -> None:
+    old = patient.language
+    if old == lang:
+        return
+    patient.language = lang
+    audit.record(db.session, actor, "set_language", patient, patient_id=patient.id, site_id=patient.site_id,
+                 old={"language": old}, new={"language": lang}, now=now)
+
+
+def _local_time(value: dt.datetime, tz: str) -> str:
+    from qol_app.i18n import local_datetime, select_locale
+
+    return local_datetime(value, tz, select_locale())
+
+
+# ---------------------------------------------------------------- home
+
+@bp.get("/")
+@patient_required
+def home():
+    now = auth.now()
+    items = home_items(db.session, g.patient, svc.due_timepoints(db.session, g.patient, now), now)
+    return _render("patient/home.html", items=items)
+
+
+# ---------------------------------------------------------------- one timepoint
+
+def _timepoint_or_404(timepoint_id: int) -> Timepoint:
+    tp = svc.patient_timepoint(db.session, g.patient, timepoint_id)
+    if tp is None:
+        abort(404)
+    return tp
+
+
+@bp.get("/t/<int:timepoint_id>")
+@patient_required
+def start(timepoint_id: int):
+    """Resume where the patient left off, on this or any other device."""
+    tp = _timepoint_or_404(timepoint_id)
+    step = svc.next_step(db.session, tp, g.patient)
+    if step is None:
+        return redirect(url_for("patient.home"))
+    if not svc.is_due(tp, auth.now()):
+        return _render("patient/closed.html", 410)
+    if tp.respondent is None:
+        return redirect(url_for("patient.respondent", timepoint_id=tp.id))
+    instrument_id, page_no = step
+    if page_no is None:
+        return redirect(url_for("patient.review", timepoint_id=tp.id, instrument_id=instrument_id))
+    return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=page_no))
+
+
+@bp.route("/t/<int:timepoint_id>/respondent", methods=["GET", "POST"])
+@patient_required
+def respondent(timepoint_id: int):
+    tp = _timepoint_or_404(timepoint_id)
+    if not svc.is_due(tp, auth.now()):
+        return _render("patient/closed.html", 410)
+    form = RespondentForm(data={"respondent": tp.respondent, "relationship": tp.respondent_relationship})
+    if form.validate_on_submit():
+        svc.set_respondent(db.session, current_actor(), tp, form.respondent.data, form.relationship_code(),
+                           auth.now())
+        db.session.commit()
+        return redirect(url_for("patient.start", timepoint_id=tp.id))
+    return _render("patient/respondent.html", 400 if form.errors else 200, form=form, tp=tp)
+
+
+@_on_csrf_error(respondent)
+def _respondent_expired(error: Exception):
+    if g.get("patient") is None:
+        return redirect(url_for("patient.signed_out", expired=1))
+    tp = _timepoint_or_404((request.view_args or {}).get("timepoint_id", 0))
+    form = RespondentForm(formdata=request.form)
+    return _render("patient/respondent.html", 400, form=form, tp=tp, stale=True)
+
+
+@dataclasses.dataclass
+class Survey:
+    """One instrument of one timepoint, as this patient sees it."""
+
+    tp: Timepoint
+    instrument: Instrument
+    texts: LocalizedInstrument
+    plans: list[svc.PagePlan]
+    response: Response | None
+
+    @property
+    def submitted(self) -> bool:
+        return self.response is not None and self.response.status == "submitted"
+
+    def plan(self, page_no: int) -> svc.PagePlan:
+        if not 1 <= page_no <= len(self.plans):
+            abort(404)
+        return self.plans[page_no - 1]
+
+    def form_class(self, plan: svc.PagePlan) -> type[PageForm]:
+        page = self.texts.page(plan.page_id)
+        return build_page_form(self.instrument.id, page, [self.texts.item(i) for i in plan.item_ids],
+                               self.texts.locale)
+
+
+def _survey(tp: Timepoint, instrument_id: str, patient: Any) -> Survey:
+    if instrument_id not in tp.instruments:
+        abort(404)
+    instrument = svc.registry().get(instrument_id)
+    response = svc.original_response(db.session, tp.id, instrument_id)
+    texts = svc.localized(db.session, instrument, patient.language)
+    return Survey(tp, instrument, texts, svc.page_plan(instrument, patient), response)
+
+
+def _gate(survey: Survey) -> Any:
+    """The page to show instead of the form, if any: already submitted, closed, or who-answers first."""
+    if survey.submitted:
+        return _render("patient/already.html", tp=survey.tp, texts=survey.texts)
+    if not svc.is_due(survey.tp, auth.now()):
+        return _render("patient/closed.html", 410)
+    if survey.tp.respondent is None:
+        return redirect(url_for("patient.respondent", timepoint_id=survey.tp.id))
+    return None
+
+
+def _page_formdata(survey: Survey, plan: svc.PagePlan) -> MultiDict:
+    """The saved answers of a page as form data, so a resumed page shows what was chosen."""
+    data = MultiDict()
+    if survey.response is not None:
+        rows = svc.answers_of(db.session, survey.response)
+        for item_id in plan.item_ids:
+            value = svc.typed_value(survey.instrument, item_id, rows.get(item_id))
+            if value is not None:
+                data[item_id] = f"{value:g}" if isinstance(value, float) else str(value)
+    return data
+
+
+def _render_page(survey: Survey, page_no: int, form: PageForm, status: int = 200, **extra: Any):
+    plan = survey.plan(page_no)
+    numbers = {i: svc.item_number(survey.instrument, i) for i in plan.item_ids}
+    reminded = [(numbers[i], survey.texts.item(i).text) for i in extra.pop("missing", [])]
+    return _render("patient/page.html", status, survey=survey, plan=plan, page_no=page_no,
+                   page_count=len(survey.plans), page=survey.texts.page(plan.page_id), form=form,
+                   numbers=numbers, reminded=reminded, client_clock=True, **extra)
+
+
+@bp.route("/t/<int:timepoint_id>/<instrument_id>/<int:page_no>", methods=["GET", "POST"])
+def page(timepoint_id: int, instrument_id: str, page_no: int):
+    """One survey page: GET shows it (saved answers ticked); POST saves it, then redirects."""
+    if g.get("patient") is None:
+        if request.method == "POST":
+            return _keep_answers(None)
+        return redirect(url_for("patient.signed_out", expired=int(bool(g.get("session_expired")))))
+    tp = _timepoint_or_404(timepoint_id)
+    survey = _survey(tp, instrument_id, g.patient)
+    plan = survey.plan(page_no)
+    gate = _gate(survey)
+    if gate is not None:
+        return gate
+    form_class = survey.form_class(plan)
+    if request.method == "GET":
+        restored = stash.take_for(tp.id, instrument_id, page_no)
+        formdata = _page_formdata(survey, plan)
+        if restored:
+            formdata.update(restored)
+        form = form_class(formdata=formdata)
+        missing = [i for i in (request.args.get("missing") or "").split(".")
+                   if i in plan.item_ids and i not in formdata]
+        form.confirm_skip.data = ",".join(missing)
+        return _render_page(survey, page_no, form, missing=missing, restored=bool(restored))
+    form = form_class()
+    if not form.validate_on_submit():
+        return _render_page(survey, page_no, form, 422, invalid=True)
+    backwards = request.form.get("nav") == "back"
+    optional = {i for i in plan.item_ids if survey.instrument.item(i).optional}
+    skip = optional if backwards else optional | form.confirmed_skips()
+    now, actor = auth.now(), current_actor()
+    response = survey.response or svc.start_response(db.session, actor, tp, survey.texts, now)
+    client_time, client_offset = form.client_clock()
+    try:
+        unanswered = svc.save_page(db.session, actor, response, plan.item_ids, form.answers(), now, skip=skip,
+                                   client_time=client_time, client_offset=client_offset, texts=survey.texts)
+    except svc.AlreadySubmitted:
+        db.session.rollback()
+        return _render("patient/already.html", tp=tp, texts=survey.texts)
+    db.session.commit()
+    here = {"timepoint_id": tp.id, "instrument_id": instrument_id}
+    if backwards:
+        if page_no == 1:
+            return redirect(url_for("patient.home"))
+        return redirect(url_for("patient.page", page_no=page_no - 1, **here))
+    if unanswered:
+        return redirect(url_for("patient.page", page_no=page_no, missing=".".join(unanswered), **here))
+    if page_no < len(survey.plans):
+        return redirect(url_for("patient.page", page_no=page_no + 1, **here))
+    return redirect(url_for("patient.review", **here))
+
+
+@_on_csrf_error(page)
+def _keep_answers(error: Exception | None):
+    """A page POST that cannot be saved (expired page token, or no longer signed in): keep what was typed.
+
+    Signed in: show the page again with the posted answers ticked and a fresh token. Signed out:
+    keep the answers in this browser's session until the same patient signs in again, and show
+    them back only to the browser that last signed in as this timepoint's patient.
+    """
+    args = request.view_args or {}
+    tp_id, instrument_id, page_no = args.get("timepoint_id"), args.get("instrument_id"), args.get("page_no")
+    patient = g.get("patient")
+    if patient is None:
+        stash.keep(tp_id, instrument_id, page_no, request.form, auth.now())
+        tp = db.session.get(Timepoint, tp_id) if isinstance(tp_id, int) else None
+        if tp is None or session.get(stash.HINT) != tp.patient_id or instrument_id not in tp.instruments:
+            _use_signed_out_locale()
+            return _render("patient/signed_out.html", 401, expired=True, kept=True)
+        _use_locale(tp.patient.language)
+        owner = tp.patient
+        mode, status = "signed_out", 401
+    else:
+        tp = _timepoint_or_404(tp_id)
+        owner, mode, status = patient, "stale", 400
+    survey = _survey(tp, instrument_id, owner)
+    form_class = survey.form_class(survey.plan(page_no))
+    form = form_class(formdata=request.form)
+    form.confirm_skip.data = request.form.get("confirm_skip", "")
+    return _render_page(survey, page_no, form, status, kept=mode, safety=safety(owner))
+
+
+@bp.route("/t/<int:timepoint_id>/<instrument_id>/submit", methods=["GET", "POST"])
+@patient_required
+def review(timepoint_id: int, instrument_id: str):
+    """Review every answer, then send the form (once, whatever the number of taps or devices)."""
+    tp = _timepoint_or_404(timepoint_id)
+    survey = _survey(tp, instrument_id, g.patient)
+    gate = _gate(survey)
+    if gate is not None:
+        return gate
+    if survey.response is None:
+        return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=1))
+    form = SubmitForm()
+    if form.validate_on_submit():
+        client_time, client_offset = form.client_clock()
+        result = svc.submit(db.session, current_actor(), survey.response, g.patient, auth.now(),
+                            client_time=client_time, client_offset=client_offset)
+        if result.already:
+            db.session.rollback()
+            return _render("patient/already.html", tp=tp, texts=survey.texts)
+        db.session.commit()
+        return redirect(url_for("patient.done", timepoint_id=tp.id, instrument_id=instrument_id))
+    return _render_review(survey, form)
+
+
+def _render_review(survey: Survey, form: SubmitForm, status: int = 200, **extra: Any):
+    rows = review_rows(db.session, survey)
+    return _render("patient/review.html", status, survey=survey, rows=rows, form=form, client_clock=True, **extra)
+
+
+@_on_csrf_error(review)
+def _review_expired(error: Exception):
+    """The review page was open too long: show it again with a fresh token (nothing was sent)."""
+    if g.get("patient") is None:
+        return redirect(url_for("patient.signed_out", expired=1))
+    args = request.view_args or {}
+    tp = _timepoint_or_404(args.get("timepoint_id", 0))
+    survey = _survey(tp, args.get("instrument_id", ""), g.patient)
+    gate = _gate(survey)
+    if gate is not None or survey.response is None:
+        return gate or redirect(url_for("patient.start", timepoint_id=tp.id))
+    return _render_review(survey, SubmitForm(formdata=None), 400, stale=True)
+
+
+@bp.get("/t/<int:timepoint_id>/<instrument_id>/done")
+@patient_required
+def done(timepoint_id: int, instrument_id: str):
+    """After sending: the urgent instruction for a red diary, else thanks and what comes next."""
+    tp = _timepoint_or_404(timepoint_id)
+    survey = _survey(tp, instrument_id, g.patient)
+    if not survey.submitted:
+        return redirect(url_for("patient.start", timepoint_id=tp.id))
+    alert = db.session.scalar(select(Alert).where(Alert.response_id == survey.response.id))
+    if alert is not None and alert.initial_level == "red":
+        return _render("patient/emergency.html", **emergency_context(g.patient, alert))
+    step = svc.next_step(db.session, tp, g.patient) if svc.is_due(tp, auth.now()) else None
+    next_title = None
+    if step is not None:
+        next_title = svc.localized(db.session, svc.registry().get(step[0]), survey.texts.locale).title
+    return _render("patient/done.html", tp=tp, texts=survey.texts, next_title=next_title,
+                   amber=alert is not None)

@@ -58,12 +58,20 @@ def import_overlay(session: Session, actor: Actor, path: Path, *, now: dt.dateti
     return row
 
 
-def active_overlay(session: Session, instrument_id: str, language: str) -> Overlay | None:
-    """The licensed wording to show for ``instrument_id`` in ``language``, if a site imported one."""
-    row = session.execute(select(WordingOverlay.sha256, WordingOverlay.content).where(
+def active_overlay(session: Session, instrument_id: str, language: str, *,
+                   instrument_version: str | None = None) -> Overlay | None:
+    """The licensed wording to show for ``instrument_id`` in ``language``, if a site imported one.
+
+    Parsed and validated against the instrument once per stored text (cached by its hash), so
+    a broken row can never show half official, half paraphrased text.
+    """
+    query = select(WordingOverlay.sha256, WordingOverlay.content).where(
         WordingOverlay.instrument_id == instrument_id, WordingOverlay.language == language,
         WordingOverlay.active.is_(True),
-    )).first()
+    )
+    if instrument_version is not None:
+        query = query.where(WordingOverlay.instrument_version == instrument_version)
+    row = session.execute(query.order_by(WordingOverlay.id.desc()).limit(1)).first()
     if row is None:
         return None
     return _parsed(row.sha256, row.content["yaml"])

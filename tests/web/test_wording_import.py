@@ -51,3 +51,22 @@ def test_same_version_with_other_text_is_refused(app, session, tmp_path):
     assert _invoke(app, "import-wording", str(newer)).exit_code == 0
     assert active_overlay(session, "eortc_qlq_c30", "zh_Hans").wording_version == "example-zh_Hans-1"
     assert len(session.scalars(select(WordingOverlay)).all()) == 2
+
+
+def test_patient_sees_the_licensed_wording_and_response_records_it(app, factory, session):
+    from tests.factories import isolated_client, send_page, sign_in
+
+    assert _invoke(app, "import-wording", str(EXAMPLE)).exit_code == 0
+    enrolled = factory.patient(language="zh_Hans", pin=None)
+    tp = factory.timepoint(enrolled, instruments=("eortc_qlq_c30",))
+    tp.respondent = "self"
+    session.flush()
+    client = isolated_client(app)
+    sign_in(client, enrolled.token, pin=None)
+    page = client.get(f"/p/t/{tp.id}/eortc_qlq_c30/1", follow_redirects=True).get_data(as_text=True)
+    assert "[Official text of item 1 goes here]" in page
+    send_page(client, f"/p/t/{tp.id}/eortc_qlq_c30/1", {f"q{i}": "1" for i in range(1, 6)})
+    from qol_app.models import Response
+
+    response = session.scalar(select(Response).where(Response.timepoint_id == tp.id))
+    assert response.wording_version == "example-zh_Hans-0"

@@ -1,0 +1,107 @@
+"""WTForms for instrument pages: one fresh ``FlaskForm`` subclass per instrument/page/locale.
+
+Field types come from a registry keyed by item kind, field names are item ids and the
+submitted data are codes (never labels). No field is required: a patient may skip any
+item, and the page view turns a gap into a reminder and then an explicit skip.
+"""
+from __future__ import annotations
+
+import decimal
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import DecimalField, Field, HiddenField, IntegerField, RadioField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import NumberRange, Optional, Regexp
+
+from qol_app.instruments.wording import LocalizedItem, LocalizedPage
+
+
+class LocaleDecimalField(DecimalField):
+    """A decimal that also accepts a comma as the decimal separator (37,5)."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        if valuelist and isinstance(valuelist[0], str):
+            valuelist = [valuelist[0].strip().replace(",", ".").replace("，", ".")]
+        super().process_formdata(valuelist)
+
+
+def _choice(item: LocalizedItem) -> Field:
+    return RadioField(
+        item.text,
+        choices=[SelectChoice(option.code, option.label) for option in item.options],
+        coerce=int,
+        validators=[Optional()],
+    )
+
+
+def _number(item: LocalizedItem) -> Field:
+    spec = item.item
+    return LocaleDecimalField(
+        item.text,
+        places=None,
+        validators=[Optional(), NumberRange(min=decimal.Decimal(str(spec.min)), max=decimal.Decimal(str(spec.max)),
+                                            message=_l("Please enter a number from %(min)s to %(max)s."))],
+        render_kw={"inputmode": "decimal", "autocomplete": "off"},
+    )
+
+
+def _vas(item: LocalizedItem) -> Field:
+    spec = item.item
+    return IntegerField(
+        item.text,
+        validators=[Optional(), NumberRange(min=int(spec.min), max=int(spec.max),
+                                            message=_l("Please enter a whole number from %(min)s to %(max)s."))],
+        render_kw={"inputmode": "numeric", "autocomplete": "off"},
+    )
+
+
+#: item kind -> field builder; a new item type is one entry here plus a macro.
+FIELD_TYPES: dict[str, Callable[[LocalizedItem], Field]] = {"choice": _choice, "number": _number, "vas": _vas}
+
+#: Optional fields a small script fills (device clock); the server's receipt time is always recorded.
+CLIENT_FIELDS = ("client_time", "client_offset")
+
+
+class PageForm(FlaskForm):
+    """Base of every generated page form: the hidden bookkeeping fields."""
+
+    # Item ids the patient was already reminded of; sending them empty again stores explicit skips.
+    confirm_skip = HiddenField(validators=[Optional(), Regexp(r"^[a-z0-9_,]{0,600}$")])
+    client_time = HiddenField(validators=[Optional(), Regexp(r"^[0-9T:.+\-Z ]{1,32}$")])
+    client_offset = HiddenField(validators=[Optional(), Regexp(r"^[+-]?[0-9]{1,4}$")])
+
+    item_ids: tuple[str, ...] = ()
+
+    def answers(self) -> dict[str, int | float | None]:
+        """Posted answers keyed by item id: an int code/value, a float, or None when left empty."""
+        out: dict[str, int | float | None] = {}
+        for item_id in self.item_ids:
+            value = self[item_id].data
+            out[item_id] = float(value) if isinstance(value, decimal.Decimal) else value
+        return out
+
+    def confirmed_skips(self) -> set[str]:
+        return {part for part in (self.confirm_skip.data or "").split(",") if part in self.item_ids}
+
+    def client_clock(self) -> tuple[str | None, int | None]:
+        offset = self.client_offset.data
+        minutes = int(offset) if offset and -1080 <= int(offset) <= 1080 else None
+        return (self.client_time.data or None), minutes
+
+
+def build_page_form(instrument_id: str, page: LocalizedPage, items: Iterable[LocalizedItem], locale: str
+                    ) -> type[PageForm]:
+    """A new ``PageForm`` subclass for ``items`` of ``page`` (the ones presented to this patient)."""
+    attrs: dict[str, Any] = {}
+    ids: list[str] = []
+    for item in items:
+        if hasattr(PageForm, item.id):
+            raise ValueError(f"{instrument_id}: item id {item.id!r} clashes with a form attribute")
+        attrs[item.id] = FIELD_TYPES[item.kind](item)
+        ids.append(item.id)
+    attrs["item_ids"] = tuple(ids)
+    name = f"{instrument_id}_{page.id}_{locale}_Form"
+    return type(name, (PageForm,), attrs)

@@ -1,0 +1,121 @@
+"""View models for patient templates: plain values in the patient's language, no logic in Jinja."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qol_app.i18n import local_date, local_datetime, select_locale
+from qol_app.models import Alert, Patient, Response, Timepoint
+from qol_app.services import responses as svc
+
+
+def safety(patient: Patient) -> dict[str, str]:
+    """Phone numbers for the "not watched around the clock" note on every signed-in page."""
+    site = patient.site
+    return {"site_phone": site.contact_phone or site.emergency_phone, "emergency": site.emergency_phone}
+
+
+def until_text(when: dt.datetime, tz: str, locale: str) -> str:
+    """"until 12 Mar 2026, 18:00" in the patient's zone; a midnight deadline reads as the end of the day before."""
+    local = when.astimezone(ZoneInfo(tz))
+    if local.time() == dt.time(0, 0):
+        return _("until the end of %(date)s", date=local_date(local.date() - dt.timedelta(days=1), locale))
+    return _("until %(time)s", time=local_datetime(when, tz, locale))
+
+
+@dataclasses.dataclass(frozen=True)
+class DueItem:
+    heading: str
+    forms: list[tuple[str, bool]]  # (title, submitted?)
+    until: str
+    late: bool
+    started: bool
+    url: str
+
+
+def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt.datetime) -> list[DueItem]:
+    locale = select_locale()
+    reg = svc.registry()
+    titles: dict[str, str] = {}
+    items = []
+    for tp in tps:
+        statuses = dict(session.execute(
+            select(Response.instrument_id, Response.status).where(Response.timepoint_id == tp.id,
+                                                                  Response.revision == 0)).all())
+        forms = []
+        for instrument_id in tp.instruments:
+            if instrument_id not in titles:
+                titles[instrument_id] = svc.localized(session, reg.get(instrument_id), locale).title
+            forms.append((titles[instrument_id], statuses.get(instrument_id) == "submitted"))
+        if tp.kind == "diary":
+            heading = _("Symptom diary for %(date)s", date=local_date(tp.target_date, locale))
+        else:
+            heading = _("Questionnaires")
+        items.append(DueItem(heading, forms, until_text(tp.grace_closes_at, patient.tz, locale),
+                             now >= tp.closes_at, bool(statuses), url_for("patient.start", timepoint_id=tp.id)))
+    return items
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewRow:
+    number: int
+    text: str
+    answer: str | None  # None: skipped or not answered
+    state: str  # answered, skipped, open
+
+
+@dataclasses.dataclass(frozen=True)
+class ReviewPage:
+    number: int
+    title: str
+    rows: list[ReviewRow]
+    url: str
+
+
+def answer_label(survey: Any, item_id: str, value: float) -> str:
+    item = survey.instrument.item(item_id)
+    if item.kind == "choice":
+        return survey.texts.option_label(item_id, int(value))
+    text = f"{value:g}"
+    return f"{text} {item.unit}" if item.unit else text
+
+
+def review_rows(session: Session, survey: Any) -> list[ReviewPage]:
+    rows = svc.answers_of(session, survey.response)
+    pages = []
+    for plan in survey.plans:
+        entries = []
+        for item_id in plan.item_ids:
+            row = rows.get(item_id)
+            value = svc.typed_value(survey.instrument, item_id, row)
+            state = "open" if row is None else ("skipped" if value is None else "answered")
+            entries.append(ReviewRow(svc.item_number(survey.instrument, item_id), survey.texts.item(item_id).text,
+                                     None if value is None else answer_label(survey, item_id, value), state))
+        pages.append(ReviewPage(plan.number, survey.texts.page(plan.page_id).title, entries,
+                                url_for("patient.page", timepoint_id=survey.tp.id,
+                                        instrument_id=survey.instrument.id, page_no=plan.number)))
+    return pages
+
+
+def emergency_context(patient: Patient, alert: Alert) -> dict[str, Any]:
+    """What the red-alert page needs: the numbers to call and, in plain words, why."""
+    from qol_app.services.alerts import rule_set
+
+    locale = select_locale()
+    rules = rule_set()
+    reasons = []
+    for entry in alert.rules:
+        if entry.get("level") != "red":
+            continue
+        try:
+            reasons.append(rules.rule(entry["id"]).description(locale))
+        except KeyError:
+            continue
+    return {"reasons": reasons, **safety(patient)}

@@ -1,0 +1,505 @@
+"""Writing forms: who answers, saving pages, submitting exactly once, scoring, staff corrections.
+
+Every function flushes and audits inside the caller's transaction; the request or CLI commits
+once. Concurrency rests on the database, not on the web tier: the unique (timepoint,
+instrument, revision) constraint lets two devices share one in-progress form, and the
+conditional ``UPDATE ... WHERE status = 'in_progress'`` lets exactly one submission win.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from qol_app.instruments import (
+    Instrument,
+    LocalizedInstrument,
+    Registry,
+    get_registry,
+)
+from qol_app.instruments.wording import WordingOverlay as OverlayText
+from qol_app.models import Alert, Answer, Patient, Response, Score, StaffUser, Timepoint
+from qol_app.models.responses import MODES, RESPONDENTS
+from qol_app.scoring import score_detail
+from qol_app.scoring.answers import check_answers
+from qol_app.services import audit, wording
+from qol_app.services.audit import Actor
+
+log = logging.getLogger(__name__)
+
+#: Stored statuses under which a timepoint can still be answered (the sweep may lag behind the clock).
+DUE_STATUSES = ("scheduled", "open", "overdue")
+#: Who a proxy respondent is to the patient (codes stored, labels translated in the UI).
+RELATIONSHIPS = ("spouse_partner", "child", "parent", "sibling", "other_relative", "friend", "professional_carer")
+SKIPPED = "skipped"
+
+
+class AlreadySubmitted(Exception):
+    """The form was submitted already (another tap, tab or device won); nothing was changed."""
+
+    def __init__(self, response: Response | None) -> None:
+        super().__init__("already submitted")
+        self.response = response
+
+
+# ---------------------------------------------------------------- instruments and wording
+
+def registry(directory: str | None = None) -> Registry:
+    """The instrument registry of the configured questionnaire directory (loaded once)."""
+    if directory is None:
+        from flask import current_app, has_app_context
+
+        directory = current_app.config.get("QUESTIONNAIRE_DIR") if has_app_context() else None
+    return get_registry(directory)
+
+
+def active_overlay(session: Session, instrument: Instrument, locale: str) -> OverlayText | None:
+    """The site's licensed wording for this instrument version and language, if one is active."""
+    return wording.active_overlay(session, instrument.id, locale, instrument_version=instrument.version)
+
+
+def localized(session: Session, instrument: Instrument, locale: str) -> LocalizedInstrument:
+    """Texts to show: the active overlay, else the shipped labels; never another language.
+
+    Raises ``MissingLanguageError`` (or ``WordingOverlayError`` for a broken overlay).
+    """
+    return instrument.localized(locale, active_overlay(session, instrument, locale))
+
+
+# ---------------------------------------------------------------- what to show
+
+def presented_items(instrument: Instrument, patient: Patient) -> tuple[str, ...]:
+    """Items this patient is shown: ``ommaya`` items only in arm A, the arm with a reservoir."""
+    return tuple(i.id for i in instrument.items if "ommaya" not in i.tags or patient.arm == "A")
+
+
+@dataclasses.dataclass(frozen=True)
+class PagePlan:
+    number: int  # 1-based, as in the URL and "page 2 of 6"
+    page_id: str
+    item_ids: tuple[str, ...]
+
+
+def page_plan(instrument: Instrument, patient: Patient) -> list[PagePlan]:
+    """The instrument's pages as this patient sees them (pages left empty are dropped)."""
+    shown = set(presented_items(instrument, patient))
+    plans: list[PagePlan] = []
+    for page in instrument.pages:
+        items = tuple(i for i in page.items if i in shown)
+        if items:
+            plans.append(PagePlan(len(plans) + 1, page.id, items))
+    return plans
+
+
+def item_number(instrument: Instrument, item_id: str) -> int:
+    """The item's number as on the paper form (its position in the instrument)."""
+    return instrument.item_ids.index(item_id) + 1
+
+
+def is_due(tp: Timepoint, now: dt.datetime) -> bool:
+    """Open for answering now: inside [opens_at, grace_closes_at) and not closed by staff or completion."""
+    return tp.status in DUE_STATUSES and tp.opens_at <= now < tp.grace_closes_at
+
+
+def due_timepoints(session: Session, patient: Patient, now: dt.datetime) -> list[Timepoint]:
+    """What the patient should answer now, soonest deadline first."""
+    return list(session.scalars(
+        select(Timepoint)
+        .where(Timepoint.patient_id == patient.id, Timepoint.status.in_(DUE_STATUSES),
+               Timepoint.opens_at <= now, Timepoint.grace_closes_at > now)
+        .order_by(Timepoint.grace_closes_at, Timepoint.id)
+    ))
+
+
+def patient_timepoint(session: Session, patient: Patient, timepoint_id: int) -> Timepoint | None:
+    """The timepoint only if it is this patient's (anything else looks like it does not exist)."""
+    tp = session.get(Timepoint, timepoint_id)
+    return tp if tp is not None and tp.patient_id == patient.id else None
+
+
+def original_response(session: Session, timepoint_id: int, instrument_id: str, *, fresh: bool = False
+                      ) -> Response | None:
+    """Revision 0: the patient's own form (staff corrections are later revisions)."""
+    stmt = select(Response).where(Response.timepoint_id == timepoint_id, Response.instrument_id == instrument_id,
+                                  Response.revision == 0)
+    if fresh:
+        stmt = stmt.execution_options(populate_existing=True)
+    return session.scalar(stmt)
+
+
+def answers_of(session: Session, response: Response) -> dict[str, Answer]:
+    rows = session.scalars(
+        select(Answer).where(Answer.response_id == response.id).order_by(Answer.id)
+        .execution_options(populate_existing=True)
+    )
+    return {row.item_id: row for row in rows}
+
+
+def typed_value(instrument: Instrument, item_id: str, row: Answer | None) -> int | float | None:
+    """A stored answer as the scorer wants it: int codes for choice/vas items, None if skipped."""
+    if row is None or row.skipped or row.value is None:
+        return None
+    return int(row.value) if instrument.item(item_id).kind in ("choice", "vas") else float(row.value)
+
+
+def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, int | None] | None:
+    """Where a patient resumes: (instrument id, first page with an unanswered item; None = review).
+
+    None when every form of the timepoint is submitted. An explicit skip counts as handled.
+    """
+    reg = registry()
+    for instrument_id in tp.instruments:
+        response = original_response(session, tp.id, instrument_id)
+        if response is not None and response.status == "submitted":
+            continue
+        instrument = reg.get(instrument_id)
+        stored = answers_of(session, response) if response is not None else {}
+        for plan in page_plan(instrument, patient):
+            if any(item_id not in stored for item_id in plan.item_ids):
+                return instrument_id, plan.number
+        return instrument_id, None
+    return None
+
+
+# ---------------------------------------------------------------- writing
+
+def set_respondent(session: Session, actor: Actor, tp: Timepoint, respondent: str, relationship: str | None,
+                   now: dt.datetime) -> None:
+    """Record who answers this timepoint's forms, and carry it to its in-progress forms."""
+    if respondent not in RESPONDENTS:
+        raise ValueError(f"respondent must be one of {RESPONDENTS}, not {respondent!r}")
+    if respondent == "proxy":
+        if not relationship or len(relationship) > 64:
+            raise ValueError("a proxy respondent needs a relationship")
+    else:
+        relationship = None
+    old, new = audit.changes(tp, ["respondent", "respondent_relationship"],
+                             {"respondent": respondent, "respondent_relationship": relationship})
+    if not new:
+        return
+    tp.respondent, tp.respondent_relationship = respondent, relationship
+    for response in session.scalars(select(Response).where(Response.timepoint_id == tp.id,
+                                                           Response.status == "in_progress")):
+        response.respondent, response.respondent_relationship = respondent, relationship
+    audit.record(session, actor, "set_respondent", tp, patient_id=tp.patient_id, site_id=tp.patient.site_id,
+                 old=old, new=new, now=now)
+
+
+def start_response(session: Session, actor: Actor, tp: Timepoint, texts: LocalizedInstrument, now: dt.datetime,
+                   *, mode: str = "web", entered_by: int | None = None) -> Response:
+    """The timepoint's in-progress (or submitted) revision-0 form, created on first use.
+
+    Two devices starting at once both end up with the same row: the loser of the insert race
+    hits the unique constraint inside a savepoint and reads the winner's row.
+    """
+    existing = original_response(session, tp.id, texts.instrument_id)
+    if existing is not None:
+        return existing
+    response = Response(
+        timepoint_id=tp.id, patient_id=tp.patient_id, instrument_id=texts.instrument_id,
+        instrument_version=texts.instrument_version, revision=0, language=texts.locale,
+        wording_version=texts.wording_version[:64], respondent=tp.respondent or "self",
+        respondent_relationship=tp.respondent_relationship, mode=mode, status="in_progress", started_at=now,
+        entered_by=entered_by,
+    )
+    try:
+        with session.begin_nested():
+            session.add(response)
+    except IntegrityError:
+        existing = original_response(session, tp.id, texts.instrument_id, fresh=True)
+        if existing is None:  # pragma: no cover - the constraint said it exists
+            raise
+        return existing
+    if tp.started_at is None:
+        tp.started_at = now
+    audit.record(session, actor, "start_response", response, patient_id=tp.patient_id, site_id=tp.patient.site_id,
+                 new={"instrument": texts.instrument_id, "version": texts.instrument_version,
+                      "language": texts.locale, "wording_version": texts.wording_version, "mode": mode,
+                      "respondent": response.respondent}, now=now)
+    return response
+
+
+def _lock_in_progress(session: Session, response: Response) -> None:
+    """Take the response's row lock, or raise ``AlreadySubmitted`` if it is no longer in progress.
+
+    The no-op UPDATE serialises a page save against a concurrent submit on every backend, so no
+    answer can slip into a form after it was submitted.
+    """
+    result = session.execute(
+        update(Response).where(Response.id == response.id, Response.status == "in_progress")
+        .values(status="in_progress").execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:
+        session.refresh(response)
+        raise AlreadySubmitted(response)
+
+
+def _shown(value: float | None, skipped: bool) -> int | float | str:
+    if skipped or value is None:
+        return SKIPPED
+    return int(value) if float(value).is_integer() else value
+
+
+def save_page(session: Session, actor: Actor, response: Response, item_ids: Iterable[str],
+              answers: Mapping[str, int | float | None], now: dt.datetime, *,
+              skip: Iterable[str] = (), client_time: str | None = None, client_offset: int | None = None,
+              texts: LocalizedInstrument | None = None) -> list[str]:
+    """Store one page's answers; return the items left unanswered (for the gentle reminder).
+
+    An empty item becomes an explicit skip only when it is in ``skip`` (the patient saw the
+    reminder, or the item is optional); otherwise it is left without a row and returned.
+    New answers and changes are audited (changes with old and new values). Raises
+    ``AlreadySubmitted`` for a form that is no longer in progress. ``texts`` is the wording this
+    page was shown in: if the patient switched language mid-form, the form records the new one.
+    """
+    _lock_in_progress(session, response)
+    common = {"patient_id": response.patient_id, "site_id": response.timepoint.patient.site_id, "now": now}
+    if texts is not None and (response.language, response.wording_version) != (texts.locale, texts.wording_version):
+        old_wording = {"language": response.language, "wording_version": response.wording_version}
+        response.language, response.wording_version = texts.locale, texts.wording_version[:64]
+        audit.record(session, actor, "change_response_language", response, old=old_wording,
+                     new={"language": texts.locale, "wording_version": texts.wording_version}, **common)
+    item_ids, skip = list(item_ids), set(skip)
+    wanted: dict[str, tuple[float | None, bool]] = {}
+    unanswered: list[str] = []
+    for item_id in item_ids:
+        value = answers.get(item_id)
+        if value is not None:
+            wanted[item_id] = (float(value), False)
+        elif item_id in skip:
+            wanted[item_id] = (None, True)
+        else:
+            unanswered.append(item_id)
+    created, old, new = _write_answers(session, response, wanted, now)
+    if client_time or client_offset is not None:
+        response.client_time, response.client_utc_offset_minutes = client_time, client_offset
+    if created:
+        audit.record(session, actor, "save_answers", response, new=created, **common)
+    if new:
+        audit.record(session, actor, "change_answers", response, old=old, new=new, **common)
+    return unanswered
+
+
+def _write_answers(session: Session, response: Response, wanted: Mapping[str, tuple[float | None, bool]],
+                   now: dt.datetime) -> tuple[dict, dict, dict]:
+    """Insert or update answer rows; returns (created, old, new) for the audit trail.
+
+    If another device inserts the same item in the same instant, the savepoint is rolled back
+    and the page is written again over the now-existing rows.
+    """
+    for attempt in range(2):
+        existing = {row.item_id: row for row in session.scalars(
+            select(Answer).where(Answer.response_id == response.id, Answer.item_id.in_(list(wanted)))
+            .execution_options(populate_existing=True))}
+        created: dict = {}
+        old: dict = {}
+        new: dict = {}
+        try:
+            with session.begin_nested():
+                for item_id, (value, skipped) in wanted.items():
+                    row = existing.get(item_id)
+                    if row is None:
+                        session.add(Answer(response_id=response.id, item_id=item_id, value=value, skipped=skipped,
+                                           answered_at=now))
+                        created[item_id] = _shown(value, skipped)
+                    elif (row.value, row.skipped) != (value, skipped):
+                        old[item_id] = _shown(row.value, row.skipped)
+                        new[item_id] = _shown(value, skipped)
+                        row.value, row.skipped, row.answered_at = value, skipped, now
+        except IntegrityError:
+            if attempt:
+                raise
+            continue
+        return created, old, new
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    response: Response
+    already: bool = False
+    alert: Alert | None = None
+    timepoint_completed: bool = False
+
+
+def submit(session: Session, actor: Actor, response: Response, patient: Patient, now: dt.datetime, *,
+           client_time: str | None = None, client_offset: int | None = None) -> Submitted:
+    """Submit a form once: answers final, scores stored, timepoint completed, diary alerts raised.
+
+    Idempotent: a second call (double tap, stale page, another tab or device) changes nothing and
+    returns ``already=True``. Items presented but never answered become explicit skips. A scoring
+    failure never blocks the submission: the form is kept and ``scoring_error`` flags it for staff.
+    """
+    tp = session.scalar(select(Timepoint).where(Timepoint.id == response.timepoint_id).with_for_update())
+    values: dict = {"status": "submitted", "submitted_at": now}
+    if client_time or client_offset is not None:
+        values.update(client_time=client_time, client_utc_offset_minutes=client_offset)
+    won = session.execute(
+        update(Response).where(Response.id == response.id, Response.status == "in_progress").values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(response)
+    if not won:
+        return Submitted(response, already=True)
+    instrument = registry().get(response.instrument_id)
+    stored = answers_of(session, response)
+    gaps = {i: (None, True) for i in presented_items(instrument, patient) if i not in stored}
+    if gaps:
+        _write_answers(session, response, gaps, now)
+        stored = answers_of(session, response)
+    answers = {item_id: typed_value(instrument, item_id, row) for item_id, row in stored.items()}
+    audit.record(session, actor, "submit_response", response, patient_id=patient.id, site_id=patient.site_id,
+                 new={"status": "submitted", "answered": sum(v is not None for v in answers.values()),
+                      "skipped": sum(v is None for v in answers.values())}, now=now)
+    store_scores(session, response, answers, now)
+    completed = _complete_timepoint(session, actor, tp, patient, now)
+    from qol_app.services import alerts
+
+    alert = alerts.raise_for_response(session, actor, response, answers, now)
+    return Submitted(response, alert=alert, timepoint_completed=completed)
+
+
+def store_scores(session: Session, response: Response, answers: Mapping[str, int | float | None],
+                 now: dt.datetime) -> None:
+    """Score the form and store one row per scale; on any scoring error flag the form instead."""
+    try:
+        detail = score_detail(response.instrument_id, answers, version=response.instrument_version,
+                              registry=registry())
+    except Exception as exc:
+        log.exception("scoring failed for response %s", response.id)
+        response.scoring_error = f"{type(exc).__name__}: {exc}"[:255]
+        return
+    response.scoring_error = None
+    for code, value in detail.scores.items():
+        session.add(Score(response_id=response.id, scale=code, value=value, n_items=detail.n_answered.get(code),
+                          scoring_version=detail.scoring_version, computed_at=now))
+    session.flush()
+
+
+def _complete_timepoint(session: Session, actor: Actor, tp: Timepoint, patient: Patient, now: dt.datetime) -> bool:
+    """Mark the timepoint completed once all its forms are submitted (its row is locked by ``submit``)."""
+    submitted = set(session.scalars(
+        select(Response.instrument_id).where(Response.timepoint_id == tp.id, Response.revision == 0,
+                                             Response.status == "submitted")))
+    if tp.status == "completed" or not set(tp.instruments) <= submitted:
+        return False
+    old = {"status": tp.status}
+    tp.status, tp.completed_at, tp.status_changed_at = "completed", now, now
+    audit.record(session, actor, "complete_timepoint", tp, patient_id=patient.id, site_id=patient.site_id,
+                 old=old, new={"status": "completed", "completed_at": now}, now=now)
+    return True
+
+
+# ---------------------------------------------------------------- staff
+
+def _staff_actor(staff: StaffUser, actor: Actor | None) -> Actor:
+    return actor or Actor("staff", str(staff.id))
+
+
+def _check_staff(staff: StaffUser, patient: Patient) -> None:
+    from qol_app.policy import can
+
+    if not can(staff, "patient.edit", patient):
+        raise PermissionError(f"{staff.username} may not change forms of patient {patient.study_id}")
+
+
+def _typed_answers(instrument: Instrument, answers: Mapping[str, int | float | None]) -> dict:
+    out = {k: (int(v) if v is not None and instrument.item(k).kind != "number" and float(v).is_integer() else v)
+           for k, v in answers.items()}
+    check_answers(instrument, out)
+    return out
+
+
+def correct_response(session: Session, actor_staff: StaffUser, response: Response,
+                     answers: Mapping[str, int | float | None], reason: str, now: dt.datetime, *,
+                     actor: Actor | None = None) -> Response:
+    """A staff correction: a new submitted revision superseding ``response``, which is never edited.
+
+    ``answers`` holds only the items to change (None = explicit skip); all other answers are
+    carried over. The new revision is scored; corrections raise no new patient alerts. Raises
+    ``ValueError`` (not the current submitted revision, no reason, invalid answer) or
+    ``PermissionError`` (not the staff member's site).
+    """
+    patient = session.get(Patient, response.patient_id)
+    _check_staff(actor_staff, patient)
+    if not reason or not reason.strip():
+        raise ValueError("a correction needs a reason")
+    if response.status != "submitted":
+        raise ValueError("only a submitted form can be corrected")
+    latest = session.scalar(
+        select(Response).where(Response.timepoint_id == response.timepoint_id,
+                               Response.instrument_id == response.instrument_id)
+        .order_by(Response.revision.desc()).limit(1))
+    if latest is None or latest.id != response.id:
+        raise ValueError("this revision has been superseded; correct the newest one")
+    instrument = registry().get(response.instrument_id)
+    changes = _typed_answers(instrument, answers)
+    old_rows = answers_of(session, response)
+    merged = {item_id: typed_value(instrument, item_id, row) for item_id, row in old_rows.items()} | changes
+    revision = Response(
+        timepoint_id=response.timepoint_id, patient_id=response.patient_id, instrument_id=response.instrument_id,
+        instrument_version=response.instrument_version, revision=response.revision + 1, language=response.language,
+        wording_version=response.wording_version, respondent=response.respondent,
+        respondent_relationship=response.respondent_relationship, mode=response.mode, status="submitted",
+        started_at=now, submitted_at=now, entered_by=actor_staff.id, supersedes_id=response.id,
+        correction_reason=reason.strip()[:255],
+    )
+    try:
+        with session.begin_nested():
+            session.add(revision)
+    except IntegrityError:
+        raise ValueError("someone else corrected this form at the same time; reload and try again") from None
+    for item_id, value in merged.items():
+        session.add(Answer(response_id=revision.id, item_id=item_id, value=None if value is None else float(value),
+                           skipped=value is None, answered_at=now))
+    session.flush()
+    audit.record(session, _staff_actor(actor_staff, actor), "correct_response", revision, patient_id=patient.id,
+                 site_id=patient.site_id,
+                 old={"response": response.id} | {k: _shown(*_pair(old_rows.get(k))) for k in changes},
+                 new={"response": revision.id} | {k: _shown(v, v is None) for k, v in changes.items()},
+                 reason=revision.correction_reason, now=now)
+    store_scores(session, revision, merged, now)
+    return revision
+
+
+def _pair(row: Answer | None) -> tuple[float | None, bool]:
+    return (None, True) if row is None else (row.value, row.skipped)
+
+
+def enter_on_behalf(session: Session, actor_staff: StaffUser, tp: Timepoint, instrument_id: str,
+                    answers: Mapping[str, int | float | None], now: dt.datetime, *, mode: str, respondent: str,
+                    relationship: str | None = None, language: str | None = None,
+                    actor: Actor | None = None) -> Submitted:
+    """Staff enter a paper, interview or site-tablet form as the patient's revision 0 and submit it.
+
+    Items not given become explicit skips. An in-progress web form of the patient is taken over
+    (its answers overwritten, audited). ``AlreadySubmitted`` if the form was submitted already
+    (use ``correct_response``); ``ValueError`` for an unknown mode/respondent/instrument/answer.
+    """
+    patient = tp.patient
+    _check_staff(actor_staff, patient)
+    if mode not in MODES or mode == "web":
+        raise ValueError(f"mode must be one of {[m for m in MODES if m != 'web']}, not {mode!r}")
+    if instrument_id not in tp.instruments:
+        raise ValueError(f"{instrument_id} is not a form of this timepoint")
+    who = _staff_actor(actor_staff, actor)
+    instrument = registry().get(instrument_id)
+    typed = _typed_answers(instrument, answers)
+    set_respondent(session, who, tp, respondent, relationship, now)
+    texts = localized(session, instrument, language or patient.language)
+    response = start_response(session, who, tp, texts, now, mode=mode, entered_by=actor_staff.id)
+    if response.status == "submitted":
+        raise AlreadySubmitted(response)
+    if response.mode != mode or response.entered_by != actor_staff.id:
+        audit.record(session, who, "take_over_response", response, patient_id=patient.id, site_id=patient.site_id,
+                     old={"mode": response.mode, "entered_by": response.entered_by},
+                     new={"mode": mode, "entered_by": actor_staff.id}, now=now)
+        response.mode, response.entered_by = mode, actor_staff.id
+    shown = presented_items(instrument, patient)
+    save_page(session, who, response, shown, typed, now, skip=shown)
+    return submit(session, who, response, patient, now)

@@ -1,0 +1,108 @@
+"""A nurse on a tablet-sized Chromium: sign in, enrol, see the QR card, record an intrathecal dose,
+see the new diary timepoints, re-issue the card, acknowledge a red alert. No JavaScript is needed
+and no page scrolls sideways at tablet width. Uses the live server of ``tests/browser/conftest.py``."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+TABLET = {"width": 768, "height": 1024}
+PASSWORD = "browser nurse password"
+
+
+@dataclasses.dataclass
+class Seed:
+    username: str
+    alert_patient: str
+    today: dt.date
+
+
+@pytest.fixture(scope="module")
+def nurse_seed(live_server) -> Seed:
+    from qol_app.db import db, utcnow
+    from qol_app.models import Alert, Site
+    from qol_app.services import staff
+    from qol_app.services.audit import Actor
+    from qol_app.services.enrolment import enroll_patient
+
+    with live_server.app.app_context():
+        now = utcnow()
+        today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
+        site = Site(code="BR1", name="Browser hospital", timezone="Asia/Shanghai", emergency_phone="120")
+        db.session.add(site)
+        db.session.flush()
+        actor = Actor.system("tests")
+        staff.create_user(db.session, actor, username="nurse.browser", full_name="Browser Nurse", role="nurse",
+                          password=PASSWORD, sites=[site], now=now)
+        patient = enroll_patient(db.session, actor, study_id="BR1-900", site=site, arm="A",
+                                 randomization_date=today - dt.timedelta(days=20), language="zh_Hans", now=now,
+                                 with_pin=False).patient
+        db.session.add(Alert(patient_id=patient.id, level="red", initial_level="red", rules=[{"id": "seizure"}],
+                             triggering_answers={"seizure": 1}, raised_at=now))
+        db.session.commit()
+    return Seed("nurse.browser", "BR1-900", today)
+
+
+def _no_sideways_scroll(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
+
+
+def test_nurse_flow(browser, live_server, nurse_seed):
+    context = browser.new_context(viewport=TABLET, java_script_enabled=False, locale="en-GB")
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{live_server.url}/staff/login")
+    page.fill("#username", nurse_seed.username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit].primary")
+    page.wait_for_url("**/staff/")
+    assert page.locator("h3.wl-red").count() == 1  # the red alert heads the work list
+    assert _no_sideways_scroll(page)
+
+    # Enrol a patient and see the personal link once, as a QR card with the PIN.
+    page.click("nav >> text=Enrol")
+    page.fill("#study_id", "BR1-001")
+    page.check("#arm-0")
+    page.fill("#randomization_date", (nurse_seed.today - dt.timedelta(days=10)).isoformat())
+    page.select_option("#language", "zh_Hans")
+    page.click("button[type=submit].primary")
+    card = page.locator("section.card")
+    assert card.is_visible() and card.get_attribute("lang") == "zh-Hans"
+    assert page.locator("section.card svg.qr").is_visible()
+    assert page.locator("section.card .pin strong").inner_text().isdigit()
+    link = page.locator("section.card code").inner_text()
+    assert "/p/l/" in link
+
+    # Record an intrathecal dose yesterday: seven diary days appear on the timeline.
+    page.click("text=Done: go to the patient's page")
+    dose = nurse_seed.today - dt.timedelta(days=1)
+    page.select_option("#kind", "intrathecal_dose")
+    page.fill("#date", dose.isoformat())
+    page.click("#events button[type=submit]")
+    timeline = page.locator("#timeline").inner_text()
+    for day in range(1, 8):
+        assert f"Diary {(dose + dt.timedelta(days=day)).isoformat()}" in timeline
+    assert _no_sideways_scroll(page)
+
+    # Re-issue the card: a new link (reason required) and the QR again.
+    page.fill("#rotate-reason", "card lost")
+    page.click("#access form >> nth=0 >> button")
+    assert page.locator("section.card svg.qr").is_visible()
+    assert page.locator("section.card code").inner_text() != link
+
+    # Acknowledge the red alert from the dashboard.
+    page.click("nav >> text=Dashboard")
+    page.click(f"ul.wl-red >> text={nurse_seed.alert_patient}")
+    page.fill("#alerts textarea", "Phoned the patient; sent to the emergency room")
+    page.click("#alerts button[type=submit]")
+    assert "Acknowledged by Browser Nurse" in page.locator("#alerts").inner_text()
+    page.click("nav >> text=Dashboard")
+    assert page.locator("h3.wl-red").count() == 0
+    assert not [p for p in problems if "Content Security Policy" in p], problems
+    context.close()

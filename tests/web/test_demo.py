@@ -1,0 +1,49 @@
+"""`qol demo`: idempotent, realistic, and its printed links and logins work."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from qol_app.models import Patient, Response, Site, StaffUser, Timepoint
+from qol_app.services.audit import verify
+
+
+def _counts(session):
+    return {model.__name__: session.scalar(select(func.count()).select_from(model))
+            for model in (Site, StaffUser, Patient, Timepoint, Response)}
+
+
+def test_demo_is_idempotent_and_prints_working_links(app, session):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["demo", "--patients", "8"])
+    assert first.exit_code == 0, first.output
+    assert "Demo data created." in first.output
+    counts = _counts(session)
+    assert counts["Site"] == 2 and counts["StaffUser"] == 5 and counts["Patient"] == 8
+    assert counts["Response"] > 0
+    arms = set(session.scalars(select(Patient.arm)))
+    assert arms == {"A", "B"}
+    zones = set(session.scalars(select(Site.timezone)))
+    assert len(zones) == 2
+    statuses = set(session.scalars(select(Timepoint.status)))
+    assert {"completed", "missed"} <= statuses
+
+    second = runner.invoke(args=["demo", "--patients", "8"])
+    assert "already present" in second.output
+    assert _counts(session) == counts
+    assert verify(session) == []
+
+    links = re.findall(r"http://[^/]+(/p/l/[0-9a-f]{64})\s+PIN (\d{6})", first.output)
+    assert links, first.output
+    assert links == re.findall(r"http://[^/]+(/p/l/[0-9a-f]{64})\s+PIN (\d{6})", second.output)
+    response = app.test_client().get(links[0][0])
+    assert response.status_code == 200
+
+    login = re.search(r"nurse\s+(nurse\.s01)\s+password: (\S+)", first.output)
+    client = app.test_client()
+    page = client.get("/staff/login")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    signed_in = client.post("/staff/login", data={"username": login.group(1), "password": login.group(2),
+                                                  "csrf_token": token})
+    assert signed_in.status_code == 302, signed_in.get_data(as_text=True)[:3000]
