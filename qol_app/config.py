@@ -51,6 +51,11 @@ DEFAULTS: dict[str, Any] = {
     "EXPORT_ISO_DATES": False,
     "EQ5D_VALUE_SET": "CN_2017",
     "SCHEDULER_STALE_MINUTES": 30,
+    "SCHEDULER_INTERVAL_SECONDS": 60,
+    "SCHEDULER_LOCK_FILE": None,  # default: instance/scheduler.lock (SQLite only)
+    "REMINDER_CHANNELS": ["sms", "email"],  # first channel with contact details wins
+    "DIARY_REMINDER_TIME": "09:00",
+    "SMTP_TIMEOUT": 30,
 }
 
 

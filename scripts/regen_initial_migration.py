@@ -15,8 +15,16 @@ from qol_app.migrations import HERE, alembic_config
 for old in (HERE / "versions").glob("*_0001_*.py"):
     old.unlink()
 with tempfile.TemporaryDirectory() as tmp:
-    cfg = alembic_config(f"sqlite:///{Path(tmp) / 'empty.sqlite'}")
-    command.revision(cfg, message="initial schema", autogenerate=True, rev_id="0001")
+    # Later hand-written revisions depend on 0001: park them while it is regenerated.
+    later = [p for p in (HERE / "versions").glob("*.py")]
+    for path in later:
+        path.rename(Path(tmp) / path.name)
+    try:
+        cfg = alembic_config(f"sqlite:///{Path(tmp) / 'empty.sqlite'}")
+        command.revision(cfg, message="initial schema", autogenerate=True, rev_id="0001")
+    finally:
+        for path in later:
+            (Path(tmp) / path.name).rename(path)
 # Dated names would make every regeneration a new file; keep this one stable.
 for new in (HERE / "versions").glob("*_0001_*.py"):
     new.rename(new.with_name("20261124_0001_initial_schema.py"))

@@ -8,3 +8,7 @@ from qol_app.commands.instruments import instruments_group
 from qol_app.commands.scoring import rescore
 
 COMMANDS: list[click.Command] = [demo, instruments_group, rescore]
+
+from qol_app.commands.scheduler import scheduler_group  # noqa: E402
+
+COMMANDS.append(scheduler_group)

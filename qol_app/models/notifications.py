@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Text
+from sqlalchemy import ForeignKey, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from qol_app.db import Base
@@ -14,6 +14,7 @@ class OutboxMessage(Base):
     """A message to send at most once: ``dedupe_key`` (e.g. tp:12:r1:email) is unique."""
 
     __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_messages_status_not_before", "status", "not_before"),)
 
     id: Mapped[intpk]
     dedupe_key: Mapped[str255] = mapped_column(unique=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 04:36:55.620030
+Create Date: 2026-11-24 05:24:37.435109
 """
 from alembic import op
 import sqlalchemy as sa
@@ -237,6 +237,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_messages_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index('ix_outbox_messages_status_not_before', ['status', 'not_before'], unique=False)
 
     op.create_table('responses',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -349,6 +350,7 @@ def downgrade() -> None:
 
     op.drop_table('responses')
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_messages_status_not_before')
         batch_op.drop_index(batch_op.f('ix_outbox_messages_patient_id'))
 
     op.drop_table('outbox_messages')

@@ -1,0 +1,84 @@
+"""The ``qol scheduler`` process: an APScheduler 3 BlockingScheduler under a single-instance lock.
+
+Never started from ``create_app``: under gunicorn every worker would run every job. The job
+store is in memory (APScheduler cannot share one between processes); the lock is what makes
+this the only scheduler, and the jobs' idempotency is what makes a second one harmless.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask
+
+from qol_app.db import utcnow
+from qol_app.scheduler.jobs import SweepReport, run_sweep
+from qol_app.scheduler.lock import LockLost, SchedulerLock, lock_for
+
+log = logging.getLogger("qol_app.scheduler")
+DEFAULT_INTERVAL_SECONDS = 60
+
+
+def run_once(app: Flask, *, wait: bool = False, lock: SchedulerLock | None = None) -> SweepReport:
+    """One sweep under the lock (cron deployments); raises LockHeld if another one runs."""
+    lock = lock or lock_for(app)
+    lock.acquire(wait=wait)
+    try:
+        return run_sweep(app)
+    finally:
+        lock.release()
+
+
+def build_scheduler(app: Flask, lock: SchedulerLock, interval_seconds: int) -> BlockingScheduler:
+    """The scheduler with its one interval job (explicit misfire, coalescing and instance limits)."""
+    scheduler = BlockingScheduler(timezone=dt.UTC)
+
+    def sweep() -> None:
+        if not lock.check():
+            log.critical("the scheduler lock was lost (database connection gone?); stopping")
+            scheduler.lock_lost = True  # type: ignore[attr-defined]
+            scheduler.shutdown(wait=False)
+            return
+        run_sweep(app)
+
+    scheduler.lock_lost = False  # type: ignore[attr-defined]
+
+    scheduler.add_job(
+        sweep, "interval", seconds=interval_seconds, id="sweep", name="status, reminders, outbox",
+        next_run_time=utcnow(),
+        # A run missed by more than one interval (process suspended, clock jump) is skipped and
+        # missed runs collapse into one: the next sweep catches up anyway, because every state
+        # is derived from data and the clock. Never two sweeps at once in this process.
+        misfire_grace_time=interval_seconds, coalesce=True, max_instances=1,
+    )
+    return scheduler
+
+
+def run_forever(app: Flask, *, interval_seconds: int = DEFAULT_INTERVAL_SECONDS, wait: bool = False) -> None:
+    """Hold the lock and sweep every ``interval_seconds`` until SIGTERM/SIGINT.
+
+    Raises :class:`~qol_app.scheduler.lock.LockLost` if the lock went away (a supervisor
+    should restart the process, which then waits for or retakes the lock).
+    """
+    lock = lock_for(app)
+    lock.acquire(wait=wait)
+    log.info("scheduler started (%s held; sweep every %ss)", lock.description, interval_seconds)
+    scheduler = build_scheduler(app, lock, interval_seconds)
+
+    def stop(signum, frame) -> None:
+        log.info("signal %s: stopping after the running sweep", signum)
+        scheduler.shutdown(wait=False)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        lock.release()
+        log.info("scheduler stopped")
+    if scheduler.lock_lost:  # type: ignore[attr-defined]
+        raise LockLost("the scheduler lock was lost while running; stopped to avoid running unguarded")

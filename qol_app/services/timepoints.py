@@ -1,0 +1,516 @@
+"""Timepoint rows: idempotent reconcile against the pure planner, and the status sweep.
+
+Two writers keep ``timepoints`` true:
+
+* :func:`reconcile_patient` recomputes a patient's plan from scratch (schedule + live events +
+  end status) and applies :func:`qol_app.scheduling.diff` to the stored rows. It runs
+  synchronously after every event or status change, and from the sweep for patients whose
+  recurring follow-ups reach the lookahead horizon (:func:`reconcile_all`).
+* :func:`sweep_statuses` moves rows to the status :func:`qol_app.scheduling.derive_status`
+  gives at ``now``. It only reads rows that can be due for a change (live statuses past a
+  window boundary), so a sweep that changes nothing costs a few index probes.
+
+Contract with the responses service: a timepoint counts as *started* when ``started_at`` is
+set or a ``Response`` row exists, and as *submitted* when ``completed_at`` is set. Scheduled,
+open and overdue rows catch up in the next sweep; rows already final (missed, partial,
+not expected) do not move by themselves, so a service that submits a late or transcribed form
+calls :func:`refresh_status` in the same transaction.
+
+Every change writes one audit row (entity ``timepoint``) in the caller's transaction. All
+functions flush only; callers commit (long runs take a ``checkpoint`` callable to commit
+between batches, keeping the audit chain's head lock short).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from flask import current_app
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from qol_app.models import Patient, Response, Site, Timepoint, TreatmentEvent
+from qol_app.scheduling import (
+    SCHEDULES_DIR,
+    EventFact,
+    ExistingTimepoint,
+    PatientFacts,
+    PlannedTimepoint,
+    Schedule,
+    derive_status,
+    diff,
+    load_schedule,
+    local_date_of,
+    plan,
+)
+from qol_app.scheduling.planner import END_STATUSES
+from qol_app.scheduling.timewindows import zone
+from qol_app.services import audit
+from qol_app.services.audit import Actor
+
+log = logging.getLogger(__name__)
+
+SCHEDULER = Actor.system("scheduler")
+ENTITY = "timepoint"
+#: Statuses the clock alone can still change; final ones move only through data changes.
+LIVE_STATUSES = ("scheduled", "open", "overdue")
+#: The columns a plan decides; a difference in any of them is a move.
+PLANNED_FIELDS = (
+    "rule_id", "kind", "instruments", "anchor_event_id", "anchor_kind", "anchor_number", "anchor_date",
+    "target_date", "window_start", "window_end", "grace_end", "opens_at", "closes_at", "grace_closes_at",
+)
+AUDITED_FIELDS = (*PLANNED_FIELDS, "status", "not_expected_reason", "cancel_reason")
+
+Checkpoint = Callable[[], None]
+
+
+def _no_checkpoint() -> None:
+    return None
+
+
+# ---- the schedule ---------------------------------------------------------------------------
+def configured_schedule(config: Mapping[str, Any] | None = None) -> Schedule:
+    """The protocol schedule named by ``SCHEDULE_FILE`` (default ``conquer.yaml``), loaded once.
+
+    Instrument ids are checked against the questionnaire registry, so a typo stops the
+    process at start-up instead of producing forms nobody can open.
+    """
+    config = current_app.config if config is None else config
+    path = config.get("SCHEDULE_FILE") or SCHEDULES_DIR / "conquer.yaml"
+    return _load_schedule(str(Path(path).resolve()), config.get("QUESTIONNAIRE_DIR"))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_schedule(path: str, questionnaire_dir: str | None) -> Schedule:
+    from qol_app.instruments.loader import get_registry
+
+    return load_schedule(path, known_instruments=set(get_registry(questionnaire_dir)))
+
+
+# ---- facts from rows ------------------------------------------------------------------------
+def patient_facts(patient: Patient, today: dt.date) -> PatientFacts:
+    """The planner's view of a patient; an end status without a date counts from ``today``."""
+    end_status = patient.status if patient.status in END_STATUSES else None
+    end_date = None
+    if end_status is not None:
+        end_date = patient.status_date
+        if end_date is None:
+            log.warning("patient %s is %s without a date; treating the end as %s", patient.id, end_status, today)
+            end_date = today
+    return PatientFacts(
+        arm=patient.arm, randomization_date=patient.randomization_date, timezone=patient.tz,
+        end_status=end_status, end_date=end_date,  # type: ignore[arg-type]
+    )
+
+
+def event_facts(events: Iterable[TreatmentEvent]) -> list[EventFact]:
+    return [
+        EventFact(e.id, e.kind, e.date, e.number, e.cycle_length_days)  # type: ignore[arg-type]
+        for e in events if e.deleted_at is None
+    ]
+
+
+def _existing(row: Timepoint, has_response: bool) -> ExistingTimepoint:
+    # Only the primary anchor event is stored, so source events are "not tracked" for diff();
+    # anchor changes are caught by comparing PLANNED_FIELDS instead (see _apply).
+    return ExistingTimepoint(
+        key=row.key, target_date=row.target_date, window_start=row.window_start, window_end=row.window_end,
+        grace_end=row.grace_end, instruments=tuple(row.instruments),
+        started=has_response or row.started_at is not None,
+        completed=row.completed_at is not None or row.status == "completed",
+        cancelled=row.status == "cancelled", not_expected_reason=row.not_expected_reason,
+        event_ids=None, cancel_reason=row.cancel_reason,
+    )
+
+
+def _planned_values(tp: PlannedTimepoint) -> dict[str, Any]:
+    event_id = tp.anchor.event_id
+    return {
+        "rule_id": tp.rule_id, "kind": tp.kind, "instruments": list(tp.instruments),
+        "anchor_event_id": int(event_id) if event_id is not None else None,
+        "anchor_kind": tp.anchor.kind, "anchor_number": tp.anchor.number, "anchor_date": tp.anchor.date,
+        "target_date": tp.target_date, "window_start": tp.window_start, "window_end": tp.window_end,
+        "grace_end": tp.grace_end, "opens_at": tp.opens_at, "closes_at": tp.closes_at,
+        "grace_closes_at": tp.grace_closes_at,
+    }
+
+
+# ---- reconcile ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ReconcileResult:
+    """What one reconcile changed (all zero when the rows already matched the plan)."""
+
+    created: int = 0
+    moved: int = 0
+    cancelled: int = 0
+    not_expected: int = 0
+    reactivated: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.created + self.moved + self.cancelled + self.not_expected + self.reactivated
+
+    def __iadd__(self, other: ReconcileResult) -> Self:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        return self
+
+
+def reconcile_patient(
+    session: Session,
+    actor: Actor,
+    patient: Patient,
+    now: dt.datetime,
+    *,
+    reason: str | None = None,
+    schedule: Schedule | None = None,
+) -> ReconcileResult:
+    """Make the patient's timepoint rows match a fresh plan; idempotent.
+
+    Creates, moves, cancels (never deletes), marks not expected and reactivates rows, one
+    audit row each, with ``reason`` (e.g. the nurse's reason for moving a cycle) attached.
+    Started or completed rows are never touched. A row inserted meanwhile by a concurrent
+    reconcile (unique patient_id + key) counts as already done. Raises
+    :class:`~qol_app.scheduling.PlanningError` (a ValueError) when the events are
+    inconsistent, e.g. two end-of-treatment events.
+    """
+    schedule = schedule or configured_schedule()
+    # Serialise reconciles of one patient (PostgreSQL row lock; SQLite has one writer anyway).
+    session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
+    today = local_date_of(now, zone(patient.tz))
+    events = session.scalars(
+        select(TreatmentEvent).where(TreatmentEvent.patient_id == patient.id, TreatmentEvent.deleted_at.is_(None))
+    ).all()
+    facts = patient_facts(patient, today)
+    planned = plan(schedule, facts, event_facts(events), today)
+    rows = session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).all()
+    with_responses = set(session.scalars(
+        select(Response.timepoint_id).where(Response.patient_id == patient.id).distinct()
+    ))
+    existing = [_existing(row, row.id in with_responses) for row in rows]
+    live_ids = {e.id for e in events}
+    changes = diff(existing, planned, patient=facts, live_event_ids=live_ids)
+    return _apply(session, actor, patient, now, reason, changes, rows, planned, with_responses, live_ids)
+
+
+def _apply(session, actor, patient, now, reason, changes, rows, planned, with_responses, live_ids) -> ReconcileResult:
+    result = ReconcileResult()
+    by_key = {row.key: row for row in rows}
+    ctx = _Ctx(session, actor, patient, now, reason, with_responses)
+
+    for tp in changes.to_create:
+        if ctx.create(tp):
+            result.created += 1
+    for item in changes.to_move:
+        ctx.update(by_key[item.existing.key], item.planned, "move")
+        result.moved += 1
+    for item in changes.to_reactivate:
+        ctx.update(by_key[item.existing.key], item.planned, "reactivate", reactivate=True)
+        result.reactivated += 1
+    for item in changes.to_cancel:
+        row = by_key[item.existing.key]
+        why = item.reason
+        if why == "no_longer_planned" and row.anchor_event_id is not None and row.anchor_event_id not in live_ids:
+            why = "anchor_event_deleted"  # diff cannot tell: we store only the primary anchor
+        ctx.set_state(row, "cancel", status="cancelled", cancel_reason=why)
+        result.cancelled += 1
+    for item in changes.to_mark_not_expected:
+        row = by_key[item.existing.key]
+        if item.planned is not None:
+            ctx.update(row, item.planned, "not_expected")
+        else:
+            ctx.set_state(row, "not_expected", status="not_expected", not_expected_reason=item.reason)
+        result.not_expected += 1
+    # diff() compares dates, instruments and (not tracked here) source events; the stored
+    # anchor and UTC instants can still differ (an event re-entered with the same date, a
+    # patient's timezone corrected): refresh those too, never on started/completed rows.
+    planned_by_key = {tp.key: tp for tp in planned}
+    for item in changes.untouched:
+        row = by_key[item.key]
+        tp = planned_by_key.get(item.key)
+        if tp is None or item.started or item.completed or item.cancelled:
+            continue
+        if any(getattr(row, f) != v for f, v in _planned_values(tp).items()):
+            ctx.update(row, tp, "move")
+            result.moved += 1
+    return result
+
+
+class _Ctx:
+    """The shared arguments of one reconcile's writes."""
+
+    def __init__(self, session, actor, patient, now, reason, with_responses) -> None:
+        self.session = session
+        self.actor = actor
+        self.patient = patient
+        self.now = now
+        self.reason = reason
+        self.with_responses = with_responses
+
+    def _derive(self, row: Timepoint) -> str:
+        return derive_status(
+            row, self.now, submitted=row.completed_at is not None,
+            started=row.started_at is not None or row.id in self.with_responses,
+            not_expected_reason=row.not_expected_reason,
+        )
+
+    def _audit(self, action: str, row: Timepoint, old: dict[str, Any] | None, new: dict[str, Any], why=None) -> None:
+        audit.record(
+            self.session, self.actor, action, entity_type=ENTITY, entity_id=row.id, patient_id=row.patient_id,
+            site_id=self.patient.site_id, old=old, new={"key": row.key, **new},
+            reason=why or self.reason, now=self.now,
+        )
+
+    def create(self, tp: PlannedTimepoint) -> bool:
+        row = Timepoint(
+            patient_id=self.patient.id, key=tp.key, created_at=self.now, status_changed_at=self.now,
+            not_expected_reason=None if tp.expected else tp.not_expected_reason, **_planned_values(tp),
+        )
+        row.status = derive_status(row, self.now, submitted=False, started=False,
+                                   not_expected_reason=row.not_expected_reason)
+        try:
+            with self.session.begin_nested():
+                self.session.add(row)
+                self.session.flush()
+        except IntegrityError:
+            log.info("timepoint %s/%s was created concurrently; skipping", self.patient.id, tp.key)
+            return False
+        self._audit("create", row, None, {f: getattr(row, f) for f in AUDITED_FIELDS if getattr(row, f) is not None})
+        return True
+
+    def update(self, row: Timepoint, tp: PlannedTimepoint, action: str, *, reactivate: bool = False) -> None:
+        values = _planned_values(tp)
+        values["not_expected_reason"] = None if tp.expected else tp.not_expected_reason
+        if reactivate:
+            values["cancel_reason"] = None
+        before = {f: getattr(row, f) for f in AUDITED_FIELDS}
+        for name, value in values.items():
+            setattr(row, name, value)
+        new_status = self._derive(row)
+        if new_status != row.status:
+            row.status = new_status
+            row.status_changed_at = self.now
+        old, new = audit.changes(_Snapshot(before), list(AUDITED_FIELDS), {f: getattr(row, f) for f in AUDITED_FIELDS})
+        self.session.flush()
+        self._audit(action, row, old, new)
+
+    def set_state(self, row: Timepoint, action: str, **values: Any) -> None:
+        old, new = audit.changes(row, list(values), values)
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.status_changed_at = self.now
+        self.session.flush()
+        self._audit(action, row, old, new, why=self.reason or values.get("cancel_reason"))
+
+
+class _Snapshot:
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+# ---- reconcile_all: extend recurring follow-ups ---------------------------------------------
+def patients_due_for_reconcile(session: Session, now: dt.datetime, schedule: Schedule | None = None) -> list[int]:
+    """Patients whose plan would change because the calendar moved on (cheap when none do).
+
+    Two cases: a recurring rule's next occurrence has reached ``today + lookahead`` (one
+    grouped probe per recurring rule through the (patient_id, key) index), and patients
+    with no timepoint rows at all (e.g. enrolled but never reconciled). Everything else a
+    plan depends on changes only through services that reconcile synchronously.
+    """
+    schedule = schedule or configured_schedule()
+    due: set[int] = set(session.scalars(
+        select(Patient.id).where(~exists().where(Timepoint.patient_id == Patient.id))
+    ))
+    tz_col = func.coalesce(Patient.timezone, Site.timezone)
+    for rule in schedule.rules:
+        if rule.repeat is None or rule.key is None or rule.target is None or rule.window is None:
+            continue
+        tp_filter = [Timepoint.patient_id == Patient.id, Timepoint.rule_id == rule.id]
+        prefix = rule.key.split("{", 1)[0]
+        if prefix:  # lets the (patient_id, key) unique index find the rule's rows
+            tp_filter += [Timepoint.key >= prefix, Timepoint.key < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        if rule.anchor == "randomization":
+            cols = [Patient.randomization_date.label("anchor_date"), Patient.randomization_date.label("c")]
+            base = select(Patient.id).select_from(Patient)
+        else:
+            tp_filter.append(Timepoint.anchor_event_id == TreatmentEvent.id)
+            cols = [TreatmentEvent.date.label("anchor_date"), TreatmentEvent.cycle_length_days.label("c")]
+            base = (select(Patient.id).select_from(TreatmentEvent).join(Patient, Patient.id == TreatmentEvent.patient_id)
+                    .where(TreatmentEvent.kind == rule.anchor, TreatmentEvent.deleted_at.is_(None)))
+        last = select(func.max(Timepoint.window_start)).where(*tp_filter).correlate_except(Timepoint).scalar_subquery()
+        count = select(func.count(Timepoint.id)).where(*tp_filter).correlate_except(Timepoint).scalar_subquery()
+        query = (base.add_columns(tz_col, Patient.randomization_date, *cols, last.label("last"), count.label("n"))
+                 .join(Site, Site.id == Patient.site_id)
+                 .where(Patient.status == "active", Patient.arm.in_(sorted(rule.arms))))
+        for pid, tz, randomized, anchor_date, cycle_length, last_start, n in session.execute(query):
+            if pid in due:
+                continue
+            if last_start is None:
+                offset = (cycle_length or rule.cycle_length_days) if rule.target.from_cycle_length \
+                    else rule.target.offset_days
+                next_target = anchor_date + dt.timedelta(days=offset)
+            else:
+                next_target = last_start + dt.timedelta(days=rule.repeat.every_days + rule.window.before)
+            if rule.repeat.max_count is not None and n >= rule.repeat.max_count:
+                continue
+            if schedule.study_end_days is not None and \
+                    next_target > randomized + dt.timedelta(days=schedule.study_end_days):
+                continue
+            horizon = local_date_of(now, zone(tz)) + dt.timedelta(days=schedule.lookahead_days)
+            if next_target - dt.timedelta(days=rule.window.before) <= horizon:
+                due.add(pid)
+    return sorted(due)
+
+
+@dataclasses.dataclass
+class ReconcileAllResult:
+    patients: int = 0
+    changes: ReconcileResult = dataclasses.field(default_factory=ReconcileResult)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+
+def reconcile_all(
+    session: Session,
+    now: dt.datetime,
+    *,
+    actor: Actor = SCHEDULER,
+    full: bool = False,
+    schedule: Schedule | None = None,
+    checkpoint: Checkpoint = _no_checkpoint,
+) -> ReconcileAllResult:
+    """Reconcile the patients due for it (:func:`patients_due_for_reconcile`), or all (``full``).
+
+    ``full`` is for after a schedule file changed. One patient's planning error is logged and
+    reported, not allowed to stop the others; ``checkpoint`` runs after each patient.
+    """
+    schedule = schedule or configured_schedule()
+    ids = session.scalars(select(Patient.id).order_by(Patient.id)).all() if full \
+        else patients_due_for_reconcile(session, now, schedule)
+    result = ReconcileAllResult()
+    for pid in ids:
+        patient = session.get(Patient, pid)
+        if patient is None:
+            continue
+        try:
+            with session.begin_nested():
+                result.changes += reconcile_patient(session, actor, patient, now, schedule=schedule,
+                                                    reason="full reconcile" if full else "scheduler sweep")
+        except ValueError as exc:  # PlanningError and bad data: report, keep going
+            log.error("reconcile of patient %s failed: %s", patient.study_id, exc)
+            result.errors.append(f"{patient.study_id}: {exc}")
+        result.patients += 1
+        checkpoint()
+    return result
+
+
+# ---- the status sweep -----------------------------------------------------------------------
+def _started_expr():
+    return or_(Timepoint.started_at.is_not(None), exists().where(Response.timepoint_id == Timepoint.id))
+
+
+def _candidates(session: Session, now: dt.datetime) -> list[Any]:
+    """Rows whose derived status may differ from the stored one, found by boundary, not by scan.
+
+    One query per live status, each an equality probe of the (status, grace_closes_at) index
+    (the live sets are windows open now or soon; the big final sets are never read), without
+    joins so neither SQLite's nor PostgreSQL's planner is tempted into walking every patient.
+    """
+    cols = (Timepoint.id, Timepoint.patient_id, Timepoint.key, Timepoint.status, Timepoint.opens_at,
+            Timepoint.closes_at, Timepoint.grace_closes_at, Timepoint.completed_at,
+            Timepoint.not_expected_reason, _started_expr().label("started"))
+    data_changed = or_(Timepoint.completed_at.is_not(None), Timepoint.not_expected_reason.is_not(None))
+    boundaries = {
+        "scheduled": Timepoint.opens_at <= now,
+        "open": Timepoint.closes_at <= now,
+        "overdue": Timepoint.grace_closes_at <= now,
+    }
+    rows = []
+    for status, crossed in boundaries.items():
+        rows += session.execute(select(*cols).where(Timepoint.status == status, or_(crossed, data_changed))).all()
+    return sorted(rows, key=lambda r: r.id)
+
+
+def _site_ids(session: Session, patient_ids: set[int]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    ids = sorted(patient_ids)
+    for start in range(0, len(ids), 500):
+        found.update((pid, site_id) for pid, site_id in session.execute(
+            select(Patient.id, Patient.site_id).where(Patient.id.in_(ids[start:start + 500]))))
+    return found
+
+
+def sweep_statuses(
+    session: Session,
+    now: dt.datetime,
+    *,
+    actor: Actor = SCHEDULER,
+    batch: int = 100,
+    checkpoint: Checkpoint = _no_checkpoint,
+) -> collections.Counter[str]:
+    """Move every timepoint whose derived status changed to it; returns counts by new status.
+
+    Status is a function of stored facts and ``now``, so one sweep after days of downtime
+    lands every row in its right state (a window that opened and closed meanwhile goes
+    straight to missed). Changes are conditional UPDATEs (``WHERE status = old``, grouped by
+    transition, RETURNING the ids that really changed), so two concurrent sweeps change and
+    audit a row once. ``checkpoint`` runs after every ``batch`` rows: each audit row holds
+    the audit chain's head lock until commit, so small batches keep web writers waiting briefly.
+    """
+    counts: collections.Counter[str] = collections.Counter()
+    changes = []
+    for row in _candidates(session, now):
+        new = derive_status(row, now, submitted=row.completed_at is not None, started=bool(row.started),
+                            not_expected_reason=row.not_expected_reason)
+        if new != row.status:
+            changes.append((row, new))
+    sites = _site_ids(session, {row.patient_id for row, _new in changes})
+    for start in range(0, len(changes), batch):
+        chunk = changes[start:start + batch]
+        groups: dict[tuple[str, str], list[Any]] = collections.defaultdict(list)
+        for row, new in chunk:
+            groups[(row.status, new)].append(row)
+        for (old, new), rows in groups.items():
+            done = set(session.scalars(
+                update(Timepoint).where(Timepoint.id.in_([r.id for r in rows]), Timepoint.status == old)
+                .values(status=new, status_changed_at=now).returning(Timepoint.id)
+            ))
+            for row in rows:
+                if row.id not in done:
+                    continue  # another sweep got there first
+                audit.record(session, actor, "status", entity_type=ENTITY, entity_id=row.id,
+                             patient_id=row.patient_id, site_id=sites.get(row.patient_id), old={"status": old},
+                             new={"key": row.key, "status": new}, now=now)
+                counts[new] += 1
+        checkpoint()
+    return counts
+
+
+def refresh_status(session: Session, actor: Actor, tp: Timepoint, now: dt.datetime) -> str:
+    """Set ``tp`` to its derived status now (audited if it changes); for services that submit
+    or transcribe a form on a row the sweep no longer watches (missed, partial). Cancelled rows
+    stay cancelled."""
+    if tp.status == "cancelled":
+        return tp.status
+    session.flush()
+    started = tp.started_at is not None or session.scalar(
+        select(exists().where(Response.timepoint_id == tp.id))
+    )
+    new = derive_status(tp, now, submitted=tp.completed_at is not None, started=bool(started),
+                        not_expected_reason=tp.not_expected_reason)
+    if new != tp.status:
+        old = tp.status
+        tp.status = new
+        tp.status_changed_at = now
+        session.flush()
+        patient = session.get(Patient, tp.patient_id)
+        audit.record(session, actor, "status", entity_type=ENTITY, entity_id=tp.id, patient_id=tp.patient_id,
+                     site_id=patient.site_id if patient else None, old={"status": old},
+                     new={"key": tp.key, "status": new}, now=now)
+    return new

@@ -1,0 +1,218 @@
+"""Reconcile on the database: events and status changes move, cancel and keep timepoints."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from qol_app.models import AuditEvent, OutboxMessage, Response, Timepoint
+from qol_app.services import timepoints, treatment_events
+from qol_app.services.audit import Actor, verify
+from tests.db.conftest import audit_count, timepoints_of
+
+D = dt.timedelta(days=1)
+RAND = dt.date(2026, 3, 2)
+C1 = dt.date(2026, 3, 3)
+NURSE = Actor("staff", None)
+
+
+@pytest.fixture
+def patient(factory):
+    return factory.patient(arm="B", randomization_date=RAND, phone="13800000001").patient
+
+
+@pytest.fixture
+def cycle(session, patient, now):
+    event, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
+    return event
+
+
+def _audits(session, action=None):
+    query = select(AuditEvent).where(AuditEvent.entity_type == "timepoint").order_by(AuditEvent.id)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    return session.scalars(query).all()
+
+
+def test_recording_a_cycle_creates_its_timepoints_with_audit(session, patient, cycle, now):
+    tps = timepoints_of(session, patient)
+    assert set(tps) == {"baseline", "sys-c1", *(f"diary-2026-03-{d}" for d in range(10, 18))}
+    c1 = tps["sys-c1"]
+    assert (c1.target_date, c1.window_start, c1.window_end) == (C1 + 21 * D, C1 + 18 * D, C1 + 24 * D)
+    assert c1.anchor_event_id == cycle.id and c1.anchor_number == 1 and cycle.number == 1
+    assert c1.status == "scheduled" and tps["diary-2026-03-10"].status == "open"
+    assert tps["baseline"].status == "missed"  # window closed before the app knew the patient
+    created = _audits(session, "create")
+    assert len(created) == len(tps)
+    assert all(a.patient_id == patient.id and a.site_id == patient.site_id for a in created)
+    assert any(a.new["key"] == "sys-c1" and a.new["window_end"] == "2026-03-27" for a in created)
+    assert verify(session) == []
+
+
+def test_second_reconcile_writes_nothing(session, patient, cycle, now):
+    session.flush()
+    before = audit_count(session)
+    snapshot = {k: (tp.status, tp.window_start, tp.opens_at) for k, tp in timepoints_of(session, patient).items()}
+    result = timepoints.reconcile_patient(session, NURSE, patient, now + dt.timedelta(hours=5))
+    assert result.changed == 0
+    assert audit_count(session) == before
+    assert {k: (tp.status, tp.window_start, tp.opens_at) for k, tp in timepoints_of(session, patient).items()} == snapshot
+
+
+def test_delayed_cycle_moves_its_questionnaire_with_reason(session, patient, cycle, now):
+    result = treatment_events.move_event(session, NURSE, cycle, date=C1 + 4 * D, reason="neutropenia, given late",
+                                         now=now + 4 * D)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert c1.target_date == C1 + 25 * D and c1.status == "scheduled"
+    assert result.moved >= 1
+    move = next(a for a in _audits(session, "move") if a.new["key"] == "sys-c1")
+    assert move.reason == "neutropenia, given late"
+    assert move.old["target_date"] == "2026-03-24" and move.new["target_date"] == "2026-03-28"
+    event_audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "move_event")).one()
+    assert event_audit.old == {"date": "2026-03-03"} and event_audit.new == {"date": "2026-03-07"}
+
+
+def test_longer_cycle_moves_the_post_cycle_form(session, patient, cycle, now):
+    treatment_events.move_event(session, NURSE, cycle, cycle_length_days=28, reason="28-day regimen", now=now)
+    assert timepoints_of(session, patient)["sys-c1"].target_date == C1 + 28 * D
+
+
+def test_deleted_event_cancels_its_timepoints_with_reason(session, patient, cycle, now):
+    treatment_events.delete_event(session, NURSE, cycle, reason="entered for the wrong patient", now=now)
+    tps = timepoints_of(session, patient)
+    assert tps["sys-c1"].status == "cancelled"
+    assert tps["sys-c1"].cancel_reason == "anchor_event_deleted"
+    assert tps["baseline"].status == "missed"  # randomization-anchored: untouched
+    cancels = _audits(session, "cancel")
+    assert {a.new["key"] for a in cancels} >= {"sys-c1", "diary-2026-03-11"}
+    assert all(a.reason == "entered for the wrong patient" for a in cancels)
+    assert cycle.deleted_at == now and cycle.deleted_reason == "entered for the wrong patient"
+
+
+@pytest.mark.parametrize("how", ["started_at", "response_row"])
+def test_started_forms_are_never_moved_or_cancelled(session, patient, cycle, now, how):
+    diary = timepoints_of(session, patient)["diary-2026-03-10"]
+    if how == "started_at":
+        diary.started_at = now
+    else:
+        session.add(Response(timepoint_id=diary.id, patient_id=patient.id, instrument_id="symptom_diary",
+                             instrument_version="1", language="zh_Hans", wording_version="own",
+                             respondent="self", started_at=now))
+    session.flush()
+    treatment_events.delete_event(session, NURSE, cycle, reason="wrong date", now=now)
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-10"].status == "open" and tps["diary-2026-03-10"].cancel_reason is None
+    assert tps["diary-2026-03-11"].status == "cancelled"
+
+
+def test_completed_forms_stay_when_the_cycle_moves(session, patient, cycle, now):
+    diary = timepoints_of(session, patient)["diary-2026-03-10"]
+    diary.completed_at = now
+    diary.status = "completed"
+    session.flush()
+    treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now)
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-10"].status == "completed"
+    assert tps["diary-2026-03-10"].anchor_date == C1  # not re-anchored either
+
+
+def test_death_makes_later_timepoints_not_expected_never_missed(session, patient, cycle, now):
+    treatment_events.set_patient_status(session, NURSE, patient, "died", status_date=dt.date(2026, 3, 12),
+                                        reason="reported by family", now=now + 3 * D)
+    tps = timepoints_of(session, patient)
+    assert tps["sys-c1"].status == "not_expected" and tps["sys-c1"].not_expected_reason == "died"
+    assert tps["diary-2026-03-13"].status == "not_expected"
+    assert tps["diary-2026-03-12"].not_expected_reason is None  # target on the day: still expected
+    # Weeks later the sweep turns nothing that was not expected into missed.
+    timepoints.sweep_statuses(session, now + 60 * D)
+    tps = timepoints_of(session, patient)
+    assert all(tps[k].status == "not_expected" for k in ("sys-c1", *(f"diary-2026-03-{d}" for d in range(13, 18))))
+    status_audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "set_status")).one()
+    assert status_audit.new["status"] == "died" and status_audit.reason == "reported by family"
+
+
+def test_death_skips_queued_reminders_and_revival_reactivates(session, patient, cycle, now):
+    session.add(OutboxMessage(dedupe_key="tp:x:r1:sms", kind="reminder", channel="sms", recipient="138",
+                              patient_id=patient.id, language="zh_Hans", subject="s", body="b", created_at=now))
+    session.flush()
+    treatment_events.set_patient_status(session, NURSE, patient, "withdrawn", status_date=dt.date(2026, 3, 10),
+                                        reason="consent withdrawn", now=now)
+    message = session.scalars(select(OutboxMessage)).one()
+    assert (message.status, message.last_error) == ("skipped", "patient withdrawn")
+    result = treatment_events.set_patient_status(session, NURSE, patient, "active", reason="entered in error",
+                                                 now=now)
+    assert result.reactivated >= 1
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert c1.status == "scheduled" and c1.not_expected_reason is None
+
+
+def test_event_validation(session, patient, cycle, now):
+    with pytest.raises(ValueError, match="future"):
+        treatment_events.record_event(session, NURSE, patient, kind="progression", date=dt.date(2026, 3, 11), now=now)
+    with pytest.raises(ValueError, match="before randomization"):
+        treatment_events.record_event(session, NURSE, patient, kind="progression", date=dt.date(2026, 2, 1), now=now)
+    with pytest.raises(ValueError, match="already recorded"):
+        treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", number=1, date=C1, now=now)
+    with pytest.raises(ValueError, match="reason"):
+        treatment_events.move_event(session, NURSE, cycle, date=C1 + D, reason="  ", now=now)
+    with pytest.raises(ValueError, match="date"):
+        treatment_events.set_patient_status(session, NURSE, patient, "died", reason="x", now=now)
+    treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
+    with pytest.raises(ValueError, match="already recorded"):
+        treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 10),
+                                      now=now)
+
+
+def test_numbers_are_assigned_so_keys_stay_stable(session, patient, cycle, now):
+    second, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle",
+                                              date=dt.date(2026, 3, 9), now=now)
+    assert second.number == 2
+    assert "sys-c2" in timepoints_of(session, patient)
+
+
+def test_follow_ups_are_extended_by_the_sweep_only_when_due(session, patient, cycle, now):
+    treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
+    keys = set(timepoints_of(session, patient))
+    assert "eot" in keys and not any(k.startswith("fu-") for k in keys)  # fu-1 is 58 days out
+    assert patient.id not in timepoints.patients_due_for_reconcile(session, now)
+    later = now + 20 * D  # fu-1 window starts 9 Mar + 51 days = 29 Apr; horizon = 30 Mar + 35 days
+    result = timepoints.reconcile_all(session, later)
+    assert result.patients == 1 and result.changes.created == 1
+    assert "fu-1" in timepoints_of(session, patient)
+    before = audit_count(session)
+    assert timepoints.patients_due_for_reconcile(session, later) == []
+    assert timepoints.reconcile_all(session, later).patients == 0
+    assert audit_count(session) == before
+    assert patient.id in timepoints.patients_due_for_reconcile(session, later + 28 * D)
+
+
+def test_patients_without_any_timepoint_are_reconciled(session, factory, now):
+    fresh = factory.patient(arm="A", randomization_date=dt.date(2026, 3, 10)).patient
+    assert fresh.id in timepoints.patients_due_for_reconcile(session, now)
+    timepoints.reconcile_all(session, now)
+    assert timepoints_of(session, fresh)["baseline"].status == "open"
+    assert fresh.id not in timepoints.patients_due_for_reconcile(session, now)
+
+
+def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch):
+    assert timepoints.reconcile_patient(session, NURSE, patient, now).created == 1
+    baseline = timepoints_of(session, patient)["baseline"]
+    copy = {c: getattr(baseline, c) for c in (
+        "patient_id", "key", "rule_id", "kind", "instruments", "anchor_kind", "anchor_date", "target_date",
+        "window_start", "window_end", "grace_end", "opens_at", "closes_at", "grace_closes_at", "status")}
+    session.delete(baseline)
+    session.flush()
+    real_diff = timepoints.diff
+
+    def racing_diff(existing, planned, **kwargs):
+        """diff() saw no row; meanwhile another transaction inserts the same key."""
+        session.add(Timepoint(**copy))
+        session.flush()
+        return real_diff([], planned, **kwargs)
+
+    monkeypatch.setattr(timepoints, "diff", racing_diff)
+    before = audit_count(session)
+    result = timepoints.reconcile_patient(session, NURSE, patient, now)
+    assert result.created == 0 and audit_count(session) == before
+    assert session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).one().key == "baseline"

@@ -1,0 +1,242 @@
+"""The sweep on the database: statuses at the boundaries, downtime, reminders, heartbeat."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from qol_app.models import AuditEvent, OutboxMessage, Timepoint
+from qol_app.notify.channels import DeliveryError
+from qol_app.scheduler.jobs import run_sweep
+from qol_app.scheduling import derive_status
+from qol_app.services import heartbeat, notifications, timepoints, treatment_events
+from qol_app.services.audit import Actor
+from tests.db.conftest import audit_count, timepoints_of
+
+D = dt.timedelta(days=1)
+US = dt.timedelta(microseconds=1)
+NURSE = Actor("staff", None)
+SETTINGS = notifications.ReminderSettings()
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def patient(factory, session):
+    """Arm A, Shanghai: cycle 1 on 3 March (sys-c1 window 21-27 March local) and an
+    intrathecal dose on 17 March (one diary per day 18-24 March)."""
+    p = factory.patient(arm="A", randomization_date=dt.date(2026, 3, 2), phone="13800000002").patient
+    at = utc(2026, 3, 20, 4, 0)
+    treatment_events.record_event(session, NURSE, p, kind="systemic_cycle", date=dt.date(2026, 3, 3), now=at)
+    treatment_events.record_event(session, NURSE, p, kind="intrathecal_dose", date=dt.date(2026, 3, 17), now=at)
+    return p
+
+
+def _messages(session, **filters):
+    session.expire_all()
+    query = select(OutboxMessage).order_by(OutboxMessage.id)
+    for name, value in filters.items():
+        query = query.where(getattr(OutboxMessage, name) == value)
+    return session.scalars(query).all()
+
+
+def _assert_all_derived(session, now):
+    session.expire_all()
+    for tp in session.scalars(select(Timepoint).where(Timepoint.status != "cancelled")):
+        expected = derive_status(tp, now, submitted=tp.completed_at is not None, started=tp.started_at is not None,
+                                 not_expected_reason=tp.not_expected_reason)
+        assert tp.status == expected, (tp.key, tp.status, expected)
+
+
+def test_status_boundaries_with_a_frozen_clock(session, patient):
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    steps = [
+        (c1.opens_at - US, "scheduled"), (c1.opens_at, "open"), (c1.closes_at - US, "open"),
+        (c1.closes_at, "overdue"), (c1.grace_closes_at - US, "overdue"), (c1.grace_closes_at, "missed"),
+    ]
+    for now, expected in steps:
+        timepoints.sweep_statuses(session, now)
+        assert timepoints_of(session, patient)["sys-c1"].status == expected, now
+    assert c1.opens_at == utc(2026, 3, 20, 16, 0)  # 21 March 00:00 in Shanghai
+
+
+def test_started_form_ends_partial_and_submitted_one_completed(session, patient):
+    tps = timepoints_of(session, patient)
+    assert (tps["diary-2026-03-19"].status, tps["diary-2026-03-20"].status) == ("overdue", "open")
+    tps["diary-2026-03-19"].started_at = utc(2026, 3, 20, 2, 0)  # late, in grace, never submitted
+    tps["diary-2026-03-20"].completed_at = utc(2026, 3, 20, 2, 0)
+    session.flush()
+    counts = timepoints.sweep_statuses(session, utc(2026, 3, 25, 0, 0))
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-19"].status == "partial"
+    assert tps["diary-2026-03-20"].status == "completed"
+    assert counts["partial"] == 1 and counts["completed"] == 1
+
+
+def test_sweep_writes_only_real_changes(session, patient):
+    now = utc(2026, 3, 22, 4, 0)
+    first = timepoints.sweep_statuses(session, now)
+    assert sum(first.values()) > 0
+    audits = audit_count(session)
+    assert timepoints.sweep_statuses(session, now) == {}
+    assert audit_count(session) == audits
+    status_audits = session.scalars(select(AuditEvent).where(AuditEvent.action == "status")).all()
+    assert len(status_audits) == sum(first.values())
+    assert all(a.actor_type == "system" and a.actor_id == "scheduler" for a in status_audits)
+
+
+def test_three_days_of_downtime_then_one_sweep(app, session, patient, channels, recorder):
+    t0 = utc(2026, 3, 20, 4, 0)  # 12:00 in Shanghai
+    run_sweep(app, t0, channels=channels)
+    assert [m.dedupe_key.split(":")[2] for m in recorder.sent] == ["r1"]  # today's diary (20 March)
+    before = {m.dedupe_key for m in _messages(session)}
+
+    t3 = t0 + 3 * D  # nothing ran in between
+    report = run_sweep(app, t3, channels=channels)
+    assert report.ok, report.errors
+    _assert_all_derived(session, t3)
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-21"].status == "missed" and tps["diary-2026-03-22"].status == "overdue"
+    assert tps["sys-c1"].status == "open" and tps["diary-2026-03-23"].status == "open"
+
+    new = [m for m in _messages(session) if m.dedupe_key not in before]
+    by_tp: dict[int, list[str]] = {}
+    for message in new:
+        by_tp.setdefault(message.timepoint_id, []).append(message.dedupe_key)
+    assert all(len(keys) == 1 for keys in by_tp.values()), by_tp  # one catch-up per timepoint
+    assert set(by_tp) == {tps["sys-c1"].id, tps["diary-2026-03-23"].id}
+    assert by_tp[tps["sys-c1"].id] == [f"tp:{tps['sys-c1'].id}:r2:sms"]  # the newest only, not r1 + r2
+    closed = {tp.id for tp in tps.values() if tp.closes_at <= t3}
+    assert not [m for m in _messages(session) if m.timepoint_id in closed and m.created_at == t3]
+    assert all(m.status == "sent" for m in new)
+    assert len(recorder.sent) == 3
+
+
+def test_reminder_in_quiet_hours_waits_for_local_morning(app, session, patient, channels, recorder):
+    night = utc(2026, 3, 22, 17, 0)  # 01:00 on 23 March in Shanghai
+    run_sweep(app, night, channels=channels)
+    assert recorder.sent == []  # nothing at night (call tasks aside: none due yet)
+    (r1,) = _messages(session, kind="reminder")
+    assert r1.status == "queued" and r1.not_before == utc(2026, 3, 23, 0, 0)  # 08:00 local
+    run_sweep(app, utc(2026, 3, 23, 0, 0), channels=channels)
+    assert [m.dedupe_key for m in recorder.sent] == [r1.dedupe_key]
+    assert "2026年3月27日" in recorder.sent[0].body and recorder.sent[0].language == "zh_Hans"
+
+
+def test_queued_reminder_is_superseded_so_downtime_sends_one(app, session, patient, channels, recorder):
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    run_sweep(app, c1.opens_at + dt.timedelta(hours=1), channels=channels)  # 01:00 local: r1 waits
+    run_sweep(app, c1.opens_at + 2 * D + dt.timedelta(hours=1), channels=channels)  # back after 2 days, at night
+    mine = [m for m in _messages(session) if m.timepoint_id == c1.id]
+    assert [(m.dedupe_key.split(":")[2], m.status, m.last_error) for m in mine] == [
+        ("r1", "skipped", "superseded by r2"), ("r2", "queued", None)]
+    run_sweep(app, c1.opens_at + 2 * D + dt.timedelta(hours=8), channels=channels)  # 08:00 local
+    assert [m.dedupe_key for m in recorder.sent if m.dedupe_key.startswith(f"tp:{c1.id}:")] == [mine[1].dedupe_key]
+
+
+def test_no_reminder_once_the_form_is_done_or_the_patient_died(app, session, patient, channels, recorder):
+    night = utc(2026, 3, 22, 17, 0)
+    run_sweep(app, night, channels=channels)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    c1.completed_at = night
+    session.flush()
+    session.commit()
+    run_sweep(app, utc(2026, 3, 23, 0, 0), channels=channels)
+    assert recorder.sent == []
+    assert [(m.status, m.last_error) for m in _messages(session, kind="reminder")] == [("skipped", "form completed")]
+    treatment_events.set_patient_status(session, NURSE, patient, "died", status_date=dt.date(2026, 3, 23),
+                                        reason="hospital report", now=utc(2026, 3, 23, 1, 0))
+    session.commit()
+    run_sweep(app, utc(2026, 3, 23, 2, 0), channels=channels)
+    assert recorder.sent == [] and _messages(session, status="queued") == []
+
+
+def test_call_task_for_nurses_the_day_before_close(app, session, patient, channels, recorder):
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    run_sweep(app, c1.closes_at - D + dt.timedelta(minutes=1), channels=channels)
+    (task,) = _messages(session, kind="call_task")
+    assert (task.channel, task.dedupe_key, task.status) == ("task", f"tp:{c1.id}:call:task", "sent")
+    assert task.language == "en" and patient.study_id in task.subject and "sys-c1" in task.subject
+    # 23:01 local is quiet: the patient's r2 waits; the nurses' task does not.
+    assert [m.status for m in _messages(session, kind="reminder")] == ["queued"]
+
+
+def test_reminder_after_window_close_is_never_created(session, patient):
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    # Last evening of the window: quiet hours outlast it, so the reminder is recorded as skipped.
+    evening = c1.closes_at - dt.timedelta(hours=2)
+    timepoints.sweep_statuses(session, evening)
+    counts = notifications.queue_reminders(session, evening, SETTINGS)
+    assert counts["skipped"] == 1 and counts["call_task"] == 1
+    skipped = _messages(session, kind="reminder")[0]
+    assert (skipped.status, skipped.last_error) == ("skipped", "quiet hours last until the window closes")
+    timepoints.sweep_statuses(session, c1.closes_at)
+    assert timepoints_of(session, patient)["sys-c1"].status == "overdue"
+    assert notifications.queue_reminders(session, c1.closes_at, SETTINGS) == {}
+    # The call task queued just before close is not delivered after it.
+    sent = notifications.send_due(session, c1.closes_at, {}, SETTINGS)
+    assert sent["skipped"] == 1 and _messages(session, kind="call_task")[0].last_error == "window closed (overdue)"
+
+
+def test_queueing_is_idempotent(session, patient):
+    now = utc(2026, 3, 23, 4, 0)
+    timepoints.sweep_statuses(session, now)
+    first = notifications.queue_reminders(session, now, SETTINGS)
+    assert first["reminder"] == 2
+    assert notifications.queue_reminders(session, now, SETTINGS) == {}
+    assert notifications.queue_reminders(session, now + dt.timedelta(hours=1), SETTINGS) == {}
+
+
+def test_delivery_failures_retry_then_fail(session, patient):
+    class Flaky:
+        def deliver(self, message):
+            raise DeliveryError("gateway timeout")
+
+    now = utc(2026, 3, 23, 4, 0)
+    timepoints.sweep_statuses(session, now)
+    notifications.queue_reminders(session, now, SETTINGS)
+    flaky = {"sms": Flaky(), "email": Flaky(), "task": Flaky()}
+    assert notifications.send_due(session, now, flaky, SETTINGS)["retry"] == 2
+    message = _messages(session, kind="reminder")[0]
+    assert (message.status, message.attempts, message.last_error) == ("queued", 1, "DeliveryError: gateway timeout")
+    assert message.not_before == now + dt.timedelta(minutes=5)
+    later = now
+    for _ in range(SETTINGS.max_attempts - 1):
+        later += dt.timedelta(hours=2)
+        notifications.send_due(session, later, flaky, SETTINGS)
+    assert {m.status for m in _messages(session, kind="reminder")} == {"failed"}
+
+
+def test_interrupted_send_is_recovered_after_the_lease(session, patient, channels, recorder):
+    now = utc(2026, 3, 23, 4, 0)
+    timepoints.sweep_statuses(session, now)
+    notifications.queue_reminders(session, now, SETTINGS)
+    message = _messages(session, kind="reminder")[0]
+    message.status, message.sent_at = "sending", now  # a scheduler died mid-delivery
+    session.flush()
+    notifications.send_due(session, now + dt.timedelta(minutes=5), channels, SETTINGS)
+    assert message.dedupe_key not in {m.dedupe_key for m in recorder.sent}
+    notifications.send_due(session, now + dt.timedelta(minutes=11), channels, SETTINGS)
+    assert message.dedupe_key in {m.dedupe_key for m in recorder.sent}
+
+
+def test_heartbeat_records_success_and_errors(app, session, patient, channels, monkeypatch):
+    now = utc(2026, 3, 23, 4, 0)
+    assert heartbeat.status(session, now, 30).stale
+    assert run_sweep(app, now, channels=channels).ok
+    beat = heartbeat.status(session, now + dt.timedelta(minutes=10), 30)
+    assert not beat.stale and beat.last_ok_at == now and beat.last_error is None and beat.pid
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(notifications, "queue_reminders", broken)
+    report = run_sweep(app, now + dt.timedelta(minutes=31), channels=channels)
+    assert not report.ok
+    session.expire_all()
+    beat = heartbeat.status(session, now + dt.timedelta(minutes=31), 30)
+    assert beat.stale and beat.last_ok_at == now and "reminders: RuntimeError: disk full" in beat.last_error
+    assert "statuses" in report.steps and "outbox" in report.steps  # other steps still ran
