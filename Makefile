@@ -14,7 +14,7 @@ $(BIN)/qol: pyproject.toml
 install: $(BIN)/qol translations
 
 translations: install-venv-only
-	$(BIN)/pybabel compile -q -d translations
+	$(BIN)/pybabel -q compile -d translations
 
 install-venv-only: $(BIN)/qol
 
