@@ -12,3 +12,7 @@ COMMANDS: list[click.Command] = [demo, instruments_group, rescore]
 from qol_app.commands.scheduler import scheduler_group  # noqa: E402
 
 COMMANDS.append(scheduler_group)
+
+from qol_app.commands.users import users as users_group  # noqa: E402
+
+COMMANDS.append(users_group)

@@ -48,7 +48,7 @@ class Response(Base):
     client_time: Mapped[str32 | None] = mapped_column(doc="The device's local time as it reported it")
     client_utc_offset_minutes: Mapped[int | None]
     entered_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
-    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id"))
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id"), index=True)
     correction_reason: Mapped[str255 | None]
     scoring_error: Mapped[str255 | None] = mapped_column(doc="Set when scoring failed; the form is kept for staff")
 

@@ -1,6 +1,6 @@
-"""Staff-facing blueprint: sign-in, dashboard, patients, events, alerts."""
+"""Staff-facing blueprint: sign-in, dashboard, patients, events, alerts, accounts."""
 from flask import Blueprint
 
 bp = Blueprint("nurse", __name__, template_folder="../templates")
 
-from qol_app.nurse import views  # noqa: E402,F401
+from qol_app.nurse import admin, alerts, common, entry, events, patients, views  # noqa: F401

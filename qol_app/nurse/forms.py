@@ -1,10 +1,211 @@
-"""WTForms for staff pages."""
+"""WTForms for staff pages (labels lazily translated: each user sees their own language).
+
+Every form that changes existing data carries a required ``reason`` (audited with the change).
+"""
+from __future__ import annotations
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import InputRequired, Length
+from wtforms import (
+    BooleanField,
+    DateField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
+
+from qol_app.models.schedule import MISSED_REASONS
+from qol_app.scheduling.timewindows import zone
+
+
+def choices(pairs) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms 3.3+ wants them."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+LANGUAGE_CHOICES = choices([("zh_Hans", "简体中文"), ("en", "English")])
+
+
+def reason_field(label=None) -> TextAreaField:
+    return TextAreaField(label or _l("Reason for the change"), validators=[InputRequired(), Length(max=255)])
 
 
 class LoginForm(FlaskForm):
     username = StringField(_l("Username"), validators=[InputRequired(), Length(max=64)])
     password = PasswordField(_l("Password"), validators=[InputRequired(), Length(max=256)])
+
+
+class LanguageForm(FlaskForm):
+    language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, validators=[InputRequired()])
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField(_l("Current password"), validators=[InputRequired(), Length(max=256)])
+    new = PasswordField(_l("New password (at least 10 characters)"),
+                        validators=[InputRequired(), Length(10, 256)])
+
+
+def _valid_timezone(form, field) -> None:
+    try:
+        if field.data:
+            zone(field.data.strip())
+    except ValueError:
+        raise ValidationError(_l("Unknown time zone (use a name such as Asia/Shanghai).")) from None
+
+
+class EnrolForm(FlaskForm):
+    study_id = StringField(_l("Study id"), validators=[
+        InputRequired(), Length(max=32),
+        Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", message=_l("Letters, digits, - and _ only.")),
+    ])
+    site_id = SelectField(_l("Site"), coerce=int, validators=[InputRequired()])
+    arm = RadioField(_l("Arm"), choices=choices([
+        ("A", _l("A: intrathecal + systemic")), ("B", _l("B: systemic alone")),
+    ]), validators=[InputRequired()])
+    randomization_date = DateField(_l("Randomization date"), validators=[InputRequired()])
+    consent_date = DateField(_l("Consent date"), validators=[Optional()])
+    language = SelectField(_l("Patient's language"), choices=LANGUAGE_CHOICES, validators=[InputRequired()])
+    timezone = StringField(_l("Time zone (leave empty for the site's)"),
+                           validators=[Optional(), Length(max=64), _valid_timezone])
+    email = StringField(_l("E-mail for reminders (optional)"), validators=[
+        Optional(), Length(max=255),
+        Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Not an e-mail address."))])
+    phone = StringField(_l("Mobile phone for reminders (optional)"), validators=[
+        Optional(), Length(max=32), Regexp(r"^\+?[0-9 ()-]{5,}$", message=_l("Not a phone number."))])
+    with_pin = BooleanField(_l("Protect the link with a PIN"), default=True)
+
+
+class RotateLinkForm(FlaskForm):
+    reason = reason_field(_l("Why is a new link needed?"))
+    new_pin = BooleanField(_l("Also issue a new PIN"), default=False)
+
+
+class PinForm(FlaskForm):
+    action = RadioField(_l("PIN"), choices=choices([
+        ("generate", _l("Generate a new PIN")), ("set", _l("Set this PIN")), ("remove", _l("Remove the PIN")),
+    ]), default="generate", validators=[InputRequired()])
+    pin = StringField(_l("PIN (4 to 8 digits)"), validators=[
+        Optional(), Regexp(r"^[0-9]{4,8}$", message=_l("4 to 8 digits."))])
+    reason = reason_field()
+
+    def validate_pin(self, field) -> None:
+        if self.action.data == "set" and not field.data:
+            raise ValidationError(_l("Enter the PIN to set."))
+
+
+EVENT_KIND_CHOICES = choices([
+    ("intrathecal_dose", _l("Intrathecal dose")),
+    ("systemic_cycle", _l("Systemic cycle (day 1)")),
+    ("progression", _l("Progression")),
+    ("end_of_treatment", _l("End of treatment")),
+])
+
+
+class EventForm(FlaskForm):
+    kind = SelectField(_l("Event"), choices=EVENT_KIND_CHOICES, validators=[InputRequired()])
+    date = DateField(_l("Date given (actual, not planned)"), validators=[InputRequired()])
+    number = IntegerField(_l("Cycle or dose number"), validators=[Optional(), NumberRange(1, 999)])
+    cycle_length_days = IntegerField(_l("Cycle length (days)"), validators=[Optional(), NumberRange(1, 120)])
+    drug = StringField(_l("Drug (optional)"), validators=[Optional(), Length(max=64)])
+
+
+class MoveEventForm(FlaskForm):
+    date = DateField(_l("Corrected date"), validators=[InputRequired()])
+    cycle_length_days = IntegerField(_l("Cycle length (days)"), validators=[Optional(), NumberRange(1, 120)])
+    reason = reason_field()
+
+
+class DeleteEventForm(FlaskForm):
+    reason = reason_field(_l("Why delete this event?"))
+
+
+STATUS_CHOICES = choices([
+    ("died", _l("Died")), ("withdrawn", _l("Withdrew consent")), ("lost", _l("Lost to follow-up")),
+    ("active", _l("Active (undo an earlier status)")),
+])
+
+
+class PatientStatusForm(FlaskForm):
+    status = SelectField(_l("New status"), choices=STATUS_CHOICES, validators=[InputRequired()])
+    date = DateField(_l("Date (of death, withdrawal or last contact)"), validators=[Optional()])
+    reason = reason_field()
+
+    def validate_date(self, field) -> None:
+        if self.status.data != "active" and not field.data:
+            raise ValidationError(_l("A date is required."))
+
+
+MISSED_REASON_LABELS = {
+    "too_ill": _l("Too ill"),
+    "hospitalised": _l("In hospital"),
+    "cognitive_impairment": _l("Cognitive impairment"),
+    "refused": _l("Refused"),
+    "technical": _l("Technical problem"),
+    "forgot": _l("Forgot"),
+    "site_error": _l("Site error (not sent, not asked)"),
+    "other": _l("Other (explain)"),
+}
+
+
+class MissedReasonForm(FlaskForm):
+    missed_reason = RadioField(_l("Why was the form not completed?"),
+                               choices=choices((code, MISSED_REASON_LABELS[code]) for code in MISSED_REASONS),
+                               validators=[InputRequired()])
+    text = TextAreaField(_l("Details (required for Other)"), validators=[Optional(), Length(max=255)])
+    reason = TextAreaField(_l("Reason for changing an earlier answer"),
+                           validators=[Optional(), Length(max=255)])
+
+    def validate_text(self, field) -> None:
+        if self.missed_reason.data == "other" and not (field.data or "").strip():
+            raise ValidationError(_l("Please describe the reason."))
+
+
+class AcknowledgeForm(FlaskForm):
+    action = TextAreaField(_l("Action taken"), validators=[InputRequired(), Length(max=255)])
+
+
+# ---- admin --------------------------------------------------------------------------------
+ROLE_PAIRS = [
+    ("nurse", _l("Nurse")), ("investigator", _l("Investigator")),
+    ("statistician", _l("Statistician")), ("admin", _l("Administrator")),
+]
+ROLE_CHOICES = choices(ROLE_PAIRS)
+
+
+class UserCreateForm(FlaskForm):
+    username = StringField(_l("Username"), validators=[
+        InputRequired(), Length(max=64),
+        Regexp(r"^[A-Za-z0-9._-]+$", message=_l("Letters, digits, . - _ only."))])
+    full_name = StringField(_l("Full name"), validators=[InputRequired(), Length(max=255)])
+    email = StringField(_l("E-mail"), validators=[Optional(), Length(max=255)])
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES, validators=[InputRequired()])
+    language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, default="zh_Hans",
+                           validators=[InputRequired()])
+    site_id = SelectField(_l("Site"), coerce=int, validators=[Optional()])
+    password = PasswordField(_l("Initial password (at least 10 characters)"),
+                             validators=[InputRequired(), Length(10, 256)])
+
+
+class UserActiveForm(FlaskForm):
+    reason = reason_field()
+
+
+class UserPasswordForm(FlaskForm):
+    password = PasswordField(_l("New password (at least 10 characters)"),
+                             validators=[InputRequired(), Length(10, 256)])
+    reason = reason_field()
+
+
+class UserRoleForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=ROLE_CHOICES, validators=[InputRequired()])
+    reason = reason_field()
+
+
+class MembershipForm(FlaskForm):
+    site_id = SelectField(_l("Site"), coerce=int, validators=[InputRequired()])
+    reason = TextAreaField(_l("Reason (required to remove)"), validators=[Optional(), Length(max=255)])

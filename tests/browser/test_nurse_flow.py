@@ -1,6 +1,6 @@
 """A nurse on a tablet-sized Chromium: sign in, enrol, see the QR card, record an intrathecal dose,
-see the new diary timepoints, re-issue the card, acknowledge a red alert. No JavaScript is needed
-and no page scrolls sideways at tablet width. Uses the live server of ``tests/browser/conftest.py``."""
+see the new diary timepoints, re-issue the card, acknowledge a red alert. The pages ship no
+JavaScript, pass axe (WCAG 2.1 AA) and do not scroll sideways at tablet width. Uses the live server of ``tests/browser/conftest.py``."""
 from __future__ import annotations
 
 import dataclasses
@@ -48,25 +48,41 @@ def nurse_seed(live_server) -> Seed:
     return Seed("nurse.browser", "BR1-900", today)
 
 
+AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+               "resultTypes": ["violations"]}
+
+
+def _accessible(page, label: str) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    assert page.locator("script").count() == 0, f"{label}: staff pages need no JavaScript"
+    results = Axe().run(page, options=AXE_OPTIONS)
+    assert results.violations_count == 0, f"{label} ({page.url}):\n{results.generate_report()}"
+
+
 def _no_sideways_scroll(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
 
 
 def test_nurse_flow(browser, live_server, nurse_seed):
-    context = browser.new_context(viewport=TABLET, java_script_enabled=False, locale="en-GB")
+    # JavaScript stays on only for axe; the staff pages ship none (checked on each page).
+    context = browser.new_context(viewport=TABLET, locale="en-GB")
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     page.goto(f"{live_server.url}/staff/login")
+    _accessible(page, "sign-in")
     page.fill("#username", nurse_seed.username)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit].primary")
     page.wait_for_url("**/staff/")
     assert page.locator("h3.wl-red").count() == 1  # the red alert heads the work list
     assert _no_sideways_scroll(page)
+    _accessible(page, "dashboard")
 
     # Enrol a patient and see the personal link once, as a QR card with the PIN.
     page.click("nav >> text=Enrol")
+    _accessible(page, "enrol")
     page.fill("#study_id", "BR1-001")
     page.check("#arm-0")
     page.fill("#randomization_date", (nurse_seed.today - dt.timedelta(days=10)).isoformat())
@@ -78,6 +94,7 @@ def test_nurse_flow(browser, live_server, nurse_seed):
     assert page.locator("section.card .pin strong").inner_text().isdigit()
     link = page.locator("section.card code").inner_text()
     assert "/p/l/" in link
+    _accessible(page, "card")
 
     # Record an intrathecal dose yesterday: seven diary days appear on the timeline.
     page.click("text=Done: go to the patient's page")
@@ -89,6 +106,7 @@ def test_nurse_flow(browser, live_server, nurse_seed):
     for day in range(1, 8):
         assert f"Diary {(dose + dt.timedelta(days=day)).isoformat()}" in timeline
     assert _no_sideways_scroll(page)
+    _accessible(page, "patient page")
 
     # Re-issue the card: a new link (reason required) and the QR again.
     page.fill("#rotate-reason", "card lost")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 05:24:37.435109
+Create Date: 2026-11-24 05:48:28.854339
 """
 from alembic import op
 import sqlalchemy as sa
@@ -272,6 +272,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('responses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_responses_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_responses_supersedes_id'), ['supersedes_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_responses_timepoint_id'), ['timepoint_id'], unique=False)
 
     op.create_table('alerts',
@@ -346,6 +347,7 @@ def downgrade() -> None:
     op.drop_table('alerts')
     with op.batch_alter_table('responses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_responses_timepoint_id'))
+        batch_op.drop_index(batch_op.f('ix_responses_supersedes_id'))
         batch_op.drop_index(batch_op.f('ix_responses_patient_id'))
 
     op.drop_table('responses')

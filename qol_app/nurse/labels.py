@@ -1,0 +1,69 @@
+"""Translated labels for stored codes (statuses, events, reasons...): codes are data, labels UI."""
+from __future__ import annotations
+
+import re
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from qol_app.nurse.forms import MISSED_REASON_LABELS, ROLE_PAIRS
+
+STATUS_LABELS = {
+    "scheduled": _l("Scheduled"), "open": _l("Open"), "overdue": _l("Overdue (grace period)"),
+    "completed": _l("Completed"), "partial": _l("Partial"), "missed": _l("Missed"),
+    "not_expected": _l("Not expected"), "cancelled": _l("Cancelled"),
+    # patient statuses
+    "active": _l("Active"), "died": _l("Died"), "withdrawn": _l("Withdrawn"), "lost": _l("Lost to follow-up"),
+}
+EVENT_LABELS = {
+    "intrathecal_dose": _l("Intrathecal dose"), "systemic_cycle": _l("Systemic cycle"),
+    "progression": _l("Progression"), "end_of_treatment": _l("End of treatment"),
+    "randomization": _l("Randomization"),
+}
+MODE_LABELS = {
+    "web": _l("Patient's phone"), "site_tablet": _l("Site tablet"), "interview": _l("Interview"),
+    "paper_transcribed": _l("Paper, transcribed"),
+}
+RESPONDENT_LABELS = {
+    "self": _l("Patient alone"), "self_assisted": _l("Patient with help"), "proxy": _l("Proxy"),
+}
+ROLE_LABELS = dict(ROLE_PAIRS)
+
+_PATTERNS = [
+    (re.compile(r"^sys-c(\d+)$"), _l("After cycle %(n)s")),
+    (re.compile(r"^prog-(\d+)$"), _l("Progression %(n)s")),
+    (re.compile(r"^fu-(\d+)$"), _l("Follow-up %(n)s")),
+    (re.compile(r"^cal-(\d+)$"), _l("Visit %(n)s")),
+]
+_FIXED = {"baseline": _l("Baseline"), "eot": _l("End of treatment")}
+_DIARY_RULES = {"intrathecal_diary": _l("Diary after intrathecal doses"), "nadir_diary": _l("Nadir diary")}
+
+
+def timepoint_label(key: str, kind: str = "questionnaire") -> str:
+    """'After cycle 3' for sys-c3, 'Diary 2026-03-14' for a diary day; unknown keys as they are."""
+    if kind == "diary":
+        return _("Diary %(day)s", day=key.removeprefix("diary-"))
+    if key in _FIXED:
+        return str(_FIXED[key])
+    for pattern, label in _PATTERNS:
+        match = pattern.match(key)
+        if match:
+            return str(label) % {"n": match.group(1)}
+    return key
+
+
+def group_label(group) -> str:
+    """Label of a compliance group (see ``services.compliance.Group``)."""
+    if group.kind == "diary":
+        return str(_DIARY_RULES.get(group.rule_id, group.rule_id))
+    return timepoint_label(group.key or group.rule_id)
+
+
+__all__ = ["EVENT_LABELS", "MISSED_REASON_LABELS", "MODE_LABELS", "RESPONDENT_LABELS", "ROLE_LABELS",
+           "STATUS_LABELS", "group_label", "timepoint_label"]
+
+RELATIONSHIP_LABELS = {
+    "spouse_partner": _l("Spouse or partner"), "child": _l("Son or daughter"), "parent": _l("Parent"),
+    "sibling": _l("Brother or sister"), "other_relative": _l("Other relative"), "friend": _l("Friend"),
+    "professional_carer": _l("Professional carer"),
+}

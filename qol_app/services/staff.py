@@ -1,0 +1,133 @@
+"""Staff accounts: create, disable/enable, passwords, site memberships, language.
+
+Shared by the admin pages and ``qol users``. Every change is audited; disabling ends the
+account's live sessions on the server at once. Services flush; the caller commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qol_app.auth import end_all_for
+from qol_app.models import Site, SiteMembership, StaffUser
+from qol_app.models.staff import ROLES
+from qol_app.passwords import hash_secret
+from qol_app.services import audit
+from qol_app.services.audit import Actor
+
+MIN_PASSWORD = 10
+
+
+class StaffError(ValueError):
+    """A request that cannot be applied (duplicate username, weak password, unknown site...)."""
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise StaffError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+def find_user(session: Session, username: str) -> StaffUser | None:
+    return session.scalar(select(StaffUser).where(StaffUser.username == username))
+
+
+def find_site(session: Session, code: str) -> Site:
+    site = session.scalar(select(Site).where(Site.code == code))
+    if site is None:
+        raise StaffError(f"no site with code {code!r}")
+    return site
+
+
+def create_user(
+    session: Session, actor: Actor, *, username: str, full_name: str, role: str, password: str,
+    now: dt.datetime, email: str | None = None, language: str = "en", sites: list[Site] = (),
+) -> StaffUser:
+    """A new active account with the given memberships."""
+    username = username.strip()
+    if not username:
+        raise StaffError("a username is required")
+    if role not in ROLES:
+        raise StaffError(f"role must be one of {', '.join(ROLES)}")
+    if find_user(session, username) is not None:
+        raise StaffError(f"username {username!r} is taken")
+    _check_password(password)
+    user = StaffUser(username=username, full_name=full_name.strip() or username, role=role,
+                     email=email or None, password_hash=hash_secret(password), language=language,
+                     created_at=now)
+    user.memberships = [SiteMembership(site_id=s.id) for s in sites]
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "staff_create", user, new={
+        "username": user.username, "role": role, "sites": sorted(s.code for s in sites), "language": language,
+    }, now=now)
+    return user
+
+
+def set_active(session: Session, actor: Actor, user: StaffUser, active: bool, *, reason: str,
+               now: dt.datetime) -> None:
+    """Disable (ending every live session now) or re-enable an account."""
+    if user.active == active:
+        return
+    user.active = active
+    if not active:
+        end_all_for("staff", user.id, "disabled", now)
+    audit.record(session, actor, "staff_enable" if active else "staff_disable", user,
+                 old={"active": not active}, new={"active": active}, reason=reason, now=now)
+
+
+def set_password(session: Session, actor: Actor, user: StaffUser, password: str, *, reason: str,
+                 now: dt.datetime, end_sessions: bool = True) -> None:
+    """Set a new password; by default other sessions end (a reset after a suspected leak)."""
+    _check_password(password)
+    user.password_hash = hash_secret(password)
+    if end_sessions:
+        end_all_for("staff", user.id, "password_reset", now)
+    audit.record(session, actor, "staff_password", user, reason=reason, now=now)
+
+
+def add_site(session: Session, actor: Actor, user: StaffUser, site: Site, *, now: dt.datetime) -> bool:
+    """Grant access to ``site``; False when the membership already exists."""
+    if site.id in user.site_ids:
+        return False
+    user.memberships.append(SiteMembership(site_id=site.id))
+    session.flush()
+    audit.record(session, actor, "staff_add_site", user, site_id=site.id, new={"site": site.code}, now=now)
+    return True
+
+
+def remove_site(session: Session, actor: Actor, user: StaffUser, site: Site, *, reason: str,
+                now: dt.datetime) -> bool:
+    """Revoke access to ``site`` (takes effect on the next request); False when not a member."""
+    membership = next((m for m in user.memberships if m.site_id == site.id), None)
+    if membership is None:
+        return False
+    user.memberships.remove(membership)
+    session.flush()
+    audit.record(session, actor, "staff_remove_site", user, site_id=site.id, old={"site": site.code},
+                 reason=reason, now=now)
+    return True
+
+
+def set_language(session: Session, actor: Actor, user: StaffUser, language: str, *, now: dt.datetime) -> None:
+    """The staff member's UI language (a preference: audited for completeness, no reason needed)."""
+    if language == user.language:
+        return
+    old = user.language
+    user.language = language
+    audit.record(session, actor, "staff_language", user, old={"language": old}, new={"language": language},
+                 now=now)
+
+
+def set_role(session: Session, actor: Actor, user: StaffUser, role: str, *, reason: str,
+             now: dt.datetime) -> None:
+    """Change the account's role (its sessions continue; the new role applies on the next request)."""
+    if role not in ROLES:
+        raise StaffError(f"role must be one of {', '.join(ROLES)}")
+    if role == user.role:
+        return
+    old = user.role
+    user.role = role
+    audit.record(session, actor, "staff_role", user, old={"role": old}, new={"role": role}, reason=reason,
+                 now=now)

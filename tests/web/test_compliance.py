@@ -1,0 +1,250 @@
+"""Compliance figures on a hand-built data set equal hand-counted numbers; the query count is fixed.
+
+Clock: FIXED_NOW = 2026-03-10 12:00 in Shanghai. Data (site S1):
+
+    patient  arm  baseline (2026-02-01)        sys-c1                          other
+    a1       A    completed on time, self      completed on time, interview    sys-c2 scheduled (future)
+    a2       A    completed late, with help    missed: hospitalised            sys-c2 cancelled
+    a3       A    missed: too_ill              not expected (died)             diary 03-01 not expected
+    b1       B    missed, no reason*           completed on time, proxy        sys-c2 overdue (in grace)
+    b2       B    partial, no reason           open (target 03-09)
+    a1 diaries (nadir): 03-01 completed, 03-02 missed: forgot
+
+    * stored as "overdue" by a sweep that stopped: the figures derive "missed" from the clock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import event
+
+from qol_app import policy
+from qol_app.models import Patient
+from qol_app.services import compliance, worklist
+from qol_app.services.compliance import Group
+from tests.factories import isolated_client
+from tests.web.test_nurse_support import add_response, add_timepoint, login, no_csrf
+
+D = dt.date
+UTC = dt.UTC
+
+
+@pytest.fixture
+def data(session, factory):
+    s1 = factory.site(code="C1")
+    p = {name: factory.patient(s1, arm=name[0].upper(), pin=None, study_id=f"C1-{name}").patient
+         for name in ("a1", "a2", "a3", "b1", "b2")}
+    p["a3"].status, p["a3"].status_date = "died", D(2026, 2, 20)
+    base = D(2026, 2, 1)  # window 01-29..02-04 (Shanghai), closes 2026-02-04T16:00Z
+    tp = {}
+    tp["a1b"] = add_timepoint(session, p["a1"], "baseline", status="completed", target=base,
+                              completed_at=dt.datetime(2026, 2, 1, 2, tzinfo=UTC))
+    tp["a2b"] = add_timepoint(session, p["a2"], "baseline", status="completed", target=base,
+                              completed_at=dt.datetime(2026, 2, 5, 2, tzinfo=UTC))
+    add_timepoint(session, p["a3"], "baseline", status="missed", target=base, missed_reason="too_ill")
+    add_timepoint(session, p["b1"], "baseline", status="overdue", target=base)
+    add_timepoint(session, p["b2"], "baseline", status="partial", target=base,
+                  started_at=dt.datetime(2026, 2, 2, tzinfo=UTC))
+    c1 = D(2026, 3, 1)  # window 02-26..03-04, grace to 03-07: decided by 03-10
+    tp["a1c"] = add_timepoint(session, p["a1"], "sys-c1", rule_id="after_systemic_cycle", status="completed",
+                              target=c1, completed_at=dt.datetime(2026, 3, 1, 5, tzinfo=UTC))
+    add_timepoint(session, p["a2"], "sys-c1", rule_id="after_systemic_cycle", status="missed", target=c1,
+                  missed_reason="hospitalised")
+    add_timepoint(session, p["a3"], "sys-c1", rule_id="after_systemic_cycle", status="not_expected", target=c1,
+                  not_expected_reason="died")
+    tp["b1c"] = add_timepoint(session, p["b1"], "sys-c1", rule_id="after_systemic_cycle", status="completed",
+                              target=c1, completed_at=dt.datetime(2026, 3, 2, 5, tzinfo=UTC))
+    add_timepoint(session, p["b2"], "sys-c1", rule_id="after_systemic_cycle", status="open", target=D(2026, 3, 9))
+    add_timepoint(session, p["a1"], "sys-c2", rule_id="after_systemic_cycle", status="scheduled",
+                  target=D(2026, 3, 22))
+    add_timepoint(session, p["a2"], "sys-c2", rule_id="after_systemic_cycle", status="cancelled",
+                  target=D(2026, 3, 22))
+    add_timepoint(session, p["b1"], "sys-c2", rule_id="after_systemic_cycle", status="overdue", target=D(2026, 3, 5))
+    tp["a1d1"] = add_timepoint(session, p["a1"], "diary-2026-03-01", kind="diary", status="completed",
+                               target=D(2026, 3, 1), completed_at=dt.datetime(2026, 3, 1, 12, tzinfo=UTC))
+    add_timepoint(session, p["a1"], "diary-2026-03-02", kind="diary", status="missed", target=D(2026, 3, 2),
+                  missed_reason="forgot")
+    add_timepoint(session, p["a3"], "diary-2026-03-01", kind="diary", status="not_expected", target=D(2026, 3, 1),
+                  not_expected_reason="died")
+    at = dt.datetime(2026, 3, 1, tzinfo=UTC)
+    add_response(session, tp["a1b"], respondent="self", at=at)
+    add_response(session, tp["a2b"], respondent="self_assisted", at=at)
+    add_response(session, tp["a1c"], respondent="self", mode="interview", at=at)
+    add_response(session, tp["b1c"], respondent="proxy", at=at)
+    return s1, p
+
+
+def _figures(session, site, now):
+    return compliance.compute(session, Patient.site_id == site.id, now,
+                              rule_order=["baseline", "after_systemic_cycle"])
+
+
+def _counts(cell):
+    return {"randomized": cell.randomized, "on_time": cell.on_time, "late": cell.late, "partial": cell.partial,
+                "missed": cell.missed, "pending": cell.pending, "not_expected": cell.not_expected, "expected": cell.expected}
+
+
+def test_figures_equal_hand_counts(session, data, now):
+    site, _p = data
+    f = _figures(session, site, now)
+    baseline = Group("questionnaire", "baseline", "baseline")
+    c1 = Group("questionnaire", "after_systemic_cycle", "sys-c1")
+    c2 = Group("questionnaire", "after_systemic_cycle", "sys-c2")
+    diary = Group("diary", "nadir_diary", None)
+    assert f.groups == [baseline, c1, c2, diary]
+    assert f.randomized == {"A": 3, "B": 2}
+
+    assert _counts(f.cell(baseline, "A")) == {"randomized": 3, "on_time": 1, "late": 1, "partial": 0, "missed": 1, "pending": 0,
+                                                  "not_expected": 0, "expected": 3}
+    assert f.cell(baseline, "A").rate == pytest.approx(2 / 3)
+    assert f.cell(baseline, "A").reasons == {"too_ill": 1}
+    assert _counts(f.cell(baseline, "B")) == {"randomized": 2, "on_time": 0, "late": 0, "partial": 1, "missed": 1, "pending": 0,
+                                                  "not_expected": 0, "expected": 2}
+    assert f.cell(baseline, "B").rate == 0 and f.cell(baseline, "B").without_reason == 2
+
+    # The death leaves the denominator: 2 expected of 3 randomized in arm A.
+    a = f.cell(c1, "A")
+    assert _counts(a) == {"randomized": 3, "on_time": 1, "late": 0, "partial": 0, "missed": 1, "pending": 0, "not_expected": 1,
+                              "expected": 2}
+    assert a.rate == pytest.approx(1 / 2) and a.rate_randomized == pytest.approx(1 / 3)
+    assert a.reasons == {"hospitalised": 1}
+    b = f.cell(c1, "B")
+    assert _counts(b) == {"randomized": 2, "on_time": 1, "late": 0, "partial": 0, "missed": 0, "pending": 1, "not_expected": 0,
+                              "expected": 1}
+    assert b.rate == 1.0 and b.rate_randomized == pytest.approx(1 / 2)
+
+    # Scheduled and cancelled rows do not count at all; an overdue one is pending.
+    assert _counts(f.cell(c2, "A"))["expected"] == 0 and f.cell(c2, "A").pending == 0
+    assert f.cell(c2, "B").pending == 1 and f.cell(c2, "B").rate is None
+
+    d = f.cell(diary, "A")
+    assert (d.expected, d.completed, d.missed, d.not_expected, d.reasons) == (2, 1, 1, 1, {"forgot": 1})
+
+    q_a = compliance.totals(f, "questionnaire", "A")
+    assert (q_a.expected, q_a.completed, q_a.not_expected) == (5, 3, 1)
+
+    assert f.help_share("A") == (1, 0, 3) and f.help_share("B") == (0, 1, 1)
+    assert f.modes["A"] == {"web": 2, "interview": 1}
+
+
+def test_site_comparison_for_several_sites(session, factory, data, now):
+    site, _p = data
+    s2 = factory.site(code="C2")
+    c = factory.patient(s2, arm="A", pin=None, study_id="C2-c1").patient
+    add_timepoint(session, c, "baseline", status="missed", target=D(2026, 2, 1))
+    investigator = factory.staff("investigator", sites=[site, s2])
+    f = compliance.compute(session, policy.patient_clause(investigator), now)
+    assert f.site_ids == [site.id, s2.id]
+    assert (f.site_cell(site.id, "questionnaire", "A").expected, f.site_cell(site.id, "questionnaire", "A").completed) \
+        == (5, 3)
+    other = f.site_cell(s2.id, "questionnaire", "A")
+    assert (other.randomized, other.expected, other.completed, other.rate) == (1, 1, 0, 0.0)
+    assert f.site_cell(s2.id, "diary", "B").randomized == 0
+
+
+def test_dashboard_shows_the_figures_and_the_site_comparison(app, session, factory, data):
+    site, _p = data
+    no_csrf(app)
+    s2 = factory.site(code="C2")
+    factory.patient(s2, arm="B", pin=None, study_id="C2-b9")
+    nurse = factory.staff("investigator", sites=[site, s2])
+    client = isolated_client(app)
+    login(client, nurse)
+    body = client.get(f"/staff/?site={site.id}").get_data(as_text=True)
+    assert "1 / 3 (33%)" in body  # sys-c1 arm A: received / randomized
+    assert "Sites compared" not in body
+    assert "Sites compared" in client.get("/staff/").get_data(as_text=True)
+
+
+def _count_queries(app):
+    statements: list[str] = []
+
+    def listener(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = app.extensions["qol_db"]["engine"]
+    event.listen(engine, "before_cursor_execute", listener)
+    return statements, lambda: event.remove(engine, "before_cursor_execute", listener)
+
+
+def _more_patients(session, factory, site, n: int, start: int) -> None:
+    for i in range(start, start + n):
+        patient = factory.patient(site, arm="AB"[i % 2], pin=None, study_id=f"C1-x{i}").patient
+        add_timepoint(session, patient, "baseline", status="missed" if i % 3 else "completed", target=D(2026, 2, 1),
+                      completed_at=None if i % 3 else dt.datetime(2026, 2, 1, tzinfo=UTC))
+        add_timepoint(session, patient, "diary-2026-03-09", kind="diary", status="open", target=D(2026, 3, 9))
+
+
+def test_query_count_does_not_grow_with_patients(app, session, factory, data, now):
+    site, _p = data
+    no_csrf(app)
+    nurse = factory.staff("nurse", sites=[site])
+    client = isolated_client(app)
+    login(client, nurse)
+    counts = []
+    for extra in (5, 30):
+        _more_patients(session, factory, site, extra, start=len(counts) * 100)
+        statements, stop = _count_queries(app)
+        try:
+            compliance.compute(session, Patient.site_id == site.id, now)
+            n_compute = len(statements)
+            worklist.build(session, Patient.site_id == site.id, now)
+            worklist.missing_reasons(session, Patient.site_id == site.id, now)
+            n_services = len(statements)
+            statements.clear()
+            assert client.get("/staff/").status_code == 200
+            n_page = len(statements)
+            if extra == 30:
+                print(*(" ".join(q.split())[:150] for q in statements), sep="\n")
+        finally:
+            stop()
+        counts.append((n_compute, n_services, n_page))
+    print(f"\nqueries (compliance, +work list, dashboard page) with 10 and 40 patients: {counts}")
+    assert counts[0] == counts[1]
+    assert counts[0][0] == 3
+
+
+def test_work_list_categories_and_order(session, factory, now):
+    from qol_app.models import OutboxMessage
+    from tests.web.test_nurse_support import add_alert
+
+    site, other = factory.site(code="W1"), factory.site(code="W2")
+    p1, p2, p3 = (factory.patient(site, pin=None, study_id=f"W1-{i}").patient for i in (1, 2, 3))
+    stranger = factory.patient(other, pin=None, study_id="W2-1").patient
+    add_alert(session, p2, level="amber", at=now - dt.timedelta(hours=3))
+    add_alert(session, p1, level="red", at=now - dt.timedelta(hours=1))
+    done = add_alert(session, p3, level="red", at=now - dt.timedelta(hours=2))
+    done.acknowledged_at = now
+    add_alert(session, stranger, level="red", at=now)
+    today = add_timepoint(session, p1, "diary-2026-03-10", kind="diary", status="open", target=D(2026, 3, 10))
+    closing = add_timepoint(session, p2, "sys-c1", status="open", target=D(2026, 3, 9), before=3, after=2)
+    overdue = add_timepoint(session, p3, "sys-c2", status="open", target=D(2026, 3, 5))  # stale status
+    add_timepoint(session, p3, "sys-c3", status="open", target=D(2026, 3, 12))  # closes in 5 days: not listed
+    add_timepoint(session, p2, "prog-1", status="scheduled", target=D(2026, 3, 14), before=0)
+    add_timepoint(session, stranger, "diary-2026-03-10", kind="diary", status="open", target=D(2026, 3, 10))
+    for key, status in (("call:1", "queued"), ("call:2", "done")):
+        session.add(OutboxMessage(dedupe_key=key, kind="call_task", channel="task", patient_id=p2.id, language="en",
+                                  subject="Call about missed forms", body="", status=status, created_at=now))
+    session.flush()
+    work = worklist.build(session, Patient.site_id == site.id, now)
+    listed = [(it.category, it.study_id) for it in work.items]
+    assert listed == [("red", "W1-1"), ("amber", "W1-2"), ("due_today", "W1-1"), ("closing", "W1-2"),
+                      ("overdue", "W1-3"), ("call", "W1-2")]
+    assert [it.timepoint for it in work.items if it.timepoint] == [today, closing, overdue]
+
+
+def test_dashboard_banner_when_the_scheduler_is_stale(app, session, factory, now):
+    from qol_app.services import heartbeat
+
+    no_csrf(app)
+    site = factory.site(code="H1")
+    client = isolated_client(app)
+    login(client, factory.staff("nurse", sites=[site]))
+    stale = "The scheduler has not run recently"
+    assert stale in client.get("/staff/").get_data(as_text=True)  # never ran
+    heartbeat.beat(session, now - dt.timedelta(minutes=5))
+    assert stale not in client.get("/staff/").get_data(as_text=True)
+    app.config["FROZEN_NOW"] = now + dt.timedelta(minutes=app.config["SCHEDULER_STALE_MINUTES"])
+    login(client, factory.staff("nurse", sites=[site]))
+    assert stale in client.get("/staff/").get_data(as_text=True)
