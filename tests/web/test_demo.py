@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from qol_app.models import Patient, Response, Site, StaffUser, Timepoint
 from qol_app.services.audit import verify
+from tests.factories import isolated_client
 
 
 def _counts(session):
@@ -37,11 +38,11 @@ def test_demo_is_idempotent_and_prints_working_links(app, session):
     links = re.findall(r"http://[^/]+(/p/l/[0-9a-f]{64})\s+PIN (\d{6})", first.output)
     assert links, first.output
     assert links == re.findall(r"http://[^/]+(/p/l/[0-9a-f]{64})\s+PIN (\d{6})", second.output)
-    response = app.test_client().get(links[0][0])
+    response = isolated_client(app).get(links[0][0])
     assert response.status_code == 200
 
     login = re.search(r"nurse\s+(nurse\.s01)\s+password: (\S+)", first.output)
-    client = app.test_client()
+    client = isolated_client(app)
     page = client.get("/staff/login")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
     signed_in = client.post("/staff/login", data={"username": login.group(1), "password": login.group(2),
