@@ -18,10 +18,11 @@ translations: install-venv-only
 
 install-venv-only: $(BIN)/qol
 
-## Run the app on SQLite in instance/ with demo data (http://127.0.0.1:5000).
+## Run the app on SQLite in instance/ with demo data (http://127.0.0.1:5000), with its scheduler.
 run: install
 	$(BIN)/qol db upgrade
 	$(BIN)/qol demo
+	$(BIN)/qol scheduler & sched=$$!; trap 'kill $$sched 2>/dev/null' EXIT INT TERM; \
 	QOL_SESSION_COOKIE_SECURE=0 $(BIN)/qol run --host 127.0.0.1 --port 5000
 
 ## Run the whole test suite (SQLite, plus PostgreSQL when a server answers).

@@ -250,6 +250,25 @@ def give_missed_reasons(session: Session, now: dt.datetime, seed: int = 11) -> N
             tp.missed_reason = rng.choice(MISSED_REASONS)
 
 
+def handle_old_alerts(session: Session, now: dt.datetime) -> None:
+    """Nurses have called about alerts older than a day; recent ones still wait on the work list."""
+    from qol_app.models import Alert
+    from qol_app.services.alerts import acknowledge
+
+    nurses = {}
+    for alert in session.scalars(select(Alert).where(Alert.acknowledged_at.is_(None),
+                                                     Alert.raised_at < now - dt.timedelta(days=1))
+                                 .order_by(Alert.id)):
+        site_id = alert.patient.site_id
+        if site_id not in nurses:
+            nurses[site_id] = session.scalar(select(StaffUser).join(SiteMembership).where(
+                SiteMembership.site_id == site_id, StaffUser.role == "nurse"))
+        nurse = nurses[site_id]
+        when = alert.raised_at + dt.timedelta(hours=3)
+        action = "Called the patient; advised to come to clinic" if alert.level == "red" else "Called; symptoms settling"
+        acknowledge(session, Actor("staff", str(nurse.id)), alert, nurse, action, when)
+
+
 def build(session: Session, secret: str, now: dt.datetime, n_patients: int = 40,
           progress: Callable[[str], None] | None = None) -> DemoResult:
     """Create (or complete) the demo trial; idempotent: existing demo patients are left alone."""
@@ -272,6 +291,7 @@ def build(session: Session, secret: str, now: dt.datetime, n_patients: int = 40,
             say(f"{index + 1} patients with forms")
     sweep_statuses(session, now, actor=ACTOR)
     give_missed_reasons(session, now)
+    handle_old_alerts(session, now)
     session.flush()
     _count_due(session, shown)
     staff = [(s["username"], demo_password(s["username"]), s["role"]) for s in STAFF]
