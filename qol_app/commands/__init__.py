@@ -16,3 +16,7 @@ COMMANDS.append(scheduler_group)
 from qol_app.commands.users import users as users_group  # noqa: E402
 
 COMMANDS.append(users_group)
+
+from qol_app.commands.export import export as export_command  # noqa: E402
+
+COMMANDS.append(export_command)

@@ -1,6 +1,8 @@
 """Analysis-ready exports: dataset descriptions, format writers, manifests, FHIR and SDTM QS.
 
 Pure over Python values (no Flask, no database, no clock): services query, then hand rows here.
+Two modules sit on top: ``builders`` (datasets streamed from the database as of a point in time;
+only ``builders.source`` touches it) and ``run`` (one export: files, manifest, zip, audit).
 Heavy libraries (pandas, pyarrow, openpyxl, pyreadstat) load only when a writer runs.
 """
 

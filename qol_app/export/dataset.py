@@ -187,21 +187,70 @@ def _checker(column: Column) -> Callable[[Any], Any]:
     }[column.type]
 
 
+CHECK_BATCH = 5_000
+"""Rows checked together, column by column (see `checked_columns`)."""
+
+_NONE = type(None)
+_PLAIN_TYPES: dict[str, frozenset[type]] = {
+    "string": frozenset({str, _NONE}),
+    "integer": frozenset({int, _NONE}),
+    "float": frozenset({float, _NONE}),
+    "date": frozenset({date, _NONE}),
+    "datetime": frozenset({datetime, _NONE}),
+    "boolean": frozenset({bool, _NONE}),
+}
+
+
+def _fast_column(kind: str, values: Sequence[Any]) -> bool:
+    """True when every value of a column batch is already valid and normalised (the common case)."""
+    if not set(map(type, values)) <= _PLAIN_TYPES[kind]:
+        return False
+    if kind == "float":
+        return all(map(math.isfinite, filter(None, values)))
+    if kind == "datetime":
+        return all(v.tzinfo is UTC for v in values if v is not None)
+    return True
+
+
+def checked_columns(dataset: Dataset, size: int = CHECK_BATCH) -> Iterator[tuple[int, list[Sequence[Any]]]]:
+    """Yield (row count, columns) per batch of up to `size` rows, checked like `checked_rows`.
+
+    Checks run column by column over a batch, which is several times faster than cell by cell;
+    a batch with any value needing conversion or failing a check goes through the per-cell path,
+    so results and error messages (first bad row, in row order) are exactly those of `checked_rows`.
+    """
+    checkers = [_checker(c) for c in dataset.columns]
+    kinds = [c.type for c in dataset.columns]
+    width = len(checkers)
+    done = 0
+    for chunk in batched(dataset.rows, size):
+        columns: list[Sequence[Any]] | None = None
+        if set(map(len, chunk)) == {width}:
+            columns = list(zip(*chunk)) if chunk else []
+            if not all(_fast_column(kind, values) for kind, values in zip(kinds, columns)):
+                columns = None
+        if columns is None:
+            checked = []
+            for number, row in enumerate(chunk, start=done + 1):
+                if len(row) != width:
+                    raise ValueError(f"{dataset.name} row {number}: {len(row)} values for {width} columns")
+                try:
+                    checked.append(tuple(check(value) for check, value in zip(checkers, row)))
+                except ValueError as exc:
+                    raise ValueError(f"{dataset.name} row {number}: {exc}") from None
+            columns = list(zip(*checked))
+        done += len(chunk)
+        yield len(chunk), columns
+
+
 def checked_rows(dataset: Dataset) -> Iterator[tuple[Any, ...]]:
     """Yield the dataset's rows, type-checked; floats as float, datetimes converted to UTC.
 
     Checking here, lazily, means a bad value fails the export with its row number instead of
     producing a file that a statistics package silently misreads.
     """
-    checkers = [_checker(c) for c in dataset.columns]
-    width = len(checkers)
-    for number, row in enumerate(dataset.rows, start=1):
-        if len(row) != width:
-            raise ValueError(f"{dataset.name} row {number}: {len(row)} values for {width} columns")
-        try:
-            yield tuple(check(value) for check, value in zip(checkers, row))
-        except ValueError as exc:
-            raise ValueError(f"{dataset.name} row {number}: {exc}") from None
+    for _count, columns in checked_columns(dataset):
+        yield from zip(*columns)
 
 
 T = TypeVar("T")

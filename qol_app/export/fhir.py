@@ -88,14 +88,17 @@ class FhirQuestionnaire:
 
 @dataclass(frozen=True)
 class FhirResponse:
-    """A submitted (or partial) form. `authored` must be timezone-aware; it is written in UTC."""
+    """A submitted (or partial) form. `authored` must be timezone-aware; it is written in UTC.
+
+    `authored` may be None (left out) when an export must not carry calendar dates.
+    """
 
     response_id: str
     patient_id: str
     questionnaire_id: str
     questionnaire_version: str
     status: Literal["completed", "in-progress"]
-    authored: datetime
+    authored: datetime | None
     respondent: Respondent
     answers: Mapping[str, AnswerValue]
     language: str
@@ -198,7 +201,7 @@ def patient_resource(patient_id: str, base_url: str) -> dict[str, Any]:
 
 def response_resource(r: FhirResponse, q: FhirQuestionnaire, base_url: str) -> dict[str, Any]:
     """The QuestionnaireResponse for one form, validated against its Questionnaire."""
-    if r.authored.utcoffset() is None:
+    if r.authored is not None and r.authored.utcoffset() is None:
         raise ValueError(f"response {r.response_id}: authored must be timezone-aware")
     known = {item.link_id for item in q.items}
     unknown = sorted(set(r.answers) - known)
@@ -218,7 +221,7 @@ def response_resource(r: FhirResponse, q: FhirQuestionnaire, base_url: str) -> d
         else:
             entry["answer"] = [_answer(q, item, value, base_url)]
         items.append(entry)
-    return {
+    resource = {
         "resourceType": "QuestionnaireResponse",
         "id": _fhir_id(r.response_id, "response id"),
         "language": _language(r.language),
@@ -226,11 +229,14 @@ def response_resource(r: FhirResponse, q: FhirQuestionnaire, base_url: str) -> d
         "questionnaire": f"{base_url}/Questionnaire/{q.id}|{q.version}",
         "status": r.status,
         "subject": {"reference": f"Patient/{r.patient_id}"},
-        "authored": utc_iso(r.authored),
+        "authored": utc_iso(r.authored) if r.authored is not None else None,
         "author": {"reference": who},
         "source": {"reference": who},
         "item": items,
     }
+    if r.authored is None:
+        del resource["authored"]
+    return resource
 
 
 def build_bundle(questionnaires: Sequence[FhirQuestionnaire], responses: Iterable[FhirResponse], *,

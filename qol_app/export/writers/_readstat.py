@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from qol_app.export.dataset import Column, Dataset, checked_rows
+from qol_app.export.dataset import Column, Dataset, checked_columns
 from qol_app.export.writers.base import naive_utc
 
 if TYPE_CHECKING:
@@ -70,10 +70,9 @@ def build_frame(dataset: Dataset, target: Target, locale: str) -> Frame:
     import pandas as pd
 
     columns: list[list[Any]] = [[] for _ in dataset.columns]
-    appenders = [c.append for c in columns]
-    for row in checked_rows(dataset):
-        for append, value in zip(appenders, row):
-            append(value)
+    for _count, batch in checked_columns(dataset):
+        for column, values in zip(columns, batch):
+            column.extend(values)
 
     frame = Frame(data=pd.DataFrame(), labels={})
     series: dict[str, Any] = {}

@@ -15,21 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qol_app.export.dataset import Column, Dataset, checked_rows
+from qol_app.export.dataset import Column, Dataset, checked_columns
 from qol_app.export.writers.base import WriteOptions, Writer, utc_iso
 
 
-def _encoder(column: Column) -> Callable[[Any], str]:
+def _encoder(column: Column) -> Callable[[Any], str] | None:
+    """How to turn a cell into text; None where the csv module already writes it as wanted
+    (None -> empty, str as is, int/float via repr, date via isoformat)."""
     kind = column.type
-    if kind == "string":
-        return lambda v: "" if v is None else v
-    if kind in ("integer", "float"):
-        return lambda v: "" if v is None else repr(v)
-    if kind == "date":
-        return lambda v: "" if v is None else v.isoformat()
     if kind == "datetime":
         return lambda v: "" if v is None else utc_iso(v)
-    return lambda v: "" if v is None else ("1" if v else "0")
+    if kind == "boolean":
+        return lambda v: "" if v is None else ("1" if v else "0")
+    return None
 
 
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
@@ -38,8 +36,9 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     with path.open("w", encoding="utf-8", newline="") as handle:
         out = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
         out.writerow(dataset.names)
-        for row in checked_rows(dataset):
-            out.writerow([encode(value) for encode, value in zip(encoders, row)])
+        for _count, columns in checked_columns(dataset):
+            out.writerows(zip(*(values if encode is None else list(map(encode, values))
+                                for encode, values in zip(encoders, columns))))
 
 
 WRITER = Writer(format_id="csv", extension="csv", streams=True, write=write)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qol_app.export.dataset import Column, Dataset, batched, checked_rows
+from qol_app.export.dataset import Column, Dataset, checked_columns
 from qol_app.export.writers.base import ROW_BATCH, WriteOptions, Writer
 
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
 
     schema = arrow_schema(dataset)
     with pq.ParquetWriter(path, schema, compression="snappy") as out:
-        for chunk in batched(checked_rows(dataset), ROW_BATCH):
-            arrays = [pa.array(values, type=fld.type) for values, fld in zip(zip(*chunk), schema)]
+        for _count, columns in checked_columns(dataset, ROW_BATCH):
+            arrays = [pa.array(values, type=fld.type) for values, fld in zip(columns, schema)]
             out.write_batch(pa.record_batch(arrays, schema=schema), row_group_size=ROW_BATCH)
 
 
