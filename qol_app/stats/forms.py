@@ -1,12 +1,12 @@
 """The export form: filters, as-of time, formats and options.
 
-Labels are plain English for now: exports are made by statisticians and sponsor staff, who
-work in English (CLINICAL.md §1); wrap them in ``_l`` when the UI catalogs are next updated.
+Labels are lazily translated: the page shows in the staff member's language.
 """
 from __future__ import annotations
 
 import datetime as dt
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, FloatField, RadioField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -37,28 +37,28 @@ def _as_of(form: FlaskForm, field: StringField) -> None:
 
 
 class ExportForm(FlaskForm):
-    sites = MultiCheckboxField("Sites (none ticked = all)", choices=[], validate_choice=True)
-    arms = MultiCheckboxField("Arms (none ticked = both)", choices=choices([("A", "A: intrathecal + systemic"),
-                                                                            ("B", "B: systemic alone")]))
-    instruments = MultiCheckboxField("Instruments (none ticked = all)", choices=[])
-    date_from = DateField("Timepoints with target date from", validators=[Optional()])
-    date_to = DateField("to (inclusive)", validators=[Optional()])
-    as_of = StringField("As-of time (UTC, e.g. 2026-03-01T00:00:00Z; empty = now)", validators=[_as_of])
-    formats = MultiCheckboxField("Formats", choices=choices((f, FORMAT_LABELS[f]) for f in FORMATS),
+    sites = MultiCheckboxField(_l("Sites (none ticked = all)"), choices=[], validate_choice=True)
+    arms = MultiCheckboxField(_l("Arms (none ticked = both)"), choices=choices([("A", _l("A: intrathecal + systemic")),
+                                                                            ("B", _l("B: systemic alone"))]))
+    instruments = MultiCheckboxField(_l("Instruments (none ticked = all)"), choices=[])
+    date_from = DateField(_l("Timepoints with target date from"), validators=[Optional()])
+    date_to = DateField(_l("to (inclusive)"), validators=[Optional()])
+    as_of = StringField(_l("As-of time (UTC, e.g. 2026-03-01T00:00:00Z; empty = now)"), validators=[_as_of])
+    formats = MultiCheckboxField(_l("Formats"), choices=choices((f, FORMAT_LABELS[f]) for f in FORMATS),
                                  default=["csv"])
-    labels = RadioField("Variable and value labels in", choices=choices([("en", "English"), ("zh_Hans", "简体中文")]),
+    labels = RadioField(_l("Variable and value labels in"), choices=choices([("en", "English"), ("zh_Hans", "简体中文")]),
                         default="en")
-    threshold = FloatField("Deterioration threshold (points on 0-100 scales)", default=10.0,
+    threshold = FloatField(_l("Deterioration threshold (points on 0-100 scales)"), default=10.0,
                            validators=[NumberRange(min=0.5, max=100)])
-    iso_dates = BooleanField("Calendar dates (ISO) instead of study days only")
+    iso_dates = BooleanField(_l("Calendar dates (ISO) instead of study days only"))
 
     def validate_formats(self, field: MultiCheckboxField) -> None:
         if not field.data:
-            raise ValidationError("Choose at least one format.")
+            raise ValidationError(_l("Choose at least one format."))
 
     def validate_date_to(self, field: DateField) -> None:
         if field.data and self.date_from.data and field.data < self.date_from.data:
-            raise ValidationError("The date range ends before it starts.")
+            raise ValidationError(_l("The date range ends before it starts."))
 
     def as_of_value(self, now: dt.datetime) -> dt.datetime:
         """The as-of time asked for, or now (whole seconds) when left empty."""
