@@ -50,8 +50,11 @@ def rescore_all(session: Session, actor: Actor, now: dt.datetime, *, batch: int 
     converters = {iid: _converters(registry.get(iid)) for iid in registry}
     result = RescoreResult()
     last_id = 0
+    # Core rows, not ORM rows: this loop reads every stored answer, and ORM row handling would
+    # cost more than the scoring itself.
+    conn = session.connection()
     while True:
-        responses = session.execute(
+        responses = conn.execute(
             select(Response.id, Response.instrument_id, Response.instrument_version, Response.scoring_error,
                    Response.patient_id)
             .where(Response.status == "submitted", Response.id > last_id).order_by(Response.id).limit(batch)
@@ -59,18 +62,19 @@ def rescore_all(session: Session, actor: Actor, now: dt.datetime, *, batch: int 
         if not responses:
             break
         lo, hi = responses[0].id, responses[-1].id
-        instrument_of = {row.id: row.instrument_id for row in responses}
+        conv_of = {row.id: converters.get(row.instrument_id, {}) for row in responses}
         answers: dict[int, dict[str, int | float | None]] = defaultdict(dict)
-        for rid, item_id, value, skipped in session.execute(
+        for rid, item_id, value, skipped in conn.execute(
             select(Answer.response_id, Answer.item_id, Answer.value, Answer.skipped)
             .where(Answer.response_id.between(lo, hi))
         ):
-            answers[rid][item_id] = None
-            if not skipped and value is not None:
-                conv = converters.get(instrument_of.get(rid, ), {}).get(item_id, float)
-                answers[rid][item_id] = conv(value)
+            if skipped or value is None:
+                answers[rid][item_id] = None
+            else:
+                conv = conv_of.get(rid)
+                answers[rid][item_id] = conv.get(item_id, float)(value) if conv is not None else value
         stored: dict[int, dict[str, tuple[float | None, int | None]]] = defaultdict(dict)
-        for rid, scale, value, n_items in session.execute(
+        for rid, scale, value, n_items in conn.execute(
             select(Score.response_id, Score.scale, Score.value, Score.n_items).where(Score.response_id.between(lo, hi))
         ):
             stored[rid][scale] = (value, n_items)
