@@ -106,3 +106,17 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(audit_group)
     for command in COMMANDS:
         app.cli.add_command(command)
+
+
+def _attach_to_main() -> None:
+    """Attach the groups to ``qol`` itself too, so ``qol --help`` lists them even when the app
+    cannot be built (a broken configuration is exactly when people read --help)."""
+    from qol_app.commands import COMMANDS
+
+    main.add_command(db_group)
+    main.add_command(audit_group)
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_attach_to_main()

@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from flask.globals import app_ctx
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 from sqlalchemy.types import TypeDecorator
 
@@ -98,7 +99,13 @@ class Database:
         self.session = scoped_session(_new_session, scopefunc=_scope)
 
     def init_app(self, app: Flask) -> None:
-        engine = make_engine(app.config["DATABASE_URL"])
+        try:
+            engine = make_engine(app.config["DATABASE_URL"])
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise RuntimeError(
+                f"QOL_DATABASE_URL / DATABASE_URL is not a usable database URL ({exc}); expected e.g. "
+                "sqlite:///instance/qol.sqlite or postgresql+psycopg://user@host:5432/dbname"
+            ) from None
         app.extensions["qol_db"] = {"engine": engine, "bind": engine}
         app.teardown_appcontext(self._remove)
 
