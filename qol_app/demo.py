@@ -4,6 +4,7 @@ Deterministic for a given ``today`` and seed. Demo personal links are derived fr
 app's secret key, so running ``qol demo`` again prints the same working links (real patients
 get random tokens that are never stored).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,16 +26,29 @@ from qol_app.services.enrolment import enroll_patient
 ACTOR = Actor.system("demo")
 
 SITES = (
-    dict(code="S01", name="Shanghai demo hospital", timezone="Asia/Shanghai", default_language="zh_Hans",
-         emergency_phone="120", contact_phone="021-5555-0101"),
-    dict(code="S02", name="Urumqi demo hospital", timezone="Asia/Urumqi", default_language="zh_Hans",
-         emergency_phone="120", contact_phone="0991-555-0202"),
+    dict(
+        code="S01",
+        name="Shanghai demo hospital",
+        timezone="Asia/Shanghai",
+        default_language="zh_Hans",
+        emergency_phone="120",
+        contact_phone="021-5555-0101",
+    ),
+    dict(
+        code="S02",
+        name="Urumqi demo hospital",
+        timezone="Asia/Urumqi",
+        default_language="zh_Hans",
+        emergency_phone="120",
+        contact_phone="0991-555-0202",
+    ),
 )
 STAFF = (
     dict(username="nurse.s01", full_name="Demo nurse (S01)", role="nurse", sites=("S01",), language="zh_Hans"),
     dict(username="nurse.s02", full_name="Demo nurse (S02)", role="nurse", sites=("S02",), language="en"),
-    dict(username="investigator", full_name="Demo investigator", role="investigator", sites=("S01", "S02"),
-         language="en"),
+    dict(
+        username="investigator", full_name="Demo investigator", role="investigator", sites=("S01", "S02"), language="en"
+    ),
     dict(username="statistician", full_name="Demo statistician", role="statistician", sites=(), language="en"),
     dict(username="admin", full_name="Demo administrator", role="admin", sites=("S01", "S02"), language="en"),
 )
@@ -83,9 +97,15 @@ def ensure_sites_and_staff(session: Session, now: dt.datetime) -> dict[str, Site
     for spec in STAFF:
         if spec["username"] in existing:
             continue
-        user = StaffUser(username=spec["username"], full_name=spec["full_name"], role=spec["role"],
-                         language=spec["language"], email=f"{spec['username']}@demo.invalid",
-                         password_hash=hash_secret(demo_password(spec["username"])), created_at=now)
+        user = StaffUser(
+            username=spec["username"],
+            full_name=spec["full_name"],
+            role=spec["role"],
+            language=spec["language"],
+            email=f"{spec['username']}@demo.invalid",
+            password_hash=hash_secret(demo_password(spec["username"])),
+            created_at=now,
+        )
         user.memberships = [SiteMembership(site_id=sites[c].id) for c in spec["sites"]]
         session.add(user)
     session.flush()
@@ -117,16 +137,29 @@ def plan_patients(n: int, today: dt.date, seed: int = 2026) -> list[dict]:
             status = ("died", rand_date + dt.timedelta(days=rng.randint(40, days_ago - 5)))
         elif days_ago > 30 and roll < 0.32:
             status = ("withdrawn", rand_date + dt.timedelta(days=rng.randint(20, days_ago - 3)))
-        cohort.append(dict(
-            study_id=f"{site}-{number:03d}", site=site, arm="A" if (i // 2) % 2 == 0 else "B",
-            randomization_date=rand_date, language="zh_Hans" if rng.random() < 0.8 else "en",
-            status=status, cycle_length=rng.choice((21, 21, 21, 14, 28)), rng_seed=rng.randrange(10**9),
-        ))
+        cohort.append(
+            dict(
+                study_id=f"{site}-{number:03d}",
+                site=site,
+                arm="A" if (i // 2) % 2 == 0 else "B",
+                randomization_date=rand_date,
+                language="zh_Hans" if rng.random() < 0.8 else "en",
+                status=status,
+                cycle_length=rng.choice((21, 21, 21, 14, 28)),
+                rng_seed=rng.randrange(10**9),
+            )
+        )
     return cohort
 
 
-def ensure_patients(session: Session, sites: dict[str, Site], cohort: list[dict], secret: str,
-                    now: dt.datetime, on_patient: Callable[[Patient, dict], None] | None = None) -> list[DemoPatient]:
+def ensure_patients(
+    session: Session,
+    sites: dict[str, Site],
+    cohort: list[dict],
+    secret: str,
+    now: dt.datetime,
+    on_patient: Callable[[Patient, dict], None] | None = None,
+) -> list[DemoPatient]:
     """Enroll missing cohort members (with demo links) and hand each new one to ``on_patient``."""
     existing = set(session.scalars(select(Patient.study_id)).all())
     shown = []
@@ -135,9 +168,16 @@ def ensure_patients(session: Session, sites: dict[str, Site], cohort: list[dict]
         pin = demo_pin(secret, spec["study_id"])
         if spec["study_id"] not in existing:
             enrolled = enroll_patient(
-                session, ACTOR, study_id=spec["study_id"], site=sites[spec["site"]], arm=spec["arm"],
-                randomization_date=spec["randomization_date"], language=spec["language"], now=now,
-                consent_date=spec["randomization_date"] - dt.timedelta(days=2), pin=pin,
+                session,
+                ACTOR,
+                study_id=spec["study_id"],
+                site=sites[spec["site"]],
+                arm=spec["arm"],
+                randomization_date=spec["randomization_date"],
+                language=spec["language"],
+                now=now,
+                consent_date=spec["randomization_date"] - dt.timedelta(days=2),
+                pin=pin,
             )
             enrolled.patient.link_token_hash = token_hash(token)
             if on_patient is not None:
@@ -148,6 +188,7 @@ def ensure_patients(session: Session, sites: dict[str, Site], cohort: list[dict]
 
 # ---------------------------------------------------------------- history: events and forms
 
+
 def record_history(session: Session, patient: Patient, spec: dict, today: dt.date, now: dt.datetime) -> None:
     """Treatment events on their actual dates (with the usual delays), then death or withdrawal."""
     from qol_app.services.treatment_events import record_event, set_patient_status
@@ -157,21 +198,37 @@ def record_history(session: Session, patient: Patient, spec: dict, today: dt.dat
     start = patient.randomization_date + dt.timedelta(days=rng.randint(1, 4))
     day, cycle = start, 1
     while day <= end and cycle <= 8:
-        record_event(session, ACTOR, patient, kind="systemic_cycle", date=day, number=cycle,
-                     cycle_length_days=spec["cycle_length"], drug="capecitabine", now=now)
+        record_event(
+            session,
+            ACTOR,
+            patient,
+            kind="systemic_cycle",
+            date=day,
+            number=cycle,
+            cycle_length_days=spec["cycle_length"],
+            drug="capecitabine",
+            now=now,
+        )
         delay = rng.choice((0, 0, 0, 3, 7))  # low blood counts delay some cycles
         day += dt.timedelta(days=spec["cycle_length"] + delay)
         cycle += 1
     if patient.arm == "A":
         for number, dose_day in enumerate(intrathecal_dates(start, end), start=1):
-            record_event(session, ACTOR, patient, kind="intrathecal_dose", date=dose_day, number=number,
-                         drug="pemetrexed 15 mg", now=now)
+            record_event(
+                session,
+                ACTOR,
+                patient,
+                kind="intrathecal_dose",
+                date=dose_day,
+                number=number,
+                drug="pemetrexed 15 mg",
+                now=now,
+            )
     if spec["status"]:
         status, when = spec["status"]
         if (when - patient.randomization_date).days > 50 and rng.random() < 0.6:
             record_event(session, ACTOR, patient, kind="progression", date=when - dt.timedelta(days=20), now=now)
-        set_patient_status(session, ACTOR, patient, status, now=now, status_date=when,
-                           reason="demo data")
+        set_patient_status(session, ACTOR, patient, status, now=now, status_date=when, reason="demo data")
 
 
 def fill_forms(session: Session, patient: Patient, spec: dict, now: dt.datetime, keep_open: bool) -> None:
@@ -185,8 +242,13 @@ def fill_forms(session: Session, patient: Patient, spec: dict, now: dt.datetime,
     rng = random.Random(spec["rng_seed"] + 1)
     frailty = rng.random()  # sicker patients answer less and score worse
     timepoints = session.scalars(
-        select(Timepoint).where(Timepoint.patient_id == patient.id, Timepoint.status != "not_expected",
-                                Timepoint.cancel_reason.is_(None), Timepoint.opens_at <= now)
+        select(Timepoint)
+        .where(
+            Timepoint.patient_id == patient.id,
+            Timepoint.status != "not_expected",
+            Timepoint.cancel_reason.is_(None),
+            Timepoint.opens_at <= now,
+        )
         .order_by(Timepoint.opens_at)
     ).all()
     actor = Actor("patient", str(patient.id))
@@ -205,12 +267,21 @@ def fill_forms(session: Session, patient: Patient, spec: dict, now: dt.datetime,
             instrument = svc.registry().get(instrument_id)
             texts = svc.localized(session, instrument, patient.language)
             response = svc.start_response(session, actor, tp, texts, answered_at)
-            answers = {item: _answer(rng, instrument.item(item), frailty)
-                       for item in svc.presented_items(instrument, patient)}
+            answers = {
+                item: _answer(rng, instrument.item(item), frailty) for item in svc.presented_items(instrument, patient)
+            }
             if partial:
                 answers = dict(list(answers.items())[: len(answers) // 3])
-            svc.save_page(session, actor, response, answers.keys(), answers, answered_at,
-                          skip=[k for k, v in answers.items() if v is None], texts=texts)
+            svc.save_page(
+                session,
+                actor,
+                response,
+                answers.keys(),
+                answers,
+                answered_at,
+                skip=[k for k, v in answers.items() if v is None],
+                texts=texts,
+            )
             if not partial:
                 svc.submit(session, actor, response, patient, answered_at)
 
@@ -244,8 +315,9 @@ def give_missed_reasons(session: Session, now: dt.datetime, seed: int = 11) -> N
     from qol_app.models import Timepoint
 
     rng = random.Random(seed)
-    for tp in session.scalars(select(Timepoint).where(Timepoint.status == "missed",
-                                                      Timepoint.missed_reason.is_(None)).order_by(Timepoint.id)):
+    for tp in session.scalars(
+        select(Timepoint).where(Timepoint.status == "missed", Timepoint.missed_reason.is_(None)).order_by(Timepoint.id)
+    ):
         if rng.random() < 0.8:
             tp.missed_reason = rng.choice(MISSED_REASONS)
 
@@ -256,21 +328,29 @@ def handle_old_alerts(session: Session, now: dt.datetime) -> None:
     from qol_app.services.alerts import acknowledge
 
     nurses = {}
-    for alert in session.scalars(select(Alert).where(Alert.acknowledged_at.is_(None),
-                                                     Alert.raised_at < now - dt.timedelta(days=1))
-                                 .order_by(Alert.id)):
+    for alert in session.scalars(
+        select(Alert)
+        .where(Alert.acknowledged_at.is_(None), Alert.raised_at < now - dt.timedelta(days=1))
+        .order_by(Alert.id)
+    ):
         site_id = alert.patient.site_id
         if site_id not in nurses:
-            nurses[site_id] = session.scalar(select(StaffUser).join(SiteMembership).where(
-                SiteMembership.site_id == site_id, StaffUser.role == "nurse"))
+            nurses[site_id] = session.scalar(
+                select(StaffUser)
+                .join(SiteMembership)
+                .where(SiteMembership.site_id == site_id, StaffUser.role == "nurse")
+            )
         nurse = nurses[site_id]
         when = alert.raised_at + dt.timedelta(hours=3)
-        action = "Called the patient; advised to come to clinic" if alert.level == "red" else "Called; symptoms settling"
+        action = (
+            "Called the patient; advised to come to clinic" if alert.level == "red" else "Called; symptoms settling"
+        )
         acknowledge(session, Actor("staff", str(nurse.id)), alert, nurse, action, when)
 
 
-def build(session: Session, secret: str, now: dt.datetime, n_patients: int = 40,
-          progress: Callable[[str], None] | None = None) -> DemoResult:
+def build(
+    session: Session, secret: str, now: dt.datetime, n_patients: int = 40, progress: Callable[[str], None] | None = None
+) -> DemoResult:
     """Create (or complete) the demo trial; idempotent: existing demo patients are left alone."""
     from qol_app.services.timepoints import sweep_statuses
 
@@ -304,10 +384,14 @@ def _count_due(session: Session, shown: list[DemoPatient]) -> None:
 
     from qol_app.models import Timepoint
 
-    counts = dict(session.execute(
-        select(Patient.study_id, func.count(Timepoint.id)).join(Timepoint, Timepoint.patient_id == Patient.id)
-        .where(Timepoint.status.in_(("open", "overdue"))).group_by(Patient.study_id)
-    ).all())
+    counts = dict(
+        session.execute(
+            select(Patient.study_id, func.count(Timepoint.id))
+            .join(Timepoint, Timepoint.patient_id == Patient.id)
+            .where(Timepoint.status.in_(("open", "overdue")))
+            .group_by(Patient.study_id)
+        ).all()
+    )
     for p in shown:
         p.due_now = counts.get(p.study_id, 0)
     shown.sort(key=lambda p: (p.due_now == 0, p.study_id))

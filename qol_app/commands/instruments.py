@@ -1,4 +1,5 @@
 """``qol instruments``: list the shipped instruments and import licensed wording."""
+
 from __future__ import annotations
 
 import sys
@@ -29,7 +30,9 @@ def list_instruments() -> None:
     for instrument_id in sorted(registry):
         instrument = registry.get(instrument_id)
         langs = sorted(set(instrument.languages) | {lang for (i, lang) in active if i == instrument_id})
-        wording = ", ".join(f"{lang}: {active.get((instrument_id, lang), instrument.wording_version)}" for lang in langs)
+        wording = ", ".join(
+            f"{lang}: {active.get((instrument_id, lang), instrument.wording_version)}" for lang in langs
+        )
         click.echo(f"{instrument_id} {instrument.version} — {wording}")
 
 
@@ -46,8 +49,9 @@ def import_wording(file: Path, imported_by: str | None) -> None:
     from qol_app.services.wording import import_overlay
 
     try:
-        row = import_overlay(db.session, Actor("system", imported_by or "cli"), file, now=now(),
-                             imported_by=imported_by)
+        row = import_overlay(
+            db.session, Actor("system", imported_by or "cli"), file, now=now(), imported_by=imported_by
+        )
     except (InstrumentFileError, ValueError) as exc:
         click.echo(f"not imported: {exc}", err=True)
         sys.exit(1)

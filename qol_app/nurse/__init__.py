@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("nurse", __name__, template_folder="../templates")
 
-from qol_app.nurse import admin, alerts, common, entry, events, patients, views  # noqa: F401
+from qol_app.nurse import admin, alerts, common, entry, events, patients, views  # noqa: E402,F401

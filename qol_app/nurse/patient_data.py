@@ -172,7 +172,7 @@ def _diary(session: Session, patient: Patient, timeline: list[tuple[Timepoint, s
         if "ommaya" in item.tags and patient.arm != "A":
             continue
         cells = []
-        for day, status in days:
+        for day, _status in days:
             if (item.id, day) in values:
                 value = values[(item.id, day)]
                 cells.append((heat_level(value, **_scale_of(item)), "–" if value is None else _fmt(value)))

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("patient", __name__, template_folder="../templates")
 
-from qol_app.patient import views  # noqa: F401
+from qol_app.patient import views  # noqa: E402,F401

@@ -4,6 +4,7 @@ Every change to patient data, events, responses, answers and statuses goes throu
 ``record``, inside the same transaction as the change itself, so the trail can never say
 something happened that was rolled back (or miss something that was committed).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -83,7 +84,9 @@ def _fields(event: AuditEvent) -> dict[str, Any]:
 def _advance_head(session: Session) -> str:
     """Lock the chain head and return the newest hash (creating the head on first use)."""
     prev = session.execute(
-        update(AuditChainHead).where(AuditChainHead.id == 1).values(count=AuditChainHead.count + 1)
+        update(AuditChainHead)
+        .where(AuditChainHead.id == 1)
+        .values(count=AuditChainHead.count + 1)
         .returning(AuditChainHead.last_hash)
     ).scalar_one_or_none()
     if prev is None:
@@ -162,7 +165,9 @@ def verify(session: Session, batch: int = 5000) -> list[Problem]:
     for event in _iter_events(session, batch):
         count += 1
         if event.prev_hash != prev_hash:
-            problems.append(Problem(event.id, f"event {event.id}: link broken (a row before it was deleted or altered)"))
+            problems.append(
+                Problem(event.id, f"event {event.id}: link broken (a row before it was deleted or altered)")
+            )
         if _digest(event.prev_hash, _fields(event)) != event.hash:
             problems.append(Problem(event.id, f"event {event.id}: contents do not match its hash (edited)"))
         prev_hash = event.hash

@@ -20,6 +20,7 @@ Every change writes one audit row (entity ``timepoint``) in the caller's transac
 functions flush only; callers commit (long runs take a ``checkpoint`` callable to commit
 between batches, keeping the audit chain's head lock short).
 """
+
 from __future__ import annotations
 
 import collections
@@ -63,8 +64,20 @@ ENTITY = "timepoint"
 LIVE_STATUSES = ("scheduled", "open", "overdue")
 #: The columns a plan decides; a difference in any of them is a move.
 PLANNED_FIELDS = (
-    "rule_id", "kind", "instruments", "anchor_event_id", "anchor_kind", "anchor_number", "anchor_date",
-    "target_date", "window_start", "window_end", "grace_end", "opens_at", "closes_at", "grace_closes_at",
+    "rule_id",
+    "kind",
+    "instruments",
+    "anchor_event_id",
+    "anchor_kind",
+    "anchor_number",
+    "anchor_date",
+    "target_date",
+    "window_start",
+    "window_end",
+    "grace_end",
+    "opens_at",
+    "closes_at",
+    "grace_closes_at",
 )
 AUDITED_FIELDS = (*PLANNED_FIELDS, "status", "not_expected_reason", "cancel_reason")
 
@@ -105,15 +118,19 @@ def patient_facts(patient: Patient, today: dt.date) -> PatientFacts:
             log.warning("patient %s is %s without a date; treating the end as %s", patient.id, end_status, today)
             end_date = today
     return PatientFacts(
-        arm=patient.arm, randomization_date=patient.randomization_date, timezone=patient.tz,
-        end_status=end_status, end_date=end_date,  # type: ignore[arg-type]
+        arm=patient.arm,
+        randomization_date=patient.randomization_date,
+        timezone=patient.tz,
+        end_status=end_status,
+        end_date=end_date,  # type: ignore[arg-type]
     )
 
 
 def event_facts(events: Iterable[TreatmentEvent]) -> list[EventFact]:
     return [
         EventFact(e.id, e.kind, e.date, e.number, e.cycle_length_days)  # type: ignore[arg-type]
-        for e in events if e.deleted_at is None
+        for e in events
+        if e.deleted_at is None
     ]
 
 
@@ -121,23 +138,37 @@ def _existing(row: Timepoint, has_response: bool) -> ExistingTimepoint:
     # Only the primary anchor event is stored, so source events are "not tracked" for diff();
     # anchor changes are caught by comparing PLANNED_FIELDS instead (see _apply).
     return ExistingTimepoint(
-        key=row.key, target_date=row.target_date, window_start=row.window_start, window_end=row.window_end,
-        grace_end=row.grace_end, instruments=tuple(row.instruments),
+        key=row.key,
+        target_date=row.target_date,
+        window_start=row.window_start,
+        window_end=row.window_end,
+        grace_end=row.grace_end,
+        instruments=tuple(row.instruments),
         started=has_response or row.started_at is not None,
         completed=row.completed_at is not None or row.status == "completed",
-        cancelled=row.status == "cancelled", not_expected_reason=row.not_expected_reason,
-        event_ids=None, cancel_reason=row.cancel_reason,
+        cancelled=row.status == "cancelled",
+        not_expected_reason=row.not_expected_reason,
+        event_ids=None,
+        cancel_reason=row.cancel_reason,
     )
 
 
 def _planned_values(tp: PlannedTimepoint) -> dict[str, Any]:
     event_id = tp.anchor.event_id
     return {
-        "rule_id": tp.rule_id, "kind": tp.kind, "instruments": list(tp.instruments),
+        "rule_id": tp.rule_id,
+        "kind": tp.kind,
+        "instruments": list(tp.instruments),
         "anchor_event_id": int(event_id) if event_id is not None else None,
-        "anchor_kind": tp.anchor.kind, "anchor_number": tp.anchor.number, "anchor_date": tp.anchor.date,
-        "target_date": tp.target_date, "window_start": tp.window_start, "window_end": tp.window_end,
-        "grace_end": tp.grace_end, "opens_at": tp.opens_at, "closes_at": tp.closes_at,
+        "anchor_kind": tp.anchor.kind,
+        "anchor_number": tp.anchor.number,
+        "anchor_date": tp.anchor.date,
+        "target_date": tp.target_date,
+        "window_start": tp.window_start,
+        "window_end": tp.window_end,
+        "grace_end": tp.grace_end,
+        "opens_at": tp.opens_at,
+        "closes_at": tp.closes_at,
         "grace_closes_at": tp.grace_closes_at,
     }
 
@@ -191,9 +222,9 @@ def reconcile_patient(
     facts = patient_facts(patient, today)
     planned = plan(schedule, facts, event_facts(events), today)
     rows = session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).all()
-    with_responses = set(session.scalars(
-        select(Response.timepoint_id).where(Response.patient_id == patient.id).distinct()
-    ))
+    with_responses = set(
+        session.scalars(select(Response.timepoint_id).where(Response.patient_id == patient.id).distinct())
+    )
     existing = [_existing(row, row.id in with_responses) for row in rows]
     live_ids = {e.id for e in events}
     changes = diff(existing, planned, patient=facts, live_event_ids=live_ids)
@@ -256,25 +287,40 @@ class _Ctx:
 
     def _derive(self, row: Timepoint) -> str:
         return derive_status(
-            row, self.now, submitted=row.completed_at is not None,
+            row,
+            self.now,
+            submitted=row.completed_at is not None,
             started=row.started_at is not None or row.id in self.with_responses,
             not_expected_reason=row.not_expected_reason,
         )
 
     def _audit(self, action: str, row: Timepoint, old: dict[str, Any] | None, new: dict[str, Any], why=None) -> None:
         audit.record(
-            self.session, self.actor, action, entity_type=ENTITY, entity_id=row.id, patient_id=row.patient_id,
-            site_id=self.patient.site_id, old=old, new={"key": row.key, **new},
-            reason=why or self.reason, now=self.now,
+            self.session,
+            self.actor,
+            action,
+            entity_type=ENTITY,
+            entity_id=row.id,
+            patient_id=row.patient_id,
+            site_id=self.patient.site_id,
+            old=old,
+            new={"key": row.key, **new},
+            reason=why or self.reason,
+            now=self.now,
         )
 
     def create(self, tp: PlannedTimepoint) -> bool:
         row = Timepoint(
-            patient_id=self.patient.id, key=tp.key, created_at=self.now, status_changed_at=self.now,
-            not_expected_reason=None if tp.expected else tp.not_expected_reason, **_planned_values(tp),
+            patient_id=self.patient.id,
+            key=tp.key,
+            created_at=self.now,
+            status_changed_at=self.now,
+            not_expected_reason=None if tp.expected else tp.not_expected_reason,
+            **_planned_values(tp),
         )
-        row.status = derive_status(row, self.now, submitted=False, started=False,
-                                   not_expected_reason=row.not_expected_reason)
+        row.status = derive_status(
+            row, self.now, submitted=False, started=False, not_expected_reason=row.not_expected_reason
+        )
         try:
             with self.session.begin_nested():
                 self.session.add(row)
@@ -325,9 +371,7 @@ def patients_due_for_reconcile(session: Session, now: dt.datetime, schedule: Sch
     plan depends on changes only through services that reconcile synchronously.
     """
     schedule = schedule or configured_schedule()
-    due: set[int] = set(session.scalars(
-        select(Patient.id).where(~exists().where(Timepoint.patient_id == Patient.id))
-    ))
+    due: set[int] = set(session.scalars(select(Patient.id).where(~exists().where(Timepoint.patient_id == Patient.id))))
     tz_col = func.coalesce(Patient.timezone, Site.timezone)
     for rule in schedule.rules:
         if rule.repeat is None or rule.key is None or rule.target is None or rule.window is None:
@@ -342,26 +386,36 @@ def patients_due_for_reconcile(session: Session, now: dt.datetime, schedule: Sch
         else:
             tp_filter.append(Timepoint.anchor_event_id == TreatmentEvent.id)
             cols = [TreatmentEvent.date.label("anchor_date"), TreatmentEvent.cycle_length_days.label("c")]
-            base = (select(Patient.id).select_from(TreatmentEvent).join(Patient, Patient.id == TreatmentEvent.patient_id)
-                    .where(TreatmentEvent.kind == rule.anchor, TreatmentEvent.deleted_at.is_(None)))
+            base = (
+                select(Patient.id)
+                .select_from(TreatmentEvent)
+                .join(Patient, Patient.id == TreatmentEvent.patient_id)
+                .where(TreatmentEvent.kind == rule.anchor, TreatmentEvent.deleted_at.is_(None))
+            )
         last = select(func.max(Timepoint.window_start)).where(*tp_filter).correlate_except(Timepoint).scalar_subquery()
         count = select(func.count(Timepoint.id)).where(*tp_filter).correlate_except(Timepoint).scalar_subquery()
-        query = (base.add_columns(tz_col, Patient.randomization_date, *cols, last.label("last"), count.label("n"))
-                 .join(Site, Site.id == Patient.site_id)
-                 .where(Patient.status == "active", Patient.arm.in_(sorted(rule.arms))))
+        query = (
+            base.add_columns(tz_col, Patient.randomization_date, *cols, last.label("last"), count.label("n"))
+            .join(Site, Site.id == Patient.site_id)
+            .where(Patient.status == "active", Patient.arm.in_(sorted(rule.arms)))
+        )
         for pid, tz, randomized, anchor_date, cycle_length, last_start, n in session.execute(query):
             if pid in due:
                 continue
             if last_start is None:
-                offset = (cycle_length or rule.cycle_length_days) if rule.target.from_cycle_length \
+                offset = (
+                    (cycle_length or rule.cycle_length_days)
+                    if rule.target.from_cycle_length
                     else rule.target.offset_days
+                )
                 next_target = anchor_date + dt.timedelta(days=offset)
             else:
                 next_target = last_start + dt.timedelta(days=rule.repeat.every_days + rule.window.before)
             if rule.repeat.max_count is not None and n >= rule.repeat.max_count:
                 continue
-            if schedule.study_end_days is not None and \
-                    next_target > randomized + dt.timedelta(days=schedule.study_end_days):
+            if schedule.study_end_days is not None and next_target > randomized + dt.timedelta(
+                days=schedule.study_end_days
+            ):
                 continue
             horizon = local_date_of(now, zone(tz)) + dt.timedelta(days=schedule.lookahead_days)
             if next_target - dt.timedelta(days=rule.window.before) <= horizon:
@@ -391,8 +445,11 @@ def reconcile_all(
     reported, not allowed to stop the others; ``checkpoint`` runs after each patient.
     """
     schedule = schedule or configured_schedule()
-    ids = session.scalars(select(Patient.id).order_by(Patient.id)).all() if full \
+    ids = (
+        session.scalars(select(Patient.id).order_by(Patient.id)).all()
+        if full
         else patients_due_for_reconcile(session, now, schedule)
+    )
     result = ReconcileAllResult()
     for pid in ids:
         patient = session.get(Patient, pid)
@@ -400,8 +457,14 @@ def reconcile_all(
             continue
         try:
             with session.begin_nested():
-                result.changes += reconcile_patient(session, actor, patient, now, schedule=schedule,
-                                                    reason="full reconcile" if full else "scheduler sweep")
+                result.changes += reconcile_patient(
+                    session,
+                    actor,
+                    patient,
+                    now,
+                    schedule=schedule,
+                    reason="full reconcile" if full else "scheduler sweep",
+                )
         except ValueError as exc:  # PlanningError and bad data: report, keep going
             log.error("reconcile of patient %s failed: %s", patient.study_id, exc)
             result.errors.append(f"{patient.study_id}: {exc}")
@@ -422,9 +485,18 @@ def _candidates(session: Session, now: dt.datetime) -> list[Any]:
     (the live sets are windows open now or soon; the big final sets are never read), without
     joins so neither SQLite's nor PostgreSQL's planner is tempted into walking every patient.
     """
-    cols = (Timepoint.id, Timepoint.patient_id, Timepoint.key, Timepoint.status, Timepoint.opens_at,
-            Timepoint.closes_at, Timepoint.grace_closes_at, Timepoint.completed_at,
-            Timepoint.not_expected_reason, _started_expr().label("started"))
+    cols = (
+        Timepoint.id,
+        Timepoint.patient_id,
+        Timepoint.key,
+        Timepoint.status,
+        Timepoint.opens_at,
+        Timepoint.closes_at,
+        Timepoint.grace_closes_at,
+        Timepoint.completed_at,
+        Timepoint.not_expected_reason,
+        _started_expr().label("started"),
+    )
     data_changed = or_(Timepoint.completed_at.is_not(None), Timepoint.not_expected_reason.is_not(None))
     boundaries = {
         "scheduled": Timepoint.opens_at <= now,
@@ -441,8 +513,12 @@ def _site_ids(session: Session, patient_ids: set[int]) -> dict[int, int]:
     found: dict[int, int] = {}
     ids = sorted(patient_ids)
     for start in range(0, len(ids), 500):
-        found.update((pid, site_id) for pid, site_id in session.execute(
-            select(Patient.id, Patient.site_id).where(Patient.id.in_(ids[start:start + 500]))))
+        found.update(
+            (pid, site_id)
+            for pid, site_id in session.execute(
+                select(Patient.id, Patient.site_id).where(Patient.id.in_(ids[start : start + 500]))
+            )
+        )
     return found
 
 
@@ -466,27 +542,45 @@ def sweep_statuses(
     counts: collections.Counter[str] = collections.Counter()
     changes = []
     for row in _candidates(session, now):
-        new = derive_status(row, now, submitted=row.completed_at is not None, started=bool(row.started),
-                            not_expected_reason=row.not_expected_reason)
+        new = derive_status(
+            row,
+            now,
+            submitted=row.completed_at is not None,
+            started=bool(row.started),
+            not_expected_reason=row.not_expected_reason,
+        )
         if new != row.status:
             changes.append((row, new))
     sites = _site_ids(session, {row.patient_id for row, _new in changes})
     for start in range(0, len(changes), batch):
-        chunk = changes[start:start + batch]
+        chunk = changes[start : start + batch]
         groups: dict[tuple[str, str], list[Any]] = collections.defaultdict(list)
         for row, new in chunk:
             groups[(row.status, new)].append(row)
         for (old, new), rows in groups.items():
-            done = set(session.scalars(
-                update(Timepoint).where(Timepoint.id.in_([r.id for r in rows]), Timepoint.status == old)
-                .values(status=new, status_changed_at=now).returning(Timepoint.id)
-            ))
+            done = set(
+                session.scalars(
+                    update(Timepoint)
+                    .where(Timepoint.id.in_([r.id for r in rows]), Timepoint.status == old)
+                    .values(status=new, status_changed_at=now)
+                    .returning(Timepoint.id)
+                )
+            )
             for row in rows:
                 if row.id not in done:
                     continue  # another sweep got there first
-                audit.record(session, actor, "status", entity_type=ENTITY, entity_id=row.id,
-                             patient_id=row.patient_id, site_id=sites.get(row.patient_id), old={"status": old},
-                             new={"key": row.key, "status": new}, now=now)
+                audit.record(
+                    session,
+                    actor,
+                    "status",
+                    entity_type=ENTITY,
+                    entity_id=row.id,
+                    patient_id=row.patient_id,
+                    site_id=sites.get(row.patient_id),
+                    old={"status": old},
+                    new={"key": row.key, "status": new},
+                    now=now,
+                )
                 counts[new] += 1
         checkpoint()
     return counts
@@ -499,18 +593,30 @@ def refresh_status(session: Session, actor: Actor, tp: Timepoint, now: dt.dateti
     if tp.status == "cancelled":
         return tp.status
     session.flush()
-    started = tp.started_at is not None or session.scalar(
-        select(exists().where(Response.timepoint_id == tp.id))
+    started = tp.started_at is not None or session.scalar(select(exists().where(Response.timepoint_id == tp.id)))
+    new = derive_status(
+        tp,
+        now,
+        submitted=tp.completed_at is not None,
+        started=bool(started),
+        not_expected_reason=tp.not_expected_reason,
     )
-    new = derive_status(tp, now, submitted=tp.completed_at is not None, started=bool(started),
-                        not_expected_reason=tp.not_expected_reason)
     if new != tp.status:
         old = tp.status
         tp.status = new
         tp.status_changed_at = now
         session.flush()
         patient = session.get(Patient, tp.patient_id)
-        audit.record(session, actor, "status", entity_type=ENTITY, entity_id=tp.id, patient_id=tp.patient_id,
-                     site_id=patient.site_id if patient else None, old={"status": old},
-                     new={"key": tp.key, "status": new}, now=now)
+        audit.record(
+            session,
+            actor,
+            "status",
+            entity_type=ENTITY,
+            entity_id=tp.id,
+            patient_id=tp.patient_id,
+            site_id=patient.site_id if patient else None,
+            old={"status": old},
+            new={"key": tp.key, "status": new},
+            now=now,
+        )
     return new

@@ -2,6 +2,7 @@
 
 Labels are lazily translated: the page shows in the staff member's language.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,18 +39,23 @@ def _as_of(form: FlaskForm, field: StringField) -> None:
 
 class ExportForm(FlaskForm):
     sites = MultiCheckboxField(_l("Sites (none ticked = all)"), choices=[], validate_choice=True)
-    arms = MultiCheckboxField(_l("Arms (none ticked = both)"), choices=choices([("A", _l("A: intrathecal + systemic")),
-                                                                            ("B", _l("B: systemic alone"))]))
+    arms = MultiCheckboxField(
+        _l("Arms (none ticked = both)"),
+        choices=choices([("A", _l("A: intrathecal + systemic")), ("B", _l("B: systemic alone"))]),
+    )
     instruments = MultiCheckboxField(_l("Instruments (none ticked = all)"), choices=[])
     date_from = DateField(_l("Timepoints with target date from"), validators=[Optional()])
     date_to = DateField(_l("to (inclusive)"), validators=[Optional()])
     as_of = StringField(_l("As-of time (UTC, e.g. 2026-03-01T00:00:00Z; empty = now)"), validators=[_as_of])
-    formats = MultiCheckboxField(_l("Formats"), choices=choices((f, FORMAT_LABELS[f]) for f in FORMATS),
-                                 default=["csv"])
-    labels = RadioField(_l("Variable and value labels in"), choices=choices([("en", "English"), ("zh_Hans", "简体中文")]),
-                        default="en")
-    threshold = FloatField(_l("Deterioration threshold (points on 0-100 scales)"), default=10.0,
-                           validators=[NumberRange(min=0.5, max=100)])
+    formats = MultiCheckboxField(
+        _l("Formats"), choices=choices((f, FORMAT_LABELS[f]) for f in FORMATS), default=["csv"]
+    )
+    labels = RadioField(
+        _l("Variable and value labels in"), choices=choices([("en", "English"), ("zh_Hans", "简体中文")]), default="en"
+    )
+    threshold = FloatField(
+        _l("Deterioration threshold (points on 0-100 scales)"), default=10.0, validators=[NumberRange(min=0.5, max=100)]
+    )
     iso_dates = BooleanField(_l("Calendar dates (ISO) instead of study days only"))
 
     def validate_formats(self, field: MultiCheckboxField) -> None:

@@ -7,6 +7,7 @@ Each function returns a `Dataset` whose rows are a one-shot generator reading th
 lazily (so call it once per file). Layers: ``source`` reads rows as of the as-of time into plain
 records, ``tables``/``standards`` turn records into rows (pure), ``columns`` holds the schemas.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -94,8 +95,16 @@ class ExportSpec:
         return tuple(dataclasses.replace(c, value_labels=codes[c.name]) if codes.get(c.name) else c for c in columns)
 
     def forms(self, session: Session, *, scores: bool = True, answers: bool = False):
-        return iter_patient_forms(session, self.filters, self.as_of, instruments=self.instruments,
-                                  baseline_key=self.baseline_key, scores=scores, answers=answers, batch=self.batch)
+        return iter_patient_forms(
+            session,
+            self.filters,
+            self.as_of,
+            instruments=self.instruments,
+            baseline_key=self.baseline_key,
+            scores=scores,
+            answers=answers,
+            batch=self.batch,
+        )
 
     def rows(self, name: str, rows):
         progress = self.progress
@@ -110,9 +119,12 @@ def _bi(en: str, zh: str) -> dict[str, str]:
 def scores_long(session: Session, spec: ExportSpec) -> Dataset:
     """(a) qol_long: one row per patient x timepoint x instrument x scale, every expected form."""
     rows = long_rows(spec.forms(session), spec.catalog(), spec.options)
-    return Dataset("qol_long", _bi("QoL scores, one row per patient, timepoint and scale",
-                                   "生活质量得分（每位患者、时间点、维度一行）"),
-                   spec.labelled(cols.LONG_COLUMNS), spec.rows("qol_long", rows))
+    return Dataset(
+        "qol_long",
+        _bi("QoL scores, one row per patient, timepoint and scale", "生活质量得分（每位患者、时间点、维度一行）"),
+        spec.labelled(cols.LONG_COLUMNS),
+        spec.rows("qol_long", rows),
+    )
 
 
 def scores_wide(session: Session, spec: ExportSpec) -> Dataset:
@@ -120,22 +132,34 @@ def scores_wide(session: Session, spec: ExportSpec) -> Dataset:
     catalog = spec.catalog()
     layout = wide_layout(spec.instruments, catalog)
     rows = wide_rows(spec.forms(session), layout, catalog, spec.options)
-    return Dataset("qol_wide", _bi("QoL scores, one row per patient and timepoint", "生活质量得分（每位患者、时间点一行）"),
-                   layout.columns, spec.rows("qol_wide", rows))
+    return Dataset(
+        "qol_wide",
+        _bi("QoL scores, one row per patient and timepoint", "生活质量得分（每位患者、时间点一行）"),
+        layout.columns,
+        spec.rows("qol_wide", rows),
+    )
 
 
 def item_responses(session: Session, spec: ExportSpec) -> Dataset:
     """(c) items: item answers, long, with explicit skip codes."""
     rows = item_rows(spec.forms(session, scores=False, answers=True), spec.catalog(), spec.options)
-    return Dataset("items", _bi("Item responses with skip codes", "条目回答（含跳过编码）"),
-                   spec.labelled(cols.ITEM_COLUMNS), spec.rows("items", rows))
+    return Dataset(
+        "items",
+        _bi("Item responses with skip codes", "条目回答（含跳过编码）"),
+        spec.labelled(cols.ITEM_COLUMNS),
+        spec.rows("items", rows),
+    )
 
 
 def expected_forms(session: Session, spec: ExportSpec) -> Dataset:
     """(d) forms: every expected timepoint x instrument with status and missing reason."""
     rows = form_rows(spec.forms(session, scores=False), spec.catalog(), spec.options)
-    return Dataset("forms", _bi("Expected forms with status and missing reason", "应填问卷（状态与缺失原因）"),
-                   spec.labelled(cols.FORMS_COLUMNS), spec.rows("forms", rows))
+    return Dataset(
+        "forms",
+        _bi("Expected forms with status and missing reason", "应填问卷（状态与缺失原因）"),
+        spec.labelled(cols.FORMS_COLUMNS),
+        spec.rows("forms", rows),
+    )
 
 
 def patients(session: Session, spec: ExportSpec) -> Dataset:
@@ -147,35 +171,47 @@ def patients(session: Session, spec: ExportSpec) -> Dataset:
 def events(session: Session, spec: ExportSpec) -> Dataset:
     """events: treatment and clinical events as study days."""
     rows = event_rows(iter_patients(session, spec.filters, spec.as_of, batch=spec.batch), spec.options)
-    return Dataset("events", _bi("Treatment and clinical events", "治疗与临床事件"), cols.EVENT_COLUMNS,
-                   spec.rows("events", rows))
+    return Dataset(
+        "events", _bi("Treatment and clinical events", "治疗与临床事件"), cols.EVENT_COLUMNS, spec.rows("events", rows)
+    )
 
 
 def alerts(session: Session, spec: ExportSpec) -> Dataset:
     """(f) alerts: symptom alerts without free text."""
     rows = alert_rows(iter_alerts(session, spec.filters, spec.as_of, batch=spec.batch), spec.options)
-    return Dataset("alerts", _bi("Symptom alerts", "症状警报"), spec.labelled(cols.ALERT_COLUMNS),
-                   spec.rows("alerts", rows))
+    return Dataset(
+        "alerts", _bi("Symptom alerts", "症状警报"), spec.labelled(cols.ALERT_COLUMNS), spec.rows("alerts", rows)
+    )
 
 
 def item_codes(session: Session, spec: ExportSpec) -> Dataset:
     """item_codes: every item's answer codes and labels (en, zh_Hans); no database access."""
-    return Dataset("item_codes", _bi("Answer codes of every item", "各条目的回答编码"),
-                   spec.labelled(cols.ITEM_CODE_COLUMNS),
-                   spec.rows("item_codes", item_code_rows(spec.instruments, spec.catalog())))
+    return Dataset(
+        "item_codes",
+        _bi("Answer codes of every item", "各条目的回答编码"),
+        spec.labelled(cols.ITEM_CODE_COLUMNS),
+        spec.rows("item_codes", item_code_rows(spec.instruments, spec.catalog())),
+    )
 
 
 def sdtm_qs(session: Session, spec: ExportSpec, *, studyid: str) -> Dataset:
     """CDISC SDTM QS domain (``qs``)."""
-    dataset = qs_export(spec.forms(session, scores=False, answers=True), spec.catalog(), spec.instruments,
-                        spec.options, studyid=studyid)
+    dataset = qs_export(
+        spec.forms(session, scores=False, answers=True), spec.catalog(), spec.instruments, spec.options, studyid=studyid
+    )
     return Dataset(dataset.name, dataset.label, dataset.columns, spec.rows("qs", dataset.rows))
 
 
 def fhir_bundle(session: Session, spec: ExportSpec, path: Path, *, base_url: str) -> Path:
     """FHIR R4 Bundle of Questionnaires and QuestionnaireResponses, written to ``path``."""
-    return write_fhir_bundle(spec.forms(session, scores=False, answers=True), path, spec.catalog(),
-                             spec.instruments, spec.options, base_url=base_url)
+    return write_fhir_bundle(
+        spec.forms(session, scores=False, answers=True),
+        path,
+        spec.catalog(),
+        spec.instruments,
+        spec.options,
+        base_url=base_url,
+    )
 
 
 DatasetBuilder = Callable[[Session, ExportSpec], Dataset]
@@ -193,6 +229,18 @@ DATASETS: dict[str, DatasetBuilder] = {
 }
 
 __all__ = [
-    "DATASETS", "ExportFilters", "ExportSpec", "PatientForms", "alerts", "events", "expected_forms",
-    "fhir_bundle", "item_codes", "item_responses", "patients", "scores_long", "scores_wide", "sdtm_qs",
+    "DATASETS",
+    "ExportFilters",
+    "ExportSpec",
+    "PatientForms",
+    "alerts",
+    "events",
+    "expected_forms",
+    "fhir_bundle",
+    "item_codes",
+    "item_responses",
+    "patients",
+    "scores_long",
+    "scores_wide",
+    "sdtm_qs",
 ]

@@ -8,6 +8,7 @@ one patient's forms, never the trial. Selecting columns (not ORM objects) keeps 
 Ordering is total and the same on every run: patients by study id (byte order on PostgreSQL as
 on SQLite), timepoints by target date, key and id, instruments in the timepoint's order.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -60,8 +61,18 @@ def _patient_filter(stmt: Select[Any], filters: ExportFilters, as_of: dt.datetim
     return stmt
 
 
-_PATIENT_COLUMNS = (Patient.id, Patient.study_id, Site.code, Patient.arm, Patient.randomization_date,
-                    Patient.timezone, Site.timezone, Patient.language, Patient.status, Patient.status_date)
+_PATIENT_COLUMNS = (
+    Patient.id,
+    Patient.study_id,
+    Site.code,
+    Patient.arm,
+    Patient.randomization_date,
+    Patient.timezone,
+    Site.timezone,
+    Patient.language,
+    Patient.status,
+    Patient.status_date,
+)
 
 
 def _patient(row: Any, as_of: dt.datetime) -> PatientFacts:
@@ -73,9 +84,18 @@ def _patient(row: Any, as_of: dt.datetime) -> PatientFacts:
 
 # ---------------------------------------------------------------- forms
 
-def iter_patient_forms(session: Session, filters: ExportFilters, as_of: dt.datetime, *,
-                       instruments: Sequence[str], baseline_key: str = "baseline", scores: bool = True,
-                       answers: bool = False, batch: int = DEFAULT_BATCH) -> Iterator[PatientForms]:
+
+def iter_patient_forms(
+    session: Session,
+    filters: ExportFilters,
+    as_of: dt.datetime,
+    *,
+    instruments: Sequence[str],
+    baseline_key: str = "baseline",
+    scores: bool = True,
+    answers: bool = False,
+    batch: int = DEFAULT_BATCH,
+) -> Iterator[PatientForms]:
     """Every expected form of the selected patients and instruments, as of ``as_of``, per patient.
 
     Timepoints outside the date range are skipped, except the baseline, which is loaded with
@@ -83,14 +103,31 @@ def iter_patient_forms(session: Session, filters: ExportFilters, as_of: dt.datet
     """
     wanted = set(instruments)
     stmt = (
-        select(*_PATIENT_COLUMNS, Timepoint.id, Timepoint.key, Timepoint.rule_id, Timepoint.kind,
-               Timepoint.instruments, Timepoint.anchor_kind, Timepoint.anchor_number, Timepoint.anchor_date,
-               Timepoint.target_date, Timepoint.window_start, Timepoint.window_end, Timepoint.opens_at,
-               Timepoint.closes_at, Timepoint.grace_closes_at, Timepoint.missed_reason,
-               Timepoint.not_expected_reason, Timepoint.status, Timepoint.status_changed_at, Timepoint.created_at)
-        .join(Patient, Timepoint.patient_id == Patient.id).join(Site, Patient.site_id == Site.id)
-        .where(Timepoint.created_at <= as_of,
-               or_(Timepoint.status != "cancelled", Timepoint.status_changed_at > as_of))
+        select(
+            *_PATIENT_COLUMNS,
+            Timepoint.id,
+            Timepoint.key,
+            Timepoint.rule_id,
+            Timepoint.kind,
+            Timepoint.instruments,
+            Timepoint.anchor_kind,
+            Timepoint.anchor_number,
+            Timepoint.anchor_date,
+            Timepoint.target_date,
+            Timepoint.window_start,
+            Timepoint.window_end,
+            Timepoint.opens_at,
+            Timepoint.closes_at,
+            Timepoint.grace_closes_at,
+            Timepoint.missed_reason,
+            Timepoint.not_expected_reason,
+            Timepoint.status,
+            Timepoint.status_changed_at,
+            Timepoint.created_at,
+        )
+        .join(Patient, Timepoint.patient_id == Patient.id)
+        .join(Site, Patient.site_id == Site.id)
+        .where(Timepoint.created_at <= as_of, or_(Timepoint.status != "cancelled", Timepoint.status_changed_at > as_of))
         .order_by(_study_id_order(session), Timepoint.target_date, Timepoint.key, Timepoint.id)
     )
     stmt = _patient_filter(stmt, filters, as_of)
@@ -119,37 +156,84 @@ def iter_patient_forms(session: Session, filters: ExportFilters, as_of: dt.datet
 def _sorted(forms: list[Form]) -> list[Form]:
     """Within a patient: by target date, key (Python's byte order, whatever the DB collation), id,
     then the timepoint's instrument order."""
-    return sorted(forms, key=lambda f: (f.timepoint.target_date, f.timepoint.key, f.timepoint.pk,
-                                        f.timepoint.instruments.index(f.instrument_id)))
+    return sorted(
+        forms,
+        key=lambda f: (
+            f.timepoint.target_date,
+            f.timepoint.key,
+            f.timepoint.pk,
+            f.timepoint.instruments.index(f.instrument_id),
+        ),
+    )
 
 
-def _chunk_forms(session: Session, rows: Sequence[Any], as_of: dt.datetime, wanted: set[str],
-                 filters: ExportFilters, with_scores: bool, with_answers: bool) -> Iterator[tuple[PatientFacts, list[Form]]]:
+def _chunk_forms(
+    session: Session,
+    rows: Sequence[Any],
+    as_of: dt.datetime,
+    wanted: set[str],
+    filters: ExportFilters,
+    with_scores: bool,
+    with_answers: bool,
+) -> Iterator[tuple[PatientFacts, list[Form]]]:
     """The forms of one batch of timepoint rows, with their scores and answers, per patient."""
     revisions = _responses(session, [row[10] for row in rows], as_of, wanted)
     forms: list[tuple[PatientFacts, Form]] = []
     patients: dict[int, PatientFacts] = {}
     for row in rows:
-        (tp_id, key, rule_id, kind, instruments, anchor_kind, anchor_number, anchor_date, target_date,
-         window_start, window_end, opens_at, closes_at, grace_closes_at, missed_reason, not_expected_reason,
-         status, status_changed_at, created_at) = row[10:]
+        (
+            tp_id,
+            key,
+            rule_id,
+            kind,
+            instruments,
+            anchor_kind,
+            anchor_number,
+            anchor_date,
+            target_date,
+            window_start,
+            window_end,
+            opens_at,
+            closes_at,
+            grace_closes_at,
+            missed_reason,
+            not_expected_reason,
+            status,
+            status_changed_at,
+            created_at,
+        ) = row[10:]
         if not counts_at(status, status_changed_at, created_at, as_of):
             continue
         patient = patients.get(row[0])
         if patient is None:
             patient = patients[row[0]] = _patient(row, as_of)
         tp = TimepointFacts(
-            tp_id, key, rule_id, kind, tuple(instruments or ()), anchor_kind, anchor_number, anchor_date,
-            target_date, window_start, window_end, opens_at, closes_at, grace_closes_at, missed_reason,
-            not_expected_at(not_expected_reason, status_changed_at, as_of), filters.in_range(target_date),
+            tp_id,
+            key,
+            rule_id,
+            kind,
+            tuple(instruments or ()),
+            anchor_kind,
+            anchor_number,
+            anchor_date,
+            target_date,
+            window_start,
+            window_end,
+            opens_at,
+            closes_at,
+            grace_closes_at,
+            missed_reason,
+            not_expected_at(not_expected_reason, status_changed_at, as_of),
+            filters.in_range(target_date),
         )
         for inst in tp.instruments:
             if inst not in wanted:
                 continue
             started = revisions.get((tp_id, inst), ())
             response = _current(started, as_of)
-            status_now = form_status(tp, as_of, submitted=response is not None and response.submitted,
-                                     started=bool(started))
+            status_now = form_status(
+                tp, as_of, submitted=response is not None and response.submitted, started=bool(started)
+            )
             if status_now is not None:
                 forms.append((patient, Form(tp, inst, status_now, response)))
     if with_scores:
@@ -167,23 +251,42 @@ def _chunk_forms(session: Session, rows: Sequence[Any], as_of: dt.datetime, want
         yield items[0][0], [form for _p, form in items]
 
 
-_RESPONSE_COLUMNS = (Response.id, Response.timepoint_id, Response.instrument_id, Response.instrument_version,
-                     Response.revision, Response.language, Response.respondent, Response.respondent_relationship,
-                     Response.mode, Response.status, Response.started_at, Response.submitted_at)
+_RESPONSE_COLUMNS = (
+    Response.id,
+    Response.timepoint_id,
+    Response.instrument_id,
+    Response.instrument_version,
+    Response.revision,
+    Response.language,
+    Response.respondent,
+    Response.respondent_relationship,
+    Response.mode,
+    Response.status,
+    Response.started_at,
+    Response.submitted_at,
+)
 
 
-def _responses(session: Session, tp_ids: list[int], as_of: dt.datetime,
-               wanted: set[str]) -> dict[tuple[int, str], list[Any]]:
+def _responses(
+    session: Session, tp_ids: list[int], as_of: dt.datetime, wanted: set[str]
+) -> dict[tuple[int, str], list[Any]]:
     """(timepoint, instrument) -> response rows started by ``as_of``, by revision."""
     out: dict[tuple[int, str], list[Any]] = defaultdict(list)
     if not tp_ids:
         return out
-    rows = _conn(session).execute(
-        select(*_RESPONSE_COLUMNS)
-        .where(Response.timepoint_id.in_(tp_ids), Response.started_at <= as_of,
-               Response.instrument_id.in_(sorted(wanted)))
-        .order_by(Response.timepoint_id, Response.instrument_id, Response.revision)
-    ).all()
+    rows = (
+        _conn(session)
+        .execute(
+            select(*_RESPONSE_COLUMNS)
+            .where(
+                Response.timepoint_id.in_(tp_ids),
+                Response.started_at <= as_of,
+                Response.instrument_id.in_(sorted(wanted)),
+            )
+            .order_by(Response.timepoint_id, Response.instrument_id, Response.revision)
+        )
+        .all()
+    )
     for row in rows:
         out[(row[1], row[2])].append(row)
     return out
@@ -203,31 +306,42 @@ def _current(rows: Sequence[Any], as_of: dt.datetime) -> ResponseFacts | None:
     row = current or first
     if row is None:
         return None
-    return ResponseFacts(row[0], row[3], row[4], row[5], row[6], row[7], row[8], current is not None, row[10],
-                         first_at)
+    return ResponseFacts(row[0], row[3], row[4], row[5], row[6], row[7], row[8], current is not None, row[10], first_at)
 
 
 def _scores(session: Session, response_ids: list[int]) -> dict[int, dict[str, tuple[float | None, int | None, str]]]:
     out: dict[int, dict[str, tuple[float | None, int | None, str]]] = defaultdict(dict)
     if not response_ids:
         return out
-    rows = _conn(session).execute(
-        select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version)
-        .where(Score.response_id.in_(response_ids))
-    ).all()
+    rows = (
+        _conn(session)
+        .execute(
+            select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version).where(
+                Score.response_id.in_(response_ids)
+            )
+        )
+        .all()
+    )
     for response_id, scale, value, n_items, version in rows:
         out[response_id][scale] = (value, n_items, version)
     return out
 
 
-def _answers(session: Session, response_ids: list[int], as_of: dt.datetime) -> dict[int, dict[str, tuple[float | None, bool]]]:
+def _answers(
+    session: Session, response_ids: list[int], as_of: dt.datetime
+) -> dict[int, dict[str, tuple[float | None, bool]]]:
     out: dict[int, dict[str, tuple[float | None, bool]]] = defaultdict(dict)
     if not response_ids:
         return out
-    rows = _conn(session).execute(
-        select(Answer.response_id, Answer.item_id, Answer.value, Answer.skipped)
-        .where(Answer.response_id.in_(response_ids), Answer.answered_at <= as_of)
-    ).all()
+    rows = (
+        _conn(session)
+        .execute(
+            select(Answer.response_id, Answer.item_id, Answer.value, Answer.skipped).where(
+                Answer.response_id.in_(response_ids), Answer.answered_at <= as_of
+            )
+        )
+        .all()
+    )
     for response_id, item_id, value, skipped in rows:
         out[response_id][item_id] = (value, bool(skipped))
     return out
@@ -235,12 +349,16 @@ def _answers(session: Session, response_ids: list[int], as_of: dt.datetime) -> d
 
 # ---------------------------------------------------------------- patients, events, alerts
 
-def iter_patients(session: Session, filters: ExportFilters, as_of: dt.datetime, *,
-                  batch: int = DEFAULT_BATCH) -> Iterator[tuple[PatientFacts, list[EventFacts]]]:
+
+def iter_patients(
+    session: Session, filters: ExportFilters, as_of: dt.datetime, *, batch: int = DEFAULT_BATCH
+) -> Iterator[tuple[PatientFacts, list[EventFacts]]]:
     """Patients enrolled by ``as_of`` with their events recorded by then (deleted ones excluded)."""
     stmt = _patient_filter(
         select(*_PATIENT_COLUMNS).join(Site, Patient.site_id == Site.id).order_by(_study_id_order(session)),
-        filters, as_of)
+        filters,
+        as_of,
+    )
     for chunk in _conn(session).execute(stmt.execution_options(yield_per=batch)).partitions():
         events = _events(session, [row[0] for row in chunk], as_of)
         for row in chunk:
@@ -249,32 +367,62 @@ def iter_patients(session: Session, filters: ExportFilters, as_of: dt.datetime, 
 
 def _events(session: Session, patient_ids: list[int], as_of: dt.datetime) -> dict[int, list[EventFacts]]:
     out: dict[int, list[EventFacts]] = defaultdict(list)
-    rows = _conn(session).execute(
-        select(TreatmentEvent.patient_id, TreatmentEvent.kind, TreatmentEvent.number, TreatmentEvent.date,
-               TreatmentEvent.cycle_length_days)
-        .where(TreatmentEvent.patient_id.in_(patient_ids), TreatmentEvent.created_at <= as_of,
-               or_(TreatmentEvent.deleted_at.is_(None), TreatmentEvent.deleted_at > as_of))
-        .order_by(TreatmentEvent.patient_id, TreatmentEvent.date, TreatmentEvent.kind, TreatmentEvent.number,
-                  TreatmentEvent.id)
-    ).all()
+    rows = (
+        _conn(session)
+        .execute(
+            select(
+                TreatmentEvent.patient_id,
+                TreatmentEvent.kind,
+                TreatmentEvent.number,
+                TreatmentEvent.date,
+                TreatmentEvent.cycle_length_days,
+            )
+            .where(
+                TreatmentEvent.patient_id.in_(patient_ids),
+                TreatmentEvent.created_at <= as_of,
+                or_(TreatmentEvent.deleted_at.is_(None), TreatmentEvent.deleted_at > as_of),
+            )
+            .order_by(
+                TreatmentEvent.patient_id,
+                TreatmentEvent.date,
+                TreatmentEvent.kind,
+                TreatmentEvent.number,
+                TreatmentEvent.id,
+            )
+        )
+        .all()
+    )
     for patient_id, kind, number, date, cycle in rows:
         out[patient_id].append(EventFacts(kind, number, date, cycle))
     return out
 
 
-def iter_alerts(session: Session, filters: ExportFilters, as_of: dt.datetime, *,
-                batch: int = DEFAULT_BATCH) -> Iterator[AlertFacts]:
+def iter_alerts(
+    session: Session, filters: ExportFilters, as_of: dt.datetime, *, batch: int = DEFAULT_BATCH
+) -> Iterator[AlertFacts]:
     """Alerts raised by ``as_of``, their level and acknowledgement as of then; date range on the
     patient's local date of raising. Numbered per patient over all its alerts, before filtering."""
     stmt = _patient_filter(
-        select(*_PATIENT_COLUMNS, Alert.level, Alert.initial_level, Alert.rules, Alert.raised_at,
-               Alert.escalated_at, Alert.acknowledged_at, Timepoint.key, Response.instrument_id)
-        .join(Patient, Alert.patient_id == Patient.id).join(Site, Patient.site_id == Site.id)
+        select(
+            *_PATIENT_COLUMNS,
+            Alert.level,
+            Alert.initial_level,
+            Alert.rules,
+            Alert.raised_at,
+            Alert.escalated_at,
+            Alert.acknowledged_at,
+            Timepoint.key,
+            Response.instrument_id,
+        )
+        .join(Patient, Alert.patient_id == Patient.id)
+        .join(Site, Patient.site_id == Site.id)
         .outerjoin(Response, Alert.response_id == Response.id)
         .outerjoin(Timepoint, Response.timepoint_id == Timepoint.id)
         .where(Alert.raised_at <= as_of)
         .order_by(_study_id_order(session), Alert.raised_at, Alert.id),
-        filters, as_of)
+        filters,
+        as_of,
+    )
     last_pk, seq = None, 0
     for row in _conn(session).execute(stmt.execution_options(yield_per=batch)):
         patient = _patient(row, as_of)
@@ -285,10 +433,16 @@ def iter_alerts(session: Session, filters: ExportFilters, as_of: dt.datetime, *,
             continue
         escalated = escalated_at is not None and escalated_at <= as_of
         yield AlertFacts(
-            patient=patient, seq=seq, level=level if escalated else initial,
-            initial_level=initial, rules=_rule_ids(rules), raised_at=raised_at, escalated=escalated,
+            patient=patient,
+            seq=seq,
+            level=level if escalated else initial,
+            initial_level=initial,
+            rules=_rule_ids(rules),
+            raised_at=raised_at,
+            escalated=escalated,
             acknowledged_at=ack_at if ack_at is not None and ack_at <= as_of else None,
-            timepoint_key=key, instrument_id=inst,
+            timepoint_key=key,
+            instrument_id=inst,
         )
 
 

@@ -3,6 +3,7 @@
 No database and no clock: the as-of time and the options come in as values. Rows are produced
 lazily, one patient at a time, so the memory held is one patient's forms whatever the trial size.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,13 @@ from qol_app.scoring import change_from_baseline, is_deteriorated, scale_info
 Row = tuple[Any, ...]
 
 #: Short instrument prefixes for wide column names and SDTM test codes.
-SHORT_NAMES = {"eortc_qlq_c30": "C30", "eortc_qlq_bn20": "BN20", "eortc_qlq_br23": "BR23", "eq5d5l": "EQ5D",
-               "symptom_diary": "DIARY"}
+SHORT_NAMES = {
+    "eortc_qlq_c30": "C30",
+    "eortc_qlq_bn20": "BN20",
+    "eortc_qlq_br23": "BR23",
+    "eq5d5l": "EQ5D",
+    "symptom_diary": "DIARY",
+}
 #: Preferred order of instruments in wide files and manifests; others follow alphabetically.
 INSTRUMENT_ORDER = ("eortc_qlq_c30", "eortc_qlq_bn20", "eortc_qlq_br23", "eq5d5l", "symptom_diary")
 
@@ -94,10 +100,13 @@ class Catalog:
         if instrument_id not in self._comparable:
             infos = scale_info(instrument_id, registry=self.registry)
             self._comparable[instrument_id] = frozenset(
-                code for code, info in infos.items() if (info.score_min, info.score_max) == (0.0, 100.0))
+                code for code, info in infos.items() if (info.score_min, info.score_max) == (0.0, 100.0)
+            )
         return self._comparable[instrument_id]
 
-    def _compare(self, instrument_id: str, scale: str, baseline: float, value: float) -> tuple[float | None, bool | None]:
+    def _compare(
+        self, instrument_id: str, scale: str, baseline: float, value: float
+    ) -> tuple[float | None, bool | None]:
         """(change, deteriorated) through qol_app.scoring.change; memoised (scores take few values)."""
         change = change_from_baseline(instrument_id, scale, baseline, value, registry=self.registry)
         if scale not in self.comparable(instrument_id):
@@ -106,6 +115,7 @@ class Catalog:
 
 
 # ---------------------------------------------------------------- shared per-form facts
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _FormFacts:
@@ -167,6 +177,7 @@ def baseline_scores(forms: Sequence[Form], baseline_key: str) -> dict[tuple[str,
 
 # ---------------------------------------------------------------- (a) scores, long
 
+
 def long_rows(stream: Iterable[PatientForms], catalog: Catalog, opts: BuildOptions) -> Iterator[Row]:
     """qol_long rows (columns.LONG_COLUMNS): every scale of every expected form, scored or not."""
     compare = catalog.compare
@@ -182,9 +193,25 @@ def long_rows(stream: Iterable[PatientForms], catalog: Catalog, opts: BuildOptio
             is_base = tp.key == opts.baseline_key
             head = (patient.study_id, patient.site, patient.arm, f.code, inst, f.version)
             scores = form.scores
-            middle = (f.target_date, f.completed_at, form.status, f.respondent, f.mode, f.language,
-                      form.missing_reason, tp.rule_id, f.target_day, f.completed_day, f.days_from_rand,
-                      f.window, tp.anchor_kind, tp.anchor_number, f.anchor_day, f.revision, is_base)
+            middle = (
+                f.target_date,
+                f.completed_at,
+                form.status,
+                f.respondent,
+                f.mode,
+                f.language,
+                form.missing_reason,
+                tp.rule_id,
+                f.target_day,
+                f.completed_day,
+                f.days_from_rand,
+                f.window,
+                tp.anchor_kind,
+                tp.anchor_number,
+                f.anchor_day,
+                f.revision,
+                is_base,
+            )
             known = catalog.scales(inst)
             for scale in _scales_of(form, catalog):
                 value, n_items, version = scores.get(scale) or _UNSCORED
@@ -199,6 +226,7 @@ _UNSCORED = (None, None, None)
 
 
 # ---------------------------------------------------------------- (b) scores, wide
+
 
 @dataclasses.dataclass(frozen=True)
 class WideLayout:
@@ -217,8 +245,15 @@ def wide_layout(instrument_ids: Sequence[str], catalog: Catalog) -> WideLayout:
     for inst in ordered_instruments(instrument_ids):
         instrument = catalog.registry.get(inst)
         prefix = short_name(inst)
-        columns.append(col(check_name(f"{prefix}_STATUS"), "string", f"{prefix} form status",
-                           f"{prefix} 问卷状态", FORM_STATUS_LABELS))
+        columns.append(
+            col(
+                check_name(f"{prefix}_STATUS"),
+                "string",
+                f"{prefix} form status",
+                f"{prefix} 问卷状态",
+                FORM_STATUS_LABELS,
+            )
+        )
         status_at = len(columns) - 1
         scale_at: dict[str, int] = {}
         for scale in instrument.scales:
@@ -230,8 +265,9 @@ def wide_layout(instrument_ids: Sequence[str], catalog: Catalog) -> WideLayout:
     return WideLayout(tuple(columns), slots)
 
 
-def wide_rows(stream: Iterable[PatientForms], layout: WideLayout, catalog: Catalog,
-              opts: BuildOptions) -> Iterator[Row]:
+def wide_rows(
+    stream: Iterable[PatientForms], layout: WideLayout, catalog: Catalog, opts: BuildOptions
+) -> Iterator[Row]:
     """qol_wide rows: one per patient x timepoint, instrument statuses and scores side by side."""
     width = len(layout.columns)
     for pf in stream:
@@ -244,10 +280,19 @@ def wide_rows(stream: Iterable[PatientForms], layout: WideLayout, catalog: Catal
                 continue
             row: list[Any] = [None] * width
             reason = next((f.missing_reason for f in forms if f.missing_reason), None)
-            row[:len(WIDE_KEY_COLUMNS)] = (
-                patient.study_id, patient.site, patient.arm, timepoint_code(tp.key, rand, opts.iso_dates),
-                tp.rule_id, tp.kind, tp.target_date if opts.iso_dates else None, day_of(tp.target_date, rand),
-                tp.anchor_kind, tp.anchor_number, day_of(tp.anchor_date, rand), reason,
+            row[: len(WIDE_KEY_COLUMNS)] = (
+                patient.study_id,
+                patient.site,
+                patient.arm,
+                timepoint_code(tp.key, rand, opts.iso_dates),
+                tp.rule_id,
+                tp.kind,
+                tp.target_date if opts.iso_dates else None,
+                day_of(tp.target_date, rand),
+                tp.anchor_kind,
+                tp.anchor_number,
+                day_of(tp.anchor_date, rand),
+                reason,
             )
             for form in forms:
                 slot = layout.slots.get(form.instrument_id)
@@ -264,6 +309,7 @@ def wide_rows(stream: Iterable[PatientForms], layout: WideLayout, catalog: Catal
 
 # ---------------------------------------------------------------- (c) items, (d) expected forms
 
+
 def item_rows(stream: Iterable[PatientForms], catalog: Catalog, opts: BuildOptions) -> Iterator[Row]:
     """items rows: every item of every form with a response, with an explicit skip code."""
     for pf in stream:
@@ -272,9 +318,14 @@ def item_rows(stream: Iterable[PatientForms], catalog: Catalog, opts: BuildOptio
             if not form.timepoint.in_range or form.response is None:
                 continue
             instrument = catalog.registry.get(form.instrument_id)
-            head = (patient.study_id, patient.site, patient.arm,
-                    timepoint_code(form.timepoint.key, patient.randomization_date, opts.iso_dates),
-                    form.instrument_id, form.response.instrument_version)
+            head = (
+                patient.study_id,
+                patient.site,
+                patient.arm,
+                timepoint_code(form.timepoint.key, patient.randomization_date, opts.iso_dates),
+                form.instrument_id,
+                form.response.instrument_version,
+            )
             tail = (form.status, form.response.revision)
             answers = form.answers
             for number, item in enumerate(instrument.items, start=1):
@@ -300,11 +351,33 @@ def form_rows(stream: Iterable[PatientForms], catalog: Catalog, opts: BuildOptio
             if not tp.in_range:
                 continue
             f = _facts(patient, form, catalog, opts)
-            yield (patient.study_id, patient.site, patient.arm, f.code, tp.rule_id, tp.kind, form.instrument_id,
-                   f.version, f.target_date, f.target_day, day_of(tp.window_start, rand),
-                   day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number, f.anchor_day, form.status,
-                   form.missing_reason, f.completed_at, f.completed_day, f.window, f.respondent, f.relationship,
-                   f.mode, f.language, f.revision)
+            yield (
+                patient.study_id,
+                patient.site,
+                patient.arm,
+                f.code,
+                tp.rule_id,
+                tp.kind,
+                form.instrument_id,
+                f.version,
+                f.target_date,
+                f.target_day,
+                day_of(tp.window_start, rand),
+                day_of(tp.window_end, rand),
+                tp.anchor_kind,
+                tp.anchor_number,
+                f.anchor_day,
+                form.status,
+                form.missing_reason,
+                f.completed_at,
+                f.completed_day,
+                f.window,
+                f.respondent,
+                f.relationship,
+                f.mode,
+                f.language,
+                f.revision,
+            )
 
 
 def item_code_rows(instrument_ids: Sequence[str], catalog: Catalog) -> Iterator[Row]:
@@ -322,6 +395,7 @@ def item_code_rows(instrument_ids: Sequence[str], catalog: Catalog) -> Iterator[
 
 # ---------------------------------------------------------------- (e) patients, events, (f) alerts
 
+
 def patient_rows(stream: Iterable[tuple[PatientFacts, Sequence[EventFacts]]], opts: BuildOptions) -> Iterator[Row]:
     """patients rows (columns.PATIENT_COLUMNS)."""
     for patient, events in stream:
@@ -330,12 +404,19 @@ def patient_rows(stream: Iterable[tuple[PatientFacts, Sequence[EventFacts]]], op
         progressions = [e.date for e in events if e.kind == "progression"]
         eot = [e.date for e in events if e.kind == "end_of_treatment"]
         yield (
-            patient.study_id, patient.site, patient.arm, 1, rand if opts.iso_dates else None, patient.language,
-            patient.status, patient.status_date if opts.iso_dates else None,
+            patient.study_id,
+            patient.site,
+            patient.arm,
+            1,
+            rand if opts.iso_dates else None,
+            patient.language,
+            patient.status,
+            patient.status_date if opts.iso_dates else None,
             end_day if patient.status == "died" else None,
             end_day if patient.status == "withdrawn" else None,
             end_day if patient.status == "lost" else None,
-            day_of(min(progressions), rand) if progressions else None, len(progressions),
+            day_of(min(progressions), rand) if progressions else None,
+            len(progressions),
             day_of(min(eot), rand) if eot else None,
             sum(e.kind == "systemic_cycle" for e in events),
             sum(e.kind == "intrathecal_dose" for e in events),
@@ -346,9 +427,16 @@ def event_rows(stream: Iterable[tuple[PatientFacts, Sequence[EventFacts]]], opts
     """events rows (columns.EVENT_COLUMNS), in date order per patient."""
     for patient, events in stream:
         for event in events:
-            yield (patient.study_id, patient.site, patient.arm, event.kind, event.number,
-                   day_of(event.date, patient.randomization_date), event.date if opts.iso_dates else None,
-                   event.cycle_length_days)
+            yield (
+                patient.study_id,
+                patient.site,
+                patient.arm,
+                event.kind,
+                event.number,
+                day_of(event.date, patient.randomization_date),
+                event.date if opts.iso_dates else None,
+                event.cycle_length_days,
+            )
 
 
 def alert_rows(stream: Iterable[AlertFacts], opts: BuildOptions) -> Iterator[Row]:
@@ -358,11 +446,22 @@ def alert_rows(stream: Iterable[AlertFacts], opts: BuildOptions) -> Iterator[Row
         rand = patient.randomization_date
         ack = alert.acknowledged_at
         hours = None if ack is None else (ack - alert.raised_at).total_seconds() / 3600
-        yield (patient.study_id, patient.site, patient.arm, alert.seq,
-               None if alert.timepoint_key is None else timepoint_code(alert.timepoint_key, rand, opts.iso_dates),
-               alert.instrument_id, alert.level, alert.initial_level, ";".join(alert.rules) or None,
-               day_of(local_day(alert.raised_at, patient.tz), rand), alert.raised_at if opts.iso_dates else None,
-               alert.escalated, ack is not None, hours)
+        yield (
+            patient.study_id,
+            patient.site,
+            patient.arm,
+            alert.seq,
+            None if alert.timepoint_key is None else timepoint_code(alert.timepoint_key, rand, opts.iso_dates),
+            alert.instrument_id,
+            alert.level,
+            alert.initial_level,
+            ";".join(alert.rules) or None,
+            day_of(local_day(alert.raised_at, patient.tz), rand),
+            alert.raised_at if opts.iso_dates else None,
+            alert.escalated,
+            ack is not None,
+            hours,
+        )
 
 
 def counted(rows: Iterable[Row], every: int, report: Callable[[int, bool], None] | None) -> Iterator[Row]:
@@ -379,7 +478,21 @@ def counted(rows: Iterable[Row], every: int, report: Callable[[int, bool], None]
 
 
 __all__ = [
-    "BuildOptions", "Catalog", "WideLayout", "alert_rows", "baseline_scores", "bi", "counted", "event_rows",
-    "form_rows", "item_code_rows", "item_rows", "long_rows", "ordered_instruments", "patient_rows",
-    "short_name", "wide_layout", "wide_rows",
+    "BuildOptions",
+    "Catalog",
+    "WideLayout",
+    "alert_rows",
+    "baseline_scores",
+    "bi",
+    "counted",
+    "event_rows",
+    "form_rows",
+    "item_code_rows",
+    "item_rows",
+    "long_rows",
+    "ordered_instruments",
+    "patient_rows",
+    "short_name",
+    "wide_layout",
+    "wide_rows",
 ]
