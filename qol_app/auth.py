@@ -11,7 +11,8 @@ import hashlib
 import secrets
 
 from flask import current_app, g, session
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy.orm import contains_eager
 
 from qol_app.db import db, utcnow
 from qol_app.models import LoginSession, Patient, StaffUser
@@ -63,6 +64,16 @@ def idle_limit(subject_type: str) -> dt.timedelta:
     return dt.timedelta(minutes=current_app.config[key])
 
 
+#: One query for every request: the session row with its patient and the patient's site (every
+#: patient page shows the site's phone numbers), instead of three. Built once (it runs per request).
+_SESSION_QUERY = (
+    select(LoginSession, Patient)
+    .outerjoin(Patient, and_(LoginSession.subject_type == "patient", Patient.id == LoginSession.subject_id))
+    .outerjoin(Patient.site).options(contains_eager(Patient.site))
+    .where(LoginSession.token_hash == bindparam("token_hash"))
+)
+
+
 def load_current(now: dt.datetime) -> None:
     """Resolve ``g.patient`` / ``g.staff`` from the cookie; note in ``g.session_expired`` why not."""
     g.patient = None
@@ -71,7 +82,8 @@ def load_current(now: dt.datetime) -> None:
     token = session.get("sid")
     if not token:
         return
-    row = db.session.scalar(select(LoginSession).where(LoginSession.token_hash == token_hash(token)))
+    found = db.session.execute(_SESSION_QUERY, {"token_hash": token_hash(token)}).first()
+    row = found[0] if found is not None else None
     if row is None or row.ended_at is not None:
         session.pop("sid", None)
         g.session_expired = True
@@ -83,7 +95,7 @@ def load_current(now: dt.datetime) -> None:
         g.session_expired = True
         return
     if row.subject_type == "patient":
-        g.patient = db.session.get(Patient, row.subject_id)
+        g.patient = found[1]
     else:
         staff = db.session.get(StaffUser, row.subject_id)
         if staff is not None and not staff.active:

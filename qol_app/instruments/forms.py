@@ -10,10 +10,14 @@ import decimal
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from babel import support
+from flask import current_app, has_request_context
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DecimalField, Field, HiddenField, IntegerField, RadioField
 from wtforms.fields.choices import SelectChoice
+from wtforms.i18n import messages_path
 from wtforms.validators import NumberRange, Optional, Regexp
 
 from qol_app.instruments.wording import LocalizedItem, LocalizedPage
@@ -65,8 +69,47 @@ FIELD_TYPES: dict[str, Callable[[LocalizedItem], Field]] = {"choice": _choice, "
 CLIENT_FIELDS = ("client_time", "client_offset")
 
 
+#: WTForms' own message catalogs by locale: Flask-WTF loads one from disk on every request.
+_WTFORMS_CATALOGS: dict[str, support.Translations] = {}
+
+
+def _wtforms_catalog() -> support.NullTranslations | None:
+    """The same catalog as ``flask_wtf.i18n._get_translations``, loaded once per locale per process."""
+    if not has_request_context() or "babel" not in current_app.extensions:
+        return None
+    locale = get_locale()
+    key = str(locale)
+    catalog = _WTFORMS_CATALOGS.get(key)
+    if catalog is None:
+        catalog = _WTFORMS_CATALOGS[key] = support.Translations.load(messages_path(), [locale], domain="wtforms")
+    return catalog
+
+
+class _WTFormsTranslations:
+    """Flask-WTF's translations object (``flask_wtf.i18n.Translations``) over the cached catalogs."""
+
+    def gettext(self, string: str) -> str:
+        catalog = _wtforms_catalog()
+        return string if catalog is None else catalog.ugettext(string)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        catalog = _wtforms_catalog()
+        if catalog is None:
+            return singular if n == 1 else plural
+        return catalog.ungettext(singular, plural, n)
+
+
+_TRANSLATIONS = _WTFormsTranslations()
+
+
 class PageForm(FlaskForm):
     """Base of every generated page form: the hidden bookkeeping fields."""
+
+    class Meta:
+        def get_translations(self, form: Any) -> Any:
+            if not current_app.config.get("WTF_I18N_ENABLED", True):
+                return super().get_translations(form)
+            return _TRANSLATIONS
 
     # Item ids the patient was already reminded of; sending them empty again stores explicit skips.
     confirm_skip = HiddenField(validators=[Optional(), Regexp(r"^[a-z0-9_,]{0,600}$")])
@@ -92,9 +135,33 @@ class PageForm(FlaskForm):
         return (self.client_time.data or None), minutes
 
 
+#: Built form classes, keyed by instrument, page id, locale and the identity of the (frozen) items,
+#: which are kept alongside so an id can never be reused while its entry lives.
+_CLASSES: dict[tuple[str, str, str, tuple[int, ...]], tuple[tuple[LocalizedItem, ...], type[PageForm]]] = {}
+_CLASSES_MAX = 256
+
+
 def build_page_form(instrument_id: str, page: LocalizedPage, items: Iterable[LocalizedItem], locale: str
                     ) -> type[PageForm]:
-    """A new ``PageForm`` subclass for ``items`` of ``page`` (the ones presented to this patient)."""
+    """The ``PageForm`` subclass for ``items`` of ``page`` (the ones presented to this patient).
+
+    Built once per instrument, page, locale and items, then reused (a class holds only unbound
+    fields; every request gets its own form instance).
+    """
+    items = tuple(items)
+    key = (instrument_id, page.id, locale, tuple(id(item) for item in items))
+    hit = _CLASSES.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], items, strict=True)):
+        return hit[1]
+    form_class = _build_page_form(instrument_id, page, items, locale)
+    if len(_CLASSES) >= _CLASSES_MAX:
+        _CLASSES.clear()
+    _CLASSES[key] = (items, form_class)
+    return form_class
+
+
+def _build_page_form(instrument_id: str, page: LocalizedPage, items: tuple[LocalizedItem, ...], locale: str
+                     ) -> type[PageForm]:
     attrs: dict[str, Any] = {}
     ids: list[str] = []
     for item in items:

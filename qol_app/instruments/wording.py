@@ -324,10 +324,35 @@ class LocalizedInstrument:
         raise ValueError(f"{self.instrument_id}: {code!r} is not a code of {item_id!r}")
 
 
+#: Built views, keyed by the identity of the (immutable) instrument and overlay objects,
+#: which are kept alongside so an id can never be reused while its entry lives.
+_VIEWS: dict[tuple[int, int | None, str],
+             tuple[Instrument, WordingOverlay | None, LocalizedInstrument]] = {}
+_VIEWS_MAX = 128
+
+
 def localize(
     instrument: Instrument, locale: str, overlay: WordingOverlay | None = None
 ) -> LocalizedInstrument:
-    """Build the localized view (``Instrument.localized`` delegates here)."""
+    """The localized view (``Instrument.localized`` delegates here).
+
+    Built once per instrument, overlay and locale (all frozen), then reused: a page view
+    needs it on every request. Errors are not cached, so they are raised every time.
+    """
+    key = (id(instrument), None if overlay is None else id(overlay), locale)
+    hit = _VIEWS.get(key)
+    if hit is not None and hit[0] is instrument and hit[1] is overlay:
+        return hit[2]
+    view = _build(instrument, locale, overlay)
+    if len(_VIEWS) >= _VIEWS_MAX:
+        _VIEWS.clear()
+    _VIEWS[key] = (instrument, overlay, view)
+    return view
+
+
+def _build(
+    instrument: Instrument, locale: str, overlay: WordingOverlay | None
+) -> LocalizedInstrument:
     if overlay is None:
         if locale not in instrument.languages:
             raise MissingLanguageError(
