@@ -46,4 +46,4 @@ class SchedulerHeartbeat(Base):
     pid: Mapped[int | None]
 
 
-__all__ = ["OutboxMessage", "SchedulerHeartbeat", "intpk"]
+__all__ = ["OutboxMessage", "SchedulerHeartbeat"]

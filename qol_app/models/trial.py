@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from qol_app.db import Base
@@ -95,4 +95,4 @@ class TreatmentEvent(Base):
     patient: Mapped[Patient] = relationship(back_populates="events")
 
 
-__all__ = ["ARMS", "EVENT_KINDS", "PATIENT_STATUSES", "Patient", "Site", "TreatmentEvent", "UniqueConstraint"]
+__all__ = ["ARMS", "EVENT_KINDS", "PATIENT_STATUSES", "Patient", "Site", "TreatmentEvent"]
