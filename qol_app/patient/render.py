@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import url_for
+from flask import current_app, url_for
 from flask_babel import gettext as _
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qol_app.i18n import local_date, local_datetime, select_locale
+from qol_app.instruments import LocalizedInstrument
+from qol_app.instruments.wording import LocalizedItem
 from qol_app.models import Alert, Patient, Response, Timepoint
 from qol_app.services import responses as svc
 
@@ -61,6 +65,61 @@ def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt
         items.append(DueItem(heading, forms, until_text(tp.grace_closes_at, patient.tz, locale),
                              now >= tp.closes_at, bool(statuses), url_for("patient.start", timepoint_id=tp.id)))
     return items
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldView:
+    """One item as a survey page shows it: text and number, the value to pre-fill, the first error.
+
+    Plain values rather than bound WTForms fields: the page is rendered from them on every GET
+    without building a form (WTForms validates the POST).
+    """
+
+    item: LocalizedItem
+    number: int
+    value: str
+    error: str | None
+
+
+def field_views(texts: LocalizedInstrument, item_ids: Sequence[str], numbers: Mapping[str, int],
+                values: Mapping[str, str], errors: Mapping[str, Sequence[str]]) -> list[FieldView]:
+    """``values``: what to pre-fill per item id (saved, kept or posted text); ``errors``: WTForms' errors."""
+    views = []
+    for item_id in item_ids:
+        problems = errors.get(item_id)
+        views.append(FieldView(texts.item(item_id), numbers[item_id], values.get(item_id) or "",
+                               str(problems[0]) if problems else None))
+    return views
+
+
+#: Rendered items keyed by the identity of the (cached, immutable) localized item and the state
+#: shown; the item is kept alongside so its id cannot be reused while the entry lives.
+_ITEM_HTML: dict[tuple[int, int, str], tuple[LocalizedItem, Markup]] = {}
+_ITEM_HTML_MAX = 4096
+
+
+def item_html(view: FieldView) -> Markup:
+    """The item rendered by its macro (``macros/fields.html``).
+
+    Memoised when the result depends only on the item and a choice between its codes (most
+    page views), since rendering a macro per item per request dominated the page's cost.
+    """
+    cacheable = view.error is None and (view.value == "" or view.value in _codes(view.item))
+    key = (id(view.item), view.number, view.value)
+    hit = _ITEM_HTML.get(key) if cacheable else None
+    if hit is not None and hit[0] is view.item:
+        return hit[1]
+    env = current_app.jinja_env
+    html = env.get_template("macros/fields.html").module.item_field(view)
+    if cacheable and not env.auto_reload:
+        if len(_ITEM_HTML) >= _ITEM_HTML_MAX:
+            _ITEM_HTML.clear()
+        _ITEM_HTML[key] = (view.item, html)
+    return html
+
+
+def _codes(item: LocalizedItem) -> tuple[str, ...]:
+    return tuple(str(option.code) for option in item.options)
 
 
 @dataclasses.dataclass(frozen=True)

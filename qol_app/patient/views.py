@@ -8,24 +8,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flask import abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import refresh
 from sqlalchemy import select
-from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from qol_app import auth
 from qol_app.db import db
 from qol_app.i18n import normalise, supported
 from qol_app.instruments import Instrument, LocalizedInstrument, MissingLanguageError, WordingOverlayError
-from qol_app.instruments.forms import PageForm, build_page_form
+from qol_app.instruments.forms import CLIENT_FIELDS, PageForm, build_page_form
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash
 from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
-from qol_app.patient.render import emergency_context, home_items, review_rows, safety
+from qol_app.patient.render import emergency_context, field_views, home_items, item_html, review_rows, safety
 from qol_app.security import current_actor, patient_required
 from qol_app.services import audit
 from qol_app.services import responses as svc
@@ -291,6 +290,7 @@ class Survey:
     texts: LocalizedInstrument
     plans: list[svc.PagePlan]
     response: Response | None
+    answered: dict[str, float]  # stored values by item id
 
     @property
     def submitted(self) -> bool:
@@ -307,13 +307,17 @@ class Survey:
                                self.texts.locale)
 
 
-def _survey(tp: Timepoint, instrument_id: str, patient: Any) -> Survey:
-    if instrument_id not in tp.instruments:
+def _survey_or_404(timepoint_id: int, instrument_id: str, patient: Any) -> Survey:
+    """The patient's form of one instrument at one timepoint; 404 for anything not theirs."""
+    try:
+        instrument = svc.registry().get(instrument_id)
+    except ValueError:
         abort(404)
-    instrument = svc.registry().get(instrument_id)
-    response = svc.original_response(db.session, tp.id, instrument_id)
-    texts = svc.localized(db.session, instrument, patient.language)
-    return Survey(tp, instrument, texts, svc.page_plan(instrument, patient), response)
+    rows = svc.load_survey(db.session, patient, timepoint_id, instrument)
+    if rows is None:
+        abort(404)
+    return Survey(rows.timepoint, instrument, rows.texts, svc.page_plan(instrument, patient), rows.response,
+                  rows.answered)
 
 
 def _gate(survey: Survey) -> Any:
@@ -327,25 +331,28 @@ def _gate(survey: Survey) -> Any:
     return None
 
 
-def _page_formdata(survey: Survey, plan: svc.PagePlan) -> MultiDict:
-    """The saved answers of a page as form data, so a resumed page shows what was chosen."""
-    data = MultiDict()
-    if survey.response is not None:
-        rows = svc.answers_of(db.session, survey.response)
-        for item_id in plan.item_ids:
-            value = svc.typed_value(survey.instrument, item_id, rows.get(item_id))
-            if value is not None:
-                data[item_id] = f"{value:g}" if isinstance(value, float) else str(value)
+def _saved_values(survey: Survey, plan: svc.PagePlan) -> dict[str, str]:
+    """The saved answers of a page as form text, so a resumed page shows what was chosen."""
+    data: dict[str, str] = {}
+    for item_id in plan.item_ids:
+        value = survey.answered.get(item_id)
+        if value is not None:
+            typed = svc.typed_number(survey.instrument, item_id, value)
+            data[item_id] = f"{typed:g}" if isinstance(typed, float) else str(typed)
     return data
 
 
-def _render_page(survey: Survey, page_no: int, form: PageForm, status: int = 200, **extra: Any):
+def _render_page(survey: Survey, page_no: int, values: Mapping[str, str], status: int = 200, *,
+                 errors: Mapping[str, Sequence[str]] | None = None, confirm_skip: str = "", **extra: Any):
+    """The page with ``values`` pre-filled (saved, kept or posted text per item id)."""
     plan = survey.plan(page_no)
     numbers = {i: svc.item_number(survey.instrument, i) for i in plan.item_ids}
     reminded = [(numbers[i], survey.texts.item(i).text) for i in extra.pop("missing", [])]
+    fields = [item_html(f) for f in field_views(survey.texts, plan.item_ids, numbers, values, errors or {})]
+    hidden = {"confirm_skip": confirm_skip, **{name: values.get(name, "") for name in CLIENT_FIELDS}}
     return _render("patient/page.html", status, survey=survey, plan=plan, page_no=page_no,
-                   page_count=len(survey.plans), page=survey.texts.page(plan.page_id), form=form,
-                   numbers=numbers, reminded=reminded, client_clock=True, **extra)
+                   page_count=len(survey.plans), page=survey.texts.page(plan.page_id), fields=fields,
+                   hidden=hidden, reminded=reminded, client_clock=True, **extra)
 
 
 @bp.route("/t/<int:timepoint_id>/<instrument_id>/<int:page_no>", methods=["GET", "POST"])
@@ -355,26 +362,22 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
         if request.method == "POST":
             return _keep_answers(None)
         return redirect(url_for("patient.signed_out", expired=int(bool(g.get("session_expired")))))
-    tp = _timepoint_or_404(timepoint_id)
-    survey = _survey(tp, instrument_id, g.patient)
-    plan = survey.plan(page_no)
+    survey = _survey_or_404(timepoint_id, instrument_id, g.patient)
+    tp, plan = survey.tp, survey.plan(page_no)
     gate = _gate(survey)
     if gate is not None:
         return gate
-    form_class = survey.form_class(plan)
     if request.method == "GET":
         restored = stash.take_for(tp.id, instrument_id, page_no)
-        formdata = _page_formdata(survey, plan)
-        if restored:
-            formdata.update(restored)
-        form = form_class(formdata=formdata)
+        values = _saved_values(survey, plan) | (restored or {})
         missing = [i for i in (request.args.get("missing") or "").split(".")
-                   if i in plan.item_ids and i not in formdata]
-        form.confirm_skip.data = ",".join(missing)
-        return _render_page(survey, page_no, form, missing=missing, restored=bool(restored))
-    form = form_class()
+                   if i in plan.item_ids and i not in values]
+        return _render_page(survey, page_no, values, confirm_skip=",".join(missing), missing=missing,
+                            restored=bool(restored))
+    form = survey.form_class(plan)()
     if not form.validate_on_submit():
-        return _render_page(survey, page_no, form, 422, invalid=True)
+        return _render_page(survey, page_no, request.form, 422, errors=form.errors,
+                            confirm_skip=form.confirm_skip.data or "", invalid=True)
     backwards = request.form.get("nav") == "back"
     optional = {i for i in plan.item_ids if survey.instrument.item(i).optional}
     skip = optional if backwards else optional | form.confirmed_skips()
@@ -421,21 +424,18 @@ def _keep_answers(error: Exception | None):
         owner = tp.patient
         mode, status = "signed_out", 401
     else:
-        tp = _timepoint_or_404(tp_id)
         owner, mode, status = patient, "stale", 400
-    survey = _survey(tp, instrument_id, owner)
-    form_class = survey.form_class(survey.plan(page_no))
-    form = form_class(formdata=request.form)
-    form.confirm_skip.data = request.form.get("confirm_skip", "")
-    return _render_page(survey, page_no, form, status, kept=mode, safety=safety(owner))
+    survey = _survey_or_404(tp_id, instrument_id, owner)
+    return _render_page(survey, page_no, request.form, status, confirm_skip=request.form.get("confirm_skip", ""),
+                        kept=mode, safety=safety(owner))
 
 
 @bp.route("/t/<int:timepoint_id>/<instrument_id>/submit", methods=["GET", "POST"])
 @patient_required
 def review(timepoint_id: int, instrument_id: str):
     """Review every answer, then send the form (once, whatever the number of taps or devices)."""
-    tp = _timepoint_or_404(timepoint_id)
-    survey = _survey(tp, instrument_id, g.patient)
+    survey = _survey_or_404(timepoint_id, instrument_id, g.patient)
+    tp = survey.tp
     gate = _gate(survey)
     if gate is not None:
         return gate
@@ -465,11 +465,10 @@ def _review_expired(error: Exception):
     if g.get("patient") is None:
         return redirect(url_for("patient.signed_out", expired=1))
     args = request.view_args or {}
-    tp = _timepoint_or_404(args.get("timepoint_id", 0))
-    survey = _survey(tp, args.get("instrument_id", ""), g.patient)
+    survey = _survey_or_404(args.get("timepoint_id", 0), args.get("instrument_id", ""), g.patient)
     gate = _gate(survey)
     if gate is not None or survey.response is None:
-        return gate or redirect(url_for("patient.start", timepoint_id=tp.id))
+        return gate or redirect(url_for("patient.start", timepoint_id=survey.tp.id))
     return _render_review(survey, SubmitForm(formdata=None), 400, stale=True)
 
 
@@ -477,8 +476,8 @@ def _review_expired(error: Exception):
 @patient_required
 def done(timepoint_id: int, instrument_id: str):
     """After sending: the urgent instruction for a red diary, else thanks and what comes next."""
-    tp = _timepoint_or_404(timepoint_id)
-    survey = _survey(tp, instrument_id, g.patient)
+    survey = _survey_or_404(timepoint_id, instrument_id, g.patient)
+    tp = survey.tp
     if not survey.submitted:
         return redirect(url_for("patient.start", timepoint_id=tp.id))
     alert = db.session.scalar(select(Alert).where(Alert.response_id == survey.response.id))

@@ -12,10 +12,11 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from qol_app.db import json_object_agg
 from qol_app.instruments import (
     Instrument,
     LocalizedInstrument,
@@ -122,6 +123,46 @@ def patient_timepoint(session: Session, patient: Patient, timepoint_id: int) -> 
     return tp if tp is not None and tp.patient_id == patient.id else None
 
 
+@dataclasses.dataclass(frozen=True)
+class SurveyRows:
+    """A patient's timepoint with one of its forms: what every survey page request starts from."""
+
+    timepoint: Timepoint
+    response: Response | None  # revision 0, once started
+    texts: LocalizedInstrument
+    answered: dict[str, float]  # stored values by item id (explicit skips and unanswered items absent)
+
+
+#: The timepoint (only the patient's own), its revision-0 form of one instrument with its answers
+#: and the digest of the active licensed wording, in one statement: survey pages are the most
+#: requested pages.
+_SURVEY_QUERY = (
+    select(Timepoint, Response,
+           wording.active_digest(bindparam("instrument_id"), bindparam("language"), bindparam("instrument_version")),
+           select(json_object_agg(Answer.item_id, Answer.value))
+           .where(Answer.response_id == Response.id, Answer.skipped.is_(False)).scalar_subquery())
+    .outerjoin(Response, and_(Response.timepoint_id == Timepoint.id, Response.revision == 0,
+                              Response.instrument_id == bindparam("instrument_id")))
+    .where(Timepoint.id == bindparam("timepoint_id"), Timepoint.patient_id == bindparam("patient_id"))
+)
+
+
+def load_survey(session: Session, patient: Patient, timepoint_id: int, instrument: Instrument,
+                locale: str | None = None) -> SurveyRows | None:
+    """The patient's timepoint with its form of ``instrument`` and the texts to show (``localized``).
+
+    None when the timepoint is not this patient's or does not include the instrument.
+    """
+    locale = locale or patient.language
+    row = session.execute(_SURVEY_QUERY, {
+        "timepoint_id": timepoint_id, "patient_id": patient.id, "instrument_id": instrument.id,
+        "language": locale, "instrument_version": instrument.version}).first()
+    if row is None or instrument.id not in row[0].instruments:
+        return None
+    texts = instrument.localized(locale, wording.overlay_by_digest(session, row[2]))
+    return SurveyRows(row[0], row[1], texts, row[3] or {})
+
+
 def original_response(session: Session, timepoint_id: int, instrument_id: str, *, fresh: bool = False
                       ) -> Response | None:
     """Revision 0: the patient's own form (staff corrections are later revisions)."""
@@ -144,7 +185,12 @@ def typed_value(instrument: Instrument, item_id: str, row: Answer | None) -> int
     """A stored answer as the scorer wants it: int codes for choice/vas items, None if skipped."""
     if row is None or row.skipped or row.value is None:
         return None
-    return int(row.value) if instrument.item(item_id).kind in ("choice", "vas") else float(row.value)
+    return typed_number(instrument, item_id, row.value)
+
+
+def typed_number(instrument: Instrument, item_id: str, value: float) -> int | float:
+    """A stored value as the scorer wants it: an int code for choice/vas items, else a float."""
+    return int(value) if instrument.item(item_id).kind in ("choice", "vas") else float(value)
 
 
 def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, int | None] | None:

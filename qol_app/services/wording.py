@@ -9,8 +9,9 @@ import datetime as dt
 import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, ScalarSelect, select, update
 from sqlalchemy.orm import Session
 
 from qol_app.instruments import WordingOverlay as Overlay
@@ -66,15 +67,42 @@ def active_overlay(session: Session, instrument_id: str, language: str, *,
     a broken row can never show half official, half paraphrased text.
     """
     query = select(WordingOverlay.sha256, WordingOverlay.content).where(
-        WordingOverlay.instrument_id == instrument_id, WordingOverlay.language == language,
-        WordingOverlay.active.is_(True),
-    )
-    if instrument_version is not None:
-        query = query.where(WordingOverlay.instrument_version == instrument_version)
+        *_active(instrument_id, language, instrument_version))
     row = session.execute(query.order_by(WordingOverlay.id.desc()).limit(1)).first()
     if row is None:
         return None
     return _parsed(row.sha256, row.content["yaml"])
+
+
+def active_digest(instrument_id: Any, language: Any, instrument_version: Any) -> ScalarSelect[str]:
+    """The active overlay's sha256 as a scalar subquery, so a page can fetch it with its own rows."""
+    return (select(WordingOverlay.sha256).where(*_active(instrument_id, language, instrument_version))
+            .order_by(WordingOverlay.id.desc()).limit(1).scalar_subquery())
+
+
+def overlay_by_digest(session: Session, sha256: str | None) -> Overlay | None:
+    """The parsed overlay stored under ``sha256`` (read from the database once per process)."""
+    if sha256 is None:
+        return None
+    overlay = _BY_DIGEST.get(sha256)
+    if overlay is None:
+        content = session.scalar(select(WordingOverlay.content).where(WordingOverlay.sha256 == sha256).limit(1))
+        if content is None:
+            return None
+        overlay = _BY_DIGEST[sha256] = _parsed(sha256, content["yaml"])
+    return overlay
+
+
+#: Parsed overlays by the hash of their stored text: a text never changes under its hash.
+_BY_DIGEST: dict[str, Overlay] = {}
+
+
+def _active(instrument_id: Any, language: Any, instrument_version: Any) -> list[ColumnElement[bool]]:
+    conditions = [WordingOverlay.instrument_id == instrument_id, WordingOverlay.language == language,
+                  WordingOverlay.active.is_(True)]
+    if instrument_version is not None:
+        conditions.append(WordingOverlay.instrument_version == instrument_version)
+    return conditions
 
 
 @functools.lru_cache(maxsize=64)

@@ -173,6 +173,8 @@ def test_number_item_validates_and_accepts_a_comma(app, factory, session):
     assert _answers(session, tp, "symptom_diary") == {}
     send_page(client, url, {"temperature": "37,6", "chills": 1})
     assert _answers(session, tp, "symptom_diary") == {"temperature": 37.6, "chills": 1}
+    resumed = client.get(url).get_data(as_text=True)
+    assert 'name="temperature" value="37.6"' in resumed and 'name="chills" value="1" checked' in resumed
 
 
 def test_ommaya_item_only_for_arm_a(app, factory):
