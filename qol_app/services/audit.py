@@ -12,10 +12,10 @@ import datetime as dt
 import decimal
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from qol_app.models.audit import AuditChainHead, AuditEvent
@@ -64,34 +64,35 @@ def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _fields(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "occurred_at": event.occurred_at.astimezone(dt.UTC).isoformat(),
-        "actor_type": event.actor_type,
-        "actor_id": event.actor_id,
-        "action": event.action,
-        "entity_type": event.entity_type,
-        "entity_id": event.entity_id,
-        "patient_id": event.patient_id,
-        "site_id": event.site_id,
-        "old": event.old,
-        "new": event.new,
-        "reason": event.reason,
-        "request_id": event.request_id,
-    }
+#: The columns an event's hash covers (with the previous hash).
+HASHED = ("occurred_at", "actor_type", "actor_id", "action", "entity_type", "entity_id", "patient_id", "site_id",
+          "old", "new", "reason", "request_id")
 
 
-def _advance_head(session: Session) -> str:
+def _fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {name: values[name] for name in HASHED}
+    fields["occurred_at"] = fields["occurred_at"].astimezone(dt.UTC).isoformat()
+    return fields
+
+
+def _event_fields(event: AuditEvent) -> dict[str, Any]:
+    return _fields({name: getattr(event, name) for name in HASHED})
+
+
+_HEAD = AuditChainHead.__table__
+_EVENTS = AuditEvent.__table__
+#: Core statements: appending runs inside every write request, and the ORM unit of work for an
+#: insert-only row costs several times the SQL itself.
+_ADVANCE = update(_HEAD).where(_HEAD.c.id == 1).values(count=_HEAD.c.count + 1).returning(_HEAD.c.last_hash)
+_SET_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("new_hash"))
+_APPEND = insert(_EVENTS)
+
+
+def _advance_head(conn: Connection) -> str:
     """Lock the chain head and return the newest hash (creating the head on first use)."""
-    prev = session.execute(
-        update(AuditChainHead)
-        .where(AuditChainHead.id == 1)
-        .values(count=AuditChainHead.count + 1)
-        .returning(AuditChainHead.last_hash)
-    ).scalar_one_or_none()
+    prev = conn.execute(_ADVANCE).scalar_one_or_none()
     if prev is None:
-        session.add(AuditChainHead(id=1, last_hash=GENESIS, count=1))
-        session.flush()
+        conn.execute(insert(_HEAD).values(id=1, last_hash=GENESIS, count=1))
         prev = GENESIS
     return prev
 
@@ -111,33 +112,24 @@ def record(
     reason: str | None = None,
     now: dt.datetime,
 ) -> AuditEvent:
-    """Append one audit event (flushes; commits with the caller's transaction)."""
+    """Append one audit event in the caller's transaction; returns it (detached, with its id)."""
     if entity is not None:
         entity_type = entity_type or entity.__tablename__
         if entity_id is None:
             session.flush()
             entity_id = getattr(entity, "id", None)
-    prev = _advance_head(session)
-    event = AuditEvent(
-        occurred_at=now,
-        actor_type=actor.type,
-        actor_id=actor.id,
-        action=action,
-        entity_type=entity_type or "unknown",
-        entity_id=None if entity_id is None else str(entity_id),
-        patient_id=patient_id,
-        site_id=site_id,
-        old=jsonable(old),
-        new=jsonable(new),
-        reason=reason,
-        request_id=actor.request_id,
-        prev_hash=prev,
-    )
-    event.hash = _digest(prev, _fields(event))
-    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=event.hash))
-    session.add(event)
-    session.flush()
-    return event
+    conn = session.connection()
+    values: dict[str, Any] = {
+        "occurred_at": now, "actor_type": actor.type, "actor_id": actor.id, "action": action,
+        "entity_type": entity_type or "unknown", "entity_id": None if entity_id is None else str(entity_id),
+        "patient_id": patient_id, "site_id": site_id, "old": jsonable(old), "new": jsonable(new),
+        "reason": reason, "request_id": actor.request_id,
+    }
+    values["prev_hash"] = _advance_head(conn)
+    values["hash"] = _digest(values["prev_hash"], _fields(values))
+    values["id"] = conn.execute(_APPEND, values).inserted_primary_key[0]
+    conn.execute(_SET_HEAD, {"new_hash": values["hash"]})
+    return AuditEvent(**values)
 
 
 def changes(obj: Any, fields: list[str], new_values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -168,7 +160,7 @@ def verify(session: Session, batch: int = 5000) -> list[Problem]:
             problems.append(
                 Problem(event.id, f"event {event.id}: link broken (a row before it was deleted or altered)")
             )
-        if _digest(event.prev_hash, _fields(event)) != event.hash:
+        if _digest(event.prev_hash, _event_fields(event)) != event.hash:
             problems.append(Problem(event.id, f"event {event.id}: contents do not match its hash (edited)"))
         prev_hash = event.hash
     head = session.get(AuditChainHead, 1)

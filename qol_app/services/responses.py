@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -270,17 +270,26 @@ def start_response(session: Session, actor: Actor, tp: Timepoint, texts: Localiz
     return response
 
 
+_RESPONSES = Response.__table__
+_ANSWERS = Answer.__table__
+#: Core statements for the page save, the most frequent write (the ORM unit of work costs several
+#: times the SQL for these few rows).
+_LOCK = (update(_RESPONSES).where(_RESPONSES.c.id == bindparam("response_id"), _RESPONSES.c.status == "in_progress")
+         .values(status="in_progress"))
+_STORED = select(_ANSWERS.c.id, _ANSWERS.c.item_id, _ANSWERS.c.value, _ANSWERS.c.skipped).where(
+    _ANSWERS.c.response_id == bindparam("response_id"), _ANSWERS.c.item_id.in_(bindparam("item_ids", expanding=True)))
+_INSERT_ANSWER = insert(_ANSWERS)
+_UPDATE_ANSWER = update(_ANSWERS).where(_ANSWERS.c.id == bindparam("answer_id")).values(
+    value=bindparam("value"), skipped=bindparam("skipped"), answered_at=bindparam("answered_at"))
+
+
 def _lock_in_progress(session: Session, response: Response) -> None:
     """Take the response's row lock, or raise ``AlreadySubmitted`` if it is no longer in progress.
 
     The no-op UPDATE serialises a page save against a concurrent submit on every backend, so no
     answer can slip into a form after it was submitted.
     """
-    result = session.execute(
-        update(Response).where(Response.id == response.id, Response.status == "in_progress")
-        .values(status="in_progress").execution_options(synchronize_session=False)
-    )
-    if result.rowcount == 0:
+    if session.connection().execute(_LOCK, {"response_id": response.id}).rowcount == 0:
         session.refresh(response)
         raise AlreadySubmitted(response)
 
@@ -335,32 +344,40 @@ def _write_answers(session: Session, response: Response, wanted: Mapping[str, tu
                    now: dt.datetime) -> tuple[dict, dict, dict]:
     """Insert or update answer rows; returns (created, old, new) for the audit trail.
 
-    If another device inserts the same item in the same instant, the savepoint is rolled back
-    and the page is written again over the now-existing rows.
+    If another device inserts the same item in the same instant, the inserts' savepoint is rolled
+    back and the page is written again over the now-existing rows. Written with Core statements, so
+    ``Answer`` objects already loaded in the session are stale afterwards (``answers_of``
+    reloads them).
     """
+    conn = session.connection()
     for attempt in range(2):
-        existing = {row.item_id: row for row in session.scalars(
-            select(Answer).where(Answer.response_id == response.id, Answer.item_id.in_(list(wanted)))
-            .execution_options(populate_existing=True))}
+        stored = {row.item_id: row for row in conn.execute(
+            _STORED, {"response_id": response.id, "item_ids": list(wanted)})}
         created: dict = {}
         old: dict = {}
         new: dict = {}
-        try:
-            with session.begin_nested():
-                for item_id, (value, skipped) in wanted.items():
-                    row = existing.get(item_id)
-                    if row is None:
-                        session.add(Answer(response_id=response.id, item_id=item_id, value=value, skipped=skipped,
-                                           answered_at=now))
-                        created[item_id] = _shown(value, skipped)
-                    elif (row.value, row.skipped) != (value, skipped):
-                        old[item_id] = _shown(row.value, row.skipped)
-                        new[item_id] = _shown(value, skipped)
-                        row.value, row.skipped, row.answered_at = value, skipped, now
-        except IntegrityError:
-            if attempt:
-                raise
-            continue
+        inserts: list[dict] = []
+        updates: list[dict] = []
+        for item_id, (value, skipped) in wanted.items():
+            row = stored.get(item_id)
+            if row is None:
+                inserts.append({"response_id": response.id, "item_id": item_id, "value": value, "skipped": skipped,
+                                "answered_at": now})
+                created[item_id] = _shown(value, skipped)
+            elif (row.value, row.skipped) != (value, skipped):
+                updates.append({"answer_id": row.id, "value": value, "skipped": skipped, "answered_at": now})
+                old[item_id] = _shown(row.value, row.skipped)
+                new[item_id] = _shown(value, skipped)
+        if inserts:
+            try:
+                with session.begin_nested():
+                    conn.execute(_INSERT_ANSWER, inserts)
+            except IntegrityError:
+                if attempt:
+                    raise
+                continue
+        if updates:
+            conn.execute(_UPDATE_ANSWER, updates)
         return created, old, new
     raise AssertionError("unreachable")  # pragma: no cover
 
