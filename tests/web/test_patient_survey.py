@@ -225,3 +225,22 @@ def test_instrument_text_is_in_the_patient_language(app, factory):
     tp = factory.timepoint(enrolled, respondent="self")
     body = _signed_in(app, enrolled).get(_url(tp, 1)).get_data(as_text=True)
     assert "长距离步行有困难" in body and "Trouble with a long walk" not in body
+
+
+def test_memoised_item_html_is_the_macro_output_for_every_state(app):
+    """Items are rendered once per (item, number, chosen code); the result must equal a fresh render."""
+    from qol_app.instruments import get_registry
+    from qol_app.patient.render import FieldView, item_html
+
+    texts = get_registry().get(C30).localized("zh_Hans")
+    macro = app.jinja_env.get_template("macros/fields.html").module.item_field
+    with app.test_request_context("/"):
+        for item in texts.items[:3] + texts.items[-1:]:
+            for value in ("", *(str(o.code) for o in item.options), "not-a-code"):
+                for error in (None, "Please choose one answer."):
+                    view = FieldView(item, 7, value, error)
+                    first = item_html(view)
+                    assert first == macro(view) and item_html(view) == first
+                    chosen = [o.code for o in item.options if str(o.code) == value]
+                    assert first.count(" checked") == len(chosen)
+                    assert (error or "") in first
