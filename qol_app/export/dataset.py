@@ -116,12 +116,17 @@ class Column:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A named table: schema plus rows (tuples in column order; may be a one-shot generator)."""
+    """A named table: schema plus rows (tuples in column order; may be a one-shot generator).
+
+    ``batches``, when given, is the same table as Arrow record batches (one-shot too), for builders
+    that compute it column-wise: the CSV and Parquet writers then use them instead of ``rows``.
+    """
 
     name: str
     label: LabelText
     columns: tuple[Column, ...]
     rows: Iterable[tuple[Any, ...]] = field(repr=False)
+    batches: Iterable[Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_name(self.name, what="dataset")

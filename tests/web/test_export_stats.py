@@ -17,7 +17,8 @@ from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy import select
 
 from qol_app import __version__
-from qol_app.export.builders import ExportFilters
+from qol_app.export import write_dataset
+from qol_app.export.builders import ExportFilters, ExportSpec, scores_long
 from qol_app.export.run import FORMATS, ExportRequest, ExportSettings, run_export
 from qol_app.models import AuditEvent
 from qol_app.scoring import SCORING_VERSION
@@ -277,6 +278,19 @@ def test_same_as_of_gives_byte_identical_exports(session, trial, tmp_path):
             "qol_long.xlsx", "data_dictionary.sav"} <= set(names)
     later = _export(session, tmp_path, formats=("csv",), name="c", as_of=EARLY)
     assert later.zip_path.read_bytes() != first.zip_path.read_bytes()
+
+
+@pytest.mark.parametrize("options", [{}, {"iso_dates": True}, {"as_of": EARLY},
+                                     {"filters": ExportFilters(date_from=dt.date(2026, 2, 1))}])
+def test_long_file_from_arrow_batches_is_the_row_builders(session, trial, tmp_path, options):
+    """CSV and Parquet write qol_long from the column-wise builder; other formats from rows."""
+    spec = ExportSpec(**{"filters": ExportFilters(), "as_of": dt.datetime(2026, 3, 10, 4, tzinfo=UTC)} | options)
+    for fmt in ("csv", "parquet"):
+        folders = [tmp_path / f"{fmt}-rows", tmp_path / f"{fmt}-columns"]
+        for folder in folders:
+            folder.mkdir()
+        by_rows = write_dataset(fmt, dataclasses.replace(scores_long(session, spec), batches=None), folders[0])
+        assert write_dataset(fmt, scores_long(session, spec), folders[1]).read_bytes() == by_rows.read_bytes()
 
 
 def _searchable(name: str, data: bytes) -> str:

@@ -6,26 +6,37 @@
 Each function returns a `Dataset` whose rows are a one-shot generator reading the database
 lazily (so call it once per file). Layers: ``source`` reads rows as of the as-of time into plain
 records, ``tables``/``standards`` turn records into rows (pure), ``columns`` holds the schemas.
+``qol_long`` also carries Arrow batches computed column-wise (``columnar``), which CSV and Parquet
+write directly: the same table, several times faster at a million rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from qol_app.export.builders import columns as cols
 from qol_app.export.builders.records import ExportFilters, PatientForms
-from qol_app.export.builders.source import DEFAULT_BATCH, iter_alerts, iter_patient_forms, iter_patients
+from qol_app.export.builders.source import (
+    DEFAULT_BATCH,
+    DEFAULT_CHUNK_PATIENTS,
+    iter_alerts,
+    iter_long_chunks,
+    iter_patient_forms,
+    iter_patients,
+)
 from qol_app.export.builders.standards import qs_export, write_fhir_bundle
 from qol_app.export.builders.tables import (
     BuildOptions,
     Catalog,
     alert_rows,
     counted,
+    counted_batches,
     event_rows,
     form_rows,
     item_code_rows,
@@ -53,6 +64,7 @@ class ExportSpec:
     threshold: float = 10.0
     baseline_key: str = "baseline"
     batch: int = DEFAULT_BATCH
+    chunk_patients: int = DEFAULT_CHUNK_PATIENTS
     registry: Registry | None = None
     progress: Progress | None = dataclasses.field(default=None, compare=False)
 
@@ -106,10 +118,15 @@ class ExportSpec:
             batch=self.batch,
         )
 
-    def rows(self, name: str, rows):
+    def _report(self, name: str) -> Callable[[int, bool], None] | None:
         progress = self.progress
-        report = None if progress is None else (lambda n, done: progress(name, n, done))
-        return counted(rows, 50_000, report)
+        return None if progress is None else (lambda n, done: progress(name, n, done))
+
+    def rows(self, name: str, rows):
+        return counted(rows, 50_000, self._report(name))
+
+    def batches(self, name: str, batches):
+        return counted_batches(batches, 50_000, self._report(name))
 
 
 def _bi(en: str, zh: str) -> dict[str, str]:
@@ -117,14 +134,28 @@ def _bi(en: str, zh: str) -> dict[str, str]:
 
 
 def scores_long(session: Session, spec: ExportSpec) -> Dataset:
-    """(a) qol_long: one row per patient x timepoint x instrument x scale, every expected form."""
+    """(a) qol_long: one row per patient x timepoint x instrument x scale, every expected form.
+
+    Rows (``tables.long_rows``) for the formats that need them; the same table as Arrow batches
+    (``columnar.long_batches``) for CSV and Parquet. Whichever a writer takes is read lazily.
+    """
     rows = long_rows(spec.forms(session), spec.catalog(), spec.options)
     return Dataset(
         "qol_long",
         _bi("QoL scores, one row per patient, timepoint and scale", "生活质量得分（每位患者、时间点、维度一行）"),
         spec.labelled(cols.LONG_COLUMNS),
         spec.rows("qol_long", rows),
+        batches=spec.batches("qol_long", _long_batches(session, spec)),
     )
+
+
+def _long_batches(session: Session, spec: ExportSpec) -> Iterator[Any]:
+    """Imports pyarrow only when a writer asks for the batches."""
+    from qol_app.export.builders.columnar import long_batches
+
+    chunks = iter_long_chunks(session, spec.filters, spec.as_of, instruments=spec.instruments,
+                              baseline_key=spec.baseline_key, patients_per_chunk=spec.chunk_patients)
+    yield from long_batches(chunks, cols.LONG_COLUMNS, spec.catalog(), spec.options, spec.filters, spec.instruments)
 
 
 def scores_wide(session: Session, spec: ExportSpec) -> Dataset:

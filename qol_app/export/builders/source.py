@@ -7,17 +7,22 @@ one patient's forms, never the trial. Selecting columns (not ORM objects) keeps 
 
 Ordering is total and the same on every run: patients by study id (byte order on PostgreSQL as
 on SQLite), timepoints by target date, key and id, instruments in the timepoint's order.
+
+``iter_long_chunks`` reads the same selection for the column-wise long file (``columnar.py``):
+plain columns per run of patients, straight from the driver's cursor, no records.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Integer, Select, Text, and_, any_, bindparam, cast, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from qol_app.export.builders.records import (
@@ -38,6 +43,8 @@ from qol_app.export.builders.records import (
 from qol_app.models import Alert, Answer, Patient, Response, Score, Site, Timepoint, TreatmentEvent
 
 DEFAULT_BATCH = 1000
+DEFAULT_CHUNK_PATIENTS = 200
+"""Patients per chunk of the column-wise long file: its memory is one chunk's forms and scales."""
 
 
 def _conn(session: Session) -> Any:
@@ -50,6 +57,24 @@ def _study_id_order(session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return Patient.study_id.collate("C")
     return Patient.study_id
+
+
+def _date_filter(stmt: Select[Any], filters: ExportFilters, baseline_key: str) -> Select[Any]:
+    """Timepoints in the date range, and the baseline whatever its date (change needs it)."""
+    if not (filters.date_from or filters.date_to):
+        return stmt
+    bounds = []
+    if filters.date_from:
+        bounds.append(Timepoint.target_date >= filters.date_from)
+    if filters.date_to:
+        bounds.append(Timepoint.target_date <= filters.date_to)
+    return stmt.where(or_(and_(*bounds), Timepoint.key == baseline_key))
+
+
+def _counted_timepoints(as_of: dt.datetime) -> Any:
+    """SQL for ``records.counts_at``: created by ``as_of`` and not cancelled by then."""
+    return and_(Timepoint.created_at <= as_of,
+                or_(Timepoint.status != "cancelled", Timepoint.status_changed_at > as_of))
 
 
 def _patient_filter(stmt: Select[Any], filters: ExportFilters, as_of: dt.datetime) -> Select[Any]:
@@ -127,17 +152,10 @@ def iter_patient_forms(
         )
         .join(Patient, Timepoint.patient_id == Patient.id)
         .join(Site, Patient.site_id == Site.id)
-        .where(Timepoint.created_at <= as_of, or_(Timepoint.status != "cancelled", Timepoint.status_changed_at > as_of))
+        .where(_counted_timepoints(as_of))
         .order_by(_study_id_order(session), Timepoint.target_date, Timepoint.key, Timepoint.id)
     )
-    stmt = _patient_filter(stmt, filters, as_of)
-    if filters.date_from or filters.date_to:
-        bounds = []
-        if filters.date_from:
-            bounds.append(Timepoint.target_date >= filters.date_from)
-        if filters.date_to:
-            bounds.append(Timepoint.target_date <= filters.date_to)
-        stmt = stmt.where(or_(and_(*bounds), Timepoint.key == baseline_key))
+    stmt = _date_filter(_patient_filter(stmt, filters, as_of), filters, baseline_key)
 
     current: PatientFacts | None = None
     forms: list[Form] = []
@@ -345,6 +363,137 @@ def _answers(
     for response_id, item_id, value, skipped in rows:
         out[response_id][item_id] = (value, bool(skipped))
     return out
+
+
+# ---------------------------------------------------------------- forms, column-wise
+
+Columns = dict[str, Sequence[Any]]
+"""A query result as column name -> values, as the database driver returns them (on SQLite,
+dates and times are ISO text; on PostgreSQL, ``date`` and aware ``datetime``)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LongChunk:
+    """What the column-wise long file needs about a run of patients (``columnar.long_batch``):
+    ``patients`` in output order, their ``timepoints`` that count at the as-of time (``instruments``
+    as JSON text), the ``responses`` to them started by then for the selected instruments (``done``:
+    submitted by then) and the ``scores`` of the done ones (the builder keeps the current revision's)."""
+
+    patients: Columns
+    timepoints: Columns
+    responses: Columns
+    scores: Columns
+
+
+def _columns(session: Session, stmt: Select[Any]) -> Columns:
+    """Run ``stmt`` in the session's transaction; read the driver's cursor directly.
+
+    SQLAlchemy's per-row result processing costs more than the read itself at a million rows;
+    the column-wise builder converts whole columns instead.
+    """
+    result = _conn(session).execute(stmt)
+    try:
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
+    names = list(stmt.selected_columns.keys())
+    values = list(zip(*rows)) if rows else [() for _ in names]
+    return dict(zip(names, values))
+
+
+def _columns_in(session: Session, stmt: Select[Any], column: Any, ids: Sequence[int],
+                batch: int = DEFAULT_BATCH) -> Columns:
+    """``stmt`` for rows whose ``column`` is in ``ids``, one indexed ``IN`` query per ``batch`` ids
+    (bounded statements, a plan that does not depend on table statistics)."""
+    out: dict[str, list[Any]] = {name: [] for name in list(stmt.selected_columns.keys())}
+    for start in range(0, len(ids), batch):
+        for name, values in _columns(session, stmt.where(_in(session, column, ids[start:start + batch]))).items():
+            out[name].extend(values)
+    return out
+
+
+def _in(session: Session, column: Any, ids: Sequence[int]) -> Any:
+    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter instead of one per id, which
+    costs SQLAlchemy and psycopg more than the query itself at a thousand ids."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
+def iter_long_chunks(
+    session: Session,
+    filters: ExportFilters,
+    as_of: dt.datetime,
+    *,
+    instruments: Sequence[str],
+    baseline_key: str = "baseline",
+    patients_per_chunk: int = DEFAULT_CHUNK_PATIENTS,
+) -> Iterator[LongChunk]:
+    """The long file's forms, ``patients_per_chunk`` patients at a time, in patient order.
+
+    The same selection as ``iter_patient_forms`` (patients, timepoints counted at ``as_of``, date
+    range plus the baseline, responses started by then), read as columns.
+    """
+    stmt = _patient_filter(
+        select(
+            Patient.id.label("pk"),
+            Patient.study_id,
+            Site.code.label("site"),
+            Patient.arm,
+            Patient.randomization_date.label("rand"),
+            func.coalesce(func.nullif(Patient.timezone, ""), Site.timezone).label("tz"),
+        )
+        .join(Site, Patient.site_id == Site.id)
+        .order_by(_study_id_order(session)),
+        filters,
+        as_of,
+    )
+    names = list(stmt.selected_columns.keys())
+    responses = select(
+        Response.id,
+        Response.timepoint_id,
+        Response.instrument_id,
+        Response.instrument_version,
+        Response.revision,
+        Response.language,
+        Response.respondent,
+        Response.mode,
+        Response.submitted_at,
+        and_(Response.status == "submitted", Response.submitted_at <= as_of).label("done"),
+    ).where(Response.started_at <= as_of, Response.instrument_id.in_(sorted(set(instruments))))
+    scores = select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version)
+    for chunk in _conn(session).execute(stmt.execution_options(yield_per=patients_per_chunk)).partitions():
+        timepoints = _columns_in(session, _long_timepoints(filters, as_of, baseline_key), Timepoint.patient_id,
+                                 [row[0] for row in chunk])
+        started = _columns_in(session, responses, Response.timepoint_id, timepoints["id"])
+        done = [pk for pk, submitted in zip(started["id"], started["done"]) if submitted]
+        yield LongChunk(
+            patients={name: [row[i] for row in chunk] for i, name in enumerate(names)},
+            timepoints=timepoints,
+            responses=started,
+            scores=_columns_in(session, scores, Score.response_id, done),
+        )
+
+
+def _long_timepoints(filters: ExportFilters, as_of: dt.datetime, baseline_key: str) -> Select[Any]:
+    stmt = select(
+        Timepoint.id,
+        Timepoint.patient_id,
+        Timepoint.key,
+        Timepoint.rule_id,
+        cast(Timepoint.instruments, Text).label("instruments"),
+        Timepoint.anchor_kind,
+        Timepoint.anchor_number,
+        Timepoint.anchor_date,
+        Timepoint.target_date,
+        Timepoint.opens_at,
+        Timepoint.closes_at,
+        Timepoint.grace_closes_at,
+        Timepoint.missed_reason,
+        Timepoint.not_expected_reason,
+        Timepoint.status_changed_at,
+    ).where(_counted_timepoints(as_of))
+    return _date_filter(stmt, filters, baseline_key)
 
 
 # ---------------------------------------------------------------- patients, events, alerts

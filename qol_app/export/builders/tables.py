@@ -477,6 +477,20 @@ def counted(rows: Iterable[Row], every: int, report: Callable[[int, bool], None]
     report(n, True)
 
 
+def counted_batches(batches: Iterable[Any], every: int, report: Callable[[int, bool], None] | None) -> Iterator[Any]:
+    """``counted`` for record batches: the same calls, at the same row counts."""
+    if report is None:
+        yield from batches
+        return
+    n = 0
+    for batch in batches:
+        for mark in range(n // every * every + every, n + batch.num_rows + 1, every):
+            report(mark, False)
+        n += batch.num_rows
+        yield batch
+    report(n, True)
+
+
 __all__ = [
     "BuildOptions",
     "Catalog",
@@ -485,6 +499,7 @@ __all__ = [
     "baseline_scores",
     "bi",
     "counted",
+    "counted_batches",
     "event_rows",
     "form_rows",
     "item_code_rows",

@@ -6,6 +6,7 @@ which also keeps Chinese text and guards against formula injection.
 
 Cells: None -> empty; dates ISO 8601 (2026-03-01); datetimes ISO 8601 UTC with 'Z';
 floats in shortest round-trip form (full precision); booleans 1/0 as in Stata/SPSS/SAS.
+Datasets with Arrow batches are written from them, to the same bytes (writers/arrow.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def _encoder(column: Column) -> Callable[[Any], str] | None:
 
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     """Stream `dataset` to `path`; memory does not depend on the number of rows."""
+    if dataset.batches is not None:
+        _write_batches(dataset, path)
+        return
     encoders = [_encoder(c) for c in dataset.columns]
     with path.open("w", encoding="utf-8", newline="") as handle:
         out = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
@@ -39,6 +43,15 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
         for _count, columns in checked_columns(dataset):
             out.writerows(zip(*(values if encode is None else list(map(encode, values))
                                 for encode, values in zip(encoders, columns))))
+
+
+def _write_batches(dataset: Dataset, path: Path) -> None:
+    from qol_app.export.writers.arrow import arrow_schema, checked_batches, csv_header, csv_lines, write_behind
+
+    with path.open("wb") as handle:
+        handle.write(csv_header(dataset))
+        write_behind(checked_batches(dataset, arrow_schema(dataset)),
+                     lambda batch: handle.write(csv_lines(batch, dataset)))
 
 
 WRITER = Writer(format_id="csv", extension="csv", streams=True, write=write)

@@ -1,0 +1,164 @@
+"""Datasets as Arrow: column types, the labelled schema, checked batches and CSV text from batches.
+
+The Parquet writer builds its schema here; when a dataset carries Arrow record batches
+(``Dataset.batches``, computed column-wise by a builder), the CSV and Parquet writers write them
+without going through Python rows. The output is byte for byte what the row path writes: the same
+checks (types, finite floats), and CSV cells formatted by the same Python functions, called once
+per distinct value instead of once per cell.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from qol_app.export.dataset import Column, Dataset
+from qol_app.export.writers.base import utc_iso
+
+_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+    "boolean": pa.bool_(),
+}
+
+
+def arrow_type(column: Column) -> pa.DataType:
+    """string -> utf8, integer -> int64, float -> float64, date -> date32, datetime -> timestamp[us, UTC]."""
+    return _TYPES[column.type]
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def arrow_schema(dataset: Dataset) -> pa.Schema:
+    """The Arrow schema for `dataset`, labels and code labels included as metadata."""
+    fields = []
+    for column in dataset.columns:
+        meta = {f"label_{locale}": text for locale, text in column.label.items()}
+        meta["description"] = column.description
+        if column.value_labels:
+            meta["value_labels"] = _json({str(k): dict(v) for k, v in column.value_labels.items()}).decode()
+        fields.append(pa.field(column.name, arrow_type(column), nullable=True,
+                               metadata={k.encode(): v.encode() for k, v in sorted(meta.items())}))
+    return pa.schema(fields, metadata={b"qol.dataset": dataset.name.encode(),
+                                       b"qol.label": _json(dict(dataset.label))})
+
+
+def checked_batches(dataset: Dataset, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """``dataset.batches`` with `schema` attached, checked as ``dataset.checked_rows`` checks rows:
+    the column types (Arrow enforces the rest) and no NaN or infinity, reported with the row number."""
+    if dataset.batches is None:
+        raise ValueError(f"{dataset.name} has no Arrow batches")
+    done = 0
+    for batch in dataset.batches:
+        if batch.schema.names != schema.names:
+            raise ValueError(f"{dataset.name}: batch columns {batch.schema.names} are not {schema.names}")
+        batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+        for column, values in zip(dataset.columns, batch.columns):
+            if column.type == "float":
+                bad = pc.indices_nonzero(pc.fill_null(pc.invert(pc.is_finite(values)), False))
+                if len(bad):
+                    row = bad[0].as_py()
+                    raise ValueError(f"{dataset.name} row {done + row + 1}: column {column.name!r}: expected a "
+                                     f"finite float (missing is None, never NaN), got {values[row].as_py()!r}")
+        done += batch.num_rows
+        yield batch
+
+
+def rebatched(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """The same rows in batches of exactly `size` (the last may be shorter): Parquet row groups
+    then fall where the row writer puts them, whatever chunks the builder produced."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, size).combine_chunks().to_batches()[0]
+            rest = table.slice(size)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+def write_behind(batches: Iterable[pa.RecordBatch], write: Callable[[pa.RecordBatch], object]) -> None:
+    """``write(batch)`` for each batch in order, in a worker thread one batch behind the producer:
+    producing the next batch (reading the database) overlaps with encoding and writing this one,
+    which releases the GIL. At most two batches are held."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qol-write") as pool:
+        pending: Future[object] | None = None
+        for batch in batches:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(write, batch)
+        if pending is not None:
+            pending.result()
+
+
+# ---------------------------------------------------------------- CSV text
+
+
+def _float_text(value: float) -> str:
+    return repr(value)  # what the csv module writes for a float
+
+
+def _bool_text(value: bool) -> str:
+    return "1" if value else "0"
+
+
+_TEXT: dict[str, Callable[[Any], str]] = {
+    "integer": str,
+    "float": _float_text,
+    "date": date.isoformat,
+    "datetime": utc_iso,
+    "boolean": _bool_text,
+}
+"""Cell text of non-string columns, as writers.csv writes them (str / repr / ISO / 'Z' / 1-0)."""
+
+
+def _quoted(values: pa.Array) -> pa.Array:
+    """csv.QUOTE_MINIMAL with ',' '"' and CRLF: quote a value holding any of them, doubling '"'."""
+    data = values.buffers()[2]
+    text = b"" if data is None else data.to_pybytes()
+    if not any(char in text for char in b',"\r\n'):
+        return values  # the common case, found by scanning the bytes
+    special = pc.match_substring_regex(values, '[,"\r\n]')
+    wrapped = pc.binary_join_element_wise('"', pc.replace_substring(values, '"', '""'), '"', "")
+    return pc.if_else(special, wrapped, values)
+
+
+def _cell_texts(values: pa.Array, column: Column) -> pa.Array:
+    """Each cell's CSV text (null for an empty cell); formatting runs once per distinct value."""
+    if column.type == "string":
+        return _quoted(values)
+    encoded = pc.dictionary_encode(values)
+    text = _TEXT[column.type]
+    return pa.array([text(v) for v in encoded.dictionary.to_pylist()], pa.string()).take(encoded.indices)
+
+
+def csv_header(dataset: Dataset) -> bytes:
+    """The header line (column names need no quoting: see dataset.check_name)."""
+    return (",".join(dataset.names) + "\r\n").encode("utf-8")
+
+
+def csv_lines(batch: pa.RecordBatch, dataset: Dataset) -> pa.Buffer:
+    """The batch's rows as CRLF-terminated CSV lines, UTF-8, as writers.csv writes them."""
+    texts = [_cell_texts(values, column) for values, column in zip(batch.columns, dataset.columns)]
+    if len(texts) == 1:  # the csv module quotes a row's only cell when it is empty, so the line is not blank
+        texts[0] = pc.if_else(pc.equal(pc.coalesce(texts[0], ""), ""), '""', texts[0])
+    lines = pc.binary_join_element_wise(*texts, ",", null_handling="replace", null_replacement="")
+    lines = pc.binary_join_element_wise(lines, "", "\r\n")
+    _validity, offsets, data = lines.buffers()
+    bounds = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], offset=lines.offset)
+    return data[bounds[0].as_py():bounds[-1].as_py()]
