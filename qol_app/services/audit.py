@@ -112,11 +112,15 @@ def record(
     reason: str | None = None,
     now: dt.datetime,
 ) -> AuditEvent:
-    """Append one audit event in the caller's transaction; returns it (detached, with its id)."""
+    """Append one audit event in the caller's transaction; returns it (detached, with its id).
+
+    Pending changes are flushed first, so every writer takes the rows' locks before the chain
+    head's: one lock order for all, hence no deadlock between two appenders.
+    """
+    session.flush()
     if entity is not None:
         entity_type = entity_type or entity.__tablename__
         if entity_id is None:
-            session.flush()
             entity_id = getattr(entity, "id", None)
     conn = session.connection()
     values: dict[str, Any] = {
