@@ -3,7 +3,8 @@
 Run:  .venv/bin/python bench/bench_web.py [--seconds 6] [--rounds 3] [--threads 4]
 Target: each survey request rate at least 50 % of its bare counterpart (a bare page; a one-row
 insert). The four measurements alternate for ``--rounds`` rounds and the median of each is
-reported, so a burst of load elsewhere on the machine skews one round, not the result. The
+reported, so a burst of load elsewhere on the machine skews one round, not the result; the
+server CPU time per request (gunicorn workers, from /proc) is printed beside each rate. The
 survey GET shows a page with saved answers (as when a patient resumes). Also prints the gzip
 size of a survey page with its CSS (target <= 20 KB).
 """
@@ -111,6 +112,21 @@ def serve(app_spec: str, port: int, env: dict) -> subprocess.Popen:
     raise RuntimeError(f"{app_spec} did not start")
 
 
+def server_cpu(server: subprocess.Popen) -> float:
+    """CPU seconds used so far by a gunicorn server's worker processes (Linux /proc)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == server.pid:  # parent pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def measure(workers: list, seconds: float) -> float:
     """Run each worker callable in its own thread for ``seconds``; return total requests/s."""
     counts = [0] * len(workers)
@@ -185,13 +201,18 @@ def main() -> None:
             for post in workloads["survey POST"]:
                 post()  # every form has saved answers before the GETs are timed
             rates: dict[str, list[float]] = {name: [] for name in workloads}
+            cpu: dict[str, list[float]] = {name: [] for name in workloads}
             for round_no in range(1, args.rounds + 1):
                 for name, work in workloads.items():
+                    server = bare if name.startswith("bare") else app
+                    before = server_cpu(server)
                     rates[name].append(measure(work, args.seconds))
+                    cpu[name].append((server_cpu(server) - before) / (rates[name][-1] * args.seconds))
                 print(f"round {round_no}: " + ", ".join(f"{name} {r[-1]:.0f}" for name, r in rates.items()))
             results = {name: statistics.median(r) for name, r in rates.items()}
             for name, rate in results.items():
-                print(f"{name:<12} {rate:8.1f} req/s (median of {args.rounds})")
+                print(f"{name:<12} {rate:8.1f} req/s (median of {args.rounds}), "
+                      f"server CPU {1000 * statistics.median(cpu[name]):.2f} ms per request")
             print(f"GET ratio  {100 * results['survey GET'] / results['bare GET']:.0f} % (target >= 50 %)")
             print(f"POST ratio {100 * results['survey POST'] / results['bare POST']:.0f} % (target >= 50 %)")
             c, tp = clients[0]
