@@ -24,7 +24,7 @@ Day = TypeVar("Day", int, float, date)
 
 # EORTC scores are fractions such as 100/3; a change that is exactly the
 # threshold on paper must not be missed by a rounding error of the last bit.
-_TOLERANCE = 1e-9
+TOLERANCE = 1e-9
 
 
 def _higher_is_better(instrument_id: str, scale: str, registry: Registry | None) -> bool:
@@ -60,7 +60,7 @@ def is_deteriorated(
     if baseline is None or value is None:
         return None
     worsening = baseline - value if better_high else value - baseline
-    return worsening >= threshold - _TOLERANCE
+    return worsening >= threshold - TOLERANCE
 
 
 def time_to_deterioration(

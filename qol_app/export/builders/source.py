@@ -21,10 +21,31 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Select, Text, and_, any_, bindparam, cast, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    Select,
+    String,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    extract,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from qol_app.db import UTCDateTime
 from qol_app.export.builders.records import (
     AlertFacts,
     EventFacts,
@@ -367,9 +388,10 @@ def _answers(
 
 # ---------------------------------------------------------------- forms, column-wise
 
-Columns = dict[str, Sequence[Any]]
-"""A query result as column name -> values, as the database driver returns them (on SQLite,
-dates and times are ISO text; on PostgreSQL, ``date`` and aware ``datetime``)."""
+Columns = dict[str, Any]
+"""A query result as column name -> values: a sequence of what the database driver returns (on
+SQLite, dates and times are ISO text; on PostgreSQL, ``date`` and aware ``datetime``) or a
+``pyarrow.Array`` (``_ArrowReader``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -385,39 +407,19 @@ class LongChunk:
     scores: Columns
 
 
-def _columns(session: Session, stmt: Select[Any]) -> Columns:
-    """Run ``stmt`` in the session's transaction; read the driver's cursor directly.
-
-    SQLAlchemy's per-row result processing costs more than the read itself at a million rows;
-    the column-wise builder converts whole columns instead.
-    """
-    result = _conn(session).execute(stmt)
-    try:
-        rows = result.cursor.fetchall()
-    finally:
-        result.close()
-    names = list(stmt.selected_columns.keys())
-    values = list(zip(*rows)) if rows else [() for _ in names]
-    return dict(zip(names, values))
-
-
-def _columns_in(session: Session, stmt: Select[Any], column: Any, ids: Sequence[int],
-                batch: int = DEFAULT_BATCH) -> Columns:
-    """``stmt`` for rows whose ``column`` is in ``ids``, one indexed ``IN`` query per ``batch`` ids
-    (bounded statements, a plan that does not depend on table statistics)."""
-    out: dict[str, list[Any]] = {name: [] for name in list(stmt.selected_columns.keys())}
-    for start in range(0, len(ids), batch):
-        for name, values in _columns(session, stmt.where(_in(session, column, ids[start:start + batch]))).items():
-            out[name].extend(values)
-    return out
-
-
 def _in(session: Session, column: Any, ids: Sequence[int]) -> Any:
-    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter instead of one per id, which
-    costs SQLAlchemy and psycopg more than the query itself at a thousand ids."""
+    """``column IN ids`` with the ids as one text parameter: on PostgreSQL ``= ANY('{...}'::int[])``,
+    on SQLite ``IN (SELECT value FROM json_each('[...]'))`` (both use the column's index). One
+    parameter per id, or a list the driver adapts value by value, costs more than the query."""
+    listed = ",".join(map(str, ids))
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
-    return column.in_(ids)
+        return column == any_(cast(bindparam(None, f"{{{listed}}}", String), ARRAY(BigInteger)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(None, f"[{listed}]",
+                                                                                           String))))
+
+
+IN_BATCH = 20_000
+"""Most ids in one ``_in`` (a chunk's timepoints or responses fit)."""
 
 
 def iter_long_chunks(
@@ -432,7 +434,8 @@ def iter_long_chunks(
     """The long file's forms, ``patients_per_chunk`` patients at a time, in patient order.
 
     The same selection as ``iter_patient_forms`` (patients, timepoints counted at ``as_of``, date
-    range plus the baseline, responses started by then), read as columns.
+    range plus the baseline, responses started by then), read as columns: patients through the
+    driver (a few hundred rows), timepoints, responses and scores as Arrow arrays (``_ArrowReader``).
     """
     stmt = _patient_filter(
         select(
@@ -462,17 +465,163 @@ def iter_long_chunks(
         and_(Response.status == "submitted", Response.submitted_at <= as_of).label("done"),
     ).where(Response.started_at <= as_of, Response.instrument_id.in_(sorted(set(instruments))))
     scores = select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version)
+    reader = _ArrowReader(session)
     for chunk in _conn(session).execute(stmt.execution_options(yield_per=patients_per_chunk)).partitions():
-        timepoints = _columns_in(session, _long_timepoints(filters, as_of, baseline_key), Timepoint.patient_id,
-                                 [row[0] for row in chunk])
-        started = _columns_in(session, responses, Response.timepoint_id, timepoints["id"])
-        done = [pk for pk, submitted in zip(started["id"], started["done"]) if submitted]
+        timepoints = reader.columns_in(_long_timepoints(filters, as_of, baseline_key), Timepoint.patient_id,
+                                     [row[0] for row in chunk])
+        started = reader.columns_in(responses, Response.timepoint_id, timepoints["id"].to_pylist())
+        done = started["id"].filter(started["done"].fill_null(False)).to_pylist()
         yield LongChunk(
             patients={name: [row[i] for row in chunk] for i, name in enumerate(names)},
             timepoints=timepoints,
             responses=started,
-            scores=_columns_in(session, scores, Score.response_id, done),
+            scores=reader.columns_in(scores, Score.response_id, done),
         )
+
+
+class _ArrowReader:
+    """Query results as Arrow arrays, in the session's transaction, without a Python object per value
+    where the driver allows it.
+
+    PostgreSQL renders each row as a CSV line (``concat``) and the query's lines as one text value
+    (``string_agg``), which Arrow parses with the column types given: text is quoted, so empty text
+    stays empty text, and NULL is an empty unquoted field; floats are PostgreSQL's shortest
+    round-trip text (``extra_float_digits`` >= 1, the default since PostgreSQL 12, is checked, else
+    the driver path below is used); instants are UTC ISO text (``DateStyle`` ISO is checked, else
+    epoch microseconds) and dates days since 1970, so nothing depends on TimeZone. (``COPY ... TO
+    STDOUT`` would do the same but psycopg hands its rows over one Python call each.)
+
+    SQLite's text conversions of floats are not exact (15 or 17 significant digits, neither
+    round-trips every value), so there the driver's rows are converted by Arrow in one call (as a
+    struct array; transposing them in Python costs more than fetching them). Dates and instants
+    stay the stored ISO text (``columnar`` parses them), booleans 0/1.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.csv = self.iso_times = False
+        if self.postgres:
+            conn = _conn(session)
+            self.csv = int(conn.exec_driver_sql("SHOW extra_float_digits").scalar_one()) >= 1
+            self.iso_times = str(conn.exec_driver_sql("SHOW DateStyle").scalar_one()).startswith("ISO")
+
+    def columns_in(self, stmt: Select[Any], column: Any, ids: Sequence[int],
+                   batch: int = IN_BATCH) -> ArrowColumns:
+        """``stmt`` for rows whose ``column`` is in ``ids``, one indexed query per ``batch`` ids."""
+        import pyarrow as pa
+
+        parts = [self.columns(stmt.where(_in(self.session, column, ids[start:start + batch])))
+                 for start in range(0, len(ids), batch)] or [self.columns(stmt.where(false()))]
+        if len(parts) == 1:
+            return parts[0]
+        return {name: pa.concat_arrays([part[name] for part in parts]) for name in parts[0]}
+
+    def columns(self, stmt: Select[Any]) -> ArrowColumns:
+        names = list(stmt.selected_columns.keys())
+        kinds = [_kind(column.type) for column in stmt.selected_columns]
+        return self._csv(stmt, names, kinds) if self.csv else self._fetch(stmt, names, kinds)
+
+    def _fetch(self, stmt: Select[Any], names: list[str], kinds: list[str]) -> ArrowColumns:
+        import pyarrow as pa
+
+        rows = _raw_rows(self.session, stmt)
+        source = "driver" if self.postgres else "sqlite"
+        row_type = pa.struct([(name, _arrow_type(kind, source)) for name, kind in zip(names, kinds)])
+        arrays = pa.array(rows, row_type).flatten()
+        return {name: values.cast(pa.bool_()) if kind == "bool" else values
+                for name, kind, values in zip(names, kinds, arrays)}
+
+    def _csv(self, stmt: Select[Any], names: list[str], kinds: list[str]) -> ArrowColumns:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        sub = stmt.subquery()
+        fields: list[Any] = []
+        for name, kind in zip(names, kinds):
+            fields += [literal_column("','"), _csv_field(sub.c[name], kind, self.iso_times)]
+        line = func.concat(*fields[1:])  # NULL -> ''; other values through their type's output function
+        rows = _raw_rows(self.session, select(func.string_agg(line, literal_column("chr(10)"))))
+        text = rows[0][0] if rows else None
+        types = {name: pa.string() if kind == "time" and self.iso_times else _arrow_type(kind, "csv")
+                 for name, kind in zip(names, kinds)}
+        if not text:
+            return {name: pa.array([], kind) for name, kind in types.items()}
+        table = pcsv.read_csv(
+            pa.py_buffer(text.encode()),
+            read_options=pcsv.ReadOptions(column_names=names, use_threads=False),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True),
+            convert_options=pcsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                                                quoted_strings_can_be_null=False, true_values=["t"],
+                                                false_values=["f"]),
+        )
+        out = {name: table.column(name).combine_chunks() for name in names}
+        for name, kind in zip(names, kinds):
+            if kind == "time" and not self.iso_times:
+                out[name] = out[name].cast(pa.timestamp("us", tz="UTC"))
+            elif kind == "date":
+                out[name] = out[name].cast(pa.date32())
+        return out
+
+
+def _csv_field(column: Any, kind: str, iso_times: bool) -> Any:
+    """``column`` as one CSV field for ``concat`` (PostgreSQL), which writes NULL as nothing and
+    other values as their type's output function does: text quoted (so empty text is ``""``),
+    instants as UTC ISO text (with ``DateStyle`` ISO; else epoch microseconds, which numeric
+    arithmetic makes slower), dates as days since 1970, booleans t/f, numbers as PostgreSQL writes
+    them."""
+    if kind == "text":
+        quote = literal_column("'\"'")
+        return quote.op("||")(func.replace(column, quote, literal_column("'\"\"'"))).op("||")(quote)
+    if kind == "time" and iso_times:
+        return func.timezone(literal_column("'UTC'"), column)
+    if kind == "time":
+        return cast(extract("epoch", column) * 1_000_000, BigInteger)
+    if kind == "date":
+        return column - literal_column("DATE '1970-01-01'")
+    return column
+
+
+ArrowColumns = dict[str, Any]
+"""Column name -> ``pyarrow.Array``."""
+
+
+def _kind(kind: Any) -> str:
+    if isinstance(kind, UTCDateTime | DateTime):
+        return "time"
+    if isinstance(kind, Date):
+        return "date"
+    if isinstance(kind, Boolean):
+        return "bool"
+    if isinstance(kind, Integer):
+        return "int"
+    if isinstance(kind, Float):
+        return "float"
+    if isinstance(kind, String):
+        return "text"
+    raise TypeError(f"no Arrow reading for {kind!r}")
+
+
+def _arrow_type(kind: str, source: str) -> Any:
+    """Arrow type of each kind of column as read from ``source``: "csv" (PostgreSQL's text, instants as
+    epoch microseconds), "sqlite" (its driver's values: ISO text for dates and instants, 0/1) or
+    "driver" (psycopg's ``date`` and aware ``datetime``)."""
+    import pyarrow as pa
+
+    if kind in ("time", "date"):
+        return {"csv": pa.int64() if kind == "time" else pa.int32(), "sqlite": pa.string(),
+                "driver": pa.timestamp("us", tz="UTC") if kind == "time" else pa.date32()}[source]
+    if kind == "bool" and source == "sqlite":
+        return pa.int64()
+    return {"int": pa.int64(), "bool": pa.bool_(), "float": pa.float64(), "text": pa.string()}[kind]
+
+
+def _raw_rows(session: Session, stmt: Select[Any]) -> list[Any]:
+    result = _conn(session).execute(stmt)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def _long_timepoints(filters: ExportFilters, as_of: dt.datetime, baseline_key: str) -> Select[Any]:

@@ -104,6 +104,10 @@ class Catalog:
             )
         return self._comparable[instrument_id]
 
+    def higher_is_better(self, instrument_id: str, scale: str) -> bool:
+        """The scale's direction (``ValueError`` for an unknown scale, as ``change_from_baseline``)."""
+        return self.registry.get(instrument_id).scale(scale).higher_is_better
+
     def _compare(
         self, instrument_id: str, scale: str, baseline: float, value: float
     ) -> tuple[float | None, bool | None]:

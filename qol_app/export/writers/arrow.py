@@ -75,9 +75,23 @@ def checked_batches(dataset: Dataset, schema: pa.Schema) -> Iterator[pa.RecordBa
         yield batch
 
 
-def rebatched(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    """The same rows in batches of exactly `size` (the last may be shorter): Parquet row groups
-    then fall where the row writer puts them, whatever chunks the builder produced."""
+PARQUET_PAGE_BYTES = 1 << 20
+"""pyarrow's default Parquet data page size and dictionary page size limit (1 MiB)."""
+
+
+def row_groups(batches: Iterable[pa.RecordBatch], size: int,
+               page_bytes: int = PARQUET_PAGE_BYTES) -> Iterator[pa.Table]:
+    """The same rows as tables of exactly `size` rows (the last may be shorter), for
+    ``ParquetWriter.write_table``: Parquet row groups then fall where the row writer puts them,
+    whatever chunks the builder produced. Nothing is copied that need not be.
+
+    A row group's column that spans two batches is written from its pieces as they are, which writes
+    the same bytes as one contiguous array when the column is smaller than a page: the writer
+    buffers values and dictionary indices and encodes them when it closes a page, so only a page or
+    dictionary filled mid-column depends on where the pieces meet (it checks after each piece). A
+    column whose values take ``page_bytes`` or more (a bound on its plain and dictionary encodings)
+    is made contiguous first.
+    """
     pending: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
@@ -85,11 +99,17 @@ def rebatched(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Recor
         count += batch.num_rows
         while count >= size:
             table = pa.Table.from_batches(pending)
-            yield table.slice(0, size).combine_chunks().to_batches()[0]
+            yield _contiguous_if_large(table.slice(0, size), page_bytes)
             rest = table.slice(size)
             pending, count = rest.to_batches(), rest.num_rows
     if count:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+        yield _contiguous_if_large(pa.Table.from_batches(pending, schema=pending[0].schema), page_bytes)
+
+
+def _contiguous_if_large(table: pa.Table, page_bytes: int) -> pa.Table:
+    columns = [column if column.num_chunks <= 1 or column.nbytes < page_bytes else column.combine_chunks()
+               for column in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def write_behind(batches: Iterable[pa.RecordBatch], write: Callable[[pa.RecordBatch], object]) -> None:
@@ -127,24 +147,28 @@ _TEXT: dict[str, Callable[[Any], str]] = {
 """Cell text of non-string columns, as writers.csv writes them (str / repr / ISO / 'Z' / 1-0)."""
 
 
-def _quoted(values: pa.Array) -> pa.Array:
-    """csv.QUOTE_MINIMAL with ',' '"' and CRLF: quote a value holding any of them, doubling '"'."""
+def _quoted(values: pa.Array) -> tuple[pa.Array, bool]:
+    """csv.QUOTE_MINIMAL with ',' '"' and CRLF: quote a value holding any of them, doubling '"'.
+    Also whether any value was quoted."""
     data = values.buffers()[2]
     text = b"" if data is None else data.to_pybytes()
     if not any(char in text for char in b',"\r\n'):
-        return values  # the common case, found by scanning the bytes
+        return values, False  # the common case, found by scanning the bytes
     special = pc.match_substring_regex(values, '[,"\r\n]')
+    if not pc.any(special).as_py():
+        return values, False
     wrapped = pc.binary_join_element_wise('"', pc.replace_substring(values, '"', '""'), '"', "")
-    return pc.if_else(special, wrapped, values)
+    return pc.if_else(special, wrapped, values), True
 
 
-def _cell_texts(values: pa.Array, column: Column) -> pa.Array:
-    """Each cell's CSV text (null for an empty cell); formatting runs once per distinct value."""
+def _cell_texts(values: pa.Array, column: Column) -> tuple[pa.Array, bool]:
+    """Each cell's CSV text (null for an empty cell), and whether any is quoted; formatting runs once
+    per distinct value."""
     if column.type == "string":
         return _quoted(values)
     encoded = pc.dictionary_encode(values)
     text = _TEXT[column.type]
-    return pa.array([text(v) for v in encoded.dictionary.to_pylist()], pa.string()).take(encoded.indices)
+    return pa.array([text(v) for v in encoded.dictionary.to_pylist()], pa.string()).take(encoded.indices), False
 
 
 def csv_header(dataset: Dataset) -> bytes:
@@ -153,8 +177,24 @@ def csv_header(dataset: Dataset) -> bytes:
 
 
 def csv_lines(batch: pa.RecordBatch, dataset: Dataset) -> pa.Buffer:
-    """The batch's rows as CRLF-terminated CSV lines, UTF-8, as writers.csv writes them."""
-    texts = [_cell_texts(values, column) for values, column in zip(batch.columns, dataset.columns)]
+    """The batch's rows as CRLF-terminated CSV lines, UTF-8, as writers.csv writes them.
+
+    When no cell needs quotes (the usual case), Arrow's CSV writer joins the cells, told not to
+    quote anything: the texts are already what the csv module writes, and integers print as
+    ``str`` prints them, so they are passed as they are."""
+    if len(batch.columns) > 1:
+        cells = [values if column.type == "integer" and pa.types.is_integer(values.type)
+                 else _cell_texts(values, column) for values, column in zip(batch.columns, dataset.columns)]
+        if not any(isinstance(cell, tuple) and cell[1] for cell in cells):
+            import pyarrow.csv as pcsv
+
+            table = pa.Table.from_arrays([cell[0] if isinstance(cell, tuple) else cell for cell in cells],
+                                         names=[str(at) for at in range(len(cells))])
+            sink = pa.BufferOutputStream()
+            pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False, batch_size=max(1, len(table)),
+                                                          eol="\r\n", quoting_style="none"))
+            return sink.getvalue()
+    texts = [_cell_texts(values, column)[0] for values, column in zip(batch.columns, dataset.columns)]
     if len(texts) == 1:  # the csv module quotes a row's only cell when it is empty, so the line is not blank
         texts[0] = pc.if_else(pc.equal(pc.coalesce(texts[0], ""), ""), '""', texts[0])
     lines = pc.binary_join_element_wise(*texts, ",", null_handling="replace", null_replacement="")

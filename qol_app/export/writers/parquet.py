@@ -33,7 +33,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     """Stream `dataset` to `path`, one row group per ROW_BATCH rows; memory is bounded by a batch."""
     import pyarrow.parquet as pq
 
-    from qol_app.export.writers.arrow import arrow_schema, checked_batches, rebatched, write_behind
+    from qol_app.export.writers.arrow import arrow_schema, checked_batches, row_groups, write_behind
 
     schema = arrow_schema(dataset)
     with pq.ParquetWriter(path, schema, compression="snappy") as out:
@@ -41,8 +41,8 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
             for batch in _row_batches(dataset, schema):
                 out.write_batch(batch, row_group_size=ROW_BATCH)
         else:
-            write_behind(rebatched(checked_batches(dataset, schema), ROW_BATCH),
-                         lambda batch: out.write_batch(batch, row_group_size=ROW_BATCH))
+            write_behind(row_groups(checked_batches(dataset, schema), ROW_BATCH),
+                         lambda table: out.write_table(table, row_group_size=ROW_BATCH))
 
 
 WRITER = Writer(format_id="parquet", extension="parquet", streams=True, write=write)
