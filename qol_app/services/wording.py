@@ -6,7 +6,6 @@ web worker and site sees the same wording, and old versions stay for the record.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -61,17 +60,9 @@ def import_overlay(session: Session, actor: Actor, path: Path, *, now: dt.dateti
 
 def active_overlay(session: Session, instrument_id: str, language: str, *,
                    instrument_version: str | None = None) -> Overlay | None:
-    """The licensed wording to show for ``instrument_id`` in ``language``, if a site imported one.
-
-    Parsed and validated against the instrument once per stored text (cached by its hash), so
-    a broken row can never show half official, half paraphrased text.
-    """
-    query = select(WordingOverlay.sha256, WordingOverlay.content).where(
-        *_active(instrument_id, language, instrument_version))
-    row = session.execute(query.order_by(WordingOverlay.id.desc()).limit(1)).first()
-    if row is None:
-        return None
-    return _parsed(row.sha256, row.content["yaml"])
+    """The licensed wording to show for ``instrument_id`` in ``language``, if a site imported one."""
+    return overlay_by_digest(session, session.scalar(select(active_digest(instrument_id, language,
+                                                                          instrument_version))))
 
 
 def active_digest(instrument_id: Any, language: Any, instrument_version: Any) -> ScalarSelect[str]:
@@ -81,7 +72,9 @@ def active_digest(instrument_id: Any, language: Any, instrument_version: Any) ->
 
 
 def overlay_by_digest(session: Session, sha256: str | None) -> Overlay | None:
-    """The parsed overlay stored under ``sha256`` (read from the database once per process)."""
+    """The overlay stored under ``sha256``, read, parsed and validated against its instrument once
+    per process (a text never changes under its hash), so a broken row can never show half
+    official, half paraphrased text."""
     if sha256 is None:
         return None
     overlay = _BY_DIGEST.get(sha256)
@@ -89,11 +82,12 @@ def overlay_by_digest(session: Session, sha256: str | None) -> Overlay | None:
         content = session.scalar(select(WordingOverlay.content).where(WordingOverlay.sha256 == sha256).limit(1))
         if content is None:
             return None
-        overlay = _BY_DIGEST[sha256] = _parsed(sha256, content["yaml"])
+        overlay = parse_overlay(content["yaml"], registry=get_registry(), name=f"overlay {sha256[:12]}")
+        _BY_DIGEST[sha256] = overlay
     return overlay
 
 
-#: Parsed overlays by the hash of their stored text: a text never changes under its hash.
+#: Parsed overlays by the hash of their stored text (a few per instrument and language at most).
 _BY_DIGEST: dict[str, Overlay] = {}
 
 
@@ -103,8 +97,3 @@ def _active(instrument_id: Any, language: Any, instrument_version: Any) -> list[
     if instrument_version is not None:
         conditions.append(WordingOverlay.instrument_version == instrument_version)
     return conditions
-
-
-@functools.lru_cache(maxsize=64)
-def _parsed(sha256: str, text: str) -> Overlay:
-    return parse_overlay(text, registry=get_registry(), name=f"overlay {sha256[:12]}")
