@@ -147,19 +147,18 @@ _SURVEY_QUERY = (
 )
 
 
-def load_survey(session: Session, patient: Patient, timepoint_id: int, instrument: Instrument,
-                locale: str | None = None) -> SurveyRows | None:
-    """The patient's timepoint with its form of ``instrument`` and the texts to show (``localized``).
+def load_survey(session: Session, patient: Patient, timepoint_id: int, instrument: Instrument) -> SurveyRows | None:
+    """The patient's timepoint with its form of ``instrument`` and the texts to show in the patient's
+    language (as ``localized`` gives them).
 
     None when the timepoint is not this patient's or does not include the instrument.
     """
-    locale = locale or patient.language
     row = session.execute(_SURVEY_QUERY, {
         "timepoint_id": timepoint_id, "patient_id": patient.id, "instrument_id": instrument.id,
-        "language": locale, "instrument_version": instrument.version}).first()
+        "language": patient.language, "instrument_version": instrument.version}).first()
     if row is None or instrument.id not in row[0].instruments:
         return None
-    texts = instrument.localized(locale, wording.overlay_by_digest(session, row[2]))
+    texts = instrument.localized(patient.language, wording.overlay_by_digest(session, row[2]))
     return SurveyRows(row[0], row[1], texts, row[3] or {})
 
 
