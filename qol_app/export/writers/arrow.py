@@ -182,19 +182,25 @@ def csv_lines(batch: pa.RecordBatch, dataset: Dataset) -> pa.Buffer:
     When no cell needs quotes (the usual case), Arrow's CSV writer joins the cells, told not to
     quote anything: the texts are already what the csv module writes, and integers print as
     ``str`` prints them, so they are passed as they are."""
-    if len(batch.columns) > 1:
-        cells = [values if column.type == "integer" and pa.types.is_integer(values.type)
-                 else _cell_texts(values, column) for values, column in zip(batch.columns, dataset.columns)]
-        if not any(isinstance(cell, tuple) and cell[1] for cell in cells):
-            import pyarrow.csv as pcsv
+    cells, raw, quoted = [], [], False
+    for values, column in zip(batch.columns, dataset.columns):
+        raw.append(column.type == "integer" and pa.types.is_integer(values.type) and len(batch.columns) > 1)
+        if raw[-1]:
+            cells.append(values)  # printed by Arrow's CSV writer exactly as str() prints them
+        else:
+            text, needs_quotes = _cell_texts(values, column)
+            cells.append(text)
+            quoted = quoted or needs_quotes
+    if len(cells) > 1 and not quoted:
+        import pyarrow.csv as pcsv
 
-            table = pa.Table.from_arrays([cell[0] if isinstance(cell, tuple) else cell for cell in cells],
-                                         names=[str(at) for at in range(len(cells))])
-            sink = pa.BufferOutputStream()
-            pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False, batch_size=max(1, len(table)),
-                                                          eol="\r\n", quoting_style="none"))
-            return sink.getvalue()
-    texts = [_cell_texts(values, column)[0] for values, column in zip(batch.columns, dataset.columns)]
+        table = pa.Table.from_arrays(cells, names=[str(at) for at in range(len(cells))])
+        sink = pa.BufferOutputStream()
+        pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False, batch_size=max(1, len(table)),
+                                                      eol="\r\n", quoting_style="none"))
+        return sink.getvalue()
+    texts = [_cell_texts(cell, column)[0] if is_raw else cell
+             for cell, column, is_raw in zip(cells, dataset.columns, raw)]
     if len(texts) == 1:  # the csv module quotes a row's only cell when it is empty, so the line is not blank
         texts[0] = pc.if_else(pc.equal(pc.coalesce(texts[0], ""), ""), '""', texts[0])
     lines = pc.binary_join_element_wise(*texts, ",", null_handling="replace", null_replacement="")
