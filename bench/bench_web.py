@@ -7,6 +7,10 @@ reported, so a burst of load elsewhere on the machine skews one round, not the r
 server CPU time per request (gunicorn workers, from /proc) is printed beside each rate. The
 survey GET shows a page with saved answers (as when a patient resumes). Also prints the gzip
 size of a survey page with its CSS (target <= 20 KB).
+
+Two floors are measured in the same rounds, to show how much of the GET budget is spent before
+a survey page does any work of its own: the app's ``/healthz`` (every hook, no session) and a
+signed-in request that only passes the session check and redirects (``/p/signed-out``).
 """
 from __future__ import annotations
 
@@ -191,12 +195,21 @@ def main() -> None:
                     assert status in (302, 303), status
                 return post
 
+            def signed_in_only(c):
+                def get():
+                    status, _, headers = c.request("GET", "/p/signed-out")
+                    assert status == 302 and headers["Location"].endswith("/p/"), (status, headers)
+                return get
+
             bare_clients = [Client(8712) for _ in range(args.threads)]
+            anonymous = [Client(8711) for _ in range(args.threads)]
             workloads = {
                 "survey GET": [getter(c, tp) for c, tp in clients],
                 "bare GET": [(lambda b=b: b.request("GET", "/bare")) for b in bare_clients],
                 "survey POST": [poster(c, tp) for c, tp in clients],
                 "bare POST": [(lambda b=b: b.request("POST", "/insert", {"v": "x"})) for b in bare_clients],
+                "floor: /healthz": [(lambda a=a: a.request("GET", "/healthz")) for a in anonymous],
+                "floor: signed in": [signed_in_only(c) for c, _ in clients],
             }
             for post in workloads["survey POST"]:
                 post()  # every form has saved answers before the GETs are timed
@@ -211,9 +224,11 @@ def main() -> None:
                 print(f"round {round_no}: " + ", ".join(f"{name} {r[-1]:.0f}" for name, r in rates.items()))
             results = {name: statistics.median(r) for name, r in rates.items()}
             for name, rate in results.items():
-                print(f"{name:<12} {rate:8.1f} req/s (median of {args.rounds}), "
+                print(f"{name:<17} {rate:8.1f} req/s (median of {args.rounds}), "
                       f"server CPU {1000 * statistics.median(cpu[name]):.2f} ms per request")
             print(f"GET ratio  {100 * results['survey GET'] / results['bare GET']:.0f} % (target >= 50 %)")
+            for name in ("floor: /healthz", "floor: signed in"):
+                print(f"{name:<17} {100 * results[name] / results['bare GET']:.0f} % of bare GET")
             print(f"POST ratio {100 * results['survey POST'] / results['bare POST']:.0f} % (target >= 50 %)")
             c, tp = clients[0]
             _, html, _ = c.request("GET", page.format(tp=tp))
