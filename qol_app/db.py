@@ -98,7 +98,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"timeout": 15})
     else:
         kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql":
+        from qol_app.services.audit import lock_head_first  # imported here: it imports the models
+
+        lock_head_first(engine)
+    return engine
 
 
 def _scope() -> int:

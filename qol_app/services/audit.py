@@ -3,6 +3,9 @@
 Every change to patient data, events, responses, answers and statuses goes through
 ``record``, inside the same transaction as the change itself, so the trail can never say
 something happened that was rolled back (or miss something that was committed).
+
+Appending locks the single chain-head row until commit. On PostgreSQL every writing transaction
+takes that lock before its first row lock (:func:`lock_head_first`), so there is one lock order.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import re
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
+from sqlalchemy.event import listen
 from sqlalchemy.orm import Session
 
 from qol_app.models.audit import AuditChainHead, AuditEvent
@@ -114,8 +121,10 @@ def record(
 ) -> AuditEvent:
     """Append one audit event in the caller's transaction; returns it (detached, with its id).
 
-    Pending changes are flushed first, so every writer takes the rows' locks before the chain
-    head's: one lock order for all, hence no deadlock between two appenders.
+    Pending changes are flushed first, so the event follows what it describes. The chain head
+    stays locked until the caller commits; on PostgreSQL the transaction already took that lock
+    before its first write (:func:`lock_head_first`), which is what keeps a transaction that
+    records several events from deadlocking with one that locked a row they touch.
     """
     session.flush()
     if entity is not None:
@@ -134,6 +143,68 @@ def record(
     values["id"] = conn.execute(_APPEND, values).inserted_primary_key[0]
     conn.execute(_SET_HEAD, {"new_hash": values["hash"]})
     return AuditEvent(**values)
+
+
+# ---- one lock order: the chain head before any row --------------------------------------------
+#: Statements that take row locks: DML (also as a writable CTE) and SELECT ... FOR UPDATE/SHARE.
+_TAKES_ROW_LOCKS = re.compile(
+    r"(^|\()\s*(INSERT|UPDATE|DELETE|MERGE)\b|\bFOR\s+(UPDATE|NO\s+KEY\s+UPDATE|SHARE|KEY\s+SHARE)\b", re.IGNORECASE
+)
+_LOCK_HEAD = "SELECT 1 FROM audit_chain_head WHERE id = 1 FOR UPDATE"
+_CREATE_HEAD = (f"INSERT INTO audit_chain_head (id, last_hash, count) VALUES (1, '{GENESIS}', 0) "
+                "ON CONFLICT (id) DO NOTHING")
+#: Key in the DBAPI connection's ``info``: (a weak reference to) the root transaction holding the head.
+_HEAD_HELD_BY = "qol_audit_head_held_by"
+
+
+def lock_head_first(engine: Engine) -> None:
+    """Make every transaction on ``engine`` lock the chain head before it takes any row lock.
+
+    Why: ``record`` holds the head until commit, so a transaction recording twice (a sweep
+    batch: row A, event, row B, event) holds the head while it waits for B, and one that locked
+    B first (a patient's submission, a nurse's event) waits for the head: PostgreSQL aborts one
+    (40P01). Head first is then the one lock order, and writers queue instead. It applies to
+    every writer, audited or not (login-session touches too): at the first write nobody knows
+    whether an event follows, and a writer holding rows without the head can still close a
+    cycle. Reads lock nothing and never wait here.
+
+    PostgreSQL only (``make_engine`` installs it; a SQLite writer locks the whole database).
+    A missing head row is created (count 0) so there is something to lock. ROLLBACK TO
+    SAVEPOINT releases locks taken inside, so the next write locks again. Alembic migrates on
+    an engine of its own, without this hook.
+    """
+    listen(engine, "before_cursor_execute", _take_head_first)
+    listen(engine, "rollback_savepoint", _forget_head)
+
+
+def _take_head_first(conn: Connection, cursor: DBAPICursor, statement: str, parameters: Any,
+                     context: ExecutionContext | None, executemany: bool) -> None:
+    """``before_cursor_execute``: lock the head before the transaction's first row-locking statement."""
+    transaction = conn.get_transaction()
+    held = conn.info.get(_HEAD_HELD_BY)
+    if transaction is None or (held is not None and held() is transaction):
+        return
+    if not _TAKES_ROW_LOCKS.search(statement):
+        return
+    if "audit_chain_head" in statement:  # ``record`` (or anyone) locking the head itself: first anyway
+        conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)
+        return
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is None or getattr(dbapi_connection, "autocommit", False):
+        return  # each statement is its own transaction: nothing to order
+    lock = dbapi_connection.cursor()
+    try:
+        lock.execute(_LOCK_HEAD)
+        if lock.fetchone() is None:
+            lock.execute(_CREATE_HEAD)
+            lock.execute(_LOCK_HEAD)
+    finally:
+        lock.close()
+    conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)  # the next transaction is a new object: locks again
+
+
+def _forget_head(conn: Connection, name: str, context: Any) -> None:
+    conn.info.pop(_HEAD_HELD_BY, None)
 
 
 def changes(obj: Any, fields: list[str], new_values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
