@@ -2,7 +2,7 @@
 
 A `Dataset` is a schema (typed, bilingually labelled `Column`s) plus a one-shot
 iterator of row tuples. Writers stream the rows, so an export never holds the
-whole table in memory unless the target format forces it (see writers/).
+whole table in memory (see writers/).
 
 Naming rule (checked here, once, so every writer can rely on it): a column name
 is 1-32 ASCII letters, digits or underscores, starting with a letter and not

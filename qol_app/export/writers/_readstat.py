@@ -1,8 +1,11 @@
 """Shared plumbing for the SAS/Stata/SPSS writers, which all go through pyreadstat (ReadStat).
 
-Memory: pyreadstat writes from a complete DataFrame and ReadStat needs the row count before the
-first row, so these formats materialise the dataset (about 100-200 bytes per cell). Use csv or
-parquet for unbounded exports; the trial's long file (~10^5 rows) is far below any concern.
+Memory: pyreadstat writes from a complete DataFrame (ReadStat needs the row count and every
+string column's width before the first row). So the rows are first spooled, batch by batch, to an
+Arrow IPC file beside the output, and the DataFrame is a zero-copy, memory-mapped view of that
+file (Arrow-backed columns). The process's own memory stays flat whatever the number of rows: the
+mapped pages are the kernel's page cache, which it reclaims under pressure. Only integer columns
+narrowed to 32 bits are copied (4 bytes per row each).
 
 Dates and datetimes are converted here to each package's own numbers (days or seconds since its
 epoch) with an explicit display format, rather than through pyreadstat's datetime inference,
@@ -17,7 +20,9 @@ fails loudly instead of corrupting a file.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -65,44 +70,71 @@ def _datetime_number(target: Target) -> Callable[[datetime], float]:
     return convert
 
 
-def build_frame(dataset: Dataset, target: Target, locale: str) -> Frame:
-    """Materialise `dataset` as a typed DataFrame for `target`, with labels in `locale`."""
+@contextmanager
+def spooled_frame(dataset: Dataset, target: Target, locale: str, folder: Path) -> Iterator[Frame]:
+    """`dataset` as a typed DataFrame for `target` with labels in `locale` (see the module doc).
+
+    The spool file lives in `folder` (the output's) only while the frame is in use.
+    """
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
 
-    columns: list[list[Any]] = [[] for _ in dataset.columns]
-    for _count, batch in checked_columns(dataset):
-        for column, values in zip(columns, batch):
-            column.extend(values)
+    with tempfile.TemporaryDirectory(prefix=".spool.", dir=folder) as spool_dir:
+        spool = Path(spool_dir) / f"{dataset.name}.arrow"
+        frame = Frame(data=pd.DataFrame(), labels={c.name: c.label_for(locale) for c in dataset.columns})
+        integers = _spool(dataset, target, frame, spool)
+        with pa.memory_map(str(spool)) as source:
+            table = ipc.open_file(source).read_all()
+            for name, (low, high) in integers.items():
+                fits = _STATA_LONG[0] <= low and high <= _STATA_LONG[1]
+                index = table.schema.get_field_index(name)
+                table = table.set_column(index, name, table[name].cast(pa.int32() if fits else pa.float64()))
+            frame.data = table.to_pandas(types_mapper=pd.ArrowDtype)
+            del table
+            try:
+                yield frame
+            finally:
+                frame.data = pd.DataFrame()  # drop the views before the file is unmapped and removed
 
-    frame = Frame(data=pd.DataFrame(), labels={})
-    series: dict[str, Any] = {}
-    for column, values in zip(dataset.columns, columns):
-        name = column.name
-        frame.labels[name] = column.label_for(locale)
-        series[name] = _series(column, values, target, frame)
-    frame.data = pd.DataFrame(series)
-    return frame
+
+def _spool(dataset: Dataset, target: Target, frame: Frame, spool: Path) -> dict[str, tuple[int, int]]:
+    """Write the checked rows to `spool` as Arrow record batches; returns integer columns' (min, max)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.ipc as ipc
+
+    types = {"string": pa.string(), "integer": pa.int64(), "boolean": pa.int64()}
+    schema = pa.schema([(c.name, types.get(c.type, pa.float64())) for c in dataset.columns])
+    converters = {c.name: _converter(c, target, frame) for c in dataset.columns}
+    integers = {c.name: (0, 0) for c in dataset.columns if c.type in ("integer", "boolean")}  # 0 fits either way
+    with ipc.new_file(str(spool), schema) as sink:
+        for _count, batch in checked_columns(dataset):
+            arrays = []
+            for field_, values in zip(schema, batch):
+                array = pa.array(converters[field_.name](values), field_.type)
+                if field_.name in integers and array.null_count < len(array):
+                    low, high = integers[field_.name]
+                    bounds = pc.min_max(array)
+                    integers[field_.name] = (min(low, bounds["min"].as_py()), max(high, bounds["max"].as_py()))
+                elif field_.type == pa.string() and array.null_count < len(array):
+                    longest = pc.max(pc.binary_length(array)).as_py()
+                    frame.max_string_bytes = max(frame.max_string_bytes, longest)
+                arrays.append(array)
+            sink.write_batch(pa.record_batch(arrays, schema=schema))
+    return integers
 
 
-def _series(column: Column, values: list[Any], target: Target, frame: Frame) -> Any:
-    import numpy as np
-    import pandas as pd
-
-    name, kind = column.name, column.type
-    if kind == "string":
-        frame.max_string_bytes = max([frame.max_string_bytes, *(len(v.encode()) for v in values if v)])
-        return pd.array(values, dtype="string")
+def _converter(column: Column, target: Target, frame: Frame) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """How a batch of checked values becomes what the spool stores (dates as the package's numbers)."""
+    kind = column.type
+    if kind in ("date", "datetime"):
+        convert = _date_number(target) if kind == "date" else _datetime_number(target)
+        frame.formats[column.name] = (_DATE_FORMAT if kind == "date" else _DATETIME_FORMAT)[target]
+        return lambda values: [None if v is None else convert(v) for v in values]
     if kind in ("integer", "boolean"):
-        numbers = [None if v is None else int(v) for v in values]
-        low, high = _STATA_LONG
-        if all(v is None or low <= v <= high for v in numbers):
-            return pd.array(numbers, dtype="Int32")
-        return np.array([np.nan if v is None else float(v) for v in numbers], dtype="float64")
-    if kind == "float":
-        return np.array([np.nan if v is None else v for v in values], dtype="float64")
-    convert = _date_number(target) if kind == "date" else _datetime_number(target)
-    frame.formats[name] = (_DATE_FORMAT if kind == "date" else _DATETIME_FORMAT)[target]
-    return np.array([np.nan if v is None else convert(v) for v in values], dtype="float64")
+        return lambda values: [None if v is None else int(v) for v in values]
+    return lambda values: values
 
 
 def value_labels(dataset: Dataset, locale: str, *, strings: bool) -> dict[str, dict[Any, str]]:

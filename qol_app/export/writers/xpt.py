@@ -1,4 +1,4 @@
-"""SAS transport (XPT) via pyreadstat; materialises the dataset (see _readstat.py).
+"""SAS transport (XPT) via pyreadstat, from a spooled, memory-mapped frame (see _readstat.py).
 
 Version: 5 (the format FDA requires for submissions, readable by every SAS release) when the
 schema fits it: dataset and column names of at most 8 characters and English labels of at most
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from qol_app.export.dataset import Dataset
-from qol_app.export.writers._readstat import build_frame, pin_header_time
+from qol_app.export.writers._readstat import pin_header_time, spooled_frame
 from qol_app.export.writers.base import WriteOptions, Writer
 
 V5_NAME = 8
@@ -38,18 +38,18 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     import pyreadstat
 
     version = xpt_version(dataset)
-    frame = build_frame(dataset, "xpt", "en")
-    if version == 5 and frame.max_string_bytes > V5_STRING_BYTES:
-        raise ValueError(f"{dataset.name}: a string exceeds {V5_STRING_BYTES} bytes, the XPT v5 limit")
-    pyreadstat.write_xport(
-        frame.data, path,
-        file_label=dataset.label["en"][:V5_LABEL if version == 5 else 256],
-        column_labels=frame.labels,
-        table_name=dataset.name.upper(),
-        file_format_version=version,
-        variable_format=frame.formats,
-    )
+    with spooled_frame(dataset, "xpt", "en", path.parent) as frame:
+        if version == 5 and frame.max_string_bytes > V5_STRING_BYTES:
+            raise ValueError(f"{dataset.name}: a string exceeds {V5_STRING_BYTES} bytes, the XPT v5 limit")
+        pyreadstat.write_xport(
+            frame.data, path,
+            file_label=dataset.label["en"][:V5_LABEL if version == 5 else 256],
+            column_labels=frame.labels,
+            table_name=dataset.name.upper(),
+            file_format_version=version,
+            variable_format=frame.formats,
+        )
     pin_header_time(path, "xpt", options.as_of)
 
 
-WRITER = Writer(format_id="xpt", extension="xpt", streams=False, write=write)
+WRITER = Writer(format_id="xpt", extension="xpt", streams=True, write=write)
