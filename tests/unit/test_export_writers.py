@@ -198,6 +198,33 @@ def test_arrow_batches_are_checked_like_rows(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_arrow_batches_stop_on_either_sides_error(tmp_path: Path) -> None:
+    """Batches are produced in this thread and written in another: an error in producing them (the
+    database) or in writing them (a check) stops both, is raised, and leaves no file."""
+    good = with_batches(sample())
+    bad = pa.record_batch([c if f.name != "score" else pa.array([math.nan]) for c, f in
+                           zip(good.batches[1].columns, good.batches[1].schema)], schema=good.batches[1].schema)
+    produced = []
+
+    def failing_reads() -> Iterator[pa.RecordBatch]:
+        yield good.batches[0]
+        raise RuntimeError("database went away")
+
+    def endless_after(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        yield batch
+        while True:
+            produced.append(1)
+            yield good.batches[0]
+
+    for fmt in ("csv", "parquet"):
+        with pytest.raises(RuntimeError, match="went away"):
+            write_dataset(fmt, Dataset("sample", good.label, COLUMNS, [], batches=failing_reads()), tmp_path)
+        with pytest.raises(ValueError, match="expected a finite float"):
+            write_dataset(fmt, Dataset("sample", good.label, COLUMNS, [], batches=endless_after(bad)), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert len(produced) < 100
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.text(alphabet=st.characters(exclude_categories=("Cs",))), min_size=1, max_size=5))
 def test_csv_of_any_text_from_arrow_batches_is_the_rows_csv(texts: list[str]) -> None:

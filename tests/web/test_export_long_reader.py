@@ -1,8 +1,10 @@
 """qol_long: the column-wise reader (``source._ArrowReader``) gives the driver's values exactly, on both
-databases: floats bit for bit (SQLite's and PostgreSQL's text conversions are the risk), empty text
-versus NULL, text with commas, quotes, newlines and Chinese, instants to the microsecond; and the
-long file stays the row builder's byte for byte when such text reaches it. Also the Parquet row
-groups written from pieces (``writers.arrow.row_groups``) are the contiguous ones' bytes."""
+databases and through each of its paths: floats bit for bit (SQLite's and PostgreSQL's text
+conversions are the risk) and with their own rows (on SQLite they come apart from the JSON of the
+other columns), empty text versus NULL, text with commas, quotes, newlines and Chinese, instants to
+the microsecond; and the long file stays the row builder's byte for byte when such text reaches it.
+Also the Parquet row groups written from pieces (``writers.arrow.row_groups``) are the contiguous
+ones' bytes."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +43,10 @@ def _bits(value: float | None) -> int | None:
     return None if value is None else struct.unpack("<Q", struct.pack("<d", value))[0]
 
 
-@pytest.mark.parametrize("csv", [True, False])
-def test_scores_come_back_exactly(session, csv: bool) -> None:
+@pytest.mark.parametrize("order", ["plain", "reversed"])
+@pytest.mark.parametrize("path", ["default", "driver"])
+def test_scores_come_back_exactly(session, path: str, order: str) -> None:
+    """``reversed``: the query's own order is not the key's, which the floats' rows follow."""
     populate(session, n_patients=2)
     response_id = session.execute(select(Response.id).where(Response.status == "submitted")).scalars().first()
     awkward = [{"response_id": response_id, "scale": f"Z{n:02d}{text}"[:16], "value": value, "n_items": n or None,
@@ -50,17 +54,30 @@ def test_scores_come_back_exactly(session, csv: bool) -> None:
                for n, (text, value) in enumerate(zip(AWKWARD_TEXT * 2, FLOATS + [None] * 10))]
     session.execute(Score.__table__.insert(), awkward)
     stmt = select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version)
+    if order == "reversed":
+        stmt = stmt.order_by(Score.response_id.desc(), Score.scale.desc())
     ids = session.execute(select(Response.id)).scalars().all()
     reader = _ArrowReader(session)
-    assert reader.csv == reader.iso_times == (session.get_bind().dialect.name == "postgresql")  # the fast path
-    reader.csv = reader.csv and csv
-    columns = _frame(reader.columns_in(stmt, Score.response_id, ids, batch=7), SCORE_TYPES)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    assert (reader.mode, reader.iso_times) == (("csv", True) if postgres else ("json", False))  # the fast paths
+    reader.mode = "driver" if path == "driver" else reader.mode
+    columns = _frame(reader.columns_in(stmt, Score.response_id, ids, batch=7, key=(Score.response_id, Score.id)),
+                     SCORE_TYPES)
     got = sorted(zip(*(columns[name].to_pylist() for name in SCORE_TYPES)), key=lambda r: (r[0], r[1]))
     want = sorted(_driver_rows(session, stmt), key=lambda r: (r[0], r[1]))
     assert [(r[0], r[1], _bits(r[2]), r[3], r[4]) for r in got] == [(r[0], r[1], _bits(r[2]), r[3], r[4])
                                                                      for r in want]
     assert {r[4] for r in got} >= {text[:16] for text in AWKWARD_TEXT}  # "" stays "", not NULL
     assert any(r[2] is None for r in got) and any(r[2] is not None and math.isclose(r[2], 100 / 3) for r in got)
+
+
+def test_floats_without_a_key_come_through_the_driver(session) -> None:
+    populate(session, n_patients=2)
+    stmt = select(Score.response_id, Score.value)
+    ids = session.execute(select(Response.id)).scalars().all()
+    columns = _ArrowReader(session).columns_in(stmt, Score.response_id, ids)
+    got = sorted(zip(*(columns[name].to_pylist() for name in ("response_id", "value"))), key=repr)
+    assert got == sorted(_driver_rows(session, stmt), key=repr)
 
 
 @pytest.mark.parametrize("path", ["default", "driver", "epoch"])
@@ -74,7 +91,7 @@ def test_timepoints_and_responses_come_back_exactly(session, path: str) -> None:
         language='q"r,', instrument_version="", submitted_at=dt.datetime(2026, 2, 3, 4, 5, 6, 789, tzinfo=dt.UTC)))
     reader = _ArrowReader(session)
     if path == "driver":
-        reader.csv = False
+        reader.mode = "driver"
     elif path == "epoch":
         reader.iso_times = False
     for model, types in ((Timepoint, TIMEPOINT_TYPES), (Response, RESPONSE_TYPES)):

@@ -15,6 +15,7 @@ output row; ``*_at`` columns index into the frame one level up.
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -57,7 +58,7 @@ _EXTRA = 1 << 20
 
 
 def long_batches(
-    chunks: Iterable[LongChunk],
+    chunks: Iterable[Callable[[], LongChunk]],
     columns: Sequence[Column],
     catalog: Catalog,
     opts: BuildOptions,
@@ -66,27 +67,33 @@ def long_batches(
 ) -> Iterator[pa.RecordBatch]:
     """One record batch of ``columns`` (columns.LONG_COLUMNS) per chunk of patients that has rows.
 
-    Each chunk is computed in a worker thread while this one reads the next (Arrow releases the
-    GIL), so the export takes about as long as the slower of the two, not their sum.
+    Each chunk (``source.iter_long_chunks``: read, to be converted) is converted and computed in a
+    worker thread while this one reads the next ones (Arrow releases the GIL), so the export takes
+    about as long as the slower of the two, not their sum.
     """
     schema = pa.schema([(column.name, arrow_type(column)) for column in columns])
-    for batch in _overlapped(chunks, lambda chunk: long_batch(chunk, schema, catalog, opts, filters, instruments)):
+    for batch in _overlapped(chunks, lambda load: long_batch(load(), schema, catalog, opts, filters, instruments)):
         if batch.num_rows:
             yield batch
 
 
-def _overlapped(chunks: Iterable[LongChunk], work: Callable[[LongChunk], pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``map(work, chunks)`` with ``work`` in one background thread, a chunk ahead of the reading
-    (which stays in the calling thread: database connections belong to it). Holds two chunks."""
+def _overlapped(chunks: Iterable[Callable[[], LongChunk]], work: Callable[[Callable[[], LongChunk]], pa.RecordBatch],
+                ahead: int = 2) -> Iterator[pa.RecordBatch]:
+    """``map(work, chunks)`` with ``work`` in one background thread, while the reading goes on in
+    the calling thread (database connections belong to it). Finished results are handed on as soon
+    as they are there; reading waits only when ``ahead`` chunks are queued or being worked on."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qol-export") as pool:
-        pending: Future[pa.RecordBatch] | None = None
-        for chunk in chunks:
-            submitted = pool.submit(work, chunk)
-            if pending is not None:
-                yield pending.result()
-            pending = submitted
-        if pending is not None:
-            yield pending.result()
+        pending: collections.deque[Future[pa.RecordBatch]] = collections.deque()
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(work, chunk))
+                while pending and (pending[0].done() or len(pending) > ahead):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # when the consumer stopped early
+                future.cancel()
 
 
 def long_batch(
@@ -206,11 +213,11 @@ def _forms(tps: Frame, responses: Frame, as_of: pa.Scalar, catalog: Catalog, opt
     forms |= _take(tps, forms["tp_at"])
     forms["form_key"] = _form_key(forms["id"], forms["inst_at"], len(wanted))
     forms |= _current_responses(forms["form_key"], responses, wanted)
-    status = _status(forms, as_of)
-    forms = _take(forms, pc.indices_nonzero(pc.is_valid(status)))
-    forms["status"] = status.drop_null()
-    forms = _take(forms, pc.sort_indices(pa.table({k: forms[k] for k in _FORM_ORDER}),
-                                         sort_keys=[(k, "ascending") for k in _FORM_ORDER]))
+    forms["status"] = _status(forms, as_of)
+    kept = pc.indices_nonzero(pc.is_valid(forms["status"]))
+    order = kept.take(pc.sort_indices(pa.table({k: forms[k].take(kept) for k in _FORM_ORDER}),
+                                      sort_keys=[(k, "ascending") for k in _FORM_ORDER]))
+    forms = _take(forms, order)  # one take of every column for both the filter and the sort
     return forms | _form_facts(forms, catalog, opts, wanted)
 
 
@@ -249,12 +256,12 @@ def _current_responses(form_key: pa.Array, responses: Frame, wanted: list[str]) 
     best_first = pc.sort_indices(ranked, sort_keys=[("key", "ascending"), ("done", "descending"),
                                                     ("revision", "descending")])
     current = candidates.take(best_first)
-    at = pc.index_in(form_key, value_set=key.take(current))  # the first match is the best candidate
-    picked = {f"r_{name}": values.take(current).take(at) for name, values in responses.items()}
+    at = current.take(pc.index_in(form_key, value_set=key.take(current)))  # the first match is the best
+    picked = {f"r_{name}": values.take(at) for name, values in responses.items()}
     first_done = pc.indices_nonzero(pc.and_(first, done))
     first_at = responses["submitted_at"].take(first_done).take(pc.index_in(form_key, value_set=key.take(first_done)))
     return picked | {
-        "submitted": pc.fill_null(done.take(current).take(at), False),
+        "submitted": pc.fill_null(done.take(at), False),
         "started": pc.is_in(form_key, value_set=key),
         "first_at": first_at,
     }

@@ -9,16 +9,18 @@ Ordering is total and the same on every run: patients by study id (byte order on
 on SQLite), timepoints by target date, key and id, instruments in the timepoint's order.
 
 ``iter_long_chunks`` reads the same selection for the column-wise long file (``columnar.py``):
-plain columns per run of patients, straight from the driver's cursor, no records.
+columns per run of patients, each query's result as one text the database renders (CSV on
+PostgreSQL, JSON on SQLite) that Arrow parses in another thread, no records.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -36,7 +38,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     extract,
-    false,
     func,
     literal_column,
     or_,
@@ -407,19 +408,35 @@ class LongChunk:
     scores: Columns
 
 
-def _in(session: Session, column: Any, ids: Sequence[int]) -> Any:
-    """``column IN ids`` with the ids as one text parameter: on PostgreSQL ``= ANY('{...}'::int[])``,
-    on SQLite ``IN (SELECT value FROM json_each('[...]'))`` (both use the column's index). One
-    parameter per id, or a list the driver adapts value by value, costs more than the query."""
+IdList = str
+"""Ids as the database writes a list and reads it back as one parameter: a JSON array on SQLite,
+an array literal ``{...}`` on PostgreSQL. Each query of a chunk hands its ids on to the next in
+this form, so no Python reads them."""
+
+IDS = bindparam("ids", type_=String)
+"""The ``IdList`` parameter of ``_in``."""
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _id_list(session: Session, ids: Iterable[int]) -> IdList:
     listed = ",".join(map(str, ids))
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(cast(bindparam(None, f"{{{listed}}}", String), ARRAY(BigInteger)))
-    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(None, f"[{listed}]",
-                                                                                           String))))
+    return f"{{{listed}}}" if _postgres(session) else f"[{listed}]"
+
+
+def _in(session: Session, column: Any, ids: Any = IDS) -> Any:
+    """``column IN ids`` for an ``IdList`` parameter: on PostgreSQL ``= ANY('{...}'::int[])``, on
+    SQLite ``IN (SELECT value FROM json_each('[...]'))`` (both use the column's index). One
+    parameter per id, or a list the driver adapts value by value, costs more than the query."""
+    if _postgres(session):
+        return column == any_(cast(ids, ARRAY(BigInteger)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(ids)))
 
 
 IN_BATCH = 20_000
-"""Most ids in one ``_in`` (a chunk's timepoints or responses fit)."""
+"""Most ids in one query of ``_ArrowReader.columns_in``."""
 
 
 def iter_long_chunks(
@@ -430,12 +447,16 @@ def iter_long_chunks(
     instruments: Sequence[str],
     baseline_key: str = "baseline",
     patients_per_chunk: int = DEFAULT_CHUNK_PATIENTS,
-) -> Iterator[LongChunk]:
+) -> Iterator[Callable[[], LongChunk]]:
     """The long file's forms, ``patients_per_chunk`` patients at a time, in patient order.
 
     The same selection as ``iter_patient_forms`` (patients, timepoints counted at ``as_of``, date
     range plus the baseline, responses started by then), read as columns: patients through the
     driver (a few hundred rows), timepoints, responses and scores as Arrow arrays (``_ArrowReader``).
+
+    Each item has read its chunk from the database when it is yielded (in this thread: connections
+    belong to it) and converts it to Arrow when called, in any thread: reading never waits for
+    converting, as each query's ids come from the one before as the database's own text.
     """
     stmt = _patient_filter(
         select(
@@ -466,22 +487,37 @@ def iter_long_chunks(
     ).where(Response.started_at <= as_of, Response.instrument_id.in_(sorted(set(instruments))))
     scores = select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version)
     reader = _ArrowReader(session)
+    read_timepoints = reader.query(_long_timepoints(filters, as_of, baseline_key)
+                                   .where(_in(session, Timepoint.patient_id)), ids_of="id")
+    read_responses = reader.query(responses.where(_in(session, Response.timepoint_id)), ids_of="id", ids_where="done")
+    read_scores = reader.query(scores.where(_in(session, Score.response_id)),
+                               key=(Score.response_id, Score.id))  # the order of its index
     for chunk in _conn(session).execute(stmt.execution_options(yield_per=patients_per_chunk)).partitions():
-        timepoints = reader.columns_in(_long_timepoints(filters, as_of, baseline_key), Timepoint.patient_id,
-                                     [row[0] for row in chunk])
-        started = reader.columns_in(responses, Response.timepoint_id, timepoints["id"].to_pylist())
-        done = started["id"].filter(started["done"].fill_null(False)).to_pylist()
-        yield LongChunk(
-            patients={name: [row[i] for row in chunk] for i, name in enumerate(names)},
-            timepoints=timepoints,
-            responses=started,
-            scores=reader.columns_in(scores, Score.response_id, done),
-        )
+        timepoints = read_timepoints(_id_list(session, (row[0] for row in chunk)))
+        started = read_responses(timepoints.ids)
+        done = read_scores(started.ids)
+        patients = {name: [row[i] for row in chunk] for i, name in enumerate(names)}
+        yield functools.partial(_long_chunk, patients, timepoints.convert, started.convert, done.convert)
+
+
+def _long_chunk(patients: Columns, *parts: Callable[[], ArrowColumns]) -> LongChunk:
+    timepoints, responses, scores = (convert() for convert in parts)
+    return LongChunk(patients=patients, timepoints=timepoints, responses=responses, scores=scores)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetched:
+    """A query's result as the database sent it: ``convert()`` makes Arrow columns of it (in any
+    thread); ``ids`` lists the ids asked for (``_ArrowReader.query``), for the next query's ``_in``."""
+
+    convert: Callable[[], ArrowColumns]
+    ids: IdList | None = None
 
 
 class _ArrowReader:
-    """Query results as Arrow arrays, in the session's transaction, without a Python object per value
-    where the driver allows it.
+    """Query results as Arrow arrays, in the session's transaction, with a Python object per query
+    rather than per value where the database allows it: a Python object per value costs more than
+    the query, and holds the GIL that the builder's and the writer's threads need.
 
     PostgreSQL renders each row as a CSV line (``concat``) and the query's lines as one text value
     (``string_agg``), which Arrow parses with the column types given: text is quoted, so empty text
@@ -491,58 +527,122 @@ class _ArrowReader:
     epoch microseconds) and dates days since 1970, so nothing depends on TimeZone. (``COPY ... TO
     STDOUT`` would do the same but psycopg hands its rows over one Python call each.)
 
-    SQLite's text conversions of floats are not exact (15 or 17 significant digits, neither
-    round-trips every value), so there the driver's rows are converted by Arrow in one call (as a
-    struct array; transposing them in Python costs more than fetching them). Dates and instants
-    stay the stored ISO text (``columnar`` parses them), booleans 0/1.
+    SQLite renders each text column as a JSON array (``json_group_array``: text exactly, NULL as
+    null), all in one JSON object that Arrow parses, and each integer column as a comma-separated
+    list (``group_concat``), which Arrow splits; all in one row, in one pass over the rows. Its text
+    conversions of floats are not exact (15 or 17 significant digits, neither round-trips every
+    value), so float columns come through the driver, one value per row, in the order of the
+    query's ``key`` columns, and the other columns are put in that order. Dates and instants stay
+    the stored ISO text (``columnar`` parses them), booleans 0/1.
+
+    The driver path: the driver's rows, converted by Arrow in one call (as a struct array;
+    transposing them in Python costs more than fetching them).
     """
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.postgres = session.get_bind().dialect.name == "postgresql"
-        self.csv = self.iso_times = False
+        self.postgres = _postgres(session)
+        self.mode = "json"
+        self.iso_times = False
         if self.postgres:
             conn = _conn(session)
-            self.csv = int(conn.exec_driver_sql("SHOW extra_float_digits").scalar_one()) >= 1
+            self.mode = "csv" if int(conn.exec_driver_sql("SHOW extra_float_digits").scalar_one()) >= 1 else "driver"
             self.iso_times = str(conn.exec_driver_sql("SHOW DateStyle").scalar_one()).startswith("ISO")
 
-    def columns_in(self, stmt: Select[Any], column: Any, ids: Sequence[int],
-                   batch: int = IN_BATCH) -> ArrowColumns:
+    def columns_in(self, stmt: Select[Any], column: Any, ids: Sequence[int], batch: int = IN_BATCH,
+                   key: Sequence[Any] = ()) -> ArrowColumns:
         """``stmt`` for rows whose ``column`` is in ``ids``, one indexed query per ``batch`` ids."""
         import pyarrow as pa
 
-        parts = [self.columns(stmt.where(_in(self.session, column, ids[start:start + batch])))
-                 for start in range(0, len(ids), batch)] or [self.columns(stmt.where(false()))]
+        read = self.query(stmt.where(_in(self.session, column)), key=key)
+        parts = [read(_id_list(self.session, ids[start:start + batch])).convert()
+                 for start in range(0, len(ids), batch)] or [read(_id_list(self.session, ())).convert()]
         if len(parts) == 1:
             return parts[0]
         return {name: pa.concat_arrays([part[name] for part in parts]) for name in parts[0]}
 
-    def columns(self, stmt: Select[Any]) -> ArrowColumns:
+    def query(self, stmt: Select[Any], ids_of: str | None = None, ids_where: str | None = None,
+              key: Sequence[Any] = ()) -> Callable[[IdList], Fetched]:
+        """A function that runs ``stmt`` for an ``IdList`` (its ``IDS`` parameter). ``ids_of``: also
+        list that column's values (of the rows where the boolean column ``ids_where`` is true).
+        ``key``: table columns that tell the rows apart (unique together, never NULL), needed on
+        SQLite when ``stmt`` has floats (else the driver path is used; the result then also has
+        the key's columns). Built once per export: building and compiling the statements for each
+        chunk cost more than running them."""
+        if self.mode == "json" and key:
+            stmt = stmt.add_columns(*(column for column in key if column.key not in stmt.selected_columns))
         names = list(stmt.selected_columns.keys())
         kinds = [_kind(column.type) for column in stmt.selected_columns]
-        return self._csv(stmt, names, kinds) if self.csv else self._fetch(stmt, names, kinds)
+        if self.mode == "csv":
+            return self._csv(stmt, names, kinds, ids_of, ids_where)
+        if self.mode == "json" and (key or "float" not in kinds):
+            return self._json(stmt, names, kinds, ids_of, ids_where, [column.key for column in key])
+        return functools.partial(self._driver, stmt, names, kinds, ids_of, ids_where)
 
-    def _fetch(self, stmt: Select[Any], names: list[str], kinds: list[str]) -> ArrowColumns:
+    def _driver(self, stmt: Select[Any], names: list[str], kinds: list[str], ids_of: str | None,
+                ids_where: str | None, ids: IdList) -> Fetched:
+        rows = _raw_rows(self.session, stmt, ids)
+        listed = None
+        if ids_of is not None:
+            at, where = names.index(ids_of), None if ids_where is None else names.index(ids_where)
+            listed = _id_list(self.session, (row[at] for row in rows if where is None or row[where]))
+        return Fetched(functools.partial(self._rows_to_arrow, rows, names, kinds), listed)
+
+    def _rows_to_arrow(self, rows: list[Any], names: list[str], kinds: list[str]) -> ArrowColumns:
         import pyarrow as pa
 
-        rows = _raw_rows(self.session, stmt)
         source = "driver" if self.postgres else "sqlite"
         row_type = pa.struct([(name, _arrow_type(kind, source)) for name, kind in zip(names, kinds)])
         arrays = pa.array(rows, row_type).flatten()
         return {name: values.cast(pa.bool_()) if kind == "bool" else values
                 for name, kind, values in zip(names, kinds, arrays)}
 
-    def _csv(self, stmt: Select[Any], names: list[str], kinds: list[str]) -> ArrowColumns:
-        import pyarrow as pa
-        import pyarrow.csv as pcsv
+    def _json(self, stmt: Select[Any], names: list[str], kinds: list[str], ids_of: str | None,
+              ids_where: str | None, key: Sequence[str]) -> Callable[[IdList], Fetched]:
+        """SQLite: text columns as one JSON object of arrays, integer columns as comma-separated
+        lists (which Arrow splits faster than it parses JSON), and the ids as a JSON array; floats
+        as rows, ordered by ``key``. (Ordering the other columns' rows too costs SQLite more than
+        sorting them costs Arrow.)"""
+        sub = stmt.subquery()
+        texts = [name for name, kind in zip(names, kinds) if kind in _TEXT_KINDS]
+        numbers = [name for name, kind in zip(names, kinds) if kind in _NUMBER_KINDS]
+        floats = [name for name, kind in zip(names, kinds) if kind == "float"]
+        document = func.json_object(*(part for name in texts
+                                      for part in (literal_column(f"'{name}'"), func.json_group_array(sub.c[name]))))
+        lists = [func.group_concat(func.ifnull(sub.c[name], literal_column("''"))) for name in numbers]
+        aggregate = select(document, *lists, *_listed(sub, ids_of, ids_where, func.json_group_array))
+        by_key = select(*(sub.c[name] for name in floats)).order_by(*(sub.c[name] for name in key))
 
+        def read(ids: IdList) -> Fetched:
+            (text, *rest), = _raw_rows(self.session, aggregate, ids)
+            columns = dict(zip(numbers, rest))
+            rows = _raw_rows(self.session, by_key, ids) if floats else []
+            return Fetched(functools.partial(_parse_json, text, columns, names, kinds, key, rows), *rest[len(numbers):])
+
+        return read
+
+    def _csv(self, stmt: Select[Any], names: list[str], kinds: list[str], ids_of: str | None,
+             ids_where: str | None) -> Callable[[IdList], Fetched]:
+        """PostgreSQL: the rows as CSV text (and the ids as an array literal)."""
         sub = stmt.subquery()
         fields: list[Any] = []
         for name, kind in zip(names, kinds):
             fields += [literal_column("','"), _csv_field(sub.c[name], kind, self.iso_times)]
         line = func.concat(*fields[1:])  # NULL -> ''; other values through their type's output function
-        rows = _raw_rows(self.session, select(func.string_agg(line, literal_column("chr(10)"))))
-        text = rows[0][0] if rows else None
+        listed = [cast(func.coalesce(ids, literal_column("'{}'")), Text)
+                  for ids in _listed(sub, ids_of, ids_where, func.array_agg)]
+        aggregate = select(func.string_agg(line, literal_column("chr(10)")), *listed)
+
+        def read(ids: IdList) -> Fetched:
+            (text, *listed), = _raw_rows(self.session, aggregate, ids)
+            return Fetched(functools.partial(self._parse_csv, text, names, kinds), *listed)
+
+        return read
+
+    def _parse_csv(self, text: str | None, names: list[str], kinds: list[str]) -> ArrowColumns:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
         types = {name: pa.string() if kind == "time" and self.iso_times else _arrow_type(kind, "csv")
                  for name, kind in zip(names, kinds)}
         if not text:
@@ -562,6 +662,53 @@ class _ArrowReader:
             elif kind == "date":
                 out[name] = out[name].cast(pa.date32())
         return out
+
+
+def _listed(sub: Any, ids_of: str | None, ids_where: str | None, aggregate: Any) -> list[Any]:
+    """The aggregate of column ``ids_of`` (where ``ids_where``), if asked for."""
+    if ids_of is None:
+        return []
+    ids = aggregate(sub.c[ids_of])
+    return [ids if ids_where is None else ids.filter(sub.c[ids_where])]
+
+
+_TEXT_KINDS = ("text", "time", "date")
+_NUMBER_KINDS = ("int", "bool")
+
+
+def _parse_json(document: str, numbers: dict[str, str | None], names: list[str], kinds: list[str],
+                key: Sequence[str], floats: list[Any]) -> ArrowColumns:
+    """``_ArrowReader._json``'s result as Arrow columns: the JSON object's arrays and the number
+    lists, put in ``key`` order (as SQLite's ORDER BY sorts integers and text: by value, by bytes)
+    to meet the floats."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    texts = [name for name, kind in zip(names, kinds) if kind in _TEXT_KINDS]
+    data = document.encode()
+    table = pj.read_json(pa.py_buffer(data), read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
+                         parse_options=pj.ParseOptions(explicit_schema=pa.schema(
+                             [(name, pa.list_(pa.string())) for name in texts])))
+    out = {name: pc.list_flatten(table.column(name).combine_chunks()) for name in texts}
+    out |= {name: _numbers(listed) for name, listed in numbers.items()}
+    if "float" in kinds:
+        order = pc.sort_indices(pa.table({name: out[name] for name in key}), [(name, "ascending") for name in key])
+        out = {name: values.take(order) for name, values in out.items()}
+        float_type = pa.struct([(name, pa.float64()) for name, kind in zip(names, kinds) if kind == "float"])
+        out |= dict(zip(float_type.names, pa.array(floats, float_type).flatten()))
+    return {name: out[name].cast(pa.bool_()) if kind == "bool" else out[name] for name, kind in zip(names, kinds)}
+
+
+def _numbers(listed: str | None) -> Any:
+    """SQLite's ``group_concat`` of integers (NULL written as nothing) as an int64 array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if listed is None:  # no rows
+        return pa.array([], pa.int64())
+    values = pc.list_flatten(pc.split_pattern(pa.array([listed]), ","))
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values).cast(pa.int64())
 
 
 def _csv_field(column: Any, kind: str, iso_times: bool) -> Any:
@@ -616,8 +763,8 @@ def _arrow_type(kind: str, source: str) -> Any:
     return {"int": pa.int64(), "bool": pa.bool_(), "float": pa.float64(), "text": pa.string()}[kind]
 
 
-def _raw_rows(session: Session, stmt: Select[Any]) -> list[Any]:
-    result = _conn(session).execute(stmt)
+def _raw_rows(session: Session, stmt: Select[Any], ids: IdList | None = None) -> list[Any]:
+    result = _conn(session).execute(stmt, {} if ids is None else {"ids": ids})
     try:
         return result.cursor.fetchall()
     finally:

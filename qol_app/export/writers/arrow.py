@@ -9,8 +9,10 @@ per distinct value instead of once per cell.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+import queue
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from typing import Any
@@ -54,13 +56,12 @@ def arrow_schema(dataset: Dataset) -> pa.Schema:
                                        b"qol.label": _json(dict(dataset.label))})
 
 
-def checked_batches(dataset: Dataset, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """``dataset.batches`` with `schema` attached, checked as ``dataset.checked_rows`` checks rows:
-    the column types (Arrow enforces the rest) and no NaN or infinity, reported with the row number."""
-    if dataset.batches is None:
-        raise ValueError(f"{dataset.name} has no Arrow batches")
+def checked_batches(dataset: Dataset, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """`dataset`'s Arrow `batches` with `schema` attached, checked as ``dataset.checked_rows`` checks
+    rows: the column types (Arrow enforces the rest) and no NaN or infinity, reported with the row
+    number."""
     done = 0
-    for batch in dataset.batches:
+    for batch in batches:
         if batch.schema.names != schema.names:
             raise ValueError(f"{dataset.name}: batch columns {batch.schema.names} are not {schema.names}")
         batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
@@ -112,18 +113,59 @@ def _contiguous_if_large(table: pa.Table, page_bytes: int) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
-def write_behind(batches: Iterable[pa.RecordBatch], write: Callable[[pa.RecordBatch], object]) -> None:
-    """``write(batch)`` for each batch in order, in a worker thread one batch behind the producer:
-    producing the next batch (reading the database) overlaps with encoding and writing this one,
-    which releases the GIL. At most two batches are held."""
+@contextlib.contextmanager
+def system_allocator() -> Iterator[None]:
+    """Arrow's allocations from the system allocator meanwhile (writing a dataset's batches: the
+    reading, building and encoding threads). With pyarrow's default, mimalloc, memory allocated in
+    one of these threads and freed in another made the kernel's share of an export vary from run
+    to run, up to a fifth of its time; with the system's allocator (or jemalloc) it did not.
+    Buffers go back to the pool they came from, so switching the default is safe."""
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
+
+
+def write_behind(batches: Iterable[pa.RecordBatch], write: Callable[[Iterator[pa.RecordBatch]], object],
+                 depth: int = 2) -> None:
+    """``write(batches)`` in a worker thread while this thread produces the batches (reading the
+    database, which belongs to it): checking, encoding and writing (which release the GIL) overlap
+    with reading, and this thread waits for them only when ``depth`` batches are queued. An error in
+    either thread stops both and is raised here."""
+    feed: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    produced = iter(batches)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qol-write") as pool:
-        pending: Future[object] | None = None
-        for batch in batches:
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(write, batch)
-        if pending is not None:
-            pending.result()
+        writing = pool.submit(write, _queued(feed))
+        try:
+            for batch in produced:
+                if not _put(feed, batch, writing):
+                    break
+        finally:
+            _put(feed, _END, writing)
+            if isinstance(produced, Generator):
+                produced.close()  # a writer's error stops the reading (and its threads) now
+        writing.result()
+
+
+_END = object()
+
+
+def _put(feed: queue.Queue[Any], item: object, writing: Future[object]) -> bool:
+    """Queue ``item`` unless the writer has stopped (then False)."""
+    while not writing.done():
+        try:
+            feed.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _queued(feed: queue.Queue[Any]) -> Iterator[Any]:
+    while (item := feed.get()) is not _END:
+        yield item
 
 
 # ---------------------------------------------------------------- CSV text

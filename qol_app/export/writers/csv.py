@@ -12,7 +12,7 @@ Datasets with Arrow batches are written from them, to the same bytes (writers/ar
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ def _encoder(column: Column) -> Callable[[Any], str] | None:
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     """Stream `dataset` to `path`; memory does not depend on the number of rows."""
     if dataset.batches is not None:
-        _write_batches(dataset, path)
+        _write_batches(dataset, dataset.batches, path)
         return
     encoders = [_encoder(c) for c in dataset.columns]
     with path.open("w", encoding="utf-8", newline="") as handle:
@@ -45,13 +45,25 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
                                 for encode, values in zip(encoders, columns))))
 
 
-def _write_batches(dataset: Dataset, path: Path) -> None:
-    from qol_app.export.writers.arrow import arrow_schema, checked_batches, csv_header, csv_lines, write_behind
+def _write_batches(dataset: Dataset, batches: Iterable[Any], path: Path) -> None:
+    from qol_app.export.writers.arrow import (
+        arrow_schema,
+        checked_batches,
+        csv_header,
+        csv_lines,
+        system_allocator,
+        write_behind,
+    )
 
-    with path.open("wb") as handle:
+    schema = arrow_schema(dataset)
+    with system_allocator(), path.open("wb") as handle:
         handle.write(csv_header(dataset))
-        write_behind(checked_batches(dataset, arrow_schema(dataset)),
-                     lambda batch: handle.write(csv_lines(batch, dataset)))
+
+        def write_lines(queued: Iterator[Any]) -> None:
+            for batch in checked_batches(dataset, schema, queued):
+                handle.write(csv_lines(batch, dataset))
+
+        write_behind(batches, write_lines)
 
 
 WRITER = Writer(format_id="csv", extension="csv", streams=True, write=write)

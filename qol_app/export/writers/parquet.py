@@ -33,16 +33,27 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     """Stream `dataset` to `path`, one row group per ROW_BATCH rows; memory is bounded by a batch."""
     import pyarrow.parquet as pq
 
-    from qol_app.export.writers.arrow import arrow_schema, checked_batches, row_groups, write_behind
+    from qol_app.export.writers.arrow import (
+        arrow_schema,
+        checked_batches,
+        row_groups,
+        system_allocator,
+        write_behind,
+    )
 
     schema = arrow_schema(dataset)
-    with pq.ParquetWriter(path, schema, compression="snappy") as out:
-        if dataset.batches is None:
+    if dataset.batches is None:
+        with pq.ParquetWriter(path, schema, compression="snappy") as out:
             for batch in _row_batches(dataset, schema):
                 out.write_batch(batch, row_group_size=ROW_BATCH)
-        else:
-            write_behind(row_groups(checked_batches(dataset, schema), ROW_BATCH),
-                         lambda table: out.write_table(table, row_group_size=ROW_BATCH))
+        return
+
+    with system_allocator(), pq.ParquetWriter(path, schema, compression="snappy") as out:
+        def write_groups(queued: Iterator[pa.RecordBatch]) -> None:
+            for table in row_groups(checked_batches(dataset, schema, queued), ROW_BATCH):
+                out.write_table(table, row_group_size=ROW_BATCH)
+
+        write_behind(dataset.batches, write_groups)
 
 
 WRITER = Writer(format_id="parquet", extension="parquet", streams=True, write=write)
