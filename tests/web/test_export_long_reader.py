@@ -16,7 +16,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import select, update
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Column, Float, Integer, MetaData, Table, create_engine, insert, select, update
+from sqlalchemy.orm import Session
 
 from qol_app.export import write_dataset
 from qol_app.export.builders import ExportFilters, ExportSpec, scores_long
@@ -69,6 +72,46 @@ def test_scores_come_back_exactly(session, path: str, order: str) -> None:
                                                                      for r in want]
     assert {r[4] for r in got} >= {text[:16] for text in AWKWARD_TEXT}  # "" stays "", not NULL
     assert any(r[2] is None for r in got) and any(r[2] is not None and math.isclose(r[2], 100 / 3) for r in got)
+
+
+_SQLITE = create_engine("sqlite://")
+_FLOATS = Table("floats", MetaData(), Column("id", Integer, primary_key=True), Column("rid", Integer),
+                Column("value", Float))
+_FLOATS.create(_SQLITE)
+IN_RANGE = st.floats(min_value=-127.99999999999999, max_value=127.99999999999999).filter(
+    lambda v: v == 0 or abs(v) >= 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(IN_RANGE, st.none()), min_size=1, max_size=30))
+@example([100 / 3, 2 / 3 * 100, 0.1 + 0.2, -0.391, 1e-12, -1e-12, 127.99999999999999, 8.774233438561719, 0.0,
+          math.nextafter(1e-12, 1), 1 / 3, 66.66666666666667, 99.99999999999999, -0.0])
+def test_sqlite_floats_travel_exactly_as_two_integers(values: list[float | None]) -> None:
+    """In SQLite's range of ``_exact_parts`` the floats come back bit for bit without the driver."""
+    with Session(_SQLITE) as session:
+        session.execute(insert(_FLOATS), [{"rid": n % 4, "value": value} for n, value in enumerate(values)])
+        reader = _ArrowReader(session)
+        columns = reader.columns_in(select(_FLOATS.c.rid, _FLOATS.c.value), _FLOATS.c.rid, [0, 1, 2, 3],
+                                    key=(_FLOATS.c.rid, _FLOATS.c.id))
+        got = sorted(zip(columns["id"].to_pylist(), map(_bits, columns["value"].to_pylist())))
+        stored = session.execute(select(_FLOATS.c.id, _FLOATS.c.value).order_by(_FLOATS.c.id)).all()
+        assert got == [(row.id, _bits(row.value)) for row in stored]
+        assert [row.value for row in stored] == values  # SQLite keeps them (-0.0 as 0.0, which compares equal)
+        assert reader.float_fallbacks == 0
+        session.rollback()
+
+
+def test_sqlite_floats_outside_that_range_come_through_the_driver() -> None:
+    values = [5e-324, 1e-13, 128.0, -1e22, 1.7976931348623157e308, 50.0]
+    with Session(_SQLITE) as session:
+        session.execute(insert(_FLOATS), [{"rid": 0, "value": value} for value in values])
+        session.execute(insert(_FLOATS), [{"rid": 1, "value": 100 / 3}])
+        reader = _ArrowReader(session)
+        columns = reader.columns_in(select(_FLOATS.c.rid, _FLOATS.c.value), _FLOATS.c.rid, [0, 1], batch=1,
+                                    key=(_FLOATS.c.rid, _FLOATS.c.id))
+        assert columns["value"].to_pylist() == [*values, 100 / 3]
+        assert reader.float_fallbacks == 1  # the chunk of rid 0 only
+        session.rollback()
 
 
 def test_floats_without_a_key_come_through_the_driver(session) -> None:

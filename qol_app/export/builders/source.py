@@ -36,6 +36,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     cast,
     extract,
     func,
@@ -531,9 +532,11 @@ class _ArrowReader:
     null), all in one JSON object that Arrow parses, and each integer column as a comma-separated
     list (``group_concat``), which Arrow splits; all in one row, in one pass over the rows. Its text
     conversions of floats are not exact (15 or 17 significant digits, neither round-trips every
-    value), so float columns come through the driver, one value per row, in the order of the
-    query's ``key`` columns, and the other columns are put in that order. Dates and instants stay
-    the stored ISO text (``columnar`` parses them), booleans 0/1.
+    value), so each float travels as two integers that give it back bit for bit (``_exact_parts``).
+    A chunk with a float outside their range (none of the scores) has its floats fetched through
+    the driver instead, one value per row in the order of the query's ``key`` columns, and the
+    other columns put in that order. Dates and instants stay the stored ISO text (``columnar``
+    parses them), booleans 0/1.
 
     The driver path: the driver's rows, converted by Arrow in one call (as a struct array;
     transposing them in Python costs more than fetching them).
@@ -544,6 +547,7 @@ class _ArrowReader:
         self.postgres = _postgres(session)
         self.mode = "json"
         self.iso_times = False
+        self.float_fallbacks = 0  # SQLite chunks whose floats came through the driver (see above)
         if self.postgres:
             conn = _conn(session)
             self.mode = "csv" if int(conn.exec_driver_sql("SHOW extra_float_digits").scalar_one()) >= 1 else "driver"
@@ -609,15 +613,25 @@ class _ArrowReader:
         floats = [name for name, kind in zip(names, kinds) if kind == "float"]
         document = func.json_object(*(part for name in texts
                                       for part in (literal_column(f"'{name}'"), func.json_group_array(sub.c[name]))))
-        lists = [func.group_concat(func.ifnull(sub.c[name], literal_column("''"))) for name in numbers]
-        aggregate = select(document, *lists, *_listed(sub, ids_of, ids_where, func.json_group_array))
+        lists = [_listed_numbers(sub.c[name]) for name in numbers]
+        lists += [_listed_numbers(part) for name in floats for part in _exact_parts(sub.c[name])]
+        outside = [func.total(case((or_(*(_outside_exact_range(sub.c[name]) for name in floats)), 1), else_=0))
+                   ] if floats else []
+        aggregate = select(document, *lists, *outside, *_listed(sub, ids_of, ids_where, func.json_group_array))
         by_key = select(*(sub.c[name] for name in floats)).order_by(*(sub.c[name] for name in key))
 
         def read(ids: IdList) -> Fetched:
             (text, *rest), = _raw_rows(self.session, aggregate, ids)
-            columns = dict(zip(numbers, rest))
-            rows = _raw_rows(self.session, by_key, ids) if floats else []
-            return Fetched(functools.partial(_parse_json, text, columns, names, kinds, key, rows), *rest[len(numbers):])
+            columns, rest = dict(zip(numbers, rest)), rest[len(numbers):]
+            pairs, rest = rest[:2 * len(floats)], rest[2 * len(floats):]
+            parts = dict(zip(floats, zip(pairs[::2], pairs[1::2])))
+            rows = None
+            if floats:
+                if rest[0]:
+                    self.float_fallbacks += 1
+                    parts, rows = {}, _raw_rows(self.session, by_key, ids)
+                rest = rest[1:]
+            return Fetched(functools.partial(_parse_json, text, columns, names, kinds, key, parts, rows), *rest)
 
         return read
 
@@ -677,10 +691,11 @@ _NUMBER_KINDS = ("int", "bool")
 
 
 def _parse_json(document: str, numbers: dict[str, str | None], names: list[str], kinds: list[str],
-                key: Sequence[str], floats: list[Any]) -> ArrowColumns:
-    """``_ArrowReader._json``'s result as Arrow columns: the JSON object's arrays and the number
-    lists, put in ``key`` order (as SQLite's ORDER BY sorts integers and text: by value, by bytes)
-    to meet the floats."""
+                key: Sequence[str], parts: dict[str, tuple[str | None, str | None]],
+                floats: list[Any] | None) -> ArrowColumns:
+    """``_ArrowReader._json``'s result as Arrow columns: the JSON object's arrays, the number lists
+    and the floats from their ``parts``; or, when the floats came as driver rows, the rest put in
+    ``key`` order (as SQLite's ORDER BY sorts integers and text: by value, by bytes) to meet them."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -692,12 +707,50 @@ def _parse_json(document: str, numbers: dict[str, str | None], names: list[str],
                              [(name, pa.list_(pa.string())) for name in texts])))
     out = {name: pc.list_flatten(table.column(name).combine_chunks()) for name in texts}
     out |= {name: _numbers(listed) for name, listed in numbers.items()}
-    if "float" in kinds:
+    out |= {name: _exact_float(*listed) for name, listed in parts.items()}
+    if floats is not None:
         order = pc.sort_indices(pa.table({name: out[name] for name in key}), [(name, "ascending") for name in key])
         out = {name: values.take(order) for name, values in out.items()}
         float_type = pa.struct([(name, pa.float64()) for name, kind in zip(names, kinds) if kind == "float"])
         out |= dict(zip(float_type.names, pa.array(floats, float_type).flatten()))
     return {name: out[name].cast(pa.bool_()) if kind == "bool" else out[name] for name, kind in zip(names, kinds)}
+
+
+def _listed_numbers(column: Any) -> Any:
+    """SQLite: an integer column's values as one comma-separated text (NULL as nothing)."""
+    return func.group_concat(func.ifnull(column, literal_column("''")))
+
+
+_HIGH = 2 ** 55
+_LOW = 2 ** 57
+
+
+def _exact_parts(column: Any) -> tuple[Any, Any]:
+    """SQLite: a float ``v`` as two integers, ``high = trunc(v * 2**55)`` and ``low`` = the rest
+    times 2**57, from which ``_exact_float`` gives ``v`` back bit for bit.
+
+    Exact for 0 and 1e-12 <= |v| < 128 (``_outside_exact_range``): ``v * 2**55`` is exact (a power
+    of two) and below 2**62, so ``high`` fits; the rest, ``v * 2**55 - high``, is exact (a double's
+    fraction always is) and a multiple of its last bit, at least 2**-57 there, so ``low`` is an
+    integer; both are doubles' values, so converting them back loses nothing.
+    """
+    scaled = column * literal_column(str(_HIGH))
+    high = cast(scaled, Integer)
+    return high, cast((scaled - high) * literal_column(str(_LOW)), Integer)
+
+
+def _outside_exact_range(column: Any) -> Any:
+    return or_(func.abs(column) >= 128, and_(column != 0, func.abs(column) < 1e-12))
+
+
+def _exact_float(high: str | None, low: str | None) -> Any:
+    """The floats of ``_exact_parts``' comma-separated integers: ``(high + low * 2**-57) * 2**-55``,
+    every step exact (a sum whose exact value is a double, products by powers of two)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    high_part, low_part = (_numbers(listed).cast(pa.float64(), safe=False) for listed in (high, low))
+    return pc.multiply(pc.add(high_part, pc.multiply(low_part, 1 / _LOW)), 1 / _HIGH)
 
 
 def _numbers(listed: str | None) -> Any:
