@@ -6,10 +6,14 @@ this the only scheduler, and the jobs' idempotency is what makes a second one ha
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import signal
+from collections.abc import Callable
+from typing import Any
 
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
@@ -39,7 +43,8 @@ def build_scheduler(app: Flask, lock: SchedulerLock, interval_seconds: int) -> B
         if not lock.check():
             log.critical("the scheduler lock was lost (database connection gone?); stopping")
             scheduler.lock_lost = True  # type: ignore[attr-defined]
-            scheduler.shutdown(wait=False)
+            with contextlib.suppress(SchedulerNotRunningError):  # a signal stopped it meanwhile
+                scheduler.shutdown(wait=False)
             return
         run_sweep(app)
 
@@ -56,6 +61,17 @@ def build_scheduler(app: Flask, lock: SchedulerLock, interval_seconds: int) -> B
     return scheduler
 
 
+def stop_handler(scheduler: BlockingScheduler) -> Callable[[int, Any], None]:
+    """The SIGTERM handler: stop after the running sweep. A second signal (a supervisor and a
+    shell both sending one) or a stop after the lost-lock shutdown changes nothing."""
+    def stop(signum: int, frame: Any) -> None:
+        log.info("signal %s: stopping after the running sweep", signum)
+        with contextlib.suppress(SchedulerNotRunningError):
+            scheduler.shutdown(wait=False)
+
+    return stop
+
+
 def run_forever(app: Flask, *, interval_seconds: int = DEFAULT_INTERVAL_SECONDS, wait: bool = False) -> None:
     """Hold the lock and sweep every ``interval_seconds`` until SIGTERM/SIGINT.
 
@@ -67,11 +83,7 @@ def run_forever(app: Flask, *, interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     log.info("scheduler started (%s held; sweep every %ss)", lock.description, interval_seconds)
     scheduler = build_scheduler(app, lock, interval_seconds)
 
-    def stop(signum, frame) -> None:
-        log.info("signal %s: stopping after the running sweep", signum)
-        scheduler.shutdown(wait=False)
-
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop_handler(scheduler))
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):

@@ -14,7 +14,7 @@ from qol_app.models import AuditEvent, OutboxMessage, Patient, SchedulerHeartbea
 from qol_app.scheduler import LockHeld, lock_for, run_once
 from qol_app.scheduler.jobs import run_sweep
 from qol_app.scheduler.lock import AdvisoryLock, FileLock
-from qol_app.scheduler.process import build_scheduler
+from qol_app.scheduler.process import build_scheduler, stop_handler
 from qol_app.services import audit, treatment_events
 from qol_app.services.audit import Actor
 from tests.db.conftest import RecordingChannel
@@ -113,6 +113,29 @@ def test_blocking_scheduler_runs_the_sweep(committing_app, tmp_path):
     finally:
         scheduler.shutdown(wait=True)
         thread.join(10)
+        lock.release()
+
+
+def test_a_second_stop_signal_is_harmless(app, lock_file):
+    """``make run``'s shell and a supervisor may both send SIGTERM: the second must not raise
+    (it used to, from inside the signal handler, ending the process with a traceback)."""
+    lock = lock_for(app)
+    lock.acquire()
+    scheduler = build_scheduler(app, lock, 3600)
+    scheduler.remove_job("sweep")  # about stopping only: no sweep left running into the next test
+    stop = stop_handler(scheduler)
+    thread = threading.Thread(target=scheduler.start, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not scheduler.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert scheduler.running
+        stop(15, None)
+        stop(15, None)
+        thread.join(10)
+        assert not thread.is_alive() and not scheduler.running
+    finally:
         lock.release()
 
 
