@@ -7,7 +7,6 @@ Also the Parquet row groups written from pieces (``writers.arrow.row_groups``) a
 ones' bytes."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 import struct
@@ -21,13 +20,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Float, Integer, MetaData, Table, create_engine, insert, select, update
 from sqlalchemy.orm import Session
 
-from qol_app.export import write_dataset
-from qol_app.export.builders import ExportFilters, ExportSpec, scores_long
+from qol_app.export.builders import ExportFilters, ExportSpec
 from qol_app.export.builders.columnar import RESPONSE_TYPES, SCORE_TYPES, TIMEPOINT_TYPES, _frame
 from qol_app.export.builders.source import _ArrowReader
 from qol_app.export.writers.arrow import row_groups
 from qol_app.models import Response, Score, Timepoint
-from tests.web.test_export_long_columnar import AS_OF, populate
+from tests.web.test_export_long_columnar import AS_OF, assert_both_paths_write_the_same_bytes, populate
 
 AWKWARD_TEXT = ["", "a,b", 'say "hi"', "two\nlines", "cr\r\nlf", "漏填,原因", ",", '"', " lead", "NULL", "\\N", "x\\y"]
 FLOATS = [
@@ -155,14 +153,7 @@ def test_awkward_text_reaches_both_long_files_alike(session, tmp_path: Path) -> 
     session.execute(update(Score).where(Score.id % 5 == 0).values(value=100 / 3))
     session.execute(update(Score).where(Score.id % 5 == 1).values(value=1 / 3 * 100, scoring_version="v,1"))
     session.flush()
-    spec = ExportSpec(filters=ExportFilters(), as_of=AS_OF)
-    for folder in ("rows", "columns"):
-        (tmp_path / folder).mkdir()
-    for fmt in ("csv", "parquet"):
-        by_rows = write_dataset(fmt, dataclasses.replace(scores_long(session, spec), batches=None),
-                                tmp_path / "rows", as_of=AS_OF)
-        by_columns = write_dataset(fmt, scores_long(session, spec), tmp_path / "columns", as_of=AS_OF)
-        assert by_columns.read_bytes() == by_rows.read_bytes(), fmt
+    assert_both_paths_write_the_same_bytes(session, ExportSpec(filters=ExportFilters(), as_of=AS_OF), tmp_path)
     text = (tmp_path / "rows" / "qol_long.csv").read_bytes().decode("utf-8")
     assert '"漏填, ""太累""\r\n再试"' in text and '"zh,""x"""' in text and "33.333333333333336" in text
 
