@@ -82,7 +82,9 @@ def spooled_frame(dataset: Dataset, target: Target, locale: str, folder: Path) -
 
     with tempfile.TemporaryDirectory(prefix=".spool.", dir=folder) as spool_dir:
         spool = Path(spool_dir) / f"{dataset.name}.arrow"
-        frame = Frame(data=pd.DataFrame(), labels={c.name: c.label_for(locale) for c in dataset.columns})
+        frame = Frame(data=pd.DataFrame(), labels={c.name: c.label_for(locale) for c in dataset.columns},
+                      formats={c.name: (_DATE_FORMAT if c.type == "date" else _DATETIME_FORMAT)[target]
+                               for c in dataset.columns if c.type in ("date", "datetime")})
         integers = _spool(dataset, target, frame, spool)
         with pa.memory_map(str(spool)) as source:
             table = ipc.open_file(source).read_all()
@@ -106,7 +108,7 @@ def _spool(dataset: Dataset, target: Target, frame: Frame, spool: Path) -> dict[
 
     types = {"string": pa.string(), "integer": pa.int64(), "boolean": pa.int64()}
     schema = pa.schema([(c.name, types.get(c.type, pa.float64())) for c in dataset.columns])
-    converters = {c.name: _converter(c, target, frame) for c in dataset.columns}
+    converters = {c.name: _converter(c, target) for c in dataset.columns}
     integers = {c.name: (0, 0) for c in dataset.columns if c.type in ("integer", "boolean")}  # 0 fits either way
     with ipc.new_file(str(spool), schema) as sink:
         for _count, batch in checked_columns(dataset):
@@ -125,12 +127,11 @@ def _spool(dataset: Dataset, target: Target, frame: Frame, spool: Path) -> dict[
     return integers
 
 
-def _converter(column: Column, target: Target, frame: Frame) -> Callable[[Sequence[Any]], Sequence[Any]]:
+def _converter(column: Column, target: Target) -> Callable[[Sequence[Any]], Sequence[Any]]:
     """How a batch of checked values becomes what the spool stores (dates as the package's numbers)."""
     kind = column.type
     if kind in ("date", "datetime"):
         convert = _date_number(target) if kind == "date" else _datetime_number(target)
-        frame.formats[column.name] = (_DATE_FORMAT if kind == "date" else _DATETIME_FORMAT)[target]
         return lambda values: [None if v is None else convert(v) for v in values]
     if kind in ("integer", "boolean"):
         return lambda values: [None if v is None else int(v) for v in values]
