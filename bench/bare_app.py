@@ -1,4 +1,5 @@
 """The bare counterpart for bench_web.py: a page GET and a one-row SQLite insert, nothing else."""
+
 import os
 import sqlite3
 

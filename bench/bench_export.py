@@ -21,6 +21,7 @@ minute on a real server: without statistics the planner scans whole tables for i
 and since PostgreSQL 13 inserts alone trigger the vacuum that sets the rows' hint bits, which the
 first reader would otherwise write (about 0.1 s of the first export here).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,9 +89,21 @@ def populate(url: str, n_forms: int) -> dict[str, int]:
     counts = {"patients": n_patients, "forms": 0, "responses": 0, "scores": 0}
     tp_id = resp_id = 0
     with Session(engine) as s:
-        s.execute(insert(Site), [{"id": i, "code": f"B{i:02d}", "name": f"bench site {i}", "timezone": "Asia/Shanghai",
-                                      "default_language": "zh_Hans", "emergency_phone": "120", "created_at": NOW}
-                                 for i in (1, 2)])
+        s.execute(
+            insert(Site),
+            [
+                {
+                    "id": i,
+                    "code": f"B{i:02d}",
+                    "name": f"bench site {i}",
+                    "timezone": "Asia/Shanghai",
+                    "default_language": "zh_Hans",
+                    "emergency_phone": "120",
+                    "created_at": NOW,
+                }
+                for i in (1, 2)
+            ],
+        )
         tps, resps, scores = [], [], []
 
         def flush() -> None:
@@ -102,11 +115,24 @@ def populate(url: str, n_forms: int) -> dict[str, int]:
         for p in range(n_patients):
             rand = (NOW - dt.timedelta(days=400 - p % 200)).date()
             died = p % 4 == 0
-            s.execute(insert(Patient), [{
-                "id": p + 1, "study_id": f"B{1 + p % 2:02d}-{p:05d}", "site_id": 1 + p % 2, "arm": "AB"[p % 2],
-                "randomization_date": rand, "language": "zh_Hans", "status": "died" if died else "active",
-                "status_date": rand + dt.timedelta(days=120) if died else None,
-                "link_token_hash": uuid.uuid4().hex, "pin_failures": 0, "created_at": NOW - dt.timedelta(days=500)}])
+            s.execute(
+                insert(Patient),
+                [
+                    {
+                        "id": p + 1,
+                        "study_id": f"B{1 + p % 2:02d}-{p:05d}",
+                        "site_id": 1 + p % 2,
+                        "arm": "AB"[p % 2],
+                        "randomization_date": rand,
+                        "language": "zh_Hans",
+                        "status": "died" if died else "active",
+                        "status_date": rand + dt.timedelta(days=120) if died else None,
+                        "link_token_hash": uuid.uuid4().hex,
+                        "pin_failures": 0,
+                        "created_at": NOW - dt.timedelta(days=500),
+                    }
+                ],
+            )
             for v in range(VISITS):
                 if counts["forms"] >= n_forms:
                     break
@@ -115,20 +141,40 @@ def populate(url: str, n_forms: int) -> dict[str, int]:
                 opens = dt.datetime.combine(target - dt.timedelta(days=3), dt.time(), tzinfo=dt.UTC)
                 not_expected = died and target > rand + dt.timedelta(days=120)
                 roll = rng.random()
-                state = ("not_expected" if not_expected else "completed" if roll < 0.82
-                         else "partial" if roll < 0.85 else "missed")
-                tps.append({
-                    "id": tp_id, "patient_id": p + 1, "key": "baseline" if v == 0 else f"sys-c{v}",
-                    "rule_id": "baseline" if v == 0 else "after_systemic_cycle", "kind": "questionnaire",
-                    "instruments": list(INSTRUMENTS), "anchor_kind": "randomization" if v == 0 else "systemic_cycle",
-                    "anchor_number": v or None, "anchor_date": target - dt.timedelta(days=21 if v else 0),
-                    "target_date": target, "window_start": target - dt.timedelta(days=3),
-                    "window_end": target + dt.timedelta(days=3), "grace_end": target + dt.timedelta(days=6),
-                    "opens_at": opens, "closes_at": opens + dt.timedelta(days=7), "grace_closes_at": opens + dt.timedelta(days=10),
-                    "status": state, "status_changed_at": opens + dt.timedelta(days=10),
-                    "not_expected_reason": "died" if not_expected else None,
-                    "missed_reason": rng.choice(REASONS) if state in ("missed", "partial") else None,
-                    "created_at": opens - dt.timedelta(days=30)})
+                state = (
+                    "not_expected"
+                    if not_expected
+                    else "completed"
+                    if roll < 0.82
+                    else "partial"
+                    if roll < 0.85
+                    else "missed"
+                )
+                tps.append(
+                    {
+                        "id": tp_id,
+                        "patient_id": p + 1,
+                        "key": "baseline" if v == 0 else f"sys-c{v}",
+                        "rule_id": "baseline" if v == 0 else "after_systemic_cycle",
+                        "kind": "questionnaire",
+                        "instruments": list(INSTRUMENTS),
+                        "anchor_kind": "randomization" if v == 0 else "systemic_cycle",
+                        "anchor_number": v or None,
+                        "anchor_date": target - dt.timedelta(days=21 if v else 0),
+                        "target_date": target,
+                        "window_start": target - dt.timedelta(days=3),
+                        "window_end": target + dt.timedelta(days=3),
+                        "grace_end": target + dt.timedelta(days=6),
+                        "opens_at": opens,
+                        "closes_at": opens + dt.timedelta(days=7),
+                        "grace_closes_at": opens + dt.timedelta(days=10),
+                        "status": state,
+                        "status_changed_at": opens + dt.timedelta(days=10),
+                        "not_expected_reason": "died" if not_expected else None,
+                        "missed_reason": rng.choice(REASONS) if state in ("missed", "partial") else None,
+                        "created_at": opens - dt.timedelta(days=30),
+                    }
+                )
                 for inst, version in INSTRUMENTS.items():
                     counts["forms"] += 1
                     if state not in ("completed", "partial"):
@@ -136,16 +182,36 @@ def populate(url: str, n_forms: int) -> dict[str, int]:
                     resp_id += 1
                     submitted = state == "completed"
                     at = opens + dt.timedelta(hours=rng.randint(1, 200))
-                    resps.append({
-                        "id": resp_id, "timepoint_id": tp_id, "patient_id": p + 1, "instrument_id": inst,
-                        "instrument_version": version, "revision": 0, "language": "zh_Hans", "wording_version": "own",
-                        "respondent": rng.choice(("self", "self", "self_assisted", "proxy")), "mode": "web",
-                        "status": "submitted" if submitted else "in_progress", "started_at": at,
-                        "submitted_at": at if submitted else None})
+                    resps.append(
+                        {
+                            "id": resp_id,
+                            "timepoint_id": tp_id,
+                            "patient_id": p + 1,
+                            "instrument_id": inst,
+                            "instrument_version": version,
+                            "revision": 0,
+                            "language": "zh_Hans",
+                            "wording_version": "own",
+                            "respondent": rng.choice(("self", "self", "self_assisted", "proxy")),
+                            "mode": "web",
+                            "status": "submitted" if submitted else "in_progress",
+                            "started_at": at,
+                            "submitted_at": at if submitted else None,
+                        }
+                    )
                     if submitted:
                         _answers, result = rng.choice(pool[inst])
-                        scores.extend({"response_id": resp_id, "scale": k, "value": v_, "n_items": n, "scoring_version": "1.0.0",
-                                           "computed_at": at} for k, (v_, n) in result.items())
+                        scores.extend(
+                            {
+                                "response_id": resp_id,
+                                "scale": k,
+                                "value": v_,
+                                "n_items": n,
+                                "scoring_version": "1.0.0",
+                                "computed_at": at,
+                            }
+                            for k, (v_, n) in result.items()
+                        )
             if len(scores) > 50_000:
                 flush()
         flush()
@@ -160,6 +226,7 @@ def populate(url: str, n_forms: int) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------- measured in child processes
+
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -221,8 +288,10 @@ def _child(*args: str) -> dict:
 def run(label: str, url: str, n_forms: int, out: Path) -> None:
     t0 = time.perf_counter()
     counts = populate(url, n_forms)
-    print(f"[{label}] bulk-inserted {counts['forms']:,} forms ({counts['patients']:,} patients, "
-          f"{counts['responses']:,} responses, {counts['scores']:,} scores) in {time.perf_counter() - t0:.0f}s")
+    print(
+        f"[{label}] bulk-inserted {counts['forms']:,} forms ({counts['patients']:,} patients, "
+        f"{counts['responses']:,} responses, {counts['scores']:,} scores) in {time.perf_counter() - t0:.0f}s"
+    )
     floor = _child("--child-floor", url)
     print(f"[{label}] floor: raw fetch of the {floor['rows']:,} score rows alone takes {floor['wall']:.2f}s")
     for fmt in ("parquet", "csv"):  # parquet first: the reference reads the table from it
@@ -230,9 +299,11 @@ def run(label: str, url: str, n_forms: int, out: Path) -> None:
         folder.mkdir(parents=True)
         mine = _child("--child-export", url, fmt, str(folder))
         ref = _child("--child-reference", str(out / label / "parquet" / "qol_long.parquet"), fmt, str(folder))
-        print(f"[{label}] qol_long.{fmt}: {ref['rows']:,} rows, {mine['bytes'] / 2**20:.0f} MiB | export "
-              f"{mine['wall']:.2f}s, peak {mine['peak_mb']:.0f} MB | pyarrow direct {ref['wall']:.2f}s, "
-              f"peak {ref['peak_mb']:.0f} MB | ratio {mine['wall'] / ref['wall']:.1f}x")
+        print(
+            f"[{label}] qol_long.{fmt}: {ref['rows']:,} rows, {mine['bytes'] / 2**20:.0f} MiB | export "
+            f"{mine['wall']:.2f}s, peak {mine['peak_mb']:.0f} MB | pyarrow direct {ref['wall']:.2f}s, "
+            f"peak {ref['peak_mb']:.0f} MB | ratio {mine['wall'] / ref['wall']:.1f}x"
+        )
 
 
 def main() -> None:
@@ -261,8 +332,12 @@ def main() -> None:
             print(f"[postgresql] skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
             return None
         try:
-            run("postgresql", make_url(args.pg_url).set(database=name).render_as_string(hide_password=False),
-                args.forms, out)
+            run(
+                "postgresql",
+                make_url(args.pg_url).set(database=name).render_as_string(hide_password=False),
+                args.forms,
+                out,
+            )
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

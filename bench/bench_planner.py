@@ -58,9 +58,7 @@ def main() -> None:
     sweep_s = time.perf_counter() - start
 
     print(f"timepoints per patient: {len(planned)}")
-    print(
-        f"plan():        {patients / plan_s:8.0f} patients/s  {patients * len(planned) / plan_s:9.0f} timepoints/s"
-    )
+    print(f"plan():        {patients / plan_s:8.0f} patients/s  {patients * len(planned) / plan_s:9.0f} timepoints/s")
     print(f"plan()+diff(): {patients / sweep_s:8.0f} patients/s")
 
 

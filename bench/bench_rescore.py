@@ -4,6 +4,7 @@ Run:  .venv/bin/python bench/bench_rescore.py [--forms 100000] [--pg-url URL]
 Prints the in-memory score() rate beside the rescore rate (target: rescore >= 25 % of it),
 for an unchanged database (read + compare) and after all scores were deleted (full rewrite).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ from qol_app.services.audit import Actor  # noqa: E402
 from qol_app.services.rescoring import rescore_all  # noqa: E402
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-FORMS = {"eortc_qlq_c30": ("3.0", [f"q{i}" for i in range(1, 31)]),
-         "eortc_qlq_bn20": ("1.0", [f"q{i}" for i in range(1, 21)])}
+FORMS = {
+    "eortc_qlq_c30": ("3.0", [f"q{i}" for i in range(1, 31)]),
+    "eortc_qlq_bn20": ("1.0", [f"q{i}" for i in range(1, 21)]),
+}
 
 
 def random_answers(rng: random.Random, instrument: str) -> dict[str, int | None]:
@@ -59,33 +62,96 @@ def populate(engine, n_forms: int) -> None:
     per_patient = 50
     n_tp = n_forms // 2
     with Session(engine) as s:
-        s.execute(insert(Site), [dict(id=1, code="B01", name="bench", timezone="Asia/Shanghai",
-                                      default_language="zh_Hans", emergency_phone="120", created_at=NOW)])
+        s.execute(
+            insert(Site),
+            [
+                dict(
+                    id=1,
+                    code="B01",
+                    name="bench",
+                    timezone="Asia/Shanghai",
+                    default_language="zh_Hans",
+                    emergency_phone="120",
+                    created_at=NOW,
+                )
+            ],
+        )
         n_pat = n_tp // per_patient
-        s.execute(insert(Patient), [dict(id=i + 1, study_id=f"B01-{i:05d}", site_id=1, arm="AB"[i % 2],
-                                         randomization_date=NOW.date(), language="zh_Hans", status="active",
-                                         link_token_hash=uuid.uuid4().hex, pin_failures=0, created_at=NOW)
-                                    for i in range(n_pat)])
+        s.execute(
+            insert(Patient),
+            [
+                dict(
+                    id=i + 1,
+                    study_id=f"B01-{i:05d}",
+                    site_id=1,
+                    arm="AB"[i % 2],
+                    randomization_date=NOW.date(),
+                    language="zh_Hans",
+                    status="active",
+                    link_token_hash=uuid.uuid4().hex,
+                    pin_failures=0,
+                    created_at=NOW,
+                )
+                for i in range(n_pat)
+            ],
+        )
         day = NOW.date()
-        s.execute(insert(Timepoint), [dict(id=t + 1, patient_id=t // per_patient + 1, key=f"k{t}", rule_id="r",
-                                           kind="questionnaire", instruments=list(FORMS), anchor_kind="randomization",
-                                           anchor_date=day, target_date=day, window_start=day, window_end=day,
-                                           grace_end=day, opens_at=NOW, closes_at=NOW, grace_closes_at=NOW,
-                                           status="completed", created_at=NOW) for t in range(n_tp)])
+        s.execute(
+            insert(Timepoint),
+            [
+                dict(
+                    id=t + 1,
+                    patient_id=t // per_patient + 1,
+                    key=f"k{t}",
+                    rule_id="r",
+                    kind="questionnaire",
+                    instruments=list(FORMS),
+                    anchor_kind="randomization",
+                    anchor_date=day,
+                    target_date=day,
+                    window_start=day,
+                    window_end=day,
+                    grace_end=day,
+                    opens_at=NOW,
+                    closes_at=NOW,
+                    grace_closes_at=NOW,
+                    status="completed",
+                    created_at=NOW,
+                )
+                for t in range(n_tp)
+            ],
+        )
         rid = 0
         chunk_resp, chunk_ans, chunk_score = [], [], []
         for t in range(n_tp):
             for inst, (version, _items) in FORMS.items():
                 rid += 1
                 answers = random_answers(rng, inst)
-                chunk_resp.append(dict(id=rid, timepoint_id=t + 1, patient_id=t // per_patient + 1, instrument_id=inst,
-                                       instrument_version=version, revision=0, language="zh_Hans",
-                                       wording_version="own", respondent="self", mode="web", status="submitted",
-                                       started_at=NOW, submitted_at=NOW))
-                chunk_ans.extend(dict(response_id=rid, item_id=k, value=v, skipped=v is None, answered_at=NOW)
-                                 for k, v in answers.items())
-                chunk_score.extend(dict(response_id=rid, scale=k, value=v, n_items=None, scoring_version="1.0.0",
-                                        computed_at=NOW) for k, v in score(inst, answers).items())
+                chunk_resp.append(
+                    dict(
+                        id=rid,
+                        timepoint_id=t + 1,
+                        patient_id=t // per_patient + 1,
+                        instrument_id=inst,
+                        instrument_version=version,
+                        revision=0,
+                        language="zh_Hans",
+                        wording_version="own",
+                        respondent="self",
+                        mode="web",
+                        status="submitted",
+                        started_at=NOW,
+                        submitted_at=NOW,
+                    )
+                )
+                chunk_ans.extend(
+                    dict(response_id=rid, item_id=k, value=v, skipped=v is None, answered_at=NOW)
+                    for k, v in answers.items()
+                )
+                chunk_score.extend(
+                    dict(response_id=rid, scale=k, value=v, n_items=None, scoring_version="1.0.0", computed_at=NOW)
+                    for k, v in score(inst, answers).items()
+                )
             if len(chunk_resp) >= 5000 or t == n_tp - 1:
                 s.execute(insert(Response), chunk_resp)
                 s.execute(insert(Answer), chunk_ans)
@@ -113,13 +179,17 @@ def run(label: str, url: str, n_forms: int, baseline: float) -> None:
     # First pass fills n_items (the bulk load left it empty), so it rewrites; then the real runs.
     timed_rescore(engine)
     secs, result = timed_rescore(engine)
-    print(f"[{label}] rescore, nothing changed: {secs:.2f}s = {result.forms / secs:,.0f} forms/s "
-          f"({100 * result.forms / secs / baseline:.0f} % of in-memory); changed={result.changed_forms}")
+    print(
+        f"[{label}] rescore, nothing changed: {secs:.2f}s = {result.forms / secs:,.0f} forms/s "
+        f"({100 * result.forms / secs / baseline:.0f} % of in-memory); changed={result.changed_forms}"
+    )
     with engine.begin() as conn:
         conn.execute(delete(Score))
     secs, result = timed_rescore(engine)
-    print(f"[{label}] rescore, all scores rewritten: {secs:.2f}s = {result.forms / secs:,.0f} forms/s "
-          f"({100 * result.forms / secs / baseline:.0f} % of in-memory); changed={result.changed_forms}")
+    print(
+        f"[{label}] rescore, all scores rewritten: {secs:.2f}s = {result.forms / secs:,.0f} forms/s "
+        f"({100 * result.forms / secs / baseline:.0f} % of in-memory); changed={result.changed_forms}"
+    )
     engine.dispose()
 
 
@@ -140,8 +210,12 @@ def main() -> None:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        run("postgresql", make_url(args.pg_url).set(database=name).render_as_string(hide_password=False),
-            args.forms, baseline)
+        run(
+            "postgresql",
+            make_url(args.pg_url).set(database=name).render_as_string(hide_password=False),
+            args.forms,
+            baseline,
+        )
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

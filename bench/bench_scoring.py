@@ -20,10 +20,7 @@ from qol_app.scoring import score
 def random_forms(instrument_id: str, n: int, rng: random.Random) -> list[dict[str, int | None]]:
     """Valid answers, about 3 % of items skipped (so the half rule is exercised)."""
     items = get_registry().get(instrument_id).items
-    return [
-        {item.id: (None if rng.random() < 0.03 else rng.choice(item.codes)) for item in items}
-        for _ in range(n)
-    ]
+    return [{item.id: (None if rng.random() < 0.03 else rng.choice(item.codes)) for item in items} for _ in range(n)]
 
 
 def bench(instrument_id: str, forms: list[dict[str, int | None]]) -> float:
@@ -46,10 +43,14 @@ def main() -> None:
         seconds = bench(instrument_id, forms)
         total_forms += n
         total_seconds += seconds
-        print(f"{instrument_id:16s} {n:7d} forms in {seconds:6.3f} s = "
-              f"{n / seconds:9.0f} forms/s ({seconds / n * 1e6:6.1f} µs/form)")
-    print(f"{'C30 + BN20':16s} {total_forms:7d} forms in {total_seconds:6.3f} s = "
-          f"{total_forms / total_seconds:9.0f} forms/s")
+        print(
+            f"{instrument_id:16s} {n:7d} forms in {seconds:6.3f} s = "
+            f"{n / seconds:9.0f} forms/s ({seconds / n * 1e6:6.1f} µs/form)"
+        )
+    print(
+        f"{'C30 + BN20':16s} {total_forms:7d} forms in {total_seconds:6.3f} s = "
+        f"{total_forms / total_seconds:9.0f} forms/s"
+    )
 
 
 if __name__ == "__main__":

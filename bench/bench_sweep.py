@@ -12,6 +12,7 @@ trust-auth server; dropped afterwards unless --keep). Then it times:
 3. a sweep after the clock moved so that ~1% of timepoints change status (plus the reminders,
    call tasks and follow-up extensions that come with it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,8 +94,18 @@ def build(url: str, n_patients: int, seed: int = 7) -> dict[str, int]:
     rng = random.Random(seed)
     ids = iter(range(1, 10**9))
     tp_ids = iter(range(1, 10**9))
-    sites = [{"id": i, "code": f"S{i:02d}", "name": f"Site {i}", "timezone": "Asia/Shanghai",
-              "default_language": "zh_Hans", "emergency_phone": "120", "created_at": NOW} for i in range(1, 11)]
+    sites = [
+        {
+            "id": i,
+            "code": f"S{i:02d}",
+            "name": f"Site {i}",
+            "timezone": "Asia/Shanghai",
+            "default_language": "zh_Hans",
+            "emergency_phone": "120",
+            "created_at": NOW,
+        }
+        for i in range(1, 11)
+    ]
     patients, events, tps, outbox = [], [], [], []
     for pid in range(1, n_patients + 1):
         site = sites[pid % len(sites)]
@@ -106,14 +117,34 @@ def build(url: str, n_patients: int, seed: int = 7) -> dict[str, int]:
         died = rand + survival < today
         end = rand + survival if died else today
         hist = history(rng, arm, rand, end, ids)
-        patients.append({
-            "id": pid, "study_id": f"{site['code']}-{pid:05d}", "site_id": site["id"], "arm": arm,
-            "randomization_date": rand, "language": "zh_Hans" if pid % 5 else "en",
-            "status": "died" if died else "active", "status_date": end if died else None,
-            "phone": f"138{pid:08d}", "link_token_hash": uuid.uuid4().hex, "pin_failures": 0, "created_at": NOW,
-        })
-        events += [{"id": e.id, "patient_id": pid, "kind": e.kind, "number": e.number, "date": e.date,
-                    "cycle_length_days": e.cycle_length_days, "created_at": NOW} for e in hist]
+        patients.append(
+            {
+                "id": pid,
+                "study_id": f"{site['code']}-{pid:05d}",
+                "site_id": site["id"],
+                "arm": arm,
+                "randomization_date": rand,
+                "language": "zh_Hans" if pid % 5 else "en",
+                "status": "died" if died else "active",
+                "status_date": end if died else None,
+                "phone": f"138{pid:08d}",
+                "link_token_hash": uuid.uuid4().hex,
+                "pin_failures": 0,
+                "created_at": NOW,
+            }
+        )
+        events += [
+            {
+                "id": e.id,
+                "patient_id": pid,
+                "kind": e.kind,
+                "number": e.number,
+                "date": e.date,
+                "cycle_length_days": e.cycle_length_days,
+                "created_at": NOW,
+            }
+            for e in hist
+        ]
         facts = PatientFacts(arm, rand, site["timezone"], "died" if died else None, end if died else None)
         for tp in plan(schedule, facts, hist, today):
             tid = next(tp_ids)
@@ -126,34 +157,71 @@ def build(url: str, n_patients: int, seed: int = 7) -> dict[str, int]:
                 elif u < 0.77:
                     started = at
             reason = None if tp.expected else tp.not_expected_reason
-            status = derive_status(tp, NOW, submitted=completed is not None, started=started is not None,
-                                   not_expected_reason=reason)
-            tps.append({
-                "id": tid, "patient_id": pid, "key": tp.key, "rule_id": tp.rule_id, "kind": tp.kind,
-                "instruments": list(tp.instruments), "anchor_event_id": tp.anchor.event_id,
-                "anchor_kind": tp.anchor.kind, "anchor_number": tp.anchor.number, "anchor_date": tp.anchor.date,
-                "target_date": tp.target_date, "window_start": tp.window_start, "window_end": tp.window_end,
-                "grace_end": tp.grace_end, "opens_at": tp.opens_at, "closes_at": tp.closes_at,
-                "grace_closes_at": tp.grace_closes_at, "status": status, "status_changed_at": NOW,
-                "not_expected_reason": reason, "started_at": started, "completed_at": completed, "created_at": NOW,
-            })
+            status = derive_status(
+                tp, NOW, submitted=completed is not None, started=started is not None, not_expected_reason=reason
+            )
+            tps.append(
+                {
+                    "id": tid,
+                    "patient_id": pid,
+                    "key": tp.key,
+                    "rule_id": tp.rule_id,
+                    "kind": tp.kind,
+                    "instruments": list(tp.instruments),
+                    "anchor_event_id": tp.anchor.event_id,
+                    "anchor_kind": tp.anchor.kind,
+                    "anchor_number": tp.anchor.number,
+                    "anchor_date": tp.anchor.date,
+                    "target_date": tp.target_date,
+                    "window_start": tp.window_start,
+                    "window_end": tp.window_end,
+                    "grace_end": tp.grace_end,
+                    "opens_at": tp.opens_at,
+                    "closes_at": tp.closes_at,
+                    "grace_closes_at": tp.grace_closes_at,
+                    "status": status,
+                    "status_changed_at": NOW,
+                    "not_expected_reason": reason,
+                    "started_at": started,
+                    "completed_at": completed,
+                    "created_at": NOW,
+                }
+            )
             if tp.expected and tp.opens_at < NOW - D:  # past reminders, already sent
-                outbox.append({
-                    "dedupe_key": f"tp:{tid}:r1:sms", "kind": "reminder", "channel": "sms",
-                    "recipient": patients[-1]["phone"], "patient_id": pid, "timepoint_id": tid, "language": "zh_Hans",
-                    "subject": "CONQUER", "body": "reminder", "status": "sent", "created_at": tp.opens_at,
-                    "not_before": tp.opens_at, "sent_at": tp.opens_at, "attempts": 1,
-                })
+                outbox.append(
+                    {
+                        "dedupe_key": f"tp:{tid}:r1:sms",
+                        "kind": "reminder",
+                        "channel": "sms",
+                        "recipient": patients[-1]["phone"],
+                        "patient_id": pid,
+                        "timepoint_id": tid,
+                        "language": "zh_Hans",
+                        "subject": "CONQUER",
+                        "body": "reminder",
+                        "status": "sent",
+                        "created_at": tp.opens_at,
+                        "not_before": tp.opens_at,
+                        "sent_at": tp.opens_at,
+                        "attempts": 1,
+                    }
+                )
     engine = make_engine(url)
     with engine.begin() as conn:
-        for table, rows in ((Site, sites), (Patient, patients), (TreatmentEvent, events), (Timepoint, tps),
-                            (OutboxMessage, outbox)):
+        for table, rows in (
+            (Site, sites),
+            (Patient, patients),
+            (TreatmentEvent, events),
+            (Timepoint, tps),
+            (OutboxMessage, outbox),
+        ):
             for start in range(0, len(rows), 5000):
-                conn.execute(insert(table.__table__), rows[start:start + 5000])
+                conn.execute(insert(table.__table__), rows[start : start + 5000])
         if engine.dialect.name == "postgresql":
             for table in ("sites", "patients", "treatment_events", "timepoints", "outbox_messages"):
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                                  f"(SELECT max(id) FROM {table}))"))
+                conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                )
             conn.execute(text("ANALYZE"))
         else:
             conn.execute(text("ANALYZE"))
@@ -168,8 +236,11 @@ def one_percent_later(app, fraction: float = 0.01) -> tuple[dt.datetime, int]:
         session = db.session
         total = session.scalar(select(func.count(Timepoint.id)))
         next_boundary = []
-        for status, column in (("scheduled", Timepoint.opens_at), ("open", Timepoint.closes_at),
-                               ("overdue", Timepoint.grace_closes_at)):
+        for status, column in (
+            ("scheduled", Timepoint.opens_at),
+            ("open", Timepoint.closes_at),
+            ("overdue", Timepoint.grace_closes_at),
+        ):
             next_boundary += session.scalars(select(column).where(Timepoint.status == status, column > NOW)).all()
     next_boundary.sort()
     k = max(1, int(total * fraction))
@@ -232,8 +303,9 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            bench("PostgreSQL", make_url(PG_URL).set(database=name).render_as_string(hide_password=False),
-                  args.patients)
+            bench(
+                "PostgreSQL", make_url(PG_URL).set(database=name).render_as_string(hide_password=False), args.patients
+            )
         finally:
             if not args.keep:
                 with admin.connect() as conn:

@@ -12,6 +12,7 @@ Two floors are measured in the same rounds, to show how much of the GET budget i
 a survey page does any work of its own: the app's ``/healthz`` (every hook, no session) and a
 signed-in request that only passes the session check and redirects (``/p/signed-out``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,11 @@ class Client:
 
 
 def hidden(html: str) -> dict[str, str]:
-    forms = [f for f in re.findall(r"<form.*?</form>", html, re.S)
-             if "/language" not in f.split(">")[0] and "/logout" not in f.split(">")[0]]
+    forms = [
+        f
+        for f in re.findall(r"<form.*?</form>", html, re.S)
+        if "/language" not in f.split(">")[0] and "/logout" not in f.split(">")[0]
+    ]
     last = forms[0] if forms else html
     fields = {}
     for tag in re.findall(r"<input[^>]*>", last):
@@ -69,8 +73,11 @@ def hidden(html: str) -> dict[str, str]:
 
 
 def setup(instance: Path) -> dict:
-    env = os.environ | {"QOL_DATABASE_URL": f"sqlite:///{instance / 'qol.sqlite'}", "QOL_SECRET_KEY": "bench",
-                        "QOL_SESSION_COOKIE_SECURE": "0"}
+    env = os.environ | {
+        "QOL_DATABASE_URL": f"sqlite:///{instance / 'qol.sqlite'}",
+        "QOL_SECRET_KEY": "bench",
+        "QOL_SESSION_COOKIE_SECURE": "0",
+    }
     subprocess.run([BIN / "qol", "db", "upgrade"], env=env, check=True, capture_output=True)
     script = f"""
 import datetime as dt
@@ -105,8 +112,9 @@ with app.app_context():
 
 
 def serve(app_spec: str, port: int, env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen([BIN / "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                             app_spec], env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [BIN / "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", app_spec], env=env, cwd=ROOT
+    )
     for _ in range(100):
         try:
             http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
@@ -181,6 +189,7 @@ def main() -> None:
                 def get():
                     status, html, _ = c.request("GET", page.format(tp=tp))
                     assert status == 200 and " checked" in html, status
+
                 return get
 
             def poster(c, tp):
@@ -190,15 +199,20 @@ def main() -> None:
 
                 def post():
                     flip[0] = 3 - flip[0]
-                    status, _, _ = c.request("POST", page.format(tp=tp),
-                                             form | {f"q{i}": str(flip[0]) for i in range(1, 6)} | {"nav": "next"})
+                    status, _, _ = c.request(
+                        "POST",
+                        page.format(tp=tp),
+                        form | {f"q{i}": str(flip[0]) for i in range(1, 6)} | {"nav": "next"},
+                    )
                     assert status in (302, 303), status
+
                 return post
 
             def signed_in_only(c):
                 def get():
                     status, _, headers = c.request("GET", "/p/signed-out")
                     assert status == 302 and headers["Location"].endswith("/p/"), (status, headers)
+
                 return get
 
             bare_clients = [Client(8712) for _ in range(args.threads)]
@@ -224,16 +238,21 @@ def main() -> None:
                 print(f"round {round_no}: " + ", ".join(f"{name} {r[-1]:.0f}" for name, r in rates.items()))
             results = {name: statistics.median(r) for name, r in rates.items()}
             for name, rate in results.items():
-                print(f"{name:<17} {rate:8.1f} req/s (median of {args.rounds}), "
-                      f"server CPU {1000 * statistics.median(cpu[name]):.2f} ms per request")
+                print(
+                    f"{name:<17} {rate:8.1f} req/s (median of {args.rounds}), "
+                    f"server CPU {1000 * statistics.median(cpu[name]):.2f} ms per request"
+                )
             print(f"GET ratio  {100 * results['survey GET'] / results['bare GET']:.0f} % (target >= 50 %)")
             for name in ("floor: /healthz", "floor: signed in"):
                 print(f"{name:<17} {100 * results[name] / results['bare GET']:.0f} % of bare GET")
             print(f"POST ratio {100 * results['survey POST'] / results['bare POST']:.0f} % (target >= 50 %)")
             c, tp = clients[0]
             _, html, _ = c.request("GET", page.format(tp=tp))
-            css = b"".join((ROOT / "qol_app" / "static" / name).read_bytes() for name in ("app.css", "patient.css")
-                           if (ROOT / "qol_app" / "static" / name).exists())
+            css = b"".join(
+                (ROOT / "qol_app" / "static" / name).read_bytes()
+                for name in ("app.css", "patient.css")
+                if (ROOT / "qol_app" / "static" / name).exists()
+            )
             size = len(gzip.compress(html.encode() + css))
             print(f"survey page + CSS gzipped: {size / 1024:.1f} KB (target <= 20 KB)")
         finally:

@@ -1,4 +1,5 @@
 """qol_app: patient-reported quality-of-life collection for the CONQUER trial."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ The cookie (Flask's signed session) holds only a random session id; the row in
 ``login_sessions`` decides whether it is still valid, so logout, idle expiry and disabling
 an account end the session at once on every worker.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,8 +30,13 @@ def begin(subject_type: str, subject_id: int, now: dt.datetime) -> None:
     """Start a fresh session (a new id each time: no fixation) and put its id in the cookie."""
     token = secrets.token_urlsafe(32)
     db.session.add(
-        LoginSession(token_hash=token_hash(token), subject_type=subject_type, subject_id=subject_id,
-                     created_at=now, last_seen_at=now)
+        LoginSession(
+            token_hash=token_hash(token),
+            subject_type=subject_type,
+            subject_id=subject_id,
+            created_at=now,
+            last_seen_at=now,
+        )
     )
     keep_lang = session.get("lang")
     session.clear()
@@ -44,7 +50,8 @@ def end(reason: str, now: dt.datetime) -> None:
     token = session.pop("sid", None)
     if token:
         db.session.execute(
-            update(LoginSession).where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None))
+            update(LoginSession)
+            .where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None))
             .values(ended_at=now, end_reason=reason)
         )
 
@@ -53,8 +60,11 @@ def end_all_for(subject_type: str, subject_id: int, reason: str, now: dt.datetim
     """End every open session of one person (account disabled, link rotated)."""
     db.session.execute(
         update(LoginSession)
-        .where(LoginSession.subject_type == subject_type, LoginSession.subject_id == subject_id,
-               LoginSession.ended_at.is_(None))
+        .where(
+            LoginSession.subject_type == subject_type,
+            LoginSession.subject_id == subject_id,
+            LoginSession.ended_at.is_(None),
+        )
         .values(ended_at=now, end_reason=reason)
     )
 
@@ -69,7 +79,8 @@ def idle_limit(subject_type: str) -> dt.timedelta:
 _SESSION_QUERY = (
     select(LoginSession, Patient)
     .outerjoin(Patient, and_(LoginSession.subject_type == "patient", Patient.id == LoginSession.subject_id))
-    .outerjoin(Patient.site).options(contains_eager(Patient.site))
+    .outerjoin(Patient.site)
+    .options(contains_eager(Patient.site))
     .where(LoginSession.token_hash == bindparam("token_hash"))
 )
 

@@ -4,6 +4,7 @@ The CSP forbids inline styles, so everything is drawn with SVG presentation attr
 (``fill=``, ``stroke=``), never ``style=``. Each chart carries ``<title>``/``<desc>`` and the
 page shows the same numbers as a table for screen readers and printing.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,17 @@ def _fmt(value: float) -> str:
 
 
 def trajectory_svg(
-    points: Sequence[Point], *, chart_id: str, title: str, desc: str, y_min: float, y_max: float,
-    baseline: float | None = None, band: float | None = 10.0, width: int = 320, height: int = 150,
+    points: Sequence[Point],
+    *,
+    chart_id: str,
+    title: str,
+    desc: str,
+    y_min: float,
+    y_max: float,
+    baseline: float | None = None,
+    band: float | None = 10.0,
+    width: int = 320,
+    height: int = 150,
     x_label: str = "",
 ) -> Markup:
     """A line chart of one scale over time with the baseline line and a ±``band`` band around it.
@@ -58,41 +68,51 @@ def trajectory_svg(
 
     cid = escape(chart_id)
     parts = [
-        (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
-         f'width="{width}" height="{height}" role="img" aria-labelledby="{cid}-t {cid}-d">'),
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
+            f'width="{width}" height="{height}" role="img" aria-labelledby="{cid}-t {cid}-d">'
+        ),
         f'<title id="{cid}-t">{escape(title)}</title><desc id="{cid}-d">{escape(desc)}</desc>',
     ]
     if baseline is not None and band:
         lo, hi = y(baseline + band), y(baseline - band)
-        parts.append(f'<rect x="{left}" y="{lo:.1f}" width="{plot_w}" height="{hi - lo:.1f}" '
-                     f'fill="{BAND_FILL}"/>')
+        parts.append(f'<rect x="{left}" y="{lo:.1f}" width="{plot_w}" height="{hi - lo:.1f}" fill="{BAND_FILL}"/>')
     for tick in (y_min, (y_min + y_max) / 2, y_max):
         ty = y(tick)
-        parts.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{left + plot_w}" y2="{ty:.1f}" stroke="{GRID}" '
-                     f'stroke-width="1"/>')
-        parts.append(f'<text x="{left - 4}" y="{ty + 4:.1f}" text-anchor="end" font-size="10" fill="{BASE}">'
-                     f'{_fmt(tick)}</text>')
+        parts.append(
+            f'<line x1="{left}" y1="{ty:.1f}" x2="{left + plot_w}" y2="{ty:.1f}" stroke="{GRID}" stroke-width="1"/>'
+        )
+        parts.append(
+            f'<text x="{left - 4}" y="{ty + 4:.1f}" text-anchor="end" font-size="10" fill="{BASE}">{_fmt(tick)}</text>'
+        )
     if baseline is not None:
         by = y(baseline)
-        parts.append(f'<line x1="{left}" y1="{by:.1f}" x2="{left + plot_w}" y2="{by:.1f}" stroke="{BASE}" '
-                     f'stroke-width="1.5" stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{left}" y1="{by:.1f}" x2="{left + plot_w}" y2="{by:.1f}" stroke="{BASE}" '
+            f'stroke-width="1.5" stroke-dasharray="4 3"/>'
+        )
     for segment in _segments(points):
         coords = " ".join(f"{x(p.day):.1f},{y(p.value):.1f}" for p in segment)  # type: ignore[arg-type]
         parts.append(f'<polyline points="{coords}" fill="none" stroke="{LINE}" stroke-width="2"/>')
     for p in points:
         if p.value is None:
             continue
-        parts.append(f'<circle cx="{x(p.day):.1f}" cy="{y(p.value):.1f}" r="3.5" fill="{LINE}">'
-                     f'<title>{escape(p.label)}: {_fmt(p.value)}</title></circle>')
+        parts.append(
+            f'<circle cx="{x(p.day):.1f}" cy="{y(p.value):.1f}" r="3.5" fill="{LINE}">'
+            f"<title>{escape(p.label)}: {_fmt(p.value)}</title></circle>"
+        )
     if points:
-        parts.append(f'<text x="{left}" y="{height - 6}" font-size="10" fill="{BASE}">'
-                     f'{escape(points[0].label)}</text>')
+        parts.append(f'<text x="{left}" y="{height - 6}" font-size="10" fill="{BASE}">{escape(points[0].label)}</text>')
         if len(points) > 1:
-            parts.append(f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end" font-size="10" '
-                         f'fill="{BASE}">{escape(points[-1].label)}</text>')
+            parts.append(
+                f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end" font-size="10" '
+                f'fill="{BASE}">{escape(points[-1].label)}</text>'
+            )
     if x_label:
-        parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" '
-                     f'font-size="10" fill="{BASE}">{escape(x_label)}</text>')
+        parts.append(
+            f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" '
+            f'font-size="10" fill="{BASE}">{escape(x_label)}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
 

@@ -1,4 +1,5 @@
 """The ``qol`` command: a Flask CLI group over the app factory, one sub-group per area."""
+
 from __future__ import annotations
 
 import sys

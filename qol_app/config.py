@@ -3,6 +3,7 @@
 Later sources win, so a deployment can keep secrets in the environment while a site keeps
 its stable settings in the instance folder.
 """
+
 from __future__ import annotations
 
 import json

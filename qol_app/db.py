@@ -3,6 +3,7 @@
 Plain SQLAlchemy 2.x rather than Flask-SQLAlchemy: sessions are scoped to the Flask app
 context, and tests can bind them to one connection inside a transaction that is rolled back.
 """
+
 from __future__ import annotations
 
 import datetime as dt

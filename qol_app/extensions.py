@@ -1,4 +1,5 @@
 """Unbound extension singletons; ``create_app`` binds each with ``init_app``."""
+
 from flask_babel import Babel
 from flask_wtf import CSRFProtect
 

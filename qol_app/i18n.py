@@ -3,6 +3,7 @@
 UI strings go through gettext; instrument wording is data (see ``qol_app.instruments``)
 and never falls back silently to another language.
 """
+
 from __future__ import annotations
 
 import datetime as dt

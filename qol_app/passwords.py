@@ -1,4 +1,5 @@
 """Password and PIN hashing with Argon2id (argon2-cffi's tuned defaults)."""
+
 from __future__ import annotations
 
 from argon2 import PasswordHasher

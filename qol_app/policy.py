@@ -6,6 +6,7 @@ data. Views show the roles with ``@staff_required(*roles_for(...))`` and load ob
 through :func:`get_patient_or_404`, so an object of another site is indistinguishable from
 one that does not exist (404, not 403: no probing of study ids).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -93,8 +94,7 @@ def can(user: StaffUser | None, action: str, obj: Any = None) -> bool:
     return sees_all_sites(user) or site_id in user.site_ids
 
 
-def get_patient_or_404(session: Session, user: StaffUser, patient_id: int,
-                       action: str = "patient.view") -> Patient:
+def get_patient_or_404(session: Session, user: StaffUser, patient_id: int, action: str = "patient.view") -> Patient:
     """The patient if ``user`` may do ``action`` on it; 404 when unseen, 403 when seen but not allowed."""
     patient = session.get(Patient, patient_id)
     if patient is None or not can(user, "patient.view", patient):

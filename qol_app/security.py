@@ -3,6 +3,7 @@
 Access is denied by default: a view declares who may use it with a decorator, and patient
 or site scoping helpers return 404 for anything that is not the caller's.
 """
+
 from __future__ import annotations
 
 import functools

@@ -1,4 +1,5 @@
 """Blueprint registration and template helpers shared by every audience."""
+
 from __future__ import annotations
 
 from flask import Flask, redirect, url_for

@@ -3,6 +3,7 @@
 Usage: .venv/bin/python scripts/regen_initial_migration.py
 Once a release is deployed, add new revisions with ``alembic revision --autogenerate`` instead.
 """
+
 from __future__ import annotations
 
 import tempfile

@@ -5,6 +5,7 @@ PostgreSQL. PostgreSQL is used when a server answers at QOL_TEST_PG_URL (default
 trust-auth server); without one those variants are skipped with a visible reason, unless
 QOL_REQUIRE_POSTGRES=1 (CI), where a missing server is an error.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -103,6 +104,7 @@ def rollback_engine(database_url: str) -> Iterator[Engine]:
     """
     eng = make_engine(database_url)
     if eng.dialect.name == "sqlite":
+
         @event.listens_for(eng, "connect")
         def _no_driver_transactions(dbapi_connection, record):
             dbapi_connection.isolation_level = None
@@ -110,6 +112,7 @@ def rollback_engine(database_url: str) -> Iterator[Engine]:
         @event.listens_for(eng, "begin")
         def _explicit_begin(conn):
             conn.exec_driver_sql("BEGIN")
+
     yield eng
     eng.dispose()
 

@@ -1,4 +1,5 @@
 """Builders for test data through the real services (so audit rows and hashes are real too)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,36 +22,73 @@ class Factory:
 
     def site(self, code: str | None = None, tz: str = "Asia/Shanghai", **kw) -> Site:
         n = next(_seq)
-        site = Site(code=code or f"T{n:02d}", name=kw.pop("name", f"Test site {n}"), timezone=tz,
-                    default_language=kw.pop("default_language", "zh_Hans"),
-                    emergency_phone=kw.pop("emergency_phone", "120"), **kw)
+        site = Site(
+            code=code or f"T{n:02d}",
+            name=kw.pop("name", f"Test site {n}"),
+            timezone=tz,
+            default_language=kw.pop("default_language", "zh_Hans"),
+            emergency_phone=kw.pop("emergency_phone", "120"),
+            **kw,
+        )
         self.session.add(site)
         self.session.flush()
         return site
 
     def staff(self, role: str = "nurse", sites: list[Site] = (), username: str | None = None, **kw) -> StaffUser:
-        user = StaffUser(username=username or f"{role}{next(_seq)}", full_name=kw.pop("full_name", f"Test {role}"),
-                         role=role, password_hash=hash_secret(STAFF_PASSWORD), **kw)
+        user = StaffUser(
+            username=username or f"{role}{next(_seq)}",
+            full_name=kw.pop("full_name", f"Test {role}"),
+            role=role,
+            password_hash=hash_secret(STAFF_PASSWORD),
+            **kw,
+        )
         user.memberships = [SiteMembership(site_id=s.id) for s in sites]
         self.session.add(user)
         self.session.flush()
         return user
 
-    def patient(self, site: Site | None = None, *, arm: str = "A", language: str = "zh_Hans",
-                randomization_date: dt.date | None = None, pin: str | None = "123456", **kw) -> Enrolled:
+    def patient(
+        self,
+        site: Site | None = None,
+        *,
+        arm: str = "A",
+        language: str = "zh_Hans",
+        randomization_date: dt.date | None = None,
+        pin: str | None = "123456",
+        **kw,
+    ) -> Enrolled:
         site = site or self.site()
         n = next(_seq)
         return enroll_patient(
-            self.session, self.actor, study_id=kw.pop("study_id", f"{site.code}-{n:03d}"), site=site, arm=arm,
-            randomization_date=randomization_date or self.now.date(), language=language, now=self.now,
-            with_pin=pin is not None, pin=pin, **kw,
+            self.session,
+            self.actor,
+            study_id=kw.pop("study_id", f"{site.code}-{n:03d}"),
+            site=site,
+            arm=arm,
+            randomization_date=randomization_date or self.now.date(),
+            language=language,
+            now=self.now,
+            with_pin=pin is not None,
+            pin=pin,
+            **kw,
         )
 
 
 # ---- timepoints (patient survey tests) ------------------------------------------------------
-def _timepoint(self, patient, *, instruments=("eortc_qlq_c30",), kind: str | None = None, key: str | None = None,
-               status: str = "open", opens_at: dt.datetime | None = None, closes_at: dt.datetime | None = None,
-               grace_closes_at: dt.datetime | None = None, respondent: str | None = None, **kw):
+def _timepoint(
+    self,
+    patient,
+    *,
+    instruments=("eortc_qlq_c30",),
+    kind: str | None = None,
+    key: str | None = None,
+    status: str = "open",
+    opens_at: dt.datetime | None = None,
+    closes_at: dt.datetime | None = None,
+    grace_closes_at: dt.datetime | None = None,
+    respondent: str | None = None,
+    **kw,
+):
     """A Timepoint row written directly, window open around ``now`` (opened a day ago, closes in two,
     grace ends in three). ``patient`` is a Patient or the Enrolled returned by ``patient()``."""
     from qol_app.models import Timepoint
@@ -62,12 +100,24 @@ def _timepoint(self, patient, *, instruments=("eortc_qlq_c30",), kind: str | Non
     today = self.now.date()
     kind = kind or ("diary" if list(instruments) == ["symptom_diary"] else "questionnaire")
     tp = Timepoint(
-        patient_id=patient.id, key=key or f"tp-{next(_seq)}", rule_id=kw.pop("rule_id", "test"), kind=kind,
-        instruments=list(instruments), anchor_kind=kw.pop("anchor_kind", "randomization"),
-        anchor_date=kw.pop("anchor_date", today), target_date=kw.pop("target_date", today),
-        window_start=kw.pop("window_start", opens_at.date()), window_end=kw.pop("window_end", closes_at.date()),
-        grace_end=kw.pop("grace_end", grace_closes_at.date()), opens_at=opens_at, closes_at=closes_at,
-        grace_closes_at=grace_closes_at, status=status, respondent=respondent, created_at=self.now, **kw,
+        patient_id=patient.id,
+        key=key or f"tp-{next(_seq)}",
+        rule_id=kw.pop("rule_id", "test"),
+        kind=kind,
+        instruments=list(instruments),
+        anchor_kind=kw.pop("anchor_kind", "randomization"),
+        anchor_date=kw.pop("anchor_date", today),
+        target_date=kw.pop("target_date", today),
+        window_start=kw.pop("window_start", opens_at.date()),
+        window_end=kw.pop("window_end", closes_at.date()),
+        grace_end=kw.pop("grace_end", grace_closes_at.date()),
+        opens_at=opens_at,
+        closes_at=closes_at,
+        grace_closes_at=grace_closes_at,
+        status=status,
+        respondent=respondent,
+        created_at=self.now,
+        **kw,
     )
     self.session.add(tp)
     self.session.flush()

@@ -289,9 +289,7 @@ def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> 
         key = loader.construct_object(key_node, deep=True)
         if isinstance(key, Hashable):
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
     return loader.construct_mapping(node, deep=True)
 
@@ -307,9 +305,7 @@ class _Parser:
     def fail(self, field: str, problem: str) -> AlertRulesError:
         return AlertRulesError(self.source, field, problem)
 
-    def mapping(
-        self, data: Any, field: str, keys: frozenset[str], required: frozenset[str]
-    ) -> dict[str, Any]:
+    def mapping(self, data: Any, field: str, keys: frozenset[str], required: frozenset[str]) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise self.fail(field, f"expected a mapping, got {type(data).__name__}")
         unknown = sorted(str(k) for k in data if k not in keys)

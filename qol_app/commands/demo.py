@@ -1,4 +1,5 @@
 """``qol demo``: a synthetic two-site trial so there is something to see."""
+
 from __future__ import annotations
 
 import click
@@ -19,8 +20,13 @@ def demo(patients: int, show: int) -> None:
     from qol_app.db import db
     from qol_app.demo import build
 
-    result = build(db.session, current_app.config["SECRET_KEY"], now(), n_patients=patients,
-                   progress=lambda msg: click.echo(msg, err=True))
+    result = build(
+        db.session,
+        current_app.config["SECRET_KEY"],
+        now(),
+        n_patients=patients,
+        progress=lambda msg: click.echo(msg, err=True),
+    )
     db.session.commit()
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
     click.echo("Demo data " + ("created." if result.created else "already present; nothing changed."))
@@ -29,5 +35,7 @@ def demo(patients: int, show: int) -> None:
         click.echo(f"  {role:<13} {username:<14} password: {password}")
     click.echo("\nPatients (open the link on a phone-sized window):")
     for p in result.patients[:show]:
-        click.echo(f"  {p.study_id}  arm {p.arm}  {p.language:<7}  forms due now: {p.due_now}  "
-                   f"{base}/p/l/{p.token}  PIN {p.pin}")
+        click.echo(
+            f"  {p.study_id}  arm {p.arm}  {p.language:<7}  forms due now: {p.due_now}  "
+            f"{base}/p/l/{p.token}  PIN {p.pin}"
+        )

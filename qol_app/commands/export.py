@@ -1,4 +1,5 @@
 """``qol export``: write an analysis export (zip of datasets + manifest) from the command line."""
+
 from __future__ import annotations
 
 import getpass
@@ -14,10 +15,21 @@ _DAY = click.DateTime(["%Y-%m-%d"])
 
 
 @click.command("export")
-@click.option("--format", "formats", multiple=True, required=True, metavar="FMT",
-              help=f"Repeat or comma-separate: {', '.join(FORMATS)}.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the zip (created if missing).")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    required=True,
+    metavar="FMT",
+    help=f"Repeat or comma-separate: {', '.join(FORMATS)}.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the zip (created if missing).",
+)
 @click.option("--site", "sites", multiple=True, help="Site code (repeat); default all sites.")
 @click.option("--arm", "arms", multiple=True, type=click.Choice(["A", "B"]), help="Arm (repeat); default both.")
 @click.option("--instrument", "instruments", multiple=True, help="Instrument id (repeat); default all.")
@@ -25,13 +37,19 @@ _DAY = click.DateTime(["%Y-%m-%d"])
 @click.option("--to", "date_to", type=_DAY, help="... up to this day (inclusive).")
 @click.option("--as-of", "as_of", help="ISO 8601 time (UTC unless an offset is given); default now.")
 @click.option("--iso-dates", is_flag=True, help="Calendar dates too (needs EXPORT_ISO_DATES enabled by an admin).")
-@click.option("--labels", type=click.Choice(["en", "zh_Hans"]), default="en", show_default=True,
-              help="Language of variable and value labels.")
+@click.option(
+    "--labels",
+    type=click.Choice(["en", "zh_Hans"]),
+    default="en",
+    show_default=True,
+    help="Language of variable and value labels.",
+)
 @click.option("--threshold", type=float, default=10.0, show_default=True, help="Deterioration threshold (points).")
 @click.option("--keep-files", is_flag=True, help="Also leave the files unzipped in OUT/<export name>/.")
 @with_appcontext
-def export(formats, out_dir, sites, arms, instruments, date_from, date_to, as_of, iso_dates, labels, threshold,
-           keep_files) -> None:
+def export(
+    formats, out_dir, sites, arms, instruments, date_from, date_to, as_of, iso_dates, labels, threshold, keep_files
+) -> None:
     """Export every expected form's scores, items, statuses and patients as of a point in time.
 
     Writes OUT/conquer_qol_<as-of>.zip (datasets in each format, data dictionary, manifest.json with
@@ -50,11 +68,18 @@ def export(formats, out_dir, sites, arms, instruments, date_from, date_to, as_of
     try:
         request = ExportRequest(
             formats=tuple(f.strip() for value in formats for f in value.split(",") if f.strip()),
-            filters=ExportFilters(sites=sites, arms=arms, instruments=instruments,
-                                  date_from=date_from.date() if date_from else None,
-                                  date_to=date_to.date() if date_to else None),
-            as_of=parse_as_of(as_of) if as_of else at.replace(microsecond=0), iso_dates=iso_dates,
-            locale=labels, threshold=threshold)
+            filters=ExportFilters(
+                sites=sites,
+                arms=arms,
+                instruments=instruments,
+                date_from=date_from.date() if date_from else None,
+                date_to=date_to.date() if date_to else None,
+            ),
+            as_of=parse_as_of(as_of) if as_of else at.replace(microsecond=0),
+            iso_dates=iso_dates,
+            locale=labels,
+            threshold=threshold,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -62,9 +87,17 @@ def export(formats, out_dir, sites, arms, instruments, date_from, date_to, as_of
         click.echo(f"\r{name}: {rows:,} rows{' done' if done else ''}", nl=done, err=True)
 
     try:
-        result = run_export(db.session, request, out_dir, actor=Actor("system", f"cli:{getpass.getuser()}"[:64]),
-                            now=at, settings=ExportSettings.from_config(current_app.config), registry=registry(),
-                            progress=progress, keep_files=keep_files)
+        result = run_export(
+            db.session,
+            request,
+            out_dir,
+            actor=Actor("system", f"cli:{getpass.getuser()}"[:64]),
+            now=at,
+            settings=ExportSettings.from_config(current_app.config),
+            registry=registry(),
+            progress=progress,
+            keep_files=keep_files,
+        )
     except (ValueError, PermissionError) as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from None

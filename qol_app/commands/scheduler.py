@@ -1,4 +1,5 @@
 """``qol scheduler``: run the background process, one sweep, or look at its heartbeat."""
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,12 @@ def _logging() -> None:
 @click.group("scheduler", invoke_without_command=True)
 @click.option("--once", is_flag=True, help="Run one sweep and exit (for cron-style deployments).")
 @click.option("--wait", is_flag=True, help="If another scheduler holds the lock, wait for it instead of exiting.")
-@click.option("--interval", type=click.IntRange(min=5), default=None,
-              help="Seconds between sweeps (default SCHEDULER_INTERVAL_SECONDS or 60).")
+@click.option(
+    "--interval",
+    type=click.IntRange(min=5),
+    default=None,
+    help="Seconds between sweeps (default SCHEDULER_INTERVAL_SECONDS or 60).",
+)
 @click.pass_context
 @with_appcontext
 def scheduler_group(ctx: click.Context, once: bool, wait: bool, interval: int | None) -> None:
@@ -45,9 +50,12 @@ def scheduler_group(ctx: click.Context, once: bool, wait: bool, interval: int | 
             if not report.ok:
                 sys.exit(1)
         else:
-            run_forever(app, wait=wait,
-                        interval_seconds=interval or int(app.config.get("SCHEDULER_INTERVAL_SECONDS")
-                                                         or DEFAULT_INTERVAL_SECONDS))
+            run_forever(
+                app,
+                wait=wait,
+                interval_seconds=interval
+                or int(app.config.get("SCHEDULER_INTERVAL_SECONDS") or DEFAULT_INTERVAL_SECONDS),
+            )
     except LockHeld as exc:
         click.echo(f"{exc}; exiting. Use --wait to wait for it.", err=True)
         sys.exit(EXIT_LOCKED)

@@ -1,4 +1,5 @@
 """``qol rescore``: recompute all stored scores."""
+
 from __future__ import annotations
 
 import click
@@ -21,5 +22,7 @@ def rescore(batch: int) -> None:
     result = rescore_all(db.session, Actor.system("rescore"), now(), batch=batch, progress=progress)
     db.session.commit()
     click.echo("", err=True)
-    click.echo(f"{result.forms} forms rescored: {result.changed_forms} changed ({result.changed_scores} scores), "
-               f"{result.failed_forms} could not be scored")
+    click.echo(
+        f"{result.forms} forms rescored: {result.changed_forms} changed ({result.changed_scores} scores), "
+        f"{result.failed_forms} could not be scored"
+    )

@@ -3,6 +3,7 @@
 Thin wrappers over ``qol_app.services.staff``; each command commits once and is audited
 as the system actor ``cli``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -46,14 +47,24 @@ def users() -> None:
 @click.option("--email", default=None)
 @click.password_option(prompt="Password", help="At least 10 characters; prompted when not given.")
 @with_appcontext
-def create(username: str, full_name: str, role: str, sites: tuple[str, ...], language: str,
-           email: str | None, password: str) -> None:
+def create(
+    username: str, full_name: str, role: str, sites: tuple[str, ...], language: str, email: str | None, password: str
+) -> None:
     """Create an account USERNAME."""
     try:
         site_rows = [staff_service.find_site(db.session, code) for code in sites]
-        staff_service.create_user(db.session, ACTOR, username=username, full_name=full_name, role=role,
-                                  password=password, email=email, language=language, sites=site_rows,
-                                  now=utcnow())
+        staff_service.create_user(
+            db.session,
+            ACTOR,
+            username=username,
+            full_name=full_name,
+            role=role,
+            password=password,
+            email=email,
+            language=language,
+            sites=site_rows,
+            now=utcnow(),
+        )
     except staff_service.StaffError as exc:
         raise click.ClickException(str(exc)) from exc
     _commit(f"created {role} {username}")

@@ -36,11 +36,33 @@ MAX_LABEL_CHARS = 80  # Stata's variable and dataset label limit
 MAX_VALUE_LABEL_BYTES = 120  # SPSS value label limit, in UTF-8 bytes
 
 _NAME_RE = re.compile(r"^[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?$")
-_RESERVED = frozenset((
-    # SPSS keywords, then Stata reserved names (compared case-insensitively).
-    "all", "and", "by", "eq", "ge", "gt", "le", "lt", "ne", "not", "or", "to", "with",
-    "byte", "double", "float", "if", "in", "int", "long", "strl", "using",
-))
+_RESERVED = frozenset(
+    (
+        # SPSS keywords, then Stata reserved names (compared case-insensitively).
+        "all",
+        "and",
+        "by",
+        "eq",
+        "ge",
+        "gt",
+        "le",
+        "lt",
+        "ne",
+        "not",
+        "or",
+        "to",
+        "with",
+        "byte",
+        "double",
+        "float",
+        "if",
+        "in",
+        "int",
+        "long",
+        "strl",
+        "using",
+    )
+)
 
 BOOLEAN_VALUE_LABELS: Mapping[Code, LabelText] = {
     0: {"en": "No", "zh_Hans": "否"},
@@ -306,8 +328,18 @@ def _dictionary_rows(datasets: Sequence[Dataset]) -> Iterator[tuple[Any, ...]]:
             )
             codes = BOOLEAN_VALUE_LABELS if column.type == "boolean" else column.value_labels or {}
             for code, text in codes.items():
-                yield (dataset.name, column.name, position, column.type, None, None, None,
-                       str(code), text["en"], text["zh_Hans"])
+                yield (
+                    dataset.name,
+                    column.name,
+                    position,
+                    column.type,
+                    None,
+                    None,
+                    None,
+                    str(code),
+                    text["en"],
+                    text["zh_Hans"],
+                )
 
 
 def data_dictionary(datasets: Iterable[Dataset]) -> Dataset:
@@ -366,10 +398,18 @@ LONG_SCORED_COLUMNS: tuple[Column, ...] = (
     Column("timepoint", "string", _bilingual("Timepoint", "评估时间点")),
     Column("instrument", "string", _bilingual("Instrument", "量表")),
     Column("instrument_version", "string", _bilingual("Instrument version", "量表版本")),
-    Column("scale", "string", _bilingual("Scale code", "维度代码"),
-           description="Scale codes of CLINICAL.md section 4, e.g. QL2, PF2, SUMSC, BNFU."),
-    Column("score", "float", _bilingual("Score (0-100; EQ-5D index or VAS)", "得分（0-100；EQ-5D 指数或 VAS）"),
-           description="Full precision; empty when the scale cannot be scored (never 0)."),
+    Column(
+        "scale",
+        "string",
+        _bilingual("Scale code", "维度代码"),
+        description="Scale codes of CLINICAL.md section 4, e.g. QL2, PF2, SUMSC, BNFU.",
+    ),
+    Column(
+        "score",
+        "float",
+        _bilingual("Score (0-100; EQ-5D index or VAS)", "得分（0-100；EQ-5D 指数或 VAS）"),
+        description="Full precision; empty when the scale cannot be scored (never 0).",
+    ),
     Column("n_items", "integer", _bilingual("Items answered for the scale", "该维度已答条目数")),
     Column("target_date", "date", _bilingual("Target date (site local)", "目标日期（中心当地）")),
     Column("completed_at", "datetime", _bilingual("Completed at (UTC)", "完成时间（UTC）")),
@@ -377,8 +417,7 @@ LONG_SCORED_COLUMNS: tuple[Column, ...] = (
     Column("respondent", "string", _bilingual("Respondent", "填写人"), RESPONDENT_LABELS),
     Column("mode", "string", _bilingual("Mode of administration", "填写方式"), MODE_LABELS),
     Column("language", "string", _bilingual("Language of the form", "问卷语言")),
-    Column("missing_reason", "string", _bilingual("Reason form is missing", "缺失原因"),
-           MISSING_REASON_LABELS),
+    Column("missing_reason", "string", _bilingual("Reason form is missing", "缺失原因"), MISSING_REASON_LABELS),
 )
 """Columns of the long scored file: one row per (patient, timepoint, instrument, scale).
 
@@ -391,8 +430,9 @@ def long_scored_dataset(rows: Iterable[tuple[Any, ...]]) -> Dataset:
     """Wrap rows in LONG_SCORED_COLUMNS order as the `qol_long` dataset."""
     return Dataset(
         name="qol_long",
-        label=_bilingual("QoL scores, one row per patient, timepoint and scale",
-                         "生活质量得分（每位患者、时间点、维度一行）"),
+        label=_bilingual(
+            "QoL scores, one row per patient, timepoint and scale", "生活质量得分（每位患者、时间点、维度一行）"
+        ),
         columns=LONG_SCORED_COLUMNS,
         rows=rows,
     )

@@ -128,8 +128,7 @@ def questionnaire_resource(q: FhirQuestionnaire, base_url: str) -> dict[str, Any
                 raise ValueError(f"{q.id} {item.link_id}: a choice item needs answer options")
             system = _answer_system(base_url, q, item)
             entry["answerOption"] = [
-                {"valueCoding": {"system": system, "code": str(o.code), "display": o.display}}
-                for o in item.options
+                {"valueCoding": {"system": system, "code": str(o.code), "display": o.display}} for o in item.options
             ]
         items.append(entry)
     return {
@@ -152,8 +151,9 @@ def _answer(q: FhirQuestionnaire, item: FhirItem, value: AnswerValue, base_url: 
         displays = {o.code: o.display for o in item.options}
         if type(value) is not int or value not in displays:
             raise ValueError(f"{where}: {value!r} is not one of the codes {sorted(displays)}")
-        return {"valueCoding": {"system": _answer_system(base_url, q, item),
-                                "code": str(value), "display": displays[value]}}
+        return {
+            "valueCoding": {"system": _answer_system(base_url, q, item), "code": str(value), "display": displays[value]}
+        }
     if item.type == "integer" and type(value) is int:
         return {"valueInteger": value}
     if item.type == "decimal" and type(value) in (int, float):
@@ -166,8 +166,10 @@ def _answer(q: FhirQuestionnaire, item: FhirItem, value: AnswerValue, base_url: 
 def _relationship(response: FhirResponse) -> str | None:
     if response.respondent == "proxy":
         if response.proxy_relationship not in RELATIONSHIPS:
-            raise ValueError(f"response {response.response_id}: proxy relationship "
-                             f"{response.proxy_relationship!r} not one of {sorted(RELATIONSHIPS)}")
+            raise ValueError(
+                f"response {response.response_id}: proxy relationship "
+                f"{response.proxy_relationship!r} not one of {sorted(RELATIONSHIPS)}"
+            )
         return response.proxy_relationship
     if response.proxy_relationship is not None:
         raise ValueError(f"response {response.response_id}: relationship given for a non-proxy response")
@@ -208,8 +210,9 @@ def response_resource(r: FhirResponse, q: FhirQuestionnaire, base_url: str) -> d
     if unknown:
         raise ValueError(f"response {r.response_id}: unknown linkIds {unknown} for {q.id}")
     relationship = _relationship(r)
-    who = (f"RelatedPerson/{related_person_id(r.patient_id, relationship)}" if relationship
-           else f"Patient/{r.patient_id}")
+    who = (
+        f"RelatedPerson/{related_person_id(r.patient_id, relationship)}" if relationship else f"Patient/{r.patient_id}"
+    )
     items: list[dict[str, Any]] = []
     for item in q.items:
         if item.link_id not in r.answers:
@@ -239,9 +242,14 @@ def response_resource(r: FhirResponse, q: FhirQuestionnaire, base_url: str) -> d
     return resource
 
 
-def build_bundle(questionnaires: Sequence[FhirQuestionnaire], responses: Iterable[FhirResponse], *,
-                 base_url: str, as_of: datetime,
-                 bundle_type: Literal["collection", "transaction"] = "collection") -> dict[str, Any]:
+def build_bundle(
+    questionnaires: Sequence[FhirQuestionnaire],
+    responses: Iterable[FhirResponse],
+    *,
+    base_url: str,
+    as_of: datetime,
+    bundle_type: Literal["collection", "transaction"] = "collection",
+) -> dict[str, Any]:
     """A Bundle with the Questionnaires, the Patients and RelatedPersons referenced, and the responses.
 
     Order is deterministic: questionnaires as given, patients and related persons sorted by id,
@@ -258,8 +266,10 @@ def build_bundle(questionnaires: Sequence[FhirQuestionnaire], responses: Iterabl
     for response in responses:
         q = by_key.get((response.questionnaire_id, response.questionnaire_version))
         if q is None:
-            raise ValueError(f"response {response.response_id}: no questionnaire "
-                             f"{response.questionnaire_id} version {response.questionnaire_version}")
+            raise ValueError(
+                f"response {response.response_id}: no questionnaire "
+                f"{response.questionnaire_id} version {response.questionnaire_version}"
+            )
         answered.append(response_resource(response, q, base_url))
         patients.setdefault(response.patient_id, patient_resource(response.patient_id, base_url))
         relationship = _relationship(response)

@@ -54,9 +54,15 @@ def _plain(value: Any, where: str) -> Any:
     raise TypeError(f"{where}: cannot put {type(value).__name__} in a manifest")
 
 
-def build_manifest(files: Sequence[Path], *, app_version: str, scoring_version: str,
-                   instrument_versions: Mapping[str, str], filters: Mapping[str, Any],
-                   as_of: datetime) -> dict[str, Any]:
+def build_manifest(
+    files: Sequence[Path],
+    *,
+    app_version: str,
+    scoring_version: str,
+    instrument_versions: Mapping[str, str],
+    filters: Mapping[str, Any],
+    as_of: datetime,
+) -> dict[str, Any]:
     """Describe an export: versions, filters, as-of time and, per file, its name, size and SHA-256.
 
     Files are listed by name (their base names must be unique, as they become zip entries).
@@ -85,8 +91,7 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
-def write_zip(files: Sequence[Path], manifest: Mapping[str, Any], zip_path: Path,
-              fixed_time: datetime) -> Path:
+def write_zip(files: Sequence[Path], manifest: Mapping[str, Any], zip_path: Path, fixed_time: datetime) -> Path:
     """Write `files` plus manifest.json to `zip_path` reproducibly and return `zip_path`.
 
     Entries are sorted by name and all carry `fixed_time` (its UTC wall time when aware). Each
@@ -111,8 +116,10 @@ def write_zip(files: Sequence[Path], manifest: Mapping[str, Any], zip_path: Path
                     continue
                 digest = hashlib.sha256()
                 large = by_name[name].stat().st_size >= ZIP64_LIMIT
-                with by_name[name].open("rb") as src, archive.open(fixed_info(name, stamp), "w",
-                                                                  force_zip64=large) as dst:
+                with (
+                    by_name[name].open("rb") as src,
+                    archive.open(fixed_info(name, stamp), "w", force_zip64=large) as dst,
+                ):
                     while chunk := src.read(_CHUNK):
                         digest.update(chunk)
                         dst.write(chunk)

@@ -7,6 +7,7 @@ SHA-256 of every file and of the zip) in the caller's transaction: the caller co
 Reproducible: the same data, as-of time, filters and options give byte-identical files and zip
 (nothing in them depends on the clock, the host or the time zone; see export.manifest).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,20 +38,32 @@ FORMATS: tuple[str, ...] = TABULAR_FORMATS + STANDARD_FORMATS
 """Format ids: the tabular writers (every dataset in each), a FHIR R4 bundle, SDTM QS (xpt + csv)."""
 
 FORMAT_LABELS: Mapping[str, str] = {
-    "csv": "CSV (UTF-8)", "xlsx": "Excel (.xlsx)", "parquet": "Parquet", "xpt": "SAS transport (.xpt)",
-    "dta": "Stata (.dta)", "sav": "SPSS (.sav)", "fhir": "FHIR R4 bundle (JSON)", "sdtm": "CDISC SDTM QS (.xpt + .csv)",
+    "csv": "CSV (UTF-8)",
+    "xlsx": "Excel (.xlsx)",
+    "parquet": "Parquet",
+    "xpt": "SAS transport (.xpt)",
+    "dta": "Stata (.dta)",
+    "sav": "SPSS (.sav)",
+    "fhir": "FHIR R4 bundle (JSON)",
+    "sdtm": "CDISC SDTM QS (.xpt + .csv)",
 }
 FHIR_FILE = "fhir_bundle.json"
 NOTES = (
     "Dates are study days (randomization = day 1, no day 0) unless ISO dates were enabled and requested.",
-    ("Statuses, scores and answers are as of the as-of time: later submissions, corrections and status changes "
-     "are not included."),
-    ("Cancelled timepoints and forms not yet open at the as-of time are excluded; every other expected form is "
-     "listed, including missed (with the nurse's reason code) and not expected ones (died, withdrawn, lost)."),
+    (
+        "Statuses, scores and answers are as of the as-of time: later submissions, corrections and status changes "
+        "are not included."
+    ),
+    (
+        "Cancelled timepoints and forms not yet open at the as-of time are excluded; every other expected form is "
+        "listed, including missed (with the nurse's reason code) and not expected ones (died, withdrawn, lost)."
+    ),
     "No names, contact details, tokens or free text are exported; patients appear by pseudonymous study id.",
     "Scores are the stored ones (scoring_version per row); a later rescore changes them.",
-    ("Missed-form reason codes and timepoint dates are the ones recorded now: a reason entered after the as-of "
-     "time still explains the same missed form."),
+    (
+        "Missed-form reason codes and timepoint dates are the ones recorded now: a reason entered after the as-of "
+        "time still explains the same missed form."
+    ),
 )
 
 
@@ -80,9 +93,11 @@ class ExportSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ExportSettings:
         base = config.get("EXPORT_FHIR_BASE_URL") or f"{str(config.get('PUBLIC_BASE_URL') or '').rstrip('/')}/fhir"
-        return cls(iso_dates_allowed=bool(config.get("EXPORT_ISO_DATES")),
-                   fhir_base_url=base if base.startswith("http") else cls.fhir_base_url,
-                   studyid=str(config.get("EXPORT_STUDY_ID") or cls.studyid))
+        return cls(
+            iso_dates_allowed=bool(config.get("EXPORT_ISO_DATES")),
+            fhir_base_url=base if base.startswith("http") else cls.fhir_base_url,
+            studyid=str(config.get("EXPORT_STUDY_ID") or cls.studyid),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +135,18 @@ class ExportResult:
     files_dir: Path | None = None
 
 
-def run_export(session: Session, request: ExportRequest, out_dir: Path, *, actor: Actor, now: dt.datetime,
-               settings: ExportSettings = ExportSettings(), registry: Registry | None = None,
-               progress: Callable[[str, int, bool], None] | None = None, keep_files: bool = False) -> ExportResult:
+def run_export(
+    session: Session,
+    request: ExportRequest,
+    out_dir: Path,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    settings: ExportSettings = ExportSettings(),
+    registry: Registry | None = None,
+    progress: Callable[[str, int, bool], None] | None = None,
+    keep_files: bool = False,
+) -> ExportResult:
     """Write ``<out_dir>/<stem>.zip`` (files + manifest.json) and audit it; returns where and what.
 
     ``keep_files`` also leaves the files in ``<out_dir>/<stem>/``. ``progress(dataset, rows, done)`` is
@@ -143,19 +167,32 @@ def run_export(session: Session, request: ExportRequest, out_dir: Path, *, actor
         if progress is not None:
             progress(name, n, done)
 
-    spec = ExportSpec(filters=request.filters, as_of=request.as_of, iso_dates=request.iso_dates,
-                      threshold=request.threshold, registry=registry, progress=report)
+    spec = ExportSpec(
+        filters=request.filters,
+        as_of=request.as_of,
+        iso_dates=request.iso_dates,
+        threshold=request.threshold,
+        registry=registry,
+        progress=report,
+    )
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         with bulk_gc():
             files, row_counts = _write_files(session, request, spec, settings, work, counts)
         manifest = build_manifest(
-            files, app_version=__version__, scoring_version=SCORING_VERSION,
+            files,
+            app_version=__version__,
+            scoring_version=SCORING_VERSION,
             instrument_versions={inst: registry.get(inst).version for inst in spec.instruments},
-            filters=request.filters.describe(), as_of=request.as_of)
+            filters=request.filters.describe(),
+            as_of=request.as_of,
+        )
         manifest["options"] = {
-            "formats": list(request.formats), "iso_dates": request.iso_dates, "labels": request.locale,
-            "deterioration_threshold": request.threshold, "baseline_timepoint": spec.baseline_key,
+            "formats": list(request.formats),
+            "iso_dates": request.iso_dates,
+            "labels": request.locale,
+            "deterioration_threshold": request.threshold,
+            "baseline_timepoint": spec.baseline_key,
             "studyid": settings.studyid,
         }
         manifest["rows"] = row_counts
@@ -169,16 +206,32 @@ def run_export(session: Session, request: ExportRequest, out_dir: Path, *, actor
     finally:
         shutil.rmtree(work, ignore_errors=True)
     event = audit.record(
-        session, actor, "export", entity_type="export", entity_id=request.stem,
-        new={"as_of": request.as_of, "filters": request.filters.describe(), "options": manifest["options"],
-             "files": {f["name"]: f["sha256"] for f in manifest["files"]}, "zip": zip_path.name,
-             "zip_sha256": sha256_file(zip_path)},
-        now=now)
+        session,
+        actor,
+        "export",
+        entity_type="export",
+        entity_id=request.stem,
+        new={
+            "as_of": request.as_of,
+            "filters": request.filters.describe(),
+            "options": manifest["options"],
+            "files": {f["name"]: f["sha256"] for f in manifest["files"]},
+            "zip": zip_path.name,
+            "zip_sha256": sha256_file(zip_path),
+        },
+        now=now,
+    )
     return ExportResult(zip_path, manifest, event.id, kept)
 
 
-def _write_files(session: Session, request: ExportRequest, spec: ExportSpec, settings: ExportSettings,
-                 work: Path, counts: dict[str, int]) -> tuple[list[Path], dict[str, int]]:
+def _write_files(
+    session: Session,
+    request: ExportRequest,
+    spec: ExportSpec,
+    settings: ExportSettings,
+    work: Path,
+    counts: dict[str, int],
+) -> tuple[list[Path], dict[str, int]]:
     files: list[Path] = []
     rows: dict[str, int] = {}
     schemas: dict[str, Dataset] = {}
@@ -203,8 +256,9 @@ def _write_files(session: Session, request: ExportRequest, spec: ExportSpec, set
     if not schemas:  # FHIR only: nothing tabular to describe
         return files, rows
     for fmt in dict.fromkeys(["csv", *tabular]):
-        files.append(write_dataset(fmt, data_dictionary(schemas.values()), work, locale=request.locale,
-                                   as_of=request.as_of))
+        files.append(
+            write_dataset(fmt, data_dictionary(schemas.values()), work, locale=request.locale, as_of=request.as_of)
+        )
     return files, rows
 
 

@@ -176,8 +176,12 @@ def _result(item: QsItem, value: float, where: str) -> tuple[str, str, float]:
 
 def _form_rows(form: QsForm, instrument: QsInstrument) -> Iterator[dict[str, Any]]:
     """The QS records of one form, without STUDYID/DOMAIN/QSSEQ."""
-    common = {"USUBJID": form.usubjid, "QSCAT": instrument.category,
-              "VISITNUM": float(form.visitnum), "VISIT": form.visit}
+    common = {
+        "USUBJID": form.usubjid,
+        "QSCAT": instrument.category,
+        "VISITNUM": float(form.visitnum),
+        "VISIT": form.visit,
+    }
     if form.status == "missed":
         reason = None
         if form.missed_reason is not None:
@@ -186,15 +190,13 @@ def _form_rows(form: QsForm, instrument: QsInstrument) -> Iterator[dict[str, Any
             reason = MISSED_REASONS[form.missed_reason]
         if reason and form.missed_reason_text:
             reason = f"{reason}: {form.missed_reason_text}"
-        yield {**common, "QSTESTCD": "QSALL", "QSTEST": "Questionnaire", "QSSTAT": "NOT DONE",
-               "QSREASND": reason}
+        yield {**common, "QSTESTCD": "QSALL", "QSTEST": "Questionnaire", "QSSTAT": "NOT DONE", "QSREASND": reason}
         return
     if form.collected_at is None or form.collected_at.utcoffset() is None:
         raise ValueError(f"{form.usubjid} {form.visit}: a received form needs a timezone-aware collected_at")
     evaluator = EVALUATORS.get(form.respondent or "")
     if evaluator is None:
-        raise ValueError(f"{form.usubjid} {form.visit}: respondent {form.respondent!r} "
-                         f"not in {sorted(EVALUATORS)}")
+        raise ValueError(f"{form.usubjid} {form.visit}: respondent {form.respondent!r} not in {sorted(EVALUATORS)}")
     unknown = sorted(set(form.answers) - {i.item_id for i in instrument.items})
     if unknown:
         raise ValueError(f"{form.usubjid} {form.visit}: unknown items {unknown} for {instrument.category}")
@@ -213,12 +215,16 @@ def _form_rows(form: QsForm, instrument: QsInstrument) -> Iterator[dict[str, Any
             yield record | {"QSSTAT": "NOT DONE", "QSREASND": SKIPPED_REASON}
             continue
         orres, stresc, stresn = _result(item, value, f"{form.usubjid} {form.visit} {item.item_id}")
-        yield record | {"QSORRES": orres, "QSORRESU": item.unit, "QSSTRESC": stresc,
-                        "QSSTRESN": stresn, "QSSTRESU": item.unit}
+        yield record | {
+            "QSORRES": orres,
+            "QSORRESU": item.unit,
+            "QSSTRESC": stresc,
+            "QSSTRESN": stresn,
+            "QSSTRESU": item.unit,
+        }
 
 
-def _rows(forms: Iterable[QsForm], instruments: Mapping[str, QsInstrument],
-          studyid: str) -> Iterator[tuple[Any, ...]]:
+def _rows(forms: Iterable[QsForm], instruments: Mapping[str, QsInstrument], studyid: str) -> Iterator[tuple[Any, ...]]:
     names = [c.name for c in QS_COLUMNS]
     last_seq: dict[str, int] = {}
     for form in forms:
@@ -234,15 +240,15 @@ def _rows(forms: Iterable[QsForm], instruments: Mapping[str, QsInstrument],
             yield tuple(record.get(name) for name in names)
 
 
-def qs_dataset(forms: Iterable[QsForm], instruments: Sequence[QsInstrument] | Mapping[str, QsInstrument],
-               *, studyid: str) -> Dataset:
+def qs_dataset(
+    forms: Iterable[QsForm], instruments: Sequence[QsInstrument] | Mapping[str, QsInstrument], *, studyid: str
+) -> Dataset:
     """The QS domain as a `Dataset` named `qs` (so `write_dataset("xpt", ...)` gives qs.xpt, v5).
 
     `forms` are read lazily while the dataset is written; errors (unknown instrument, item or
     code, a received form without a time) surface then, naming the subject and visit.
     """
-    catalogue = (dict(instruments) if isinstance(instruments, Mapping)
-                 else {i.instrument_id: i for i in instruments})
+    catalogue = dict(instruments) if isinstance(instruments, Mapping) else {i.instrument_id: i for i in instruments}
     return Dataset(
         name="qs",
         label={"en": "Questionnaires", "zh_Hans": "问卷"},

@@ -4,6 +4,7 @@ Field types come from a registry keyed by item kind, field names are item ids an
 submitted data are codes (never labels). No field is required: a patient may skip any
 item, and the page view turns a gap into a reminder and then an explicit skip.
 """
+
 from __future__ import annotations
 
 import decimal
@@ -46,8 +47,14 @@ def _number(item: LocalizedItem) -> Field:
     return LocaleDecimalField(
         item.text,
         places=None,
-        validators=[Optional(), NumberRange(min=decimal.Decimal(str(spec.min)), max=decimal.Decimal(str(spec.max)),
-                                            message=_l("Please enter a number from %(min)s to %(max)s."))],
+        validators=[
+            Optional(),
+            NumberRange(
+                min=decimal.Decimal(str(spec.min)),
+                max=decimal.Decimal(str(spec.max)),
+                message=_l("Please enter a number from %(min)s to %(max)s."),
+            ),
+        ],
         render_kw={"inputmode": "decimal", "autocomplete": "off"},
     )
 
@@ -56,8 +63,12 @@ def _vas(item: LocalizedItem) -> Field:
     spec = item.item
     return IntegerField(
         item.text,
-        validators=[Optional(), NumberRange(min=int(spec.min), max=int(spec.max),
-                                            message=_l("Please enter a whole number from %(min)s to %(max)s."))],
+        validators=[
+            Optional(),
+            NumberRange(
+                min=int(spec.min), max=int(spec.max), message=_l("Please enter a whole number from %(min)s to %(max)s.")
+            ),
+        ],
         render_kw={"inputmode": "numeric", "autocomplete": "off"},
     )
 
@@ -141,8 +152,9 @@ _CLASSES: dict[tuple[str, str, str, tuple[int, ...]], tuple[tuple[LocalizedItem,
 _CLASSES_MAX = 256
 
 
-def build_page_form(instrument_id: str, page: LocalizedPage, items: Iterable[LocalizedItem], locale: str
-                    ) -> type[PageForm]:
+def build_page_form(
+    instrument_id: str, page: LocalizedPage, items: Iterable[LocalizedItem], locale: str
+) -> type[PageForm]:
     """The ``PageForm`` subclass for ``items`` of ``page`` (the ones presented to this patient).
 
     Built once per instrument, page, locale and items, then reused (a class holds only unbound
@@ -160,8 +172,9 @@ def build_page_form(instrument_id: str, page: LocalizedPage, items: Iterable[Loc
     return form_class
 
 
-def _build_page_form(instrument_id: str, page: LocalizedPage, items: tuple[LocalizedItem, ...], locale: str
-                     ) -> type[PageForm]:
+def _build_page_form(
+    instrument_id: str, page: LocalizedPage, items: tuple[LocalizedItem, ...], locale: str
+) -> type[PageForm]:
     attrs: dict[str, Any] = {}
     ids: list[str] = []
     for item in items:

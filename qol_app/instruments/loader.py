@@ -60,14 +60,12 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def read_yaml(text: str, file: str) -> Any:
@@ -172,8 +170,7 @@ class Node:
         mapping = self.mapping()
         for key in mapping:
             if key not in languages:
-                self.with_key(key).fail(
-                    f"language not declared in languages ({', '.join(languages)})")
+                self.with_key(key).fail(f"language not declared in languages ({', '.join(languages)})")
         for language in languages:
             if language not in mapping:
                 self.with_key(language).fail("missing text for a declared language")
@@ -217,8 +214,7 @@ def load_instrument(path: str | Path) -> Instrument:
         raise InstrumentFileError(file, "", f"cannot read: {exc.strerror}") from None
     instrument = parse_instrument(text, file)
     if path.suffix == ".yaml" and instrument.id != path.stem:
-        raise InstrumentFileError(
-            file, "id", f"{instrument.id!r} does not match the file name {path.stem!r}")
+        raise InstrumentFileError(file, "id", f"{instrument.id!r} does not match the file name {path.stem!r}")
     return instrument
 
 
@@ -226,16 +222,14 @@ def parse_instrument(text: str, file: str = "<text>") -> Instrument:
     """Validate instrument YAML text; ``file`` is used in error messages."""
     root = Node(file, "", read_yaml(text, file))
     top = root.fields(
-        ("id", "version", "name", "instructions", "languages", "wording",
-         "pages", "items", "scales"),
+        ("id", "version", "name", "instructions", "languages", "wording", "pages", "items", "scales"),
         ("option_sets",),
     )
     instrument_id = top["id"].ident()
     version = top["version"].as_str()
     languages = _languages(top["languages"])
     option_sets = _option_sets(top["option_sets"], languages) if "option_sets" in top else {}
-    items = tuple(
-        _item(node, languages, option_sets) for node in top["items"].as_list(min_len=1))
+    items = tuple(_item(node, languages, option_sets) for node in top["items"].as_list(min_len=1))
     items_by_id = _unique(top["items"], items, "id", "item id")
     used_sets = {item.option_set for item in items if item.option_set}
     for name in option_sets:
@@ -291,12 +285,9 @@ def _option_sets(node: Node, languages: tuple[str, ...]) -> dict[str, tuple[Opti
     return sets
 
 
-def _item(
-    node: Node, languages: tuple[str, ...], option_sets: Mapping[str, tuple[Option, ...]]
-) -> Item:
+def _item(node: Node, languages: tuple[str, ...], option_sets: Mapping[str, tuple[Option, ...]]) -> Item:
     kind = _discriminator(node, "kind", ITEM_KINDS)
-    fields = node.fields(("id", "kind", "text") + _required_item_fields(kind),
-                         _ITEM_COMMON + _ITEM_FIELDS[kind])
+    fields = node.fields(("id", "kind", "text") + _required_item_fields(kind), _ITEM_COMMON + _ITEM_FIELDS[kind])
     item_id = fields["id"].ident()
     common: dict[str, Any] = {
         "id": item_id,
@@ -325,8 +316,13 @@ def _item(
         unit = fields["unit"].as_str() if "unit" in fields else None
         return Item(**common, min=low, max=high, step=step, unit=unit)
     anchors = fields["anchors"].fields(("min", "max"))
-    return Item(**common, min=low, max=high, step=1.0,
-                anchors=(anchors["min"].as_text(languages), anchors["max"].as_text(languages)))
+    return Item(
+        **common,
+        min=low,
+        max=high,
+        step=1.0,
+        anchors=(anchors["min"].as_text(languages), anchors["max"].as_text(languages)),
+    )
 
 
 def _discriminator(node: Node, key: str, allowed: tuple[str, ...]) -> str:
@@ -383,9 +379,7 @@ def _check_pages(node: Node, pages: tuple[Page, ...], items: tuple[Item, ...]) -
             node.fail(f"item {item.id!r} is on no page")
 
 
-def _scales(
-    node: Node, languages: tuple[str, ...], items: Mapping[str, Item]
-) -> tuple[Scale, ...]:
+def _scales(node: Node, languages: tuple[str, ...], items: Mapping[str, Item]) -> tuple[Scale, ...]:
     scales: dict[str, Scale] = {}
     for entry in node.as_list(min_len=1):
         scale = _scale(entry, languages, items, scales)
@@ -396,7 +390,9 @@ def _scales(
 
 
 def _scale(
-    node: Node, languages: tuple[str, ...], items: Mapping[str, Item],
+    node: Node,
+    languages: tuple[str, ...],
+    items: Mapping[str, Item],
     earlier: Mapping[str, Scale],
 ) -> Scale:
     scale_type = _discriminator(node, "type", SCALE_TYPES)
@@ -406,8 +402,11 @@ def _scale(
         "code": fields["code"].ident(_CODE),
         "name": fields["name"].as_text(languages),
         "type": scale_type,
-        "higher_is_better": (fields["higher_is_better"].as_bool() if "higher_is_better" in fields
-                             else HIGHER_IS_BETTER_BY_TYPE[scale_type]),
+        "higher_is_better": (
+            fields["higher_is_better"].as_bool()
+            if "higher_is_better" in fields
+            else HIGHER_IS_BETTER_BY_TYPE[scale_type]
+        ),
     }
     if scale_type == "summary":
         direct = _components(fields["components"], earlier)
@@ -421,14 +420,14 @@ def _scale(
     else:
         scale["items"] = _scale_items(fields["items"], items, scale_type)
     if scale_type in EORTC_TYPES:
-        scale["formula"] = (fields["formula"].choice(FORMULAS) if "formula" in fields
-                            else _DEFAULT_FORMULA[scale_type])
+        scale["formula"] = fields["formula"].choice(FORMULAS) if "formula" in fields else _DEFAULT_FORMULA[scale_type]
         scale["range"] = _eortc_range(fields["range"], scale["items"], items)
     if scale_type == "index":
         scale["value_set"] = fields["value_set"].ident(_CODE)
     if "not_applicable_if" in fields:
         scale["not_applicable_if"] = tuple(
-            _condition(entry, items) for entry in fields["not_applicable_if"].as_list(min_len=1))
+            _condition(entry, items) for entry in fields["not_applicable_if"].as_list(min_len=1)
+        )
     return Scale(**scale)
 
 
@@ -457,8 +456,7 @@ def _eortc_range(node: Node, scale_items: tuple[str, ...], items: Mapping[str, I
         codes = items[item_id].codes
         span = max(codes) - min(codes)
         if span != value:
-            node.fail(f"{value:g} does not match the codes of {item_id!r} "
-                      f"({min(codes)}..{max(codes)}, range {span})")
+            node.fail(f"{value:g} does not match the codes of {item_id!r} ({min(codes)}..{max(codes)}, range {span})")
         if sorted(codes) != list(range(1, max(codes) + 1)):
             node.fail(f"codes of {item_id!r} must be 1, 2, ... without gaps (EORTC coding)")
     return value
@@ -494,6 +492,7 @@ def _condition(node: Node, items: Mapping[str, Item]) -> Condition:
 
 
 # --------------------------------------------------------------------- value sets
+
 
 def load_value_set(path: str | Path) -> ValueSet:
     """Read one value-set file and verify its published check values."""
@@ -533,7 +532,7 @@ def load_value_set(path: str | Path) -> ValueSet:
         constant=top["constant"].as_number() if "constant" in top else 0.0,
     )
     checks: dict[str, float] = {}
-    for profile, child in (top["checks"].entries() if "checks" in top else ()):
+    for profile, child in top["checks"].entries() if "checks" in top else ():
         expected = child.as_number()
         profile_node = Node(file, child.path, profile)
         levels_ = _profile(profile_node, value_set)
@@ -557,6 +556,7 @@ def _profile(node: Node, value_set: ValueSet) -> dict[str, int]:
 
 # --------------------------------------------------------------------- registry
 
+
 @dataclass(frozen=True)
 class Registry:
     """All instruments (by id) and value sets (by name) of one directory."""
@@ -571,17 +571,15 @@ class Registry:
             return self.instruments[instrument_id]
         except KeyError:
             raise ValueError(
-                f"unknown instrument {instrument_id!r} "
-                f"(known: {', '.join(sorted(self.instruments))})") from None
+                f"unknown instrument {instrument_id!r} (known: {', '.join(sorted(self.instruments))})"
+            ) from None
 
     def value_set(self, name: str) -> ValueSet:
         """The value set with this name; ``ValueError`` naming an unknown one."""
         try:
             return self.value_sets[name]
         except KeyError:
-            raise ValueError(
-                f"unknown value set {name!r} "
-                f"(known: {', '.join(sorted(self.value_sets))})") from None
+            raise ValueError(f"unknown value set {name!r} (known: {', '.join(sorted(self.value_sets))})") from None
 
     def __contains__(self, instrument_id: object) -> bool:
         return instrument_id in self.instruments
@@ -595,10 +593,7 @@ class Registry:
 
 def instrument_files(directory: str | Path) -> list[Path]:
     """Instrument files of a directory (``*.yaml``, not examples, not sub-folders)."""
-    return sorted(
-        path for path in Path(directory).glob("*.yaml")
-        if not path.name.endswith(EXAMPLE_SUFFIX)
-    )
+    return sorted(path for path in Path(directory).glob("*.yaml") if not path.name.endswith(EXAMPLE_SUFFIX))
 
 
 def load_registry(directory: str | Path) -> Registry:
@@ -623,12 +618,16 @@ def load_registry(directory: str | Path) -> Registry:
                 vs = value_sets.get(scale.value_set)
                 if vs is None or vs.instrument != instrument.id:
                     raise InstrumentFileError(
-                        instrument.source_file, f"scales[{index}].value_set",
-                        f"no value set {scale.value_set!r} for {instrument.id!r}")
+                        instrument.source_file,
+                        f"scales[{index}].value_set",
+                        f"no value set {scale.value_set!r} for {instrument.id!r}",
+                    )
                 if vs.dimensions != scale.items:
                     raise InstrumentFileError(
-                        instrument.source_file, f"scales[{index}].items",
-                        f"do not match the dimensions of value set {vs.name!r}")
+                        instrument.source_file,
+                        f"scales[{index}].items",
+                        f"do not match the dimensions of value set {vs.name!r}",
+                    )
     return Registry(MappingProxyType(instruments), MappingProxyType(value_sets), str(directory))
 
 
@@ -638,12 +637,12 @@ def _check_value_set(file: str, value_set: ValueSet, instruments: Mapping[str, I
         raise InstrumentFileError(file, "instrument", f"unknown instrument {value_set.instrument!r}")
     for dim in value_set.dimensions:
         if not instrument.has_item(dim):
-            raise InstrumentFileError(file, "dimensions", f"{dim!r} is not an item of "
-                                      f"{instrument.id!r}")
+            raise InstrumentFileError(file, "dimensions", f"{dim!r} is not an item of {instrument.id!r}")
         codes = set(instrument.item(dim).codes)
         if set(value_set.decrements[dim]) != codes:
-            raise InstrumentFileError(file, f"decrements.{dim}",
-                                      f"levels must be exactly the item codes {sorted(codes)}")
+            raise InstrumentFileError(
+                file, f"decrements.{dim}", f"levels must be exactly the item codes {sorted(codes)}"
+            )
 
 
 @functools.lru_cache(maxsize=8)

@@ -21,16 +21,21 @@ Text = Mapping[str, str]
 
 ItemKind = Literal["choice", "number", "vas"]
 Grading = Literal["severity", "frequency"]
-ScaleType = Literal[
-    "functional", "symptom", "global", "summary", "index", "vas", "item", "worst"
-]
+ScaleType = Literal["functional", "symptom", "global", "summary", "index", "vas", "item", "worst"]
 Formula = Literal["functional", "symptom"]
 Wording = Literal["own_descriptive", "original"]
 
 ITEM_KINDS: tuple[str, ...] = ("choice", "number", "vas")
 GRADINGS: tuple[str, ...] = ("severity", "frequency")
 SCALE_TYPES: tuple[str, ...] = (
-    "functional", "symptom", "global", "summary", "index", "vas", "item", "worst",
+    "functional",
+    "symptom",
+    "global",
+    "summary",
+    "index",
+    "vas",
+    "item",
+    "worst",
 )
 FORMULAS: tuple[str, ...] = ("functional", "symptom")
 WORDINGS: tuple[str, ...] = ("own_descriptive", "original")
@@ -39,10 +44,18 @@ WORDINGS: tuple[str, ...] = ("own_descriptive", "original")
 EORTC_TYPES: frozenset[str] = frozenset({"functional", "symptom", "global"})
 
 #: Direction of each scale type when the YAML does not say otherwise.
-HIGHER_IS_BETTER_BY_TYPE: Mapping[str, bool] = MappingProxyType({
-    "functional": True, "global": True, "summary": True, "index": True,
-    "vas": True, "symptom": False, "item": False, "worst": False,
-})
+HIGHER_IS_BETTER_BY_TYPE: Mapping[str, bool] = MappingProxyType(
+    {
+        "functional": True,
+        "global": True,
+        "summary": True,
+        "index": True,
+        "vas": True,
+        "symptom": False,
+        "item": False,
+        "worst": False,
+    }
+)
 
 
 class InstrumentFileError(ValueError):
@@ -107,8 +120,7 @@ class Item:
     #: Option codes in display order (empty for non-choice items).
     codes: tuple[int, ...] = field(init=False, repr=False, compare=False, default=())
     #: The same codes as a set, for fast membership tests while scoring.
-    code_set: frozenset[int] = field(
-        init=False, repr=False, compare=False, default=frozenset())
+    code_set: frozenset[int] = field(init=False, repr=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
         codes = tuple(option.code for option in self.options)
@@ -207,23 +219,15 @@ class Instrument:
     pages: tuple[Page, ...]
     items: tuple[Item, ...]
     scales: tuple[Scale, ...]
-    option_sets: Mapping[str, tuple[Option, ...]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    option_sets: Mapping[str, tuple[Option, ...]] = field(default_factory=lambda: MappingProxyType({}))
     source_file: str = ""
-    _items_by_id: Mapping[str, Item] = field(
-        init=False, repr=False, compare=False, default_factory=dict
-    )
-    _scales_by_code: Mapping[str, Scale] = field(
-        init=False, repr=False, compare=False, default_factory=dict
-    )
+    _items_by_id: Mapping[str, Item] = field(init=False, repr=False, compare=False, default_factory=dict)
+    _scales_by_code: Mapping[str, Scale] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         # Frozen: indexes are built once here, through object.__setattr__.
-        object.__setattr__(self, "_items_by_id", MappingProxyType(
-            {item.id: item for item in self.items}))
-        object.__setattr__(self, "_scales_by_code", MappingProxyType(
-            {scale.code: scale for scale in self.scales}))
+        object.__setattr__(self, "_items_by_id", MappingProxyType({item.id: item for item in self.items}))
+        object.__setattr__(self, "_scales_by_code", MappingProxyType({scale.code: scale for scale in self.scales}))
 
     @property
     def item_ids(self) -> tuple[str, ...]:
@@ -257,9 +261,7 @@ class Instrument:
                 return page
         raise ValueError(f"{self.id}: unknown page {page_id!r}")
 
-    def localized(
-        self, locale: str, overlay: WordingOverlay | None = None
-    ) -> LocalizedInstrument:
+    def localized(self, locale: str, overlay: WordingOverlay | None = None) -> LocalizedInstrument:
         """Texts for rendering in ``locale``: shipped wording, or ``overlay``'s.
 
         Raises ``MissingLanguageError`` when the locale is neither shipped nor

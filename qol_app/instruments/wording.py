@@ -54,8 +54,16 @@ class WordingOverlayError(InstrumentFileError):
     """An overlay file is malformed or does not match its instrument."""
 
 
-_REQUIRED = ("instrument", "instrument_version", "language", "wording_version",
-             "source", "title", "instructions", "items")
+_REQUIRED = (
+    "instrument",
+    "instrument_version",
+    "language",
+    "wording_version",
+    "source",
+    "title",
+    "instructions",
+    "items",
+)
 _OPTIONAL = ("options", "anchors", "pages")
 
 
@@ -71,10 +79,8 @@ class WordingOverlay:
     title: str
     instructions: str
     items: Mapping[str, str]
-    options: Mapping[str, Mapping[int, str]] = field(
-        default_factory=lambda: MappingProxyType({}))
-    anchors: Mapping[str, tuple[str, str]] = field(
-        default_factory=lambda: MappingProxyType({}))
+    options: Mapping[str, Mapping[int, str]] = field(default_factory=lambda: MappingProxyType({}))
+    anchors: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     pages: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     file: str = "<text>"
 
@@ -101,8 +107,11 @@ def read_overlay(source: str | Path, *, name: str | None = None) -> WordingOverl
             raise WordingOverlayError(file, "", f"cannot read: {exc.strerror}") from None
     else:
         if "\n" not in source and source.strip().endswith((".yaml", ".yml", ".json")):
-            raise WordingOverlayError(source, "", "looks like a file name: pass a pathlib.Path "
-                                      "to read a file (a str is parsed as the overlay's text)")
+            raise WordingOverlayError(
+                source,
+                "",
+                "looks like a file name: pass a pathlib.Path to read a file (a str is parsed as the overlay's text)",
+            )
         file, text = name or "<text>", source
     try:
         return _read(Node(file, "", read_yaml(text, file)))
@@ -158,14 +167,17 @@ def validate_overlay(overlay: WordingOverlay, instrument: Instrument) -> None:
     item or per option set), every vas item both anchors; unknown item ids,
     option sets, codes and pages are errors.
     """
+
     def fail(path: str, problem: str) -> NoReturn:
         raise WordingOverlayError(overlay.file, path, problem)
 
     if overlay.instrument != instrument.id:
         fail("instrument", f"overlay is for {overlay.instrument!r}, not {instrument.id!r}")
     if overlay.instrument_version != instrument.version:
-        fail("instrument_version", f"{overlay.instrument_version!r} does not match "
-             f"{instrument.id} version {instrument.version!r}")
+        fail(
+            "instrument_version",
+            f"{overlay.instrument_version!r} does not match {instrument.id} version {instrument.version!r}",
+        )
     for item_id in overlay.items:
         if not instrument.has_item(item_id):
             fail(f"items.{item_id}", f"unknown item id {item_id!r}")
@@ -201,8 +213,7 @@ def validate_overlay(overlay: WordingOverlay, instrument: Instrument) -> None:
     if overlay.language not in instrument.languages:
         for page in instrument.pages:
             if page.id not in overlay.pages:
-                fail(f"pages.{page.id}", f"missing title: {instrument.id} ships no "
-                     f"{overlay.language!r} page titles")
+                fail(f"pages.{page.id}", f"missing title: {instrument.id} ships no {overlay.language!r} page titles")
 
 
 def parse_overlay(
@@ -244,11 +255,12 @@ def overlay_text(overlay: WordingOverlay) -> str:
         "pages": dict(overlay.pages),
     }
     return yaml.safe_dump(
-        {key: value for key, value in data.items() if value != {}},
-        allow_unicode=True, sort_keys=False)
+        {key: value for key, value in data.items() if value != {}}, allow_unicode=True, sort_keys=False
+    )
 
 
 # --------------------------------------------------------------------- localized view
+
 
 @dataclass(frozen=True)
 class LocalizedOption:
@@ -326,14 +338,11 @@ class LocalizedInstrument:
 
 #: Built views, keyed by the identity of the (immutable) instrument and overlay objects,
 #: which are kept alongside so an id can never be reused while its entry lives.
-_VIEWS: dict[tuple[int, int | None, str],
-             tuple[Instrument, WordingOverlay | None, LocalizedInstrument]] = {}
+_VIEWS: dict[tuple[int, int | None, str], tuple[Instrument, WordingOverlay | None, LocalizedInstrument]] = {}
 _VIEWS_MAX = 128
 
 
-def localize(
-    instrument: Instrument, locale: str, overlay: WordingOverlay | None = None
-) -> LocalizedInstrument:
+def localize(instrument: Instrument, locale: str, overlay: WordingOverlay | None = None) -> LocalizedInstrument:
     """The localized view (``Instrument.localized`` delegates here).
 
     Built once per instrument, overlay and locale (all frozen), then reused: a page view
@@ -350,18 +359,15 @@ def localize(
     return view
 
 
-def _build(
-    instrument: Instrument, locale: str, overlay: WordingOverlay | None
-) -> LocalizedInstrument:
+def _build(instrument: Instrument, locale: str, overlay: WordingOverlay | None) -> LocalizedInstrument:
     if overlay is None:
         if locale not in instrument.languages:
             raise MissingLanguageError(
-                f"{instrument.id} has no texts in {locale!r} "
-                f"(available: {', '.join(instrument.languages)})")
+                f"{instrument.id} has no texts in {locale!r} (available: {', '.join(instrument.languages)})"
+            )
         return _shipped(instrument, locale)
     if overlay.language != locale:
-        raise MissingLanguageError(
-            f"overlay {overlay.wording_version!r} is for {overlay.language!r}, not {locale!r}")
+        raise MissingLanguageError(f"overlay {overlay.wording_version!r} is for {overlay.language!r}, not {locale!r}")
     validate_overlay(overlay, instrument)
     return _overlaid(instrument, locale, overlay)
 
@@ -385,15 +391,13 @@ def _shipped(instrument: Instrument, locale: str) -> LocalizedInstrument:
         licensed=False,
         source=None,
         pages=tuple(
-            LocalizedPage(page.id, page.title[locale],
-                          tuple(item_view(instrument.item(i)) for i in page.items))
-            for page in instrument.pages),
+            LocalizedPage(page.id, page.title[locale], tuple(item_view(instrument.item(i)) for i in page.items))
+            for page in instrument.pages
+        ),
     )
 
 
-def _overlaid(
-    instrument: Instrument, locale: str, overlay: WordingOverlay
-) -> LocalizedInstrument:
+def _overlaid(instrument: Instrument, locale: str, overlay: WordingOverlay) -> LocalizedInstrument:
     def item_view(item: Item) -> LocalizedItem:
         labels = overlay.option_labels(item) or {}
         return LocalizedItem(
@@ -418,7 +422,7 @@ def _overlaid(
         licensed=True,
         source=overlay.source,
         pages=tuple(
-            LocalizedPage(page.id, page_title(page.id),
-                          tuple(item_view(instrument.item(i)) for i in page.items))
-            for page in instrument.pages),
+            LocalizedPage(page.id, page_title(page.id), tuple(item_view(instrument.item(i)) for i in page.items))
+            for page in instrument.pages
+        ),
     )

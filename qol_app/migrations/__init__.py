@@ -1,4 +1,5 @@
 """Alembic migrations, shipped inside the package and run by ``qol db upgrade``."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """All mapped classes, imported here so Alembic and the app see one complete metadata."""
+
 from qol_app.models.alerts import Alert
 from qol_app.models.audit import AuditChainHead, AuditEvent
 from qol_app.models.notifications import OutboxMessage, SchedulerHeartbeat
@@ -9,7 +10,20 @@ from qol_app.models.staff import SiteMembership, StaffUser
 from qol_app.models.trial import Patient, Site, TreatmentEvent
 
 __all__ = [
-    "Alert", "Answer", "AuditChainHead", "AuditEvent", "LoginSession", "OutboxMessage", "Patient", "Response",
-    "SchedulerHeartbeat", "Score", "Site", "SiteMembership", "StaffUser", "Timepoint",
-    "TreatmentEvent", "WordingOverlay",
+    "Alert",
+    "Answer",
+    "AuditChainHead",
+    "AuditEvent",
+    "LoginSession",
+    "OutboxMessage",
+    "Patient",
+    "Response",
+    "SchedulerHeartbeat",
+    "Score",
+    "Site",
+    "SiteMembership",
+    "StaffUser",
+    "Timepoint",
+    "TreatmentEvent",
+    "WordingOverlay",
 ]

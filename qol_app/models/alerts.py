@@ -1,4 +1,5 @@
 """Symptom alerts raised from diary answers, and how staff handled them."""
+
 from __future__ import annotations
 
 import datetime as dt

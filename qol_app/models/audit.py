@@ -1,4 +1,5 @@
 """The append-only audit trail; each row carries a hash chained to the previous row."""
+
 from __future__ import annotations
 
 import datetime as dt

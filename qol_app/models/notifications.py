@@ -1,4 +1,5 @@
 """The outbox of reminders and notifications, and the scheduler's heartbeat."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,4 +1,5 @@
 """Responses (one filled instrument), their answers, scores and licensed-wording overlays."""
+
 from __future__ import annotations
 
 import datetime as dt

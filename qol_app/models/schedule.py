@@ -1,4 +1,5 @@
 """Expected questionnaire timepoints: what a patient should fill, when, and what became of it."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,7 +14,14 @@ from qol_app.models.types import created_at, intpk, patient_fk, str16, str32, st
 
 TIMEPOINT_STATUSES = ("scheduled", "open", "overdue", "completed", "partial", "missed", "not_expected", "cancelled")
 MISSED_REASONS = (
-    "too_ill", "hospitalised", "cognitive_impairment", "refused", "technical", "forgot", "site_error", "other",
+    "too_ill",
+    "hospitalised",
+    "cognitive_impairment",
+    "refused",
+    "technical",
+    "forgot",
+    "site_error",
+    "other",
 )
 
 

@@ -1,4 +1,5 @@
 """Server-side login sessions, so logout, idle expiry and disabling an account take effect at once."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,4 +1,5 @@
 """Staff accounts and their site memberships (access is denied unless a membership grants it)."""
+
 from __future__ import annotations
 
 import datetime as dt

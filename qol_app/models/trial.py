@@ -1,4 +1,5 @@
 """Sites, patients and the treatment events that anchor the schedule."""
+
 from __future__ import annotations
 
 import datetime as dt

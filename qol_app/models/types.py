@@ -1,4 +1,5 @@
 """Shared annotated column types so every model spells common columns the same way."""
+
 import datetime as dt
 from typing import Annotated
 

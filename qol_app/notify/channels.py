@@ -25,6 +25,7 @@ then set ``QOL_SMS_BACKEND=mysite.sms:AcmeGateway`` (a ``module:attribute`` path
 on demand), or import ``mysite.sms`` somewhere and use ``QOL_SMS_BACKEND=acme``. ``message_id``
 is the outbox dedupe key: pass it to gateways that de-duplicate by client reference.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -40,8 +41,14 @@ from typing import Any, Protocol
 log = logging.getLogger("qol_app.notify")
 
 __all__ = [
-    "MAIL_BACKENDS", "SMS_GATEWAYS", "Channel", "DeliveryError", "Outgoing", "build_channels",
-    "register_mail_backend", "register_sms_gateway",
+    "MAIL_BACKENDS",
+    "SMS_GATEWAYS",
+    "Channel",
+    "DeliveryError",
+    "Outgoing",
+    "build_channels",
+    "register_mail_backend",
+    "register_sms_gateway",
 ]
 
 

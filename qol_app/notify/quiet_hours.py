@@ -9,6 +9,7 @@ wall-clock time in the patient's zone, so every conversion goes through ``zonein
   that wall-clock time does not exist, ``fold=0`` lands on the first instant after the gap
   (never earlier than the intended time); on a fall-back day it picks the first occurrence.
 """
+
 from __future__ import annotations
 
 import datetime as dt

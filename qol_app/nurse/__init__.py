@@ -1,4 +1,5 @@
 """Staff-facing blueprint: sign-in, dashboard, patients, events, alerts, accounts."""
+
 from flask import Blueprint
 
 bp = Blueprint("nurse", __name__, template_folder="../templates")

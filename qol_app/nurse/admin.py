@@ -1,4 +1,5 @@
 """Account administration (admins only): create, disable/enable, role, password reset, memberships."""
+
 from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
@@ -39,8 +40,11 @@ def _user_or_404(user_id: int) -> StaffUser:
 @bp.get("/admin/users")
 @staff_required(*MANAGE)
 def users():
-    rows = db.session.scalars(select(StaffUser).options(selectinload(StaffUser.memberships))
-                              .order_by(StaffUser.active.desc(), StaffUser.username)).all()
+    rows = db.session.scalars(
+        select(StaffUser)
+        .options(selectinload(StaffUser.memberships))
+        .order_by(StaffUser.active.desc(), StaffUser.username)
+    ).all()
     return render_template("nurse/admin_users.html", users=rows, sites={s.id: s for s in _sites()})
 
 
@@ -54,9 +58,17 @@ def user_new():
         chosen = [s for s in sites if s.id == form.site_id.data]
         try:
             user = staff_service.create_user(
-                db.session, current_actor(), username=form.username.data, full_name=form.full_name.data,
-                role=form.role.data, password=form.password.data, email=form.email.data or None,
-                language=form.language.data, sites=chosen, now=now())
+                db.session,
+                current_actor(),
+                username=form.username.data,
+                full_name=form.full_name.data,
+                role=form.role.data,
+                password=form.password.data,
+                email=form.email.data or None,
+                language=form.language.data,
+                sites=chosen,
+                now=now(),
+            )
         except staff_service.StaffError as exc:
             flash(str(exc), "error")
         else:
@@ -74,8 +86,12 @@ def user(user_id: int):
     membership = MembershipForm()
     membership.site_id.choices = choices((s.id, f"{s.code} · {s.name}") for s in sites)
     return render_template(
-        "nurse/admin_user.html", user=target, sites={s.id: s for s in sites}, active_form=UserActiveForm(),
-        password_form=UserPasswordForm(), role_form=UserRoleForm(role=target.role),
+        "nurse/admin_user.html",
+        user=target,
+        sites={s.id: s for s in sites},
+        active_form=UserActiveForm(),
+        password_form=UserPasswordForm(),
+        role_form=UserRoleForm(role=target.role),
         membership_form=membership,
     )
 
@@ -90,8 +106,9 @@ def user_active(user_id: int):
     if target.id == g.staff.id and not enable:
         flash(_("You cannot disable your own account."), "error")
     elif form.validate_on_submit():
-        staff_service.set_active(db.session, current_actor(), target, enable, reason=form.reason.data.strip(),
-                                 now=now())
+        staff_service.set_active(
+            db.session, current_actor(), target, enable, reason=form.reason.data.strip(), now=now()
+        )
         db.session.commit()
         flash(_("Account enabled.") if enable else _("Account disabled; its sessions have ended."), "ok")
     else:
@@ -106,8 +123,9 @@ def user_password(user_id: int):
     target = _user_or_404(user_id)
     form = UserPasswordForm()
     if form.validate_on_submit():
-        staff_service.set_password(db.session, current_actor(), target, form.password.data,
-                                   reason=form.reason.data.strip(), now=now())
+        staff_service.set_password(
+            db.session, current_actor(), target, form.password.data, reason=form.reason.data.strip(), now=now()
+        )
         db.session.commit()
         flash(_("Password reset."), "ok")
     else:
@@ -123,8 +141,9 @@ def user_role(user_id: int):
     if target.id == g.staff.id:
         flash(_("You cannot change your own role."), "error")
     elif form.validate_on_submit():
-        staff_service.set_role(db.session, current_actor(), target, form.role.data,
-                               reason=form.reason.data.strip(), now=now())
+        staff_service.set_role(
+            db.session, current_actor(), target, form.role.data, reason=form.reason.data.strip(), now=now()
+        )
         db.session.commit()
         flash(_("Role changed."), "ok")
     else:
@@ -150,8 +169,7 @@ def user_sites(user_id: int):
         flash(_("A reason is required to remove a site."), "error")
         return redirect(url_for("nurse.user", user_id=target.id))
     else:
-        staff_service.remove_site(db.session, current_actor(), target, site, reason=form.reason.data.strip(),
-                                  now=now())
+        staff_service.remove_site(db.session, current_actor(), target, site, reason=form.reason.data.strip(), now=now())
     db.session.commit()
     flash(_("Sites updated."), "ok")
     return redirect(url_for("nurse.user", user_id=target.id))

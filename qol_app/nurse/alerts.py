@@ -1,4 +1,5 @@
 """Acknowledging a symptom alert: who, when and what was done (helper service does the write)."""
+
 from __future__ import annotations
 
 from flask import flash, g, redirect, request, url_for
@@ -22,8 +23,7 @@ def acknowledge_alert(patient_id: int, alert_id: int):
     form = AcknowledgeForm()
     if not form.validate_on_submit():
         flash(_("Describe the action taken to acknowledge the alert."), "error")
-    elif alert_service.acknowledge(db.session, current_actor(), alert, g.staff, form.action.data.strip(),
-                                   now()):
+    elif alert_service.acknowledge(db.session, current_actor(), alert, g.staff, form.action.data.strip(), now()):
         db.session.commit()
         flash(_("Alert acknowledged."), "ok")
     else:

@@ -4,6 +4,7 @@ The token exists only in this response: the database keeps its hash. So the card
 straight from the POST that created the token (no redirect, nothing in the cookie), and the
 page is ``no-store`` like every page. Losing it means rotating the link, which is audited.
 """
+
 from __future__ import annotations
 
 import segno
@@ -30,14 +31,16 @@ def personal_link(token: str) -> str:
 def qr_svg(link: str, title: str) -> Markup:
     """An inline SVG QR code (no JS, no style attributes: allowed by the CSP)."""
     code = segno.make(link, error="m")
-    return Markup(code.svg_inline(scale=5, border=4, dark="#000", light="#fff", title=title, svgclass="qr",
-                                  lineclass=None))
+    return Markup(
+        code.svg_inline(scale=5, border=4, dark="#000", light="#fff", title=title, svgclass="qr", lineclass=None)
+    )
 
 
 def render_issued(patient: Patient, token: str, pin: str | None, *, new: bool) -> str:
     """The page after enrolment or link rotation: staff instructions around a printable card."""
     link = personal_link(token)
     with force_locale(patient.language):
-        card = render_template("nurse/_card.html", patient=patient, link=link, pin=pin,
-                               qr=qr_svg(link, patient.study_id))
+        card = render_template(
+            "nurse/_card.html", patient=patient, link=link, pin=pin, qr=qr_svg(link, patient.study_id)
+        )
     return render_template("nurse/issued.html", patient=patient, card=Markup(card), new=new, pin=pin)

@@ -1,4 +1,5 @@
 """Helpers shared by the staff views: the request's clock and actor, template functions."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -4,6 +4,7 @@ Reuses the instrument form factory (one field per item from its item-type regist
 responses service, which stores the form as the patient's own revision 0, marks the mode and
 respondent, scores it and raises diary alerts exactly as a web submission would.
 """
+
 from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
@@ -35,20 +36,24 @@ def _entry_form(texts, shown: tuple[str, ...]):
     page = LocalizedPage("all", texts.title, items)
     page_form = build_page_form(texts.instrument_id, page, items, texts.locale)
     extra = {
-        "entry_mode": RadioField(_l("How were the answers collected?"),
-                                 choices=choices((m, MODE_LABELS[m]) for m in STAFF_MODES),
-                                 validators=[InputRequired()]),
-        "entry_respondent": RadioField(_l("Who answered?"), choices=choices(RESPONDENT_LABELS.items()),
-                                       validators=[InputRequired()]),
-        "entry_relationship": SelectField(_l("Proxy's relationship to the patient"),
-                                          choices=choices([("", "—"), *RELATIONSHIP_LABELS.items()]),
-                                          validators=[Optional()]),
+        "entry_mode": RadioField(
+            _l("How were the answers collected?"),
+            choices=choices((m, MODE_LABELS[m]) for m in STAFF_MODES),
+            validators=[InputRequired()],
+        ),
+        "entry_respondent": RadioField(
+            _l("Who answered?"), choices=choices(RESPONDENT_LABELS.items()), validators=[InputRequired()]
+        ),
+        "entry_relationship": SelectField(
+            _l("Proxy's relationship to the patient"),
+            choices=choices([("", "—"), *RELATIONSHIP_LABELS.items()]),
+            validators=[Optional()],
+        ),
     }
     return type(f"Staff{page_form.__name__}", (page_form,), extra)
 
 
-@bp.route("/patients/<int:patient_id>/timepoints/<int:timepoint_id>/enter/<instrument_id>",
-          methods=["GET", "POST"])
+@bp.route("/patients/<int:patient_id>/timepoints/<int:timepoint_id>/enter/<instrument_id>", methods=["GET", "POST"])
 @staff_required(*policy.roles_for("patient.edit"))
 def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
     p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
@@ -58,8 +63,9 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
     instrument = responses.registry().get(instrument_id)
     texts = responses.localized(db.session, instrument, p.language)
     shown = responses.presented_items(instrument, p)
-    form = _entry_form(texts, shown)(entry_respondent=tp.respondent or "self",
-                                     entry_relationship=tp.respondent_relationship or "")
+    form = _entry_form(texts, shown)(
+        entry_respondent=tp.respondent or "self", entry_relationship=tp.respondent_relationship or ""
+    )
     if form.validate_on_submit():
         relationship = form.entry_relationship.data or None
         if form.entry_respondent.data == "proxy" and not relationship:
@@ -67,9 +73,18 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
         else:
             try:
                 result = responses.enter_on_behalf(
-                    db.session, g.staff, tp, instrument_id, form.answers(), now(), mode=form.entry_mode.data,
-                    respondent=form.entry_respondent.data, relationship=relationship, language=p.language,
-                    actor=current_actor())
+                    db.session,
+                    g.staff,
+                    tp,
+                    instrument_id,
+                    form.answers(),
+                    now(),
+                    mode=form.entry_mode.data,
+                    respondent=form.entry_respondent.data,
+                    relationship=relationship,
+                    language=p.language,
+                    actor=current_actor(),
+                )
             except responses.AlreadySubmitted:
                 flash(_("This form was already submitted; correct it from the timeline instead."), "error")
                 return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="timeline"))
@@ -81,8 +96,14 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
                 if result.alert is not None and result.alert.level == "red":
                     flash(_("RED ALERT raised by these answers: act now."), "error")
                 return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="timeline"))
-    return render_template("nurse/enter_form.html", patient=p, tp=tp, texts=texts, form=form,
-                           item_fields=[form[item_id] for item_id in form.item_ids])
+    return render_template(
+        "nurse/enter_form.html",
+        patient=p,
+        tp=tp,
+        texts=texts,
+        form=form,
+        item_fields=[form[item_id] for item_id in form.item_ids],
+    )
 
 
 @bp.route("/patients/<int:patient_id>/responses/<int:response_id>/correct", methods=["GET", "POST"])
@@ -95,14 +116,23 @@ def correct_form(patient_id: int, response_id: int):
         abort(404)
     instrument = responses.registry().get(response.instrument_id)
     texts = responses.localized(db.session, instrument, response.language)
-    stored = {item_id: responses.typed_value(instrument, item_id, row)
-              for item_id, row in responses.answers_of(db.session, response).items()}
+    stored = {
+        item_id: responses.typed_value(instrument, item_id, row)
+        for item_id, row in responses.answers_of(db.session, response).items()
+    }
     shown = tuple(i for i in responses.presented_items(instrument, p) if i in stored) or tuple(stored)
     items = tuple(item for item in texts.items if item.id in shown)
     page = LocalizedPage("all", texts.title, items)
     page_form = build_page_form(texts.instrument_id, page, items, texts.locale)
-    form_class = type(f"Correct{page_form.__name__}", (page_form,), {"correction_reason": TextAreaField(
-        _l("Reason for the correction"), validators=[InputRequired(), Length(max=255)])})
+    form_class = type(
+        f"Correct{page_form.__name__}",
+        (page_form,),
+        {
+            "correction_reason": TextAreaField(
+                _l("Reason for the correction"), validators=[InputRequired(), Length(max=255)]
+            )
+        },
+    )
     form = form_class(data=stored) if request.method == "GET" else form_class()
     if form.validate_on_submit():
         changes = {k: v for k, v in form.answers().items() if v != stored.get(k)}
@@ -110,13 +140,20 @@ def correct_form(patient_id: int, response_id: int):
             flash(_("Nothing was changed."), "error")
         else:
             try:
-                responses.correct_response(db.session, g.staff, response, changes,
-                                           form.correction_reason.data, now(), actor=current_actor())
+                responses.correct_response(
+                    db.session, g.staff, response, changes, form.correction_reason.data, now(), actor=current_actor()
+                )
             except ValueError as exc:
                 flash(str(exc), "error")
             else:
                 db.session.commit()
                 flash(_("Correction saved as a new revision and rescored."), "ok")
                 return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="timeline"))
-    return render_template("nurse/correct_form.html", patient=p, response=response, texts=texts, form=form,
-                           item_fields=[form[item_id] for item_id in form.item_ids])
+    return render_template(
+        "nurse/correct_form.html",
+        patient=p,
+        response=response,
+        texts=texts,
+        form=form,
+        item_fields=[form[item_id] for item_id in form.item_ids],
+    )

@@ -1,4 +1,5 @@
 """Treatment events: record (new data), move and delete (changes: a reason is required)."""
+
 from __future__ import annotations
 
 from flask import flash, g, redirect, render_template, url_for
@@ -30,9 +31,16 @@ def record_event(patient_id: int):
     if form.validate_on_submit():
         try:
             clinical.record_event(
-                db.session, current_actor(), p, kind=form.kind.data, date=form.date.data,
-                number=form.number.data, cycle_length_days=form.cycle_length_days.data,
-                drug=(form.drug.data or "").strip() or None, now=now())
+                db.session,
+                current_actor(),
+                p,
+                kind=form.kind.data,
+                date=form.date.data,
+                number=form.number.data,
+                cycle_length_days=form.cycle_length_days.data,
+                drug=(form.drug.data or "").strip() or None,
+                now=now(),
+            )
         except ValueError as exc:
             flash(str(exc), "error")
         else:
@@ -57,17 +65,22 @@ def move_event(patient_id: int, event_id: int):
     form = MoveEventForm(obj=event)
     if form.validate_on_submit():
         try:
-            clinical.move_event(db.session, current_actor(), event, date=form.date.data,
-                                cycle_length_days=form.cycle_length_days.data,
-                                reason=form.reason.data.strip(), now=now())
+            clinical.move_event(
+                db.session,
+                current_actor(),
+                event,
+                date=form.date.data,
+                cycle_length_days=form.cycle_length_days.data,
+                reason=form.reason.data.strip(),
+                now=now(),
+            )
         except ValueError as exc:
             flash(str(exc), "error")
         else:
             db.session.commit()
             flash(_("Event changed; the schedule was updated."), "ok")
             return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="events"))
-    return render_template("nurse/event_edit.html", patient=p, event=event, form=form,
-                           delete_form=DeleteEventForm())
+    return render_template("nurse/event_edit.html", patient=p, event=event, form=form, delete_form=DeleteEventForm())
 
 
 @bp.post("/patients/<int:patient_id>/events/<int:event_id>/delete")
@@ -78,8 +91,7 @@ def delete_event(patient_id: int, event_id: int):
     form = DeleteEventForm()
     if form.validate_on_submit():
         try:
-            clinical.delete_event(db.session, current_actor(), event, reason=form.reason.data.strip(),
-                                  now=now())
+            clinical.delete_event(db.session, current_actor(), event, reason=form.reason.data.strip(), now=now())
         except ValueError as exc:
             flash(str(exc), "error")
         else:

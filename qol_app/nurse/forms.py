@@ -2,6 +2,7 @@
 
 Every form that changes existing data carries a required ``reason`` (audited with the change).
 """
+
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
@@ -46,8 +47,7 @@ class LanguageForm(FlaskForm):
 
 class PasswordChangeForm(FlaskForm):
     current = PasswordField(_l("Current password"), validators=[InputRequired(), Length(max=256)])
-    new = PasswordField(_l("New password (at least 10 characters)"),
-                        validators=[InputRequired(), Length(10, 256)])
+    new = PasswordField(_l("New password (at least 10 characters)"), validators=[InputRequired(), Length(10, 256)])
 
 
 def _valid_timezone(form, field) -> None:
@@ -59,24 +59,43 @@ def _valid_timezone(form, field) -> None:
 
 
 class EnrolForm(FlaskForm):
-    study_id = StringField(_l("Study id"), validators=[
-        InputRequired(), Length(max=32),
-        Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", message=_l("Letters, digits, - and _ only.")),
-    ])
+    study_id = StringField(
+        _l("Study id"),
+        validators=[
+            InputRequired(),
+            Length(max=32),
+            Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", message=_l("Letters, digits, - and _ only.")),
+        ],
+    )
     site_id = SelectField(_l("Site"), coerce=int, validators=[InputRequired()])
-    arm = RadioField(_l("Arm"), choices=choices([
-        ("A", _l("A: intrathecal + systemic")), ("B", _l("B: systemic alone")),
-    ]), validators=[InputRequired()])
+    arm = RadioField(
+        _l("Arm"),
+        choices=choices(
+            [
+                ("A", _l("A: intrathecal + systemic")),
+                ("B", _l("B: systemic alone")),
+            ]
+        ),
+        validators=[InputRequired()],
+    )
     randomization_date = DateField(_l("Randomization date"), validators=[InputRequired()])
     consent_date = DateField(_l("Consent date"), validators=[Optional()])
     language = SelectField(_l("Patient's language"), choices=LANGUAGE_CHOICES, validators=[InputRequired()])
-    timezone = StringField(_l("Time zone (leave empty for the site's)"),
-                           validators=[Optional(), Length(max=64), _valid_timezone])
-    email = StringField(_l("E-mail for reminders (optional)"), validators=[
-        Optional(), Length(max=255),
-        Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Not an e-mail address."))])
-    phone = StringField(_l("Mobile phone for reminders (optional)"), validators=[
-        Optional(), Length(max=32), Regexp(r"^\+?[0-9 ()-]{5,}$", message=_l("Not a phone number."))])
+    timezone = StringField(
+        _l("Time zone (leave empty for the site's)"), validators=[Optional(), Length(max=64), _valid_timezone]
+    )
+    email = StringField(
+        _l("E-mail for reminders (optional)"),
+        validators=[
+            Optional(),
+            Length(max=255),
+            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Not an e-mail address.")),
+        ],
+    )
+    phone = StringField(
+        _l("Mobile phone for reminders (optional)"),
+        validators=[Optional(), Length(max=32), Regexp(r"^\+?[0-9 ()-]{5,}$", message=_l("Not a phone number."))],
+    )
     with_pin = BooleanField(_l("Protect the link with a PIN"), default=True)
 
 
@@ -86,11 +105,21 @@ class RotateLinkForm(FlaskForm):
 
 
 class PinForm(FlaskForm):
-    action = RadioField(_l("PIN"), choices=choices([
-        ("generate", _l("Generate a new PIN")), ("set", _l("Set this PIN")), ("remove", _l("Remove the PIN")),
-    ]), default="generate", validators=[InputRequired()])
-    pin = StringField(_l("PIN (4 to 8 digits)"), validators=[
-        Optional(), Regexp(r"^[0-9]{4,8}$", message=_l("4 to 8 digits."))])
+    action = RadioField(
+        _l("PIN"),
+        choices=choices(
+            [
+                ("generate", _l("Generate a new PIN")),
+                ("set", _l("Set this PIN")),
+                ("remove", _l("Remove the PIN")),
+            ]
+        ),
+        default="generate",
+        validators=[InputRequired()],
+    )
+    pin = StringField(
+        _l("PIN (4 to 8 digits)"), validators=[Optional(), Regexp(r"^[0-9]{4,8}$", message=_l("4 to 8 digits."))]
+    )
     reason = reason_field()
 
     def validate_pin(self, field) -> None:
@@ -98,12 +127,14 @@ class PinForm(FlaskForm):
             raise ValidationError(_l("Enter the PIN to set."))
 
 
-EVENT_KIND_CHOICES = choices([
-    ("intrathecal_dose", _l("Intrathecal dose")),
-    ("systemic_cycle", _l("Systemic cycle (day 1)")),
-    ("progression", _l("Progression")),
-    ("end_of_treatment", _l("End of treatment")),
-])
+EVENT_KIND_CHOICES = choices(
+    [
+        ("intrathecal_dose", _l("Intrathecal dose")),
+        ("systemic_cycle", _l("Systemic cycle (day 1)")),
+        ("progression", _l("Progression")),
+        ("end_of_treatment", _l("End of treatment")),
+    ]
+)
 
 
 class EventForm(FlaskForm):
@@ -124,10 +155,14 @@ class DeleteEventForm(FlaskForm):
     reason = reason_field(_l("Why delete this event?"))
 
 
-STATUS_CHOICES = choices([
-    ("died", _l("Died")), ("withdrawn", _l("Withdrew consent")), ("lost", _l("Lost to follow-up")),
-    ("active", _l("Active (undo an earlier status)")),
-])
+STATUS_CHOICES = choices(
+    [
+        ("died", _l("Died")),
+        ("withdrawn", _l("Withdrew consent")),
+        ("lost", _l("Lost to follow-up")),
+        ("active", _l("Active (undo an earlier status)")),
+    ]
+)
 
 
 class PatientStatusForm(FlaskForm):
@@ -153,12 +188,13 @@ MISSED_REASON_LABELS = {
 
 
 class MissedReasonForm(FlaskForm):
-    missed_reason = RadioField(_l("Why was the form not completed?"),
-                               choices=choices((code, MISSED_REASON_LABELS[code]) for code in MISSED_REASONS),
-                               validators=[InputRequired()])
+    missed_reason = RadioField(
+        _l("Why was the form not completed?"),
+        choices=choices((code, MISSED_REASON_LABELS[code]) for code in MISSED_REASONS),
+        validators=[InputRequired()],
+    )
     text = TextAreaField(_l("Details (required for Other)"), validators=[Optional(), Length(max=255)])
-    reason = TextAreaField(_l("Reason for changing an earlier answer"),
-                           validators=[Optional(), Length(max=255)])
+    reason = TextAreaField(_l("Reason for changing an earlier answer"), validators=[Optional(), Length(max=255)])
 
     def validate_text(self, field) -> None:
         if self.missed_reason.data == "other" and not (field.data or "").strip():
@@ -171,24 +207,31 @@ class AcknowledgeForm(FlaskForm):
 
 # ---- admin --------------------------------------------------------------------------------
 ROLE_PAIRS = [
-    ("nurse", _l("Nurse")), ("investigator", _l("Investigator")),
-    ("statistician", _l("Statistician")), ("admin", _l("Administrator")),
+    ("nurse", _l("Nurse")),
+    ("investigator", _l("Investigator")),
+    ("statistician", _l("Statistician")),
+    ("admin", _l("Administrator")),
 ]
 ROLE_CHOICES = choices(ROLE_PAIRS)
 
 
 class UserCreateForm(FlaskForm):
-    username = StringField(_l("Username"), validators=[
-        InputRequired(), Length(max=64),
-        Regexp(r"^[A-Za-z0-9._-]+$", message=_l("Letters, digits, . - _ only."))])
+    username = StringField(
+        _l("Username"),
+        validators=[
+            InputRequired(),
+            Length(max=64),
+            Regexp(r"^[A-Za-z0-9._-]+$", message=_l("Letters, digits, . - _ only.")),
+        ],
+    )
     full_name = StringField(_l("Full name"), validators=[InputRequired(), Length(max=255)])
     email = StringField(_l("E-mail"), validators=[Optional(), Length(max=255)])
     role = SelectField(_l("Role"), choices=ROLE_CHOICES, validators=[InputRequired()])
-    language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, default="zh_Hans",
-                           validators=[InputRequired()])
+    language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, default="zh_Hans", validators=[InputRequired()])
     site_id = SelectField(_l("Site"), coerce=int, validators=[Optional()])
-    password = PasswordField(_l("Initial password (at least 10 characters)"),
-                             validators=[InputRequired(), Length(10, 256)])
+    password = PasswordField(
+        _l("Initial password (at least 10 characters)"), validators=[InputRequired(), Length(10, 256)]
+    )
 
 
 class UserActiveForm(FlaskForm):
@@ -196,8 +239,7 @@ class UserActiveForm(FlaskForm):
 
 
 class UserPasswordForm(FlaskForm):
-    password = PasswordField(_l("New password (at least 10 characters)"),
-                             validators=[InputRequired(), Length(10, 256)])
+    password = PasswordField(_l("New password (at least 10 characters)"), validators=[InputRequired(), Length(10, 256)])
     reason = reason_field()
 
 

@@ -1,4 +1,5 @@
 """Translated labels for stored codes (statuses, events, reasons...): codes are data, labels UI."""
+
 from __future__ import annotations
 
 import re
@@ -9,23 +10,37 @@ from flask_babel import lazy_gettext as _l
 from qol_app.nurse.forms import MISSED_REASON_LABELS, ROLE_PAIRS
 
 STATUS_LABELS = {
-    "scheduled": _l("Scheduled"), "open": _l("Open"), "overdue": _l("Overdue (grace period)"),
-    "completed": _l("Completed"), "partial": _l("Partial"), "missed": _l("Missed"),
-    "not_expected": _l("Not expected"), "cancelled": _l("Cancelled"),
+    "scheduled": _l("Scheduled"),
+    "open": _l("Open"),
+    "overdue": _l("Overdue (grace period)"),
+    "completed": _l("Completed"),
+    "partial": _l("Partial"),
+    "missed": _l("Missed"),
+    "not_expected": _l("Not expected"),
+    "cancelled": _l("Cancelled"),
     # patient statuses
-    "active": _l("Active"), "died": _l("Died"), "withdrawn": _l("Withdrawn"), "lost": _l("Lost to follow-up"),
+    "active": _l("Active"),
+    "died": _l("Died"),
+    "withdrawn": _l("Withdrawn"),
+    "lost": _l("Lost to follow-up"),
 }
 EVENT_LABELS = {
-    "intrathecal_dose": _l("Intrathecal dose"), "systemic_cycle": _l("Systemic cycle"),
-    "progression": _l("Progression"), "end_of_treatment": _l("End of treatment"),
+    "intrathecal_dose": _l("Intrathecal dose"),
+    "systemic_cycle": _l("Systemic cycle"),
+    "progression": _l("Progression"),
+    "end_of_treatment": _l("End of treatment"),
     "randomization": _l("Randomization"),
 }
 MODE_LABELS = {
-    "web": _l("Patient's phone"), "site_tablet": _l("Site tablet"), "interview": _l("Interview"),
+    "web": _l("Patient's phone"),
+    "site_tablet": _l("Site tablet"),
+    "interview": _l("Interview"),
     "paper_transcribed": _l("Paper, transcribed"),
 }
 RESPONDENT_LABELS = {
-    "self": _l("Patient alone"), "self_assisted": _l("Patient with help"), "proxy": _l("Proxy"),
+    "self": _l("Patient alone"),
+    "self_assisted": _l("Patient with help"),
+    "proxy": _l("Proxy"),
 }
 ROLE_LABELS = dict(ROLE_PAIRS)
 
@@ -59,11 +74,23 @@ def group_label(group) -> str:
     return timepoint_label(group.key or group.rule_id)
 
 
-__all__ = ["EVENT_LABELS", "MISSED_REASON_LABELS", "MODE_LABELS", "RESPONDENT_LABELS", "ROLE_LABELS",
-           "STATUS_LABELS", "group_label", "timepoint_label"]
+__all__ = [
+    "EVENT_LABELS",
+    "MISSED_REASON_LABELS",
+    "MODE_LABELS",
+    "RESPONDENT_LABELS",
+    "ROLE_LABELS",
+    "STATUS_LABELS",
+    "group_label",
+    "timepoint_label",
+]
 
 RELATIONSHIP_LABELS = {
-    "spouse_partner": _l("Spouse or partner"), "child": _l("Son or daughter"), "parent": _l("Parent"),
-    "sibling": _l("Brother or sister"), "other_relative": _l("Other relative"), "friend": _l("Friend"),
+    "spouse_partner": _l("Spouse or partner"),
+    "child": _l("Son or daughter"),
+    "parent": _l("Parent"),
+    "sibling": _l("Brother or sister"),
+    "other_relative": _l("Other relative"),
+    "friend": _l("Friend"),
     "professional_carer": _l("Professional carer"),
 }

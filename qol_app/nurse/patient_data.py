@@ -3,6 +3,7 @@
 Scores and diary answers come from the current revision of each submitted form: a staff
 correction supersedes the original, which stays stored but is not charted.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,38 +65,56 @@ def _current_responses(patient_id: int):
     """Submitted responses of the patient not superseded by a correction."""
     newer = aliased(Response)
     # ``newer.patient_id`` lets the subquery use the patient index (supersedes_id has none).
-    return (Response.patient_id == patient_id, Response.status == "submitted",
-            ~exists().where(newer.patient_id == patient_id, newer.supersedes_id == Response.id))
+    return (
+        Response.patient_id == patient_id,
+        Response.status == "submitted",
+        ~exists().where(newer.patient_id == patient_id, newer.supersedes_id == Response.id),
+    )
 
 
 def load(session: Session, patient: Patient, now: dt.datetime, locale: str) -> PatientData:
-    timepoints = list(session.scalars(
-        select(Timepoint).where(Timepoint.patient_id == patient.id)
-        .order_by(Timepoint.target_date, Timepoint.key)))
+    timepoints = list(
+        session.scalars(
+            select(Timepoint).where(Timepoint.patient_id == patient.id).order_by(Timepoint.target_date, Timepoint.key)
+        )
+    )
     timeline = [(tp, current_status(tp, now)) for tp in timepoints]
     submitted: dict[int, dict[str, int]] = defaultdict(dict)
     for response_id, tp_id, instrument_id in session.execute(
-        select(Response.id, Response.timepoint_id, Response.instrument_id)
-        .where(*_current_responses(patient.id))
+        select(Response.id, Response.timepoint_id, Response.instrument_id).where(*_current_responses(patient.id))
     ):
         submitted[tp_id][instrument_id] = response_id
-    events = list(session.scalars(
-        select(TreatmentEvent).where(TreatmentEvent.patient_id == patient.id)
-        .order_by(TreatmentEvent.date, TreatmentEvent.id)))
-    alerts = [(alert, by) for alert, by in session.execute(
-        select(Alert, StaffUser).outerjoin(StaffUser, StaffUser.id == Alert.acknowledged_by)
-        .where(Alert.patient_id == patient.id)
-        .order_by(Alert.acknowledged_at.is_not(None), (Alert.level == "red").desc(), Alert.raised_at.desc())
-    )]
-    return PatientData(timeline=timeline, events=events, charts=_charts(session, patient, locale),
-                       diary=_diary(session, patient, timeline, locale), alerts=alerts,
-                       submitted=dict(submitted))
+    events = list(
+        session.scalars(
+            select(TreatmentEvent)
+            .where(TreatmentEvent.patient_id == patient.id)
+            .order_by(TreatmentEvent.date, TreatmentEvent.id)
+        )
+    )
+    alerts = [
+        (alert, by)
+        for alert, by in session.execute(
+            select(Alert, StaffUser)
+            .outerjoin(StaffUser, StaffUser.id == Alert.acknowledged_by)
+            .where(Alert.patient_id == patient.id)
+            .order_by(Alert.acknowledged_at.is_not(None), (Alert.level == "red").desc(), Alert.raised_at.desc())
+        )
+    ]
+    return PatientData(
+        timeline=timeline,
+        events=events,
+        charts=_charts(session, patient, locale),
+        diary=_diary(session, patient, timeline, locale),
+        alerts=alerts,
+        submitted=dict(submitted),
+    )
 
 
 def _charts(session: Session, patient: Patient, locale: str) -> list[InstrumentCharts]:
     rows = session.execute(
         select(Response.instrument_id, Timepoint.key, Timepoint.target_date, Score.scale, Score.value)
-        .join(Score, Score.response_id == Response.id).join(Timepoint, Timepoint.id == Response.timepoint_id)
+        .join(Score, Score.response_id == Response.id)
+        .join(Timepoint, Timepoint.id == Response.timepoint_id)
         .where(*_current_responses(patient.id), Response.instrument_id.in_(CHART_INSTRUMENTS))
         .order_by(Timepoint.target_date, Timepoint.key)
     ).all()
@@ -115,20 +134,29 @@ def _charts(session: Session, patient: Patient, locale: str) -> list[InstrumentC
         ordered = sorted(visits.items())
         charts: list[Chart] = []
         for code, info in infos.items():
-            points = [Point(float((target - patient.randomization_date).days), scores.get(code),
-                            f"{timepoint_label(key)} ({target.isoformat()})")
-                      for (target, key), scores in ordered]
+            points = [
+                Point(
+                    float((target - patient.randomization_date).days),
+                    scores.get(code),
+                    f"{timepoint_label(key)} ({target.isoformat()})",
+                )
+                for (target, key), scores in ordered
+            ]
             baseline = next((scores.get(code) for (_t, key), scores in ordered if key == "baseline"), None)
             name = _text(info.name, locale)
             desc = _describe(points, baseline)
             svg = trajectory_svg(
-                points, chart_id=f"c-{instrument_id}-{code}", title=f"{instrument_name}: {name}", desc=desc,
-                y_min=info.score_min, y_max=info.score_max, baseline=baseline,
+                points,
+                chart_id=f"c-{instrument_id}-{code}",
+                title=f"{instrument_name}: {name}",
+                desc=desc,
+                y_min=info.score_min,
+                y_max=info.score_max,
+                baseline=baseline,
                 band=10.0 if info.type in BAND_TYPES else None,
             )
             charts.append(Chart(code, name, svg, points))
-        table = [(f"{timepoint_label(key)} ({target.isoformat()})", scores)
-                 for (target, key), scores in ordered]
+        table = [(f"{timepoint_label(key)} ({target.isoformat()})", scores) for (target, key), scores in ordered]
         out.append(InstrumentCharts(instrument_id, instrument_name, list(infos), charts, table))
     return out
 
@@ -138,11 +166,9 @@ def _describe(points: list[Point], baseline: float | None) -> str:
     if not scored:
         return _("No score yet.")
     latest = scored[-1]
-    text = _("%(n)s scores; latest %(value).1f on %(label)s.", n=len(scored), value=latest.value,
-             label=latest.label)
+    text = _("%(n)s scores; latest %(value).1f on %(label)s.", n=len(scored), value=latest.value, label=latest.label)
     if baseline is not None:
-        text += " " + _("Baseline %(value).1f; change %(change)+.1f.", value=baseline,
-                        change=latest.value - baseline)
+        text += " " + _("Baseline %(value).1f; change %(change)+.1f.", value=baseline, change=latest.value - baseline)
     return text
 
 
@@ -150,10 +176,12 @@ def _text(mapping, locale: str) -> str:
     return mapping.get(locale) or mapping.get("en") or next(iter(mapping.values()), "")
 
 
-def _diary(session: Session, patient: Patient, timeline: list[tuple[Timepoint, str]],
-           locale: str) -> DiaryGrid:
-    days = [(tp.target_date, status) for tp, status in timeline
-            if tp.kind == "diary" and status not in ("scheduled", "cancelled")][-DIARY_DAYS_SHOWN:]
+def _diary(session: Session, patient: Patient, timeline: list[tuple[Timepoint, str]], locale: str) -> DiaryGrid:
+    days = [
+        (tp.target_date, status)
+        for tp, status in timeline
+        if tp.kind == "diary" and status not in ("scheduled", "cancelled")
+    ][-DIARY_DAYS_SHOWN:]
     if not days:
         return DiaryGrid([], [])
     first = days[0][0]
@@ -162,8 +190,7 @@ def _diary(session: Session, patient: Patient, timeline: list[tuple[Timepoint, s
         select(Answer.item_id, Answer.value, Answer.skipped, Timepoint.target_date)
         .join(Response, Response.id == Answer.response_id)
         .join(Timepoint, Timepoint.id == Response.timepoint_id)
-        .where(*_current_responses(patient.id), Response.instrument_id == DIARY,
-               Timepoint.target_date >= first)
+        .where(*_current_responses(patient.id), Response.instrument_id == DIARY, Timepoint.target_date >= first)
     ):
         values[(item_id, target)] = None if skipped else value
     instrument = registry().get(DIARY)

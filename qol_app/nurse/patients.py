@@ -1,4 +1,5 @@
 """Patients: list, enrol, the patient page, personal link and PIN, status, missed-form reasons."""
+
 from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
@@ -39,11 +40,11 @@ def patients():
     if q:
         stmt = stmt.where(Patient.study_id.ilike(f"%{q.replace('%', '').replace('_', '')}%"))
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = db.session.scalars(
-        stmt.order_by(Patient.study_id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
+    rows = db.session.scalars(stmt.order_by(Patient.study_id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
     sites = {s.id: s for s in policy.visible_sites(db.session, g.staff)}
-    return render_template("nurse/patients.html", patients=rows, q=q, page=page, total=total,
-                           page_size=PAGE_SIZE, sites=sites)
+    return render_template(
+        "nurse/patients.html", patients=rows, q=q, page=page, total=total, page_size=PAGE_SIZE, sites=sites
+    )
 
 
 @bp.route("/patients/new", methods=["GET", "POST"])
@@ -61,16 +62,26 @@ def enrol():
             abort(404)
         try:
             enrolled = enrolment.enroll_patient(
-                db.session, current_actor(), study_id=form.study_id.data.strip(), site=site,
+                db.session,
+                current_actor(),
+                study_id=form.study_id.data.strip(),
+                site=site,
                 arm=form.arm.data,
-                randomization_date=form.randomization_date.data, consent_date=form.consent_date.data,
-                language=form.language.data, timezone=(form.timezone.data or "").strip() or None,
-                email=form.email.data or None, phone=form.phone.data or None, with_pin=form.with_pin.data,
+                randomization_date=form.randomization_date.data,
+                consent_date=form.consent_date.data,
+                language=form.language.data,
+                timezone=(form.timezone.data or "").strip() or None,
+                email=form.email.data or None,
+                phone=form.phone.data or None,
+                with_pin=form.with_pin.data,
                 now=now(),
             )
         except ValueError as exc:
-            form.study_id.errors = [*form.study_id.errors, _("This study id is already enrolled.")] \
-                if "already" in str(exc) else [str(exc)]
+            form.study_id.errors = (
+                [*form.study_id.errors, _("This study id is already enrolled.")]
+                if "already" in str(exc)
+                else [str(exc)]
+            )
         else:
             clinical.plan_timepoints(db.session, current_actor(), enrolled.patient, now())
             db.session.commit()
@@ -85,8 +96,14 @@ def patient(patient_id: int):
     p = policy.get_patient_or_404(db.session, g.staff, patient_id)
     data = patient_data.load(db.session, p, now(), select_locale())
     return render_template(
-        "nurse/patient.html", patient=p, data=data, event_form=EventForm(), status_form=PatientStatusForm(),
-        rotate_form=RotateLinkForm(), pin_form=PinForm(), ack_form=AcknowledgeForm(),
+        "nurse/patient.html",
+        patient=p,
+        data=data,
+        event_form=EventForm(),
+        status_form=PatientStatusForm(),
+        rotate_form=RotateLinkForm(),
+        pin_form=PinForm(),
+        ack_form=AcknowledgeForm(),
     )
 
 
@@ -137,8 +154,9 @@ def set_status(patient_id: int):
     form = PatientStatusForm()
     if form.validate_on_submit():
         try:
-            clinical.set_status(db.session, current_actor(), p, form.status.data, form.date.data,
-                                    form.reason.data.strip(), now())
+            clinical.set_status(
+                db.session, current_actor(), p, form.status.data, form.date.data, form.reason.data.strip(), now()
+            )
         except ValueError as exc:
             flash(str(exc), "error")
         else:
@@ -158,8 +176,16 @@ def missed_reason(patient_id: int, timepoint_id: int):
     form = MissedReasonForm(missed_reason=tp.missed_reason, text=tp.missed_reason_text)
     if form.validate_on_submit():
         try:
-            compliance.set_missed_reason(db.session, current_actor(), g.staff, tp, form.missed_reason.data,
-                                         form.text.data, change_reason=form.reason.data, now=now())
+            compliance.set_missed_reason(
+                db.session,
+                current_actor(),
+                g.staff,
+                tp,
+                form.missed_reason.data,
+                form.text.data,
+                change_reason=form.reason.data,
+                now=now(),
+            )
         except ValueError as exc:
             flash(str(exc), "error")
         else:

@@ -1,4 +1,5 @@
 """Sign-in, account settings and the dashboard (thin: parse, check access, call services, render)."""
+
 from __future__ import annotations
 
 from flask import abort, current_app, flash, g, redirect, render_template, request, session, url_for
@@ -49,9 +50,12 @@ def login():
             db.session.commit()
             return redirect(_safe_next(request.args.get("next"), user))
         flash(_("Wrong username or password, or the account is disabled."), "error")
-    return render_template("nurse/login.html", form=form,
-                           language_form=LanguageForm(language=_current_lang()),
-                           expired=g.get("session_expired"))
+    return render_template(
+        "nurse/login.html",
+        form=form,
+        language_form=LanguageForm(language=_current_lang()),
+        expired=g.get("session_expired"),
+    )
 
 
 def _current_lang() -> str:
@@ -92,8 +96,15 @@ def account():
             flash(_("The current password is wrong."), "error")
         else:
             try:
-                staff_service.set_password(db.session, current_actor(), g.staff, form.new.data,
-                                           reason="changed by the user", now=now(), end_sessions=False)
+                staff_service.set_password(
+                    db.session,
+                    current_actor(),
+                    g.staff,
+                    form.new.data,
+                    reason="changed by the user",
+                    now=now(),
+                    end_sessions=False,
+                )
             except staff_service.StaffError:
                 flash(_("The new password is too short."), "error")
             else:
@@ -101,8 +112,9 @@ def account():
                 flash(_("Password changed."), "ok")
                 return redirect(url_for("nurse.account"))
     sites = policy.visible_sites(db.session, g.staff)
-    return render_template("nurse/account.html", form=form,
-                           language_form=LanguageForm(language=g.staff.language), sites=sites)
+    return render_template(
+        "nurse/account.html", form=form, language_form=LanguageForm(language=g.staff.language), sites=sites
+    )
 
 
 @bp.get("/")
@@ -121,10 +133,17 @@ def dashboard():
     missing, missing_total = worklist.missing_reasons(db.session, scope, at, limit=20)
     figures = compliance.compute(db.session, scope, at, rule_order=_rule_order())
     return render_template(
-        "nurse/dashboard.html", sites=sites, site_id=site_id, work=work.by_category(),
+        "nurse/dashboard.html",
+        sites=sites,
+        site_id=site_id,
+        work=work.by_category(),
         truncated=work.truncated,
-        missing=missing, missing_total=missing_total, figures=figures, compliance=compliance,
-        site_names={s.id: s for s in sites}, heartbeat=_heartbeat(at),
+        missing=missing,
+        missing_total=missing_total,
+        figures=figures,
+        compliance=compliance,
+        site_names={s.id: s for s in sites},
+        heartbeat=_heartbeat(at),
     )
 
 

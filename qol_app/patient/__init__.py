@@ -1,4 +1,5 @@
 """Patient-facing blueprint: personal link, sign-in, due forms, survey pages."""
+
 from flask import Blueprint
 
 bp = Blueprint("patient", __name__, template_folder="../templates")

@@ -1,5 +1,6 @@
 """Small fixed forms of the patient pages (survey page forms are built per page in
 ``qol_app.instruments.forms``). Labels are lazy so each request gets its own language."""
+
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
@@ -27,8 +28,9 @@ RELATIONSHIP_LABELS = {
 
 
 class SignInForm(FlaskForm):
-    pin = PasswordField(_l("PIN"), validators=[Optional(), Length(max=16)],
-                        render_kw={"inputmode": "numeric", "autocomplete": "off"})
+    pin = PasswordField(
+        _l("PIN"), validators=[Optional(), Length(max=16)], render_kw={"inputmode": "numeric", "autocomplete": "off"}
+    )
 
 
 class LanguageForm(FlaskForm):
@@ -39,13 +41,17 @@ class LanguageForm(FlaskForm):
 class RespondentForm(FlaskForm):
     respondent = RadioField(
         _l("Who is filling in the questionnaires today?"),
-        choices=[SelectChoice(code, label) for code, label in RESPONDENT_LABELS.items()], validate_choice=False,
-        validators=[InputRequired(message=_l("Please choose who is answering.")),
-                    AnyOf(list(RESPONDENT_LABELS), message=_l("Please choose who is answering."))],
+        choices=[SelectChoice(code, label) for code, label in RESPONDENT_LABELS.items()],
+        validate_choice=False,
+        validators=[
+            InputRequired(message=_l("Please choose who is answering.")),
+            AnyOf(list(RESPONDENT_LABELS), message=_l("Please choose who is answering.")),
+        ],
     )
     relationship = RadioField(
         _l("If you answer for the patient: who are you to them?"),
-        choices=[SelectChoice(code, RELATIONSHIP_LABELS[code]) for code in RELATIONSHIPS], validate_choice=False,
+        choices=[SelectChoice(code, RELATIONSHIP_LABELS[code]) for code in RELATIONSHIPS],
+        validate_choice=False,
     )
 
     def validate_relationship(self, field: RadioField) -> None:

@@ -1,4 +1,5 @@
 """View models for patient templates: plain values in the patient's language, no logic in Jinja."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,7 @@ def safety(patient: Patient) -> dict[str, str]:
 
 
 def until_text(when: dt.datetime, tz: str, locale: str) -> str:
-    """"until 12 Mar 2026, 18:00" in the patient's zone; a midnight deadline reads as the end of the day before."""
+    """ "until 12 Mar 2026, 18:00" in the patient's zone; a midnight deadline reads as the end of the day before."""
     local = when.astimezone(ZoneInfo(tz))
     if local.time() == dt.time(0, 0):
         return _("until the end of %(date)s", date=local_date(local.date() - dt.timedelta(days=1), locale))
@@ -50,9 +51,13 @@ def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt
     titles: dict[str, str] = {}
     items = []
     for tp in tps:
-        statuses = dict(session.execute(
-            select(Response.instrument_id, Response.status).where(Response.timepoint_id == tp.id,
-                                                                  Response.revision == 0)).all())
+        statuses = dict(
+            session.execute(
+                select(Response.instrument_id, Response.status).where(
+                    Response.timepoint_id == tp.id, Response.revision == 0
+                )
+            ).all()
+        )
         forms = []
         for instrument_id in tp.instruments:
             if instrument_id not in titles:
@@ -62,8 +67,16 @@ def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt
             heading = _("Symptom diary for %(date)s", date=local_date(tp.target_date, locale))
         else:
             heading = _("Questionnaires")
-        items.append(DueItem(heading, forms, until_text(tp.grace_closes_at, patient.tz, locale),
-                             now >= tp.closes_at, bool(statuses), url_for("patient.start", timepoint_id=tp.id)))
+        items.append(
+            DueItem(
+                heading,
+                forms,
+                until_text(tp.grace_closes_at, patient.tz, locale),
+                now >= tp.closes_at,
+                bool(statuses),
+                url_for("patient.start", timepoint_id=tp.id),
+            )
+        )
     return items
 
 
@@ -81,14 +94,22 @@ class FieldView:
     error: str | None
 
 
-def field_views(texts: LocalizedInstrument, item_ids: Sequence[str], numbers: Mapping[str, int],
-                values: Mapping[str, str], errors: Mapping[str, Sequence[str]]) -> list[FieldView]:
+def field_views(
+    texts: LocalizedInstrument,
+    item_ids: Sequence[str],
+    numbers: Mapping[str, int],
+    values: Mapping[str, str],
+    errors: Mapping[str, Sequence[str]],
+) -> list[FieldView]:
     """``values``: what to pre-fill per item id (saved, kept or posted text); ``errors``: WTForms' errors."""
     views = []
     for item_id in item_ids:
         problems = errors.get(item_id)
-        views.append(FieldView(texts.item(item_id), numbers[item_id], values.get(item_id) or "",
-                               str(problems[0]) if problems else None))
+        views.append(
+            FieldView(
+                texts.item(item_id), numbers[item_id], values.get(item_id) or "", str(problems[0]) if problems else None
+            )
+        )
     return views
 
 
@@ -155,11 +176,24 @@ def review_rows(session: Session, survey: Any) -> list[ReviewPage]:
             row = rows.get(item_id)
             value = svc.typed_value(survey.instrument, item_id, row)
             state = "open" if row is None else ("skipped" if value is None else "answered")
-            entries.append(ReviewRow(svc.item_number(survey.instrument, item_id), survey.texts.item(item_id).text,
-                                     None if value is None else answer_label(survey, item_id, value), state))
-        pages.append(ReviewPage(plan.number, survey.texts.page(plan.page_id).title, entries,
-                                url_for("patient.page", timepoint_id=survey.tp.id,
-                                        instrument_id=survey.instrument.id, page_no=plan.number)))
+            entries.append(
+                ReviewRow(
+                    svc.item_number(survey.instrument, item_id),
+                    survey.texts.item(item_id).text,
+                    None if value is None else answer_label(survey, item_id, value),
+                    state,
+                )
+            )
+        pages.append(
+            ReviewPage(
+                plan.number,
+                survey.texts.page(plan.page_id).title,
+                entries,
+                url_for(
+                    "patient.page", timepoint_id=survey.tp.id, instrument_id=survey.instrument.id, page_no=plan.number
+                ),
+            )
+        )
     return pages
 
 

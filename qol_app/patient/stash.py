@@ -4,6 +4,7 @@ Only the codes the patient typed on one page are kept, for a few hours, and they
 back only after the patient who owns that timepoint signs in again: whoever holds the phone
 sees nothing they did not type themselves.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,8 +25,11 @@ _NOT_ANSWERS = {"csrf_token", "confirm_skip", "client_time", "client_offset", "n
 def keep(tp_id: object, instrument_id: object, page_no: object, form: Mapping[str, str], now: dt.datetime) -> None:
     if not (isinstance(tp_id, int) and isinstance(instrument_id, str) and isinstance(page_no, int)):
         return
-    answers = {k: v for k, v in list(form.items())[:60]
-               if _ITEM.match(k) and k not in _NOT_ANSWERS and isinstance(v, str) and 0 < len(v) <= 16}
+    answers = {
+        k: v
+        for k, v in list(form.items())[:60]
+        if _ITEM.match(k) and k not in _NOT_ANSWERS and isinstance(v, str) and 0 < len(v) <= 16
+    }
     if answers:
         session[KEY] = {"tp": tp_id, "i": instrument_id, "pg": page_no, "a": answers, "at": now.isoformat()}
 

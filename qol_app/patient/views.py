@@ -3,6 +3,7 @@
 Each view parses, checks ownership (anything not the signed-in patient's is a 404), calls one
 service, commits once and renders or redirects (POST -> save -> redirect).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,6 +55,7 @@ def _on_csrf_error(view: Any) -> Callable[[Callable[[Exception], Any]], Callable
     It runs as an error handler, where an ``abort(404)`` would turn into a 500: HTTP errors
     raised inside are rendered here instead.
     """
+
     def register(handler: Callable[[Exception], Any]) -> Callable[[Exception], Any]:
         @functools.wraps(handler)
         def safe(error: Exception) -> Any:
@@ -87,6 +89,7 @@ def _not_found(error: Exception) -> tuple[str, int]:
 
 # ---------------------------------------------------------------- personal link and sign-in
 
+
 @bp.get("/l/<token>")
 def link(token: str):
     """Show the sign-in page. Changes nothing: mail scanners open links before people do."""
@@ -95,9 +98,14 @@ def link(token: str):
         return _error(404, bad_link=True)
     _use_locale(session.get("plang") or patient.language)
     until = signin.locked_until(patient, auth.now())
-    return _render("patient/link.html", form=SignInForm(), has_pin=patient.pin_hash is not None,
-                   locked_until=until and _local_time(until, patient.tz), next_path=request.path,
-                   safety=safety(patient))
+    return _render(
+        "patient/link.html",
+        form=SignInForm(),
+        has_pin=patient.pin_hash is not None,
+        locked_until=until and _local_time(until, patient.tz),
+        next_path=request.path,
+        safety=safety(patient),
+    )
 
 
 @bp.post("/l/<token>")
@@ -108,18 +116,38 @@ def link_sign_in(token: str):
     _use_locale(session.get("plang") or patient.language)
     form = SignInForm()
     if not form.validate_on_submit():
-        return _render("patient/link.html", 400, form=form, has_pin=patient.pin_hash is not None,
-                       next_path=request.path, safety=safety(patient))
+        return _render(
+            "patient/link.html",
+            400,
+            form=form,
+            has_pin=patient.pin_hash is not None,
+            next_path=request.path,
+            safety=safety(patient),
+        )
     now = auth.now()
     config = current_app.config
-    outcome = signin.check_pin(db.session, current_actor(), patient, form.pin.data, now,
-                               max_failures=config["PIN_MAX_FAILURES"], lock_minutes=config["PIN_LOCK_MINUTES"])
+    outcome = signin.check_pin(
+        db.session,
+        current_actor(),
+        patient,
+        form.pin.data,
+        now,
+        max_failures=config["PIN_MAX_FAILURES"],
+        lock_minutes=config["PIN_LOCK_MINUTES"],
+    )
     if not outcome.ok:
         db.session.commit()
         status = 429 if outcome.locked_until else 200
-        return _render("patient/link.html", status, form=SignInForm(formdata=None), has_pin=True,
-                       locked_until=outcome.locked_until and _local_time(outcome.locked_until, patient.tz),
-                       tries_left=outcome.tries_left, next_path=request.path, safety=safety(patient))
+        return _render(
+            "patient/link.html",
+            status,
+            form=SignInForm(formdata=None),
+            has_pin=True,
+            locked_until=outcome.locked_until and _local_time(outcome.locked_until, patient.tz),
+            tries_left=outcome.tries_left,
+            next_path=request.path,
+            safety=safety(patient),
+        )
     chosen, kept = session.pop("plang", None), stash.take_all()
     auth.begin("patient", patient.id, now)
     session[stash.HINT] = patient.id
@@ -140,16 +168,24 @@ def _link_page_expired(error: Exception):
     if patient is None:
         return _error(404, bad_link=True)
     _use_locale(session.get("plang") or patient.language)
-    return _render("patient/link.html", 400, form=SignInForm(formdata=None), has_pin=patient.pin_hash is not None,
-                   next_path=request.path, safety=safety(patient), stale=True)
+    return _render(
+        "patient/link.html",
+        400,
+        form=SignInForm(formdata=None),
+        has_pin=patient.pin_hash is not None,
+        next_path=request.path,
+        safety=safety(patient),
+        stale=True,
+    )
 
 
 @bp.post("/logout")
 @patient_required
 def logout():
     now = auth.now()
-    audit.record(db.session, current_actor(), "sign_out", g.patient, patient_id=g.patient.id,
-                 site_id=g.patient.site_id, now=now)
+    audit.record(
+        db.session, current_actor(), "sign_out", g.patient, patient_id=g.patient.id, site_id=g.patient.site_id, now=now
+    )
     auth.end("logout", now)
     db.session.commit()
     return redirect(url_for("patient.signed_out"))
@@ -169,8 +205,7 @@ def signed_out():
     if g.get("patient") is not None:
         return redirect(url_for("patient.home"))
     _use_signed_out_locale()
-    return _render("patient/signed_out.html", expired=request.args.get("expired") == "1",
-                   kept=stash.has_any())
+    return _render("patient/signed_out.html", expired=request.args.get("expired") == "1", kept=stash.has_any())
 
 
 def _use_signed_out_locale() -> None:
@@ -210,8 +245,17 @@ def _set_language(actor: audit.Actor, patient: Any, lang: str, now: dt.datetime)
     if old == lang:
         return
     patient.language = lang
-    audit.record(db.session, actor, "set_language", patient, patient_id=patient.id, site_id=patient.site_id,
-                 old={"language": old}, new={"language": lang}, now=now)
+    audit.record(
+        db.session,
+        actor,
+        "set_language",
+        patient,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old={"language": old},
+        new={"language": lang},
+        now=now,
+    )
 
 
 def _local_time(value: dt.datetime, tz: str) -> str:
@@ -222,6 +266,7 @@ def _local_time(value: dt.datetime, tz: str) -> str:
 
 # ---------------------------------------------------------------- home
 
+
 @bp.get("/")
 @patient_required
 def home():
@@ -231,6 +276,7 @@ def home():
 
 
 # ---------------------------------------------------------------- one timepoint
+
 
 def _timepoint_or_404(timepoint_id: int) -> Timepoint:
     tp = svc.patient_timepoint(db.session, g.patient, timepoint_id)
@@ -265,8 +311,7 @@ def respondent(timepoint_id: int):
         return _render("patient/closed.html", 410)
     form = RespondentForm(data={"respondent": tp.respondent, "relationship": tp.respondent_relationship})
     if form.validate_on_submit():
-        svc.set_respondent(db.session, current_actor(), tp, form.respondent.data, form.relationship_code(),
-                           auth.now())
+        svc.set_respondent(db.session, current_actor(), tp, form.respondent.data, form.relationship_code(), auth.now())
         db.session.commit()
         return redirect(url_for("patient.start", timepoint_id=tp.id))
     return _render("patient/respondent.html", 400 if form.errors else 200, form=form, tp=tp)
@@ -303,8 +348,7 @@ class Survey:
 
     def form_class(self, plan: svc.PagePlan) -> type[PageForm]:
         page = self.texts.page(plan.page_id)
-        return build_page_form(self.instrument.id, page, [self.texts.item(i) for i in plan.item_ids],
-                               self.texts.locale)
+        return build_page_form(self.instrument.id, page, [self.texts.item(i) for i in plan.item_ids], self.texts.locale)
 
 
 def _survey_or_404(timepoint_id: int, instrument_id: str, patient: Any) -> Survey:
@@ -316,8 +360,9 @@ def _survey_or_404(timepoint_id: int, instrument_id: str, patient: Any) -> Surve
     rows = svc.load_survey(db.session, patient, timepoint_id, instrument)
     if rows is None:
         abort(404)
-    return Survey(rows.timepoint, instrument, rows.texts, svc.page_plan(instrument, patient), rows.response,
-                  rows.answered)
+    return Survey(
+        rows.timepoint, instrument, rows.texts, svc.page_plan(instrument, patient), rows.response, rows.answered
+    )
 
 
 def _gate(survey: Survey) -> Any:
@@ -342,17 +387,36 @@ def _saved_values(survey: Survey, plan: svc.PagePlan) -> dict[str, str]:
     return data
 
 
-def _render_page(survey: Survey, page_no: int, values: Mapping[str, str], status: int = 200, *,
-                 errors: Mapping[str, Sequence[str]] | None = None, confirm_skip: str = "", **extra: Any):
+def _render_page(
+    survey: Survey,
+    page_no: int,
+    values: Mapping[str, str],
+    status: int = 200,
+    *,
+    errors: Mapping[str, Sequence[str]] | None = None,
+    confirm_skip: str = "",
+    **extra: Any,
+):
     """The page with ``values`` pre-filled (saved, kept or posted text per item id)."""
     plan = survey.plan(page_no)
     numbers = {i: svc.item_number(survey.instrument, i) for i in plan.item_ids}
     reminded = [(numbers[i], survey.texts.item(i).text) for i in extra.pop("missing", [])]
     fields = [item_html(f) for f in field_views(survey.texts, plan.item_ids, numbers, values, errors or {})]
     hidden = {"confirm_skip": confirm_skip, **{name: values.get(name, "") for name in CLIENT_FIELDS}}
-    return _render("patient/page.html", status, survey=survey, plan=plan, page_no=page_no,
-                   page_count=len(survey.plans), page=survey.texts.page(plan.page_id), fields=fields,
-                   hidden=hidden, reminded=reminded, client_clock=True, **extra)
+    return _render(
+        "patient/page.html",
+        status,
+        survey=survey,
+        plan=plan,
+        page_no=page_no,
+        page_count=len(survey.plans),
+        page=survey.texts.page(plan.page_id),
+        fields=fields,
+        hidden=hidden,
+        reminded=reminded,
+        client_clock=True,
+        **extra,
+    )
 
 
 @bp.route("/t/<int:timepoint_id>/<instrument_id>/<int:page_no>", methods=["GET", "POST"])
@@ -370,14 +434,21 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     if request.method == "GET":
         restored = stash.take_for(tp.id, instrument_id, page_no)
         values = _saved_values(survey, plan) | (restored or {})
-        missing = [i for i in (request.args.get("missing") or "").split(".")
-                   if i in plan.item_ids and i not in values]
-        return _render_page(survey, page_no, values, confirm_skip=",".join(missing), missing=missing,
-                            restored=bool(restored))
+        missing = [i for i in (request.args.get("missing") or "").split(".") if i in plan.item_ids and i not in values]
+        return _render_page(
+            survey, page_no, values, confirm_skip=",".join(missing), missing=missing, restored=bool(restored)
+        )
     form = survey.form_class(plan)()
     if not form.validate_on_submit():
-        return _render_page(survey, page_no, request.form, 422, errors=form.errors,
-                            confirm_skip=form.confirm_skip.data or "", invalid=True)
+        return _render_page(
+            survey,
+            page_no,
+            request.form,
+            422,
+            errors=form.errors,
+            confirm_skip=form.confirm_skip.data or "",
+            invalid=True,
+        )
     backwards = request.form.get("nav") == "back"
     optional = {i for i in plan.item_ids if survey.instrument.item(i).optional}
     skip = optional if backwards else optional | form.confirmed_skips()
@@ -385,8 +456,18 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     response = survey.response or svc.start_response(db.session, actor, tp, survey.texts, now)
     client_time, client_offset = form.client_clock()
     try:
-        unanswered = svc.save_page(db.session, actor, response, plan.item_ids, form.answers(), now, skip=skip,
-                                   client_time=client_time, client_offset=client_offset, texts=survey.texts)
+        unanswered = svc.save_page(
+            db.session,
+            actor,
+            response,
+            plan.item_ids,
+            form.answers(),
+            now,
+            skip=skip,
+            client_time=client_time,
+            client_offset=client_offset,
+            texts=survey.texts,
+        )
     except svc.AlreadySubmitted:
         db.session.rollback()
         return _render("patient/already.html", tp=tp, texts=survey.texts)
@@ -426,8 +507,15 @@ def _keep_answers(error: Exception | None):
     else:
         owner, mode, status = patient, "stale", 400
     survey = _survey_or_404(tp_id, instrument_id, owner)
-    return _render_page(survey, page_no, request.form, status, confirm_skip=request.form.get("confirm_skip", ""),
-                        kept=mode, safety=safety(owner))
+    return _render_page(
+        survey,
+        page_no,
+        request.form,
+        status,
+        confirm_skip=request.form.get("confirm_skip", ""),
+        kept=mode,
+        safety=safety(owner),
+    )
 
 
 @bp.route("/t/<int:timepoint_id>/<instrument_id>/submit", methods=["GET", "POST"])
@@ -444,8 +532,15 @@ def review(timepoint_id: int, instrument_id: str):
     form = SubmitForm()
     if form.validate_on_submit():
         client_time, client_offset = form.client_clock()
-        result = svc.submit(db.session, current_actor(), survey.response, g.patient, auth.now(),
-                            client_time=client_time, client_offset=client_offset)
+        result = svc.submit(
+            db.session,
+            current_actor(),
+            survey.response,
+            g.patient,
+            auth.now(),
+            client_time=client_time,
+            client_offset=client_offset,
+        )
         if result.already:
             db.session.rollback()
             return _render("patient/already.html", tp=tp, texts=survey.texts)
@@ -487,5 +582,4 @@ def done(timepoint_id: int, instrument_id: str):
     next_title = None
     if step is not None:
         next_title = svc.localized(db.session, svc.registry().get(step[0]), survey.texts.locale).title
-    return _render("patient/done.html", tp=tp, texts=survey.texts, next_title=next_title,
-                   amber=alert is not None)
+    return _render("patient/done.html", tp=tp, texts=survey.texts, next_title=next_title, amber=alert is not None)

@@ -5,6 +5,7 @@ open windows get reminders), then queue reminders, then send, then alert escalat
 step is rolled back, logged and recorded in the heartbeat; later steps still run, because
 statuses and sending are worth doing even if, say, one patient's plan is broken.
 """
+
 from __future__ import annotations
 
 import dataclasses

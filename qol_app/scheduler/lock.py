@@ -11,6 +11,7 @@ jobs are idempotent anyway; the lock keeps them from doing everything twice.
 * SQLite: a ``filelock`` lock file in the instance folder (``SCHEDULER_LOCK_FILE``
   overrides); the OS releases it when the process exits.
 """
+
 from __future__ import annotations
 
 import time
@@ -85,10 +86,15 @@ class AdvisoryLock(SchedulerLock):
         if self.conn is None:
             return False
         try:
-            return bool(self.conn.execute(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k "
-                     "AND pid = pg_backend_pid() AND granted"), {"k": self.key}
-            ).scalar())
+            return bool(
+                self.conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k "
+                        "AND pid = pg_backend_pid() AND granted"
+                    ),
+                    {"k": self.key},
+                ).scalar()
+            )
         except Exception:  # noqa: BLE001 - a dead connection means the lock is gone
             return False
 

@@ -4,6 +4,7 @@ Never started from ``create_app``: under gunicorn every worker would run every j
 store is in memory (APScheduler cannot share one between processes); the lock is what makes
 this the only scheduler, and the jobs' idempotency is what makes a second one harmless.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,12 +52,18 @@ def build_scheduler(app: Flask, lock: SchedulerLock, interval_seconds: int) -> B
     scheduler.lock_lost = False  # type: ignore[attr-defined]
 
     scheduler.add_job(
-        sweep, "interval", seconds=interval_seconds, id="sweep", name="status, reminders, outbox",
+        sweep,
+        "interval",
+        seconds=interval_seconds,
+        id="sweep",
+        name="status, reminders, outbox",
         next_run_time=utcnow(),
         # A run missed by more than one interval (process suspended, clock jump) is skipped and
         # missed runs collapse into one: the next sweep catches up anyway, because every state
         # is derived from data and the clock. Never two sweeps at once in this process.
-        misfire_grace_time=interval_seconds, coalesce=True, max_instances=1,
+        misfire_grace_time=interval_seconds,
+        coalesce=True,
+        max_instances=1,
     )
     return scheduler
 
@@ -64,6 +71,7 @@ def build_scheduler(app: Flask, lock: SchedulerLock, interval_seconds: int) -> B
 def stop_handler(scheduler: BlockingScheduler) -> Callable[[int, Any], None]:
     """The SIGTERM handler: stop after the running sweep. A second signal (a supervisor and a
     shell both sending one) or a stop after the lost-lock shutdown changes nothing."""
+
     def stop(signum: int, frame: Any) -> None:
         log.info("signal %s: stopping after the running sweep", signum)
         with contextlib.suppress(SchedulerNotRunningError):

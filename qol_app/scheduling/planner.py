@@ -190,9 +190,7 @@ def plan(
     (lookahead), so everything else is the same whatever day it is computed.
     """
     if patient.arm not in schedule.arms:
-        raise PlanningError(
-            f"arm {patient.arm!r} is not in schedule {schedule.id!r} ({', '.join(schedule.arms)})"
-        )
+        raise PlanningError(f"arm {patient.arm!r} is not in schedule {schedule.id!r} ({', '.join(schedule.arms)})")
     anchors = _anchors_by_kind(patient, events)
     horizon = _horizon(schedule, patient, today)
     study_end = (
@@ -283,9 +281,7 @@ def _drafts_for(
 
     assert rule.target is not None and rule.window is not None and rule.key is not None
     key_template = rule.key
-    offset = (
-        (cycle_length or rule.cycle_length_days) if rule.target.from_cycle_length else rule.target.offset_days
-    )
+    offset = (cycle_length or rule.cycle_length_days) if rule.target.from_cycle_length else rule.target.offset_days
     before = timedelta(days=rule.window.before)
     after = timedelta(days=rule.window.after)
 

@@ -120,13 +120,7 @@ class ReconcilePlan:
     @property
     def has_changes(self) -> bool:
         """False when applying this plan would change nothing."""
-        return bool(
-            self.to_create
-            or self.to_move
-            or self.to_cancel
-            or self.to_mark_not_expected
-            or self.to_reactivate
-        )
+        return bool(self.to_create or self.to_move or self.to_cancel or self.to_mark_not_expected or self.to_reactivate)
 
 
 def _same_values(existing: ExistingTimepoint, planned: PlannedTimepoint) -> bool:
@@ -165,9 +159,7 @@ def diff(
             raise ValueError(f"planned timepoints contain key {tp.key!r} twice")
         planned_keys.add(tp.key)
     live = (
-        set(live_event_ids)
-        if live_event_ids is not None
-        else {event_id for tp in planned for event_id in tp.event_ids}
+        set(live_event_ids) if live_event_ids is not None else {event_id for tp in planned for event_id in tp.event_ids}
     )
 
     create: list[PlannedTimepoint] = []

@@ -226,9 +226,7 @@ def load_schedule(path: str | Path, *, known_instruments: Collection[str] | None
     return parse_schedule(data, source=source, known_instruments=known_instruments)
 
 
-def parse_schedule(
-    data: object, *, source: str, known_instruments: Collection[str] | None = None
-) -> Schedule:
+def parse_schedule(data: object, *, source: str, known_instruments: Collection[str] | None = None) -> Schedule:
     """Validate already-parsed YAML/JSON data; ``source`` names it in errors."""
     return _Parser(source, known_instruments).schedule(data)
 
@@ -316,9 +314,7 @@ class _Parser:
             field = f"rules[{index}]"
             rule = self.rule(raw, field, arms, grace_defaults, cycle_default)
             if rule.id in seen_ids:
-                self.fail(
-                    _join(field, "id"), f"duplicate rule id {rule.id!r} (also rules[{seen_ids[rule.id]}])"
-                )
+                self.fail(_join(field, "id"), f"duplicate rule id {rule.id!r} (also rules[{seen_ids[rule.id]}])")
             seen_ids[rule.id] = index
             if rule.key is not None:
                 if rule.key in seen_keys:
@@ -463,9 +459,7 @@ class _Parser:
             )
             repeat = Repeat(
                 every_days=self.integer(rraw["every_days"], _join(field, "repeat.every_days"), minimum=1),
-                max_count=self.optional_integer(
-                    rraw.get("max_count"), _join(field, "repeat.max_count"), minimum=1
-                ),
+                max_count=self.optional_integer(rraw.get("max_count"), _join(field, "repeat.max_count"), minimum=1),
             )
         traw = self.mapping(body["target"], _join(field, "target"), required=("offset_days",))
         offset = traw["offset_days"]

@@ -20,7 +20,14 @@ from qol_app.scoring.engine import (
 from qol_app.scoring.info import ScaleInfo, scale_info
 
 __all__ = [
-    "SCORING_VERSION", "ScaleInfo", "ScoreDetail", "change_from_baseline",
-    "is_deteriorated", "n_items_answered", "scale_info", "score", "score_detail",
+    "SCORING_VERSION",
+    "ScaleInfo",
+    "ScoreDetail",
+    "change_from_baseline",
+    "is_deteriorated",
+    "n_items_answered",
+    "scale_info",
+    "score",
+    "score_detail",
     "time_to_deterioration",
 ]

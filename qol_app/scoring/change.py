@@ -32,8 +32,12 @@ def _higher_is_better(instrument_id: str, scale: str, registry: Registry | None)
 
 
 def change_from_baseline(
-    instrument_id: str, scale: str, baseline: float | None, value: float | None,
-    *, registry: Registry | None = None,
+    instrument_id: str,
+    scale: str,
+    baseline: float | None,
+    value: float | None,
+    *,
+    registry: Registry | None = None,
 ) -> float | None:
     """``value - baseline`` (not sign-adjusted), ``None`` if either is missing.
 
@@ -47,8 +51,13 @@ def change_from_baseline(
 
 
 def is_deteriorated(
-    instrument_id: str, scale: str, baseline: float | None, value: float | None,
-    threshold: float = 10.0, *, registry: Registry | None = None,
+    instrument_id: str,
+    scale: str,
+    baseline: float | None,
+    value: float | None,
+    threshold: float = 10.0,
+    *,
+    registry: Registry | None = None,
 ) -> bool | None:
     """True when ``value`` is at least ``threshold`` worse than ``baseline``.
 
@@ -64,8 +73,12 @@ def is_deteriorated(
 
 
 def time_to_deterioration(
-    instrument_id: str, scale: str, series: Sequence[tuple[Day, float | None]],
-    threshold: float = 10.0, *, registry: Registry | None = None,
+    instrument_id: str,
+    scale: str,
+    series: Sequence[tuple[Day, float | None]],
+    threshold: float = 10.0,
+    *,
+    registry: Registry | None = None,
 ) -> Day | None:
     """First day whose score is ``threshold`` worse than the first (baseline) one.
 

@@ -67,8 +67,7 @@ def score_detail(
     registry = registry or get_registry()
     instrument = registry.get(instrument_id)
     if version is not None and version != instrument.version:
-        raise ValueError(f"{instrument_id}: unsupported version {version!r} "
-                         f"(supported: {instrument.version})")
+        raise ValueError(f"{instrument_id}: unsupported version {version!r} (supported: {instrument.version})")
     check_answers(instrument, answers)
     value_sets = _value_sets(instrument, value_set, registry)
     scores: dict[str, float | None] = {}
@@ -101,9 +100,7 @@ def n_items_answered(
     return score_detail(instrument_id, answers, registry=registry).n_answered
 
 
-def _value_sets(
-    instrument: Instrument, name: str | None, registry: Registry
-) -> dict[str, ValueSet]:
+def _value_sets(instrument: Instrument, name: str | None, registry: Registry) -> dict[str, ValueSet]:
     chosen = registry.value_set(name) if name is not None else None
     value_sets: dict[str, ValueSet] = {}
     for scale in instrument.scales:
@@ -131,8 +128,9 @@ def _score_scale(
             raise ValueError(f"{scale.code}: EORTC scale without range or formula")
         return eortc_score(values, scale.range, scale.formula)
     if scale.type == "summary":
-        return summary_score([earlier[code] for code in scale.components],
-                             [earlier[code] for code in scale.inverted_components])
+        return summary_score(
+            [earlier[code] for code in scale.components], [earlier[code] for code in scale.inverted_components]
+        )
     if scale.type == "index":
         return eq5d_index(dict(zip(scale.items, values)), value_sets[scale.code])
     answered = [value for value in values if value is not None]

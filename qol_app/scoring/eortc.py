@@ -18,9 +18,7 @@ def half_rule(n_answered: int, n_items: int) -> bool:
     return n_answered > 0 and 2 * n_answered >= n_items
 
 
-def eortc_score(
-    values: Sequence[float | None], range_: float, formula: str
-) -> float | None:
+def eortc_score(values: Sequence[float | None], range_: float, formula: str) -> float | None:
     """Score 0-100 of one scale from its item codes (``None`` = not answered).
 
     RS = mean of the answered items. ``functional``: (1 - (RS - 1)/range) * 100;
@@ -34,9 +32,7 @@ def eortc_score(
     return (1.0 - linear) * 100.0 if formula == "functional" else linear * 100.0
 
 
-def summary_score(
-    direct: Sequence[float | None], inverted: Sequence[float | None]
-) -> float | None:
+def summary_score(direct: Sequence[float | None], inverted: Sequence[float | None]) -> float | None:
     """Mean of ``direct`` and ``100 - x`` for ``inverted`` scores (Giesinger 2016).
 
     Missing unless every component score exists: a summary over fewer scales

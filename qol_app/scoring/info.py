@@ -32,9 +32,7 @@ class ScaleInfo:
     inverted_components: tuple[str, ...] = ()
 
 
-def scale_info(
-    instrument_id: str, *, registry: Registry | None = None
-) -> dict[str, ScaleInfo]:
+def scale_info(instrument_id: str, *, registry: Registry | None = None) -> dict[str, ScaleInfo]:
     """Scales of an instrument keyed by code, in the instrument's order."""
     registry = registry or get_registry()
     instrument = registry.get(instrument_id)
@@ -72,4 +70,3 @@ def _bounds(instrument: Instrument, scale: Scale, registry: Registry) -> tuple[f
             lows.append(item.min)
             highs.append(item.max)
     return float(min(lows)), float(max(highs))
-

@@ -4,6 +4,7 @@ The rules and their evaluation are pure (``qol_app.alerts``); this module persis
 audits it and queues nurse notifications in the outbox (sent by the notification worker after
 commit, each at most once thanks to the unique ``dedupe_key``).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,8 +42,9 @@ def rule_set() -> AlertRuleSet:
     return _load(str(Path(path)), config.get("QUESTIONNAIRE_DIR"))
 
 
-def raise_for_response(session: Session, actor: Actor, response: Response,
-                       answers: Mapping[str, int | float | None], now: dt.datetime) -> Alert | None:
+def raise_for_response(
+    session: Session, actor: Actor, response: Response, answers: Mapping[str, int | float | None], now: dt.datetime
+) -> Alert | None:
     """Evaluate a submitted diary; store an alert (red or amber) with the triggering answers.
 
     Red alerts notify the site's nurses at once; amber ones wait on the nurses' list and escalate
@@ -55,16 +57,27 @@ def raise_for_response(session: Session, actor: Actor, response: Response,
     if result.level is None:
         return None
     alert = Alert(
-        patient_id=response.patient_id, response_id=response.id, level=result.level, initial_level=result.level,
+        patient_id=response.patient_id,
+        response_id=response.id,
+        level=result.level,
+        initial_level=result.level,
         rules=[{"id": t.rule_id, "level": t.level, "rules_version": result.rules_version} for t in result.triggered],
-        triggering_answers=dict(result.answers), raised_at=now,
+        triggering_answers=dict(result.answers),
+        raised_at=now,
     )
     session.add(alert)
     session.flush()
     patient = session.get(Patient, response.patient_id)
-    audit.record(session, actor, "raise_alert", alert, patient_id=patient.id, site_id=patient.site_id,
-                 new={"level": alert.level, "rules": [r["id"] for r in alert.rules],
-                      "answers": alert.triggering_answers}, now=now)
+    audit.record(
+        session,
+        actor,
+        "raise_alert",
+        alert,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        new={"level": alert.level, "rules": [r["id"] for r in alert.rules], "answers": alert.triggering_answers},
+        now=now,
+    )
     if alert.level == "red":
         notify_nurses(session, alert, patient, now)
     return alert
@@ -72,11 +85,14 @@ def raise_for_response(session: Session, actor: Actor, response: Response,
 
 def site_nurses(session: Session, site_id: int) -> list[StaffUser]:
     """Active nurses with a membership of the site."""
-    return list(session.scalars(
-        select(StaffUser).join(SiteMembership, SiteMembership.user_id == StaffUser.id)
-        .where(SiteMembership.site_id == site_id, StaffUser.role == "nurse", StaffUser.active.is_(True))
-        .order_by(StaffUser.id)
-    ))
+    return list(
+        session.scalars(
+            select(StaffUser)
+            .join(SiteMembership, SiteMembership.user_id == StaffUser.id)
+            .where(SiteMembership.site_id == site_id, StaffUser.role == "nurse", StaffUser.active.is_(True))
+            .order_by(StaffUser.id)
+        )
+    )
 
 
 def notify_nurses(session: Session, alert: Alert, patient: Patient, now: dt.datetime) -> int:
@@ -95,9 +111,17 @@ def notify_nurses(session: Session, alert: Alert, patient: Patient, now: dt.date
                 continue
             subject, body = _message(alert, patient, nurse.language)
             message = OutboxMessage(
-                dedupe_key=key, kind="alert", channel=channel, recipient=recipient, patient_id=patient.id,
-                staff_user_id=nurse.id, language=nurse.language or "en", subject=subject[:255], body=body,
-                status="queued", created_at=now,
+                dedupe_key=key,
+                kind="alert",
+                channel=channel,
+                recipient=recipient,
+                patient_id=patient.id,
+                staff_user_id=nurse.id,
+                language=nurse.language or "en",
+                subject=subject[:255],
+                body=body,
+                status="queued",
+                created_at=now,
             )
             try:
                 with session.begin_nested():
@@ -117,15 +141,17 @@ def _message(alert: Alert, patient: Patient, language: str | None) -> tuple[str,
             subject = _("RED symptom alert: patient %(study_id)s", study_id=patient.study_id)
         else:
             subject = _("Amber symptom alert: patient %(study_id)s", study_id=patient.study_id)
-        body = _("A %(level)s symptom alert was raised for patient %(study_id)s. "
-                 "Please review and acknowledge it in the app now: %(url)s",
-                 level=_("red") if alert.level == "red" else _("amber"), study_id=patient.study_id,
-                 url=f"{base.rstrip('/')}/staff/")
+        body = _(
+            "A %(level)s symptom alert was raised for patient %(study_id)s. "
+            "Please review and acknowledge it in the app now: %(url)s",
+            level=_("red") if alert.level == "red" else _("amber"),
+            study_id=patient.study_id,
+            url=f"{base.rstrip('/')}/staff/",
+        )
     return str(subject), str(body)
 
 
-def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, action: str,
-                now: dt.datetime) -> bool:
+def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, action: str, now: dt.datetime) -> bool:
     """Record that ``staff`` handled the alert and what they did; True if this call acknowledged it.
 
     A second acknowledgement (another nurse, a double tap) changes nothing and returns False.
@@ -140,7 +166,8 @@ def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, 
     if not action:
         raise ValueError("say what was done")
     won = session.execute(
-        update(Alert).where(Alert.id == alert.id, Alert.acknowledged_at.is_(None))
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.acknowledged_at.is_(None))
         .values(acknowledged_at=now, acknowledged_by=staff.id, action_taken=action[:255])
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -153,9 +180,16 @@ def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, 
         .values(status="skipped", last_error="alert acknowledged before sending")
         .execution_options(synchronize_session=False)
     )
-    audit.record(session, actor, "acknowledge_alert", alert, patient_id=alert.patient_id,
-                 site_id=alert.patient.site_id, new={"acknowledged_by": staff.id, "action": alert.action_taken},
-                 now=now)
+    audit.record(
+        session,
+        actor,
+        "acknowledge_alert",
+        alert,
+        patient_id=alert.patient_id,
+        site_id=alert.patient.site_id,
+        new={"acknowledged_by": staff.id, "action": alert.action_taken},
+        now=now,
+    )
     return True
 
 
@@ -167,8 +201,10 @@ def escalate_overdue(session: Session, now: dt.datetime) -> int:
     """
     hours = rule_set().settings.amber_escalation_hours
     candidates = session.scalars(
-        select(Alert).where(Alert.level == "amber", Alert.acknowledged_at.is_(None),
-                            Alert.raised_at <= now - dt.timedelta(hours=hours))
+        select(Alert)
+        .where(
+            Alert.level == "amber", Alert.acknowledged_at.is_(None), Alert.raised_at <= now - dt.timedelta(hours=hours)
+        )
         .order_by(Alert.id)
     ).all()
     actor = Actor.system("scheduler")
@@ -177,16 +213,27 @@ def escalate_overdue(session: Session, now: dt.datetime) -> int:
         if not needs_escalation(alert.level, alert.raised_at, alert.acknowledged_at, now, hours):
             continue
         won = session.execute(
-            update(Alert).where(Alert.id == alert.id, Alert.level == "amber", Alert.acknowledged_at.is_(None))
-            .values(level="red", escalated_at=now).execution_options(synchronize_session=False)
+            update(Alert)
+            .where(Alert.id == alert.id, Alert.level == "amber", Alert.acknowledged_at.is_(None))
+            .values(level="red", escalated_at=now)
+            .execution_options(synchronize_session=False)
         ).rowcount
         if not won:
             continue
         session.refresh(alert)
         patient = alert.patient
-        audit.record(session, actor, "escalate_alert", alert, patient_id=patient.id, site_id=patient.site_id,
-                     old={"level": "amber"}, new={"level": "red"},
-                     reason=f"not acknowledged within {hours:g} h", now=now)
+        audit.record(
+            session,
+            actor,
+            "escalate_alert",
+            alert,
+            patient_id=patient.id,
+            site_id=patient.site_id,
+            old={"level": "amber"},
+            new={"level": "red"},
+            reason=f"not acknowledged within {hours:g} h",
+            now=now,
+        )
         notify_nurses(session, alert, patient, now)
         count += 1
     return count

@@ -72,8 +72,20 @@ def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
 
 
 #: The columns an event's hash covers (with the previous hash).
-HASHED = ("occurred_at", "actor_type", "actor_id", "action", "entity_type", "entity_id", "patient_id", "site_id",
-          "old", "new", "reason", "request_id")
+HASHED = (
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "action",
+    "entity_type",
+    "entity_id",
+    "patient_id",
+    "site_id",
+    "old",
+    "new",
+    "reason",
+    "request_id",
+)
 
 
 def _fields(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,10 +145,18 @@ def record(
             entity_id = getattr(entity, "id", None)
     conn = session.connection()
     values: dict[str, Any] = {
-        "occurred_at": now, "actor_type": actor.type, "actor_id": actor.id, "action": action,
-        "entity_type": entity_type or "unknown", "entity_id": None if entity_id is None else str(entity_id),
-        "patient_id": patient_id, "site_id": site_id, "old": jsonable(old), "new": jsonable(new),
-        "reason": reason, "request_id": actor.request_id,
+        "occurred_at": now,
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "action": action,
+        "entity_type": entity_type or "unknown",
+        "entity_id": None if entity_id is None else str(entity_id),
+        "patient_id": patient_id,
+        "site_id": site_id,
+        "old": jsonable(old),
+        "new": jsonable(new),
+        "reason": reason,
+        "request_id": actor.request_id,
     }
     values["prev_hash"] = _advance_head(conn)
     values["hash"] = _digest(values["prev_hash"], _fields(values))
@@ -151,8 +171,9 @@ _TAKES_ROW_LOCKS = re.compile(
     r"(^|\()\s*(INSERT|UPDATE|DELETE|MERGE)\b|\bFOR\s+(UPDATE|NO\s+KEY\s+UPDATE|SHARE|KEY\s+SHARE)\b", re.IGNORECASE
 )
 _LOCK_HEAD = "SELECT 1 FROM audit_chain_head WHERE id = 1 FOR UPDATE"
-_CREATE_HEAD = (f"INSERT INTO audit_chain_head (id, last_hash, count) VALUES (1, '{GENESIS}', 0) "
-                "ON CONFLICT (id) DO NOTHING")
+_CREATE_HEAD = (
+    f"INSERT INTO audit_chain_head (id, last_hash, count) VALUES (1, '{GENESIS}', 0) ON CONFLICT (id) DO NOTHING"
+)
 #: Key in the DBAPI connection's ``info``: (a weak reference to) the root transaction holding the head.
 _HEAD_HELD_BY = "qol_audit_head_held_by"
 
@@ -177,8 +198,14 @@ def lock_head_first(engine: Engine) -> None:
     listen(engine, "rollback_savepoint", _forget_head)
 
 
-def _take_head_first(conn: Connection, cursor: DBAPICursor, statement: str, parameters: Any,
-                     context: ExecutionContext | None, executemany: bool) -> None:
+def _take_head_first(
+    conn: Connection,
+    cursor: DBAPICursor,
+    statement: str,
+    parameters: Any,
+    context: ExecutionContext | None,
+    executemany: bool,
+) -> None:
     """``before_cursor_execute``: lock the head before the transaction's first row-locking statement."""
     transaction = conn.get_transaction()
     held = conn.info.get(_HEAD_HELD_BY)

@@ -15,6 +15,7 @@ Definitions (CLINICAL.md §3; shown on the dashboard):
 The query count does not depend on the number of patients: three aggregates in total.
 Missed-form reasons are written here too (:func:`set_missed_reason`): they feed these figures.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -136,7 +137,11 @@ class Compliance:
 
 
 def compute(
-    session: Session, scope: ColumnElement[bool], now: dt.datetime, *, rule_order: Sequence[str] = (),
+    session: Session,
+    scope: ColumnElement[bool],
+    now: dt.datetime,
+    *,
+    rule_order: Sequence[str] = (),
     arms: Iterable[str] = ("A", "B"),
 ) -> Compliance:
     """Compliance over the patients matching ``scope`` (a condition on ``Patient``, e.g. the policy's).
@@ -145,9 +150,9 @@ def compute(
     (one GROUP BY over site, arm, group, status, lateness and reason), respondent/mode counts.
     """
     randomized_by_site: dict[tuple[int, str], int] = {
-        (site_id, arm): n for site_id, arm, n in session.execute(
-            select(Patient.site_id, Patient.arm, func.count()).where(scope)
-            .group_by(Patient.site_id, Patient.arm)
+        (site_id, arm): n
+        for site_id, arm, n in session.execute(
+            select(Patient.site_id, Patient.arm, func.count()).where(scope).group_by(Patient.site_id, Patient.arm)
         )
     }
     randomized: dict[str, int] = defaultdict(int)
@@ -156,20 +161,32 @@ def compute(
 
     # Derived columns in a subquery: GROUP BY on its plain columns, because PostgreSQL with
     # server-side parameters would not match a CASE repeated in GROUP BY to the one selected.
-    late = case((and_(Timepoint.completed_at.is_not(None), Timepoint.completed_at >= Timepoint.closes_at), 1),
-                else_=0)
+    late = case((and_(Timepoint.completed_at.is_not(None), Timepoint.completed_at >= Timepoint.closes_at), 1), else_=0)
     facts = (
-        select(Patient.site_id.label("site_id"), Patient.arm.label("arm"), Timepoint.kind.label("kind"),
-               Timepoint.rule_id.label("rule_id"),
-               case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
-               effective_status(now).label("eff_status"), late.label("is_late"),
-               Timepoint.missed_reason.label("reason"))
+        select(
+            Patient.site_id.label("site_id"),
+            Patient.arm.label("arm"),
+            Timepoint.kind.label("kind"),
+            Timepoint.rule_id.label("rule_id"),
+            case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
+            effective_status(now).label("eff_status"),
+            late.label("is_late"),
+            Timepoint.missed_reason.label("reason"),
+        )
         .join(Patient, Patient.id == Timepoint.patient_id)
         .where(scope)
         .subquery()
     )
-    columns = [facts.c.site_id, facts.c.arm, facts.c.kind, facts.c.rule_id, facts.c.group_key,
-               facts.c.eff_status, facts.c.is_late, facts.c.reason]
+    columns = [
+        facts.c.site_id,
+        facts.c.arm,
+        facts.c.kind,
+        facts.c.rule_id,
+        facts.c.group_key,
+        facts.c.eff_status,
+        facts.c.is_late,
+        facts.c.reason,
+    ]
     rows = session.execute(select(*columns, func.count()).group_by(*columns)).all()
 
     by_group: dict[tuple[Group, str], Cell] = {}
@@ -180,8 +197,7 @@ def compute(
         group = Group(kind, rule_id, tp_key)
         cell = by_group.setdefault((group, arm), Cell(randomized=randomized.get(arm, 0)))
         cell.add(st, bool(is_late), reason, n)
-        site_cell = by_site.setdefault((site_id, kind, arm),
-                                       Cell(randomized=randomized_by_site.get((site_id, arm), 0)))
+        site_cell = by_site.setdefault((site_id, kind, arm), Cell(randomized=randomized_by_site.get((site_id, arm), 0)))
         site_cell.add(st, bool(is_late), reason, n)
 
     respondents: dict[str, Counter[str]] = defaultdict(Counter)
@@ -196,13 +212,20 @@ def compute(
         modes[arm][mode] += n
 
     order = {rule: i for i, rule in enumerate(rule_order)}
-    groups = sorted({g for g, _arm in by_group},
-                    key=lambda g: (g.kind != "questionnaire", order.get(g.rule_id, len(order)), g.rule_id,
-                                   g.number, g.key or ""))
+    groups = sorted(
+        {g for g, _arm in by_group},
+        key=lambda g: (g.kind != "questionnaire", order.get(g.rule_id, len(order)), g.rule_id, g.number, g.key or ""),
+    )
     site_ids = sorted({site for site, _arm in randomized_by_site} | {site for site, _k, _a in by_site})
     return Compliance(
-        arms=tuple(arms), groups=groups, by_group=by_group, by_site=by_site, site_ids=site_ids,
-        randomized=dict(randomized), randomized_by_site=randomized_by_site, respondents=dict(respondents),
+        arms=tuple(arms),
+        groups=groups,
+        by_group=by_group,
+        by_site=by_site,
+        site_ids=site_ids,
+        randomized=dict(randomized),
+        randomized_by_site=randomized_by_site,
+        respondents=dict(respondents),
         modes=dict(modes),
     )
 
@@ -226,12 +249,20 @@ def current_status(tp: Timepoint, now: dt.datetime) -> str:
     """Python twin of :func:`effective_status` for one loaded row."""
     if tp.status in ("completed", "not_expected", "cancelled"):
         return tp.status
-    return derive_status(tp, now, submitted=False, started=tp.started_at is not None,
-                         not_expected_reason=None)
+    return derive_status(tp, now, submitted=False, started=tp.started_at is not None, not_expected_reason=None)
 
 
-def set_missed_reason(session: Session, actor: Actor, staff: StaffUser, tp: Timepoint, reason: str,
-                      text: str | None, *, change_reason: str | None, now: dt.datetime) -> None:
+def set_missed_reason(
+    session: Session,
+    actor: Actor,
+    staff: StaffUser,
+    tp: Timepoint,
+    reason: str,
+    text: str | None,
+    *,
+    change_reason: str | None,
+    now: dt.datetime,
+) -> None:
     """Record why a missed or partial form was not completed (CLINICAL.md §3), audited.
 
     ``other`` needs ``text``; replacing an earlier reason needs ``change_reason``. ``ValueError``
@@ -253,5 +284,15 @@ def set_missed_reason(session: Session, actor: Actor, staff: StaffUser, tp: Time
         return
     tp.missed_reason, tp.missed_reason_text, tp.missed_reason_by = reason, text, staff.id
     patient = tp.patient
-    audit.record(session, actor, "missed_reason", tp, patient_id=patient.id, site_id=patient.site_id,
-                 old=old if old["missed_reason"] else None, new=new, reason=change_reason, now=now)
+    audit.record(
+        session,
+        actor,
+        "missed_reason",
+        tp,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old=old if old["missed_reason"] else None,
+        new=new,
+        reason=change_reason,
+        now=now,
+    )

@@ -1,4 +1,5 @@
 """Enrolling patients and managing their personal link and PIN."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,16 @@ from qol_app.services.audit import Actor
 # 32 bytes = 256 bits of randomness; the issue asks for at least 128.
 TOKEN_BYTES = 32
 AUDITED_FIELDS = [
-    "study_id", "site_id", "arm", "randomization_date", "consent_date", "language", "timezone",
-    "status", "status_date", "status_reason",
+    "study_id",
+    "site_id",
+    "arm",
+    "randomization_date",
+    "consent_date",
+    "language",
+    "timezone",
+    "status",
+    "status_date",
+    "status_reason",
 ]
 
 
@@ -62,15 +71,31 @@ def enroll_patient(
     token = new_token()
     pin = (pin or new_pin()) if with_pin else None
     patient = Patient(
-        study_id=study_id, site=site, site_id=site.id, arm=arm, randomization_date=randomization_date,
-        consent_date=consent_date, language=language, timezone=timezone, email=email, phone=phone,
-        link_token_hash=token_hash(token), pin_hash=hash_secret(pin) if pin else None, created_at=now,
+        study_id=study_id,
+        site=site,
+        site_id=site.id,
+        arm=arm,
+        randomization_date=randomization_date,
+        consent_date=consent_date,
+        language=language,
+        timezone=timezone,
+        email=email,
+        phone=phone,
+        link_token_hash=token_hash(token),
+        pin_hash=hash_secret(pin) if pin else None,
+        created_at=now,
     )
     session.add(patient)
     session.flush()
     audit.record(
-        session, actor, "enroll", patient, patient_id=patient.id, site_id=site.id,
-        new={f: getattr(patient, f) for f in AUDITED_FIELDS} | {"pin_set": pin is not None}, now=now,
+        session,
+        actor,
+        "enroll",
+        patient,
+        patient_id=patient.id,
+        site_id=site.id,
+        new={f: getattr(patient, f) for f in AUDITED_FIELDS} | {"pin_set": pin is not None},
+        now=now,
     )
     return Enrolled(patient, token, pin)
 
@@ -81,13 +106,15 @@ def rotate_link(session: Session, actor: Actor, patient: Patient, *, reason: str
     patient.link_token_hash = token_hash(token)
     patient.link_rotated_at = now
     end_all_for("patient", patient.id, "link_rotated", now)
-    audit.record(session, actor, "rotate_link", patient, patient_id=patient.id, site_id=patient.site_id,
-                 reason=reason, now=now)
+    audit.record(
+        session, actor, "rotate_link", patient, patient_id=patient.id, site_id=patient.site_id, reason=reason, now=now
+    )
     return token
 
 
-def set_pin(session: Session, actor: Actor, patient: Patient, pin: str | None, *, reason: str,
-            now: dt.datetime) -> None:
+def set_pin(
+    session: Session, actor: Actor, patient: Patient, pin: str | None, *, reason: str, now: dt.datetime
+) -> None:
     """Set, reset or remove the PIN; clears any lock-out from wrong attempts."""
     if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
         raise ValueError("a PIN is 4 to 8 digits")
@@ -95,8 +122,18 @@ def set_pin(session: Session, actor: Actor, patient: Patient, pin: str | None, *
     patient.pin_hash = hash_secret(pin) if pin else None
     patient.pin_failures = 0
     patient.pin_locked_until = None
-    audit.record(session, actor, "set_pin", patient, patient_id=patient.id, site_id=patient.site_id,
-                 old={"pin_set": old_set}, new={"pin_set": pin is not None}, reason=reason, now=now)
+    audit.record(
+        session,
+        actor,
+        "set_pin",
+        patient,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old={"pin_set": old_set},
+        new={"pin_set": pin is not None},
+        reason=reason,
+        now=now,
+    )
 
 
 def find_by_token(session: Session, token: str) -> Patient | None:

@@ -4,6 +4,7 @@ Reminders and status changes silently stop when the scheduler process dies, so s
 show a banner when the last successful run is older than ``SCHEDULER_STALE_MINUTES``, and
 admins see the last error.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,5 +61,11 @@ def status(session: Session, now: dt.datetime, stale_minutes: int, *, name: str 
     if row is None:
         return HeartbeatStatus(stale=True, last_ok_at=None, last_error=None)
     stale = row.last_ok_at is None or now - row.last_ok_at > dt.timedelta(minutes=stale_minutes)
-    return HeartbeatStatus(stale=stale, last_ok_at=row.last_ok_at, last_error=row.last_error,
-                           last_run_at=row.last_run_at, host=row.host, pid=row.pid)
+    return HeartbeatStatus(
+        stale=stale,
+        last_ok_at=row.last_ok_at,
+        last_error=row.last_error,
+        last_run_at=row.last_run_at,
+        host=row.host,
+        pid=row.pid,
+    )

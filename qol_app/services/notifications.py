@@ -35,6 +35,7 @@ Texts are Jinja templates in ``templates/messages/`` translated with gettext und
 ``PUBLIC_BASE_URL + /p/`` while asking the patient to open their personal link (the token is
 never put in a message). Rendering needs an app context.
 """
+
 from __future__ import annotations
 
 import collections
@@ -102,7 +103,12 @@ class ReminderSettings:
 
 # ---- pure decisions -------------------------------------------------------------------------
 def newest_due_reminder(
-    kind: str, opens_at: dt.datetime, closes_at: dt.datetime, now: dt.datetime, tz, settings: ReminderSettings,
+    kind: str,
+    opens_at: dt.datetime,
+    closes_at: dt.datetime,
+    now: dt.datetime,
+    tz,
+    settings: ReminderSettings,
 ) -> tuple[int, dt.datetime] | None:
     """``(n, due_at)`` of the newest patient reminder due at ``now``, or None (see module doc)."""
     if not opens_at <= now < closes_at:
@@ -140,7 +146,8 @@ def render(template: str, language: str, **context: Any) -> tuple[str, str]:
     """``(subject, body)`` of ``templates/messages/<template>`` in ``language`` (also passed to it)."""
     with force_locale(language):
         module = current_app.jinja_env.get_template(f"messages/{template}").make_module(
-            {**context, "language": language})
+            {**context, "language": language}
+        )
         return str(getattr(module, "subject", "")).strip(), str(module).strip()
 
 
@@ -159,8 +166,12 @@ def _insert_ignoring_duplicates(session: Session, rows: Sequence[dict[str, Any]]
         from sqlalchemy.dialects.sqlite import insert
     inserted = []
     for row in rows:  # one by one (they are few); RETURNING says whether this one was new
-        stmt = (insert(OutboxMessage).values(**row).on_conflict_do_nothing(index_elements=["dedupe_key"])
-                .returning(OutboxMessage.id))
+        stmt = (
+            insert(OutboxMessage)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OutboxMessage.id)
+        )
         if session.execute(stmt).first() is not None:
             inserted.append(row)
     return inserted
@@ -170,7 +181,7 @@ def _existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
     keys = list(keys)
     found: set[str] = set()
     for start in range(0, len(keys), 500):  # IN lists through the unique index, bounded size
-        chunk = keys[start:start + 500]
+        chunk = keys[start : start + 500]
         found.update(session.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(chunk))))
     return found
 
@@ -184,14 +195,31 @@ def queue_reminders(session: Session, now: dt.datetime, settings: ReminderSettin
     """
     counts: collections.Counter[str] = collections.Counter()
     rows = session.execute(
-        select(Timepoint.id, Timepoint.key, Timepoint.kind, Timepoint.opens_at, Timepoint.closes_at,
-               Timepoint.window_end, Timepoint.patient_id, Patient.study_id, Patient.language, Patient.email,
-               Patient.phone, func.coalesce(Patient.timezone, Site.timezone).label("tz"), Site.emergency_phone)
-        .join(Patient, Patient.id == Timepoint.patient_id).join(Site, Site.id == Patient.site_id)
-        .where(Timepoint.status == "open", Timepoint.completed_at.is_(None), Timepoint.closes_at > now,
-               # Implied by closes_at > now, but lets the (status, grace_closes_at) index bound the scan.
-               Timepoint.grace_closes_at > now,
-               Patient.status.not_in(NO_CONTACT_STATUSES))
+        select(
+            Timepoint.id,
+            Timepoint.key,
+            Timepoint.kind,
+            Timepoint.opens_at,
+            Timepoint.closes_at,
+            Timepoint.window_end,
+            Timepoint.patient_id,
+            Patient.study_id,
+            Patient.language,
+            Patient.email,
+            Patient.phone,
+            func.coalesce(Patient.timezone, Site.timezone).label("tz"),
+            Site.emergency_phone,
+        )
+        .join(Patient, Patient.id == Timepoint.patient_id)
+        .join(Site, Site.id == Patient.site_id)
+        .where(
+            Timepoint.status == "open",
+            Timepoint.completed_at.is_(None),
+            Timepoint.closes_at > now,
+            # Implied by closes_at > now, but lets the (status, grace_closes_at) index bound the scan.
+            Timepoint.grace_closes_at > now,
+            Patient.status.not_in(NO_CONTACT_STATUSES),
+        )
     ).all()
     rows.sort(key=lambda r: r.id)
     wanted: dict[str, tuple[str, Any, int, str | None]] = {}
@@ -204,8 +232,10 @@ def queue_reminders(session: Session, now: dt.datetime, settings: ReminderSettin
         if call_task_due(row.kind, row.closes_at, now, settings):
             wanted[call_task_key(row.id)] = ("call_task", row, 0, "task")
     # A reminder counts as existing on any channel (contact details may have changed since).
-    probes = {key: [reminder_key(row.id, n, c) for c in PATIENT_CHANNELS] if kind == "reminder" else [key]
-              for key, (kind, row, n, _channel) in wanted.items()}
+    probes = {
+        key: [reminder_key(row.id, n, c) for c in PATIENT_CHANNELS] if kind == "reminder" else [key]
+        for key, (kind, row, n, _channel) in wanted.items()
+    }
     existing = _existing_keys(session, (k for keys in probes.values() for k in keys))
     new_rows = []
     for key, (kind, row, n, channel) in wanted.items():
@@ -215,7 +245,8 @@ def queue_reminders(session: Session, now: dt.datetime, settings: ReminderSettin
         if kind == "reminder" and n > 1:
             older = [reminder_key(row.id, m, c) for m in range(1, n) for c in PATIENT_CHANNELS]
             counts["superseded"] += session.execute(
-                update(OutboxMessage).where(OutboxMessage.dedupe_key.in_(older), OutboxMessage.status == "queued")
+                update(OutboxMessage)
+                .where(OutboxMessage.dedupe_key.in_(older), OutboxMessage.status == "queued")
                 .values(status="skipped", last_error=f"superseded by r{n}")
             ).rowcount
     for values in _insert_ignoring_duplicates(session, new_rows):
@@ -226,20 +257,35 @@ def queue_reminders(session: Session, now: dt.datetime, settings: ReminderSettin
 def _message(kind, key, row, n, channel, now, settings) -> dict[str, Any]:
     tz = zone(row.tz)
     values: dict[str, Any] = {
-        "dedupe_key": key, "kind": kind, "channel": channel, "patient_id": row.patient_id,
-        "timepoint_id": row.id, "created_at": now, "status": "queued", "attempts": 0,
+        "dedupe_key": key,
+        "kind": kind,
+        "channel": channel,
+        "patient_id": row.patient_id,
+        "timepoint_id": row.id,
+        "created_at": now,
+        "status": "queued",
+        "attempts": 0,
     }
     if kind == "call_task":
         language = STAFF_LANGUAGE
-        subject, body = render("call_task.txt", language, study_id=row.study_id, key=row.key,
-                               closes=format_date(row.window_end, "long", locale=language))
+        subject, body = render(
+            "call_task.txt",
+            language,
+            study_id=row.study_id,
+            key=row.key,
+            closes=format_date(row.window_end, "long", locale=language),
+        )
         values.update(recipient=None, not_before=now)
     else:
         language = _language(row.language, settings)
         subject, body = render(
-            f"reminder_{channel}.txt", language, kind=row.kind, number=n,
+            f"reminder_{channel}.txt",
+            language,
+            kind=row.kind,
+            number=n,
             due=format_date(row.window_end, "long", locale=language),
-            url=settings.base_url.rstrip("/") + "/p/", emergency=row.emergency_phone,
+            url=settings.base_url.rstrip("/") + "/p/",
+            emergency=row.emergency_phone,
         )
         not_before = next_allowed(now, tz, settings.quiet)
         values.update(recipient=row.email if channel == "email" else row.phone, not_before=not_before)
@@ -252,7 +298,8 @@ def _message(kind, key, row, n, channel, now, settings) -> dict[str, Any]:
 def skip_pending_for_patient(session: Session, patient_id: int, reason: str) -> int:
     """Mark every queued message to a patient skipped (death, withdrawal); returns the count."""
     return session.execute(
-        update(OutboxMessage).where(OutboxMessage.patient_id == patient_id, OutboxMessage.status == "queued")
+        update(OutboxMessage)
+        .where(OutboxMessage.patient_id == patient_id, OutboxMessage.status == "queued")
         .values(status="skipped", last_error=reason[:255])
     ).rowcount
 
@@ -260,17 +307,22 @@ def skip_pending_for_patient(session: Session, patient_id: int, reason: str) -> 
 # ---- sending --------------------------------------------------------------------------------
 def _recover_interrupted(session: Session, ids: list[int]) -> int:
     return session.execute(
-        update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
         .values(status="queued", sent_at=None, last_error="interrupted while sending; retried")
     ).rowcount
 
 
 def _claim(session: Session, message_id: int, now: dt.datetime) -> bool:
-    return session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == message_id, OutboxMessage.status == "queued")
-        .values(status="sending", attempts=OutboxMessage.attempts + 1, sent_at=now)  # sent_at: claim time
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1
+    return (
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == "queued")
+            .values(status="sending", attempts=OutboxMessage.attempts + 1, sent_at=now)  # sent_at: claim time
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,9 +337,17 @@ def _check_still_wanted(session: Session, msg: OutboxMessage, now: dt.datetime, 
     if msg.kind not in ("reminder", "call_task") or msg.timepoint_id is None:
         return _Verdict(recipient=msg.recipient)
     row = session.execute(
-        select(Timepoint.status, Timepoint.closes_at, Timepoint.completed_at, Patient.status.label("patient_status"),
-               Patient.email, Patient.phone, func.coalesce(Patient.timezone, Site.timezone).label("tz"))
-        .join(Patient, Patient.id == Timepoint.patient_id).join(Site, Site.id == Patient.site_id)
+        select(
+            Timepoint.status,
+            Timepoint.closes_at,
+            Timepoint.completed_at,
+            Patient.status.label("patient_status"),
+            Patient.email,
+            Patient.phone,
+            func.coalesce(Patient.timezone, Site.timezone).label("tz"),
+        )
+        .join(Patient, Patient.id == Timepoint.patient_id)
+        .join(Site, Site.id == Patient.site_id)
         .where(Timepoint.id == msg.timepoint_id)
     ).one()
     if row.patient_status in NO_CONTACT_STATUSES:
@@ -303,8 +363,11 @@ def _check_still_wanted(session: Session, msg: OutboxMessage, now: dt.datetime, 
         return _Verdict(skip=f"no {msg.channel} contact")
     allowed = next_allowed(now, zone(row.tz), settings.quiet)
     if allowed > now:
-        return _Verdict(defer_until=allowed) if allowed < row.closes_at else \
-            _Verdict(skip="quiet hours last until the window closes")
+        return (
+            _Verdict(defer_until=allowed)
+            if allowed < row.closes_at
+            else _Verdict(skip="quiet hours last until the window closes")
+        )
     return _Verdict(recipient=recipient)
 
 
@@ -326,13 +389,14 @@ def send_due(
     # One pass over the unsent rows finds both the due ones and interrupted deliveries.
     pending = session.execute(
         select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.not_before, OutboxMessage.sent_at)
-        .where(OutboxMessage.status.in_(("queued", "sending"))).order_by(OutboxMessage.id)
+        .where(OutboxMessage.status.in_(("queued", "sending")))
+        .order_by(OutboxMessage.id)
     ).all()
     stale = [r.id for r in pending if r.status == "sending" and r.sent_at is not None and r.sent_at <= now - LEASE]
     if stale:
         counts["recovered"] = _recover_interrupted(session, stale)
     ids = [r.id for r in pending if r.status == "queued" and (r.not_before is None or r.not_before <= now)][:limit]
-    ids += stale[:max(0, limit - len(ids))]
+    ids += stale[: max(0, limit - len(ids))]
     checkpoint()
     for message_id in ids:
         if not _claim(session, message_id, now):
@@ -380,6 +444,12 @@ def _deliver_one(session, msg: OutboxMessage, now, channels, settings) -> str:
 
 
 __all__ = [
-    "ReminderSettings", "call_task_due", "newest_due_reminder", "pick_channel", "queue_reminders", "render",
-    "send_due", "skip_pending_for_patient",
+    "ReminderSettings",
+    "call_task_due",
+    "newest_due_reminder",
+    "pick_channel",
+    "queue_reminders",
+    "render",
+    "send_due",
+    "skip_pending_for_patient",
 ]

@@ -42,9 +42,7 @@ def _per_response(conn, aggregate, response_id, lo: int, hi: int):
     One row per form instead of one per answer: on 100,000 forms this is the difference
     between millions of Python row objects and a C JSON parse per form.
     """
-    rows = conn.execute(
-        select(response_id, aggregate).where(response_id.between(lo, hi)).group_by(response_id)
-    )
+    rows = conn.execute(select(response_id, aggregate).where(response_id.between(lo, hi)).group_by(response_id))
     for rid, obj in rows:
         yield rid, (json.loads(obj) if isinstance(obj, str) else obj)
 
@@ -206,26 +204,18 @@ def _write(session: Session, actor: Actor, changes: list[_Change], now: dt.datet
     rewritten = [c.response_id for c in changes if c.error is None]
     conn = session.connection()
     for start in range(0, len(rewritten), 500):
-        conn.execute(
-            delete(Score.__table__).where(Score.__table__.c.response_id.in_(rewritten[start : start + 500]))
-        )
+        conn.execute(delete(Score.__table__).where(Score.__table__.c.response_id.in_(rewritten[start : start + 500])))
     rows = [r | {"computed_at": now} for c in changes for r in c.scores]
     if rows:
         conn.execute(insert(Score.__table__), rows)
     for c in changes:
         if c.error is not None or c.clear_error:
-            session.execute(
-                update(Response).where(Response.id == c.response_id).values(scoring_error=c.error)
-            )
+            session.execute(update(Response).where(Response.id == c.response_id).values(scoring_error=c.error))
     audit.record(
         session,
         actor,
         "rescore_batch",
         entity_type="responses",
-        new={
-            "forms": {
-                str(c.response_id): {"patient_id": c.patient_id, "old": c.old, "new": c.new} for c in changes
-            }
-        },
+        new={"forms": {str(c.response_id): {"patient_id": c.patient_id, "old": c.old, "new": c.new} for c in changes}},
         now=now,
     )

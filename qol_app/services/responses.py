@@ -5,6 +5,7 @@ once. Concurrency rests on the database, not on the web tier: the unique (timepo
 instrument, revision) constraint lets two devices share one in-progress form, and the
 conditional ``UPDATE ... WHERE status = 'in_progress'`` lets exactly one submission win.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,6 +51,7 @@ class AlreadySubmitted(Exception):
 
 # ---------------------------------------------------------------- instruments and wording
 
+
 def registry(directory: str | None = None) -> Registry:
     """The instrument registry of the configured questionnaire directory (loaded once)."""
     if directory is None:
@@ -73,6 +75,7 @@ def localized(session: Session, instrument: Instrument, locale: str) -> Localize
 
 
 # ---------------------------------------------------------------- what to show
+
 
 def presented_items(instrument: Instrument, patient: Patient) -> tuple[str, ...]:
     """Items this patient is shown: ``ommaya`` items only in arm A, the arm with a reservoir."""
@@ -109,12 +112,18 @@ def is_due(tp: Timepoint, now: dt.datetime) -> bool:
 
 def due_timepoints(session: Session, patient: Patient, now: dt.datetime) -> list[Timepoint]:
     """What the patient should answer now, soonest deadline first."""
-    return list(session.scalars(
-        select(Timepoint)
-        .where(Timepoint.patient_id == patient.id, Timepoint.status.in_(DUE_STATUSES),
-               Timepoint.opens_at <= now, Timepoint.grace_closes_at > now)
-        .order_by(Timepoint.grace_closes_at, Timepoint.id)
-    ))
+    return list(
+        session.scalars(
+            select(Timepoint)
+            .where(
+                Timepoint.patient_id == patient.id,
+                Timepoint.status.in_(DUE_STATUSES),
+                Timepoint.opens_at <= now,
+                Timepoint.grace_closes_at > now,
+            )
+            .order_by(Timepoint.grace_closes_at, Timepoint.id)
+        )
+    )
 
 
 def patient_timepoint(session: Session, patient: Patient, timepoint_id: int) -> Timepoint | None:
@@ -137,12 +146,22 @@ class SurveyRows:
 #: and the digest of the active licensed wording, in one statement: survey pages are the most
 #: requested pages.
 _SURVEY_QUERY = (
-    select(Timepoint, Response,
-           wording.active_digest(bindparam("instrument_id"), bindparam("language"), bindparam("instrument_version")),
-           select(json_object_agg(Answer.item_id, Answer.value))
-           .where(Answer.response_id == Response.id, Answer.skipped.is_(False)).scalar_subquery())
-    .outerjoin(Response, and_(Response.timepoint_id == Timepoint.id, Response.revision == 0,
-                              Response.instrument_id == bindparam("instrument_id")))
+    select(
+        Timepoint,
+        Response,
+        wording.active_digest(bindparam("instrument_id"), bindparam("language"), bindparam("instrument_version")),
+        select(json_object_agg(Answer.item_id, Answer.value))
+        .where(Answer.response_id == Response.id, Answer.skipped.is_(False))
+        .scalar_subquery(),
+    )
+    .outerjoin(
+        Response,
+        and_(
+            Response.timepoint_id == Timepoint.id,
+            Response.revision == 0,
+            Response.instrument_id == bindparam("instrument_id"),
+        ),
+    )
     .where(Timepoint.id == bindparam("timepoint_id"), Timepoint.patient_id == bindparam("patient_id"))
 )
 
@@ -153,20 +172,29 @@ def load_survey(session: Session, patient: Patient, timepoint_id: int, instrumen
 
     None when the timepoint is not this patient's or does not include the instrument.
     """
-    row = session.execute(_SURVEY_QUERY, {
-        "timepoint_id": timepoint_id, "patient_id": patient.id, "instrument_id": instrument.id,
-        "language": patient.language, "instrument_version": instrument.version}).first()
+    row = session.execute(
+        _SURVEY_QUERY,
+        {
+            "timepoint_id": timepoint_id,
+            "patient_id": patient.id,
+            "instrument_id": instrument.id,
+            "language": patient.language,
+            "instrument_version": instrument.version,
+        },
+    ).first()
     if row is None or instrument.id not in row[0].instruments:
         return None
     texts = instrument.localized(patient.language, wording.overlay_by_digest(session, row[2]))
     return SurveyRows(row[0], row[1], texts, row[3] or {})
 
 
-def original_response(session: Session, timepoint_id: int, instrument_id: str, *, fresh: bool = False
-                      ) -> Response | None:
+def original_response(
+    session: Session, timepoint_id: int, instrument_id: str, *, fresh: bool = False
+) -> Response | None:
     """Revision 0: the patient's own form (staff corrections are later revisions)."""
-    stmt = select(Response).where(Response.timepoint_id == timepoint_id, Response.instrument_id == instrument_id,
-                                  Response.revision == 0)
+    stmt = select(Response).where(
+        Response.timepoint_id == timepoint_id, Response.instrument_id == instrument_id, Response.revision == 0
+    )
     if fresh:
         stmt = stmt.execution_options(populate_existing=True)
     return session.scalar(stmt)
@@ -174,7 +202,9 @@ def original_response(session: Session, timepoint_id: int, instrument_id: str, *
 
 def answers_of(session: Session, response: Response) -> dict[str, Answer]:
     rows = session.scalars(
-        select(Answer).where(Answer.response_id == response.id).order_by(Answer.id)
+        select(Answer)
+        .where(Answer.response_id == response.id)
+        .order_by(Answer.id)
         .execution_options(populate_existing=True)
     )
     return {row.item_id: row for row in rows}
@@ -213,8 +243,10 @@ def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, i
 
 # ---------------------------------------------------------------- writing
 
-def set_respondent(session: Session, actor: Actor, tp: Timepoint, respondent: str, relationship: str | None,
-                   now: dt.datetime) -> None:
+
+def set_respondent(
+    session: Session, actor: Actor, tp: Timepoint, respondent: str, relationship: str | None, now: dt.datetime
+) -> None:
     """Record who answers this timepoint's forms, and carry it to its in-progress forms."""
     if respondent not in RESPONDENTS:
         raise ValueError(f"respondent must be one of {RESPONDENTS}, not {respondent!r}")
@@ -223,20 +255,41 @@ def set_respondent(session: Session, actor: Actor, tp: Timepoint, respondent: st
             raise ValueError("a proxy respondent needs a relationship")
     else:
         relationship = None
-    old, new = audit.changes(tp, ["respondent", "respondent_relationship"],
-                             {"respondent": respondent, "respondent_relationship": relationship})
+    old, new = audit.changes(
+        tp,
+        ["respondent", "respondent_relationship"],
+        {"respondent": respondent, "respondent_relationship": relationship},
+    )
     if not new:
         return
     tp.respondent, tp.respondent_relationship = respondent, relationship
-    for response in session.scalars(select(Response).where(Response.timepoint_id == tp.id,
-                                                           Response.status == "in_progress")):
+    for response in session.scalars(
+        select(Response).where(Response.timepoint_id == tp.id, Response.status == "in_progress")
+    ):
         response.respondent, response.respondent_relationship = respondent, relationship
-    audit.record(session, actor, "set_respondent", tp, patient_id=tp.patient_id, site_id=tp.patient.site_id,
-                 old=old, new=new, now=now)
+    audit.record(
+        session,
+        actor,
+        "set_respondent",
+        tp,
+        patient_id=tp.patient_id,
+        site_id=tp.patient.site_id,
+        old=old,
+        new=new,
+        now=now,
+    )
 
 
-def start_response(session: Session, actor: Actor, tp: Timepoint, texts: LocalizedInstrument, now: dt.datetime,
-                   *, mode: str = "web", entered_by: int | None = None) -> Response:
+def start_response(
+    session: Session,
+    actor: Actor,
+    tp: Timepoint,
+    texts: LocalizedInstrument,
+    now: dt.datetime,
+    *,
+    mode: str = "web",
+    entered_by: int | None = None,
+) -> Response:
     """The timepoint's in-progress (or submitted) revision-0 form, created on first use.
 
     Two devices starting at once both end up with the same row: the loser of the insert race
@@ -246,10 +299,18 @@ def start_response(session: Session, actor: Actor, tp: Timepoint, texts: Localiz
     if existing is not None:
         return existing
     response = Response(
-        timepoint_id=tp.id, patient_id=tp.patient_id, instrument_id=texts.instrument_id,
-        instrument_version=texts.instrument_version, revision=0, language=texts.locale,
-        wording_version=texts.wording_version[:64], respondent=tp.respondent or "self",
-        respondent_relationship=tp.respondent_relationship, mode=mode, status="in_progress", started_at=now,
+        timepoint_id=tp.id,
+        patient_id=tp.patient_id,
+        instrument_id=texts.instrument_id,
+        instrument_version=texts.instrument_version,
+        revision=0,
+        language=texts.locale,
+        wording_version=texts.wording_version[:64],
+        respondent=tp.respondent or "self",
+        respondent_relationship=tp.respondent_relationship,
+        mode=mode,
+        status="in_progress",
+        started_at=now,
         entered_by=entered_by,
     )
     try:
@@ -262,10 +323,23 @@ def start_response(session: Session, actor: Actor, tp: Timepoint, texts: Localiz
         return existing
     if tp.started_at is None:
         tp.started_at = now
-    audit.record(session, actor, "start_response", response, patient_id=tp.patient_id, site_id=tp.patient.site_id,
-                 new={"instrument": texts.instrument_id, "version": texts.instrument_version,
-                      "language": texts.locale, "wording_version": texts.wording_version, "mode": mode,
-                      "respondent": response.respondent}, now=now)
+    audit.record(
+        session,
+        actor,
+        "start_response",
+        response,
+        patient_id=tp.patient_id,
+        site_id=tp.patient.site_id,
+        new={
+            "instrument": texts.instrument_id,
+            "version": texts.instrument_version,
+            "language": texts.locale,
+            "wording_version": texts.wording_version,
+            "mode": mode,
+            "respondent": response.respondent,
+        },
+        now=now,
+    )
     return response
 
 
@@ -273,13 +347,20 @@ _RESPONSES = Response.__table__
 _ANSWERS = Answer.__table__
 #: Core statements for the page save, the most frequent write (the ORM unit of work costs several
 #: times the SQL for these few rows).
-_LOCK = (update(_RESPONSES).where(_RESPONSES.c.id == bindparam("response_id"), _RESPONSES.c.status == "in_progress")
-         .values(status="in_progress"))
+_LOCK = (
+    update(_RESPONSES)
+    .where(_RESPONSES.c.id == bindparam("response_id"), _RESPONSES.c.status == "in_progress")
+    .values(status="in_progress")
+)
 _STORED = select(_ANSWERS.c.id, _ANSWERS.c.item_id, _ANSWERS.c.value, _ANSWERS.c.skipped).where(
-    _ANSWERS.c.response_id == bindparam("response_id"), _ANSWERS.c.item_id.in_(bindparam("item_ids", expanding=True)))
+    _ANSWERS.c.response_id == bindparam("response_id"), _ANSWERS.c.item_id.in_(bindparam("item_ids", expanding=True))
+)
 _INSERT_ANSWER = insert(_ANSWERS)
-_UPDATE_ANSWER = update(_ANSWERS).where(_ANSWERS.c.id == bindparam("answer_id")).values(
-    value=bindparam("value"), skipped=bindparam("skipped"), answered_at=bindparam("answered_at"))
+_UPDATE_ANSWER = (
+    update(_ANSWERS)
+    .where(_ANSWERS.c.id == bindparam("answer_id"))
+    .values(value=bindparam("value"), skipped=bindparam("skipped"), answered_at=bindparam("answered_at"))
+)
 
 
 def _lock_in_progress(session: Session, response: Response) -> None:
@@ -299,10 +380,19 @@ def _shown(value: float | None, skipped: bool) -> int | float | str:
     return int(value) if float(value).is_integer() else value
 
 
-def save_page(session: Session, actor: Actor, response: Response, item_ids: Iterable[str],
-              answers: Mapping[str, int | float | None], now: dt.datetime, *,
-              skip: Iterable[str] = (), client_time: str | None = None, client_offset: int | None = None,
-              texts: LocalizedInstrument | None = None) -> list[str]:
+def save_page(
+    session: Session,
+    actor: Actor,
+    response: Response,
+    item_ids: Iterable[str],
+    answers: Mapping[str, int | float | None],
+    now: dt.datetime,
+    *,
+    skip: Iterable[str] = (),
+    client_time: str | None = None,
+    client_offset: int | None = None,
+    texts: LocalizedInstrument | None = None,
+) -> list[str]:
     """Store one page's answers; return the items left unanswered (for the gentle reminder).
 
     An empty item becomes an explicit skip only when it is in ``skip`` (the patient saw the
@@ -316,8 +406,15 @@ def save_page(session: Session, actor: Actor, response: Response, item_ids: Iter
     if texts is not None and (response.language, response.wording_version) != (texts.locale, texts.wording_version):
         old_wording = {"language": response.language, "wording_version": response.wording_version}
         response.language, response.wording_version = texts.locale, texts.wording_version[:64]
-        audit.record(session, actor, "change_response_language", response, old=old_wording,
-                     new={"language": texts.locale, "wording_version": texts.wording_version}, **common)
+        audit.record(
+            session,
+            actor,
+            "change_response_language",
+            response,
+            old=old_wording,
+            new={"language": texts.locale, "wording_version": texts.wording_version},
+            **common,
+        )
     item_ids, skip = list(item_ids), set(skip)
     wanted: dict[str, tuple[float | None, bool]] = {}
     unanswered: list[str] = []
@@ -339,8 +436,9 @@ def save_page(session: Session, actor: Actor, response: Response, item_ids: Iter
     return unanswered
 
 
-def _write_answers(session: Session, response: Response, wanted: Mapping[str, tuple[float | None, bool]],
-                   now: dt.datetime) -> tuple[dict, dict, dict]:
+def _write_answers(
+    session: Session, response: Response, wanted: Mapping[str, tuple[float | None, bool]], now: dt.datetime
+) -> tuple[dict, dict, dict]:
     """Insert or update answer rows; returns (created, old, new) for the audit trail.
 
     If another device inserts the same item in the same instant, the inserts' savepoint is rolled
@@ -350,8 +448,9 @@ def _write_answers(session: Session, response: Response, wanted: Mapping[str, tu
     """
     conn = session.connection()
     for attempt in range(2):
-        stored = {row.item_id: row for row in conn.execute(
-            _STORED, {"response_id": response.id, "item_ids": list(wanted)})}
+        stored = {
+            row.item_id: row for row in conn.execute(_STORED, {"response_id": response.id, "item_ids": list(wanted)})
+        }
         created: dict = {}
         old: dict = {}
         new: dict = {}
@@ -360,8 +459,15 @@ def _write_answers(session: Session, response: Response, wanted: Mapping[str, tu
         for item_id, (value, skipped) in wanted.items():
             row = stored.get(item_id)
             if row is None:
-                inserts.append({"response_id": response.id, "item_id": item_id, "value": value, "skipped": skipped,
-                                "answered_at": now})
+                inserts.append(
+                    {
+                        "response_id": response.id,
+                        "item_id": item_id,
+                        "value": value,
+                        "skipped": skipped,
+                        "answered_at": now,
+                    }
+                )
                 created[item_id] = _shown(value, skipped)
             elif (row.value, row.skipped) != (value, skipped):
                 updates.append({"answer_id": row.id, "value": value, "skipped": skipped, "answered_at": now})
@@ -389,8 +495,16 @@ class Submitted:
     timepoint_completed: bool = False
 
 
-def submit(session: Session, actor: Actor, response: Response, patient: Patient, now: dt.datetime, *,
-           client_time: str | None = None, client_offset: int | None = None) -> Submitted:
+def submit(
+    session: Session,
+    actor: Actor,
+    response: Response,
+    patient: Patient,
+    now: dt.datetime,
+    *,
+    client_time: str | None = None,
+    client_offset: int | None = None,
+) -> Submitted:
     """Submit a form once: answers final, scores stored, timepoint completed, diary alerts raised.
 
     Idempotent: a second call (double tap, stale page, another tab or device) changes nothing and
@@ -402,7 +516,9 @@ def submit(session: Session, actor: Actor, response: Response, patient: Patient,
     if client_time or client_offset is not None:
         values.update(client_time=client_time, client_utc_offset_minutes=client_offset)
     won = session.execute(
-        update(Response).where(Response.id == response.id, Response.status == "in_progress").values(**values)
+        update(Response)
+        .where(Response.id == response.id, Response.status == "in_progress")
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(response)
@@ -415,9 +531,20 @@ def submit(session: Session, actor: Actor, response: Response, patient: Patient,
         _write_answers(session, response, gaps, now)
         stored = answers_of(session, response)
     answers = {item_id: typed_value(instrument, item_id, row) for item_id, row in stored.items()}
-    audit.record(session, actor, "submit_response", response, patient_id=patient.id, site_id=patient.site_id,
-                 new={"status": "submitted", "answered": sum(v is not None for v in answers.values()),
-                      "skipped": sum(v is None for v in answers.values())}, now=now)
+    audit.record(
+        session,
+        actor,
+        "submit_response",
+        response,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        new={
+            "status": "submitted",
+            "answered": sum(v is not None for v in answers.values()),
+            "skipped": sum(v is None for v in answers.values()),
+        },
+        now=now,
+    )
     store_scores(session, response, answers, now)
     completed = _complete_timepoint(session, actor, tp, patient, now)
     from qol_app.services import alerts
@@ -426,38 +553,60 @@ def submit(session: Session, actor: Actor, response: Response, patient: Patient,
     return Submitted(response, alert=alert, timepoint_completed=completed)
 
 
-def store_scores(session: Session, response: Response, answers: Mapping[str, int | float | None],
-                 now: dt.datetime) -> None:
+def store_scores(
+    session: Session, response: Response, answers: Mapping[str, int | float | None], now: dt.datetime
+) -> None:
     """Score the form and store one row per scale; on any scoring error flag the form instead."""
     try:
-        detail = score_detail(response.instrument_id, answers, version=response.instrument_version,
-                              registry=registry())
+        detail = score_detail(response.instrument_id, answers, version=response.instrument_version, registry=registry())
     except Exception as exc:
         log.exception("scoring failed for response %s", response.id)
         response.scoring_error = f"{type(exc).__name__}: {exc}"[:255]
         return
     response.scoring_error = None
     for code, value in detail.scores.items():
-        session.add(Score(response_id=response.id, scale=code, value=value, n_items=detail.n_answered.get(code),
-                          scoring_version=detail.scoring_version, computed_at=now))
+        session.add(
+            Score(
+                response_id=response.id,
+                scale=code,
+                value=value,
+                n_items=detail.n_answered.get(code),
+                scoring_version=detail.scoring_version,
+                computed_at=now,
+            )
+        )
     session.flush()
 
 
 def _complete_timepoint(session: Session, actor: Actor, tp: Timepoint, patient: Patient, now: dt.datetime) -> bool:
     """Mark the timepoint completed once all its forms are submitted (its row is locked by ``submit``)."""
-    submitted = set(session.scalars(
-        select(Response.instrument_id).where(Response.timepoint_id == tp.id, Response.revision == 0,
-                                             Response.status == "submitted")))
+    submitted = set(
+        session.scalars(
+            select(Response.instrument_id).where(
+                Response.timepoint_id == tp.id, Response.revision == 0, Response.status == "submitted"
+            )
+        )
+    )
     if tp.status == "completed" or not set(tp.instruments) <= submitted:
         return False
     old = {"status": tp.status}
     tp.status, tp.completed_at, tp.status_changed_at = "completed", now, now
-    audit.record(session, actor, "complete_timepoint", tp, patient_id=patient.id, site_id=patient.site_id,
-                 old=old, new={"status": "completed", "completed_at": now}, now=now)
+    audit.record(
+        session,
+        actor,
+        "complete_timepoint",
+        tp,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old=old,
+        new={"status": "completed", "completed_at": now},
+        now=now,
+    )
     return True
 
 
 # ---------------------------------------------------------------- staff
+
 
 def _staff_actor(staff: StaffUser, actor: Actor | None) -> Actor:
     return actor or Actor("staff", str(staff.id))
@@ -471,15 +620,24 @@ def _check_staff(staff: StaffUser, patient: Patient) -> None:
 
 
 def _typed_answers(instrument: Instrument, answers: Mapping[str, int | float | None]) -> dict:
-    out = {k: (int(v) if v is not None and instrument.item(k).kind != "number" and float(v).is_integer() else v)
-           for k, v in answers.items()}
+    out = {
+        k: (int(v) if v is not None and instrument.item(k).kind != "number" and float(v).is_integer() else v)
+        for k, v in answers.items()
+    }
     check_answers(instrument, out)
     return out
 
 
-def correct_response(session: Session, actor_staff: StaffUser, response: Response,
-                     answers: Mapping[str, int | float | None], reason: str, now: dt.datetime, *,
-                     actor: Actor | None = None) -> Response:
+def correct_response(
+    session: Session,
+    actor_staff: StaffUser,
+    response: Response,
+    answers: Mapping[str, int | float | None],
+    reason: str,
+    now: dt.datetime,
+    *,
+    actor: Actor | None = None,
+) -> Response:
     """A staff correction: a new submitted revision superseding ``response``, which is never edited.
 
     ``answers`` holds only the items to change (None = explicit skip); all other answers are
@@ -494,9 +652,11 @@ def correct_response(session: Session, actor_staff: StaffUser, response: Respons
     if response.status != "submitted":
         raise ValueError("only a submitted form can be corrected")
     latest = session.scalar(
-        select(Response).where(Response.timepoint_id == response.timepoint_id,
-                               Response.instrument_id == response.instrument_id)
-        .order_by(Response.revision.desc()).limit(1))
+        select(Response)
+        .where(Response.timepoint_id == response.timepoint_id, Response.instrument_id == response.instrument_id)
+        .order_by(Response.revision.desc())
+        .limit(1)
+    )
     if latest is None or latest.id != response.id:
         raise ValueError("this revision has been superseded; correct the newest one")
     instrument = registry().get(response.instrument_id)
@@ -504,11 +664,21 @@ def correct_response(session: Session, actor_staff: StaffUser, response: Respons
     old_rows = answers_of(session, response)
     merged = {item_id: typed_value(instrument, item_id, row) for item_id, row in old_rows.items()} | changes
     revision = Response(
-        timepoint_id=response.timepoint_id, patient_id=response.patient_id, instrument_id=response.instrument_id,
-        instrument_version=response.instrument_version, revision=response.revision + 1, language=response.language,
-        wording_version=response.wording_version, respondent=response.respondent,
-        respondent_relationship=response.respondent_relationship, mode=response.mode, status="submitted",
-        started_at=now, submitted_at=now, entered_by=actor_staff.id, supersedes_id=response.id,
+        timepoint_id=response.timepoint_id,
+        patient_id=response.patient_id,
+        instrument_id=response.instrument_id,
+        instrument_version=response.instrument_version,
+        revision=response.revision + 1,
+        language=response.language,
+        wording_version=response.wording_version,
+        respondent=response.respondent,
+        respondent_relationship=response.respondent_relationship,
+        mode=response.mode,
+        status="submitted",
+        started_at=now,
+        submitted_at=now,
+        entered_by=actor_staff.id,
+        supersedes_id=response.id,
         correction_reason=reason.strip()[:255],
     )
     try:
@@ -517,14 +687,28 @@ def correct_response(session: Session, actor_staff: StaffUser, response: Respons
     except IntegrityError:
         raise ValueError("someone else corrected this form at the same time; reload and try again") from None
     for item_id, value in merged.items():
-        session.add(Answer(response_id=revision.id, item_id=item_id, value=None if value is None else float(value),
-                           skipped=value is None, answered_at=now))
+        session.add(
+            Answer(
+                response_id=revision.id,
+                item_id=item_id,
+                value=None if value is None else float(value),
+                skipped=value is None,
+                answered_at=now,
+            )
+        )
     session.flush()
-    audit.record(session, _staff_actor(actor_staff, actor), "correct_response", revision, patient_id=patient.id,
-                 site_id=patient.site_id,
-                 old={"response": response.id} | {k: _shown(*_pair(old_rows.get(k))) for k in changes},
-                 new={"response": revision.id} | {k: _shown(v, v is None) for k, v in changes.items()},
-                 reason=revision.correction_reason, now=now)
+    audit.record(
+        session,
+        _staff_actor(actor_staff, actor),
+        "correct_response",
+        revision,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old={"response": response.id} | {k: _shown(*_pair(old_rows.get(k))) for k in changes},
+        new={"response": revision.id} | {k: _shown(v, v is None) for k, v in changes.items()},
+        reason=revision.correction_reason,
+        now=now,
+    )
     store_scores(session, revision, merged, now)
     return revision
 
@@ -533,10 +717,20 @@ def _pair(row: Answer | None) -> tuple[float | None, bool]:
     return (None, True) if row is None else (row.value, row.skipped)
 
 
-def enter_on_behalf(session: Session, actor_staff: StaffUser, tp: Timepoint, instrument_id: str,
-                    answers: Mapping[str, int | float | None], now: dt.datetime, *, mode: str, respondent: str,
-                    relationship: str | None = None, language: str | None = None,
-                    actor: Actor | None = None) -> Submitted:
+def enter_on_behalf(
+    session: Session,
+    actor_staff: StaffUser,
+    tp: Timepoint,
+    instrument_id: str,
+    answers: Mapping[str, int | float | None],
+    now: dt.datetime,
+    *,
+    mode: str,
+    respondent: str,
+    relationship: str | None = None,
+    language: str | None = None,
+    actor: Actor | None = None,
+) -> Submitted:
     """Staff enter a paper, interview or site-tablet form as the patient's revision 0 and submit it.
 
     Items not given become explicit skips. An in-progress web form of the patient is taken over
@@ -558,9 +752,17 @@ def enter_on_behalf(session: Session, actor_staff: StaffUser, tp: Timepoint, ins
     if response.status == "submitted":
         raise AlreadySubmitted(response)
     if response.mode != mode or response.entered_by != actor_staff.id:
-        audit.record(session, who, "take_over_response", response, patient_id=patient.id, site_id=patient.site_id,
-                     old={"mode": response.mode, "entered_by": response.entered_by},
-                     new={"mode": mode, "entered_by": actor_staff.id}, now=now)
+        audit.record(
+            session,
+            who,
+            "take_over_response",
+            response,
+            patient_id=patient.id,
+            site_id=patient.site_id,
+            old={"mode": response.mode, "entered_by": response.entered_by},
+            new={"mode": mode, "entered_by": actor_staff.id},
+            now=now,
+        )
         response.mode, response.entered_by = mode, actor_staff.id
     shown = presented_items(instrument, patient)
     save_page(session, who, response, shown, typed, now, skip=shown)

@@ -3,6 +3,7 @@
 Shared by the admin pages and ``qol users``. Every change is audited; disabling ends the
 account's live sessions on the server at once. Services flush; the caller commits.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,8 +42,17 @@ def find_site(session: Session, code: str) -> Site:
 
 
 def create_user(
-    session: Session, actor: Actor, *, username: str, full_name: str, role: str, password: str,
-    now: dt.datetime, email: str | None = None, language: str = "en", sites: list[Site] = (),
+    session: Session,
+    actor: Actor,
+    *,
+    username: str,
+    full_name: str,
+    role: str,
+    password: str,
+    now: dt.datetime,
+    email: str | None = None,
+    language: str = "en",
+    sites: list[Site] = (),
 ) -> StaffUser:
     """A new active account with the given memberships."""
     username = username.strip()
@@ -53,32 +63,63 @@ def create_user(
     if find_user(session, username) is not None:
         raise StaffError(f"username {username!r} is taken")
     _check_password(password)
-    user = StaffUser(username=username, full_name=full_name.strip() or username, role=role,
-                     email=email or None, password_hash=hash_secret(password), language=language,
-                     created_at=now)
+    user = StaffUser(
+        username=username,
+        full_name=full_name.strip() or username,
+        role=role,
+        email=email or None,
+        password_hash=hash_secret(password),
+        language=language,
+        created_at=now,
+    )
     user.memberships = [SiteMembership(site_id=s.id) for s in sites]
     session.add(user)
     session.flush()
-    audit.record(session, actor, "staff_create", user, new={
-        "username": user.username, "role": role, "sites": sorted(s.code for s in sites), "language": language,
-    }, now=now)
+    audit.record(
+        session,
+        actor,
+        "staff_create",
+        user,
+        new={
+            "username": user.username,
+            "role": role,
+            "sites": sorted(s.code for s in sites),
+            "language": language,
+        },
+        now=now,
+    )
     return user
 
 
-def set_active(session: Session, actor: Actor, user: StaffUser, active: bool, *, reason: str,
-               now: dt.datetime) -> None:
+def set_active(session: Session, actor: Actor, user: StaffUser, active: bool, *, reason: str, now: dt.datetime) -> None:
     """Disable (ending every live session now) or re-enable an account."""
     if user.active == active:
         return
     user.active = active
     if not active:
         end_all_for("staff", user.id, "disabled", now)
-    audit.record(session, actor, "staff_enable" if active else "staff_disable", user,
-                 old={"active": not active}, new={"active": active}, reason=reason, now=now)
+    audit.record(
+        session,
+        actor,
+        "staff_enable" if active else "staff_disable",
+        user,
+        old={"active": not active},
+        new={"active": active},
+        reason=reason,
+        now=now,
+    )
 
 
-def set_password(session: Session, actor: Actor, user: StaffUser, password: str, *, reason: str,
-                 now: dt.datetime, end_sessions: bool = True) -> None:
+def set_password(
+    session: Session,
+    actor: Actor,
+    user: StaffUser,
+    password: str,
+    *,
+    reason: str,
+    now: dt.datetime,
+    end_sessions: bool = True,
+) -> None:
     """Set a new password; by default other sessions end (a reset after a suspected leak)."""
     _check_password(password)
     user.password_hash = hash_secret(password)
@@ -97,16 +138,16 @@ def add_site(session: Session, actor: Actor, user: StaffUser, site: Site, *, now
     return True
 
 
-def remove_site(session: Session, actor: Actor, user: StaffUser, site: Site, *, reason: str,
-                now: dt.datetime) -> bool:
+def remove_site(session: Session, actor: Actor, user: StaffUser, site: Site, *, reason: str, now: dt.datetime) -> bool:
     """Revoke access to ``site`` (takes effect on the next request); False when not a member."""
     membership = next((m for m in user.memberships if m.site_id == site.id), None)
     if membership is None:
         return False
     user.memberships.remove(membership)
     session.flush()
-    audit.record(session, actor, "staff_remove_site", user, site_id=site.id, old={"site": site.code},
-                 reason=reason, now=now)
+    audit.record(
+        session, actor, "staff_remove_site", user, site_id=site.id, old={"site": site.code}, reason=reason, now=now
+    )
     return True
 
 
@@ -116,12 +157,10 @@ def set_language(session: Session, actor: Actor, user: StaffUser, language: str,
         return
     old = user.language
     user.language = language
-    audit.record(session, actor, "staff_language", user, old={"language": old}, new={"language": language},
-                 now=now)
+    audit.record(session, actor, "staff_language", user, old={"language": old}, new={"language": language}, now=now)
 
 
-def set_role(session: Session, actor: Actor, user: StaffUser, role: str, *, reason: str,
-             now: dt.datetime) -> None:
+def set_role(session: Session, actor: Actor, user: StaffUser, role: str, *, reason: str, now: dt.datetime) -> None:
     """Change the account's role (its sessions continue; the new role applies on the next request)."""
     if role not in ROLES:
         raise StaffError(f"role must be one of {', '.join(ROLES)}")
@@ -129,5 +168,4 @@ def set_role(session: Session, actor: Actor, user: StaffUser, role: str, *, reas
         return
     old = user.role
     user.role = role
-    audit.record(session, actor, "staff_role", user, old={"role": old}, new={"role": role}, reason=reason,
-                 now=now)
+    audit.record(session, actor, "staff_role", user, old={"role": old}, new={"role": role}, reason=reason, now=now)

@@ -6,6 +6,7 @@ moved questionnaire on the next page. Event dates are *actual* administration da
 patient's local calendar (CLINICAL.md §1), so a future date is refused. Deleting is soft.
 Callers commit.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -42,8 +43,9 @@ def _check_date(patient: Patient, date: dt.date, now: dt.datetime, what: str) ->
     if date > _local_today(patient, now):
         raise ValueError(f"{what} is an actual date; {date.isoformat()} is in the future")
     if date < patient.randomization_date:
-        raise ValueError(f"{what} {date.isoformat()} is before randomization "
-                         f"({patient.randomization_date.isoformat()})")
+        raise ValueError(
+            f"{what} {date.isoformat()} is before randomization ({patient.randomization_date.isoformat()})"
+        )
 
 
 def _check_cycle_length(kind: str, days: int | None) -> None:
@@ -96,11 +98,16 @@ def record_event(
     _check_cycle_length(kind, cycle_length_days)
     if kind in REPEATABLE_ANCHORS:
         if number is None:
-            number = (session.scalar(
-                select(func.max(TreatmentEvent.number)).where(
-                    TreatmentEvent.patient_id == patient.id, TreatmentEvent.kind == kind,
-                    TreatmentEvent.deleted_at.is_(None))
-            ) or 0) + 1
+            number = (
+                session.scalar(
+                    select(func.max(TreatmentEvent.number)).where(
+                        TreatmentEvent.patient_id == patient.id,
+                        TreatmentEvent.kind == kind,
+                        TreatmentEvent.deleted_at.is_(None),
+                    )
+                )
+                or 0
+            ) + 1
         elif number < 1:
             raise ValueError("the event number starts at 1")
         elif session.scalar(_live_events(patient.id, kind).where(TreatmentEvent.number == number)):
@@ -108,13 +115,28 @@ def record_event(
     elif session.scalar(_live_events(patient.id, kind)) is not None:
         raise ValueError(f"{kind} is already recorded for this patient; move or delete that one instead")
     event = TreatmentEvent(
-        patient_id=patient.id, kind=kind, number=number, date=date, cycle_length_days=cycle_length_days,
-        drug=drug, created_at=now, created_by=_staff_id(actor),
+        patient_id=patient.id,
+        kind=kind,
+        number=number,
+        date=date,
+        cycle_length_days=cycle_length_days,
+        drug=drug,
+        created_at=now,
+        created_by=_staff_id(actor),
     )
     session.add(event)
     session.flush()
-    audit.record(session, actor, "record_event", entity_type=ENTITY, entity_id=event.id, patient_id=patient.id,
-                 site_id=patient.site_id, new=_values(event), now=now)
+    audit.record(
+        session,
+        actor,
+        "record_event",
+        entity_type=ENTITY,
+        entity_id=event.id,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        new=_values(event),
+        now=now,
+    )
     result = reconcile_patient(session, actor, patient, now, reason=f"{kind} recorded", schedule=schedule)
     return event, result
 
@@ -151,8 +173,19 @@ def move_event(
     for name, value in new.items():
         setattr(event, name, value)
     session.flush()
-    audit.record(session, actor, "move_event", entity_type=ENTITY, entity_id=event.id, patient_id=patient.id,
-                 site_id=patient.site_id, old=old, new=new, reason=reason, now=now)
+    audit.record(
+        session,
+        actor,
+        "move_event",
+        entity_type=ENTITY,
+        entity_id=event.id,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old=old,
+        new=new,
+        reason=reason,
+        now=now,
+    )
     return reconcile_patient(session, actor, patient, now, reason=reason, schedule=schedule)
 
 
@@ -174,9 +207,19 @@ def delete_event(
     event.deleted_at = now
     event.deleted_reason = reason
     session.flush()
-    audit.record(session, actor, "delete_event", entity_type=ENTITY, entity_id=event.id, patient_id=patient.id,
-                 site_id=patient.site_id, old={"deleted_at": None},
-                 new={"deleted_at": now, "deleted_reason": reason}, reason=reason, now=now)
+    audit.record(
+        session,
+        actor,
+        "delete_event",
+        entity_type=ENTITY,
+        entity_id=event.id,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old={"deleted_at": None},
+        new={"deleted_at": now, "deleted_reason": reason},
+        reason=reason,
+        now=now,
+    )
     return reconcile_patient(session, actor, patient, now, reason=reason, schedule=schedule)
 
 
@@ -213,8 +256,18 @@ def set_patient_status(
     for name, value in new_values.items():
         setattr(patient, name, value)
     session.flush()
-    audit.record(session, actor, "set_status", patient, patient_id=patient.id, site_id=patient.site_id,
-                 old=old, new=new, reason=reason, now=now)
+    audit.record(
+        session,
+        actor,
+        "set_status",
+        patient,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old=old,
+        new=new,
+        reason=reason,
+        now=now,
+    )
     result = reconcile_patient(session, actor, patient, now, reason=f"patient {status}", schedule=schedule)
     if status in NO_CONTACT_STATUSES:  # a lost patient may still answer a reminder
         skip_pending_for_patient(session, patient.id, f"patient {status}")

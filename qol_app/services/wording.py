@@ -3,6 +3,7 @@
 The overlay's canonical text is stored in the database (not the instance folder) so every
 web worker and site sees the same wording, and old versions stay for the record.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +21,9 @@ from qol_app.services import audit
 from qol_app.services.audit import Actor
 
 
-def import_overlay(session: Session, actor: Actor, path: Path, *, now: dt.datetime,
-                   imported_by: str | None = None) -> WordingOverlay:
+def import_overlay(
+    session: Session, actor: Actor, path: Path, *, now: dt.datetime, imported_by: str | None = None
+) -> WordingOverlay:
     """Validate ``path`` against its instrument and make it the active wording for its language.
 
     Re-importing the same version with the same text is a no-op; the same version with
@@ -30,10 +32,13 @@ def import_overlay(session: Session, actor: Actor, path: Path, *, now: dt.dateti
     overlay = parse_overlay(path, registry=get_registry())
     text = overlay_text(overlay)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    existing = session.scalar(select(WordingOverlay).where(
-        WordingOverlay.instrument_id == overlay.instrument, WordingOverlay.language == overlay.language,
-        WordingOverlay.wording_version == overlay.wording_version,
-    ))
+    existing = session.scalar(
+        select(WordingOverlay).where(
+            WordingOverlay.instrument_id == overlay.instrument,
+            WordingOverlay.language == overlay.language,
+            WordingOverlay.wording_version == overlay.wording_version,
+        )
+    )
     if existing is not None:
         if existing.sha256 != digest:
             raise ValueError(
@@ -41,34 +46,62 @@ def import_overlay(session: Session, actor: Actor, path: Path, *, now: dt.dateti
                 f"{overlay.language} was already imported with different text; give it a new version"
             )
         return existing
-    session.execute(update(WordingOverlay).where(
-        WordingOverlay.instrument_id == overlay.instrument, WordingOverlay.language == overlay.language,
-    ).values(active=False))
+    session.execute(
+        update(WordingOverlay)
+        .where(
+            WordingOverlay.instrument_id == overlay.instrument,
+            WordingOverlay.language == overlay.language,
+        )
+        .values(active=False)
+    )
     row = WordingOverlay(
-        instrument_id=overlay.instrument, instrument_version=overlay.instrument_version, language=overlay.language,
-        wording_version=overlay.wording_version, source=overlay.source, content={"yaml": text}, sha256=digest,
-        active=True, imported_at=now, imported_by=imported_by,
+        instrument_id=overlay.instrument,
+        instrument_version=overlay.instrument_version,
+        language=overlay.language,
+        wording_version=overlay.wording_version,
+        source=overlay.source,
+        content={"yaml": text},
+        sha256=digest,
+        active=True,
+        imported_at=now,
+        imported_by=imported_by,
     )
     session.add(row)
     session.flush()
-    audit.record(session, actor, "import_wording", row, new={
-        "instrument": row.instrument_id, "language": row.language, "wording_version": row.wording_version,
-        "sha256": digest,
-    }, now=now)
+    audit.record(
+        session,
+        actor,
+        "import_wording",
+        row,
+        new={
+            "instrument": row.instrument_id,
+            "language": row.language,
+            "wording_version": row.wording_version,
+            "sha256": digest,
+        },
+        now=now,
+    )
     return row
 
 
-def active_overlay(session: Session, instrument_id: str, language: str, *,
-                   instrument_version: str | None = None) -> Overlay | None:
+def active_overlay(
+    session: Session, instrument_id: str, language: str, *, instrument_version: str | None = None
+) -> Overlay | None:
     """The licensed wording to show for ``instrument_id`` in ``language``, if a site imported one."""
-    return overlay_by_digest(session, session.scalar(select(active_digest(instrument_id, language,
-                                                                          instrument_version))))
+    return overlay_by_digest(
+        session, session.scalar(select(active_digest(instrument_id, language, instrument_version)))
+    )
 
 
 def active_digest(instrument_id: Any, language: Any, instrument_version: Any) -> ScalarSelect[str]:
     """The active overlay's sha256 as a scalar subquery, so a page can fetch it with its own rows."""
-    return (select(WordingOverlay.sha256).where(*_active(instrument_id, language, instrument_version))
-            .order_by(WordingOverlay.id.desc()).limit(1).scalar_subquery())
+    return (
+        select(WordingOverlay.sha256)
+        .where(*_active(instrument_id, language, instrument_version))
+        .order_by(WordingOverlay.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def overlay_by_digest(session: Session, sha256: str | None) -> Overlay | None:
@@ -92,8 +125,11 @@ _BY_DIGEST: dict[str, Overlay] = {}
 
 
 def _active(instrument_id: Any, language: Any, instrument_version: Any) -> list[ColumnElement[bool]]:
-    conditions = [WordingOverlay.instrument_id == instrument_id, WordingOverlay.language == language,
-                  WordingOverlay.active.is_(True)]
+    conditions = [
+        WordingOverlay.instrument_id == instrument_id,
+        WordingOverlay.language == language,
+        WordingOverlay.active.is_(True),
+    ]
     if instrument_version is not None:
         conditions.append(WordingOverlay.instrument_version == instrument_version)
     return conditions

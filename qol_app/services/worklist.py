@@ -5,6 +5,7 @@ windows closing within 48 hours, overdue forms (still accepted in the grace peri
 tasks from the outbox. A timepoint appears once, in the first category it fits. Each section
 is one query, bounded by ``limit``: the query count never depends on the number of patients.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,9 +58,11 @@ def build(session: Session, scope: ColumnElement[bool], now: dt.datetime, *, lim
 
     alerts = session.execute(
         select(Alert, Patient.study_id, _tz_column())
-        .join(Patient, Patient.id == Alert.patient_id).join(Site, Site.id == Patient.site_id)
+        .join(Patient, Patient.id == Alert.patient_id)
+        .join(Site, Site.id == Patient.site_id)
         .where(scope, Alert.acknowledged_at.is_(None))
-        .order_by((Alert.level == "red").desc(), Alert.raised_at).limit(limit + 1)
+        .order_by((Alert.level == "red").desc(), Alert.raised_at)
+        .limit(limit + 1)
     ).all()
     truncated |= len(alerts) > limit
     for alert, study_id, tz in alerts[:limit]:
@@ -68,11 +71,15 @@ def build(session: Session, scope: ColumnElement[bool], now: dt.datetime, *, lim
     status = effective_status(now)
     timepoints = session.execute(
         select(Timepoint, Patient.study_id, _tz_column())
-        .join(Patient, Patient.id == Timepoint.patient_id).join(Site, Site.id == Patient.site_id)
-        .where(scope, status.in_(("open", "overdue")),
-               or_(Timepoint.closes_at <= now + CLOSING_SOON,
-                   Timepoint.target_date.in_(_possible_todays(now))))
-        .order_by(Timepoint.closes_at, Patient.study_id).limit(limit + 1)
+        .join(Patient, Patient.id == Timepoint.patient_id)
+        .join(Site, Site.id == Patient.site_id)
+        .where(
+            scope,
+            status.in_(("open", "overdue")),
+            or_(Timepoint.closes_at <= now + CLOSING_SOON, Timepoint.target_date.in_(_possible_todays(now))),
+        )
+        .order_by(Timepoint.closes_at, Patient.study_id)
+        .limit(limit + 1)
     ).all()
     truncated |= len(timepoints) > limit
     for tp, study_id, tz in timepoints[:limit]:
@@ -82,10 +89,13 @@ def build(session: Session, scope: ColumnElement[bool], now: dt.datetime, *, lim
 
     tasks = session.execute(
         select(OutboxMessage, Patient.study_id, _tz_column())
-        .join(Patient, Patient.id == OutboxMessage.patient_id).join(Site, Site.id == Patient.site_id)
-        .where(scope, OutboxMessage.kind == "call_task", OutboxMessage.channel == "task",
-               OutboxMessage.status == "queued")
-        .order_by(OutboxMessage.created_at).limit(limit + 1)
+        .join(Patient, Patient.id == OutboxMessage.patient_id)
+        .join(Site, Site.id == Patient.site_id)
+        .where(
+            scope, OutboxMessage.kind == "call_task", OutboxMessage.channel == "task", OutboxMessage.status == "queued"
+        )
+        .order_by(OutboxMessage.created_at)
+        .limit(limit + 1)
     ).all()
     truncated |= len(tasks) > limit
     for task, study_id, tz in tasks[:limit]:
@@ -110,21 +120,30 @@ def _timepoint_category(tp: Timepoint, tz: str, now: dt.datetime) -> str | None:
     return "closing" if tp.closes_at - now <= CLOSING_SOON else None
 
 
-def missing_reasons(session: Session, scope: ColumnElement[bool], now: dt.datetime, *,
-                    limit: int = 100) -> tuple[list[tuple[Timepoint, str, str]], int]:
+def missing_reasons(
+    session: Session, scope: ColumnElement[bool], now: dt.datetime, *, limit: int = 100
+) -> tuple[list[tuple[Timepoint, str, str]], int]:
     """Missed or partial forms without a reason: (timepoint, study id, tz) rows, newest first; and the total.
 
     Listed until a reason is given (CLINICAL.md §3: every missing form needs one).
     """
     status = effective_status(now)
     condition = (scope, status.in_(("missed", "partial")), Timepoint.missed_reason.is_(None))
-    total = session.scalar(
-        select(func.count()).select_from(Timepoint).join(Patient, Patient.id == Timepoint.patient_id)
-        .where(*condition)
-    ) or 0
+    total = (
+        session.scalar(
+            select(func.count())
+            .select_from(Timepoint)
+            .join(Patient, Patient.id == Timepoint.patient_id)
+            .where(*condition)
+        )
+        or 0
+    )
     rows = session.execute(
         select(Timepoint, Patient.study_id, _tz_column())
-        .join(Patient, Patient.id == Timepoint.patient_id).join(Site, Site.id == Patient.site_id)
-        .where(*condition).order_by(Timepoint.grace_closes_at.desc(), Patient.study_id).limit(limit)
+        .join(Patient, Patient.id == Timepoint.patient_id)
+        .join(Site, Site.id == Patient.site_id)
+        .where(*condition)
+        .order_by(Timepoint.grace_closes_at.desc(), Patient.study_id)
+        .limit(limit)
     ).all()
     return [(tp, sid, tz) for tp, sid, tz in rows], total

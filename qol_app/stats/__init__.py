@@ -1,4 +1,5 @@
 """Statistician blueprint: analysis-ready exports (page with filters -> zip download)."""
+
 from flask import Blueprint
 
 bp = Blueprint("stats", __name__, template_folder="../templates")

@@ -1,4 +1,5 @@
 """Export page and download (thin: parse the form, check the role, run the export, send the zip)."""
+
 from __future__ import annotations
 
 import shutil
@@ -34,17 +35,27 @@ def _form() -> ExportForm:
 def _recent_exports(limit: int = 10) -> list[dict]:
     """The last exports from the audit trail, newest first (who, when, what)."""
     events = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "export").order_by(AuditEvent.id.desc()).limit(limit)).all()
+        select(AuditEvent).where(AuditEvent.action == "export").order_by(AuditEvent.id.desc()).limit(limit)
+    ).all()
     ids = {int(e.actor_id) for e in events if e.actor_type == "staff" and (e.actor_id or "").isdigit()}
     names = dict(db.session.execute(select(StaffUser.id, StaffUser.username).where(StaffUser.id.in_(ids))).all())
-    return [{"at": e.occurred_at, "who": names.get(int(e.actor_id), e.actor_id) if e.actor_type == "staff"
-             and (e.actor_id or "").isdigit() else f"{e.actor_type}:{e.actor_id}", **(e.new or {})} for e in events]
+    return [
+        {
+            "at": e.occurred_at,
+            "who": names.get(int(e.actor_id), e.actor_id)
+            if e.actor_type == "staff" and (e.actor_id or "").isdigit()
+            else f"{e.actor_type}:{e.actor_id}",
+            **(e.new or {}),
+        }
+        for e in events
+    ]
 
 
 def _page(form: ExportForm, status: int = 200):
     settings = ExportSettings.from_config(current_app.config)
-    return render_template("stats/index.html", form=form, iso_allowed=settings.iso_dates_allowed,
-                           recent=_recent_exports()), status
+    return render_template(
+        "stats/index.html", form=form, iso_allowed=settings.iso_dates_allowed, recent=_recent_exports()
+    ), status
 
 
 @bp.get("/")
@@ -65,15 +76,23 @@ def export():
     try:
         wanted = ExportRequest(
             formats=tuple(form.formats.data),
-            filters=ExportFilters(sites=tuple(form.sites.data), arms=tuple(form.arms.data),
-                                  instruments=tuple(form.instruments.data), date_from=form.date_from.data,
-                                  date_to=form.date_to.data),
-            as_of=form.as_of_value(now), iso_dates=bool(form.iso_dates.data and settings.iso_dates_allowed),
-            locale=form.labels.data, threshold=form.threshold.data)
+            filters=ExportFilters(
+                sites=tuple(form.sites.data),
+                arms=tuple(form.arms.data),
+                instruments=tuple(form.instruments.data),
+                date_from=form.date_from.data,
+                date_to=form.date_to.data,
+            ),
+            as_of=form.as_of_value(now),
+            iso_dates=bool(form.iso_dates.data and settings.iso_dates_allowed),
+            locale=form.labels.data,
+            threshold=form.threshold.data,
+        )
         work = Path(tempfile.mkdtemp(prefix="qol-export-"))
         try:
-            result = run_export(db.session, wanted, work, actor=current_actor(), now=now, settings=settings,
-                                registry=registry())
+            result = run_export(
+                db.session, wanted, work, actor=current_actor(), now=now, settings=settings, registry=registry()
+            )
             db.session.commit()
             handle = result.zip_path.open("rb")  # stays readable after its folder is removed (POSIX)
         finally:
@@ -83,5 +102,6 @@ def export():
         form.as_of.errors = [*form.as_of.errors, str(exc)]
         return _page(form, 400)
     current_app.logger.info("export %s by staff %s", result.zip_path.name, g.staff.id)
-    return send_file(handle, mimetype="application/zip", as_attachment=True,
-                     download_name=result.zip_path.name, max_age=0)
+    return send_file(
+        handle, mimetype="application/zip", as_attachment=True, download_name=result.zip_path.name, max_age=0
+    )

@@ -3,6 +3,7 @@
 Never downloads a browser: Debian's chromium is used when present. Without it the browser
 tests are skipped with a visible reason, unless QOL_REQUIRE_BROWSER=1 (CI), where they fail.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,14 @@ def live_app(tmp_path_factory: pytest.TempPathFactory):
     path: Path = tmp_path_factory.mktemp("browser") / "qol.sqlite"
     url = f"sqlite:///{path}"
     command.upgrade(alembic_config(url), "head")
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "browser-tests", "SESSION_COOKIE_SECURE": False,
-                      "PUBLIC_BASE_URL": "http://127.0.0.1"})
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "SECRET_KEY": "browser-tests",
+            "SESSION_COOKIE_SECURE": False,
+            "PUBLIC_BASE_URL": "http://127.0.0.1",
+        }
+    )
     yield app
     app.extensions["qol_db"]["engine"].dispose()
 

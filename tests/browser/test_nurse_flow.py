@@ -1,6 +1,7 @@
 """A nurse on a tablet-sized Chromium: sign in, enrol, see the QR card, record an intrathecal dose,
 see the new diary timepoints, re-issue the card, acknowledge a red alert. The pages ship no
 JavaScript, pass axe (WCAG 2.1 AA) and do not scroll sideways at tablet width. Uses the live server of ``tests/browser/conftest.py``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,19 +38,45 @@ def nurse_seed(live_server) -> Seed:
         db.session.add(site)
         db.session.flush()
         actor = Actor.system("tests")
-        staff.create_user(db.session, actor, username="nurse.browser", full_name="Browser Nurse", role="nurse",
-                          password=PASSWORD, sites=[site], now=now)
-        patient = enroll_patient(db.session, actor, study_id="BR1-900", site=site, arm="A",
-                                 randomization_date=today - dt.timedelta(days=20), language="zh_Hans", now=now,
-                                 with_pin=False).patient
-        db.session.add(Alert(patient_id=patient.id, level="red", initial_level="red", rules=[{"id": "seizure"}],
-                             triggering_answers={"seizure": 1}, raised_at=now))
+        staff.create_user(
+            db.session,
+            actor,
+            username="nurse.browser",
+            full_name="Browser Nurse",
+            role="nurse",
+            password=PASSWORD,
+            sites=[site],
+            now=now,
+        )
+        patient = enroll_patient(
+            db.session,
+            actor,
+            study_id="BR1-900",
+            site=site,
+            arm="A",
+            randomization_date=today - dt.timedelta(days=20),
+            language="zh_Hans",
+            now=now,
+            with_pin=False,
+        ).patient
+        db.session.add(
+            Alert(
+                patient_id=patient.id,
+                level="red",
+                initial_level="red",
+                rules=[{"id": "seizure"}],
+                triggering_answers={"seizure": 1},
+                raised_at=now,
+            )
+        )
         db.session.commit()
     return Seed("nurse.browser", "BR1-900", today)
 
 
-AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-               "resultTypes": ["violations"]}
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+}
 
 
 def _accessible(page, label: str) -> None:

@@ -1,5 +1,6 @@
 """A phone-sized Chromium fills the QLQ-C30 in Chinese; every patient page type passes axe (WCAG 2.1 AA)
 and does not scroll sideways at 320 px or at 200 % zoom."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,10 @@ from tests.factories import Factory
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
-AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-               "resultTypes": ["violations"]}
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+}
 C30 = "eortc_qlq_c30"
 
 
@@ -59,15 +62,25 @@ def seed(live_server) -> Seed:
         half = factory.timepoint(layout, respondent="self")
         _answer(db.session, layout, half, C30, {"q1": 2, "q2": 3}, now, submit=False)
         sent = factory.timepoint(layout, instruments=["eq5d5l"], respondent="self")
-        _answer(db.session, layout, sent, "eq5d5l", {"mo": 1, "sc": 2, "ua": 1, "pd": 3, "ad": 1, "vas": 60}, now,
-                submit=True)
+        _answer(
+            db.session,
+            layout,
+            sent,
+            "eq5d5l",
+            {"mo": 1, "sc": 2, "ua": 1, "pd": 3, "ad": 1, "vas": 60},
+            now,
+            submit=True,
+        )
 
         red = factory.patient(site, language="zh_Hans", pin=None, arm="A")
         diary = factory.timepoint(red, instruments=["symptom_diary"], respondent="self")
         _answer(db.session, red.patient, diary, "symptom_diary", {"seizure": 1, "headache": 2}, now, submit=True)
         db.session.commit()
     return Seed(
-        main_token=main.token, main_pin="246810", main_tp=main_tp.id, layout_token=layout_enrolled.token,
+        main_token=main.token,
+        main_pin="246810",
+        main_tp=main_tp.id,
+        layout_token=layout_enrolled.token,
         urls={
             "home": "/p/",
             "respondent": f"/p/t/{who.id}/respondent",

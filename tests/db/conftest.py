@@ -1,4 +1,5 @@
 """Helpers shared by the scheduler/timepoint DB tests."""
+
 from __future__ import annotations
 
 import threading

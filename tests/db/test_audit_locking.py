@@ -4,6 +4,7 @@ Real concurrent transactions on PostgreSQL (SQLite has no row locks: a writer ta
 database, so these orderings cannot arise there). Each transaction sets short deadlock and lock
 timeouts, so a regression fails in well under a second instead of hanging.
 """
+
 from __future__ import annotations
 
 import threading
@@ -54,8 +55,16 @@ def _fast_locks(session: Session) -> None:
 def _open(session: Session, tp_id: int) -> None:
     """What the status sweep does to one row: conditional UPDATE, then its audit event."""
     session.execute(update(Timepoint).where(Timepoint.id == tp_id).values(status="open", status_changed_at=FIXED_NOW))
-    audit.record(session, ACTOR, "status", entity_type="timepoint", entity_id=tp_id, old={"status": "scheduled"},
-                 new={"status": "open"}, now=FIXED_NOW)
+    audit.record(
+        session,
+        ACTOR,
+        "status",
+        entity_type="timepoint",
+        entity_id=tp_id,
+        old={"status": "scheduled"},
+        new={"status": "open"},
+        now=FIXED_NOW,
+    )
 
 
 def _wait_until_blocked(engine, pid: int) -> None:
@@ -63,8 +72,9 @@ def _wait_until_blocked(engine, pid: int) -> None:
     deadline = time.monotonic() + WAIT
     with engine.connect() as monitor:
         while time.monotonic() < deadline:
-            waiting = monitor.execute(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
-                                      {"pid": pid}).scalar()
+            waiting = monitor.execute(
+                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ).scalar()
             monitor.rollback()
             if waiting == "Lock":
                 return
@@ -116,10 +126,19 @@ def test_two_audited_rows_against_one_do_not_deadlock(pg, two_timepoints):
             _fast_locks(session)
             t2_pid.append(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
             assert t1_has_head.wait(WAIT)
-            session.execute(update(Timepoint).where(Timepoint.id == b_id)
-                            .values(status="open", status_changed_at=FIXED_NOW))
-            audit.record(session, ACTOR, "status", entity_type="timepoint", entity_id=b_id,
-                         old={"status": "scheduled"}, new={"status": "open", "by": "patient"}, now=FIXED_NOW)
+            session.execute(
+                update(Timepoint).where(Timepoint.id == b_id).values(status="open", status_changed_at=FIXED_NOW)
+            )
+            audit.record(
+                session,
+                ACTOR,
+                "status",
+                entity_type="timepoint",
+                entity_id=b_id,
+                old={"status": "scheduled"},
+                new={"status": "open", "by": "patient"},
+                now=FIXED_NOW,
+            )
             session.commit()
 
     errors = _run(sweep, patient)

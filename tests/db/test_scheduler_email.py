@@ -1,4 +1,5 @@
 """Real e-mail delivery: a reminder leaves through smtplib and arrives at a local SMTP server."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,15 +49,28 @@ def smtp_server():
         ("en", "CONQUER study: your questionnaire is ready", "Please fill it in by March 27, 2026"),
     ],
 )
-def test_reminder_is_delivered_over_smtp_in_the_patients_language(app, factory, session, smtp_server,
-                                                                  language, subject, phrase):
+def test_reminder_is_delivered_over_smtp_in_the_patients_language(
+    app, factory, session, smtp_server, language, subject, phrase
+):
     controller, inbox = smtp_server
-    app.config.update(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=controller.port,
-                      MAIL_SENDER="conquer@hospital.example", REMINDER_CHANNELS=["email", "sms"])
-    patient = factory.patient(arm="B", language=language, randomization_date=dt.date(2026, 3, 2),
-                              email="patient@example.org").patient
-    treatment_events.record_event(session, Actor("staff", None), patient, kind="systemic_cycle",
-                                  date=dt.date(2026, 3, 3), now=dt.datetime(2026, 3, 20, 4, 0, tzinfo=dt.UTC))
+    app.config.update(
+        MAIL_BACKEND="smtp",
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=controller.port,
+        MAIL_SENDER="conquer@hospital.example",
+        REMINDER_CHANNELS=["email", "sms"],
+    )
+    patient = factory.patient(
+        arm="B", language=language, randomization_date=dt.date(2026, 3, 2), email="patient@example.org"
+    ).patient
+    treatment_events.record_event(
+        session,
+        Actor("staff", None),
+        patient,
+        kind="systemic_cycle",
+        date=dt.date(2026, 3, 3),
+        now=dt.datetime(2026, 3, 20, 4, 0, tzinfo=dt.UTC),
+    )
     session.commit()
 
     report = run_sweep(app, dt.datetime(2026, 3, 21, 4, 0, tzinfo=dt.UTC))  # sys-c1 window opened today
@@ -76,8 +90,7 @@ def test_reminder_is_delivered_over_smtp_in_the_patients_language(app, factory, 
 
 
 def test_smtp_outage_is_recorded_and_retried(app, factory, session):
-    app.config.update(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=_free_port(),
-                      REMINDER_CHANNELS=["email"])
+    app.config.update(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=_free_port(), REMINDER_CHANNELS=["email"])
     patient = factory.patient(arm="B", randomization_date=dt.date(2026, 3, 10), email="p@example.org").patient
     reconcile_patient(session, Actor.system("tests"), patient, dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC))
     session.commit()

@@ -1,4 +1,5 @@
 """The scheduler process: single-instance lock, CLI, the APScheduler loop, and two schedulers at once."""
+
 from __future__ import annotations
 
 import collections
@@ -173,13 +174,20 @@ def _seed(app, n_patients: int) -> None:
         factory = Factory(session, T0)
         site = factory.site()
         for i in range(n_patients):
-            patient = factory.patient(site, arm="AB"[i % 2], randomization_date=dt.date(2026, 3, 2),
-                                      phone=f"1380000{i:04d}", email=f"p{i}@example.org").patient
-            treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle",
-                                          date=dt.date(2026, 3, 3), now=T0)
+            patient = factory.patient(
+                site,
+                arm="AB"[i % 2],
+                randomization_date=dt.date(2026, 3, 2),
+                phone=f"1380000{i:04d}",
+                email=f"p{i}@example.org",
+            ).patient
+            treatment_events.record_event(
+                session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 3, 3), now=T0
+            )
             if patient.arm == "A":
-                treatment_events.record_event(session, NURSE, patient, kind="intrathecal_dose",
-                                              date=dt.date(2026, 3, 17), now=T0)
+                treatment_events.record_event(
+                    session, NURSE, patient, kind="intrathecal_dose", date=dt.date(2026, 3, 17), now=T0
+                )
         # Some patients never reconciled: both schedulers will try to create their rows.
         for _ in range(3):
             factory.patient(site, arm="B", randomization_date=dt.date(2026, 3, 20), phone="13900000000")
@@ -216,8 +224,9 @@ def test_two_schedulers_at_once_send_nothing_twice(committing_app):
         sent = session.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.status == "sent")).all()
         assert sorted(sent) == sorted(keys)
         # Each status change and each created timepoint audited exactly once.
-        rows = session.execute(select(AuditEvent.entity_id, AuditEvent.action, AuditEvent.new)
-                               .where(AuditEvent.entity_type == "timepoint")).all()
+        rows = session.execute(
+            select(AuditEvent.entity_id, AuditEvent.action, AuditEvent.new).where(AuditEvent.entity_type == "timepoint")
+        ).all()
         changes = collections.Counter((r.entity_id, r.action, r.new.get("status")) for r in rows)
         assert max(changes.values()) == 1
         assert audit.verify(session) == []

@@ -1,4 +1,5 @@
 """Reconcile on the database: events and status changes move, cancel and keep timepoints."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -57,12 +58,15 @@ def test_second_reconcile_writes_nothing(session, patient, cycle, now):
     result = timepoints.reconcile_patient(session, NURSE, patient, now + dt.timedelta(hours=5))
     assert result.changed == 0
     assert audit_count(session) == before
-    assert {k: (tp.status, tp.window_start, tp.opens_at) for k, tp in timepoints_of(session, patient).items()} == snapshot
+    assert {
+        k: (tp.status, tp.window_start, tp.opens_at) for k, tp in timepoints_of(session, patient).items()
+    } == snapshot
 
 
 def test_delayed_cycle_moves_its_questionnaire_with_reason(session, patient, cycle, now):
-    result = treatment_events.move_event(session, NURSE, cycle, date=C1 + 4 * D, reason="neutropenia, given late",
-                                         now=now + 4 * D)
+    result = treatment_events.move_event(
+        session, NURSE, cycle, date=C1 + 4 * D, reason="neutropenia, given late", now=now + 4 * D
+    )
     c1 = timepoints_of(session, patient)["sys-c1"]
     assert c1.target_date == C1 + 25 * D and c1.status == "scheduled"
     assert result.moved >= 1
@@ -96,9 +100,18 @@ def test_started_forms_are_never_moved_or_cancelled(session, patient, cycle, now
     if how == "started_at":
         diary.started_at = now
     else:
-        session.add(Response(timepoint_id=diary.id, patient_id=patient.id, instrument_id="symptom_diary",
-                             instrument_version="1", language="zh_Hans", wording_version="own",
-                             respondent="self", started_at=now))
+        session.add(
+            Response(
+                timepoint_id=diary.id,
+                patient_id=patient.id,
+                instrument_id="symptom_diary",
+                instrument_version="1",
+                language="zh_Hans",
+                wording_version="own",
+                respondent="self",
+                started_at=now,
+            )
+        )
     session.flush()
     treatment_events.delete_event(session, NURSE, cycle, reason="wrong date", now=now)
     tps = timepoints_of(session, patient)
@@ -118,8 +131,9 @@ def test_completed_forms_stay_when_the_cycle_moves(session, patient, cycle, now)
 
 
 def test_death_makes_later_timepoints_not_expected_never_missed(session, patient, cycle, now):
-    treatment_events.set_patient_status(session, NURSE, patient, "died", status_date=dt.date(2026, 3, 12),
-                                        reason="reported by family", now=now + 3 * D)
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 12), reason="reported by family", now=now + 3 * D
+    )
     tps = timepoints_of(session, patient)
     assert tps["sys-c1"].status == "not_expected" and tps["sys-c1"].not_expected_reason == "died"
     assert tps["diary-2026-03-13"].status == "not_expected"
@@ -133,15 +147,26 @@ def test_death_makes_later_timepoints_not_expected_never_missed(session, patient
 
 
 def test_death_skips_queued_reminders_and_revival_reactivates(session, patient, cycle, now):
-    session.add(OutboxMessage(dedupe_key="tp:x:r1:sms", kind="reminder", channel="sms", recipient="138",
-                              patient_id=patient.id, language="zh_Hans", subject="s", body="b", created_at=now))
+    session.add(
+        OutboxMessage(
+            dedupe_key="tp:x:r1:sms",
+            kind="reminder",
+            channel="sms",
+            recipient="138",
+            patient_id=patient.id,
+            language="zh_Hans",
+            subject="s",
+            body="b",
+            created_at=now,
+        )
+    )
     session.flush()
-    treatment_events.set_patient_status(session, NURSE, patient, "withdrawn", status_date=dt.date(2026, 3, 10),
-                                        reason="consent withdrawn", now=now)
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "withdrawn", status_date=dt.date(2026, 3, 10), reason="consent withdrawn", now=now
+    )
     message = session.scalars(select(OutboxMessage)).one()
     assert (message.status, message.last_error) == ("skipped", "patient withdrawn")
-    result = treatment_events.set_patient_status(session, NURSE, patient, "active", reason="entered in error",
-                                                 now=now)
+    result = treatment_events.set_patient_status(session, NURSE, patient, "active", reason="entered in error", now=now)
     assert result.reactivated >= 1
     c1 = timepoints_of(session, patient)["sys-c1"]
     assert c1.status == "scheduled" and c1.not_expected_reason is None
@@ -160,13 +185,15 @@ def test_event_validation(session, patient, cycle, now):
         treatment_events.set_patient_status(session, NURSE, patient, "died", reason="x", now=now)
     treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
     with pytest.raises(ValueError, match="already recorded"):
-        treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 10),
-                                      now=now)
+        treatment_events.record_event(
+            session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 10), now=now
+        )
 
 
 def test_numbers_are_assigned_so_keys_stay_stable(session, patient, cycle, now):
-    second, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle",
-                                              date=dt.date(2026, 3, 9), now=now)
+    second, _ = treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 3, 9), now=now
+    )
     assert second.number == 2
     assert "sys-c2" in timepoints_of(session, patient)
 
@@ -198,9 +225,26 @@ def test_patients_without_any_timepoint_are_reconciled(session, factory, now):
 def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch):
     assert timepoints.reconcile_patient(session, NURSE, patient, now).created == 1
     baseline = timepoints_of(session, patient)["baseline"]
-    copy = {c: getattr(baseline, c) for c in (
-        "patient_id", "key", "rule_id", "kind", "instruments", "anchor_kind", "anchor_date", "target_date",
-        "window_start", "window_end", "grace_end", "opens_at", "closes_at", "grace_closes_at", "status")}
+    copy = {
+        c: getattr(baseline, c)
+        for c in (
+            "patient_id",
+            "key",
+            "rule_id",
+            "kind",
+            "instruments",
+            "anchor_kind",
+            "anchor_date",
+            "target_date",
+            "window_start",
+            "window_end",
+            "grace_end",
+            "opens_at",
+            "closes_at",
+            "grace_closes_at",
+            "status",
+        )
+    }
     session.delete(baseline)
     session.flush()
     real_diff = timepoints.diff

@@ -1,4 +1,5 @@
 """The sweep on the database: statuses at the boundaries, downtime, reminders, heartbeat."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,16 +47,25 @@ def _messages(session, **filters):
 def _assert_all_derived(session, now):
     session.expire_all()
     for tp in session.scalars(select(Timepoint).where(Timepoint.status != "cancelled")):
-        expected = derive_status(tp, now, submitted=tp.completed_at is not None, started=tp.started_at is not None,
-                                 not_expected_reason=tp.not_expected_reason)
+        expected = derive_status(
+            tp,
+            now,
+            submitted=tp.completed_at is not None,
+            started=tp.started_at is not None,
+            not_expected_reason=tp.not_expected_reason,
+        )
         assert tp.status == expected, (tp.key, tp.status, expected)
 
 
 def test_status_boundaries_with_a_frozen_clock(session, patient):
     c1 = timepoints_of(session, patient)["sys-c1"]
     steps = [
-        (c1.opens_at - US, "scheduled"), (c1.opens_at, "open"), (c1.closes_at - US, "open"),
-        (c1.closes_at, "overdue"), (c1.grace_closes_at - US, "overdue"), (c1.grace_closes_at, "missed"),
+        (c1.opens_at - US, "scheduled"),
+        (c1.opens_at, "open"),
+        (c1.closes_at - US, "open"),
+        (c1.closes_at, "overdue"),
+        (c1.grace_closes_at - US, "overdue"),
+        (c1.grace_closes_at, "missed"),
     ]
     for now, expected in steps:
         timepoints.sweep_statuses(session, now)
@@ -132,7 +142,9 @@ def test_queued_reminder_is_superseded_so_downtime_sends_one(app, session, patie
     run_sweep(app, c1.opens_at + 2 * D + dt.timedelta(hours=1), channels=channels)  # back after 2 days, at night
     mine = [m for m in _messages(session) if m.timepoint_id == c1.id]
     assert [(m.dedupe_key.split(":")[2], m.status, m.last_error) for m in mine] == [
-        ("r1", "skipped", "superseded by r2"), ("r2", "queued", None)]
+        ("r1", "skipped", "superseded by r2"),
+        ("r2", "queued", None),
+    ]
     run_sweep(app, c1.opens_at + 2 * D + dt.timedelta(hours=8), channels=channels)  # 08:00 local
     assert [m.dedupe_key for m in recorder.sent if m.dedupe_key.startswith(f"tp:{c1.id}:")] == [mine[1].dedupe_key]
 
@@ -147,8 +159,15 @@ def test_no_reminder_once_the_form_is_done_or_the_patient_died(app, session, pat
     run_sweep(app, utc(2026, 3, 23, 0, 0), channels=channels)
     assert recorder.sent == []
     assert [(m.status, m.last_error) for m in _messages(session, kind="reminder")] == [("skipped", "form completed")]
-    treatment_events.set_patient_status(session, NURSE, patient, "died", status_date=dt.date(2026, 3, 23),
-                                        reason="hospital report", now=utc(2026, 3, 23, 1, 0))
+    treatment_events.set_patient_status(
+        session,
+        NURSE,
+        patient,
+        "died",
+        status_date=dt.date(2026, 3, 23),
+        reason="hospital report",
+        now=utc(2026, 3, 23, 1, 0),
+    )
     session.commit()
     run_sweep(app, utc(2026, 3, 23, 2, 0), channels=channels)
     assert recorder.sent == [] and _messages(session, status="queued") == []

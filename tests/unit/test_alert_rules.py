@@ -216,9 +216,7 @@ def _reference_level(a: dict[str, float | None]) -> str | None:
     return "red" if red else "amber" if amber else None
 
 
-_temperatures = st.none() | st.sampled_from(
-    [35.0, 36.5, 37.0, 37.4, 37.49, 37.5, 37.9, 37.99, 38.0, 38.5, 41.0]
-)
+_temperatures = st.none() | st.sampled_from([35.0, 36.5, 37.0, 37.4, 37.49, 37.5, 37.9, 37.99, 38.0, 38.5, 41.0])
 _diaries = st.fixed_dictionaries(
     {
         "temperature": _temperatures,
@@ -360,9 +358,7 @@ H = timedelta(hours=1)
 
 ESCALATION = [
     pytest.param("amber", None, T0 + 23 * H + timedelta(minutes=59), False, id="amber-23h59"),
-    pytest.param(
-        "amber", None, T0 + timedelta(hours=24) - timedelta(microseconds=1), False, id="amber-just-under-24h"
-    ),
+    pytest.param("amber", None, T0 + timedelta(hours=24) - timedelta(microseconds=1), False, id="amber-just-under-24h"),
     pytest.param("amber", None, T0 + 24 * H, True, id="amber-24h"),
     pytest.param("amber", None, T0 + 72 * H, True, id="amber-72h"),
     pytest.param("amber", T0 + 1 * H, T0 + 30 * H, False, id="amber-acknowledged"),
@@ -374,9 +370,7 @@ ESCALATION = [
 
 
 @pytest.mark.parametrize(("level", "acknowledged_at", "now", "expected"), ESCALATION)
-def test_needs_escalation(
-    level: str, acknowledged_at: datetime | None, now: datetime, expected: bool
-) -> None:
+def test_needs_escalation(level: str, acknowledged_at: datetime | None, now: datetime, expected: bool) -> None:
     assert needs_escalation(level, T0, acknowledged_at, now) is expected
 
 

@@ -1,4 +1,5 @@
 """UI translation catalogs: complete for zh_Hans and not stale against the code."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,10 +19,23 @@ def _ids(catalog) -> set[str]:
 @pytest.fixture(scope="module")
 def fresh_template(tmp_path_factory) -> set[str]:
     out = tmp_path_factory.mktemp("pot") / "messages.pot"
-    CommandLineInterface().run([
-        "pybabel", "-q", "extract", "-F", str(ROOT / "babel.cfg"), "-k", "_l", "-k", "lazy_gettext",
-        "--no-location", "-o", str(out), str(ROOT),
-    ])
+    CommandLineInterface().run(
+        [
+            "pybabel",
+            "-q",
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "_l",
+            "-k",
+            "lazy_gettext",
+            "--no-location",
+            "-o",
+            str(out),
+            str(ROOT),
+        ]
+    )
     with out.open("rb") as fh:
         return _ids(read_po(fh))
 

@@ -2,6 +2,7 @@
 
 No database: the records are built by hand, as ``builders.source`` would hand them over.
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,26 +52,46 @@ UTC = dt.UTC
 AS_OF = dt.datetime(2026, 4, 1, tzinfo=UTC)
 RAND = dt.date(2026, 1, 10)
 C30, BN20, EQ5D = "eortc_qlq_c30", "eortc_qlq_bn20", "eq5d5l"
-PATIENT = PatientFacts(pk=7, study_id="S01-007", site="S01", arm="A", randomization_date=RAND, tz="Asia/Shanghai",
-                       language="zh_Hans")
+PATIENT = PatientFacts(
+    pk=7, study_id="S01-007", site="S01", arm="A", randomization_date=RAND, tz="Asia/Shanghai", language="zh_Hans"
+)
 REG = get_registry()
 
 
 def tp(key: str, target: dt.date, *, instruments=(C30, BN20, EQ5D), pk: int | None = None, **kw) -> TimepointFacts:
     opens = dt.datetime.combine(target - dt.timedelta(days=3), dt.time(16), tzinfo=UTC)
-    values = {"pk": pk or abs(hash(key)) % 10_000, "key": key, "rule_id": kw.pop("rule_id", key.split("-")[0]),
-                  "kind": kw.pop("kind", "questionnaire"), "instruments": tuple(instruments),
-                  "anchor_kind": kw.pop("anchor_kind", "systemic_cycle"), "anchor_number": kw.pop("anchor_number", 1),
-                  "anchor_date": kw.pop("anchor_date", target - dt.timedelta(days=21)), "target_date": target,
-                  "window_start": target - dt.timedelta(days=3), "window_end": target + dt.timedelta(days=3),
-                  "opens_at": opens, "closes_at": opens + dt.timedelta(days=7), "grace_closes_at": opens + dt.timedelta(days=10)}
+    values = {
+        "pk": pk or abs(hash(key)) % 10_000,
+        "key": key,
+        "rule_id": kw.pop("rule_id", key.split("-")[0]),
+        "kind": kw.pop("kind", "questionnaire"),
+        "instruments": tuple(instruments),
+        "anchor_kind": kw.pop("anchor_kind", "systemic_cycle"),
+        "anchor_number": kw.pop("anchor_number", 1),
+        "anchor_date": kw.pop("anchor_date", target - dt.timedelta(days=21)),
+        "target_date": target,
+        "window_start": target - dt.timedelta(days=3),
+        "window_end": target + dt.timedelta(days=3),
+        "opens_at": opens,
+        "closes_at": opens + dt.timedelta(days=7),
+        "grace_closes_at": opens + dt.timedelta(days=10),
+    }
     return TimepointFacts(**(values | kw))
 
 
-def response(at: dt.datetime, *, pk: int = 1, respondent: str = "self", relationship: str | None = None,
-             submitted: bool = True, revision: int = 0, version: str = "3.0") -> ResponseFacts:
-    return ResponseFacts(pk, version, revision, "zh_Hans", respondent, relationship, "web", submitted, at,
-                         at if submitted else None)
+def response(
+    at: dt.datetime,
+    *,
+    pk: int = 1,
+    respondent: str = "self",
+    relationship: str | None = None,
+    submitted: bool = True,
+    revision: int = 0,
+    version: str = "3.0",
+) -> ResponseFacts:
+    return ResponseFacts(
+        pk, version, revision, "zh_Hans", respondent, relationship, "web", submitted, at, at if submitted else None
+    )
 
 
 def scored(instrument: str, answers: dict) -> dict:
@@ -93,16 +114,44 @@ def sample_forms() -> PatientForms:
     at = dt.datetime(2026, 1, 9, 2, tzinfo=UTC)
     eq = {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 80}
     forms = [
-        Form(BASE, C30, "completed", response(at), scored(C30, c30(1, 7)), {k: (float(v), False) for k, v in c30(1, 7).items()}),
+        Form(
+            BASE,
+            C30,
+            "completed",
+            response(at),
+            scored(C30, c30(1, 7)),
+            {k: (float(v), False) for k, v in c30(1, 7).items()},
+        ),
         Form(BASE, EQ5D, "completed", response(at, pk=2, version="1.0"), scored(EQ5D, eq)),
-        Form(CYCLE1, C30, "completed", response(dt.datetime(2026, 2, 4, 3, tzinfo=UTC), pk=3, revision=1,
-                                                 respondent="proxy", relationship="my neighbour Mrs Wang"),
-             scored(C30, c30(2, 3)),
-             {"q1": (2.0, False), "q2": (None, True)}),
-        Form(CYCLE1, BN20, "partial", response(dt.datetime(2026, 2, 4, 3, tzinfo=UTC), pk=4, submitted=False,
-                                               version="1.0"), {}, {"q1": (3.0, False)}),
-        Form(CYCLE1, EQ5D, "completed", response(dt.datetime(2026, 2, 9, 3, tzinfo=UTC), pk=5, version="1.0"),
-             scored(EQ5D, eq | {"mo": 3, "vas": 40})),
+        Form(
+            CYCLE1,
+            C30,
+            "completed",
+            response(
+                dt.datetime(2026, 2, 4, 3, tzinfo=UTC),
+                pk=3,
+                revision=1,
+                respondent="proxy",
+                relationship="my neighbour Mrs Wang",
+            ),
+            scored(C30, c30(2, 3)),
+            {"q1": (2.0, False), "q2": (None, True)},
+        ),
+        Form(
+            CYCLE1,
+            BN20,
+            "partial",
+            response(dt.datetime(2026, 2, 4, 3, tzinfo=UTC), pk=4, submitted=False, version="1.0"),
+            {},
+            {"q1": (3.0, False)},
+        ),
+        Form(
+            CYCLE1,
+            EQ5D,
+            "completed",
+            response(dt.datetime(2026, 2, 9, 3, tzinfo=UTC), pk=5, version="1.0"),
+            scored(EQ5D, eq | {"mo": 3, "vas": 40}),
+        ),
         Form(CYCLE2, C30, "missed"),
         Form(LATER, C30, "not_expected"),
     ]
@@ -119,6 +168,7 @@ CATALOG = Catalog(REG)
 
 
 # ---------------------------------------------------------------- as-of rules
+
 
 def test_form_status_follows_the_clock_at_the_as_of_time() -> None:
     t = tp("sys-c1", dt.date(2026, 3, 1))
@@ -153,6 +203,7 @@ def test_diary_keys_lose_their_calendar_date_unless_iso_dates() -> None:
 
 # ---------------------------------------------------------------- (a) long
 
+
 def test_long_file_has_every_scale_of_every_expected_form() -> None:
     rows = rows_as_dicts(cols.LONG_COLUMNS, long_rows([sample_forms()], CATALOG, OPTS))
     n_c30, n_bn20, n_eq = (len(REG.get(i).scales) for i in (C30, BN20, EQ5D))
@@ -170,8 +221,10 @@ def test_long_file_has_every_scale_of_every_expected_form() -> None:
 
 
 def test_change_and_deterioration_follow_the_scale_direction() -> None:
-    rows = {(r["timepoint"], r["instrument"], r["scale"]): r
-            for r in rows_as_dicts(cols.LONG_COLUMNS, long_rows([sample_forms()], CATALOG, OPTS))}
+    rows = {
+        (r["timepoint"], r["instrument"], r["scale"]): r
+        for r in rows_as_dicts(cols.LONG_COLUMNS, long_rows([sample_forms()], CATALOG, OPTS))
+    }
     ql = rows[("sys-c1", C30, "QL2")]  # 100 -> 33.3: worse
     assert ql["baseline_score"] == 100.0 and ql["change"] == pytest.approx(-66.667, abs=1e-3)
     assert ql["deteriorated"] is True
@@ -190,8 +243,12 @@ def test_change_and_deterioration_follow_the_scale_direction() -> None:
 
 def test_small_changes_do_not_count_and_the_threshold_is_an_option() -> None:
     forms = sample_forms()
-    rows = {(r["timepoint"], r["scale"]): r for r in rows_as_dicts(
-        cols.LONG_COLUMNS, long_rows([forms], Catalog(REG, threshold=70.0), BuildOptions(AS_OF, threshold=70.0)))}
+    rows = {
+        (r["timepoint"], r["scale"]): r
+        for r in rows_as_dicts(
+            cols.LONG_COLUMNS, long_rows([forms], Catalog(REG, threshold=70.0), BuildOptions(AS_OF, threshold=70.0))
+        )
+    }
     assert rows[("sys-c1", "QL2")]["deteriorated"] is False  # 66.7 < 70
 
 
@@ -212,15 +269,29 @@ def test_study_days_by_default_and_iso_dates_only_when_asked() -> None:
 
 def test_out_of_range_baseline_still_gives_the_baseline() -> None:
     forms = sample_forms()
-    hidden = [Form(TimepointFacts(**{**{f: getattr(f_.timepoint, f) for f in TimepointFacts.__slots__},
-                                     "in_range": f_.timepoint.key != "baseline"}),
-                   f_.instrument_id, f_.status, f_.response, f_.scores, f_.answers) for f_ in forms.forms]
+    hidden = [
+        Form(
+            TimepointFacts(
+                **{
+                    **{f: getattr(f_.timepoint, f) for f in TimepointFacts.__slots__},
+                    "in_range": f_.timepoint.key != "baseline",
+                }
+            ),
+            f_.instrument_id,
+            f_.status,
+            f_.response,
+            f_.scores,
+            f_.answers,
+        )
+        for f_ in forms.forms
+    ]
     rows = rows_as_dicts(cols.LONG_COLUMNS, long_rows([PatientForms(PATIENT, hidden)], CATALOG, OPTS))
     assert "baseline" not in {r["timepoint"] for r in rows}
     assert next(r for r in rows if r["scale"] == "QL2")["baseline_score"] == 100.0
 
 
 # ---------------------------------------------------------------- (b) wide, (c) items, (d) forms
+
 
 def test_wide_names_are_valid_everywhere_and_hold_the_scores() -> None:
     layout = wide_layout(sorted(REG), CATALOG)
@@ -253,9 +324,14 @@ def test_items_have_explicit_skip_codes() -> None:
 def test_expected_forms_list_status_reason_and_coded_relationship() -> None:
     rows = rows_as_dicts(cols.FORMS_COLUMNS, form_rows([sample_forms()], CATALOG, OPTS))
     assert [(r["timepoint"], r["instrument"], r["status"]) for r in rows] == [
-        ("baseline", C30, "completed"), ("baseline", EQ5D, "completed"), ("sys-c1", C30, "completed"),
-        ("sys-c1", BN20, "partial"), ("sys-c1", EQ5D, "completed"), ("sys-c2", C30, "missed"),
-        ("fu-1", C30, "not_expected")]
+        ("baseline", C30, "completed"),
+        ("baseline", EQ5D, "completed"),
+        ("sys-c1", C30, "completed"),
+        ("sys-c1", BN20, "partial"),
+        ("sys-c1", EQ5D, "completed"),
+        ("sys-c2", C30, "missed"),
+        ("fu-1", C30, "not_expected"),
+    ]
     assert rows[5]["missing_reason"] == "too_ill" and rows[6]["missing_reason"] == "died"
     assert rows[2]["respondent_rel"] == "other"  # free text never leaves the app
     assert rows[0]["window_start_day"] == -3 and rows[0]["window_end_day"] == 4
@@ -264,12 +340,15 @@ def test_expected_forms_list_status_reason_and_coded_relationship() -> None:
 
 # ---------------------------------------------------------------- (e) patients, events, (f) alerts
 
+
 def test_patients_and_events_as_study_days() -> None:
     died = PatientFacts(8, "S01-008", "S01", "B", RAND, "Asia/Shanghai", "en", "died", dt.date(2026, 3, 1))
-    events = [EventFacts("systemic_cycle", 1, dt.date(2026, 1, 12), 21),
-              EventFacts("progression", None, dt.date(2026, 2, 20)),
-              EventFacts("progression", None, dt.date(2026, 2, 27)),
-              EventFacts("end_of_treatment", None, dt.date(2026, 2, 28))]
+    events = [
+        EventFacts("systemic_cycle", 1, dt.date(2026, 1, 12), 21),
+        EventFacts("progression", None, dt.date(2026, 2, 20)),
+        EventFacts("progression", None, dt.date(2026, 2, 27)),
+        EventFacts("end_of_treatment", None, dt.date(2026, 2, 28)),
+    ]
     (row,) = rows_as_dicts(cols.PATIENT_COLUMNS, patient_rows([(died, events)], OPTS))
     assert row["rand_day"] == 1 and row["rand_date"] is None and row["pt_status"] == "died"
     assert (row["death_day"], row["withdrawal_day"], row["first_prog_day"], row["n_prog"]) == (51, None, 42, 2)
@@ -278,13 +357,25 @@ def test_patients_and_events_as_study_days() -> None:
     assert iso["rand_date"] == RAND and iso["status_date"] == dt.date(2026, 3, 1)
     rows = rows_as_dicts(cols.EVENT_COLUMNS, event_rows([(died, events)], OPTS))
     assert [(r["event"], r["event_day"], r["event_date"]) for r in rows][:2] == [
-        ("systemic_cycle", 3, None), ("progression", 42, None)]
+        ("systemic_cycle", 3, None),
+        ("progression", 42, None),
+    ]
 
 
 def test_alerts_have_no_free_text() -> None:
     raised = dt.datetime(2026, 2, 1, 1, tzinfo=UTC)
-    alert = AlertFacts(PATIENT, 1, "red", "amber", ("amber_headache",), raised, True,
-                       raised + dt.timedelta(hours=5), "diary-2026-02-01", "symptom_diary")
+    alert = AlertFacts(
+        PATIENT,
+        1,
+        "red",
+        "amber",
+        ("amber_headache",),
+        raised,
+        True,
+        raised + dt.timedelta(hours=5),
+        "diary-2026-02-01",
+        "symptom_diary",
+    )
     (row,) = rows_as_dicts(cols.ALERT_COLUMNS, alert_rows([alert], OPTS))
     assert row["timepoint"] == "diary-d23" and row["raised_day"] == 23 and row["raised_at"] is None
     assert (row["level"], row["initial_level"], row["escalated"], row["acknowledged"]) == ("red", "amber", True, True)
@@ -293,16 +384,21 @@ def test_alerts_have_no_free_text() -> None:
 
 # ---------------------------------------------------------------- FHIR and SDTM QS
 
+
 def test_fhir_bundle_validates_and_uses_the_right_author(tmp_path: Path) -> None:
-    path = write_fhir_bundle([sample_forms()], tmp_path / "b.json", CATALOG, sorted(REG), OPTS,
-                             base_url="https://example.org/fhir")
+    path = write_fhir_bundle(
+        [sample_forms()], tmp_path / "b.json", CATALOG, sorted(REG), OPTS, base_url="https://example.org/fhir"
+    )
     data = json.loads(path.read_text(encoding="utf-8"))
     Bundle.model_validate(data)
     kinds = [e["resource"]["resourceType"] for e in data["entry"]]
-    assert kinds[:len(REG)] == ["Questionnaire"] * len(REG)
+    assert kinds[: len(REG)] == ["Questionnaire"] * len(REG)
     assert kinds.count("Patient") == 1 and kinds.count("RelatedPerson") == 1
-    responses = {e["resource"]["id"]: e["resource"] for e in data["entry"]
-                 if e["resource"]["resourceType"] == "QuestionnaireResponse"}
+    responses = {
+        e["resource"]["id"]: e["resource"]
+        for e in data["entry"]
+        if e["resource"]["resourceType"] == "QuestionnaireResponse"
+    }
     assert len(responses) == 5  # forms with answers: missed and not expected ones have none
     proxy = responses["S01-007-sys-c1-C30"]
     assert proxy["author"]["reference"].startswith("RelatedPerson/")
@@ -311,8 +407,14 @@ def test_fhir_bundle_validates_and_uses_the_right_author(tmp_path: Path) -> None
     assert study_day == [{"url": "https://example.org/fhir/StructureDefinition/study-day", "valueInteger": 26}]
     assert responses["S01-007-sys-c1-BN20"]["status"] == "in-progress"
     assert responses["S01-007-baseline-C30"]["author"] == {"reference": "Patient/S01-007"}
-    iso = write_fhir_bundle([sample_forms()], tmp_path / "iso.json", CATALOG, sorted(REG),
-                            BuildOptions(AS_OF, iso_dates=True), base_url="https://example.org/fhir")
+    iso = write_fhir_bundle(
+        [sample_forms()],
+        tmp_path / "iso.json",
+        CATALOG,
+        sorted(REG),
+        BuildOptions(AS_OF, iso_dates=True),
+        base_url="https://example.org/fhir",
+    )
     assert '"authored":"2026-02-04T03:00:00Z"' in iso.read_text(encoding="utf-8")
 
 
@@ -326,8 +428,11 @@ def test_sdtm_qs_columns_and_records() -> None:
     missed = [r for r in rows if r["QSTESTCD"] == "QSALL"]
     assert [(r["VISIT"], r["QSSTAT"], r["QSREASND"]) for r in missed] == [("AFTER CYCLE 2", "NOT DONE", "TOO ILL")]
     skipped = next(r for r in rows if r["VISIT"] == "AFTER CYCLE 1" and r["QSTESTCD"] == "C30Q02")
-    assert (skipped["QSSTAT"], skipped["QSREASND"], skipped["QSEVAL"]) == ("NOT DONE", "SKIPPED BY RESPONDENT",
-                                                                            "CAREGIVER")
+    assert (skipped["QSSTAT"], skipped["QSREASND"], skipped["QSEVAL"]) == (
+        "NOT DONE",
+        "SKIPPED BY RESPONDENT",
+        "CAREGIVER",
+    )
     answered = next(r for r in rows if r["VISIT"] == "BASELINE" and r["QSTESTCD"] == "C30Q01")
     assert (answered["QSORRES"], answered["QSSTRESC"], answered["QSSTRESN"]) == ("Not at all", "1", 1.0)
     assert answered["QSCAT"] == "EORTC QLQ-C30 V3.0" and answered["VISITNUM"] == 1.0 and answered["QSDY"] == -1
@@ -336,14 +441,16 @@ def test_sdtm_qs_columns_and_records() -> None:
     assert not [r for r in rows if r["VISIT"] == "FOLLOW-UP 1"]  # not expected: no record
     iso = qs_export([sample_forms()], CATALOG, sorted(REG), BuildOptions(AS_OF, iso_dates=True), studyid="CONQUER")
     assert {r[QS_COLUMNS.index(next(c for c in QS_COLUMNS if c.name == "QSDTC"))] for r in iso.rows} >= {
-        "2026-01-09T10:00:00"}
+        "2026-01-09T10:00:00"
+    }
 
 
 def test_csv_of_the_long_file_reads_back_with_missing_as_empty(tmp_path: Path) -> None:
     from qol_app.export import write_dataset
 
-    dataset = Dataset("qol_long", {"en": "x", "zh_Hans": "x"}, cols.LONG_COLUMNS,
-                      long_rows([sample_forms()], CATALOG, OPTS))
+    dataset = Dataset(
+        "qol_long", {"en": "x", "zh_Hans": "x"}, cols.LONG_COLUMNS, long_rows([sample_forms()], CATALOG, OPTS)
+    )
     text = write_dataset("csv", dataset, tmp_path).read_text(encoding="utf-8")
     lines = list(csv.DictReader(io.StringIO(text, newline="")))
     missed = next(r for r in lines if r["status"] == "missed")

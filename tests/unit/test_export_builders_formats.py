@@ -1,4 +1,5 @@
 """The export datasets round-trip through every file format: values, types, variable and value labels."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,12 @@ READERS = {"xpt": pyreadstat.read_xport, "dta": pyreadstat.read_dta, "sav": pyre
 
 
 def long_dataset() -> Dataset:
-    return Dataset("qol_long", {"en": "QoL scores", "zh_Hans": "生活质量得分"}, cols.LONG_COLUMNS,
-                   list(long_rows([sample_forms()], CATALOG, OPTS)))
+    return Dataset(
+        "qol_long",
+        {"en": "QoL scores", "zh_Hans": "生活质量得分"},
+        cols.LONG_COLUMNS,
+        list(long_rows([sample_forms()], CATALOG, OPTS)),
+    )
 
 
 def expected() -> pd.DataFrame:
@@ -42,8 +47,21 @@ def same(a, b) -> bool:
     return str(a) == str(b)
 
 
-CHECKED = ["patient_id", "timepoint", "instrument", "scale", "score", "n_items", "status", "missing_reason",
-           "target_day", "baseline_score", "change", "deteriorated", "is_baseline"]
+CHECKED = [
+    "patient_id",
+    "timepoint",
+    "instrument",
+    "scale",
+    "score",
+    "n_items",
+    "status",
+    "missing_reason",
+    "target_day",
+    "baseline_score",
+    "change",
+    "deteriorated",
+    "is_baseline",
+]
 
 
 def check_values(frame: pd.DataFrame) -> None:
@@ -56,8 +74,9 @@ def check_values(frame: pd.DataFrame) -> None:
 
 
 def test_csv(tmp_path: Path) -> None:
-    frame = pd.read_csv(write_dataset("csv", long_dataset(), tmp_path), dtype={"patient_id": str},
-                        keep_default_na=False, na_values=[""])
+    frame = pd.read_csv(
+        write_dataset("csv", long_dataset(), tmp_path), dtype={"patient_id": str}, keep_default_na=False, na_values=[""]
+    )
     check_values(frame)
     assert frame["score"].dtype == "float64" and frame["target_day"].dtype == "int64"
 
@@ -79,7 +98,9 @@ def test_xlsx(tmp_path: Path, locale: str) -> None:
     check_values(pd.read_excel(path, sheet_name="qol_long", dtype={"patient_id": str}))
     variables = {r[0]: r for r in load_workbook(path)["variables"].iter_rows(values_only=True)}
     assert variables["missing_reason"][2] == ("缺失原因" if locale == "zh_Hans" else "Reason form is missing")
-    assert ("died = 无需填写：死亡" if locale == "zh_Hans" else "died = Not expected: died") in variables["missing_reason"][3]
+    assert ("died = 无需填写：死亡" if locale == "zh_Hans" else "died = Not expected: died") in variables[
+        "missing_reason"
+    ][3]
 
 
 @pytest.mark.parametrize("fmt", ["dta", "sav"])
@@ -90,8 +111,9 @@ def test_stata_and_spss_labels(tmp_path: Path, fmt: str, locale: str) -> None:
     check_values(frame)
     labels = meta.column_names_to_labels
     assert labels["baseline_score"] == ("该维度基线得分" if locale == "zh_Hans" else "Baseline score of the scale")
-    assert meta.variable_value_labels["deteriorated"] == ({0: "否", 1: "是"} if locale == "zh_Hans"
-                                                          else {0: "No", 1: "Yes"})
+    assert meta.variable_value_labels["deteriorated"] == (
+        {0: "否", 1: "是"} if locale == "zh_Hans" else {0: "No", 1: "Yes"}
+    )
     if fmt == "sav":  # SPSS labels string codes too; Stata cannot (the dictionary has them)
         assert meta.variable_value_labels["status"]["missed"] == ("缺失" if locale == "zh_Hans" else "Missed")
         assert meta.variable_value_labels["missing_reason"]["died"].endswith("died" if locale == "en" else "死亡")
@@ -106,12 +128,15 @@ def test_xpt_keeps_values_and_english_labels(tmp_path: Path) -> None:
 def test_every_dataset_writes_in_every_format(tmp_path: Path) -> None:
     layout = wide_layout(sorted(REG), CATALOG)
     makers = {
-        "qol_wide": lambda: Dataset("qol_wide", {"en": "w", "zh_Hans": "w"}, layout.columns,
-                                    wide_rows([sample_forms()], layout, CATALOG, OPTS)),
-        "items": lambda: Dataset("items", {"en": "i", "zh_Hans": "i"}, cols.ITEM_COLUMNS,
-                                 item_rows([sample_forms()], CATALOG, OPTS)),
-        "forms": lambda: Dataset("forms", {"en": "f", "zh_Hans": "f"}, cols.FORMS_COLUMNS,
-                                 form_rows([sample_forms()], CATALOG, OPTS)),
+        "qol_wide": lambda: Dataset(
+            "qol_wide", {"en": "w", "zh_Hans": "w"}, layout.columns, wide_rows([sample_forms()], layout, CATALOG, OPTS)
+        ),
+        "items": lambda: Dataset(
+            "items", {"en": "i", "zh_Hans": "i"}, cols.ITEM_COLUMNS, item_rows([sample_forms()], CATALOG, OPTS)
+        ),
+        "forms": lambda: Dataset(
+            "forms", {"en": "f", "zh_Hans": "f"}, cols.FORMS_COLUMNS, form_rows([sample_forms()], CATALOG, OPTS)
+        ),
     }
     for fmt in WRITERS:
         for name, make in makers.items():

@@ -35,10 +35,14 @@ from qol_app.export.sdtm import (
 BASE = "https://conquer.example.org/fhir"
 AS_OF = datetime(2026, 4, 1, tzinfo=UTC)
 SHANGHAI = timezone(timedelta(hours=8))
-FOUR = tuple(FhirAnswerOption(c, d) for c, d in
-             [(1, "Not at all"), (2, "A little"), (3, "Quite a bit"), (4, "Very much")])
+FOUR = tuple(
+    FhirAnswerOption(c, d) for c, d in [(1, "Not at all"), (2, "A little"), (3, "Quite a bit"), (4, "Very much")]
+)
 DIARY = FhirQuestionnaire(
-    id="diary", version="1.0", title="Daily symptom diary", language="zh_Hans",
+    id="diary",
+    version="1.0",
+    title="Daily symptom diary",
+    language="zh_Hans",
     items=(
         FhirItem("headache", "头痛", options=FOUR),
         FhirItem("nausea", "恶心", options=FOUR),
@@ -50,10 +54,15 @@ DIARY = FhirQuestionnaire(
 
 def response(**overrides: Any) -> FhirResponse:
     values: dict[str, Any] = {
-        "response_id": "r1", "patient_id": "CQ01-0007", "questionnaire_id": "diary",
-        "questionnaire_version": "1.0", "status": "completed",
-        "authored": datetime(2026, 3, 2, 8, 30, tzinfo=SHANGHAI), "respondent": "self",
-        "answers": {"headache": 3, "nausea": None, "temperature": 37.8}, "language": "zh_Hans",
+        "response_id": "r1",
+        "patient_id": "CQ01-0007",
+        "questionnaire_id": "diary",
+        "questionnaire_version": "1.0",
+        "status": "completed",
+        "authored": datetime(2026, 3, 2, 8, 30, tzinfo=SHANGHAI),
+        "respondent": "self",
+        "answers": {"headache": 3, "nausea": None, "temperature": 37.8},
+        "language": "zh_Hans",
     }
     return FhirResponse(**(values | overrides))
 
@@ -70,13 +79,13 @@ def resources(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 def test_bundle_parses_as_fhir_r4() -> None:
-    proxy = response(response_id="r2", respondent="proxy", proxy_relationship="spouse",
-                     status="in-progress", answers={"vas": 55})
+    proxy = response(
+        response_id="r2", respondent="proxy", proxy_relationship="spouse", status="in-progress", answers={"vas": 55}
+    )
     data = bundle(response(), proxy)
     parsed = Bundle.model_validate(json.loads(json.dumps(data)))
     kinds = [e.resource.get_resource_type() for e in parsed.entry]
-    assert kinds == ["Questionnaire", "Patient", "RelatedPerson", "QuestionnaireResponse",
-                     "QuestionnaireResponse"]
+    assert kinds == ["Questionnaire", "Patient", "RelatedPerson", "QuestionnaireResponse", "QuestionnaireResponse"]
     assert data["timestamp"] == "2026-04-01T00:00:00Z"
     full_urls = {e["fullUrl"] for e in data["entry"]}
     for qr in resources(data, "QuestionnaireResponse"):  # every reference resolves inside the bundle
@@ -91,7 +100,10 @@ def test_questionnaire_carries_items_and_coded_options() -> None:
     headache = questionnaire["item"][0]
     assert headache["type"] == "choice"
     assert headache["answerOption"][3]["valueCoding"] == {
-        "system": f"{BASE}/CodeSystem/diary-headache", "code": "4", "display": "Very much"}
+        "system": f"{BASE}/CodeSystem/diary-headache",
+        "code": "4",
+        "display": "Very much",
+    }
     assert questionnaire["item"][2]["type"] == "decimal"
 
 
@@ -103,8 +115,9 @@ def test_self_response_answers_skips_and_unpresented_items() -> None:
     assert qr["author"] == qr["source"] == {"reference": "Patient/CQ01-0007"}
     items = {item["linkId"]: item for item in qr["item"]}
     assert list(items) == ["headache", "nausea", "temperature"]  # vas not presented
-    assert items["headache"]["answer"] == [{"valueCoding": {
-        "system": f"{BASE}/CodeSystem/diary-headache", "code": "3", "display": "Quite a bit"}}]
+    assert items["headache"]["answer"] == [
+        {"valueCoding": {"system": f"{BASE}/CodeSystem/diary-headache", "code": "3", "display": "Quite a bit"}}
+    ]
     assert "answer" not in items["nausea"]
     assert items["nausea"]["extension"] == [{"url": DATA_ABSENT_REASON, "valueCode": "asked-declined"}]
     assert items["temperature"]["answer"] == [{"valueDecimal": 37.8}]
@@ -128,8 +141,7 @@ def test_self_assisted_keeps_the_patient_as_source_and_says_so() -> None:
 
 
 def test_one_related_person_per_patient_and_relationship() -> None:
-    proxies = [response(response_id=f"r{i}", respondent="proxy", proxy_relationship="spouse")
-               for i in range(3)]
+    proxies = [response(response_id=f"r{i}", respondent="proxy", proxy_relationship="spouse") for i in range(3)]
     data = bundle(*proxies)
     assert len(resources(data, "RelatedPerson")) == 1 and len(resources(data, "Patient")) == 1
 
@@ -141,17 +153,20 @@ def test_transaction_bundle_puts_every_resource() -> None:
     assert [e["request"] for e in data["entry"]][-1] == {"method": "PUT", "url": "QuestionnaireResponse/r1"}
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"answers": {"headache": 5}}, "not one of the codes"),
-    ({"answers": {"headache": True}}, "not one of the codes"),
-    ({"answers": {"vas": 5.5}}, "integer item"),
-    ({"answers": {"mood": 1}}, "unknown linkIds"),
-    ({"authored": datetime(2026, 3, 2, 8, 30)}, "timezone-aware"),
-    ({"questionnaire_version": "2.0"}, "no questionnaire"),
-    ({"respondent": "proxy"}, "proxy relationship"),
-    ({"proxy_relationship": "spouse"}, "non-proxy"),
-    ({"patient_id": "CQ01_0007"}, "not a valid FHIR id"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"answers": {"headache": 5}}, "not one of the codes"),
+        ({"answers": {"headache": True}}, "not one of the codes"),
+        ({"answers": {"vas": 5.5}}, "integer item"),
+        ({"answers": {"mood": 1}}, "unknown linkIds"),
+        ({"authored": datetime(2026, 3, 2, 8, 30)}, "timezone-aware"),
+        ({"questionnaire_version": "2.0"}, "no questionnaire"),
+        ({"respondent": "proxy"}, "proxy relationship"),
+        ({"proxy_relationship": "spouse"}, "non-proxy"),
+        ({"patient_id": "CQ01_0007"}, "not a valid FHIR id"),
+    ],
+)
 def test_invalid_responses_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         bundle(response(**overrides))
@@ -164,27 +179,42 @@ def test_bundle_is_deterministic() -> None:
 # --- SDTM QS -------------------------------------------------------------------------------
 
 C30 = QsInstrument(
-    instrument_id="qlq_c30", category="EORTC QLQ-C30 V3.0", evaluation_interval="-P1W",
+    instrument_id="qlq_c30",
+    category="EORTC QLQ-C30 V3.0",
+    evaluation_interval="-P1W",
     items=(
-        QsItem("q1", sponsor_testcd("C30Q", 1), "C30 item 1: strenuous activities",
-               {1: "Not at all", 2: "A little", 3: "Quite a bit", 4: "Very much"}),
-        QsItem("q2", sponsor_testcd("C30Q", 2), "C30 item 2: long walk",
-               {1: "Not at all", 2: "A little", 3: "Quite a bit", 4: "Very much"}),
-        QsItem("q29", sponsor_testcd("C30Q", 29), "C30 item 29: overall health",
-               {i: str(i) for i in range(1, 8)}),
+        QsItem(
+            "q1",
+            sponsor_testcd("C30Q", 1),
+            "C30 item 1: strenuous activities",
+            {1: "Not at all", 2: "A little", 3: "Quite a bit", 4: "Very much"},
+        ),
+        QsItem(
+            "q2",
+            sponsor_testcd("C30Q", 2),
+            "C30 item 2: long walk",
+            {1: "Not at all", 2: "A little", 3: "Quite a bit", 4: "Very much"},
+        ),
+        QsItem("q29", sponsor_testcd("C30Q", 29), "C30 item 29: overall health", {i: str(i) for i in range(1, 8)}),
     ),
 )
 TEMP = QsInstrument(
-    instrument_id="diary", category="CONQUER SYMPTOM DIARY",
+    instrument_id="diary",
+    category="CONQUER SYMPTOM DIARY",
     items=(QsItem("temperature", "DIARYTMP", "Body temperature", unit="C"),),
 )
 
 
 def form(**overrides: Any) -> QsForm:
     values: dict[str, Any] = {
-        "usubjid": "CONQUER-CQ01-0007", "instrument_id": "qlq_c30", "visitnum": 1.0, "visit": "BASELINE",
-        "status": "completed", "reference_date": date(2026, 3, 1),
-        "collected_at": datetime(2026, 3, 1, 7, 30, tzinfo=SHANGHAI), "respondent": "self",
+        "usubjid": "CONQUER-CQ01-0007",
+        "instrument_id": "qlq_c30",
+        "visitnum": 1.0,
+        "visit": "BASELINE",
+        "status": "completed",
+        "reference_date": date(2026, 3, 1),
+        "collected_at": datetime(2026, 3, 1, 7, 30, tzinfo=SHANGHAI),
+        "respondent": "self",
         "answers": {"q1": 2, "q2": None, "q29": 6},
     }
     return QsForm(**(values | overrides))
@@ -197,9 +227,29 @@ def qs_rows(*forms: QsForm) -> list[dict[str, Any]]:
 
 def test_qs_has_the_sdtm_variables_in_order() -> None:
     names = [c.name for c in QS_COLUMNS]
-    assert names == ["STUDYID", "DOMAIN", "USUBJID", "QSSEQ", "QSTESTCD", "QSTEST", "QSCAT", "QSSCAT",
-                     "QSORRES", "QSORRESU", "QSSTRESC", "QSSTRESN", "QSSTRESU", "QSSTAT", "QSREASND",
-                     "QSEVAL", "QSEVLINT", "VISITNUM", "VISIT", "QSDTC", "QSDY"]
+    assert names == [
+        "STUDYID",
+        "DOMAIN",
+        "USUBJID",
+        "QSSEQ",
+        "QSTESTCD",
+        "QSTEST",
+        "QSCAT",
+        "QSSCAT",
+        "QSORRES",
+        "QSORRESU",
+        "QSSTRESC",
+        "QSSTRESN",
+        "QSSTRESU",
+        "QSSTAT",
+        "QSREASND",
+        "QSEVAL",
+        "QSEVLINT",
+        "VISITNUM",
+        "VISIT",
+        "QSDTC",
+        "QSDY",
+    ]
     assert all(len(n) <= 8 and len(c.label["en"]) <= 40 for n, c in zip(names, QS_COLUMNS))
 
 
@@ -211,19 +261,34 @@ def test_item_records_for_a_completed_form() -> None:
     assert q1["QSEVAL"] == "STUDY SUBJECT" and q1["QSSTAT"] is None
     assert q1["QSDTC"] == "2026-03-01T07:30:00" and q1["QSDY"] == 1
     assert (q2["QSSTAT"], q2["QSREASND"], q2["QSORRES"], q2["QSSTRESN"]) == (
-        "NOT DONE", "SKIPPED BY RESPONDENT", None, None)
+        "NOT DONE",
+        "SKIPPED BY RESPONDENT",
+        None,
+        None,
+    )
     assert q29["QSTESTCD"] == "C30Q29" and q29["QSSTRESN"] == 6.0
 
 
 def test_missed_form_is_one_not_done_record_with_the_reason() -> None:
-    (record,) = qs_rows(form(status="missed", collected_at=None, respondent=None, answers={},
-                             missed_reason="too_ill"))
+    (record,) = qs_rows(form(status="missed", collected_at=None, respondent=None, answers={}, missed_reason="too_ill"))
     assert (record["QSTESTCD"], record["QSTEST"], record["QSSTAT"], record["QSREASND"]) == (
-        "QSALL", "Questionnaire", "NOT DONE", "TOO ILL")
+        "QSALL",
+        "Questionnaire",
+        "NOT DONE",
+        "TOO ILL",
+    )
     assert record["QSCAT"] == "EORTC QLQ-C30 V3.0" and record["VISIT"] == "BASELINE"
     assert record["QSDTC"] is None and record["QSDY"] is None and record["QSEVAL"] is None
-    (other,) = qs_rows(form(status="missed", collected_at=None, respondent=None, answers={},
-                            missed_reason="other", missed_reason_text="PATIENT TRAVELLING"))
+    (other,) = qs_rows(
+        form(
+            status="missed",
+            collected_at=None,
+            respondent=None,
+            answers={},
+            missed_reason="other",
+            missed_reason_text="PATIENT TRAVELLING",
+        )
+    )
     assert other["QSREASND"] == "OTHER: PATIENT TRAVELLING"
 
 
@@ -237,17 +302,26 @@ def test_proxy_forms_are_evaluated_by_a_caregiver() -> None:
 
 def test_numeric_items_keep_the_number_and_unit() -> None:
     (record,) = qs_rows(form(instrument_id="diary", answers={"temperature": 38.0}))
-    assert (record["QSORRES"], record["QSSTRESC"], record["QSSTRESN"], record["QSORRESU"]) == (
-        "38", "38", 38.0, "C")
+    assert (record["QSORRES"], record["QSSTRESC"], record["QSSTRESN"], record["QSORRESU"]) == ("38", "38", 38.0, "C")
     assert record["QSEVLINT"] is None
 
 
 def test_qsseq_is_unique_and_consecutive_per_subject() -> None:
     other = "CONQUER-CQ02-0001"
     rows = qs_rows(
-        form(), form(usubjid=other), form(visitnum=2.0, visit="CYCLE 1"),
-        form(usubjid=other, visitnum=2.0, visit="CYCLE 1", status="missed", collected_at=None,
-             respondent=None, answers={}, missed_reason="hospitalised"),
+        form(),
+        form(usubjid=other),
+        form(visitnum=2.0, visit="CYCLE 1"),
+        form(
+            usubjid=other,
+            visitnum=2.0,
+            visit="CYCLE 1",
+            status="missed",
+            collected_at=None,
+            respondent=None,
+            answers={},
+            missed_reason="hospitalised",
+        ),
     )
     by_subject: dict[str, list[int]] = {}
     for row in rows:
@@ -263,14 +337,17 @@ def test_study_day_has_no_day_zero() -> None:
     assert record["QSDY"] == -1 and record["QSDTC"] == "2026-02-28T23:30:00"
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"answers": {"q1": 9}}, "code 9 not in"),
-    ({"answers": {"q99": 1}}, "unknown items"),
-    ({"collected_at": None}, "timezone-aware collected_at"),
-    ({"collected_at": datetime(2026, 3, 1, 7, 30)}, "timezone-aware collected_at"),
-    ({"instrument_id": "bn20"}, "unknown instrument"),
-    ({"status": "missed", "missed_reason": "bored"}, "unknown missed reason"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"answers": {"q1": 9}}, "code 9 not in"),
+        ({"answers": {"q99": 1}}, "unknown items"),
+        ({"collected_at": None}, "timezone-aware collected_at"),
+        ({"collected_at": datetime(2026, 3, 1, 7, 30)}, "timezone-aware collected_at"),
+        ({"instrument_id": "bn20"}, "unknown instrument"),
+        ({"status": "missed", "missed_reason": "bored"}, "unknown missed reason"),
+    ],
+)
 def test_invalid_forms_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         qs_rows(form(**overrides))
@@ -285,8 +362,11 @@ def test_test_codes_follow_sdtm_rules(code: str) -> None:
 
 
 def test_qs_writes_as_sas_transport_version_5(tmp_path: Path) -> None:
-    path = write_dataset("xpt", qs_dataset([form(), form(respondent="proxy", visitnum=2.0, visit="CYCLE 1")],
-                                           [C30], studyid="CONQUER"), tmp_path)
+    path = write_dataset(
+        "xpt",
+        qs_dataset([form(), form(respondent="proxy", visitnum=2.0, visit="CYCLE 1")], [C30], studyid="CONQUER"),
+        tmp_path,
+    )
     assert path.name == "qs.xpt"
     assert path.read_bytes().startswith(b"HEADER RECORD*******LIBRARY HEADER RECORD")
     frame, meta = pyreadstat.read_xport(path)

@@ -1,5 +1,6 @@
 """SAS, Stata and SPSS files are written from a spooled, memory-mapped frame: the process's own
 memory stays flat however many rows there are, and the spool is gone afterwards."""
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,14 @@ print((peak[0] - base) / 1024)
 def _peak_growth_mib(fmt: str, out: Path, mode: str, count: int) -> float:
     root = Path(__file__).resolve().parents[2]
     env = os.environ | {"PYTHONPATH": str(root)}
-    result = subprocess.run([sys.executable, "-c", _PEAK_PROBE, fmt, str(out), mode, str(count)],
-                            capture_output=True, text=True, env=env, cwd=root, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_PROBE, fmt, str(out), mode, str(count)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        check=True,
+    )
     return float(result.stdout)
 
 
@@ -80,8 +87,9 @@ def test_private_memory_does_not_grow_with_the_rows(tmp_path: Path, fmt: str) ->
     """160k more rows cost a few MiB (integer columns narrowed in memory), not the ~55 MiB of rows held."""
     growth = _growth_from_40k_to_200k_rows(tmp_path, fmt, "stream")
     assert growth < 8, f"{fmt}: {growth:.1f} MiB"
-    _, info = {"xpt": pyreadstat.read_xport, "dta": pyreadstat.read_dta,
-               "sav": pyreadstat.read_sav}[fmt](tmp_path / "200000" / f"big.{fmt}", metadataonly=True)
+    _, info = {"xpt": pyreadstat.read_xport, "dta": pyreadstat.read_dta, "sav": pyreadstat.read_sav}[fmt](
+        tmp_path / "200000" / f"big.{fmt}", metadataonly=True
+    )
     assert info.number_rows in (200_000, None)  # XPT does not record its row count
     assert sorted(p.name for p in (tmp_path / "200000").iterdir()) == [f"big.{fmt}"]  # the spool is gone
 

@@ -53,19 +53,35 @@ def bi(en: str, zh: str) -> dict[str, str]:
 
 COLUMNS = (
     Column("pid", "string", bi("Study ID", "研究编号")),
-    Column("severity", "integer", bi("Headache severity", "头痛严重程度"),
-           {0: bi("None", "无"), 4: bi("Very severe", "非常严重")}),
+    Column(
+        "severity",
+        "integer",
+        bi("Headache severity", "头痛严重程度"),
+        {0: bi("None", "无"), 4: bi("Very severe", "非常严重")},
+    ),
     Column("score", "float", bi("Score", "得分")),
     Column("visit_day", "date", bi("Visit date", "访视日期")),
     Column("done_at", "datetime", bi("Completed (UTC)", "完成时间（UTC）")),
     Column("proxy", "boolean", bi("Answered by proxy", "代答")),
-    Column("reason", "string", bi("Missing reason", "缺失原因"),
-           {"too_ill": bi("Too ill", "病情过重"), "refused": bi("Refused", "拒绝")}),
+    Column(
+        "reason",
+        "string",
+        bi("Missing reason", "缺失原因"),
+        {"too_ill": bi("Too ill", "病情过重"), "refused": bi("Refused", "拒绝")},
+    ),
     Column("note", "string", bi("Note", "备注")),
 )
 ROWS: list[tuple[Any, ...]] = [
-    ("P-001", 4, 66.66666666666667, date(2026, 3, 1),
-     datetime(2026, 3, 1, 9, 15, 30, tzinfo=SHANGHAI), False, None, "头痛, \"严重\"\r\n第二行"),
+    (
+        "P-001",
+        4,
+        66.66666666666667,
+        date(2026, 3, 1),
+        datetime(2026, 3, 1, 9, 15, 30, tzinfo=SHANGHAI),
+        False,
+        None,
+        '头痛, "严重"\r\n第二行',
+    ),
     ("P-002", None, None, None, None, None, "too_ill", None),
     ("P-003", 0, 0.0, date(1959, 12, 31), datetime(2026, 1, 1, tzinfo=UTC), True, "refused", "=1+1"),
 ]
@@ -114,14 +130,17 @@ def test_column_names_are_unique_ignoring_case() -> None:
         Dataset("d", bi("D", "数"), (col, Column("visit", "string", bi("V", "访"))), [])
 
 
-@pytest.mark.parametrize(("row", "message"), [
-    (("P", "4", None, None, None, None, None, None), "severity.*expected int"),
-    (("P", True, None, None, None, None, None, None), "severity.*expected int"),
-    (("P", None, float("nan"), None, None, None, None, None), "score.*finite"),
-    (("P", None, None, datetime(2026, 1, 1, tzinfo=UTC), None, None, None, None), "visit_day"),
-    (("P", None, None, None, datetime(2026, 1, 1), None, None, None), "done_at.*timezone-aware"),
-    (("P", None), "2 values for 8 columns"),
-])
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (("P", "4", None, None, None, None, None, None), "severity.*expected int"),
+        (("P", True, None, None, None, None, None, None), "severity.*expected int"),
+        (("P", None, float("nan"), None, None, None, None, None), "score.*finite"),
+        (("P", None, None, datetime(2026, 1, 1, tzinfo=UTC), None, None, None, None), "visit_day"),
+        (("P", None, None, None, datetime(2026, 1, 1), None, None, None), "done_at.*timezone-aware"),
+        (("P", None), "2 values for 8 columns"),
+    ],
+)
 def test_bad_rows_fail_with_row_number_and_column(row: tuple[Any, ...], message: str) -> None:
     with pytest.raises(ValueError, match=f"sample row 2: .*{message}"):
         list(checked_rows(sample([ROWS[0], row])))
@@ -156,8 +175,16 @@ def test_csv_round_trip(tmp_path: Path) -> None:
     assert not raw.startswith(b"\xef\xbb\xbf")  # no BOM, see writers/csv.py
     assert raw.split(b"\r\n")[0] == b"pid,severity,score,visit_day,done_at,proxy,reason,note"
     lines = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
-    assert lines[1] == ["P-001", "4", "66.66666666666667", "2026-03-01", "2026-03-01T01:15:30Z", "0", "",
-                        "头痛, \"严重\"\r\n第二行"]
+    assert lines[1] == [
+        "P-001",
+        "4",
+        "66.66666666666667",
+        "2026-03-01",
+        "2026-03-01T01:15:30Z",
+        "0",
+        "",
+        '头痛, "严重"\r\n第二行',
+    ]
     assert lines[2] == ["P-002", "", "", "", "", "", "too_ill", ""]
     assert lines[3][3:6] == ["1959-12-31", "2026-01-01T00:00:00Z", "1"]
     frame = pd.read_csv(tmp_path / "sample.csv", dtype={"pid": str})
@@ -168,14 +195,21 @@ def with_batches(dataset: Dataset, size: int = 2) -> Dataset:
     """The same dataset carrying its (checked) rows as Arrow batches of `size` rows."""
     schema = arrow_schema(dataset)
     rows = list(checked_rows(dataset))
-    batches = [pa.record_batch([pa.array(values, f.type) for values, f in zip(zip(*rows[at:at + size]), schema)],
-                               schema=schema) for at in range(0, len(rows), size)]
+    batches = [
+        pa.record_batch(
+            [pa.array(values, f.type) for values, f in zip(zip(*rows[at : at + size]), schema)], schema=schema
+        )
+        for at in range(0, len(rows), size)
+    ]
     return Dataset(dataset.name, dataset.label, dataset.columns, [], batches=batches)
 
 
-MORE_ROWS = [*ROWS, ("P-004", -3, -0.0, date(2026, 2, 28), datetime(2026, 3, 1, 1, 2, 3, 45, tzinfo=UTC), None,
-                     "", '"'), ("P-005", 10**12, 1e-05, None, None, True, "a\rb", "x\ny"),
-             ("P-006", None, 1e16, None, None, False, ",", "123456789.125")]
+MORE_ROWS = [
+    *ROWS,
+    ("P-004", -3, -0.0, date(2026, 2, 28), datetime(2026, 3, 1, 1, 2, 3, 45, tzinfo=UTC), None, "", '"'),
+    ("P-005", 10**12, 1e-05, None, None, True, "a\rb", "x\ny"),
+    ("P-006", None, 1e16, None, None, False, ",", "123456789.125"),
+]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -189,8 +223,13 @@ def test_arrow_batches_write_the_same_bytes_as_rows(tmp_path: Path, fmt: str) ->
 
 def test_arrow_batches_are_checked_like_rows(tmp_path: Path) -> None:
     good = with_batches(sample())
-    bad = pa.record_batch([c if f.name != "score" else pa.array([math.inf]) for c, f in
-                           zip(good.batches[1].columns, good.batches[1].schema)], schema=good.batches[1].schema)
+    bad = pa.record_batch(
+        [
+            c if f.name != "score" else pa.array([math.inf])
+            for c, f in zip(good.batches[1].columns, good.batches[1].schema)
+        ],
+        schema=good.batches[1].schema,
+    )
     for fmt in ("csv", "parquet"):
         dataset = Dataset("sample", good.label, COLUMNS, [], batches=[good.batches[0], bad])
         with pytest.raises(ValueError, match="sample row 3: column 'score': expected a finite float"):
@@ -202,8 +241,13 @@ def test_arrow_batches_stop_on_either_sides_error(tmp_path: Path) -> None:
     """Batches are produced in this thread and written in another: an error in producing them (the
     database) or in writing them (a check) stops both, is raised, and leaves no file."""
     good = with_batches(sample())
-    bad = pa.record_batch([c if f.name != "score" else pa.array([math.nan]) for c, f in
-                           zip(good.batches[1].columns, good.batches[1].schema)], schema=good.batches[1].schema)
+    bad = pa.record_batch(
+        [
+            c if f.name != "score" else pa.array([math.nan])
+            for c, f in zip(good.batches[1].columns, good.batches[1].schema)
+        ],
+        schema=good.batches[1].schema,
+    )
     produced = []
 
     def failing_reads() -> Iterator[pa.RecordBatch]:
@@ -241,8 +285,7 @@ def test_csv_of_any_text_from_arrow_batches_is_the_rows_csv(texts: list[str]) ->
 def test_csv_any_text_round_trips(texts: list[str]) -> None:
     column = Column("t", "string", bi("Text", "文本"))
     with tempfile.TemporaryDirectory() as folder:  # hypothesis re-runs the body; no tmp_path here
-        out = write_dataset("csv", Dataset("texts", bi("T", "文"), (column,), [(t,) for t in texts]),
-                            Path(folder))
+        out = write_dataset("csv", Dataset("texts", bi("T", "文"), (column,), [(t,) for t in texts]), Path(folder))
         with out.open(encoding="utf-8", newline="") as handle:
             read = [row[0] if row else "" for row in list(csv.reader(handle))[1:]]
     assert read == texts
@@ -251,8 +294,16 @@ def test_csv_any_text_round_trips(texts: list[str]) -> None:
 def test_parquet_round_trip(tmp_path: Path) -> None:
     table = pq.read_table(write("parquet", tmp_path))
     schema = table.schema
-    assert [str(f.type) for f in schema] == ["string", "int64", "double", "date32[day]",
-                                            "timestamp[us, tz=UTC]", "bool", "string", "string"]
+    assert [str(f.type) for f in schema] == [
+        "string",
+        "int64",
+        "double",
+        "date32[day]",
+        "timestamp[us, tz=UTC]",
+        "bool",
+        "string",
+        "string",
+    ]
     severity = schema.field("severity").metadata
     assert severity[b"label_zh_Hans"].decode() == "头痛严重程度"
     assert json.loads(severity[b"value_labels"])["4"]["zh_Hans"] == "非常严重"
@@ -260,8 +311,16 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
     rows = table.to_pylist()
     assert rows[0]["note"] == ROWS[0][7]
     assert rows[0]["done_at"] == datetime(2026, 3, 1, 1, 15, 30, tzinfo=UTC)
-    assert rows[1] == {"pid": "P-002", "severity": None, "score": None, "visit_day": None,
-                       "done_at": None, "proxy": None, "reason": "too_ill", "note": None}
+    assert rows[1] == {
+        "pid": "P-002",
+        "severity": None,
+        "score": None,
+        "visit_day": None,
+        "done_at": None,
+        "proxy": None,
+        "reason": "too_ill",
+        "note": None,
+    }
     assert rows[2]["visit_day"] == date(1959, 12, 31) and rows[2]["proxy"] is True
 
 
@@ -270,8 +329,7 @@ def test_xlsx_round_trip(tmp_path: Path, locale: str) -> None:
     book = load_workbook(write("xlsx", tmp_path, locale=locale))
     data = list(book["sample"].iter_rows(values_only=True))
     assert data[0] == tuple(c.name for c in COLUMNS)
-    assert data[1][:6] == ("P-001", 4, 66.66666666666667, datetime(2026, 3, 1),
-                           datetime(2026, 3, 1, 1, 15, 30), False)
+    assert data[1][:6] == ("P-001", 4, 66.66666666666667, datetime(2026, 3, 1), datetime(2026, 3, 1, 1, 15, 30), False)
     assert data[1][7] == ROWS[0][7].replace("\r\n", "\n")  # see writers/xlsx.py
     assert data[2] == ("P-002", None, None, None, None, None, "too_ill", None)
     assert data[3][7] == "=1+1"  # text, not a formula
@@ -341,14 +399,36 @@ def test_all_none_columns_and_empty_datasets_write_everywhere(tmp_path: Path) ->
 
 
 def test_long_scored_file_writes_in_every_format(tmp_path: Path) -> None:
-    required = ["patient_id", "site", "arm", "timepoint", "instrument", "scale", "score", "n_items",
-                "target_date", "completed_at", "status", "respondent", "mode", "missing_reason"]
+    required = [
+        "patient_id",
+        "site",
+        "arm",
+        "timepoint",
+        "instrument",
+        "scale",
+        "score",
+        "n_items",
+        "target_date",
+        "completed_at",
+        "status",
+        "respondent",
+        "mode",
+        "missing_reason",
+    ]
     names = [c.name for c in LONG_SCORED_COLUMNS]
     assert all(n in names for n in required)
-    row = {n: None for n in names} | {"patient_id": "P-001", "site": "S01", "arm": "A", "status": "missed",
-                                       "timepoint": "baseline", "instrument": "qlq_c30", "scale": "QL2",
-                                       "n_items": 0, "target_date": date(2026, 3, 1),
-                                       "missing_reason": "too_ill"}
+    row = {n: None for n in names} | {
+        "patient_id": "P-001",
+        "site": "S01",
+        "arm": "A",
+        "status": "missed",
+        "timepoint": "baseline",
+        "instrument": "qlq_c30",
+        "scale": "QL2",
+        "n_items": 0,
+        "target_date": date(2026, 3, 1),
+        "missing_reason": "too_ill",
+    }
     for fmt in WRITERS:
         path = write_dataset(fmt, long_scored_dataset([tuple(row[n] for n in names)]), tmp_path)
         assert path.name == f"qol_long.{fmt}"
@@ -358,7 +438,7 @@ def test_data_dictionary_lists_every_column_and_code(tmp_path: Path) -> None:
     dictionary = data_dictionary([sample([]), long_scored_dataset([])])
     rows = list(checked_rows(dictionary))
     variables = [(r[0], r[1]) for r in rows if r[7] is None]
-    assert variables[:len(COLUMNS)] == [("sample", c.name) for c in COLUMNS]
+    assert variables[: len(COLUMNS)] == [("sample", c.name) for c in COLUMNS]
     assert len(variables) == len(COLUMNS) + len(LONG_SCORED_COLUMNS)
     codes = {(r[1], r[7]): (r[8], r[9]) for r in rows if r[7] is not None}
     assert codes[("severity", "4")] == ("Very severe", "非常严重")
@@ -376,8 +456,16 @@ def test_data_dictionary_lists_every_column_and_code(tmp_path: Path) -> None:
 def _many_rows(n: int) -> Iterator[tuple[Any, ...]]:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(n):
-        yield (f"P-{i:06d}", i % 5, i / 7, date(2026, 1, 1) + timedelta(days=i % 365),
-               start + timedelta(seconds=i), i % 2 == 0, "too_ill" if i % 3 else None, f"note {i}")
+        yield (
+            f"P-{i:06d}",
+            i % 5,
+            i / 7,
+            date(2026, 1, 1) + timedelta(days=i % 365),
+            start + timedelta(seconds=i),
+            i % 2 == 0,
+            "too_ill" if i % 3 else None,
+            f"note {i}",
+        )
 
 
 _RSS_PROBE = """
@@ -412,8 +500,14 @@ def test_streaming_formats_do_not_grow_with_row_count(tmp_path: Path, fmt: str) 
     """
     root = Path(__file__).resolve().parents[2]
     env = os.environ | {"PYTHONPATH": str(root)}
-    result = subprocess.run([sys.executable, "-W", "error", "-c", _RSS_PROBE, fmt, str(tmp_path)],
-                            capture_output=True, text=True, env=env, cwd=root, check=True)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _RSS_PROBE, fmt, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        check=True,
+    )
     growth_mib = float(result.stdout)
     assert WRITERS[fmt].streams
     assert growth_mib < 10, growth_mib
@@ -497,9 +591,14 @@ def _export(out: Path) -> list[Path]:
 
 
 def _manifest(files: list[Path]) -> dict[str, Any]:
-    return build_manifest(files, app_version="1.4.0", scoring_version="eortc-3rd-ed",
-                          instrument_versions={"qlq_c30": "3.0", "bn20": "1.0"},
-                          filters={"sites": {"S02", "S01"}, "until": date(2026, 3, 31)}, as_of=AS_OF)
+    return build_manifest(
+        files,
+        app_version="1.4.0",
+        scoring_version="eortc-3rd-ed",
+        instrument_versions={"qlq_c30": "3.0", "bn20": "1.0"},
+        filters={"sites": {"S02", "S01"}, "until": date(2026, 3, 31)},
+        as_of=AS_OF,
+    )
 
 
 def test_manifest_has_sha256_of_each_file(tmp_path: Path) -> None:

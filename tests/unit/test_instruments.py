@@ -38,9 +38,9 @@ def write(tmp_path: Path, data: Any, name: str = "eortc_qlq_c30.yaml") -> Path:
 
 # ------------------------------------------------------------------ shipped files
 
+
 def test_every_expected_instrument_is_shipped() -> None:
-    assert {p.stem for p in SHIPPED} == {
-        "eortc_qlq_c30", "eortc_qlq_bn20", "eortc_qlq_br23", "eq5d5l", "symptom_diary"}
+    assert {p.stem for p in SHIPPED} == {"eortc_qlq_c30", "eortc_qlq_bn20", "eortc_qlq_br23", "eq5d5l", "symptom_diary"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -114,26 +114,45 @@ def test_diary_items_codes_and_gradings() -> None:
     diary = get_registry().get("symptom_diary")
     assert diary.version == "1.0" and diary.wording == "original"
     assert set(diary.item_ids) == {
-        "temperature", "headache", "neck_stiffness", "nausea", "vomiting", "back_pain",
-        "confusion", "seizure", "new_weakness", "bladder_bowel", "vision", "ommaya_site",
-        "chills"}
+        "temperature",
+        "headache",
+        "neck_stiffness",
+        "nausea",
+        "vomiting",
+        "back_pain",
+        "confusion",
+        "seizure",
+        "new_weakness",
+        "bladder_bowel",
+        "vision",
+        "ommaya_site",
+        "chills",
+    }
     gradings = {item.id: item.grading for item in diary.items if item.grading}
-    assert gradings == {"headache": "severity", "nausea": "severity", "back_pain": "severity",
-                        "vision": "severity", "vomiting": "frequency"}
+    assert gradings == {
+        "headache": "severity",
+        "nausea": "severity",
+        "back_pain": "severity",
+        "vision": "severity",
+        "vomiting": "frequency",
+    }
     for item_id in gradings:
         assert diary.item(item_id).codes == (0, 1, 2, 3, 4)
-    for item_id in ("neck_stiffness", "confusion", "seizure", "new_weakness",
-                    "bladder_bowel", "chills"):
+    for item_id in ("neck_stiffness", "confusion", "seizure", "new_weakness", "bladder_bowel", "chills"):
         assert diary.item(item_id).codes == (0, 1)
     ommaya = diary.item("ommaya_site")
-    assert [o.label["en"] for o in ommaya.options] == [
-        "No problem", "Pain", "Redness", "Swelling", "Fluid leaking"]
+    assert [o.label["en"] for o in ommaya.options] == ["No problem", "Pain", "Redness", "Swelling", "Fluid leaking"]
     assert ommaya.tags == ("ommaya",)
     temperature = diary.item("temperature")
-    assert (temperature.kind, temperature.min, temperature.max, temperature.step,
-            temperature.unit, temperature.optional) == ("number", 34.0, 43.0, 0.1, "°C", True)
-    assert diary.scale("WORST").items == tuple(
-        item.id for item in diary.items if item.grading)
+    assert (
+        temperature.kind,
+        temperature.min,
+        temperature.max,
+        temperature.step,
+        temperature.unit,
+        temperature.optional,
+    ) == ("number", 34.0, 43.0, 0.1, "°C", True)
+    assert diary.scale("WORST").items == tuple(item.id for item in diary.items if item.grading)
     assert "24" in diary.instructions["en"] and "24" in diary.instructions["zh_Hans"]
 
 
@@ -158,9 +177,12 @@ def test_localized_unknown_locale_raises(locale: str) -> None:
 
 # ------------------------------------------------------------------ malformed files
 
+
 def _inline_options(data: dict[str, Any]) -> None:
-    data["items"][3]["options"] = [{"code": "one", "label": {"en": "x", "zh_Hans": "x"}},
-                                   {"code": 2, "label": {"en": "y", "zh_Hans": "y"}}]
+    data["items"][3]["options"] = [
+        {"code": "one", "label": {"en": "x", "zh_Hans": "x"}},
+        {"code": 2, "label": {"en": "y", "zh_Hans": "y"}},
+    ]
 
 
 def _set(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -169,6 +191,7 @@ def _set(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return mutate
 
 
@@ -178,6 +201,7 @@ def _delete(path: tuple[Any, ...]) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             node = node[key]
         del node[path[-1]]
+
     return mutate
 
 
@@ -202,8 +226,7 @@ MALFORMED = [
     (_delete(("items", 0, "text", "zh_Hans")), "items[0].text.zh_Hans: missing text"),
     (_set(("items", 0, "text", "zh_Hans"), " "), "items[0].text.zh_Hans: expected non-empty"),
     (_set(("items", 0, "text", "zh_hans"), "x"), "items[0].text.zh_hans: language not declared"),
-    (_delete(("option_sets", "rating7", 6, "label", "zh_Hans")),
-     "option_sets.rating7[6].label.zh_Hans: missing text"),
+    (_delete(("option_sets", "rating7", 6, "label", "zh_Hans")), "option_sets.rating7[6].label.zh_Hans: missing text"),
     (_delete(("pages", 0, "title", "zh_Hans")), "pages[0].title.zh_Hans: missing text"),
     (_delete(("scales", 2, "name", "zh_Hans")), "scales[2].name.zh_Hans: missing text"),
     (_delete(("instructions", "zh_Hans")), "instructions.zh_Hans: missing text"),
@@ -211,8 +234,10 @@ MALFORMED = [
     (_set(("version",), 3.0), "version: expected string, got float"),
     (_delete(("version",)), "version: missing required field"),
     (_set(("languages",), ["en", "en"]), "languages[1]: duplicate language 'en'"),
-    (_set(("items", 0, "options"), [{"code": 1, "label": {"en": "x", "zh_Hans": "x"}}]),
-     "items[0].options: expected at least 2 entries"),
+    (
+        _set(("items", 0, "options"), [{"code": 1, "label": {"en": "x", "zh_Hans": "x"}}]),
+        "items[0].options: expected at least 2 entries",
+    ),
     (_append_page_item, "pages[1].items[5]: item 'q1' is already on page 'p1'"),
     (_drop_from_pages, "pages: item 'q30' is on no page"),
     (_set(("pages", 0, "items", 0), "q99"), "pages[0].items[0]: unknown item 'q99'"),
@@ -267,8 +292,7 @@ def test_invalid_yaml_names_file(tmp_path: Path) -> None:
 
 
 def test_duplicate_yaml_key_is_an_error() -> None:
-    text = C30_FILE.read_text(encoding="utf-8").replace(
-        "version: \"3.0\"", "version: \"3.0\"\nversion: \"3.1\"", 1)
+    text = C30_FILE.read_text(encoding="utf-8").replace('version: "3.0"', 'version: "3.0"\nversion: "3.1"', 1)
     with pytest.raises(InstrumentFileError, match="duplicate key 'version'"):
         parse_instrument(text, "c30.yaml")
 
@@ -297,24 +321,24 @@ def test_number_and_vas_bounds_checked(tmp_path: Path) -> None:
 def test_scale_conditions_are_checked(tmp_path: Path) -> None:
     br23 = yaml.safe_load((DEFAULT_DIRECTORY / "eortc_qlq_br23.yaml").read_text(encoding="utf-8"))
     br23["scales"][3]["not_applicable_if"] = [{"item": "q15", "in": [9]}]
-    with pytest.raises(InstrumentFileError,
-                       match=r"scales\[3\]\.not_applicable_if\[0\]\.in\[0\]: 9 is not a code"):
+    with pytest.raises(InstrumentFileError, match=r"scales\[3\]\.not_applicable_if\[0\]\.in\[0\]: 9 is not a code"):
         load_instrument(write(tmp_path, br23, "eortc_qlq_br23.yaml"))
 
 
 # ------------------------------------------------------------------ value sets
 
+
 def _copy_eq_dir(tmp_path: Path, value_set: dict[str, Any]) -> Path:
     (tmp_path / "value_sets").mkdir()
     (tmp_path / "eq5d5l.yaml").write_text(
-        (DEFAULT_DIRECTORY / "eq5d5l.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+        (DEFAULT_DIRECTORY / "eq5d5l.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     write(tmp_path / "value_sets", value_set, "eq5d5l_cn_2017.yaml")
     return tmp_path
 
 
 def _cn_2017() -> dict[str, Any]:
-    return yaml.safe_load(
-        (DEFAULT_DIRECTORY / "value_sets" / "eq5d5l_cn_2017.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load((DEFAULT_DIRECTORY / "value_sets" / "eq5d5l_cn_2017.yaml").read_text(encoding="utf-8"))
 
 
 def test_value_set_checks_verified_at_load(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
 """The project's lint rules (pyproject [tool.ruff]) hold for the whole tree."""
+
 from __future__ import annotations
 
 import shutil
@@ -18,6 +19,10 @@ def test_ruff_finds_nothing():
         if found is None:
             pytest.skip("ruff is not installed (it comes with the test extra: pip install -e '.[test]')")
         ruff = Path(found)
-    result = subprocess.run([str(ruff), "check", "--no-cache", "qol_app", "tests", "bench", "scripts"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(ruff), "check", "--no-cache", "qol_app", "tests", "bench", "scripts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

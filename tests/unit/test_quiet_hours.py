@@ -1,4 +1,5 @@
 """Quiet hours in the patient's local time, across midnight and DST changes (pure)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -128,7 +129,10 @@ def test_diary_gets_one_reminder_at_its_local_time():
     nine = utc(2026, 3, 13, 1, 0)  # 09:00 in Shanghai
     assert newest_due_reminder("diary", opens, closes, nine - dt.timedelta(seconds=1), SHANGHAI, SETTINGS) is None
     assert newest_due_reminder("diary", opens, closes, nine, SHANGHAI, SETTINGS) == (1, nine)
-    assert newest_due_reminder("diary", opens, closes, closes - dt.timedelta(seconds=1), SHANGHAI, SETTINGS) == (1, nine)
+    assert newest_due_reminder("diary", opens, closes, closes - dt.timedelta(seconds=1), SHANGHAI, SETTINGS) == (
+        1,
+        nine,
+    )
     assert not call_task_due("diary", closes, closes - dt.timedelta(hours=1), SETTINGS)
 
 

@@ -46,10 +46,7 @@ def transitions(name: str) -> tuple[date, ...]:
     found = []
     day = date(2024, 1, 1)
     while day < date(2028, 1, 1):
-        if (
-            datetime.combine(day, time(12), tz).utcoffset()
-            != datetime.combine(day + D, time(12), tz).utcoffset()
-        ):
+        if datetime.combine(day, time(12), tz).utcoffset() != datetime.combine(day + D, time(12), tz).utcoffset():
             found.append(day + D)
         day += D
     return tuple(found) or (date(2026, 3, 29), date(2026, 10, 25))  # no DST: any dates

@@ -35,9 +35,7 @@ EOT = EventFact(4, "end_of_treatment", date(2026, 4, 20))
 TODAY = date(2026, 3, 30)
 
 
-def synced(
-    events: list[EventFact], patient: PatientFacts = A, today: date = TODAY
-) -> list[ExistingTimepoint]:
+def synced(events: list[EventFact], patient: PatientFacts = A, today: date = TODAY) -> list[ExistingTimepoint]:
     """Rows as the service would have stored them after reconciling ``events``."""
     rows = apply_plan([], diff([], plan(CONQUER, patient, events, today)))
     assert not diff(rows, plan(CONQUER, patient, events, today)).has_changes
@@ -48,8 +46,7 @@ def keys(
     items: Iterable[PlannedTimepoint | ExistingTimepoint | Update | Cancel | MarkNotExpected],
 ) -> list[str]:
     return [
-        item.key if isinstance(item, (PlannedTimepoint, ExistingTimepoint)) else item.existing.key
-        for item in items
+        item.key if isinstance(item, (PlannedTimepoint, ExistingTimepoint)) else item.existing.key for item in items
     ]
 
 

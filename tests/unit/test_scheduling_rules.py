@@ -131,9 +131,7 @@ def _mutations() -> list[tuple[str, Any, str]]:
     ]
 
 
-@pytest.mark.parametrize(
-    ("mutate", "field", "words"), _mutations(), ids=lambda v: v if isinstance(v, str) else None
-)
+@pytest.mark.parametrize(("mutate", "field", "words"), _mutations(), ids=lambda v: v if isinstance(v, str) else None)
 def test_malformed_schedule_names_file_and_field(tmp_path: Path, mutate: Any, field: str, words: str) -> None:
     data = _base()
     mutate(data)
@@ -149,9 +147,7 @@ def test_malformed_schedule_names_file_and_field(tmp_path: Path, mutate: Any, fi
 def test_unknown_instrument_rejected_when_registry_given(tmp_path: Path) -> None:
     data = _base()
     _rule(data, "baseline")["instruments"] = ["eortc_qlq_c30", "eortc_qlq_c31"]
-    with pytest.raises(
-        ScheduleError, match=r"rules\[0\]\.instruments\[1\]: unknown instrument 'eortc_qlq_c31'"
-    ):
+    with pytest.raises(ScheduleError, match=r"rules\[0\]\.instruments\[1\]: unknown instrument 'eortc_qlq_c31'"):
         load_schedule(_write(tmp_path, data), known_instruments=INSTRUMENTS)
 
 

@@ -25,9 +25,7 @@ EPS = timedelta(microseconds=1)
 )
 
 
-def status(
-    now: datetime, *, submitted: bool = False, started: bool = False, reason: str | None = None
-) -> str:
+def status(now: datetime, *, submitted: bool = False, started: bool = False, reason: str | None = None) -> str:
     return derive_status(TP, now, submitted=submitted, started=started, not_expected_reason=reason)
 
 

@@ -10,40 +10,66 @@ import pytest
 from qol_app.instruments import get_registry
 from qol_app.scoring import SCORING_VERSION, n_items_answered, scale_info, score, score_detail
 
-C30_KEYS = ["QL2", "PF2", "RF2", "EF", "CF", "SF", "FA", "NV", "PA", "DY", "SL", "AP",
-            "CO", "DI", "FI", "SUMSC"]
-BN20_KEYS = ["BNFU", "BNVD", "BNMD", "BNCD", "BNHA", "BNSE", "BNDR", "BNHL", "BNIS",
-             "BNWL", "BNBC"]
+C30_KEYS = ["QL2", "PF2", "RF2", "EF", "CF", "SF", "FA", "NV", "PA", "DY", "SL", "AP", "CO", "DI", "FI", "SUMSC"]
+BN20_KEYS = ["BNFU", "BNVD", "BNMD", "BNCD", "BNHA", "BNSE", "BNDR", "BNHL", "BNIS", "BNWL", "BNBC"]
 BR23_KEYS = ["BRBI", "BRFU", "BRSEF", "BRSEE", "BRST", "BRHL", "BRAS", "BRBS"]
 SUMSC_PARTS = ["PF2", "RF2", "EF", "CF", "SF", "FA", "NV", "PA", "DY", "SL", "AP", "CO", "DI"]
 
 # A full QLQ-C30 worked by hand. Functional S = (1 - (RS-1)/3)*100; symptom
 # S = (RS-1)/3*100; QL2 S = (RS-1)/6*100.
 FULL_C30 = {
-    "q1": 1, "q2": 2, "q3": 2, "q4": 1, "q5": 1,  # PF2 RS 7/5=1.4 -> (1-0.4/3)*100 = 260/3
-    "q6": 2, "q7": 3,                             # RF2 RS 2.5 -> (1-1.5/3)*100 = 50
-    "q8": 1,                                      # DY 0
-    "q9": 3, "q19": 2,                            # PA RS 2.5 -> 1.5/3*100 = 50
-    "q10": 3, "q12": 2, "q18": 4,                 # FA RS 3 -> 2/3*100 = 200/3
-    "q11": 2,                                     # SL 100/3
-    "q13": 3,                                     # AP 200/3
-    "q14": 2, "q15": 1,                           # NV RS 1.5 -> 50/3
-    "q16": 4,                                     # CO 100
-    "q17": 1,                                     # DI 0
-    "q20": 2, "q25": 1,                           # CF RS 1.5 -> (1-0.5/3)*100 = 250/3
-    "q21": 2, "q22": 3, "q23": 1, "q24": 2,       # EF RS 2 -> (1-1/3)*100 = 200/3
-    "q26": 2, "q27": 2,                           # SF RS 2 -> 200/3
-    "q28": 3,                                     # FI 200/3
-    "q29": 4, "q30": 5,                           # QL2 RS 4.5 -> 3.5/6*100 = 175/3
+    "q1": 1,
+    "q2": 2,
+    "q3": 2,
+    "q4": 1,
+    "q5": 1,  # PF2 RS 7/5=1.4 -> (1-0.4/3)*100 = 260/3
+    "q6": 2,
+    "q7": 3,  # RF2 RS 2.5 -> (1-1.5/3)*100 = 50
+    "q8": 1,  # DY 0
+    "q9": 3,
+    "q19": 2,  # PA RS 2.5 -> 1.5/3*100 = 50
+    "q10": 3,
+    "q12": 2,
+    "q18": 4,  # FA RS 3 -> 2/3*100 = 200/3
+    "q11": 2,  # SL 100/3
+    "q13": 3,  # AP 200/3
+    "q14": 2,
+    "q15": 1,  # NV RS 1.5 -> 50/3
+    "q16": 4,  # CO 100
+    "q17": 1,  # DI 0
+    "q20": 2,
+    "q25": 1,  # CF RS 1.5 -> (1-0.5/3)*100 = 250/3
+    "q21": 2,
+    "q22": 3,
+    "q23": 1,
+    "q24": 2,  # EF RS 2 -> (1-1/3)*100 = 200/3
+    "q26": 2,
+    "q27": 2,  # SF RS 2 -> 200/3
+    "q28": 3,  # FI 200/3
+    "q29": 4,
+    "q30": 5,  # QL2 RS 4.5 -> 3.5/6*100 = 175/3
 }
 # SUMSC = mean of PF2 RF2 EF CF SF and 100-x of FA NV PA DY SL AP CO DI:
 # direct 260/3 + 50 + 200/3 + 250/3 + 200/3 = 1060/3
 # inverted 100/3 + 250/3 + 50 + 100 + 200/3 + 100/3 + 0 + 100 = 1400/3
 # (1060/3 + 1400/3) / 13 = 820/13 = 63.0769...
 FULL_C30_EXPECTED = {
-    "QL2": 175 / 3, "PF2": 260 / 3, "RF2": 50.0, "EF": 200 / 3, "CF": 250 / 3, "SF": 200 / 3,
-    "FA": 200 / 3, "NV": 50 / 3, "PA": 50.0, "DY": 0.0, "SL": 100 / 3, "AP": 200 / 3,
-    "CO": 100.0, "DI": 0.0, "FI": 200 / 3, "SUMSC": 820 / 13,
+    "QL2": 175 / 3,
+    "PF2": 260 / 3,
+    "RF2": 50.0,
+    "EF": 200 / 3,
+    "CF": 250 / 3,
+    "SF": 200 / 3,
+    "FA": 200 / 3,
+    "NV": 50 / 3,
+    "PA": 50.0,
+    "DY": 0.0,
+    "SL": 100 / 3,
+    "AP": 200 / 3,
+    "CO": 100.0,
+    "DI": 0.0,
+    "FI": 200 / 3,
+    "SUMSC": 820 / 13,
 }
 
 
@@ -61,9 +87,9 @@ def test_full_precision_is_kept() -> None:
 
 def test_full_bn20_hand_worked() -> None:
     answers = {f"q{i}": 1 for i in range(1, 21)}
-    answers.update(q1=2, q2=3, q3=1, q5=4)   # BNFU RS 10/4=2.5 -> 50
-    answers.update(q6=2, q7=2, q8=3)         # BNVD RS 7/3 -> (4/3)/3*100 = 400/9
-    answers.update(q4=4, q20=2)              # BNHA 100, BNBC 100/3
+    answers.update(q1=2, q2=3, q3=1, q5=4)  # BNFU RS 10/4=2.5 -> 50
+    answers.update(q6=2, q7=2, q8=3)  # BNVD RS 7/3 -> (4/3)/3*100 = 400/9
+    answers.update(q4=4, q20=2)  # BNHA 100, BNBC 100/3
     result = score("eortc_qlq_bn20", answers)
     assert list(result) == BN20_KEYS
     assert result["BNFU"] == pytest.approx(50.0)
@@ -88,8 +114,7 @@ def test_all_missing_gives_none_never_zero() -> None:
     for instrument_id in get_registry():
         result = score(instrument_id, {})
         assert all(value is None for value in result.values()), instrument_id
-        result = score(instrument_id, {item_id: None for item_id in
-                                       get_registry().get(instrument_id).item_ids})
+        result = score(instrument_id, {item_id: None for item_id in get_registry().get(instrument_id).item_ids})
         assert all(value is None for value in result.values()), instrument_id
 
 
@@ -123,11 +148,9 @@ HALF_RULE = [
 
 
 @pytest.mark.parametrize(("instrument_id", "code", "items", "answered", "scored"), HALF_RULE)
-def test_half_rule_boundaries(
-    instrument_id: str, code: str, items: list[str], answered: int, scored: bool
-) -> None:
+def test_half_rule_boundaries(instrument_id: str, code: str, items: list[str], answered: int, scored: bool) -> None:
     # Answer the *last* items too, so the rule does not depend on which ones.
-    for chosen in (items[:answered], items[len(items) - answered:]):
+    for chosen in (items[:answered], items[len(items) - answered :]):
         answers = {item_id: 2 for item_id in chosen}
         result = score(instrument_id, answers)[code]
         if scored:
@@ -146,6 +169,7 @@ def test_half_rule_mean_uses_answered_items_only() -> None:
 
 
 # ------------------------------------------------------------------ SUMSC
+
 
 def _c30_items(code: str) -> tuple[str, ...]:
     return get_registry().get("eortc_qlq_c30").scale(code).items
@@ -173,12 +197,15 @@ def test_sumsc_scored_from_half_rule_components() -> None:
     answers: dict[str, Any] = {**FULL_C30, "q4": None, "q5": None}
     result = score("eortc_qlq_c30", answers)
     assert result["PF2"] == pytest.approx((1 - (5 / 3 - 1) / 3) * 100)  # RS 5/3 -> 700/9
-    expected = (sum(result[c] or 0 for c in ("PF2", "RF2", "EF", "CF", "SF"))
-                + sum(100 - (result[c] or 0) for c in SUMSC_PARTS[5:])) / 13
+    expected = (
+        sum(result[c] or 0 for c in ("PF2", "RF2", "EF", "CF", "SF"))
+        + sum(100 - (result[c] or 0) for c in SUMSC_PARTS[5:])
+    ) / 13
     assert result["SUMSC"] == pytest.approx(expected)
 
 
 # ------------------------------------------------------------------ BR23 conditionals
+
 
 def test_brsee_missing_when_not_sexually_active() -> None:
     detail = score_detail("eortc_qlq_br23", {"q14": 1, "q15": 1, "q16": 3})
@@ -209,10 +236,18 @@ def test_brsef_high_is_better() -> None:
 
 # ------------------------------------------------------------------ EQ-5D-5L
 
-@pytest.mark.parametrize(("profile", "expected"), [
-    ("11111", 1.000), ("11211", 0.955), ("21111", 0.934), ("55555", -0.391),
-    ("12345", 0.335), ("33333", 0.363),
-])
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ("11111", 1.000),
+        ("11211", 0.955),
+        ("21111", 0.934),
+        ("55555", -0.391),
+        ("12345", 0.335),
+        ("33333", 0.363),
+    ],
+)
 def test_eq5d_china_check_values(profile: str, expected: float) -> None:
     answers = dict(zip(("mo", "sc", "ua", "pd", "ad"), map(int, profile)))
     result = score("eq5d5l", answers)
@@ -242,10 +277,12 @@ def test_eq5d_value_set_selectable_by_name() -> None:
 
 # ------------------------------------------------------------------ diary
 
+
 def test_diary_values_and_worst() -> None:
-    result = score("symptom_diary", {
-        "temperature": 37.6, "headache": 2, "nausea": 1, "vomiting": 3, "seizure": 1,
-        "ommaya_site": 4})
+    result = score(
+        "symptom_diary",
+        {"temperature": 37.6, "headache": 2, "nausea": 1, "vomiting": 3, "seizure": 1, "ommaya_site": 4},
+    )
     assert result["temperature"] == 37.6
     assert result["headache"] == 2.0 and result["vomiting"] == 3.0
     assert result["seizure"] == 1.0 and result["ommaya_site"] == 4.0
@@ -255,8 +292,7 @@ def test_diary_values_and_worst() -> None:
 
 def test_diary_worst_none_if_no_severity_item_answered() -> None:
     # Yes/no items and the (nominal) Ommaya site never count towards WORST.
-    result = score("symptom_diary", {"seizure": 1, "confusion": 1, "ommaya_site": 4,
-                                     "temperature": 39.0})
+    result = score("symptom_diary", {"seizure": 1, "confusion": 1, "ommaya_site": 4, "temperature": 39.0})
     assert result["WORST"] is None
 
 
@@ -266,31 +302,33 @@ def test_diary_worst_zero_is_a_value() -> None:
 
 # ------------------------------------------------------------------ errors
 
-@pytest.mark.parametrize(("instrument_id", "answers", "message"), [
-    ("eortc_qlq_c31", {}, "'eortc_qlq_c31'"),
-    ("eortc_qlq_c30", {"q31": 1}, "unknown item id 'q31'"),
-    ("eortc_qlq_c30", {"Q1": 1}, "unknown item id 'Q1'"),
-    ("eortc_qlq_c30", {"q1": 0}, "'q1': 0 is not one of the codes 1, 2, 3, 4"),
-    ("eortc_qlq_c30", {"q1": 5}, "'q1': 5 is not one of"),
-    ("eortc_qlq_c30", {"q29": 8}, "'q29': 8 is not one of the codes 1, 2, 3, 4, 5, 6, 7"),
-    ("eortc_qlq_c30", {"q2": True}, "'q2': True is a bool"),
-    ("eortc_qlq_c30", {"q2": 2.0}, "'q2': 2.0 is not an integer code"),
-    ("eortc_qlq_c30", {"q2": "2"}, "'q2': '2' is not an integer code"),
-    ("eortc_qlq_bn20", {"q21": 1}, "unknown item id 'q21'"),
-    ("eq5d5l", {"mo": 6}, "'mo': 6 is not one of"),
-    ("eq5d5l", {"vas": 101}, "'vas': 101 is outside 0..100"),
-    ("eq5d5l", {"vas": -1}, "'vas': -1 is outside"),
-    ("eq5d5l", {"vas": 50.5}, "'vas': 50.5 is not an integer"),
-    ("eq5d5l", {"vas": False}, "'vas': False is a bool"),
-    ("symptom_diary", {"temperature": 50.0}, "'temperature': 50.0 is outside 34..43"),
-    ("symptom_diary", {"temperature": float("nan")}, "'temperature': nan is not a finite"),
-    ("symptom_diary", {"temperature": "37"}, "'temperature': '37' is not a finite number"),
-    ("symptom_diary", {"headache": 5}, "'headache': 5 is not one of the codes 0, 1, 2, 3, 4"),
-    ("symptom_diary", {"seizure": 2}, "'seizure': 2 is not one of the codes 0, 1"),
-])
-def test_invalid_input_raises_naming_it(
-    instrument_id: str, answers: dict[str, Any], message: str
-) -> None:
+
+@pytest.mark.parametrize(
+    ("instrument_id", "answers", "message"),
+    [
+        ("eortc_qlq_c31", {}, "'eortc_qlq_c31'"),
+        ("eortc_qlq_c30", {"q31": 1}, "unknown item id 'q31'"),
+        ("eortc_qlq_c30", {"Q1": 1}, "unknown item id 'Q1'"),
+        ("eortc_qlq_c30", {"q1": 0}, "'q1': 0 is not one of the codes 1, 2, 3, 4"),
+        ("eortc_qlq_c30", {"q1": 5}, "'q1': 5 is not one of"),
+        ("eortc_qlq_c30", {"q29": 8}, "'q29': 8 is not one of the codes 1, 2, 3, 4, 5, 6, 7"),
+        ("eortc_qlq_c30", {"q2": True}, "'q2': True is a bool"),
+        ("eortc_qlq_c30", {"q2": 2.0}, "'q2': 2.0 is not an integer code"),
+        ("eortc_qlq_c30", {"q2": "2"}, "'q2': '2' is not an integer code"),
+        ("eortc_qlq_bn20", {"q21": 1}, "unknown item id 'q21'"),
+        ("eq5d5l", {"mo": 6}, "'mo': 6 is not one of"),
+        ("eq5d5l", {"vas": 101}, "'vas': 101 is outside 0..100"),
+        ("eq5d5l", {"vas": -1}, "'vas': -1 is outside"),
+        ("eq5d5l", {"vas": 50.5}, "'vas': 50.5 is not an integer"),
+        ("eq5d5l", {"vas": False}, "'vas': False is a bool"),
+        ("symptom_diary", {"temperature": 50.0}, "'temperature': 50.0 is outside 34..43"),
+        ("symptom_diary", {"temperature": float("nan")}, "'temperature': nan is not a finite"),
+        ("symptom_diary", {"temperature": "37"}, "'temperature': '37' is not a finite number"),
+        ("symptom_diary", {"headache": 5}, "'headache': 5 is not one of the codes 0, 1, 2, 3, 4"),
+        ("symptom_diary", {"seizure": 2}, "'seizure': 2 is not one of the codes 0, 1"),
+    ],
+)
+def test_invalid_input_raises_naming_it(instrument_id: str, answers: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         score(instrument_id, answers)
 
@@ -307,11 +345,11 @@ def test_integer_temperature_is_accepted() -> None:
 
 # ------------------------------------------------------------------ info and counts
 
+
 def test_scale_info_c30() -> None:
     info = scale_info("eortc_qlq_c30")
     assert list(info) == C30_KEYS
-    assert (info["PF2"].type, info["PF2"].n_items, info["PF2"].higher_is_better) == (
-        "functional", 5, True)
+    assert (info["PF2"].type, info["PF2"].n_items, info["PF2"].higher_is_better) == ("functional", 5, True)
     assert (info["QL2"].type, info["QL2"].higher_is_better) == ("global", True)
     assert (info["FA"].type, info["FA"].higher_is_better) == ("symptom", False)
     assert (info["DY"].n_items, info["DY"].higher_is_better) == (1, False)
@@ -328,8 +366,7 @@ def test_scale_info_other_instruments() -> None:
     assert list(scale_info("eortc_qlq_bn20")) == BN20_KEYS
     assert not any(i.higher_is_better for i in scale_info("eortc_qlq_bn20").values())
     eq = scale_info("eq5d5l")
-    assert (eq["INDEX"].type, eq["INDEX"].n_items, eq["INDEX"].higher_is_better) == (
-        "index", 5, True)
+    assert (eq["INDEX"].type, eq["INDEX"].n_items, eq["INDEX"].higher_is_better) == ("index", 5, True)
     assert round(eq["INDEX"].score_min, 3) == -0.391 and eq["INDEX"].score_max == 1.0
     assert (eq["VAS"].type, eq["VAS"].n_items, eq["VAS"].score_max) == ("vas", 1, 100.0)
     diary = scale_info("symptom_diary")

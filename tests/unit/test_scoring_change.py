@@ -18,17 +18,20 @@ def test_change_from_baseline_is_plain_difference() -> None:
     assert change_from_baseline(C30, "FA", 20.0, None) is None
 
 
-@pytest.mark.parametrize(("scale", "baseline", "value", "expected"), [
-    ("PF2", 80.0, 70.0, True),     # functional: a decrease of 10 is worse
-    ("PF2", 80.0, 71.0, False),
-    ("PF2", 70.0, 90.0, False),    # improvement
-    ("QL2", 75.0, 50.0, True),     # global: higher is better
-    ("SUMSC", 70.0, 59.0, True),
-    ("FA", 20.0, 30.0, True),      # symptom: an increase is worse
-    ("FA", 30.0, 20.0, False),
-    ("FA", 20.0, 29.9, False),
-    ("DY", 0.0, 100 / 3, True),
-])
+@pytest.mark.parametrize(
+    ("scale", "baseline", "value", "expected"),
+    [
+        ("PF2", 80.0, 70.0, True),  # functional: a decrease of 10 is worse
+        ("PF2", 80.0, 71.0, False),
+        ("PF2", 70.0, 90.0, False),  # improvement
+        ("QL2", 75.0, 50.0, True),  # global: higher is better
+        ("SUMSC", 70.0, 59.0, True),
+        ("FA", 20.0, 30.0, True),  # symptom: an increase is worse
+        ("FA", 30.0, 20.0, False),
+        ("FA", 20.0, 29.9, False),
+        ("DY", 0.0, 100 / 3, True),
+    ],
+)
 def test_is_deteriorated_c30(scale: str, baseline: float, value: float, expected: bool) -> None:
     assert is_deteriorated(C30, scale, baseline, value) is expected
 

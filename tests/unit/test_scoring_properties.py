@@ -17,6 +17,7 @@ SETTINGS = settings(database=None, deadline=None, max_examples=150)
 
 def answers_for(instrument_id: str, *, p_missing: bool = True) -> st.SearchStrategy[dict[str, Any]]:
     """Valid answers for every item; some skipped (None) or left out entirely."""
+
     def one(item: Any) -> st.SearchStrategy[Any]:
         if item.kind == "choice":
             value: st.SearchStrategy[Any] = st.sampled_from(item.codes)
@@ -29,11 +30,14 @@ def answers_for(instrument_id: str, *, p_missing: bool = True) -> st.SearchStrat
     items = get_registry().get(instrument_id).items
     return st.fixed_dictionaries({item.id: one(item) for item in items}).flatmap(
         lambda full: st.sets(st.sampled_from(sorted(full))).map(
-            lambda dropped: {k: v for k, v in full.items() if k not in dropped}))
+            lambda dropped: {k: v for k, v in full.items() if k not in dropped}
+        )
+    )
 
 
 eortc_forms = st.sampled_from(EORTC).flatmap(
-    lambda instrument_id: st.tuples(st.just(instrument_id), answers_for(instrument_id)))
+    lambda instrument_id: st.tuples(st.just(instrument_id), answers_for(instrument_id))
+)
 
 
 @SETTINGS
@@ -46,9 +50,13 @@ def test_every_eortc_score_is_within_0_100(form: tuple[str, dict[str, Any]]) -> 
 
 def _worse(instrument_id: str, item_id: str, code: int) -> int | None:
     """The next worse answer: higher code, except QLQ-C30 q29-30 and BR23 q14-16."""
-    positive = {("eortc_qlq_c30", "q29"), ("eortc_qlq_c30", "q30"),
-                ("eortc_qlq_br23", "q14"), ("eortc_qlq_br23", "q15"),
-                ("eortc_qlq_br23", "q16")}
+    positive = {
+        ("eortc_qlq_c30", "q29"),
+        ("eortc_qlq_c30", "q30"),
+        ("eortc_qlq_br23", "q14"),
+        ("eortc_qlq_br23", "q15"),
+        ("eortc_qlq_br23", "q16"),
+    }
     codes = get_registry().get(instrument_id).item(item_id).codes
     worse = code - 1 if (instrument_id, item_id) in positive else code + 1
     return worse if worse in codes else None
@@ -56,9 +64,7 @@ def _worse(instrument_id: str, item_id: str, code: int) -> int | None:
 
 @SETTINGS
 @given(eortc_forms, st.data())
-def test_a_worse_answer_never_improves_a_score(
-    form: tuple[str, dict[str, Any]], data: st.DataObject
-) -> None:
+def test_a_worse_answer_never_improves_a_score(form: tuple[str, dict[str, Any]], data: st.DataObject) -> None:
     instrument_id, answers = form
     answered = sorted(k for k, v in answers.items() if v is not None)
     if not answered:
@@ -89,8 +95,10 @@ def test_ql2_higher_item_is_better(low: int, other: int) -> None:
 
 
 @SETTINGS
-@given(st.sampled_from(sorted(get_registry())).flatmap(
-    lambda i: st.tuples(st.just(i), answers_for(i))), st.randoms(use_true_random=False))
+@given(
+    st.sampled_from(sorted(get_registry())).flatmap(lambda i: st.tuples(st.just(i), answers_for(i))),
+    st.randoms(use_true_random=False),
+)
 def test_order_of_answers_does_not_matter(form: tuple[str, dict[str, Any]], rnd: Any) -> None:
     instrument_id, answers = form
     keys = list(answers)
@@ -111,8 +119,7 @@ def test_missing_scale_is_none_never_zero(form: tuple[str, dict[str, Any]]) -> N
             assert (result[scale.code] is None) == any(result[c] is None for c in parts)
             continue
         n_answered = sum(answers.get(item_id) is not None for item_id in scale.items)
-        not_applicable = any(answers.get(rule.item) in rule.values
-                             for rule in scale.not_applicable_if)
+        not_applicable = any(answers.get(rule.item) in rule.values for rule in scale.not_applicable_if)
         if 2 * n_answered < len(scale.items) or n_answered == 0 or not_applicable:
             assert result[scale.code] is None, scale.code
         else:

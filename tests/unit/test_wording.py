@@ -33,20 +33,22 @@ def dump(data: dict[str, Any]) -> str:
 def eq5d_overlay(language: str = "zh_Hans") -> dict[str, Any]:
     eq = get_registry().get("eq5d5l")
     return {
-        "instrument": "eq5d5l", "instrument_version": eq.version, "language": language,
-        "wording_version": "test-1", "source": "licence #TEST",
-        "title": "[T]", "instructions": "[I]",
+        "instrument": "eq5d5l",
+        "instrument_version": eq.version,
+        "language": language,
+        "wording_version": "test-1",
+        "source": "licence #TEST",
+        "title": "[T]",
+        "instructions": "[I]",
         "items": {item.id: f"[{item.id}]" for item in eq.items},
-        "options": {name: {o.code: f"[{name} {o.code}]" for o in options}
-                    for name, options in eq.option_sets.items()},
+        "options": {name: {o.code: f"[{name} {o.code}]" for o in options} for name, options in eq.option_sets.items()},
         "anchors": {"vas": {"min": "[worst]", "max": "[best]"}},
     }
 
 
 def test_example_overlay_is_valid_and_placeholder() -> None:
     overlay = parse_overlay(EXAMPLE)
-    assert (overlay.instrument, overlay.instrument_version, overlay.language) == (
-        "eortc_qlq_c30", "3.0", "zh_Hans")
+    assert (overlay.instrument, overlay.instrument_version, overlay.language) == ("eortc_qlq_c30", "3.0", "zh_Hans")
     assert overlay.file == "wording-overlay.example.yaml"
     assert all(text.startswith("[") for text in overlay.items.values())
 
@@ -174,4 +176,8 @@ def test_overlay_text_round_trips() -> None:
     overlay = parse_overlay(EXAMPLE)
     again = parse_overlay(overlay_text(overlay))
     assert (again.items, again.options, again.pages, again.wording_version) == (
-        overlay.items, overlay.options, overlay.pages, overlay.wording_version)
+        overlay.items,
+        overlay.options,
+        overlay.pages,
+        overlay.wording_version,
+    )

@@ -8,6 +8,7 @@ A request "succeeds" when it returns 200/302 (not a redirect to sign-in) and, fo
 and enrolment, when it actually shows or creates the other site's data. Allowed requests must
 succeed too (otherwise a route answering 404 to everyone would pass trivially).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -95,11 +96,20 @@ class World:
         self.patients, self.events, self.baselines, self.alerts, self.responses = {}, {}, {}, {}, {}
         actor = factory.actor
         for variant, site in self.sites.items():
-            patient = enroll_patient(session, actor, study_id=f"{site.code}-{tag}", site=site, arm="A",
-                                     randomization_date=dt.date(2026, 1, 1), language="zh_Hans", now=now,
-                                     with_pin=False).patient
-            event, _ = treatment_events.record_event(session, actor, patient, kind="systemic_cycle",
-                                                     date=dt.date(2026, 1, 5), now=now)
+            patient = enroll_patient(
+                session,
+                actor,
+                study_id=f"{site.code}-{tag}",
+                site=site,
+                arm="A",
+                randomization_date=dt.date(2026, 1, 1),
+                language="zh_Hans",
+                now=now,
+                with_pin=False,
+            ).patient
+            event, _ = treatment_events.record_event(
+                session, actor, patient, kind="systemic_cycle", date=dt.date(2026, 1, 5), now=now
+            )
             self.patients[variant] = patient
             self.events[variant] = event
             self.baselines[variant] = next(tp for tp in _timepoints(session, patient) if tp.key == "baseline")
@@ -148,13 +158,24 @@ def _request(client, world, session, endpoint, method, variant, rule, app):
     data = dict(POST_DATA.get(endpoint, {}))
     if endpoint == "nurse.enrol" and method == "POST":
         site = world.sites[variant]
-        data = {"study_id": f"{site.code}-new-{world.target.id}", "site_id": site.id, "arm": "B",
-                "randomization_date": "2026-03-01", "language": "zh_Hans"}
+        data = {
+            "study_id": f"{site.code}-new-{world.target.id}",
+            "site_id": site.id,
+            "arm": "B",
+            "randomization_date": "2026-03-01",
+            "language": "zh_Hans",
+        }
     if endpoint == "nurse.user_sites":
         data = {"op": "add", "site_id": world.s2.id}
     if endpoint == "nurse.user_new":
-        data = {"username": f"new-{world.target.id}", "full_name": "N", "role": "nurse", "language": "en",
-                "site_id": 0, "password": "a long enough password"}
+        data = {
+            "username": f"new-{world.target.id}",
+            "full_name": "N",
+            "role": "nurse",
+            "language": "en",
+            "site_id": 0,
+            "password": "a long enough password",
+        }
     response = client.open(url, method=method, data=data if method == "POST" else None)
     return _succeeded(response, endpoint, method, variant, world, session)
 
@@ -186,8 +207,12 @@ def matrix_setup(app, session, factory, now):
 
 
 def test_every_staff_route_is_in_the_matrix(app):
-    routes = {(r.endpoint, m) for r in app.url_map.iter_rules() if r.endpoint.startswith("nurse.")
-              for m in r.methods - {"HEAD", "OPTIONS"}}
+    routes = {
+        (r.endpoint, m)
+        for r in app.url_map.iter_rules()
+        if r.endpoint.startswith("nurse.")
+        for m in r.methods - {"HEAD", "OPTIONS"}
+    }
     assert routes == set(MATRIX), f"add to MATRIX: {sorted(routes - set(MATRIX))}; gone: {sorted(set(MATRIX) - routes)}"
 
 
@@ -216,6 +241,13 @@ def test_access_matrix(app, session, factory, now, matrix_setup):
     assert unauthorized == 0, "\n".join(failures)
     assert not failures, "\n".join(failures)
     # The other site's data were never changed by a non-admin (admins cannot change clinical data).
-    assert session.scalar(select(func.count()).select_from(TreatmentEvent).join(Patient)
-                          .where(Patient.site_id == s2.id, TreatmentEvent.kind == "progression")) == 0
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(TreatmentEvent)
+            .join(Patient)
+            .where(Patient.site_id == s2.id, TreatmentEvent.kind == "progression")
+        )
+        == 0
+    )
     assert session.scalar(select(func.count()).select_from(Patient).where(Patient.study_id.like("MS2-new-%"))) == 0

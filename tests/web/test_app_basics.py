@@ -1,4 +1,5 @@
 """The factory, security headers, error pages and the migrated schema."""
+
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata

@@ -1,4 +1,5 @@
 """The audit trail: hash chain, verification, tamper detection, append-only on PostgreSQL."""
+
 from __future__ import annotations
 
 import pytest

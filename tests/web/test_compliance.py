@@ -12,6 +12,7 @@ Clock: FIXED_NOW = 2026-03-10 12:00 in Shanghai. Data (site S1):
 
     * stored as "overdue" by a sweep that stopped: the figures derive "missed" from the clock.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,40 +34,102 @@ UTC = dt.UTC
 @pytest.fixture
 def data(session, factory):
     s1 = factory.site(code="C1")
-    p = {name: factory.patient(s1, arm=name[0].upper(), pin=None, study_id=f"C1-{name}").patient
-         for name in ("a1", "a2", "a3", "b1", "b2")}
+    p = {
+        name: factory.patient(s1, arm=name[0].upper(), pin=None, study_id=f"C1-{name}").patient
+        for name in ("a1", "a2", "a3", "b1", "b2")
+    }
     p["a3"].status, p["a3"].status_date = "died", D(2026, 2, 20)
     base = D(2026, 2, 1)  # window 01-29..02-04 (Shanghai), closes 2026-02-04T16:00Z
     tp = {}
-    tp["a1b"] = add_timepoint(session, p["a1"], "baseline", status="completed", target=base,
-                              completed_at=dt.datetime(2026, 2, 1, 2, tzinfo=UTC))
-    tp["a2b"] = add_timepoint(session, p["a2"], "baseline", status="completed", target=base,
-                              completed_at=dt.datetime(2026, 2, 5, 2, tzinfo=UTC))
+    tp["a1b"] = add_timepoint(
+        session,
+        p["a1"],
+        "baseline",
+        status="completed",
+        target=base,
+        completed_at=dt.datetime(2026, 2, 1, 2, tzinfo=UTC),
+    )
+    tp["a2b"] = add_timepoint(
+        session,
+        p["a2"],
+        "baseline",
+        status="completed",
+        target=base,
+        completed_at=dt.datetime(2026, 2, 5, 2, tzinfo=UTC),
+    )
     add_timepoint(session, p["a3"], "baseline", status="missed", target=base, missed_reason="too_ill")
     add_timepoint(session, p["b1"], "baseline", status="overdue", target=base)
-    add_timepoint(session, p["b2"], "baseline", status="partial", target=base,
-                  started_at=dt.datetime(2026, 2, 2, tzinfo=UTC))
+    add_timepoint(
+        session, p["b2"], "baseline", status="partial", target=base, started_at=dt.datetime(2026, 2, 2, tzinfo=UTC)
+    )
     c1 = D(2026, 3, 1)  # window 02-26..03-04, grace to 03-07: decided by 03-10
-    tp["a1c"] = add_timepoint(session, p["a1"], "sys-c1", rule_id="after_systemic_cycle", status="completed",
-                              target=c1, completed_at=dt.datetime(2026, 3, 1, 5, tzinfo=UTC))
-    add_timepoint(session, p["a2"], "sys-c1", rule_id="after_systemic_cycle", status="missed", target=c1,
-                  missed_reason="hospitalised")
-    add_timepoint(session, p["a3"], "sys-c1", rule_id="after_systemic_cycle", status="not_expected", target=c1,
-                  not_expected_reason="died")
-    tp["b1c"] = add_timepoint(session, p["b1"], "sys-c1", rule_id="after_systemic_cycle", status="completed",
-                              target=c1, completed_at=dt.datetime(2026, 3, 2, 5, tzinfo=UTC))
+    tp["a1c"] = add_timepoint(
+        session,
+        p["a1"],
+        "sys-c1",
+        rule_id="after_systemic_cycle",
+        status="completed",
+        target=c1,
+        completed_at=dt.datetime(2026, 3, 1, 5, tzinfo=UTC),
+    )
+    add_timepoint(
+        session,
+        p["a2"],
+        "sys-c1",
+        rule_id="after_systemic_cycle",
+        status="missed",
+        target=c1,
+        missed_reason="hospitalised",
+    )
+    add_timepoint(
+        session,
+        p["a3"],
+        "sys-c1",
+        rule_id="after_systemic_cycle",
+        status="not_expected",
+        target=c1,
+        not_expected_reason="died",
+    )
+    tp["b1c"] = add_timepoint(
+        session,
+        p["b1"],
+        "sys-c1",
+        rule_id="after_systemic_cycle",
+        status="completed",
+        target=c1,
+        completed_at=dt.datetime(2026, 3, 2, 5, tzinfo=UTC),
+    )
     add_timepoint(session, p["b2"], "sys-c1", rule_id="after_systemic_cycle", status="open", target=D(2026, 3, 9))
-    add_timepoint(session, p["a1"], "sys-c2", rule_id="after_systemic_cycle", status="scheduled",
-                  target=D(2026, 3, 22))
-    add_timepoint(session, p["a2"], "sys-c2", rule_id="after_systemic_cycle", status="cancelled",
-                  target=D(2026, 3, 22))
+    add_timepoint(session, p["a1"], "sys-c2", rule_id="after_systemic_cycle", status="scheduled", target=D(2026, 3, 22))
+    add_timepoint(session, p["a2"], "sys-c2", rule_id="after_systemic_cycle", status="cancelled", target=D(2026, 3, 22))
     add_timepoint(session, p["b1"], "sys-c2", rule_id="after_systemic_cycle", status="overdue", target=D(2026, 3, 5))
-    tp["a1d1"] = add_timepoint(session, p["a1"], "diary-2026-03-01", kind="diary", status="completed",
-                               target=D(2026, 3, 1), completed_at=dt.datetime(2026, 3, 1, 12, tzinfo=UTC))
-    add_timepoint(session, p["a1"], "diary-2026-03-02", kind="diary", status="missed", target=D(2026, 3, 2),
-                  missed_reason="forgot")
-    add_timepoint(session, p["a3"], "diary-2026-03-01", kind="diary", status="not_expected", target=D(2026, 3, 1),
-                  not_expected_reason="died")
+    tp["a1d1"] = add_timepoint(
+        session,
+        p["a1"],
+        "diary-2026-03-01",
+        kind="diary",
+        status="completed",
+        target=D(2026, 3, 1),
+        completed_at=dt.datetime(2026, 3, 1, 12, tzinfo=UTC),
+    )
+    add_timepoint(
+        session,
+        p["a1"],
+        "diary-2026-03-02",
+        kind="diary",
+        status="missed",
+        target=D(2026, 3, 2),
+        missed_reason="forgot",
+    )
+    add_timepoint(
+        session,
+        p["a3"],
+        "diary-2026-03-01",
+        kind="diary",
+        status="not_expected",
+        target=D(2026, 3, 1),
+        not_expected_reason="died",
+    )
     at = dt.datetime(2026, 3, 1, tzinfo=UTC)
     add_response(session, tp["a1b"], respondent="self", at=at)
     add_response(session, tp["a2b"], respondent="self_assisted", at=at)
@@ -76,13 +139,20 @@ def data(session, factory):
 
 
 def _figures(session, site, now):
-    return compliance.compute(session, Patient.site_id == site.id, now,
-                              rule_order=["baseline", "after_systemic_cycle"])
+    return compliance.compute(session, Patient.site_id == site.id, now, rule_order=["baseline", "after_systemic_cycle"])
 
 
 def _counts(cell):
-    return {"randomized": cell.randomized, "on_time": cell.on_time, "late": cell.late, "partial": cell.partial,
-                "missed": cell.missed, "pending": cell.pending, "not_expected": cell.not_expected, "expected": cell.expected}
+    return {
+        "randomized": cell.randomized,
+        "on_time": cell.on_time,
+        "late": cell.late,
+        "partial": cell.partial,
+        "missed": cell.missed,
+        "pending": cell.pending,
+        "not_expected": cell.not_expected,
+        "expected": cell.expected,
+    }
 
 
 def test_figures_equal_hand_counts(session, data, now):
@@ -95,23 +165,55 @@ def test_figures_equal_hand_counts(session, data, now):
     assert f.groups == [baseline, c1, c2, diary]
     assert f.randomized == {"A": 3, "B": 2}
 
-    assert _counts(f.cell(baseline, "A")) == {"randomized": 3, "on_time": 1, "late": 1, "partial": 0, "missed": 1, "pending": 0,
-                                                  "not_expected": 0, "expected": 3}
+    assert _counts(f.cell(baseline, "A")) == {
+        "randomized": 3,
+        "on_time": 1,
+        "late": 1,
+        "partial": 0,
+        "missed": 1,
+        "pending": 0,
+        "not_expected": 0,
+        "expected": 3,
+    }
     assert f.cell(baseline, "A").rate == pytest.approx(2 / 3)
     assert f.cell(baseline, "A").reasons == {"too_ill": 1}
-    assert _counts(f.cell(baseline, "B")) == {"randomized": 2, "on_time": 0, "late": 0, "partial": 1, "missed": 1, "pending": 0,
-                                                  "not_expected": 0, "expected": 2}
+    assert _counts(f.cell(baseline, "B")) == {
+        "randomized": 2,
+        "on_time": 0,
+        "late": 0,
+        "partial": 1,
+        "missed": 1,
+        "pending": 0,
+        "not_expected": 0,
+        "expected": 2,
+    }
     assert f.cell(baseline, "B").rate == 0 and f.cell(baseline, "B").without_reason == 2
 
     # The death leaves the denominator: 2 expected of 3 randomized in arm A.
     a = f.cell(c1, "A")
-    assert _counts(a) == {"randomized": 3, "on_time": 1, "late": 0, "partial": 0, "missed": 1, "pending": 0, "not_expected": 1,
-                              "expected": 2}
+    assert _counts(a) == {
+        "randomized": 3,
+        "on_time": 1,
+        "late": 0,
+        "partial": 0,
+        "missed": 1,
+        "pending": 0,
+        "not_expected": 1,
+        "expected": 2,
+    }
     assert a.rate == pytest.approx(1 / 2) and a.rate_randomized == pytest.approx(1 / 3)
     assert a.reasons == {"hospitalised": 1}
     b = f.cell(c1, "B")
-    assert _counts(b) == {"randomized": 2, "on_time": 1, "late": 0, "partial": 0, "missed": 0, "pending": 1, "not_expected": 0,
-                              "expected": 1}
+    assert _counts(b) == {
+        "randomized": 2,
+        "on_time": 1,
+        "late": 0,
+        "partial": 0,
+        "missed": 0,
+        "pending": 1,
+        "not_expected": 0,
+        "expected": 1,
+    }
     assert b.rate == 1.0 and b.rate_randomized == pytest.approx(1 / 2)
 
     # Scheduled and cancelled rows do not count at all; an overdue one is pending.
@@ -136,8 +238,10 @@ def test_site_comparison_for_several_sites(session, factory, data, now):
     investigator = factory.staff("investigator", sites=[site, s2])
     f = compliance.compute(session, policy.patient_clause(investigator), now)
     assert f.site_ids == [site.id, s2.id]
-    assert (f.site_cell(site.id, "questionnaire", "A").expected, f.site_cell(site.id, "questionnaire", "A").completed) \
-        == (5, 3)
+    assert (
+        f.site_cell(site.id, "questionnaire", "A").expected,
+        f.site_cell(site.id, "questionnaire", "A").completed,
+    ) == (5, 3)
     other = f.site_cell(s2.id, "questionnaire", "A")
     assert (other.randomized, other.expected, other.completed, other.rate) == (1, 1, 0, 0.0)
     assert f.site_cell(s2.id, "diary", "B").randomized == 0
@@ -171,8 +275,14 @@ def _count_queries(app):
 def _more_patients(session, factory, site, n: int, start: int) -> None:
     for i in range(start, start + n):
         patient = factory.patient(site, arm="AB"[i % 2], pin=None, study_id=f"C1-x{i}").patient
-        add_timepoint(session, patient, "baseline", status="missed" if i % 3 else "completed", target=D(2026, 2, 1),
-                      completed_at=None if i % 3 else dt.datetime(2026, 2, 1, tzinfo=UTC))
+        add_timepoint(
+            session,
+            patient,
+            "baseline",
+            status="missed" if i % 3 else "completed",
+            target=D(2026, 2, 1),
+            completed_at=None if i % 3 else dt.datetime(2026, 2, 1, tzinfo=UTC),
+        )
         add_timepoint(session, patient, "diary-2026-03-09", kind="diary", status="open", target=D(2026, 3, 9))
 
 
@@ -224,13 +334,30 @@ def test_work_list_categories_and_order(session, factory, now):
     add_timepoint(session, p2, "prog-1", status="scheduled", target=D(2026, 3, 14), before=0)
     add_timepoint(session, stranger, "diary-2026-03-10", kind="diary", status="open", target=D(2026, 3, 10))
     for key, status in (("call:1", "queued"), ("call:2", "done")):
-        session.add(OutboxMessage(dedupe_key=key, kind="call_task", channel="task", patient_id=p2.id, language="en",
-                                  subject="Call about missed forms", body="", status=status, created_at=now))
+        session.add(
+            OutboxMessage(
+                dedupe_key=key,
+                kind="call_task",
+                channel="task",
+                patient_id=p2.id,
+                language="en",
+                subject="Call about missed forms",
+                body="",
+                status=status,
+                created_at=now,
+            )
+        )
     session.flush()
     work = worklist.build(session, Patient.site_id == site.id, now)
     listed = [(it.category, it.study_id) for it in work.items]
-    assert listed == [("red", "W1-1"), ("amber", "W1-2"), ("due_today", "W1-1"), ("closing", "W1-2"),
-                      ("overdue", "W1-3"), ("call", "W1-2")]
+    assert listed == [
+        ("red", "W1-1"),
+        ("amber", "W1-2"),
+        ("due_today", "W1-1"),
+        ("closing", "W1-2"),
+        ("overdue", "W1-3"),
+        ("call", "W1-2"),
+    ]
     assert [it.timepoint for it in work.items if it.timepoint] == [today, closing, overdue]
 
 

@@ -1,4 +1,5 @@
 """`qol demo`: idempotent, realistic, and its printed links and logins work."""
+
 from __future__ import annotations
 
 import re
@@ -11,8 +12,10 @@ from tests.factories import isolated_client
 
 
 def _counts(session):
-    return {model.__name__: session.scalar(select(func.count()).select_from(model))
-            for model in (Site, StaffUser, Patient, Timepoint, Response)}
+    return {
+        model.__name__: session.scalar(select(func.count()).select_from(model))
+        for model in (Site, StaffUser, Patient, Timepoint, Response)
+    }
 
 
 def test_demo_is_idempotent_and_prints_working_links(app, session):
@@ -45,6 +48,7 @@ def test_demo_is_idempotent_and_prints_working_links(app, session):
     client = isolated_client(app)
     page = client.get("/staff/login")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    signed_in = client.post("/staff/login", data={"username": login.group(1), "password": login.group(2),
-                                                  "csrf_token": token})
+    signed_in = client.post(
+        "/staff/login", data={"username": login.group(1), "password": login.group(2), "csrf_token": token}
+    )
     assert signed_in.status_code == 302, signed_in.get_data(as_text=True)[:3000]

@@ -2,6 +2,7 @@
 databases, over a random trial with the awkward cases: corrections, unfinished corrections, late and
 cancelled records, dated diary keys, patient time zones, unscored scales and scales an instrument
 does not list, filters, ISO dates and one patient per chunk."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,23 +50,55 @@ def _moment(rng: random.Random, around: dt.datetime, days: int) -> dt.datetime:
 def populate(session, seed: int = 7, n_patients: int = 14) -> None:
     """A small random trial, bulk-inserted (like bench/bench_export.py) in the test's transaction."""
     rng = random.Random(seed)
-    session.execute(insert(Site), [
-        {"id": 1, "code": "T1", "name": "t1", "timezone": "Asia/Shanghai", "default_language": "zh_Hans",
-         "emergency_phone": "120", "created_at": AS_OF},
-        {"id": 2, "code": "T2", "name": "t2", "timezone": "America/New_York", "default_language": "en",
-         "emergency_phone": "911", "created_at": AS_OF},
-    ])
+    session.execute(
+        insert(Site),
+        [
+            {
+                "id": 1,
+                "code": "T1",
+                "name": "t1",
+                "timezone": "Asia/Shanghai",
+                "default_language": "zh_Hans",
+                "emergency_phone": "120",
+                "created_at": AS_OF,
+            },
+            {
+                "id": 2,
+                "code": "T2",
+                "name": "t2",
+                "timezone": "America/New_York",
+                "default_language": "en",
+                "emergency_phone": "911",
+                "created_at": AS_OF,
+            },
+        ],
+    )
     tps, responses, scores = [], [], []
     for p in range(1, n_patients + 1):
         rand = dt.date(2026, 1, 1) + dt.timedelta(days=rng.randint(0, 60))
-        session.execute(insert(Patient), [{
-            "id": p, "study_id": f"T{1 + p % 2}-{rng.randint(0, 999):03d}{p:02d}", "site_id": 1 + p % 2,
-            "arm": "AB"[p % 2], "randomization_date": rand, "language": rng.choice(("zh_Hans", "en")),
-            "timezone": rng.choice((None, "", "Europe/Berlin")), "status": "active",
-            "link_token_hash": f"hash{p}", "pin_failures": 0,
-            "created_at": AS_OF + dt.timedelta(days=1) if p == n_patients else AS_OF - dt.timedelta(days=200)}])
-        keys = ["baseline", *(f"sys-c{c}" for c in range(1, 5)),
-                *(f"diary-{rand + dt.timedelta(days=d):%Y-%m-%d}" for d in (3, 9))]
+        session.execute(
+            insert(Patient),
+            [
+                {
+                    "id": p,
+                    "study_id": f"T{1 + p % 2}-{rng.randint(0, 999):03d}{p:02d}",
+                    "site_id": 1 + p % 2,
+                    "arm": "AB"[p % 2],
+                    "randomization_date": rand,
+                    "language": rng.choice(("zh_Hans", "en")),
+                    "timezone": rng.choice((None, "", "Europe/Berlin")),
+                    "status": "active",
+                    "link_token_hash": f"hash{p}",
+                    "pin_failures": 0,
+                    "created_at": AS_OF + dt.timedelta(days=1) if p == n_patients else AS_OF - dt.timedelta(days=200),
+                }
+            ],
+        )
+        keys = [
+            "baseline",
+            *(f"sys-c{c}" for c in range(1, 5)),
+            *(f"diary-{rand + dt.timedelta(days=d):%Y-%m-%d}" for d in (3, 9)),
+        ]
         for n, key in enumerate(keys):
             diary = key.startswith("diary")
             target = rand + dt.timedelta(days=4 if diary else 21 * n - rng.randint(0, 3))
@@ -74,35 +107,67 @@ def populate(session, seed: int = 7, n_patients: int = 14) -> None:
             status = rng.choice(("scheduled", "completed", "missed", "cancelled", "not_expected"))
             changed = _moment(rng, AS_OF, 40) if status in ("cancelled", "not_expected") else None
             tp_id = p * 100 + n
-            tps.append({
-                "id": tp_id, "patient_id": p, "key": key, "rule_id": "diary" if diary else key.split("-")[0],
-                "kind": "diary" if diary else "questionnaire", "instruments": instruments,
-                "anchor_kind": "randomization" if n == 0 or diary else "systemic_cycle",
-                "anchor_number": None if n == 0 or diary else n, "anchor_date": target - dt.timedelta(days=21),
-                "target_date": target, "window_start": target - dt.timedelta(days=3),
-                "window_end": target + dt.timedelta(days=3), "grace_end": target + dt.timedelta(days=6),
-                "opens_at": opens, "closes_at": opens + dt.timedelta(days=7),
-                "grace_closes_at": opens + dt.timedelta(days=10), "status": status, "status_changed_at": changed,
-                "not_expected_reason": rng.choice(("died", "lost", "")) if status == "not_expected" else None,
-                "missed_reason": rng.choice(REASONS),
-                "created_at": AS_OF + dt.timedelta(days=2) if rng.random() < 0.05 else opens - dt.timedelta(days=30)})
+            tps.append(
+                {
+                    "id": tp_id,
+                    "patient_id": p,
+                    "key": key,
+                    "rule_id": "diary" if diary else key.split("-")[0],
+                    "kind": "diary" if diary else "questionnaire",
+                    "instruments": instruments,
+                    "anchor_kind": "randomization" if n == 0 or diary else "systemic_cycle",
+                    "anchor_number": None if n == 0 or diary else n,
+                    "anchor_date": target - dt.timedelta(days=21),
+                    "target_date": target,
+                    "window_start": target - dt.timedelta(days=3),
+                    "window_end": target + dt.timedelta(days=3),
+                    "grace_end": target + dt.timedelta(days=6),
+                    "opens_at": opens,
+                    "closes_at": opens + dt.timedelta(days=7),
+                    "grace_closes_at": opens + dt.timedelta(days=10),
+                    "status": status,
+                    "status_changed_at": changed,
+                    "not_expected_reason": rng.choice(("died", "lost", "")) if status == "not_expected" else None,
+                    "missed_reason": rng.choice(REASONS),
+                    "created_at": AS_OF + dt.timedelta(days=2)
+                    if rng.random() < 0.05
+                    else opens - dt.timedelta(days=30),
+                }
+            )
             for inst in instruments:
                 for revision in range(rng.choice((0, 1, 1, 1, 2, 3))):
                     started = opens + dt.timedelta(hours=rng.randint(1, 300))
                     submitted = _moment(rng, started + dt.timedelta(days=1), 2) if rng.random() < 0.8 else None
                     rid = len(responses) + 1
-                    responses.append({
-                        "id": rid, "timepoint_id": tp_id, "patient_id": p, "instrument_id": inst,
-                        "instrument_version": rng.choice(("1.0", "3.0")), "revision": revision,
-                        "language": rng.choice(("zh_Hans", "en")), "wording_version": "own",
-                        "respondent": rng.choice(("self", "self_assisted", "proxy")),
-                        "mode": rng.choice(("web", "interview")),
-                        "status": "submitted" if submitted else "in_progress", "started_at": started,
-                        "submitted_at": submitted})
+                    responses.append(
+                        {
+                            "id": rid,
+                            "timepoint_id": tp_id,
+                            "patient_id": p,
+                            "instrument_id": inst,
+                            "instrument_version": rng.choice(("1.0", "3.0")),
+                            "revision": revision,
+                            "language": rng.choice(("zh_Hans", "en")),
+                            "wording_version": "own",
+                            "respondent": rng.choice(("self", "self_assisted", "proxy")),
+                            "mode": rng.choice(("web", "interview")),
+                            "status": "submitted" if submitted else "in_progress",
+                            "started_at": started,
+                            "submitted_at": submitted,
+                        }
+                    )
                     if submitted:
-                        scores.extend({"response_id": rid, "scale": scale, "value": value, "n_items": n_items,
-                                       "scoring_version": rng.choice(("1.0.0", "1.1.0")), "computed_at": submitted}
-                                      for scale, (value, n_items) in _scores(rng, inst).items())
+                        scores.extend(
+                            {
+                                "response_id": rid,
+                                "scale": scale,
+                                "value": value,
+                                "n_items": n_items,
+                                "scoring_version": rng.choice(("1.0.0", "1.1.0")),
+                                "computed_at": submitted,
+                            }
+                            for scale, (value, n_items) in _scores(rng, inst).items()
+                        )
     for model, rows in ((Timepoint, tps), (Response, responses), (Score, scores)):
         session.execute(insert(model), rows)
     session.flush()
@@ -125,8 +190,9 @@ def assert_both_paths_write_the_same_bytes(session, spec: ExportSpec, tmp_path: 
     for folder in ("rows", "columns"):
         (tmp_path / folder).mkdir()
     for fmt in ("csv", "parquet"):
-        by_rows = write_dataset(fmt, dataclasses.replace(scores_long(session, spec), batches=None),
-                                tmp_path / "rows", as_of=AS_OF)
+        by_rows = write_dataset(
+            fmt, dataclasses.replace(scores_long(session, spec), batches=None), tmp_path / "rows", as_of=AS_OF
+        )
         by_columns = write_dataset(fmt, scores_long(session, spec), tmp_path / "columns", as_of=AS_OF)
         assert by_columns.read_bytes() == by_rows.read_bytes(), fmt
 

@@ -1,5 +1,6 @@
 """Statistician exports end to end: access, the zip and its manifest, as-of semantics, reproducible
 bytes, the audit trail, the CLI, and a scan of every exported file for identifying data."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,12 @@ C30_ANSWERS = {f"q{i}": 1 for i in range(1, 29)} | {"q29": 7, "q30": 7}
 C30_WORSE = {f"q{i}": 3 for i in range(1, 29)} | {"q29": 2, "q30": 2}
 EQ_ANSWERS = {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 85}
 EARLY = dt.datetime(2026, 2, 3, tzinfo=UTC)  # after cycle 1's form, before the correction and the death record
-SECRET_TEXTS = ("Li Na at daughter's wedding in Hangzhou", "neighbour Auntie Wang",
-                "Called Li Na's husband", "item 29 was mis-tapped by Li Na")
+SECRET_TEXTS = (
+    "Li Na at daughter's wedding in Hangzhou",
+    "neighbour Auntie Wang",
+    "Called Li Na's husband",
+    "item 29 was mis-tapped by Li Na",
+)
 
 
 @dataclasses.dataclass
@@ -52,11 +57,20 @@ def _day(d: dt.date, hour: int = 16) -> dt.datetime:
 
 def _timepoint(factory, enrolled, key, target, instruments, **kw):
     opens = _day(target - dt.timedelta(days=4))
-    tp = factory.timepoint(enrolled, key=key, instruments=instruments, target_date=target, anchor_date=target,
-                           opens_at=opens, closes_at=opens + dt.timedelta(days=7),
-                           grace_closes_at=opens + dt.timedelta(days=10), rule_id=key.split("-")[0],
-                           anchor_kind="randomization" if key == "baseline" else "systemic_cycle",
-                           kind="diary" if instruments == [DIARY] else "questionnaire", **kw)
+    tp = factory.timepoint(
+        enrolled,
+        key=key,
+        instruments=instruments,
+        target_date=target,
+        anchor_date=target,
+        opens_at=opens,
+        closes_at=opens + dt.timedelta(days=7),
+        grace_closes_at=opens + dt.timedelta(days=10),
+        rule_id=key.split("-")[0],
+        anchor_kind="randomization" if key == "baseline" else "systemic_cycle",
+        kind="diary" if instruments == [DIARY] else "questionnaire",
+        **kw,
+    )
     tp.created_at = _day(target - dt.timedelta(days=30))
     return tp
 
@@ -79,15 +93,31 @@ def trial(session, factory) -> Trial:
     text) / pending / cancelled / not-expected forms, a diary with a red alert handled by a nurse."""
     s1 = factory.site("S1", name="Riverside Teaching Hospital", contact_phone="021-6666-1234")
     s2 = factory.site("S2", name="Lakeside Cancer Centre", contact_phone="0991-777-4321")
-    nurse = factory.staff("nurse", [s1], full_name="Zhou Meiling", email="zhou.meiling@riverside.example",
-                          phone="13700001111")
+    nurse = factory.staff(
+        "nurse", [s1], full_name="Zhou Meiling", email="zhou.meiling@riverside.example", phone="13700001111"
+    )
     stat = factory.staff("statistician", full_name="Qian Jun", email="qian.jun@stats.example", phone="13600002222")
     admin = factory.staff("admin", [s1, s2], full_name="Admin Sun Li", email="sun.li@admin.example")
     inv = factory.staff("investigator", [s1, s2], full_name="Dr Wu Gang", email="wu.gang@riverside.example")
-    p1 = factory.patient(s1, arm="A", study_id="S1-001", randomization_date=dt.date(2026, 1, 5), pin="739164",
-                         email="li.na.patient@example.com", phone="13912345678")
-    p2 = factory.patient(s2, arm="B", study_id="S2-001", randomization_date=dt.date(2026, 1, 20), pin="582046",
-                         email="zhang.wei@example.net", phone="+86 139 8765 4321", language="en")
+    p1 = factory.patient(
+        s1,
+        arm="A",
+        study_id="S1-001",
+        randomization_date=dt.date(2026, 1, 5),
+        pin="739164",
+        email="li.na.patient@example.com",
+        phone="13912345678",
+    )
+    p2 = factory.patient(
+        s2,
+        arm="B",
+        study_id="S2-001",
+        randomization_date=dt.date(2026, 1, 20),
+        pin="582046",
+        email="zhang.wei@example.net",
+        phone="+86 139 8765 4321",
+        language="en",
+    )
     for enrolled in (p1, p2):
         enrolled.patient.created_at = dt.datetime(2025, 12, 1, tzinfo=UTC)
 
@@ -95,43 +125,112 @@ def trial(session, factory) -> Trial:
     _fill(session, p1, base, C30, C30_ANSWERS, dt.datetime(2026, 1, 4, 2, tzinfo=UTC))
     _fill(session, p1, base, EQ5D, EQ_ANSWERS, dt.datetime(2026, 1, 4, 2, 5, tzinfo=UTC))
     cycle1 = _timepoint(factory, p1, "sys-c1", dt.date(2026, 2, 1), [C30, EQ5D], anchor_number=1)
-    first = _fill(session, p1, cycle1, C30, C30_WORSE, dt.datetime(2026, 2, 2, 3, tzinfo=UTC),
-                  respondent="proxy", relationship=SECRET_TEXTS[1])
-    responses.correct_response(session, nurse, first.response, {"q30": 1}, SECRET_TEXTS[3],
-                               dt.datetime(2026, 3, 5, tzinfo=UTC))
+    first = _fill(
+        session,
+        p1,
+        cycle1,
+        C30,
+        C30_WORSE,
+        dt.datetime(2026, 2, 2, 3, tzinfo=UTC),
+        respondent="proxy",
+        relationship=SECRET_TEXTS[1],
+    )
+    responses.correct_response(
+        session, nurse, first.response, {"q30": 1}, SECRET_TEXTS[3], dt.datetime(2026, 3, 5, tzinfo=UTC)
+    )
     cycle2 = _timepoint(factory, p1, "sys-c2", dt.date(2026, 2, 22), [C30, EQ5D], anchor_number=2)
     cycle2.missed_reason, cycle2.missed_reason_text, cycle2.status = "other", SECRET_TEXTS[0], "missed"
     _timepoint(factory, p1, "sys-c3", dt.date(2026, 3, 12), [C30, EQ5D], anchor_number=3)  # open now
-    _timepoint(factory, p1, "sys-c9", dt.date(2026, 2, 10), [C30], status="cancelled",
-               status_changed_at=dt.datetime(2026, 2, 1, tzinfo=UTC), cancel_reason="cycle deleted")
+    _timepoint(
+        factory,
+        p1,
+        "sys-c9",
+        dt.date(2026, 2, 10),
+        [C30],
+        status="cancelled",
+        status_changed_at=dt.datetime(2026, 2, 1, tzinfo=UTC),
+        cancel_reason="cycle deleted",
+    )
     diary = _timepoint(factory, p1, "diary-2026-01-15", dt.date(2026, 1, 15), [DIARY])
-    raised = _fill(session, p1, diary, DIARY, {"seizure": 1, "headache": 1},
-                   dt.datetime(2026, 1, 15, 3, tzinfo=UTC)).alert
+    raised = _fill(
+        session, p1, diary, DIARY, {"seizure": 1, "headache": 1}, dt.datetime(2026, 1, 15, 3, tzinfo=UTC)
+    ).alert
     assert raised is not None and raised.level == "red"
-    alerts.acknowledge(session, Actor("staff", str(nurse.id)), raised, nurse, SECRET_TEXTS[2] + " on 13912345678",
-                       dt.datetime(2026, 1, 15, 5, tzinfo=UTC))
+    alerts.acknowledge(
+        session,
+        Actor("staff", str(nurse.id)),
+        raised,
+        nurse,
+        SECRET_TEXTS[2] + " on 13912345678",
+        dt.datetime(2026, 1, 15, 5, tzinfo=UTC),
+    )
 
     base2 = _timepoint(factory, p2, "baseline", dt.date(2026, 1, 20), [C30, EQ5D])
     _fill(session, p2, base2, C30, C30_ANSWERS, dt.datetime(2026, 1, 19, 1, tzinfo=UTC))
-    _timepoint(factory, p2, "sys-c1", dt.date(2026, 3, 5), [C30, EQ5D], status="not_expected",
-               not_expected_reason="died", status_changed_at=dt.datetime(2026, 2, 26, tzinfo=UTC))
+    _timepoint(
+        factory,
+        p2,
+        "sys-c1",
+        dt.date(2026, 3, 5),
+        [C30, EQ5D],
+        status="not_expected",
+        not_expected_reason="died",
+        status_changed_at=dt.datetime(2026, 2, 26, tzinfo=UTC),
+    )
     p2.patient.status, p2.patient.status_date = "died", dt.date(2026, 2, 25)
     session.flush()
 
-    needles = [s1.name, s2.name, "021-6666-1234", "0991-777-4321", *SECRET_TEXTS,
-               nurse.full_name, nurse.email, "13700001111", stat.full_name, stat.email, "13600002222",
-               admin.full_name, admin.email, inv.full_name, inv.email, nurse.username, stat.username,
-               "li.na.patient@example.com", "13912345678", "zhang.wei@example.net", "8765 4321",
-               p1.token, p2.token, p1.patient.link_token_hash, p2.patient.link_token_hash, "739164", "582046",
-               "Li Na", "Zhang Wei", "Hangzhou", "Auntie"]
+    needles = [
+        s1.name,
+        s2.name,
+        "021-6666-1234",
+        "0991-777-4321",
+        *SECRET_TEXTS,
+        nurse.full_name,
+        nurse.email,
+        "13700001111",
+        stat.full_name,
+        stat.email,
+        "13600002222",
+        admin.full_name,
+        admin.email,
+        inv.full_name,
+        inv.email,
+        nurse.username,
+        stat.username,
+        "li.na.patient@example.com",
+        "13912345678",
+        "zhang.wei@example.net",
+        "8765 4321",
+        p1.token,
+        p2.token,
+        p1.patient.link_token_hash,
+        p2.patient.link_token_hash,
+        "739164",
+        "582046",
+        "Li Na",
+        "Zhang Wei",
+        "Hangzhou",
+        "Auntie",
+    ]
     return Trial(nurse, stat, admin, inv, needles)
 
 
 def _export(session, tmp_path: Path, *, formats=("csv",), as_of=None, name="out", settings=None, **kw):
-    request = ExportRequest(formats=tuple(formats), filters=kw.pop("filters", ExportFilters()),
-                            as_of=as_of or dt.datetime(2026, 3, 10, 4, tzinfo=UTC), **kw)
-    return run_export(session, request, tmp_path / name, actor=Actor.system("tests"),
-                      now=dt.datetime(2026, 3, 10, 4, tzinfo=UTC), settings=settings or ExportSettings())
+    request = ExportRequest(
+        formats=tuple(formats),
+        filters=kw.pop("filters", ExportFilters()),
+        as_of=as_of or dt.datetime(2026, 3, 10, 4, tzinfo=UTC),
+        **kw,
+    )
+    return run_export(
+        session,
+        request,
+        tmp_path / name,
+        actor=Actor.system("tests"),
+        now=dt.datetime(2026, 3, 10, 4, tzinfo=UTC),
+        settings=settings or ExportSettings(),
+    )
 
 
 def _read_csv(archive: zipfile.ZipFile, name: str) -> pd.DataFrame:
@@ -139,6 +238,7 @@ def _read_csv(archive: zipfile.ZipFile, name: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- access
+
 
 def _download(client, data: dict) -> bytes:
     """POST the export form and return the zip (closing the response, as a WSGI server does)."""
@@ -175,9 +275,16 @@ def test_statistician_downloads_an_audited_zip(app, trial, session):
     _login(client, trial.statistician)
     page = client.get("/stats/")
     assert page.status_code == 200 and "S1" in page.get_data(as_text=True)
-    with client.post("/stats/export", data={"formats": ["csv", "parquet"], "sites": ["S1"],
-                                            "as_of": "2026-03-10T00:00:00Z", "labels": "en",
-                                            "threshold": "10"}) as response:
+    with client.post(
+        "/stats/export",
+        data={
+            "formats": ["csv", "parquet"],
+            "sites": ["S1"],
+            "as_of": "2026-03-10T00:00:00Z",
+            "labels": "en",
+            "threshold": "10",
+        },
+    ) as response:
         assert response.status_code == 200, response.get_data(as_text=True)[:500]
         assert response.mimetype == "application/zip"
         assert "conquer_qol_20260310T000000Z.zip" in response.headers["Content-Disposition"]
@@ -190,7 +297,8 @@ def test_statistician_downloads_an_audited_zip(app, trial, session):
     for entry in manifest["files"]:
         assert hashlib.sha256(archive.read(entry["name"])).hexdigest() == entry["sha256"]
     assert {"qol_long.csv", "qol_long.parquet", "data_dictionary.csv", "data_dictionary.parquet"} <= set(
-        archive.namelist())
+        archive.namelist()
+    )
     assert set(_read_csv(archive, "patients.csv")["patient_id"]) == {"S1-001"}
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "export")).one()
     assert (event.actor_type, event.actor_id) == ("staff", str(trial.statistician.id))
@@ -206,12 +314,14 @@ def test_bad_requests_come_back_to_the_form(app, trial):
     client = isolated_client(app)
     _login(client, trial.admin)
     assert client.post("/stats/export", data={"labels": "en", "threshold": "10"}).status_code == 400
-    future = client.post("/stats/export", data={"formats": "csv", "as_of": "2027-01-01T00:00:00Z",
-                                                "labels": "en", "threshold": "10"})
+    future = client.post(
+        "/stats/export", data={"formats": "csv", "as_of": "2027-01-01T00:00:00Z", "labels": "en", "threshold": "10"}
+    )
     assert future.status_code == 400 and "future" in future.get_data(as_text=True)
 
 
 # ---------------------------------------------------------------- contents
+
 
 def test_missed_form_appears_with_its_reason_code_in_long_and_forms(session, trial, tmp_path):
     result = _export(session, tmp_path)
@@ -225,7 +335,9 @@ def test_missed_form_appears_with_its_reason_code_in_long_and_forms(session, tri
     assert (row["status"], row["missing_reason"], row["target_day"]) == ("missed", "other", "49")
     dead = forms[forms["patient_id"] == "S2-001"]
     assert dead[dead["timepoint"] == "sys-c1"][["status", "missing_reason"]].values.tolist() == [
-        ["not_expected", "died"], ["not_expected", "died"]]
+        ["not_expected", "died"],
+        ["not_expected", "died"],
+    ]
     assert "sys-c9" not in set(forms["timepoint"])  # cancelled
     dictionary = _read_csv(archive, "data_dictionary.csv")
     ql2 = dictionary[(dictionary["dataset"] == "qol_long") & (dictionary["code"] == "QL2")].iloc[0]
@@ -239,7 +351,12 @@ def test_missed_form_appears_with_its_reason_code_in_long_and_forms(session, tri
     assert patients.loc["S2-001", "pt_status"] == "died" and patients.loc["S2-001", "death_day"] == "37"
     alert = _read_csv(archive, "alerts.csv").iloc[0]
     assert (alert["timepoint"], alert["level"], alert["rules"], alert["acknowledged"], alert["ack_hours"]) == (
-        "diary-d11", "red", "red_seizure", "1", "2.0")
+        "diary-d11",
+        "red",
+        "red_seizure",
+        "1",
+        "2.0",
+    )
 
 
 def test_as_of_keeps_only_what_was_known_then(session, trial, tmp_path):
@@ -257,8 +374,9 @@ def test_as_of_keeps_only_what_was_known_then(session, trial, tmp_path):
 
 
 def test_filters_by_site_arm_instrument_and_date(session, trial, tmp_path):
-    filters = ExportFilters(arms=("A",), instruments=(EQ5D,), date_from=dt.date(2026, 1, 20),
-                            date_to=dt.date(2026, 2, 28))
+    filters = ExportFilters(
+        arms=("A",), instruments=(EQ5D,), date_from=dt.date(2026, 1, 20), date_to=dt.date(2026, 2, 28)
+    )
     archive = zipfile.ZipFile(_export(session, tmp_path, filters=filters).zip_path)
     long = _read_csv(archive, "qol_long.csv")
     assert set(long["patient_id"]) == {"S1-001"} and set(long["instrument"]) == {EQ5D}
@@ -274,14 +392,23 @@ def test_same_as_of_gives_byte_identical_exports(session, trial, tmp_path):
     second = _export(session, tmp_path, formats=FORMATS, name="b")
     assert first.zip_path.read_bytes() == second.zip_path.read_bytes()
     names = zipfile.ZipFile(first.zip_path).namelist()
-    assert {"qs.xpt", "qs.csv", "fhir_bundle.json", "qol_long.sav", "qol_long.dta", "qol_long.xpt",
-            "qol_long.xlsx", "data_dictionary.sav"} <= set(names)
+    assert {
+        "qs.xpt",
+        "qs.csv",
+        "fhir_bundle.json",
+        "qol_long.sav",
+        "qol_long.dta",
+        "qol_long.xpt",
+        "qol_long.xlsx",
+        "data_dictionary.sav",
+    } <= set(names)
     later = _export(session, tmp_path, formats=("csv",), name="c", as_of=EARLY)
     assert later.zip_path.read_bytes() != first.zip_path.read_bytes()
 
 
-@pytest.mark.parametrize("options", [{}, {"iso_dates": True}, {"as_of": EARLY},
-                                     {"filters": ExportFilters(date_from=dt.date(2026, 2, 1))}])
+@pytest.mark.parametrize(
+    "options", [{}, {"iso_dates": True}, {"as_of": EARLY}, {"filters": ExportFilters(date_from=dt.date(2026, 2, 1))}]
+)
 def test_long_file_from_arrow_batches_is_the_row_builders(session, trial, tmp_path, options):
     """CSV and Parquet write qol_long from the column-wise builder; other formats from rows."""
     spec = ExportSpec(**{"filters": ExportFilters(), "as_of": dt.datetime(2026, 3, 10, 4, tzinfo=UTC)} | options)
@@ -305,8 +432,9 @@ def _searchable(name: str, data: bytes) -> str:
 
 
 def test_no_names_contacts_tokens_or_free_text_in_any_file(session, trial, tmp_path):
-    result = _export(session, tmp_path, formats=FORMATS, iso_dates=True,
-                     settings=ExportSettings(iso_dates_allowed=True))
+    result = _export(
+        session, tmp_path, formats=FORMATS, iso_dates=True, settings=ExportSettings(iso_dates_allowed=True)
+    )
     archive = zipfile.ZipFile(result.zip_path)
     assert len(archive.namelist()) > 40
     found = []
@@ -339,9 +467,20 @@ def test_iso_dates_need_the_admin_setting(session, trial, tmp_path, app):
 
 
 def test_cli_export_writes_the_zip_and_audits(app, trial, session, tmp_path):
-    result = app.test_cli_runner().invoke(args=[
-        "export", "--format", "csv,sdtm", "--out", str(tmp_path), "--site", "S2", "--as-of", "2026-03-01T00:00:00Z",
-        "--keep-files"])
+    result = app.test_cli_runner().invoke(
+        args=[
+            "export",
+            "--format",
+            "csv,sdtm",
+            "--out",
+            str(tmp_path),
+            "--site",
+            "S2",
+            "--as-of",
+            "2026-03-01T00:00:00Z",
+            "--keep-files",
+        ]
+    )
     assert result.exit_code == 0, result.output
     zip_path = tmp_path / "conquer_qol_20260301T000000Z.zip"
     assert str(zip_path) in result.output and "qol_long: " in result.output

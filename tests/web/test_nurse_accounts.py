@@ -1,4 +1,5 @@
 """Staff accounts: sign-in/out, server-side session end on disable, admin pages, `qol users`, language, CSRF."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -56,15 +57,18 @@ def test_disabling_an_account_ends_its_live_session_at_once(app, session, factor
     login(nurse_client, nurse)
     login(admin_client, admin)
     assert nurse_client.get("/staff/").status_code == 200
-    assert admin_client.post(f"/staff/admin/users/{nurse.id}/active", data={"enable": "0", "reason": ""}) \
-        .status_code == 302
+    assert (
+        admin_client.post(f"/staff/admin/users/{nurse.id}/active", data={"enable": "0", "reason": ""}).status_code
+        == 302
+    )
     assert nurse_client.get("/staff/").status_code == 200  # no reason given: nothing changed
     admin_client.post(f"/staff/admin/users/{nurse.id}/active", data={"enable": "0", "reason": "left the unit"})
     response = nurse_client.get("/staff/")
     assert response.status_code == 302 and "/staff/login" in response.headers["Location"]
     session.expire_all()
-    row = session.scalar(select(LoginSession).where(LoginSession.subject_id == nurse.id,
-                                                    LoginSession.subject_type == "staff"))
+    row = session.scalar(
+        select(LoginSession).where(LoginSession.subject_id == nurse.id, LoginSession.subject_type == "staff")
+    )
     assert row.ended_at is not None and row.end_reason == "disabled"
     audit = session.scalar(select(AuditEvent).where(AuditEvent.action == "staff_disable"))
     assert audit.reason == "left the unit" and audit.actor_id == str(admin.id)
@@ -81,12 +85,29 @@ def test_admin_creates_account_manages_sites_role_and_password(app, session, fac
     client = _client(app)
     login(client, admin)
     assert client.get("/staff/admin/users").status_code == 200
-    short = client.post("/staff/admin/users/new", data={"username": "n.li", "full_name": "Li Na", "role": "nurse",
-                                                        "language": "zh_Hans", "site_id": site.id, "password": "short"})
+    short = client.post(
+        "/staff/admin/users/new",
+        data={
+            "username": "n.li",
+            "full_name": "Li Na",
+            "role": "nurse",
+            "language": "zh_Hans",
+            "site_id": site.id,
+            "password": "short",
+        },
+    )
     assert short.status_code == 200 and session.scalar(select(StaffUser).where(StaffUser.username == "n.li")) is None
-    created = client.post("/staff/admin/users/new", data={"username": "n.li", "full_name": "Li Na", "role": "nurse",
-                                                          "language": "zh_Hans", "site_id": site.id,
-                                                          "password": "a long first password"})
+    created = client.post(
+        "/staff/admin/users/new",
+        data={
+            "username": "n.li",
+            "full_name": "Li Na",
+            "role": "nurse",
+            "language": "zh_Hans",
+            "site_id": site.id,
+            "password": "a long first password",
+        },
+    )
     assert created.status_code == 302
     user = session.scalar(select(StaffUser).where(StaffUser.username == "n.li"))
     assert user.site_ids == {site.id} and user.language == "zh_Hans"
@@ -105,22 +126,44 @@ def test_admin_creates_account_manages_sites_role_and_password(app, session, fac
     client.post(f"/staff/admin/users/{user.id}/password", data={"password": "reset password 123", "reason": "forgot"})
     session.refresh(user)
     assert user.role == "investigator" and check_secret(user.password_hash, "reset password 123")
-    actions = set(session.scalars(select(AuditEvent.action).where(AuditEvent.entity_id == str(user.id),
-                                                                  AuditEvent.entity_type == "staff_users")))
+    actions = set(
+        session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.entity_id == str(user.id), AuditEvent.entity_type == "staff_users"
+            )
+        )
+    )
     assert {"staff_create", "staff_add_site", "staff_remove_site", "staff_role", "staff_password"} <= actions
 
 
 def test_qol_users_cli(app, session, factory, site):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["users", "create", "cli.nurse", "--name", "CLI Nurse", "--role", "nurse",
-                                 "--site", site.code, "--password", "cli password 1"])
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "cli.nurse",
+            "--name",
+            "CLI Nurse",
+            "--role",
+            "nurse",
+            "--site",
+            site.code,
+            "--password",
+            "cli password 1",
+        ]
+    )
     assert result.exit_code == 0, result.output
     user = session.scalar(select(StaffUser).where(StaffUser.username == "cli.nurse"))
     assert user.site_ids == {site.id}
     listed = runner.invoke(args=["users", "list"]).output
     assert f"cli.nurse\tnurse\tactive\t{site.code}" in listed
-    assert runner.invoke(args=["users", "create", "cli.nurse", "--role", "nurse", "--password", "cli password 1"]) \
-        .exit_code != 0
+    assert (
+        runner.invoke(
+            args=["users", "create", "cli.nurse", "--role", "nurse", "--password", "cli password 1"]
+        ).exit_code
+        != 0
+    )
     assert runner.invoke(args=["users", "set-password", "cli.nurse", "--password", "short"]).exit_code != 0
     assert runner.invoke(args=["users", "set-password", "cli.nurse", "--password", "cli password 2"]).exit_code == 0
     other = factory.site(code="A3")
@@ -138,8 +181,14 @@ def test_qol_users_cli(app, session, factory, site):
     session.refresh(user)
     assert user.active and check_secret(user.password_hash, "cli password 2") and user.site_ids == {site.id}
     actions = [a for a in session.scalars(select(AuditEvent.action).where(AuditEvent.actor_id == "cli"))]
-    assert actions == ["staff_create", "staff_password", "staff_add_site", "staff_remove_site", "staff_disable",
-                       "staff_enable"]
+    assert actions == [
+        "staff_create",
+        "staff_password",
+        "staff_add_site",
+        "staff_remove_site",
+        "staff_disable",
+        "staff_enable",
+    ]
 
 
 def test_idle_staff_session_expires(app, factory, site, now):
@@ -178,8 +227,9 @@ def test_statistician_lands_on_exports_and_next_is_not_an_open_redirect(app, fac
     assert client.get("/staff/").status_code == 403  # no dashboard, no patient pages
     nurse = factory.staff("nurse", sites=[site])
     client = _client(app)
-    response = client.post("/staff/login?next=//evil.example/x",
-                           data={"username": nurse.username, "password": STAFF_PASSWORD})
+    response = client.post(
+        "/staff/login?next=//evil.example/x", data={"username": nurse.username, "password": STAFF_PASSWORD}
+    )
     assert response.headers["Location"].endswith("/staff/")
 
 
@@ -187,8 +237,12 @@ def test_every_staff_post_needs_a_csrf_token(app, factory, site):
     user = factory.staff("admin")
     client = _client(app)
     token = csrf_token(client, "/staff/login")
-    assert client.post("/staff/login", data={"username": user.username, "password": STAFF_PASSWORD,
-                                             "csrf_token": token}).status_code == 302
+    assert (
+        client.post(
+            "/staff/login", data={"username": user.username, "password": STAFF_PASSWORD, "csrf_token": token}
+        ).status_code
+        == 302
+    )
     posts = [r for r in app.url_map.iter_rules() if r.endpoint.startswith("nurse.") and "POST" in r.methods]
     assert len(posts) > 15
     for rule in posts:

@@ -1,4 +1,5 @@
 """The patient page: timeline, score charts (SVG + table), diary heat map, alerts; staff-entered forms."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -51,8 +52,9 @@ def test_staff_entered_forms_charts_heat_map_and_alert_acknowledgement(session, 
     _enter(client, patient, baseline, "eq5d5l", {"mo": 1, "sc": 1, "ua": 2, "pd": 2, "ad": 1, "vas": 70})
     session.expire_all()
     assert _tp(session, patient, "baseline").status == "completed"
-    response = session.scalar(select(Response).where(Response.timepoint_id == baseline.id,
-                                                     Response.instrument_id == "eortc_qlq_c30"))
+    response = session.scalar(
+        select(Response).where(Response.timepoint_id == baseline.id, Response.instrument_id == "eortc_qlq_c30")
+    )
     assert (response.mode, response.respondent, response.entered_by) == ("paper_transcribed", "self_assisted", nurse.id)
     # A proxy needs a relationship.
     _record(client, patient, kind="systemic_cycle", date="2026-02-23", cycle_length_days="14")
@@ -64,9 +66,21 @@ def test_staff_entered_forms_charts_heat_map_and_alert_acknowledgement(session, 
     # Diary after an intrathecal dose, with a seizure: a red alert.
     _record(client, patient, kind="intrathecal_dose", date="2026-03-08")
     day1 = _tp(session, patient, "diary-2026-03-09")
-    diary = {"temperature": "38.4", "chills": 0, "headache": 3, "neck_stiffness": 0, "nausea": 1, "vomiting": 0,
-             "back_pain": 0, "vision": 0, "new_weakness": 0, "bladder_bowel": 0, "confusion": 0, "seizure": 1,
-             "ommaya_site": 0}
+    diary = {
+        "temperature": "38.4",
+        "chills": 0,
+        "headache": 3,
+        "neck_stiffness": 0,
+        "nausea": 1,
+        "vomiting": 0,
+        "back_pain": 0,
+        "vision": 0,
+        "new_weakness": 0,
+        "bladder_bowel": 0,
+        "confusion": 0,
+        "seizure": 1,
+        "ommaya_site": 0,
+    }
     entered = _enter(client, patient, day1, "symptom_diary", diary)
     assert entered.status_code == 302
     assert "RED ALERT" in client.get(entered.headers["Location"]).get_data(as_text=True)
@@ -80,10 +94,12 @@ def test_staff_entered_forms_charts_heat_map_and_alert_acknowledgement(session, 
     body = page.get_data(as_text=True)
     assert "style=" not in body and "<script" not in body
     # QL2 chart: two points, baseline line and ±10 band, accessible title/desc.
-    ql2 = re.search(r'<svg[^>]*aria-labelledby="c-eortc_qlq_c30-QL2-t c-eortc_qlq_c30-QL2-d">.*?</svg>', body, re.DOTALL)
+    ql2 = re.search(
+        r'<svg[^>]*aria-labelledby="c-eortc_qlq_c30-QL2-t c-eortc_qlq_c30-QL2-d">.*?</svg>', body, re.DOTALL
+    )
     assert ql2, "QL2 chart missing"
     svg = ql2.group(0)
-    assert "<title id=\"c-eortc_qlq_c30-QL2-t\">" in svg and "<desc" in svg
+    assert '<title id="c-eortc_qlq_c30-QL2-t">' in svg and "<desc" in svg
     assert svg.count("<circle") == 2 and "stroke-dasharray" in svg and "<rect" in svg
     assert "change -50.0" in svg  # QL2 66.7 -> 16.7
     assert "Scores as a table" in body and "66.7" in body
@@ -125,19 +141,27 @@ def test_chart_is_pure_svg_with_missing_values_breaking_the_line():
     assert svg.startswith("<svg") and "T &lt;b&gt;" in svg and "style=" not in svg
     assert svg.count("<polyline") == 1  # c1 missing: only c2-c3 are joined
     assert svg.count("<circle") == 3
-    no_band = str(trajectory_svg(points, chart_id="y", title="t", desc="d", y_min=-0.4, y_max=1, band=None,
-                                 baseline=0.8))
+    no_band = str(
+        trajectory_svg(points, chart_id="y", title="t", desc="d", y_min=-0.4, y_max=1, band=None, baseline=0.8)
+    )
     assert "<rect" not in no_band
     with pytest.raises(ValueError):
         trajectory_svg(points, chart_id="z", title="t", desc="d", y_min=1, y_max=1)
 
 
-@pytest.mark.parametrize("value,kw,expected", [
-    (None, {"low": 0, "high": 4}, "hskip"), (0, {"low": 0, "high": 4}, "h0"), (3, {"low": 0, "high": 4}, "h3"),
-    (1, {"low": 0, "high": 1}, "h4"), (37.6, {"low": 34, "high": 43, "kind": "temperature"}, "h2"),
-    (36.8, {"low": 34, "high": 43, "kind": "temperature"}, "h0"), (2, {"low": 0, "high": 4, "kind": "nominal"}, "h3"),
-    (4, {"low": 0, "high": 4, "kind": "nominal"}, "h4"),
-])
+@pytest.mark.parametrize(
+    "value,kw,expected",
+    [
+        (None, {"low": 0, "high": 4}, "hskip"),
+        (0, {"low": 0, "high": 4}, "h0"),
+        (3, {"low": 0, "high": 4}, "h3"),
+        (1, {"low": 0, "high": 1}, "h4"),
+        (37.6, {"low": 34, "high": 43, "kind": "temperature"}, "h2"),
+        (36.8, {"low": 34, "high": 43, "kind": "temperature"}, "h0"),
+        (2, {"low": 0, "high": 4, "kind": "nominal"}, "h3"),
+        (4, {"low": 0, "high": 4, "kind": "nominal"}, "h4"),
+    ],
+)
 def test_heat_levels(value, kw, expected):
     assert heat_level(value, **kw) == expected
 
@@ -155,8 +179,9 @@ def test_correcting_a_submitted_form_makes_a_new_audited_revision(session, setup
     same = {"mo": 1, "sc": 1, "ua": 1, "pd": 1, "ad": 1, "vas": 90}
     assert client.post(url, data=same | {"correction_reason": "typo", "mo": 3}).status_code == 302
     assert client.post(url, data=same | {"mo": 2, "correction_reason": ""}).status_code == 200  # reason required
-    revisions = session.scalars(select(Response).where(Response.timepoint_id == baseline.id)
-                                .order_by(Response.revision)).all()
+    revisions = session.scalars(
+        select(Response).where(Response.timepoint_id == baseline.id).order_by(Response.revision)
+    ).all()
     assert [r.revision for r in revisions] == [0, 1]
     assert revisions[1].supersedes_id == original.id and revisions[1].correction_reason == "typo"
     assert revisions[1].entered_by == nurse.id

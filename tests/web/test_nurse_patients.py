@@ -1,4 +1,5 @@
 """Enrolment, the one-time QR card, link rotation, PIN, treatment events and missed-form reasons."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,8 +32,16 @@ def nurse(app, client, factory, site):
 
 
 def _enrol(client, site, study_id="S01-101", **extra):
-    data = {"study_id": study_id, "site_id": site.id, "arm": "A", "randomization_date": "2026-03-09",
-            "consent_date": "2026-03-08", "language": "zh_Hans", "timezone": "", "with_pin": "y"} | extra
+    data = {
+        "study_id": study_id,
+        "site_id": site.id,
+        "arm": "A",
+        "randomization_date": "2026-03-09",
+        "consent_date": "2026-03-08",
+        "language": "zh_Hans",
+        "timezone": "",
+        "with_pin": "y",
+    } | extra
     return client.post("/staff/patients/new", data=data)
 
 
@@ -109,8 +118,9 @@ def test_pin_set_generate_remove(client, session, factory, site, nurse, action, 
 def test_recording_intrathecal_dose_creates_diary_timepoints(client, session, factory, site, nurse):
     enrolled = factory.patient(site, arm="A", randomization_date=dt.date(2026, 3, 1))
     pid = enrolled.patient.id
-    response = client.post(f"/staff/patients/{pid}/events",
-                           data={"kind": "intrathecal_dose", "date": "2026-03-09", "drug": "pemetrexed"})
+    response = client.post(
+        f"/staff/patients/{pid}/events", data={"kind": "intrathecal_dose", "date": "2026-03-09", "drug": "pemetrexed"}
+    )
     assert response.status_code == 302
     event = session.scalar(select(TreatmentEvent).where(TreatmentEvent.patient_id == pid))
     assert event.kind == "intrathecal_dose" and event.number == 1 and event.created_by == nurse.id
@@ -123,8 +133,10 @@ def test_recording_intrathecal_dose_creates_diary_timepoints(client, session, fa
 def test_moving_and_deleting_an_event_require_a_reason(client, session, factory, site, nurse):
     enrolled = factory.patient(site, arm="B", randomization_date=dt.date(2026, 2, 1))
     pid = enrolled.patient.id
-    client.post(f"/staff/patients/{pid}/events", data={"kind": "systemic_cycle", "date": "2026-02-02",
-                                                       "cycle_length_days": "21"})
+    client.post(
+        f"/staff/patients/{pid}/events",
+        data={"kind": "systemic_cycle", "date": "2026-02-02", "cycle_length_days": "21"},
+    )
     event = session.scalar(select(TreatmentEvent).where(TreatmentEvent.patient_id == pid))
     move = f"/staff/patients/{pid}/events/{event.id}/move"
     assert client.get(move).status_code == 200
@@ -144,7 +156,9 @@ def test_moving_and_deleting_an_event_require_a_reason(client, session, factory,
     session.refresh(event)
     session.refresh(sys_tp)
     assert event.deleted_at is not None and sys_tp.status == "cancelled"
-    reasons = set(session.scalars(select(AuditEvent.reason).where(AuditEvent.action.in_(("move_event", "delete_event")))))
+    reasons = set(
+        session.scalars(select(AuditEvent.reason).where(AuditEvent.action.in_(("move_event", "delete_event"))))
+    )
     assert reasons == {"delayed: neutropenia", "entered for the wrong patient"}
 
 
@@ -152,11 +166,16 @@ def test_death_makes_later_forms_not_expected(client, session, factory, site, nu
     enrolled = factory.patient(site, arm="B", randomization_date=dt.date(2026, 1, 1))
     pid = enrolled.patient.id
     client.post(f"/staff/patients/{pid}/events", data={"kind": "systemic_cycle", "date": "2026-02-20"})
-    assert client.post(f"/staff/patients/{pid}/status", data={"status": "died", "date": "2026-03-01",
-                                                             "reason": ""}).status_code == 302
+    assert (
+        client.post(
+            f"/staff/patients/{pid}/status", data={"status": "died", "date": "2026-03-01", "reason": ""}
+        ).status_code
+        == 302
+    )
     assert enrolled.patient.status == "active"
-    client.post(f"/staff/patients/{pid}/status", data={"status": "died", "date": "2026-03-01",
-                                                      "reason": "family called"})
+    client.post(
+        f"/staff/patients/{pid}/status", data={"status": "died", "date": "2026-03-01", "reason": "family called"}
+    )
     session.refresh(enrolled.patient)
     assert enrolled.patient.status == "died"
     sys_tp = session.scalar(select(Timepoint).where(Timepoint.patient_id == pid, Timepoint.key == "sys-c1"))

@@ -1,4 +1,5 @@
 """Shared helpers for the staff-side tests (no tests here): sign-in, timepoint and alert builders."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,11 +30,25 @@ def csrf_token(client, path: str) -> str:
     return match.group(1) or match.group(2)
 
 
-def add_timepoint(session, patient, key: str, *, status: str, target: dt.date, kind: str = "questionnaire",
-                  rule_id: str | None = None, before: int = 3, after: int = 3, grace: int = 3,
-                  completed_at: dt.datetime | None = None, started_at: dt.datetime | None = None,
-                  missed_reason: str | None = None, missed_reason_text: str | None = None,
-                  not_expected_reason: str | None = None, instruments=("eortc_qlq_c30",)) -> Timepoint:
+def add_timepoint(
+    session,
+    patient,
+    key: str,
+    *,
+    status: str,
+    target: dt.date,
+    kind: str = "questionnaire",
+    rule_id: str | None = None,
+    before: int = 3,
+    after: int = 3,
+    grace: int = 3,
+    completed_at: dt.datetime | None = None,
+    started_at: dt.datetime | None = None,
+    missed_reason: str | None = None,
+    missed_reason_text: str | None = None,
+    not_expected_reason: str | None = None,
+    instruments=("eortc_qlq_c30",),
+) -> Timepoint:
     """A timepoint row built by hand (window in the patient's zone), independent of the planner."""
     tz = ZoneInfo(patient.tz)
     start, end = target - dt.timedelta(days=before), target + dt.timedelta(days=after)
@@ -41,13 +56,26 @@ def add_timepoint(session, patient, key: str, *, status: str, target: dt.date, k
         start = end = target
         grace = 1
     tp = Timepoint(
-        patient_id=patient.id, key=key, rule_id=rule_id or {"questionnaire": key.split("-")[0], "diary": "nadir_diary"}[kind],
-        kind=kind, instruments=list(instruments if kind == "questionnaire" else ("symptom_diary",)),
-        anchor_kind="randomization", anchor_date=target, target_date=target, window_start=start, window_end=end,
-        grace_end=end + dt.timedelta(days=grace), opens_at=local_day_start(start, tz),
-        closes_at=day_after_start(end, tz), grace_closes_at=day_after_start(end + dt.timedelta(days=grace), tz),
-        status=status, completed_at=completed_at, started_at=started_at, missed_reason=missed_reason,
-        missed_reason_text=missed_reason_text, not_expected_reason=not_expected_reason,
+        patient_id=patient.id,
+        key=key,
+        rule_id=rule_id or {"questionnaire": key.split("-")[0], "diary": "nadir_diary"}[kind],
+        kind=kind,
+        instruments=list(instruments if kind == "questionnaire" else ("symptom_diary",)),
+        anchor_kind="randomization",
+        anchor_date=target,
+        target_date=target,
+        window_start=start,
+        window_end=end,
+        grace_end=end + dt.timedelta(days=grace),
+        opens_at=local_day_start(start, tz),
+        closes_at=day_after_start(end, tz),
+        grace_closes_at=day_after_start(end + dt.timedelta(days=grace), tz),
+        status=status,
+        completed_at=completed_at,
+        started_at=started_at,
+        missed_reason=missed_reason,
+        missed_reason_text=missed_reason_text,
+        not_expected_reason=not_expected_reason,
     )
     session.add(tp)
     session.flush()
@@ -55,17 +83,34 @@ def add_timepoint(session, patient, key: str, *, status: str, target: dt.date, k
 
 
 def add_response(session, tp, *, respondent: str = "self", mode: str = "web", at: dt.datetime) -> Response:
-    response = Response(timepoint_id=tp.id, patient_id=tp.patient_id, instrument_id=tp.instruments[0],
-                        instrument_version="3.0", revision=0, language="zh_Hans", wording_version="own", respondent=respondent,
-                        mode=mode, status="submitted", started_at=at, submitted_at=at)
+    response = Response(
+        timepoint_id=tp.id,
+        patient_id=tp.patient_id,
+        instrument_id=tp.instruments[0],
+        instrument_version="3.0",
+        revision=0,
+        language="zh_Hans",
+        wording_version="own",
+        respondent=respondent,
+        mode=mode,
+        status="submitted",
+        started_at=at,
+        submitted_at=at,
+    )
     session.add(response)
     session.flush()
     return response
 
 
 def add_alert(session, patient, *, level: str = "red", at: dt.datetime) -> Alert:
-    alert = Alert(patient_id=patient.id, level=level, initial_level=level, rules=[{"id": "seizure"}],
-                  triggering_answers={"seizure": 1}, raised_at=at)
+    alert = Alert(
+        patient_id=patient.id,
+        level=level,
+        initial_level=level,
+        rules=[{"id": "seizure"}],
+        triggering_answers={"seizure": 1},
+        raised_at=at,
+    )
     session.add(alert)
     session.flush()
     return alert

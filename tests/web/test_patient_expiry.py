@@ -1,4 +1,5 @@
 """Nothing typed is lost: an expired page token or an ended session keeps the posted answers."""
+
 from __future__ import annotations
 
 import datetime as dt

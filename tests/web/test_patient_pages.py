@@ -1,4 +1,5 @@
 """Every patient page type: small enough for a weak connection, no inline script or style."""
+
 from __future__ import annotations
 
 import gzip

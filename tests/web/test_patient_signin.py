@@ -1,4 +1,5 @@
 """Personal link, PIN throttling, idle expiry, sign-out and the language switch (real HTTP)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,8 +25,10 @@ def quick_argon2(monkeypatch):
 
 
 def _counts(session):
-    return (session.scalar(select(func.count()).select_from(LoginSession)),
-            session.scalar(select(func.count()).select_from(AuditEvent)))
+    return (
+        session.scalar(select(func.count()).select_from(LoginSession)),
+        session.scalar(select(func.count()).select_from(AuditEvent)),
+    )
 
 
 def test_opening_the_link_changes_nothing(client, factory, session):
@@ -142,8 +145,9 @@ def test_language_switch_when_signed_in_is_stored_and_audited(client, factory, s
     sign_in(client, enrolled.token)
     home = client.get("/p/").get_data(as_text=True)
     assert 'lang="zh-Hans"' in home
-    response = client.post("/p/language", data={"csrf_token": hidden_fields(home)["csrf_token"], "lang": "en",
-                                                "next": "/p/"})
+    response = client.post(
+        "/p/language", data={"csrf_token": hidden_fields(home)["csrf_token"], "lang": "en", "next": "/p/"}
+    )
     assert response.status_code == 302 and response.headers["Location"].endswith("/p/")
     assert 'lang="en"' in client.get("/p/").get_data(as_text=True)
     session.refresh(enrolled.patient)
@@ -156,8 +160,9 @@ def test_language_chosen_on_link_page_applies_at_sign_in(client, factory, sessio
     enrolled = factory.patient(language="zh_Hans")
     link = f"/p/l/{enrolled.token}"
     page = client.get(link).get_data(as_text=True)
-    response = client.post("/p/language", data={"csrf_token": hidden_fields(page)["csrf_token"], "lang": "en",
-                                                "next": link})
+    response = client.post(
+        "/p/language", data={"csrf_token": hidden_fields(page)["csrf_token"], "lang": "en", "next": link}
+    )
     assert response.headers["Location"].endswith(link)
     assert 'lang="en"' in client.get(link).get_data(as_text=True)
     session.refresh(enrolled.patient)
@@ -169,6 +174,8 @@ def test_language_chosen_on_link_page_applies_at_sign_in(client, factory, sessio
 def test_language_switch_refuses_foreign_redirects(client, factory):
     enrolled = factory.patient()
     page = client.get(f"/p/l/{enrolled.token}").get_data(as_text=True)
-    response = client.post("/p/language", data={"csrf_token": hidden_fields(page)["csrf_token"], "lang": "en",
-                                                "next": "https://evil.example/"})
+    response = client.post(
+        "/p/language",
+        data={"csrf_token": hidden_fields(page)["csrf_token"], "lang": "en", "next": "https://evil.example/"},
+    )
     assert response.headers["Location"].endswith("/p/")

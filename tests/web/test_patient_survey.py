@@ -1,4 +1,5 @@
 """Due list, who answers, survey pages: save per page, resume anywhere, skips, changes, ownership."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,12 +35,15 @@ def _url(tp, page, instrument=C30):
 
 def _answers(session, tp, instrument=C30):
     session.expire_all()
-    response = session.scalar(select(Response).where(Response.timepoint_id == tp.id,
-                                                     Response.instrument_id == instrument))
+    response = session.scalar(
+        select(Response).where(Response.timepoint_id == tp.id, Response.instrument_id == instrument)
+    )
     if response is None:
         return {}
-    return {a.item_id: (None if a.skipped else a.value) for a in
-            session.scalars(select(Answer).where(Answer.response_id == response.id))}
+    return {
+        a.item_id: (None if a.skipped else a.value)
+        for a in session.scalars(select(Answer).where(Answer.response_id == response.id))
+    }
 
 
 def test_home_lists_only_what_is_due_with_local_deadline(app, factory, session, now):
@@ -48,10 +52,20 @@ def test_home_lists_only_what_is_due_with_local_deadline(app, factory, session, 
     factory.timepoint(enrolled, opens_at=now + dt.timedelta(days=2), status="scheduled")  # not yet
     factory.timepoint(enrolled, status="completed")
     factory.timepoint(enrolled, status="cancelled")
-    factory.timepoint(enrolled, opens_at=now - dt.timedelta(days=9), closes_at=now - dt.timedelta(days=3),
-                      grace_closes_at=now - dt.timedelta(hours=1), status="overdue")  # grace over
-    late = factory.timepoint(enrolled, instruments=["symptom_diary"], closes_at=now - dt.timedelta(hours=2),
-                             grace_closes_at=now + dt.timedelta(hours=6), status="overdue")
+    factory.timepoint(
+        enrolled,
+        opens_at=now - dt.timedelta(days=9),
+        closes_at=now - dt.timedelta(days=3),
+        grace_closes_at=now - dt.timedelta(hours=1),
+        status="overdue",
+    )  # grace over
+    late = factory.timepoint(
+        enrolled,
+        instruments=["symptom_diary"],
+        closes_at=now - dt.timedelta(hours=2),
+        grace_closes_at=now + dt.timedelta(hours=6),
+        status="overdue",
+    )
     body = _signed_in(app, enrolled).get("/p/").get_data(as_text=True)
     assert body.count('href="/p/t/') == 2
     assert f'href="/p/t/{due.id}"' in body and f'href="/p/t/{late.id}"' in body
@@ -74,8 +88,14 @@ def test_other_patients_urls_are_404(app, factory, session):
     mine, theirs = factory.patient(pin=None), factory.patient(pin=None)
     their_tp = factory.timepoint(theirs, respondent="self")
     client = _signed_in(app, mine)
-    for url in (f"/p/t/{their_tp.id}", f"/p/t/{their_tp.id}/respondent", _url(their_tp, 1),
-                f"/p/t/{their_tp.id}/{C30}/submit", f"/p/t/{their_tp.id}/{C30}/done", "/p/t/999999"):
+    for url in (
+        f"/p/t/{their_tp.id}",
+        f"/p/t/{their_tp.id}/respondent",
+        _url(their_tp, 1),
+        f"/p/t/{their_tp.id}/{C30}/submit",
+        f"/p/t/{their_tp.id}/{C30}/done",
+        "/p/t/999999",
+    ):
         assert client.get(url).status_code == 404, url
     own_tp = factory.timepoint(mine, respondent="self")
     assert client.get(_url(own_tp, 99)).status_code == 404
@@ -95,8 +115,9 @@ def test_respondent_is_asked_first_and_stored(app, patient, factory, session):
     token = hidden_fields(page)["csrf_token"]
     missing = client.post(f"/p/t/{tp.id}/respondent", data={"csrf_token": token, "respondent": "proxy"})
     assert missing.status_code == 400 and "who you are to the patient" in missing.get_data(as_text=True)
-    ok = client.post(f"/p/t/{tp.id}/respondent",
-                     data={"csrf_token": token, "respondent": "proxy", "relationship": "child"})
+    ok = client.post(
+        f"/p/t/{tp.id}/respondent", data={"csrf_token": token, "respondent": "proxy", "relationship": "child"}
+    )
     assert ok.status_code == 302
     session.expire_all()
     stored = session.get(Timepoint, tp.id)
@@ -141,8 +162,10 @@ def test_skip_reminder_then_explicit_skip(app, patient, factory, session):
     assert "Some questions are not answered" in reminder
     assert "3. Trouble with a short walk outdoors" in reminder and "5. Needing help" in reminder
     assert page_form(reminder)["confirm_skip"] == "q3,q5"
-    again = client.post(first.headers["Location"], data=page_form(reminder) | {"nav": "next", "q1": "2", "q2": "2",
-                                                                              "q4": "1", "q5": "3"})
+    again = client.post(
+        first.headers["Location"],
+        data=page_form(reminder) | {"nav": "next", "q1": "2", "q2": "2", "q4": "1", "q5": "3"},
+    )
     assert again.headers["Location"].endswith(_url(tp, 2))
     assert _answers(session, tp) == {"q1": 2, "q2": 2, "q3": None, "q4": 1, "q5": 3}
     skipped = session.scalar(select(Answer).where(Answer.item_id == "q3"))
@@ -203,9 +226,14 @@ def test_changing_an_answer_updates_the_row_and_is_audited(app, patient, factory
 
 
 def test_closed_timepoint_cannot_be_answered(app, patient, factory, now):
-    tp = factory.timepoint(patient, respondent="self", opens_at=now - dt.timedelta(days=5),
-                           closes_at=now - dt.timedelta(days=2), grace_closes_at=now - dt.timedelta(days=1),
-                           status="missed")
+    tp = factory.timepoint(
+        patient,
+        respondent="self",
+        opens_at=now - dt.timedelta(days=5),
+        closes_at=now - dt.timedelta(days=2),
+        grace_closes_at=now - dt.timedelta(days=1),
+        status="missed",
+    )
     client = _signed_in(app, patient)
     assert client.get(_url(tp, 1)).status_code == 410
     assert client.get(f"/p/t/{tp.id}").status_code == 410

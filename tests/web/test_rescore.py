@@ -1,4 +1,5 @@
 """`qol rescore`: recomputes stored scores, reports changes, audits them, and is idempotent."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,20 +14,45 @@ C30 = {f"q{i}": (2 if i < 29 else 5) for i in range(1, 31)}
 
 def _submitted_c30(session, patient, now, answers=C30, key="baseline"):
     day = now.date()
-    tp = Timepoint(patient_id=patient.id, key=key, rule_id="baseline", kind="questionnaire",
-                   instruments=["eortc_qlq_c30"], anchor_kind="randomization", anchor_date=day, target_date=day,
-                   window_start=day, window_end=day, grace_end=day, opens_at=now, closes_at=now + dt.timedelta(days=1),
-                   grace_closes_at=now + dt.timedelta(days=1), status="completed", created_at=now)
+    tp = Timepoint(
+        patient_id=patient.id,
+        key=key,
+        rule_id="baseline",
+        kind="questionnaire",
+        instruments=["eortc_qlq_c30"],
+        anchor_kind="randomization",
+        anchor_date=day,
+        target_date=day,
+        window_start=day,
+        window_end=day,
+        grace_end=day,
+        opens_at=now,
+        closes_at=now + dt.timedelta(days=1),
+        grace_closes_at=now + dt.timedelta(days=1),
+        status="completed",
+        created_at=now,
+    )
     session.add(tp)
     session.flush()
-    response = Response(timepoint_id=tp.id, patient_id=patient.id, instrument_id="eortc_qlq_c30",
-                        instrument_version="3.0", language="en", wording_version="own-descriptive:3.0",
-                        respondent="self", mode="web", status="submitted", started_at=now, submitted_at=now)
+    response = Response(
+        timepoint_id=tp.id,
+        patient_id=patient.id,
+        instrument_id="eortc_qlq_c30",
+        instrument_version="3.0",
+        language="en",
+        wording_version="own-descriptive:3.0",
+        respondent="self",
+        mode="web",
+        status="submitted",
+        started_at=now,
+        submitted_at=now,
+    )
     session.add(response)
     session.flush()
     for item_id, value in answers.items():
-        session.add(Answer(response_id=response.id, item_id=item_id, value=value, skipped=value is None,
-                           answered_at=now))
+        session.add(
+            Answer(response_id=response.id, item_id=item_id, value=value, skipped=value is None, answered_at=now)
+        )
     session.flush()
     return response
 
@@ -49,8 +75,9 @@ def test_rescore_fills_fixes_and_is_idempotent(app, factory, session, now):
     second = runner.invoke(args=["rescore"])
     assert "1 changed (1 scores)" in second.output
     assert _stored(session, response)["PF2"] == score("eortc_qlq_c30", C30)["PF2"]
-    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "rescore_batch")
-                            .order_by(AuditEvent.id.desc())).first()
+    event = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "rescore_batch").order_by(AuditEvent.id.desc())
+    ).first()
     form = next(iter(event.new["forms"].values()))
     assert form["old"]["scores"] == {"PF2": 0.0}
     assert form["new"]["scoring_version"] == SCORING_VERSION

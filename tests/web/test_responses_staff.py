@@ -1,4 +1,5 @@
 """Staff side of responses and alerts: corrections as new revisions, paper entry, acknowledge, escalate."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,8 +27,9 @@ C30_ANSWERS = {f"q{i}": 2 for i in range(1, 29)} | {"q29": 4, "q30": 4}
 
 
 def staff(session, role, sites, **kw):
-    user = StaffUser(username=f"{role}-{uuid.uuid4().hex[:8]}", full_name="Test", role=role,
-                     password_hash="unused", **kw)
+    user = StaffUser(
+        username=f"{role}-{uuid.uuid4().hex[:8]}", full_name="Test", role=role, password_hash="unused", **kw
+    )
     user.memberships = [SiteMembership(site_id=s.id) for s in sites]
     session.add(user)
     session.flush()
@@ -51,10 +53,15 @@ def test_correction_is_a_new_revision_and_the_original_is_untouched(session, fac
     original = result.response
     nurse = staff(session, "nurse", [enrolled.patient.site])
     later = now + dt.timedelta(days=1)
-    fixed = responses.correct_response(session, nurse, original, {"q29": 6, "q5": None},
-                                       "patient told the nurse item 29 was mis-tapped", later)
-    assert (fixed.revision, fixed.supersedes_id, fixed.entered_by, fixed.status) == (1, original.id, nurse.id,
-                                                                                      "submitted")
+    fixed = responses.correct_response(
+        session, nurse, original, {"q29": 6, "q5": None}, "patient told the nurse item 29 was mis-tapped", later
+    )
+    assert (fixed.revision, fixed.supersedes_id, fixed.entered_by, fixed.status) == (
+        1,
+        original.id,
+        nurse.id,
+        "submitted",
+    )
     new_answers = {a.item_id: a.value for a in session.scalars(select(Answer).where(Answer.response_id == fixed.id))}
     assert new_answers["q29"] == 6 and new_answers["q5"] is None and new_answers["q1"] == 2
     old_answers = {a.item_id: a.value for a in session.scalars(select(Answer).where(Answer.response_id == original.id))}
@@ -85,19 +92,34 @@ def test_paper_form_entered_on_behalf(session, factory, now):
     enrolled = factory.patient(pin=None)
     tp = factory.timepoint(enrolled)
     nurse = staff(session, "nurse", [enrolled.patient.site])
-    result = responses.enter_on_behalf(session, nurse, tp, C30, {"q1": 3, "q2": 2}, now,
-                                       mode="paper_transcribed", respondent="proxy", relationship="child")
+    result = responses.enter_on_behalf(
+        session,
+        nurse,
+        tp,
+        C30,
+        {"q1": 3, "q2": 2},
+        now,
+        mode="paper_transcribed",
+        respondent="proxy",
+        relationship="child",
+    )
     response = result.response
-    assert (response.mode, response.entered_by, response.respondent, response.respondent_relationship,
-            response.status) == ("paper_transcribed", nurse.id, "proxy", "child", "submitted")
+    assert (
+        response.mode,
+        response.entered_by,
+        response.respondent,
+        response.respondent_relationship,
+        response.status,
+    ) == ("paper_transcribed", nurse.id, "proxy", "child", "submitted")
     rows = session.scalars(select(Answer).where(Answer.response_id == response.id)).all()
     assert len(rows) == 30 and sum(not r.skipped for r in rows) == 2
     assert tp.status == "completed"
     with pytest.raises(responses.AlreadySubmitted):
         responses.enter_on_behalf(session, nurse, tp, C30, {}, now, mode="interview", respondent="self")
     with pytest.raises(ValueError, match="mode"):
-        responses.enter_on_behalf(session, nurse, factory.timepoint(enrolled), C30, {}, now, mode="web",
-                                  respondent="self")
+        responses.enter_on_behalf(
+            session, nurse, factory.timepoint(enrolled), C30, {}, now, mode="web", respondent="self"
+        )
 
 
 def test_acknowledge_once_and_skip_unsent_notifications(session, factory, now):

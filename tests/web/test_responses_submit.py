@@ -1,4 +1,5 @@
 """Review and submit: atomic, exactly once (taps, tabs, threads), scored, timepoint completed, alerts."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,8 +33,20 @@ from tests.factories import (
 
 C30 = "eortc_qlq_c30"
 C30_ANSWERS = {f"q{i}": (i % 4) + 1 for i in range(1, 29)} | {"q29": 5, "q30": 6}
-CALM_DIARY = {"chills": 0, "headache": 1, "neck_stiffness": 0, "nausea": 0, "vomiting": 0, "back_pain": 0,
-              "vision": 0, "new_weakness": 0, "bladder_bowel": 0, "confusion": 0, "seizure": 0, "ommaya_site": 0}
+CALM_DIARY = {
+    "chills": 0,
+    "headache": 1,
+    "neck_stiffness": 0,
+    "nausea": 0,
+    "vomiting": 0,
+    "back_pain": 0,
+    "vision": 0,
+    "new_weakness": 0,
+    "bladder_bowel": 0,
+    "confusion": 0,
+    "seizure": 0,
+    "ommaya_site": 0,
+}
 
 
 @pytest.fixture
@@ -49,8 +62,11 @@ def _signed_in(app, enrolled):
 
 def _response(session, tp, instrument=C30):
     session.expire_all()
-    return session.scalar(select(Response).where(Response.timepoint_id == tp.id, Response.instrument_id == instrument,
-                                                 Response.revision == 0))
+    return session.scalar(
+        select(Response).where(
+            Response.timepoint_id == tp.id, Response.instrument_id == instrument, Response.revision == 0
+        )
+    )
 
 
 def _stored_answers(session, response):
@@ -102,8 +118,9 @@ def test_double_submit_gives_one_submission(app, factory, session):
     first, second = client.post(review, data=data), client.post(review, data=data)
     assert first.status_code == 302
     assert second.status_code == 200 and "already sent" in second.get_data(as_text=True)
-    assert session.scalar(select(func.count()).select_from(AuditEvent)
-                          .where(AuditEvent.action == "submit_response")) == 1
+    assert (
+        session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "submit_response")) == 1
+    )
 
 
 def test_timepoint_completes_only_when_every_form_is_sent(app, factory, session):
@@ -114,8 +131,7 @@ def test_timepoint_completes_only_when_every_form_is_sent(app, factory, session)
     assert "Next: EQ-5D-5L" in client.get(sent.headers["Location"]).get_data(as_text=True)
     assert session.get(Timepoint, tp.id).status == "open"
     assert client.get(f"/p/t/{tp.id}").headers["Location"].endswith(f"/p/t/{tp.id}/eq5d5l/1")
-    submit_form(client, fill_form(client, tp.id, "eq5d5l", {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1,
-                                                            "vas": 70}))
+    submit_form(client, fill_form(client, tp.id, "eq5d5l", {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 70}))
     session.expire_all()
     assert session.get(Timepoint, tp.id).status == "completed"
     eq = _response(session, tp, "eq5d5l")
@@ -143,8 +159,9 @@ def test_scoring_failure_is_flagged_not_blocking(app, factory, session, monkeypa
 
 def staff(session, role, sites, **kw):
     """A staff row without a real password hash (these tests never sign staff in; Argon2 is slow)."""
-    user = StaffUser(username=f"{role}-{uuid.uuid4().hex[:8]}", full_name="Test", role=role,
-                     password_hash="unused", **kw)
+    user = StaffUser(
+        username=f"{role}-{uuid.uuid4().hex[:8]}", full_name="Test", role=role, password_hash="unused", **kw
+    )
     user.memberships = [SiteMembership(site_id=s.id) for s in sites]
     session.add(user)
     session.flush()
@@ -155,9 +172,11 @@ def _site_with_nurses(factory):
     site = factory.site(emergency_phone="120", contact_phone="021-1234-5678")
     other = factory.site()
     session = factory.session
-    nurses = [staff(session, "nurse", [site], email="n1@example.org"),
-              staff(session, "nurse", [site], email="n2@example.org", phone="13800000000"),
-              staff(session, "nurse", [site])]  # no contact details: sees it on the list only
+    nurses = [
+        staff(session, "nurse", [site], email="n1@example.org"),
+        staff(session, "nurse", [site], email="n2@example.org", phone="13800000000"),
+        staff(session, "nurse", [site]),
+    ]  # no contact details: sees it on the list only
     staff(session, "nurse", [site], email="gone@example.org", active=False)
     staff(session, "investigator", [site], email="pi@example.org")
     staff(session, "nurse", [other], email="elsewhere@example.org")
@@ -167,8 +186,9 @@ def _site_with_nurses(factory):
 def test_red_diary_shows_emergency_page_and_notifies_site_nurses(app, factory, session, now):
     site, nurses = _site_with_nurses(factory)
     enrolled = factory.patient(site, pin=None, language="zh_Hans", arm="A")
-    tp = factory.timepoint(enrolled, instruments=["symptom_diary"], respondent="proxy",
-                           respondent_relationship="spouse_partner")
+    tp = factory.timepoint(
+        enrolled, instruments=["symptom_diary"], respondent="proxy", respondent_relationship="spouse_partner"
+    )
     client = _signed_in(app, enrolled)
     sent = submit_form(client, fill_form(client, tp.id, "symptom_diary", CALM_DIARY | {"seizure": 1}))
     page = client.get(sent.headers["Location"])
@@ -182,7 +202,10 @@ def test_red_diary_shows_emergency_page_and_notifies_site_nurses(app, factory, s
     assert [r["id"] for r in alert.rules] == ["red_seizure"]
     messages = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
     assert {(m.recipient, m.channel) for m in messages} == {
-        ("n1@example.org", "email"), ("n2@example.org", "email"), ("13800000000", "sms")}
+        ("n1@example.org", "email"),
+        ("n2@example.org", "email"),
+        ("13800000000", "sms"),
+    }
     assert {m.dedupe_key for m in messages} >= {f"alert:{alert.id}:{nurses[0].id}:email"}
     assert all(m.kind == "alert" and m.patient_id == enrolled.patient.id for m in messages)
     assert all("seizure" not in m.body.lower() for m in messages)  # clinical details stay in the app
@@ -193,8 +216,7 @@ def test_amber_diary_raises_alert_without_emergency_page(app, factory, session):
     enrolled = factory.patient(site, pin=None, language="en", arm="B")
     tp = factory.timepoint(enrolled, instruments=["symptom_diary"], respondent="self")
     client = _signed_in(app, enrolled)
-    sent = submit_form(client, fill_form(client, tp.id, "symptom_diary",
-                                         CALM_DIARY | {"nausea": 3}))
+    sent = submit_form(client, fill_form(client, tp.id, "symptom_diary", CALM_DIARY | {"nausea": 3}))
     body = client.get(sent.headers["Location"]).get_data(as_text=True)
     assert "Your answers were sent" in body and "Please call for medical help now" not in body
     alert = session.scalar(select(Alert).where(Alert.patient_id == enrolled.patient.id))
@@ -213,6 +235,7 @@ def test_calm_diary_raises_nothing(app, factory, session):
 
 
 # ---------------------------------------------------------------- real concurrency
+
 
 @pytest.fixture
 def committed(committing_app, now):
@@ -248,8 +271,10 @@ def test_two_devices_submitting_at_once_give_one_submission(committed):
     db.session.expire_all()
     responses = db.session.scalars(select(Response).where(Response.timepoint_id == tp.id)).all()
     assert [(r.status, r.revision) for r in responses] == [("submitted", 0)]
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
-                             .where(AuditEvent.action == "submit_response")) == 1
+    assert (
+        db.session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "submit_response"))
+        == 1
+    )
     assert db.session.scalar(select(func.count()).select_from(Score)) == len(score(C30, C30_ANSWERS))
 
 
@@ -279,8 +304,13 @@ def test_two_devices_starting_at_once_share_one_form(committed):
 
 def test_overdue_timepoint_can_still_be_sent(app, factory, session, now):
     enrolled = factory.patient(pin=None, language="en")
-    tp = factory.timepoint(enrolled, respondent="self", closes_at=now - dt.timedelta(hours=1),
-                           grace_closes_at=now + dt.timedelta(days=1), status="overdue")
+    tp = factory.timepoint(
+        enrolled,
+        respondent="self",
+        closes_at=now - dt.timedelta(hours=1),
+        grace_closes_at=now + dt.timedelta(days=1),
+        status="overdue",
+    )
     client = _signed_in(app, enrolled)
     assert submit_form(client, fill_form(client, tp.id, "eortc_qlq_c30", C30_ANSWERS)).status_code == 302
     session.expire_all()

@@ -1,4 +1,5 @@
 """`qol instruments import-wording`: licensed wording as a validated, versioned overlay."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,13 +42,13 @@ def test_unknown_item_id_is_refused_with_its_name(app, session, tmp_path):
 def test_same_version_with_other_text_is_refused(app, session, tmp_path):
     assert _invoke(app, "import-wording", str(EXAMPLE)).exit_code == 0
     changed = tmp_path / "changed.yaml"
-    changed.write_text(EXAMPLE.read_text(encoding="utf-8").replace("item 1 goes", "item one goes"),
-                       encoding="utf-8")
+    changed.write_text(EXAMPLE.read_text(encoding="utf-8").replace("item 1 goes", "item one goes"), encoding="utf-8")
     result = _invoke(app, "import-wording", str(changed))
     assert result.exit_code == 1 and "new version" in result.output
     newer = tmp_path / "newer.yaml"
-    newer.write_text(changed.read_text(encoding="utf-8").replace("example-zh_Hans-0", "example-zh_Hans-1"),
-                     encoding="utf-8")
+    newer.write_text(
+        changed.read_text(encoding="utf-8").replace("example-zh_Hans-0", "example-zh_Hans-1"), encoding="utf-8"
+    )
     assert _invoke(app, "import-wording", str(newer)).exit_code == 0
     assert active_overlay(session, "eortc_qlq_c30", "zh_Hans").wording_version == "example-zh_Hans-1"
     assert len(session.scalars(select(WordingOverlay)).all()) == 2

@@ -153,8 +153,14 @@ def _long_batches(session: Session, spec: ExportSpec) -> Iterator[Any]:
     """Imports pyarrow only when a writer asks for the batches."""
     from qol_app.export.builders.columnar import long_batches
 
-    chunks = iter_long_chunks(session, spec.filters, spec.as_of, instruments=spec.instruments,
-                              baseline_key=spec.baseline_key, patients_per_chunk=spec.chunk_patients)
+    chunks = iter_long_chunks(
+        session,
+        spec.filters,
+        spec.as_of,
+        instruments=spec.instruments,
+        baseline_key=spec.baseline_key,
+        patients_per_chunk=spec.chunk_patients,
+    )
     yield from long_batches(chunks, cols.LONG_COLUMNS, spec.catalog(), spec.options, spec.filters, spec.instruments)
 
 

@@ -13,6 +13,7 @@ databases.
 Intermediate tables are plain ``dict[str, pa.Array]`` ("frames"), one row per timepoint, form or
 output row; ``*_at`` columns index into the frame one level up.
 """
+
 from __future__ import annotations
 
 import collections
@@ -35,22 +36,50 @@ from qol_app.scoring.change import TOLERANCE as DETERIORATION_TOLERANCE
 Frame = dict[str, pa.Array]
 
 UTC_US = pa.timestamp("us", tz="UTC")
-PATIENT_TYPES = {"pk": pa.int64(), "study_id": pa.string(), "site": pa.string(), "arm": pa.string(),
-                 "rand": pa.date32(), "tz": pa.string()}
+PATIENT_TYPES = {
+    "pk": pa.int64(),
+    "study_id": pa.string(),
+    "site": pa.string(),
+    "arm": pa.string(),
+    "rand": pa.date32(),
+    "tz": pa.string(),
+}
 TIMEPOINT_TYPES = {
-    "id": pa.int64(), "patient_id": pa.int64(), "key": pa.string(), "rule_id": pa.string(),
-    "instruments": pa.string(), "anchor_kind": pa.string(), "anchor_number": pa.int64(),
-    "anchor_date": pa.date32(), "target_date": pa.date32(), "opens_at": UTC_US, "closes_at": UTC_US,
-    "grace_closes_at": UTC_US, "missed_reason": pa.string(), "not_expected_reason": pa.string(),
+    "id": pa.int64(),
+    "patient_id": pa.int64(),
+    "key": pa.string(),
+    "rule_id": pa.string(),
+    "instruments": pa.string(),
+    "anchor_kind": pa.string(),
+    "anchor_number": pa.int64(),
+    "anchor_date": pa.date32(),
+    "target_date": pa.date32(),
+    "opens_at": UTC_US,
+    "closes_at": UTC_US,
+    "grace_closes_at": UTC_US,
+    "missed_reason": pa.string(),
+    "not_expected_reason": pa.string(),
     "status_changed_at": UTC_US,
 }
 RESPONSE_TYPES = {
-    "id": pa.int64(), "timepoint_id": pa.int64(), "instrument_id": pa.string(), "instrument_version": pa.string(),
-    "revision": pa.int64(), "language": pa.string(), "respondent": pa.string(), "mode": pa.string(),
-    "submitted_at": UTC_US, "done": pa.bool_(),
+    "id": pa.int64(),
+    "timepoint_id": pa.int64(),
+    "instrument_id": pa.string(),
+    "instrument_version": pa.string(),
+    "revision": pa.int64(),
+    "language": pa.string(),
+    "respondent": pa.string(),
+    "mode": pa.string(),
+    "submitted_at": UTC_US,
+    "done": pa.bool_(),
 }
-SCORE_TYPES = {"response_id": pa.int64(), "scale": pa.string(), "value": pa.float64(), "n_items": pa.int64(),
-               "scoring_version": pa.string()}
+SCORE_TYPES = {
+    "response_id": pa.int64(),
+    "scale": pa.string(),
+    "value": pa.float64(),
+    "n_items": pa.int64(),
+    "scoring_version": pa.string(),
+}
 _FORM_ORDER = ("patient_at", "target_date", "key", "id", "position")
 """``source._sorted``: patients in export order, then target date, key (byte order), id, instrument."""
 _EXTRA = 1 << 20
@@ -77,8 +106,9 @@ def long_batches(
             yield batch
 
 
-def _overlapped(chunks: Iterable[Callable[[], LongChunk]], work: Callable[[Callable[[], LongChunk]], pa.RecordBatch],
-                ahead: int = 2) -> Iterator[pa.RecordBatch]:
+def _overlapped(
+    chunks: Iterable[Callable[[], LongChunk]], work: Callable[[Callable[[], LongChunk]], pa.RecordBatch], ahead: int = 2
+) -> Iterator[pa.RecordBatch]:
     """``map(work, chunks)`` with ``work`` in one background thread, while the reading goes on in
     the calling thread (database connections belong to it). Finished results are handed on as soon
     as they are there; reading waits only when ``ahead`` chunks are queued or being worked on."""
@@ -187,8 +217,10 @@ def _codes(keys: pa.Array, randomization: pa.Array, iso_dates: bool) -> pa.Array
     if not dated:
         return keys
     mask = pc.is_in(keys, value_set=pa.array(dated, pa.string()))
-    codes = [timepoint_code(key, rand, False) for key, rand in
-             zip(keys.filter(mask).to_pylist(), randomization.filter(mask).to_pylist())]
+    codes = [
+        timepoint_code(key, rand, False)
+        for key, rand in zip(keys.filter(mask).to_pylist(), randomization.filter(mask).to_pylist())
+    ]
     return pc.replace_with_mask(keys, mask, pa.array(codes, pa.string()))
 
 
@@ -205,8 +237,9 @@ def _in_range(target: pa.Array, filters: ExportFilters) -> pa.Array:
 # ---------------------------------------------------------------- forms
 
 
-def _forms(tps: Frame, responses: Frame, as_of: pa.Scalar, catalog: Catalog, opts: BuildOptions,
-           instruments: Sequence[str]) -> Frame:
+def _forms(
+    tps: Frame, responses: Frame, as_of: pa.Scalar, catalog: Catalog, opts: BuildOptions, instruments: Sequence[str]
+) -> Frame:
     """One row per expected form (timepoint x selected instrument) with its as-of status, in output order."""
     wanted = list(instruments)
     forms = _expand_instruments(tps["instruments"], wanted)
@@ -215,8 +248,11 @@ def _forms(tps: Frame, responses: Frame, as_of: pa.Scalar, catalog: Catalog, opt
     forms |= _current_responses(forms["form_key"], responses, wanted)
     forms["status"] = _status(forms, as_of)
     kept = pc.indices_nonzero(pc.is_valid(forms["status"]))
-    order = kept.take(pc.sort_indices(pa.table({k: forms[k].take(kept) for k in _FORM_ORDER}),
-                                      sort_keys=[(k, "ascending") for k in _FORM_ORDER]))
+    order = kept.take(
+        pc.sort_indices(
+            pa.table({k: forms[k].take(kept) for k in _FORM_ORDER}), sort_keys=[(k, "ascending") for k in _FORM_ORDER]
+        )
+    )
     forms = _take(forms, order)  # one take of every column for both the filter and the sort
     return forms | _form_facts(forms, catalog, opts, wanted)
 
@@ -246,15 +282,18 @@ def _form_key(timepoint_ids: pa.Array, inst_at: pa.Array, n_instruments: int) ->
 def _current_responses(form_key: pa.Array, responses: Frame, wanted: list[str]) -> Frame:
     """``source._current``: the newest revision submitted by ``as_of``, else the unfinished revision 0;
     ``first_at`` is when revision 0 was submitted (by ``as_of``); ``started`` if any revision was."""
-    key = _form_key(responses["timepoint_id"], pc.index_in(responses["instrument_id"], value_set=pa.array(wanted)),
-                    len(wanted))
+    key = _form_key(
+        responses["timepoint_id"], pc.index_in(responses["instrument_id"], value_set=pa.array(wanted)), len(wanted)
+    )
     done = pc.fill_null(responses["done"], False)
     first = pc.equal(responses["revision"], 0)
     candidates = pc.indices_nonzero(pc.or_(done, first))
-    ranked = pa.table({"key": key.take(candidates), "done": done.take(candidates),
-                       "revision": responses["revision"].take(candidates)})
-    best_first = pc.sort_indices(ranked, sort_keys=[("key", "ascending"), ("done", "descending"),
-                                                    ("revision", "descending")])
+    ranked = pa.table(
+        {"key": key.take(candidates), "done": done.take(candidates), "revision": responses["revision"].take(candidates)}
+    )
+    best_first = pc.sort_indices(
+        ranked, sort_keys=[("key", "ascending"), ("done", "descending"), ("revision", "descending")]
+    )
     current = candidates.take(best_first)
     at = current.take(pc.index_in(form_key, value_set=key.take(current)))  # the first match is the best
     picked = {f"r_{name}": values.take(at) for name, values in responses.items()}
@@ -292,8 +331,11 @@ def _form_facts(forms: Frame, catalog: Catalog, opts: BuildOptions, wanted: list
         "completed_day": _study_day(done_day, forms["rand"]),
         "days_from_rand": pc.days_between(forms["rand"], pc.coalesce(done_day, forms["target_date"])),
         "window": pc.if_else(pc.greater_equal(first, forms["closes_at"]), "late", "on_time"),
-        "missing_reason": pc.if_else(pc.equal(status, "not_expected"), forms["not_expected"],
-                                     pc.if_else(lapsed, forms["missed_reason"], pa.scalar(None, pa.string()))),
+        "missing_reason": pc.if_else(
+            pc.equal(status, "not_expected"),
+            forms["not_expected"],
+            pc.if_else(lapsed, forms["missed_reason"], pa.scalar(None, pa.string())),
+        ),
     }
 
 
@@ -314,8 +356,9 @@ def _rows(forms: Frame, scores: Frame, catalog: Catalog, instruments: Sequence[s
     scores["scale_at"] = pc.index_in(scores["scale"], value_set=pa.array(names, pa.string())).cast(pa.int64())
     rows = _scale_rows(forms, scores, known, names)
     form_of = rows["form_at"]
-    found = _index_in(_pair(form_of, rows["scale_at"], n), _pair(scores["form_at"], scores["scale_at"], n),
-                      len(scored) * n)  # scores["form_at"] only points at scored forms
+    found = _index_in(
+        _pair(form_of, rows["scale_at"], n), _pair(scores["form_at"], scores["scale_at"], n), len(scored) * n
+    )  # scores["form_at"] only points at scored forms
     rows |= {name: scores[name].take(found) for name in ("value", "n_items", "scoring_version")}
     rows["baseline"] = _baseline(forms, rows, len(wanted), n)
     in_range = forms["in_range"].take(rows["form_at"])
@@ -323,13 +366,29 @@ def _rows(forms: Frame, scores: Frame, catalog: Catalog, instruments: Sequence[s
         rows = _take(rows, pc.indices_nonzero(in_range))
     change, worse = _compare(forms, rows, catalog, wanted, names)
     by_form = {
-        "patient_id": "study_id", "site": "site", "arm": "arm", "timepoint": "code", "instrument": "instrument",
-        "instrument_version": "version", "target_date": "target_out", "completed_at": "completed_at",
-        "status": "status", "respondent": "r_respondent", "mode": "r_mode", "language": "r_language",
-        "missing_reason": "missing_reason", "rule": "rule_id", "target_day": "target_day",
-        "completed_day": "completed_day", "days_from_rand": "days_from_rand", "window_status": "window",
-        "anchor_kind": "anchor_kind", "anchor_number": "anchor_number", "anchor_day": "anchor_day",
-        "revision": "r_revision", "is_baseline": "is_baseline",
+        "patient_id": "study_id",
+        "site": "site",
+        "arm": "arm",
+        "timepoint": "code",
+        "instrument": "instrument",
+        "instrument_version": "version",
+        "target_date": "target_out",
+        "completed_at": "completed_at",
+        "status": "status",
+        "respondent": "r_respondent",
+        "mode": "r_mode",
+        "language": "r_language",
+        "missing_reason": "missing_reason",
+        "rule": "rule_id",
+        "target_day": "target_day",
+        "completed_day": "completed_day",
+        "days_from_rand": "days_from_rand",
+        "window_status": "window",
+        "anchor_kind": "anchor_kind",
+        "anchor_number": "anchor_number",
+        "anchor_day": "anchor_day",
+        "revision": "r_revision",
+        "is_baseline": "is_baseline",
     }
     out = {column: forms[source].take(rows["form_at"]) for column, source in by_form.items()}
     return out | {
@@ -368,19 +427,29 @@ def _scale_rows(forms: Frame, scores: Frame, known: list[tuple[str, ...]], names
     listed = pa.array([[index[s] for s in scales] for scales in known], pa.list_(pa.int64())).take(forms["inst_at"])
     places = pa.array([list(range(len(scales))) for scales in known], pa.list_(pa.int64())).take(forms["inst_at"])
     scale_at = pc.list_flatten(listed)
-    rows = {"form_at": pc.list_parent_indices(listed), "scale_at": scale_at, "within": pc.list_flatten(places),
-            "extra": pa.repeat(False, len(scale_at))}
+    rows = {
+        "form_at": pc.list_parent_indices(listed),
+        "scale_at": scale_at,
+        "within": pc.list_flatten(places),
+        "extra": pa.repeat(False, len(scale_at)),
+    }
     known_pairs = pa.array([at * len(names) + index[s] for at, scales in enumerate(known) for s in scales], pa.int64())
     score_inst = forms["inst_at"].take(scores["form_at"])
     extra = pc.invert(pc.is_in(_pair(score_inst, scores["scale_at"], len(names)), value_set=known_pairs))
     if not pc.any(extra).as_py():
         return rows
     extra_at = scores["scale_at"].filter(extra)
-    extras = {"form_at": scores["form_at"].filter(extra), "scale_at": extra_at,
-              "within": pc.add(extra_at, _EXTRA), "extra": pa.repeat(True, len(extra_at))}
+    extras = {
+        "form_at": scores["form_at"].filter(extra),
+        "scale_at": extra_at,
+        "within": pc.add(extra_at, _EXTRA),
+        "extra": pa.repeat(True, len(extra_at)),
+    }
     rows = {name: pa.concat_arrays([rows[name], extras[name]]) for name in rows}
-    order = pc.sort_indices(pa.table({"form_at": rows["form_at"], "within": rows["within"]}),
-                            sort_keys=[("form_at", "ascending"), ("within", "ascending")])
+    order = pc.sort_indices(
+        pa.table({"form_at": rows["form_at"], "within": rows["within"]}),
+        sort_keys=[("form_at", "ascending"), ("within", "ascending")],
+    )
     return _take(rows, order)
 
 
@@ -394,16 +463,19 @@ def _baseline(forms: Frame, rows: Frame, n_instruments: int, n_scales: int) -> p
     return rows["value"].take(base_rows).take(_index_in(key, key.take(base_rows), size))
 
 
-def _compare(forms: Frame, rows: Frame, catalog: Catalog, wanted: list[str],
-             names: list[str]) -> tuple[pa.Array, pa.Array]:
+def _compare(
+    forms: Frame, rows: Frame, catalog: Catalog, wanted: list[str], names: list[str]
+) -> tuple[pa.Array, pa.Array]:
     """(change, deteriorated) as ``Catalog.compare`` computes them (``scoring.change``), column-wise:
     ``value - baseline``; deteriorated on the scales ``Catalog.comparable`` lists when the change in
     the scale's worse direction is at least the threshold (less the same tolerance), else empty.
     Empty at baseline, for unlisted scales and missing scores. The direction and comparability of
     each (instrument, scale) come from the catalog, once each."""
     form_of = rows["form_at"]
-    eligible = pc.and_(pc.and_(pc.invert(forms["is_baseline"].take(form_of)), pc.invert(rows["extra"])),
-                       pc.and_(pc.is_valid(rows["baseline"]), pc.is_valid(rows["value"])))
+    eligible = pc.and_(
+        pc.and_(pc.invert(forms["is_baseline"].take(form_of)), pc.invert(rows["extra"])),
+        pc.and_(pc.is_valid(rows["baseline"]), pc.is_valid(rows["value"])),
+    )
     picked = pc.indices_nonzero(eligible)
     inst_scale = _pair(forms["inst_at"].take(form_of).take(picked), rows["scale_at"].take(picked), len(names))
     pairs = pc.unique(inst_scale)
@@ -418,5 +490,7 @@ def _compare(forms: Frame, rows: Frame, catalog: Catalog, wanted: list[str],
     worsening = pc.if_else(pa.array(higher_is_better, pa.bool_()).take(at), pc.subtract(base, value), change)
     worse = pc.greater_equal(worsening, catalog.threshold - DETERIORATION_TOLERANCE)
     worse = pc.if_else(pa.array(comparable, pa.bool_()).take(at), worse, pa.scalar(None, pa.bool_()))
-    return (pc.replace_with_mask(_nulls(eligible, pa.float64()), eligible, change),
-            pc.replace_with_mask(_nulls(eligible, pa.bool_()), eligible, worse))
+    return (
+        pc.replace_with_mask(_nulls(eligible, pa.float64()), eligible, change),
+        pc.replace_with_mask(_nulls(eligible, pa.bool_()), eligible, worse),
+    )

@@ -5,6 +5,7 @@ extended with the ``pending`` status and the not-expected reasons) and adds anal
 Date columns holding calendar dates are empty unless ISO dates are enabled by an admin and
 requested; study days (randomization = day 1, no day 0, as in SDTM) are always filled.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,9 @@ def bi(en: str, zh: str) -> LabelText:
     return {"en": en, "zh_Hans": zh}
 
 
-def col(name: str, kind: ColumnType, en: str, zh: str, codes: Mapping[Code, LabelText] | None = None,
-        description: str = "") -> Column:
+def col(
+    name: str, kind: ColumnType, en: str, zh: str, codes: Mapping[Code, LabelText] | None = None, description: str = ""
+) -> Column:
     return Column(name, kind, bi(en, zh), codes, description)
 
 
@@ -106,95 +108,216 @@ def _contract(name: str, **changes: object) -> Column:
 PATIENT_ID = _contract("patient_id")
 SITE = _contract("site", description="Site code (never the site's name).")
 ARM = _contract("arm")
-TIMEPOINT = _contract("timepoint", description=(
-    "Schedule key: baseline, sys-c<n> (after systemic cycle n), prog-<n>, eot, fu-<k>, cal-<n>, "
-    "diary-d<study day> (diary-<ISO date> when ISO dates are enabled)."))
-RULE = col("rule", "string", "Schedule rule", "访视计划规则",
-           description="Id of the schedule rule that planned the timepoint (questionnaires/schedules).")
+TIMEPOINT = _contract(
+    "timepoint",
+    description=(
+        "Schedule key: baseline, sys-c<n> (after systemic cycle n), prog-<n>, eot, fu-<k>, cal-<n>, "
+        "diary-d<study day> (diary-<ISO date> when ISO dates are enabled)."
+    ),
+)
+RULE = col(
+    "rule",
+    "string",
+    "Schedule rule",
+    "访视计划规则",
+    description="Id of the schedule rule that planned the timepoint (questionnaires/schedules).",
+)
 KIND = col("tp_kind", "string", "Timepoint kind", "时间点类型", KIND_LABELS)
 INSTRUMENT = _contract("instrument")
 INSTRUMENT_VERSION = _contract("instrument_version")
 TARGET_DATE = _contract("target_date", description=ISO_ONLY)
 TARGET_DAY = col("target_day", "integer", "Target study day", "目标研究日", description=STUDY_DAY)
 COMPLETED_AT = _contract("completed_at", description="Submission of the patient's form (revision 0). " + ISO_ONLY)
-COMPLETED_DAY = col("completed_day", "integer", "Study day the form was completed", "完成问卷的研究日",
-                    description=STUDY_DAY)
-DAYS_FROM_RAND = col("days_from_rand", "integer", "Days from randomization to the assessment", "随机化至评估天数",
-                     description="Local completion date minus randomization date; the target date when "
-                                 "the form was not completed. 0 = randomization day.")
+COMPLETED_DAY = col(
+    "completed_day", "integer", "Study day the form was completed", "完成问卷的研究日", description=STUDY_DAY
+)
+DAYS_FROM_RAND = col(
+    "days_from_rand",
+    "integer",
+    "Days from randomization to the assessment",
+    "随机化至评估天数",
+    description="Local completion date minus randomization date; the target date when "
+    "the form was not completed. 0 = randomization day.",
+)
 STATUS = _contract("status", value_labels=FORM_STATUS_LABELS, description=FORM_STATUS_NOTE)
-WINDOW = col("window_status", "string", "Completed on time or late", "按时或延迟完成", WINDOW_LABELS,
-             description="Completed forms only: late = submitted after the window closed (in grace or later).")
+WINDOW = col(
+    "window_status",
+    "string",
+    "Completed on time or late",
+    "按时或延迟完成",
+    WINDOW_LABELS,
+    description="Completed forms only: late = submitted after the window closed (in grace or later).",
+)
 RESPONDENT = _contract("respondent")
-RELATIONSHIP = col("respondent_rel", "string", "Proxy's relationship to the patient", "代答者与患者关系",
-                   RELATIONSHIP_LABELS, description="Proxy forms only; unknown values are coded 'other'.")
+RELATIONSHIP = col(
+    "respondent_rel",
+    "string",
+    "Proxy's relationship to the patient",
+    "代答者与患者关系",
+    RELATIONSHIP_LABELS,
+    description="Proxy forms only; unknown values are coded 'other'.",
+)
 MODE = _contract("mode")
 LANGUAGE = _contract("language", value_labels=LANGUAGE_LABELS)
 MISSING_REASON = _contract("missing_reason", value_labels=REASON_LABELS, description=REASON_NOTE)
 ANCHOR_KIND = col("anchor_kind", "string", "Anchoring event", "锚定事件", ANCHOR_LABELS)
 ANCHOR_NUMBER = col("anchor_number", "integer", "Anchoring event number (cycle or dose)", "锚定事件序号（周期或剂次）")
-ANCHOR_DAY = col("anchor_day", "integer", "Study day of the anchoring event", "锚定事件的研究日",
-                 description=STUDY_DAY)
-REVISION = col("revision", "integer", "Revision (0 = patient's form; >0 = staff correction)",
-               "版本（0 = 患者填写；>0 = 工作人员更正）",
-               description="The current revision at the as-of time; the newest submitted one wins.")
+ANCHOR_DAY = col("anchor_day", "integer", "Study day of the anchoring event", "锚定事件的研究日", description=STUDY_DAY)
+REVISION = col(
+    "revision",
+    "integer",
+    "Revision (0 = patient's form; >0 = staff correction)",
+    "版本（0 = 患者填写；>0 = 工作人员更正）",
+    description="The current revision at the as-of time; the newest submitted one wins.",
+)
 
 LONG_COLUMNS: tuple[Column, ...] = (
-    PATIENT_ID, SITE, ARM, TIMEPOINT, INSTRUMENT, INSTRUMENT_VERSION,
-    _contract("scale", description="Scale codes of CLINICAL.md section 4 (QL2, PF2, ..., SUMSC, BNFU, ..., "
-                                   "INDEX, VAS) and the diary's item scales and WORST."),
-    _contract("score"), _contract("n_items"), TARGET_DATE, COMPLETED_AT, STATUS, RESPONDENT, MODE, LANGUAGE,
+    PATIENT_ID,
+    SITE,
+    ARM,
+    TIMEPOINT,
+    INSTRUMENT,
+    INSTRUMENT_VERSION,
+    _contract(
+        "scale",
+        description="Scale codes of CLINICAL.md section 4 (QL2, PF2, ..., SUMSC, BNFU, ..., "
+        "INDEX, VAS) and the diary's item scales and WORST.",
+    ),
+    _contract("score"),
+    _contract("n_items"),
+    TARGET_DATE,
+    COMPLETED_AT,
+    STATUS,
+    RESPONDENT,
+    MODE,
+    LANGUAGE,
     MISSING_REASON,
     # analysis columns
-    RULE, TARGET_DAY, COMPLETED_DAY, DAYS_FROM_RAND, WINDOW, ANCHOR_KIND, ANCHOR_NUMBER, ANCHOR_DAY, REVISION,
-    col("is_baseline", "boolean", "Baseline assessment", "基线评估",
-        description="True on the rows of the timepoint keyed 'baseline'."),
-    col("baseline_score", "float", "Baseline score of the scale", "该维度基线得分",
-        description="Score of the same scale at the patient's baseline timepoint (as of the as-of time)."),
-    col("change", "float", "Change from baseline (score - baseline)", "较基线变化（得分 - 基线）",
-        description="Not sign-adjusted; empty at baseline and when either score is missing."),
-    col("deteriorated", "boolean", "Deteriorated from baseline by at least the threshold", "较基线恶化达到阈值",
+    RULE,
+    TARGET_DAY,
+    COMPLETED_DAY,
+    DAYS_FROM_RAND,
+    WINDOW,
+    ANCHOR_KIND,
+    ANCHOR_NUMBER,
+    ANCHOR_DAY,
+    REVISION,
+    col(
+        "is_baseline",
+        "boolean",
+        "Baseline assessment",
+        "基线评估",
+        description="True on the rows of the timepoint keyed 'baseline'.",
+    ),
+    col(
+        "baseline_score",
+        "float",
+        "Baseline score of the scale",
+        "该维度基线得分",
+        description="Score of the same scale at the patient's baseline timepoint (as of the as-of time).",
+    ),
+    col(
+        "change",
+        "float",
+        "Change from baseline (score - baseline)",
+        "较基线变化（得分 - 基线）",
+        description="Not sign-adjusted; empty at baseline and when either score is missing.",
+    ),
+    col(
+        "deteriorated",
+        "boolean",
+        "Deteriorated from baseline by at least the threshold",
+        "较基线恶化达到阈值",
         description="Direction-aware (qol_app.scoring.change): a decrease for QL2, functional scales and EQ-5D, "
-                    "an increase for symptom scales. Only for 0-100 scales; threshold in the manifest "
-                    "(10 points by default)."),
-    col("scoring_version", "string", "Scoring version", "计分版本",
-        description="qol_app.scoring version that computed the stored score."),
+        "an increase for symptom scales. Only for 0-100 scales; threshold in the manifest "
+        "(10 points by default).",
+    ),
+    col(
+        "scoring_version",
+        "string",
+        "Scoring version",
+        "计分版本",
+        description="qol_app.scoring version that computed the stored score.",
+    ),
 )
 """qol_long: one row per patient x timepoint x instrument x scale (every expected form)."""
 
 FORMS_COLUMNS: tuple[Column, ...] = (
-    PATIENT_ID, SITE, ARM, TIMEPOINT, RULE, KIND, INSTRUMENT, INSTRUMENT_VERSION, TARGET_DATE, TARGET_DAY,
+    PATIENT_ID,
+    SITE,
+    ARM,
+    TIMEPOINT,
+    RULE,
+    KIND,
+    INSTRUMENT,
+    INSTRUMENT_VERSION,
+    TARGET_DATE,
+    TARGET_DAY,
     col("window_start_day", "integer", "First study day of the window", "时间窗首个研究日", description=STUDY_DAY),
     col("window_end_day", "integer", "Last study day of the window", "时间窗最后研究日", description=STUDY_DAY),
-    ANCHOR_KIND, ANCHOR_NUMBER, ANCHOR_DAY, STATUS, MISSING_REASON, COMPLETED_AT, COMPLETED_DAY, WINDOW,
-    RESPONDENT, RELATIONSHIP, MODE, LANGUAGE, REVISION,
+    ANCHOR_KIND,
+    ANCHOR_NUMBER,
+    ANCHOR_DAY,
+    STATUS,
+    MISSING_REASON,
+    COMPLETED_AT,
+    COMPLETED_DAY,
+    WINDOW,
+    RESPONDENT,
+    RELATIONSHIP,
+    MODE,
+    LANGUAGE,
+    REVISION,
 )
 """forms: every expected timepoint x instrument with its status and missing reason."""
 
 ITEM_COLUMNS: tuple[Column, ...] = (
-    PATIENT_ID, SITE, ARM, TIMEPOINT, INSTRUMENT, INSTRUMENT_VERSION,
+    PATIENT_ID,
+    SITE,
+    ARM,
+    TIMEPOINT,
+    INSTRUMENT,
+    INSTRUMENT_VERSION,
     col("item", "string", "Item id", "条目编号", description="The instrument's item id (q1..q30, mo, vas, ...)."),
     col("item_number", "integer", "Item number on the form", "条目序号"),
-    col("value", "float", "Answer (option code or number)", "回答（选项编码或数值）",
-        description="Empty when the item was skipped or not presented; see item_status. Option labels: "
-                    "item_codes."),
-    col("item_status", "string", "Item status (skip code)", "条目状态（跳过编码）", ITEM_STATUS_LABELS,
+    col(
+        "value",
+        "float",
+        "Answer (option code or number)",
+        "回答（选项编码或数值）",
+        description="Empty when the item was skipped or not presented; see item_status. Option labels: item_codes.",
+    ),
+    col(
+        "item_status",
+        "string",
+        "Item status (skip code)",
+        "条目状态（跳过编码）",
+        ITEM_STATUS_LABELS,
         description="answered; skipped = shown and explicitly skipped (an explicit skip is stored); "
-                    "not_presented = never shown (e.g. Ommaya items in arm B, or not reached in an "
-                    "unfinished form)."),
-    STATUS, REVISION,
+        "not_presented = never shown (e.g. Ommaya items in arm B, or not reached in an "
+        "unfinished form).",
+    ),
+    STATUS,
+    REVISION,
 )
 """items: one row per item of every form that has answers (completed, partial or pending)."""
 
 ITEM_CODE_COLUMNS: tuple[Column, ...] = (
-    INSTRUMENT, INSTRUMENT_VERSION,
+    INSTRUMENT,
+    INSTRUMENT_VERSION,
     col("item", "string", "Item id", "条目编号"),
     col("item_number", "integer", "Item number on the form", "条目序号"),
-    col("item_kind", "string", "Item kind", "条目类型", {
-        "choice": bi("Choice (coded options)", "单选（编码选项）"),
-        "number": bi("Number", "数值"),
-        "vas": bi("Visual analogue scale", "视觉模拟标尺"),
-    }),
+    col(
+        "item_kind",
+        "string",
+        "Item kind",
+        "条目类型",
+        {
+            "choice": bi("Choice (coded options)", "单选（编码选项）"),
+            "number": bi("Number", "数值"),
+            "vas": bi("Visual analogue scale", "视觉模拟标尺"),
+        },
+    ),
     col("code", "integer", "Option code", "选项编码"),
     col("label_en", "string", "Option label (English)", "选项标签（英文）"),
     col("label_zh_hans", "string", "Option label (Simplified Chinese)", "选项标签（简体中文）"),
@@ -205,19 +328,32 @@ ITEM_CODE_COLUMNS: tuple[Column, ...] = (
 """item_codes: the answer codes of every item (the project's own short labels, not licensed wording)."""
 
 PATIENT_COLUMNS: tuple[Column, ...] = (
-    PATIENT_ID, SITE, ARM,
+    PATIENT_ID,
+    SITE,
+    ARM,
     col("rand_day", "integer", "Study day of randomization (always 1)", "随机化研究日（恒为1）", description=STUDY_DAY),
     col("rand_date", "date", "Randomization date", "随机化日期", description=ISO_ONLY),
     col("language", "string", "Patient's language", "患者语言", LANGUAGE_LABELS),
-    col("pt_status", "string", "Patient status at the as-of time", "截至导出时间的患者状态", PATIENT_STATUS_LABELS,
-        description="Death, withdrawal or loss counts from its recorded date, if on or before the as-of date."),
+    col(
+        "pt_status",
+        "string",
+        "Patient status at the as-of time",
+        "截至导出时间的患者状态",
+        PATIENT_STATUS_LABELS,
+        description="Death, withdrawal or loss counts from its recorded date, if on or before the as-of date.",
+    ),
     col("status_date", "date", "Date of death, withdrawal or loss", "死亡、退出或失访日期", description=ISO_ONLY),
     col("death_day", "integer", "Study day of death", "死亡研究日", description=STUDY_DAY),
     col("withdrawal_day", "integer", "Study day of withdrawal", "退出研究日", description=STUDY_DAY),
     col("lost_day", "integer", "Study day of loss to follow-up", "失访研究日", description=STUDY_DAY),
     col("first_prog_day", "integer", "Study day of the first progression", "首次进展研究日", description=STUDY_DAY),
-    col("n_prog", "integer", "Progressions recorded", "记录的进展次数",
-        description="Every progression's study day is in the events dataset."),
+    col(
+        "n_prog",
+        "integer",
+        "Progressions recorded",
+        "记录的进展次数",
+        description="Every progression's study day is in the events dataset.",
+    ),
     col("eot_day", "integer", "Study day of end of treatment", "治疗结束研究日", description=STUDY_DAY),
     col("n_cycles", "integer", "Systemic cycles recorded", "记录的全身化疗周期数"),
     col("n_it_doses", "integer", "Intrathecal doses recorded", "记录的鞘内给药次数"),
@@ -225,7 +361,9 @@ PATIENT_COLUMNS: tuple[Column, ...] = (
 """patients: one row per randomized patient (enrolled by the as-of time)."""
 
 EVENT_COLUMNS: tuple[Column, ...] = (
-    PATIENT_ID, SITE, ARM,
+    PATIENT_ID,
+    SITE,
+    ARM,
     col("event", "string", "Event", "事件", {k: v for k, v in ANCHOR_LABELS.items() if k != "randomization"}),
     col("event_number", "integer", "Cycle or dose number", "周期或剂次序号"),
     col("event_day", "integer", "Study day of the event", "事件研究日", description=STUDY_DAY),
@@ -235,13 +373,21 @@ EVENT_COLUMNS: tuple[Column, ...] = (
 """events: treatment and clinical events on their actual dates (deleted ones excluded)."""
 
 ALERT_COLUMNS: tuple[Column, ...] = (
-    PATIENT_ID, SITE, ARM,
+    PATIENT_ID,
+    SITE,
+    ARM,
     col("alert_no", "integer", "Alert number for the patient", "该患者的警报序号"),
-    TIMEPOINT, INSTRUMENT,
+    TIMEPOINT,
+    INSTRUMENT,
     col("level", "string", "Level at the as-of time", "截至导出时间的级别", ALERT_LEVEL_LABELS),
     col("initial_level", "string", "Level when raised", "初始级别", ALERT_LEVEL_LABELS),
-    col("rules", "string", "Rules that fired", "触发的规则",
-        description="Rule ids separated by ';' (questionnaires/alerts). No free text is exported."),
+    col(
+        "rules",
+        "string",
+        "Rules that fired",
+        "触发的规则",
+        description="Rule ids separated by ';' (questionnaires/alerts). No free text is exported.",
+    ),
     col("raised_day", "integer", "Study day raised", "警报研究日", description=STUDY_DAY),
     col("raised_at", "datetime", "Raised at (UTC)", "警报时间（UTC）", description=ISO_ONLY),
     col("escalated", "boolean", "Escalated to red by the as-of time", "截至导出时间已升级为红色"),
@@ -251,7 +397,17 @@ ALERT_COLUMNS: tuple[Column, ...] = (
 """alerts: symptom alerts raised by the as-of time (no free text: the action taken is not exported)."""
 
 WIDE_KEY_COLUMNS: tuple[Column, ...] = (
-    PATIENT_ID, SITE, ARM, TIMEPOINT, RULE, KIND, TARGET_DATE, TARGET_DAY, ANCHOR_KIND, ANCHOR_NUMBER, ANCHOR_DAY,
+    PATIENT_ID,
+    SITE,
+    ARM,
+    TIMEPOINT,
+    RULE,
+    KIND,
+    TARGET_DATE,
+    TARGET_DAY,
+    ANCHOR_KIND,
+    ANCHOR_NUMBER,
+    ANCHOR_DAY,
     MISSING_REASON,
 )
 """qol_wide: these columns, then per instrument <P>_STATUS and one column per scale (<P>_<SCALE>)."""

@@ -14,6 +14,7 @@ As-of rules (what the data looked like at ``as_of``; CLINICAL.md §3 statuses):
   ``partial`` / ``missed`` after the grace period, ``pending`` while the window or its grace
   period is still running, and forms not yet open are left out (not expected yet).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,7 @@ from qol_app.scheduling.status import derive_status
 FORM_STATUSES = ("completed", "partial", "missed", "not_expected", "pending")
 
 #: Proxy relationships the app records (services.responses.RELATIONSHIPS); anything else -> other.
-RELATIONSHIP_CODES = ("spouse_partner", "child", "parent", "sibling", "other_relative", "friend",
-                      "professional_carer")
+RELATIONSHIP_CODES = ("spouse_partner", "child", "parent", "sibling", "other_relative", "friend", "professional_carer")
 
 _ISO_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 
@@ -186,8 +186,8 @@ class PatientForms:
 
 # ---------------------------------------------------------------- as-of rules (pure)
 
-def counts_at(status: str, status_changed_at: dt.datetime | None, created_at: dt.datetime,
-              as_of: dt.datetime) -> bool:
+
+def counts_at(status: str, status_changed_at: dt.datetime | None, created_at: dt.datetime, as_of: dt.datetime) -> bool:
     """Did the timepoint exist, uncancelled, at ``as_of``?"""
     if created_at > as_of:
         return False
@@ -203,8 +203,7 @@ def not_expected_at(reason: str | None, status_changed_at: dt.datetime | None, a
 
 def form_status(tp: TimepointFacts, as_of: dt.datetime, *, submitted: bool, started: bool) -> str | None:
     """The export status of one form at ``as_of``; None when the form was not open yet."""
-    status = derive_status(tp, as_of, submitted=submitted, started=started,
-                           not_expected_reason=tp.not_expected_reason)
+    status = derive_status(tp, as_of, submitted=submitted, started=started, not_expected_reason=tp.not_expected_reason)
     if status == "scheduled":
         return None
     if status in ("open", "overdue"):
@@ -227,6 +226,7 @@ def relationship_code(value: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------- dates -> study days
+
 
 @lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo:

@@ -96,8 +96,9 @@ def _date_filter(stmt: Select[Any], filters: ExportFilters, baseline_key: str) -
 
 def _counted_timepoints(as_of: dt.datetime) -> Any:
     """SQL for ``records.counts_at``: created by ``as_of`` and not cancelled by then."""
-    return and_(Timepoint.created_at <= as_of,
-                or_(Timepoint.status != "cancelled", Timepoint.status_changed_at > as_of))
+    return and_(
+        Timepoint.created_at <= as_of, or_(Timepoint.status != "cancelled", Timepoint.status_changed_at > as_of)
+    )
 
 
 def _patient_filter(stmt: Select[Any], filters: ExportFilters, as_of: dt.datetime) -> Select[Any]:
@@ -488,11 +489,13 @@ def iter_long_chunks(
     ).where(Response.started_at <= as_of, Response.instrument_id.in_(sorted(set(instruments))))
     scores = select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version)
     reader = _ArrowReader(session)
-    read_timepoints = reader.query(_long_timepoints(filters, as_of, baseline_key)
-                                   .where(_in(session, Timepoint.patient_id)), ids_of="id")
+    read_timepoints = reader.query(
+        _long_timepoints(filters, as_of, baseline_key).where(_in(session, Timepoint.patient_id)), ids_of="id"
+    )
     read_responses = reader.query(responses.where(_in(session, Response.timepoint_id)), ids_of="id", ids_where="done")
-    read_scores = reader.query(scores.where(_in(session, Score.response_id)),
-                               key=(Score.response_id, Score.id))  # the order of its index
+    read_scores = reader.query(
+        scores.where(_in(session, Score.response_id)), key=(Score.response_id, Score.id)
+    )  # the order of its index
     for chunk in _conn(session).execute(stmt.execution_options(yield_per=patients_per_chunk)).partitions():
         timepoints = read_timepoints(_id_list(session, (row[0] for row in chunk)))
         started = read_responses(timepoints.ids)
@@ -553,20 +556,23 @@ class _ArrowReader:
             self.mode = "csv" if int(conn.exec_driver_sql("SHOW extra_float_digits").scalar_one()) >= 1 else "driver"
             self.iso_times = str(conn.exec_driver_sql("SHOW DateStyle").scalar_one()).startswith("ISO")
 
-    def columns_in(self, stmt: Select[Any], column: Any, ids: Sequence[int], batch: int = IN_BATCH,
-                   key: Sequence[Any] = ()) -> ArrowColumns:
+    def columns_in(
+        self, stmt: Select[Any], column: Any, ids: Sequence[int], batch: int = IN_BATCH, key: Sequence[Any] = ()
+    ) -> ArrowColumns:
         """``stmt`` for rows whose ``column`` is in ``ids``, one indexed query per ``batch`` ids."""
         import pyarrow as pa
 
         read = self.query(stmt.where(_in(self.session, column)), key=key)
-        parts = [read(_id_list(self.session, ids[start:start + batch])).convert()
-                 for start in range(0, len(ids), batch)] or [read(_id_list(self.session, ())).convert()]
+        parts = [
+            read(_id_list(self.session, ids[start : start + batch])).convert() for start in range(0, len(ids), batch)
+        ] or [read(_id_list(self.session, ())).convert()]
         if len(parts) == 1:
             return parts[0]
         return {name: pa.concat_arrays([part[name] for part in parts]) for name in parts[0]}
 
-    def query(self, stmt: Select[Any], ids_of: str | None = None, ids_where: str | None = None,
-              key: Sequence[Any] = ()) -> Callable[[IdList], Fetched]:
+    def query(
+        self, stmt: Select[Any], ids_of: str | None = None, ids_where: str | None = None, key: Sequence[Any] = ()
+    ) -> Callable[[IdList], Fetched]:
         """A function that runs ``stmt`` for an ``IdList`` (its ``IDS`` parameter). ``ids_of``: also
         list that column's values (of the rows where the boolean column ``ids_where`` is true).
         ``key``: table columns that tell the rows apart (unique together, never NULL), needed on
@@ -583,8 +589,15 @@ class _ArrowReader:
             return self._json(stmt, names, kinds, ids_of, ids_where, [column.key for column in key])
         return functools.partial(self._driver, stmt, names, kinds, ids_of, ids_where)
 
-    def _driver(self, stmt: Select[Any], names: list[str], kinds: list[str], ids_of: str | None,
-                ids_where: str | None, ids: IdList) -> Fetched:
+    def _driver(
+        self,
+        stmt: Select[Any],
+        names: list[str],
+        kinds: list[str],
+        ids_of: str | None,
+        ids_where: str | None,
+        ids: IdList,
+    ) -> Fetched:
         rows = _raw_rows(self.session, stmt, ids)
         listed = None
         if ids_of is not None:
@@ -598,11 +611,20 @@ class _ArrowReader:
         source = "driver" if self.postgres else "sqlite"
         row_type = pa.struct([(name, _arrow_type(kind, source)) for name, kind in zip(names, kinds)])
         arrays = pa.array(rows, row_type).flatten()
-        return {name: values.cast(pa.bool_()) if kind == "bool" else values
-                for name, kind, values in zip(names, kinds, arrays)}
+        return {
+            name: values.cast(pa.bool_()) if kind == "bool" else values
+            for name, kind, values in zip(names, kinds, arrays)
+        }
 
-    def _json(self, stmt: Select[Any], names: list[str], kinds: list[str], ids_of: str | None,
-              ids_where: str | None, key: Sequence[str]) -> Callable[[IdList], Fetched]:
+    def _json(
+        self,
+        stmt: Select[Any],
+        names: list[str],
+        kinds: list[str],
+        ids_of: str | None,
+        ids_where: str | None,
+        key: Sequence[str],
+    ) -> Callable[[IdList], Fetched]:
         """SQLite: text columns as one JSON object of arrays, integer columns as comma-separated
         lists (which Arrow splits faster than it parses JSON), and the ids as a JSON array; floats
         as rows, ordered by ``key``. (Ordering the other columns' rows too costs SQLite more than
@@ -611,19 +633,23 @@ class _ArrowReader:
         texts = [name for name, kind in zip(names, kinds) if kind in _TEXT_KINDS]
         numbers = [name for name, kind in zip(names, kinds) if kind in _NUMBER_KINDS]
         floats = [name for name, kind in zip(names, kinds) if kind == "float"]
-        document = func.json_object(*(part for name in texts
-                                      for part in (literal_column(f"'{name}'"), func.json_group_array(sub.c[name]))))
+        document = func.json_object(
+            *(part for name in texts for part in (literal_column(f"'{name}'"), func.json_group_array(sub.c[name])))
+        )
         lists = [_listed_numbers(sub.c[name]) for name in numbers]
         lists += [_listed_numbers(part) for name in floats for part in _exact_parts(sub.c[name])]
-        outside = [func.total(case((or_(*(_outside_exact_range(sub.c[name]) for name in floats)), 1), else_=0))
-                   ] if floats else []
+        outside = (
+            [func.total(case((or_(*(_outside_exact_range(sub.c[name]) for name in floats)), 1), else_=0))]
+            if floats
+            else []
+        )
         aggregate = select(document, *lists, *outside, *_listed(sub, ids_of, ids_where, func.json_group_array))
         by_key = select(*(sub.c[name] for name in floats)).order_by(*(sub.c[name] for name in key))
 
         def read(ids: IdList) -> Fetched:
-            (text, *rest), = _raw_rows(self.session, aggregate, ids)
-            columns, rest = dict(zip(numbers, rest)), rest[len(numbers):]
-            pairs, rest = rest[:2 * len(floats)], rest[2 * len(floats):]
+            ((text, *rest),) = _raw_rows(self.session, aggregate, ids)
+            columns, rest = dict(zip(numbers, rest)), rest[len(numbers) :]
+            pairs, rest = rest[: 2 * len(floats)], rest[2 * len(floats) :]
             parts = dict(zip(floats, zip(pairs[::2], pairs[1::2])))
             rows = None
             if floats:
@@ -635,20 +661,23 @@ class _ArrowReader:
 
         return read
 
-    def _csv(self, stmt: Select[Any], names: list[str], kinds: list[str], ids_of: str | None,
-             ids_where: str | None) -> Callable[[IdList], Fetched]:
+    def _csv(
+        self, stmt: Select[Any], names: list[str], kinds: list[str], ids_of: str | None, ids_where: str | None
+    ) -> Callable[[IdList], Fetched]:
         """PostgreSQL: the rows as CSV text (and the ids as an array literal)."""
         sub = stmt.subquery()
         fields: list[Any] = []
         for name, kind in zip(names, kinds):
             fields += [literal_column("','"), _csv_field(sub.c[name], kind, self.iso_times)]
         line = func.concat(*fields[1:])  # NULL -> ''; other values through their type's output function
-        listed = [cast(func.coalesce(ids, literal_column("'{}'")), Text)
-                  for ids in _listed(sub, ids_of, ids_where, func.array_agg)]
+        listed = [
+            cast(func.coalesce(ids, literal_column("'{}'")), Text)
+            for ids in _listed(sub, ids_of, ids_where, func.array_agg)
+        ]
         aggregate = select(func.string_agg(line, literal_column("chr(10)")), *listed)
 
         def read(ids: IdList) -> Fetched:
-            (text, *listed), = _raw_rows(self.session, aggregate, ids)
+            ((text, *listed),) = _raw_rows(self.session, aggregate, ids)
             return Fetched(functools.partial(self._parse_csv, text, names, kinds), *listed)
 
         return read
@@ -657,17 +686,24 @@ class _ArrowReader:
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        types = {name: pa.string() if kind == "time" and self.iso_times else _arrow_type(kind, "csv")
-                 for name, kind in zip(names, kinds)}
+        types = {
+            name: pa.string() if kind == "time" and self.iso_times else _arrow_type(kind, "csv")
+            for name, kind in zip(names, kinds)
+        }
         if not text:
             return {name: pa.array([], kind) for name, kind in types.items()}
         table = pcsv.read_csv(
             pa.py_buffer(text.encode()),
             read_options=pcsv.ReadOptions(column_names=names, use_threads=False),
             parse_options=pcsv.ParseOptions(newlines_in_values=True),
-            convert_options=pcsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
-                                                quoted_strings_can_be_null=False, true_values=["t"],
-                                                false_values=["f"]),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["t"],
+                false_values=["f"],
+            ),
         )
         out = {name: table.column(name).combine_chunks() for name in names}
         for name, kind in zip(names, kinds):
@@ -690,9 +726,15 @@ _TEXT_KINDS = ("text", "time", "date")
 _NUMBER_KINDS = ("int", "bool")
 
 
-def _parse_json(document: str, numbers: dict[str, str | None], names: list[str], kinds: list[str],
-                key: Sequence[str], parts: dict[str, tuple[str | None, str | None]],
-                floats: list[Any] | None) -> ArrowColumns:
+def _parse_json(
+    document: str,
+    numbers: dict[str, str | None],
+    names: list[str],
+    kinds: list[str],
+    key: Sequence[str],
+    parts: dict[str, tuple[str | None, str | None]],
+    floats: list[Any] | None,
+) -> ArrowColumns:
     """``_ArrowReader._json``'s result as Arrow columns: the JSON object's arrays, the number lists
     and the floats from their ``parts``; or, when the floats came as driver rows, the rest put in
     ``key`` order (as SQLite's ORDER BY sorts integers and text: by value, by bytes) to meet them."""
@@ -702,9 +744,11 @@ def _parse_json(document: str, numbers: dict[str, str | None], names: list[str],
 
     texts = [name for name, kind in zip(names, kinds) if kind in _TEXT_KINDS]
     data = document.encode()
-    table = pj.read_json(pa.py_buffer(data), read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
-                         parse_options=pj.ParseOptions(explicit_schema=pa.schema(
-                             [(name, pa.list_(pa.string())) for name in texts])))
+    table = pj.read_json(
+        pa.py_buffer(data),
+        read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
+        parse_options=pj.ParseOptions(explicit_schema=pa.schema([(name, pa.list_(pa.string())) for name in texts])),
+    )
     out = {name: pc.list_flatten(table.column(name).combine_chunks()) for name in texts}
     out |= {name: _numbers(listed) for name, listed in numbers.items()}
     out |= {name: _exact_float(*listed) for name, listed in parts.items()}
@@ -721,8 +765,8 @@ def _listed_numbers(column: Any) -> Any:
     return func.group_concat(func.ifnull(column, literal_column("''")))
 
 
-_HIGH = 2 ** 55
-_LOW = 2 ** 57
+_HIGH = 2**55
+_LOW = 2**57
 
 
 def _exact_parts(column: Any) -> tuple[Any, Any]:
@@ -809,8 +853,11 @@ def _arrow_type(kind: str, source: str) -> Any:
     import pyarrow as pa
 
     if kind in ("time", "date"):
-        return {"csv": pa.int64() if kind == "time" else pa.int32(), "sqlite": pa.string(),
-                "driver": pa.timestamp("us", tz="UTC") if kind == "time" else pa.date32()}[source]
+        return {
+            "csv": pa.int64() if kind == "time" else pa.int32(),
+            "sqlite": pa.string(),
+            "driver": pa.timestamp("us", tz="UTC") if kind == "time" else pa.date32(),
+        }[source]
     if kind == "bool" and source == "sqlite":
         return pa.int64()
     return {"int": pa.int64(), "bool": pa.bool_(), "float": pa.float64(), "text": pa.string()}[kind]

@@ -8,6 +8,7 @@ instruments, forms and timepoints onto them and keeps the minimum-necessary rule
   the free text of a missed reason "other" is never passed on.
 The bundle is written as a stream (one patient's resources at a time), not built in memory.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,14 @@ from qol_app.scheduling.timewindows import zone
 
 #: App proxy relationship -> export.fhir.RELATIONSHIPS key.
 FHIR_RELATIONSHIPS = {
-    "spouse_partner": "spouse", "child": "child", "parent": "parent", "sibling": "sibling",
-    "other_relative": "other_family", "friend": "friend", "professional_carer": "caregiver", "other": "other",
+    "spouse_partner": "spouse",
+    "child": "child",
+    "parent": "parent",
+    "sibling": "sibling",
+    "other_relative": "other_family",
+    "friend": "friend",
+    "professional_carer": "caregiver",
+    "other": "other",
 }
 FHIR_ITEM_TYPES = {"choice": "choice", "vas": "integer", "number": "decimal"}
 _FHIR_UNSAFE = re.compile(r"[^A-Za-z0-9\-.]+")
@@ -56,8 +63,12 @@ def fhir_questionnaires(catalog: Catalog, instrument_ids: Sequence[str]) -> list
     for inst in ordered_instruments(instrument_ids):
         instrument = catalog.registry.get(inst)
         items = tuple(
-            FhirItem(item.id, item.text["en"], FHIR_ITEM_TYPES[item.kind],  # type: ignore[arg-type]
-                     tuple(FhirAnswerOption(o.code, o.label["en"]) for o in item.options))
+            FhirItem(
+                item.id,
+                item.text["en"],
+                FHIR_ITEM_TYPES[item.kind],  # type: ignore[arg-type]
+                tuple(FhirAnswerOption(o.code, o.label["en"]) for o in item.options),
+            )
             for item in instrument.items
         )
         out.append(FhirQuestionnaire(fhir_id(inst), instrument.version, instrument.name["en"], items, "en"))
@@ -85,20 +96,37 @@ def fhir_responses(pf: PatientForms, catalog: Catalog, opts: BuildOptions) -> li
         moment = response.first_submitted_at if done else response.started_at
         relationship = relationship_code(response.relationship) if response.respondent == "proxy" else None
         code = timepoint_code(form.timepoint.key, patient.randomization_date, opts.iso_dates)
-        out.append((FhirResponse(
-            response_id=fhir_id(f"{patient.study_id}-{code}-{short_name(form.instrument_id)}"),
-            patient_id=fhir_id(patient.study_id), questionnaire_id=fhir_id(form.instrument_id),
-            questionnaire_version=response.instrument_version, status="completed" if done else "in-progress",
-            authored=moment if opts.iso_dates else None,  # type: ignore[arg-type]
-            respondent=response.respondent,  # type: ignore[arg-type]
-            answers=answers, language=response.language,
-            proxy_relationship=FHIR_RELATIONSHIPS[relationship or "other"] if response.respondent == "proxy" else None,
-        ), day_of(local_day(moment, patient.tz), patient.randomization_date)))
+        out.append(
+            (
+                FhirResponse(
+                    response_id=fhir_id(f"{patient.study_id}-{code}-{short_name(form.instrument_id)}"),
+                    patient_id=fhir_id(patient.study_id),
+                    questionnaire_id=fhir_id(form.instrument_id),
+                    questionnaire_version=response.instrument_version,
+                    status="completed" if done else "in-progress",
+                    authored=moment if opts.iso_dates else None,  # type: ignore[arg-type]
+                    respondent=response.respondent,  # type: ignore[arg-type]
+                    answers=answers,
+                    language=response.language,
+                    proxy_relationship=FHIR_RELATIONSHIPS[relationship or "other"]
+                    if response.respondent == "proxy"
+                    else None,
+                ),
+                day_of(local_day(moment, patient.tz), patient.randomization_date),
+            )
+        )
     return out
 
 
-def write_fhir_bundle(stream: Iterable[PatientForms], path: Path, catalog: Catalog, instrument_ids: Sequence[str],
-                      opts: BuildOptions, *, base_url: str) -> Path:
+def write_fhir_bundle(
+    stream: Iterable[PatientForms],
+    path: Path,
+    catalog: Catalog,
+    instrument_ids: Sequence[str],
+    opts: BuildOptions,
+    *,
+    base_url: str,
+) -> Path:
     """Write a FHIR R4 collection Bundle to ``path``, one patient's resources at a time.
 
     Entries: the Questionnaires, then per patient (study id order) its Patient, RelatedPersons
@@ -108,14 +136,17 @@ def write_fhir_bundle(stream: Iterable[PatientForms], path: Path, catalog: Catal
     questionnaires = fhir_questionnaires(catalog, instrument_ids)
     day_url = f"{base_url}/StructureDefinition/study-day"
     with Path(path).open("w", encoding="utf-8", newline="\n") as out:
-        out.write(f'{{"resourceType":"Bundle","type":"collection","timestamp":{json.dumps(utc_iso(opts.as_of))},'
-                  '"entry":[')
+        out.write(
+            f'{{"resourceType":"Bundle","type":"collection","timestamp":{json.dumps(utc_iso(opts.as_of))},"entry":['
+        )
         first = True
 
         def emit(entry: Mapping[str, Any]) -> None:
             nonlocal first
-            out.write(("\n" if first else ",\n") + json.dumps(entry, ensure_ascii=False, sort_keys=True,
-                                                               separators=(",", ":")))
+            out.write(
+                ("\n" if first else ",\n")
+                + json.dumps(entry, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            )
             first = False
 
         for q in questionnaires:
@@ -143,10 +174,14 @@ def write_fhir_bundle(stream: Iterable[PatientForms], path: Path, catalog: Catal
 
 # ---------------------------------------------------------------- SDTM QS
 
-QS_PREFIXES = {"eortc_qlq_c30": "C30Q", "eortc_qlq_bn20": "BN20Q", "eortc_qlq_br23": "BR23Q", "eq5d5l": "EQ5D",
-               "symptom_diary": "DIARY"}
-QS_INTERVALS = {"eortc_qlq_c30": "-P1W", "eortc_qlq_bn20": "-P1W", "eortc_qlq_br23": "-P1W",
-                "symptom_diary": "-P1D"}
+QS_PREFIXES = {
+    "eortc_qlq_c30": "C30Q",
+    "eortc_qlq_bn20": "BN20Q",
+    "eortc_qlq_br23": "BR23Q",
+    "eq5d5l": "EQ5D",
+    "symptom_diary": "DIARY",
+}
+QS_INTERVALS = {"eortc_qlq_c30": "-P1W", "eortc_qlq_bn20": "-P1W", "eortc_qlq_br23": "-P1W", "symptom_diary": "-P1D"}
 _ASCII = str.maketrans({"–": "-", "—": "-", "’": "'", "‘": "'", "“": '"', "”": '"', "°": ""})
 
 
@@ -163,9 +198,13 @@ def qs_instruments(catalog: Catalog, instrument_ids: Sequence[str]) -> dict[str,
         instrument = catalog.registry.get(inst)
         prefix = QS_PREFIXES.get(inst) or short_name(inst)[:6]
         items = tuple(
-            QsItem(item.id, sponsor_testcd(prefix, number), ascii_text(item.text["en"])[:40].strip() or item.id,
-                   {o.code: ascii_text(o.label["en"]) for o in item.options},
-                   unit=ascii_text(item.unit) if item.unit else None)
+            QsItem(
+                item.id,
+                sponsor_testcd(prefix, number),
+                ascii_text(item.text["en"])[:40].strip() or item.id,
+                {o.code: ascii_text(o.label["en"]) for o in item.options},
+                unit=ascii_text(item.unit) if item.unit else None,
+            )
             for number, item in enumerate(instrument.items, start=1)
         )
         name = ascii_text(instrument.name["en"]).split(" (")[0].upper()
@@ -217,24 +256,33 @@ def qs_forms(stream: Iterable[PatientForms], catalog: Catalog, opts: BuildOption
                 instrument = catalog.registry.get(form.instrument_id)
                 for item_id, (value, skipped) in form.answers.items():
                     if instrument.has_item(item_id):
-                        answers[item_id] = None if skipped or value is None else _typed(
-                            instrument.item(item_id).kind, value)
+                        answers[item_id] = (
+                            None if skipped or value is None else _typed(instrument.item(item_id).kind, value)
+                        )
             status = form.status
             yield QsForm(
-                usubjid=f"{studyid}-{patient.study_id}", instrument_id=form.instrument_id, visitnum=visitnum,
-                visit=visit_name, status=status,  # type: ignore[arg-type]
-                reference_date=rand, collected_at=collected, respondent=response.respondent if response else None,  # type: ignore[arg-type]
-                answers=answers, missed_reason=form.missing_reason if status == "missed" else None,
+                usubjid=f"{studyid}-{patient.study_id}",
+                instrument_id=form.instrument_id,
+                visitnum=visitnum,
+                visit=visit_name,
+                status=status,  # type: ignore[arg-type]
+                reference_date=rand,
+                collected_at=collected,
+                respondent=response.respondent if response else None,  # type: ignore[arg-type]
+                answers=answers,
+                missed_reason=form.missing_reason if status == "missed" else None,
             )
 
 
-def qs_export(stream: Iterable[PatientForms], catalog: Catalog, instrument_ids: Sequence[str], opts: BuildOptions,
-              *, studyid: str) -> Dataset:
+def qs_export(
+    stream: Iterable[PatientForms], catalog: Catalog, instrument_ids: Sequence[str], opts: BuildOptions, *, studyid: str
+) -> Dataset:
     """The QS dataset (``qs``); QSDTC emptied unless ISO dates are on."""
-    dataset = qs_dataset(qs_forms(stream, catalog, opts, studyid=studyid), qs_instruments(catalog, instrument_ids),
-                         studyid=studyid)
+    dataset = qs_dataset(
+        qs_forms(stream, catalog, opts, studyid=studyid), qs_instruments(catalog, instrument_ids), studyid=studyid
+    )
     if opts.iso_dates:
         return dataset
     at = [c.name for c in QS_COLUMNS].index("QSDTC")
-    rows = (row[:at] + (None,) + row[at + 1:] for row in dataset.rows)
+    rows = (row[:at] + (None,) + row[at + 1 :] for row in dataset.rows)
     return Dataset(dataset.name, dataset.label, dataset.columns, rows)

@@ -82,9 +82,15 @@ def spooled_frame(dataset: Dataset, target: Target, locale: str, folder: Path) -
 
     with tempfile.TemporaryDirectory(prefix=".spool.", dir=folder) as spool_dir:
         spool = Path(spool_dir) / f"{dataset.name}.arrow"
-        frame = Frame(data=pd.DataFrame(), labels={c.name: c.label_for(locale) for c in dataset.columns},
-                      formats={c.name: (_DATE_FORMAT if c.type == "date" else _DATETIME_FORMAT)[target]
-                               for c in dataset.columns if c.type in ("date", "datetime")})
+        frame = Frame(
+            data=pd.DataFrame(),
+            labels={c.name: c.label_for(locale) for c in dataset.columns},
+            formats={
+                c.name: (_DATE_FORMAT if c.type == "date" else _DATETIME_FORMAT)[target]
+                for c in dataset.columns
+                if c.type in ("date", "datetime")
+            },
+        )
         integers = _spool(dataset, target, frame, spool)
         with pa.memory_map(str(spool)) as source:
             table = ipc.open_file(source).read_all()
@@ -185,7 +191,7 @@ def pin_header_time(path: Path, target: Target, as_of: datetime) -> None:
             if len(spots) != 4:
                 raise RuntimeError(f"unexpected XPT header layout in {path.name}")
         elif target == "sav":
-            if not _SAV_STAMP.fullmatch(head[_SAV_STAMP_AT:_SAV_STAMP_AT + 17]):
+            if not _SAV_STAMP.fullmatch(head[_SAV_STAMP_AT : _SAV_STAMP_AT + 17]):
                 raise RuntimeError(f"unexpected SAV header layout in {path.name}")
             spots = [_SAV_STAMP_AT]
         else:

@@ -34,14 +34,23 @@ class FixedTimeZipFile(ZipFile):
         super().__init__(file, "w", compression=ZIP_DEFLATED, allowZip64=True)
         self.fixed_date_time = date_time
 
-    def writestr(self, zinfo_or_arcname: str | ZipInfo, data: Any,
-                 compress_type: int | None = None, compresslevel: int | None = None) -> None:
+    def writestr(
+        self,
+        zinfo_or_arcname: str | ZipInfo,
+        data: Any,
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
         name = zinfo_or_arcname.filename if isinstance(zinfo_or_arcname, ZipInfo) else zinfo_or_arcname
         super().writestr(fixed_info(name, self.fixed_date_time), data, compress_type, compresslevel)
 
-    def write(self, filename: Any, arcname: Any = None,
-              compress_type: int | None = None, compresslevel: int | None = None,
-              ) -> None:
+    def write(
+        self,
+        filename: Any,
+        arcname: Any = None,
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
         source = Path(filename)
         info = fixed_info(str(arcname) if arcname is not None else source.name, self.fixed_date_time)
         large = source.stat().st_size >= ZIP64_LIMIT

@@ -50,10 +50,15 @@ def arrow_schema(dataset: Dataset) -> pa.Schema:
         meta["description"] = column.description
         if column.value_labels:
             meta["value_labels"] = _json({str(k): dict(v) for k, v in column.value_labels.items()}).decode()
-        fields.append(pa.field(column.name, arrow_type(column), nullable=True,
-                               metadata={k.encode(): v.encode() for k, v in sorted(meta.items())}))
-    return pa.schema(fields, metadata={b"qol.dataset": dataset.name.encode(),
-                                       b"qol.label": _json(dict(dataset.label))})
+        fields.append(
+            pa.field(
+                column.name,
+                arrow_type(column),
+                nullable=True,
+                metadata={k.encode(): v.encode() for k, v in sorted(meta.items())},
+            )
+        )
+    return pa.schema(fields, metadata={b"qol.dataset": dataset.name.encode(), b"qol.label": _json(dict(dataset.label))})
 
 
 def checked_batches(dataset: Dataset, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -70,8 +75,10 @@ def checked_batches(dataset: Dataset, schema: pa.Schema, batches: Iterable[pa.Re
                 bad = pc.indices_nonzero(pc.fill_null(pc.invert(pc.is_finite(values)), False))
                 if len(bad):
                     row = bad[0].as_py()
-                    raise ValueError(f"{dataset.name} row {done + row + 1}: column {column.name!r}: expected a "
-                                     f"finite float (missing is None, never NaN), got {values[row].as_py()!r}")
+                    raise ValueError(
+                        f"{dataset.name} row {done + row + 1}: column {column.name!r}: expected a "
+                        f"finite float (missing is None, never NaN), got {values[row].as_py()!r}"
+                    )
         done += batch.num_rows
         yield batch
 
@@ -80,8 +87,9 @@ PARQUET_PAGE_BYTES = 1 << 20
 """pyarrow's default Parquet data page size and dictionary page size limit (1 MiB)."""
 
 
-def row_groups(batches: Iterable[pa.RecordBatch], size: int,
-               page_bytes: int = PARQUET_PAGE_BYTES) -> Iterator[pa.Table]:
+def row_groups(
+    batches: Iterable[pa.RecordBatch], size: int, page_bytes: int = PARQUET_PAGE_BYTES
+) -> Iterator[pa.Table]:
     """The same rows as tables of exactly `size` rows (the last may be shorter), for
     ``ParquetWriter.write_table``: Parquet row groups then fall where the row writer puts them,
     whatever chunks the builder produced. Nothing is copied that need not be.
@@ -108,8 +116,10 @@ def row_groups(batches: Iterable[pa.RecordBatch], size: int,
 
 
 def _contiguous_if_large(table: pa.Table, page_bytes: int) -> pa.Table:
-    columns = [column if column.num_chunks <= 1 or column.nbytes < page_bytes else column.combine_chunks()
-               for column in table.columns]
+    columns = [
+        column if column.num_chunks <= 1 or column.nbytes < page_bytes else column.combine_chunks()
+        for column in table.columns
+    ]
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
@@ -128,8 +138,9 @@ def system_allocator() -> Iterator[None]:
         pa.set_memory_pool(before)
 
 
-def write_behind(batches: Iterable[pa.RecordBatch], write: Callable[[Iterator[pa.RecordBatch]], object],
-                 depth: int = 2) -> None:
+def write_behind(
+    batches: Iterable[pa.RecordBatch], write: Callable[[Iterator[pa.RecordBatch]], object], depth: int = 2
+) -> None:
     """``write(batches)`` in a worker thread while this thread produces the batches (reading the
     database, which belongs to it): checking, encoding and writing (which release the GIL) overlap
     with reading, and this thread waits for them only when ``depth`` batches are queued. An error in
@@ -238,15 +249,19 @@ def csv_lines(batch: pa.RecordBatch, dataset: Dataset) -> pa.Buffer:
 
         table = pa.Table.from_arrays(cells, names=[str(at) for at in range(len(cells))])
         sink = pa.BufferOutputStream()
-        pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False, batch_size=max(1, len(table)),
-                                                      eol="\r\n", quoting_style="none"))
+        pcsv.write_csv(
+            table,
+            sink,
+            pcsv.WriteOptions(include_header=False, batch_size=max(1, len(table)), eol="\r\n", quoting_style="none"),
+        )
         return sink.getvalue()
-    texts = [_cell_texts(cell, column)[0] if is_raw else cell
-             for cell, column, is_raw in zip(cells, dataset.columns, raw)]
+    texts = [
+        _cell_texts(cell, column)[0] if is_raw else cell for cell, column, is_raw in zip(cells, dataset.columns, raw)
+    ]
     if len(texts) == 1:  # the csv module quotes a row's only cell when it is empty, so the line is not blank
         texts[0] = pc.if_else(pc.equal(pc.coalesce(texts[0], ""), ""), '""', texts[0])
     lines = pc.binary_join_element_wise(*texts, ",", null_handling="replace", null_replacement="")
     lines = pc.binary_join_element_wise(lines, "", "\r\n")
     _validity, offsets, data = lines.buffers()
     bounds = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], offset=lines.offset)
-    return data[bounds[0].as_py():bounds[-1].as_py()]
+    return data[bounds[0].as_py() : bounds[-1].as_py()]

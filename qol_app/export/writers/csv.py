@@ -41,8 +41,14 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
         out = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
         out.writerow(dataset.names)
         for _count, columns in checked_columns(dataset):
-            out.writerows(zip(*(values if encode is None else list(map(encode, values))
-                                for encode, values in zip(encoders, columns))))
+            out.writerows(
+                zip(
+                    *(
+                        values if encode is None else list(map(encode, values))
+                        for encode, values in zip(encoders, columns)
+                    )
+                )
+            )
 
 
 def _write_batches(dataset: Dataset, batches: Iterable[Any], path: Path) -> None:

@@ -24,7 +24,8 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
 
     with spooled_frame(dataset, "dta", options.locale, path.parent) as frame:
         pyreadstat.write_dta(
-            frame.data, path,
+            frame.data,
+            path,
             file_label=dataset.label[options.locale],
             column_labels=frame.labels,
             version=STATA_VERSION,

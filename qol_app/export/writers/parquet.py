@@ -49,6 +49,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
         return
 
     with system_allocator(), pq.ParquetWriter(path, schema, compression="snappy") as out:
+
         def write_groups(queued: Iterator[pa.RecordBatch]) -> None:
             for table in row_groups(checked_batches(dataset, schema, queued), ROW_BATCH):
                 out.write_table(table, row_group_size=ROW_BATCH)

@@ -11,14 +11,13 @@ from qol_app.export.dataset import Dataset, Locale
 from qol_app.export.writers import csv, dta, parquet, sav, xlsx, xpt
 from qol_app.export.writers.base import DEFAULT_AS_OF, WriteOptions, Writer
 
-WRITERS: dict[str, Writer] = {
-    module.WRITER.format_id: module.WRITER for module in (csv, xlsx, parquet, xpt, dta, sav)
-}
+WRITERS: dict[str, Writer] = {module.WRITER.format_id: module.WRITER for module in (csv, xlsx, parquet, xpt, dta, sav)}
 """csv, xlsx, parquet stream (bounded memory); xpt, dta, sav materialise the dataset."""
 
 
-def write_dataset(fmt: str, dataset: Dataset, out_dir: Path, *, locale: Locale = "en",
-                  as_of: datetime | None = None) -> Path:
+def write_dataset(
+    fmt: str, dataset: Dataset, out_dir: Path, *, locale: Locale = "en", as_of: datetime | None = None
+) -> Path:
     """Write `dataset` as `out_dir/<dataset.name>.<ext>` in format `fmt` and return that path.
 
     Consumes `dataset.rows` once. The file appears only when complete (written to a temporary
@@ -34,8 +33,7 @@ def write_dataset(fmt: str, dataset: Dataset, out_dir: Path, *, locale: Locale =
     options = WriteOptions(locale=locale, as_of=as_of or DEFAULT_AS_OF)
     out_dir = Path(out_dir)
     target = out_dir / f"{dataset.name}.{writer.extension}"
-    handle, temp_name = tempfile.mkstemp(prefix=f".{dataset.name}.", suffix=f".{writer.extension}",
-                                         dir=out_dir)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{dataset.name}.", suffix=f".{writer.extension}", dir=out_dir)
     os.close(handle)
     temp = Path(temp_name)
     try:

@@ -24,13 +24,11 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
 
     labels = value_labels(dataset, options.locale, strings=True)
     strings = [c.name for c in dataset.columns if c.type == "string"]
-    measure = {
-        c.name: "nominal" if c.name in labels or c.type == "string" else "scale"
-        for c in dataset.columns
-    }
+    measure = {c.name: "nominal" if c.name in labels or c.type == "string" else "scale" for c in dataset.columns}
     with spooled_frame(dataset, "sav", options.locale, path.parent) as frame:
         pyreadstat.write_sav(
-            frame.data, path,
+            frame.data,
+            path,
             file_label=fit_bytes(dataset.label[options.locale], SAV_FILE_LABEL_BYTES),
             column_labels=frame.labels,
             variable_value_labels=labels,

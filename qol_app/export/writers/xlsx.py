@@ -83,13 +83,18 @@ def _fill(book: Any, dataset: Dataset, options: WriteOptions) -> None:
     for number, row in enumerate(checked_rows(dataset), start=1):
         if number > MAX_DATA_ROWS:
             raise ValueError(f"{dataset.name}: more than {MAX_DATA_ROWS} rows do not fit one Excel sheet")
-        sheet.append([
-            None if value is None
-            else text(value) if kind == "string"
-            else naive_utc(value) if kind == "datetime"
-            else value
-            for kind, value in zip(kinds, row)
-        ])
+        sheet.append(
+            [
+                None
+                if value is None
+                else text(value)
+                if kind == "string"
+                else naive_utc(value)
+                if kind == "datetime"
+                else value
+                for kind, value in zip(kinds, row)
+            ]
+        )
     variables = book.create_sheet("variables")
     for line in _variables_rows(dataset, options):
         variables.append([text(v) if isinstance(v, str) else v for v in line])

@@ -42,8 +42,9 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
         if version == 5 and frame.max_string_bytes > V5_STRING_BYTES:
             raise ValueError(f"{dataset.name}: a string exceeds {V5_STRING_BYTES} bytes, the XPT v5 limit")
         pyreadstat.write_xport(
-            frame.data, path,
-            file_label=dataset.label["en"][:V5_LABEL if version == 5 else 256],
+            frame.data,
+            path,
+            file_label=dataset.label["en"][: V5_LABEL if version == 5 else 256],
             column_labels=frame.labels,
             table_name=dataset.name.upper(),
             file_format_version=version,

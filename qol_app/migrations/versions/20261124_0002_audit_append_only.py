@@ -5,6 +5,7 @@ SQLite has no such guard at the database level; there ``qol audit verify`` detec
 Revision ID: 0002
 Revises: 0001
 """
+
 from alembic import op
 
 revision = "0002"
