@@ -2,37 +2,46 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+CATALOGS := qol_app/translations
 
-.PHONY: run test install translations catalogs bench
+.PHONY: run test lint catalogs compile-catalogs bench
 
-$(BIN)/qol: pyproject.toml
+# The app alone (make run), and the app with the test tools (make test). Each stamp is redone when
+# pyproject.toml changes.
+$(VENV)/.app-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.app-installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(BIN)/qol
+	touch $@
 
-install: $(BIN)/qol translations
+compile-catalogs: $(VENV)/.app-installed
+	$(BIN)/pybabel -q compile -d $(CATALOGS)
 
-translations: install-venv-only
-	$(BIN)/pybabel -q compile -d translations
-
-install-venv-only: $(BIN)/qol
-
-## Run the app on SQLite in instance/ with demo data (http://127.0.0.1:5000), with its scheduler.
-run: install
+## Run the app on SQLite in instance/ with demo data (http://$(HOST):$(PORT)), with its scheduler.
+run: compile-catalogs
 	$(BIN)/qol db upgrade
 	$(BIN)/qol demo
 	$(BIN)/qol scheduler & sched=$$!; trap 'kill $$sched 2>/dev/null' EXIT INT TERM; \
-	QOL_SESSION_COOKIE_SECURE=0 $(BIN)/qol run --host 127.0.0.1 --port 5000
+	QOL_SESSION_COOKIE_SECURE=0 $(BIN)/qol run --host $(HOST) --port $(PORT)
 
-## Run the whole test suite (SQLite, plus PostgreSQL when a server answers).
-test: install
+## Lint and format checks, then the whole test suite (SQLite, plus PostgreSQL when a server answers).
+test: lint compile-catalogs
 	$(BIN)/python -m pytest
 
-## Re-extract UI strings and update the catalogs (then translate and commit the .po files).
-catalogs: install-venv-only
-	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o translations/messages.pot .
-	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --ignore-obsolete
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check --no-cache qol_app tests bench scripts
+	$(BIN)/ruff format --no-cache --check qol_app tests bench scripts
 
-bench: install
+## Re-extract UI strings and update the catalogs (then translate and commit the .po files).
+catalogs: $(VENV)/.app-installed
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o $(CATALOGS)/messages.pot .
+	$(BIN)/pybabel update -i $(CATALOGS)/messages.pot -d $(CATALOGS) --no-fuzzy-matching --ignore-obsolete
+
+bench: $(VENV)/.test-installed
 	$(BIN)/python bench/run_all.py

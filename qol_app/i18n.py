@@ -15,6 +15,7 @@ from flask import Flask, current_app, g, request, session
 from flask_babel import get_locale, get_translations
 
 from qol_app.extensions import babel
+from qol_app.paths import TRANSLATIONS_DIR
 
 LANGUAGE_NAMES = {"en": "English", "zh_Hans": "简体中文"}
 
@@ -88,9 +89,7 @@ def init_app(app: Flask) -> None:
 
 
 def _translations_dir(app: Flask):
-    from pathlib import Path
-
-    return Path(app.root_path).parent / "translations"
+    return TRANSLATIONS_DIR
 
 
 #: UI catalogs by locale for templates. Flask-Babel resolves the catalog anew for every string

@@ -1,7 +1,7 @@
 """Symptom-diary alert rules: loaded from YAML, evaluated as a pure function.
 
 Thresholds are clinical data (CLINICAL.md §5) that need clinician sign-off, so
-they live in versioned, reviewable YAML under ``questionnaires/alerts/`` and
+they live in versioned, reviewable YAML under ``qol_app/questionnaires/alerts/`` and
 this module only interprets them. Nothing here touches Flask, the database or
 the clock, so the web request, the scheduler and the tests share one code path.
 
@@ -27,6 +27,8 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, cast
 
 import yaml
+
+from qol_app.paths import QUESTIONNAIRE_DIR
 
 Level: TypeAlias = Literal["red", "amber"]
 Op: TypeAlias = Literal["ge", "gt", "le", "lt", "eq", "in"]
@@ -256,7 +258,7 @@ def _unique(items: Any) -> tuple[str, ...]:
 
 def default_rules_path() -> Path:
     """The CONQUER rules file shipped in the source tree."""
-    return Path(__file__).resolve().parents[2] / "questionnaires" / "alerts" / "conquer.yaml"
+    return QUESTIONNAIRE_DIR / "alerts" / "conquer.yaml"
 
 
 def load_alert_rules(path: str | Path, known_items: set[str] | None = None) -> AlertRuleSet:

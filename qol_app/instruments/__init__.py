@@ -1,4 +1,4 @@
-"""Questionnaire definitions: data files in ``questionnaires/`` loaded into
+"""Questionnaire definitions: data files in ``qol_app/questionnaires/`` loaded into
 validated, immutable ``Instrument`` objects.
 
     from qol_app.instruments import get_registry

@@ -37,9 +37,10 @@ from qol_app.instruments.schema import (
     ValueSet,
     frozen_text,
 )
+from qol_app.paths import QUESTIONNAIRE_DIR
 
 #: ``<repo>/questionnaires``, found relative to this package.
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "questionnaires"
+DEFAULT_DIRECTORY = QUESTIONNAIRE_DIR
 VALUE_SET_SUBDIR = "value_sets"
 #: Documentation files living next to the instruments, never loaded as one.
 EXAMPLE_SUFFIX = ".example.yaml"

@@ -1,6 +1,6 @@
 """Instrument definitions as immutable values.
 
-The YAML files in ``questionnaires/`` are parsed into these dataclasses by
+The YAML files in ``qol_app/questionnaires/`` are parsed into these dataclasses by
 ``loader.py``; nothing here reads files. Texts are kept per locale in read-only
 mappings and are never looked up with a fallback language: a form shown in the
 wrong language is worse than an error.

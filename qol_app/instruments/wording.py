@@ -13,7 +13,7 @@ API for importers (e.g. a CLI that stores overlays in the database)::
     text = overlay_text(overlay)                   # canonical YAML to store
     parse_overlay(text)                            # round-trips when reloaded
 
-File format (see ``questionnaires/wording-overlay.example.yaml``)::
+File format (see ``qol_app/questionnaires/wording-overlay.example.yaml``)::
 
     instrument: eortc_qlq_c30        # instrument id
     instrument_version: "3.0"        # must equal the registered version

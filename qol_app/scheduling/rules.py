@@ -1,4 +1,4 @@
-"""Protocol schedules as validated data (``questionnaires/schedules/*.yaml``).
+"""Protocol schedules as validated data (``qol_app/questionnaires/schedules/*.yaml``).
 
 The schedule is data because CLINICAL.md §2 is an assumption that each
 protocol (or amendment) may change; code only knows the rule *types*.
@@ -49,6 +49,8 @@ from typing import Any, Final, Literal, NoReturn, cast
 
 import yaml
 
+from qol_app.paths import QUESTIONNAIRE_DIR
+
 __all__ = [
     "ANCHOR_KINDS",
     "EVENT_KINDS",
@@ -83,8 +85,8 @@ TIMEPOINT_KINDS: Final[tuple[str, ...]] = ("questionnaire", "diary")
 CYCLE_LENGTH: Final = "cycle_length"
 SCHEMA_VERSION: Final = 1
 
-#: Where the shipped schedules live (``questionnaires/schedules``).
-SCHEDULES_DIR: Final[Path] = Path(__file__).resolve().parents[2] / "questionnaires" / "schedules"
+#: Where the shipped schedules live (``qol_app/questionnaires/schedules``).
+SCHEDULES_DIR: Final[Path] = QUESTIONNAIRE_DIR / "schedules"
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _ARM_RE = re.compile(r"^[A-Za-z0-9_]+$")

@@ -3,7 +3,7 @@
     from qol_app.scoring import score
     score("eortc_qlq_c30", {"q1": 2, ..., "q30": 5})  # {"QL2": 66.66.., "PF2": ..., "SUMSC": ...}
 
-Scales, items and formulas are data (``questionnaires/*.yaml``); this package
+Scales, items and formulas are data (``qol_app/questionnaires/*.yaml``); this package
 holds the methods: EORTC linear transformation with the half rule, the
 QLQ-C30 summary score, EQ-5D index from a named value set, diary items and
 worst severity.

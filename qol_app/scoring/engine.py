@@ -1,7 +1,7 @@
 """Score a form: dispatch each scale of an instrument to its method.
 
 Pure: answers in, scores out. Instrument definitions come from the registry
-(``questionnaires/``), so scales, items and formulas live in data.
+(``qol_app/questionnaires/``), so scales, items and formulas live in data.
 """
 
 from __future__ import annotations

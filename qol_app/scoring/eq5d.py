@@ -1,4 +1,4 @@
-"""EQ-5D index from a value set (data file in ``questionnaires/value_sets/``)."""
+"""EQ-5D index from a value set (data file in ``qol_app/questionnaires/value_sets/``)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parents[2]
-TRANSLATIONS = ROOT / "translations"
+TRANSLATIONS = ROOT / "qol_app" / "translations"
 
 
 def _ids(catalog) -> set[str]:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from qol_app.models import AuditEvent, WordingOverlay
 from qol_app.services.wording import active_overlay
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "questionnaires" / "wording-overlay.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "qol_app" / "questionnaires" / "wording-overlay.example.yaml"
 
 
 def _invoke(app, *args):
