@@ -180,7 +180,10 @@ def test_qol_users_cli(app, session, factory, site):
     assert runner.invoke(args=["users", "enable", "cli.nurse", "--reason", "back"]).exit_code == 0
     session.refresh(user)
     assert user.active and check_secret(user.password_hash, "cli password 2") and user.site_ids == {site.id}
-    actions = [a for a in session.scalars(select(AuditEvent.action).where(AuditEvent.actor_id == "cli"))]
+    actions = [
+        a
+        for a in session.scalars(select(AuditEvent.action).where(AuditEvent.actor_id == "cli").order_by(AuditEvent.id))
+    ]
     assert actions == [
         "staff_create",
         "staff_password",
