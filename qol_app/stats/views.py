@@ -14,6 +14,7 @@ from qol_app.db import db
 from qol_app.export.builders import ExportFilters
 from qol_app.export.builders.tables import ordered_instruments
 from qol_app.export.run import ExportRequest, ExportSettings, run_export
+from qol_app.locking import lock_exempt
 from qol_app.models import AuditEvent, Site, StaffUser
 from qol_app.policy import roles_for
 from qol_app.security import current_actor, staff_required
@@ -66,6 +67,7 @@ def index():
 
 @bp.post("/export")
 @staff_required(*EXPORTERS)
+@lock_exempt  # reads only (the export is audited; the audit trail is not locked data)
 def export():
     """Run the export with the form's filters and send the zip (files + manifest); audited."""
     form = _form()
