@@ -287,9 +287,8 @@ def _account_page(form, status: int = 200, **extra):
             language_form=LanguageForm(language=g.staff.language),
             sites=sites,
             totp_required=_requires_totp(g.staff),
-            totp_off_form=TotpOffForm(formdata=None),
             recovery_left=two_factor.recovery_codes_left(db.session, g.staff) if g.staff.has_totp else None,
-            **extra,
+            **({"totp_off_form": TotpOffForm(formdata=None)} | extra),
         ),
         status,
     )
