@@ -82,6 +82,8 @@ def enrol(
     db.session.commit()
     from qol_app.nurse.cards import personal_link
 
+    with current_app.test_request_context():  # url_for needs a request; the link's base is PUBLIC_BASE_URL
+        link = personal_link(enrolled.token)
     click.echo(f"enrolled {enrolled.patient.study_id} at {site.code}, arm {arm}; {planned.created} form(s) planned")
-    click.echo(f"personal link (shown once): {personal_link(enrolled.token)}")
+    click.echo(f"personal link (shown once): {link}")
     click.echo(f"PIN: {enrolled.pin}" if enrolled.pin else "PIN: none")

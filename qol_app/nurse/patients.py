@@ -232,12 +232,14 @@ def edit_details(patient_id: int):
                 )
         except ValueError as exc:
             flash(message(exc), "error")
+            form.rejected = True
         else:
             db.session.commit()
             flash(_("Details saved.") if changed else _("Nothing was changed."), "ok" if changed else "error")
             if changed:
                 return redirect(url_for("nurse.patient", patient_id=p.id))
-    return render_template("nurse/patient_details.html", patient=p, form=form), 400 if form.errors else 200
+    status = 400 if form.errors or getattr(form, "rejected", False) else 200
+    return render_template("nurse/patient_details.html", patient=p, form=form), status
 
 
 @bp.route("/patients/<int:patient_id>/randomization", methods=["GET", "POST"])
@@ -266,11 +268,13 @@ def correct_randomization(patient_id: int):
                 )
         except ValueError as exc:
             flash(message(exc), "error")
+            form.rejected = True
         else:
             db.session.commit()
             flash(_("Randomization corrected; the schedule was re-planned (answered forms are kept)."), "ok")
             return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="timeline"))
-    return render_template("nurse/randomization.html", patient=p, form=form), 400 if form.errors else 200
+    status = 400 if form.errors or getattr(form, "rejected", False) else 200
+    return render_template("nurse/randomization.html", patient=p, form=form), status
 
 
 @bp.route("/patients/<int:patient_id>/timepoints/<int:timepoint_id>/reason", methods=["GET", "POST"])
