@@ -194,7 +194,11 @@ def test_history_pages_show_who_what_from_what_to_what_and_why(app, session, war
     assert nurse.get(f"/staff/patients/{p.id}/history").status_code == 403  # nurses: not in the list
     client = _client(app, ward["investigator"])
     page = client.get(f"/staff/patients/{p.id}/history").get_data(as_text=True)
-    assert "Event changed" in page and "delayed: ANC" in page and "2026-03-02 → 2026-03-03" in page
+    assert (
+        "Event changed" in page
+        and "delayed: ANC" in page
+        and "<code>2026-03-02</code> → <code>2026-03-03</code>" in page
+    )
     assert ward["nurse"].full_name in page and "Enrolled" in page
     # A response's history follows its revisions.
     tp = session.scalar(select(Timepoint).where(Timepoint.patient_id == p.id, Timepoint.key == "baseline"))
