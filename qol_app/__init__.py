@@ -18,6 +18,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from qol_app.config import load_config
 
     load_config(app, test_config)
+    if app.config.get("PROXY_FIX_X_FOR"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind a reverse proxy, the client address (sign-in throttling) comes from X-Forwarded-For.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))  # type: ignore[method-assign]
 
     from qol_app import i18n, security, web
     from qol_app.extensions import csrf, db

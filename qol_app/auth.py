@@ -74,6 +74,12 @@ def idle_limit(subject_type: str) -> dt.timedelta:
     return dt.timedelta(minutes=current_app.config[key])
 
 
+def absolute_limit(subject_type: str) -> dt.timedelta:
+    """How long a session may last from sign-in, however active."""
+    key = "PATIENT_SESSION_MAX_HOURS" if subject_type == "patient" else "STAFF_SESSION_MAX_HOURS"
+    return dt.timedelta(hours=current_app.config[key])
+
+
 #: One query for every request: the session row with its patient and the patient's site (every
 #: patient page shows the site's phone numbers), instead of three. Built once (it runs per request).
 _SESSION_QUERY = (
@@ -99,8 +105,15 @@ def load_current(now: dt.datetime) -> None:
         session.pop("sid", None)
         g.session_expired = True
         return
-    if now - row.last_seen_at > idle_limit(row.subject_type):
-        row.ended_at, row.end_reason = now, "idle"
+    expired = (
+        "idle"
+        if now - row.last_seen_at > idle_limit(row.subject_type)
+        else "max_age"
+        if now - row.created_at > absolute_limit(row.subject_type)
+        else None
+    )
+    if expired is not None:
+        row.ended_at, row.end_reason = now, expired
         db.session.commit()
         session.pop("sid", None)
         g.session_expired = True

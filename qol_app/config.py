@@ -27,6 +27,21 @@ DEFAULTS: dict[str, Any] = {
     "STAFF_IDLE_MINUTES": 30,
     "PIN_MAX_FAILURES": 5,
     "PIN_LOCK_MINUTES": 15,
+    # A session ends this long after sign-in, however active (idle limits above).
+    "STAFF_SESSION_MAX_HOURS": 12,
+    "PATIENT_SESSION_MAX_HOURS": 12,
+    # Staff sign-in throttling (per account and per client address, shared by all workers).
+    "STAFF_MAX_FAILURES": 5,
+    "STAFF_ADDRESS_MAX_FAILURES": 20,
+    "STAFF_FAILURE_WINDOW_MINUTES": 15,
+    "STAFF_LOCK_MINUTES": 15,
+    # Roles that must use a second factor (TOTP); others may choose to.
+    "STAFF_TOTP_REQUIRED_ROLES": ["admin"],
+    "TOTP_ISSUER": "CONQUER QoL",
+    # Number of reverse proxies in front of the app whose X-Forwarded-For to trust (0: none).
+    "PROXY_FIX_X_FOR": 0,
+    # "production" refuses `qol demo` and demo accounts; anything else is a development install.
+    "ENV": "development",
     "SESSION_COOKIE_SECURE": True,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -108,3 +123,8 @@ def _instance_secret(instance: Path) -> str:
         path.write_text(key)
         path.chmod(0o600)
         return key
+
+
+def is_production(config: Any) -> bool:
+    """``QOL_ENV=production``: no demo data, no demo accounts."""
+    return str(config.get("ENV") or "").strip().lower() == "production"

@@ -3,6 +3,10 @@
 Deterministic for a given ``today`` and seed. Demo personal links are derived from the
 app's secret key, so running ``qol demo`` again prints the same working links (real patients
 get random tokens that are never stored).
+
+Every site, account and patient it creates is marked in ``demo_records``. ``build`` refuses a
+database holding anything unmarked (real trial data must never receive demo patients or the
+printed demo logins), and a production installation refuses demo accounts at sign-in.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import hmac
 import random
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qol_app.auth import token_hash
-from qol_app.models import Patient, Site, SiteMembership, StaffUser
+from qol_app.models import DemoRecord, Patient, Site, SiteMembership, StaffUser
 from qol_app.passwords import hash_secret
 from qol_app.services.audit import Actor
 from qol_app.services.enrolment import enroll_patient
@@ -55,7 +59,51 @@ STAFF = (
 
 
 def demo_password(username: str) -> str:
-    return f"demo-{username}"
+    """``demo-<username>-pass``: long enough for the 12-character rule, printed by ``qol demo``."""
+    return f"demo-{username}-pass"
+
+
+def demo_totp_secret(secret: str, username: str) -> str:
+    """The demo admin's TOTP key (base32), derived like the links so ``qol demo`` can print it again."""
+    import base64
+
+    digest = hmac.new(secret.encode(), f"demo-totp:{username}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:20]).decode()
+
+
+class DemoRefused(RuntimeError):
+    """The database holds data ``qol demo`` did not create."""
+
+
+TABLES = {"sites": Site, "staff_users": StaffUser, "patients": Patient}
+
+
+def mark(session: Session, entity_type: str, entity_id: int) -> None:
+    session.add(DemoRecord(entity_type=entity_type, entity_id=entity_id))
+
+
+def is_demo(session: Session, entity_type: str, entity_id: int) -> bool:
+    return session.get(DemoRecord, (entity_type, entity_id)) is not None
+
+
+def foreign_rows(session: Session) -> dict[str, int]:
+    """How many sites, accounts and patients are not demo rows (all zero: an empty or demo database)."""
+    found = {}
+    for name, model in TABLES.items():
+        marked = select(DemoRecord.entity_id).where(DemoRecord.entity_type == name)
+        found[name] = session.scalar(select(func.count()).select_from(model).where(model.id.not_in(marked))) or 0
+    return found
+
+
+def check_demo_database(session: Session) -> None:
+    """Raise DemoRefused unless every site, account and patient here came from ``qol demo``."""
+    found = foreign_rows(session)
+    if any(found.values()):
+        raise DemoRefused(
+            "this database holds data that qol demo did not create "
+            f"({found['sites']} site(s), {found['staff_users']} staff account(s), {found['patients']} patient(s)); "
+            "demo data go only into an empty database or one filled by qol demo"
+        )
 
 
 def demo_token(secret: str, study_id: str) -> str:
@@ -83,14 +131,17 @@ class DemoResult:
     created: bool
     patients: list[DemoPatient]
     staff: list[tuple[str, str, str]]
+    totp: dict[str, str] = dataclasses.field(default_factory=dict)  # username -> TOTP key (base32)
 
 
-def ensure_sites_and_staff(session: Session, now: dt.datetime) -> dict[str, Site]:
+def ensure_sites_and_staff(session: Session, now: dt.datetime, secret: str = "") -> dict[str, Site]:
     sites = {s.code: s for s in session.scalars(select(Site)).all()}
     for spec in SITES:
         if spec["code"] not in sites:
             site = Site(**spec, created_at=now)
             session.add(site)
+            session.flush()
+            mark(session, "sites", site.id)
             sites[spec["code"]] = site
     session.flush()
     existing = set(session.scalars(select(StaffUser.username)).all())
@@ -107,7 +158,12 @@ def ensure_sites_and_staff(session: Session, now: dt.datetime) -> dict[str, Site
             created_at=now,
         )
         user.memberships = [SiteMembership(site_id=sites[c].id) for c in spec["sites"]]
+        if spec["role"] == "admin":  # admins must use a second factor: give the demo one a known key
+            user.totp_secret = demo_totp_secret(secret, spec["username"])
+            user.totp_enabled_at = now
         session.add(user)
+        session.flush()
+        mark(session, "staff_users", user.id)
     session.flush()
     return sites
 
@@ -180,6 +236,7 @@ def ensure_patients(
                 pin=pin,
             )
             enrolled.patient.link_token_hash = token_hash(token)
+            mark(session, "patients", enrolled.patient.id)
             if on_patient is not None:
                 on_patient(enrolled.patient, spec)
         shown.append(DemoPatient(spec["study_id"], token, pin, spec["arm"], spec["language"]))
@@ -354,9 +411,10 @@ def build(
     """Create (or complete) the demo trial; idempotent: existing demo patients are left alone."""
     from qol_app.services.timepoints import sweep_statuses
 
+    check_demo_database(session)
     say = progress or (lambda _msg: None)
     today = now.date()
-    sites = ensure_sites_and_staff(session, now)
+    sites = ensure_sites_and_staff(session, now, secret)
     cohort = plan_patients(n_patients, today)
     created = []
 
@@ -375,7 +433,8 @@ def build(
     session.flush()
     _count_due(session, shown)
     staff = [(s["username"], demo_password(s["username"]), s["role"]) for s in STAFF]
-    return DemoResult(created=bool(created), patients=shown, staff=staff)
+    totp = {s["username"]: demo_totp_secret(secret, s["username"]) for s in STAFF if s["role"] == "admin"}
+    return DemoResult(created=bool(created), patients=shown, staff=staff, totp=totp)
 
 
 def _count_due(session: Session, shown: list[DemoPatient]) -> None:

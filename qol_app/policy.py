@@ -2,7 +2,8 @@
 
 Deny by default. A permission names the roles that hold it; data is further limited to the
 user's sites (memberships), except for admins, who see every site but do not change clinical
-data. Views show the roles with ``@staff_required(*roles_for(...))`` and load objects only
+data (arm and randomization corrections excepted), and data managers, who work trial-wide on
+pseudonymous data. Views show the roles with ``@staff_required(*roles_for(...))`` and load objects only
 through :func:`get_patient_or_404`, so an object of another site is indistinguishable from
 one that does not exist (404, not 403: no probing of study ids).
 """
@@ -15,23 +16,37 @@ from flask import abort
 from sqlalchemy import ColumnElement, Select, false, select, true
 from sqlalchemy.orm import Session
 
-from qol_app.models import Alert, Patient, Site, StaffUser, Timepoint, TreatmentEvent
+from qol_app.models import Alert, Patient, Response, Site, StaffUser, Timepoint, TreatmentEvent
 
 CLINICAL_ROLES = ("nurse", "investigator")
+#: Monitors (CRAs) read their sites for source data verification and change nothing.
+#: Data managers work trial-wide on data quality (missed reasons, corrections, locks) and never
+#: see contact details: for them the app is pseudonymous.
+READERS = (*CLINICAL_ROLES, "admin", "monitor", "data_manager")
 
 # action -> roles that hold it. Anything not listed is denied.
 PERMISSIONS: dict[str, tuple[str, ...]] = {
-    "dashboard.view": (*CLINICAL_ROLES, "admin"),
-    "patient.view": (*CLINICAL_ROLES, "admin"),
+    "dashboard.view": READERS,
+    "patient.view": READERS,
+    # Contact details (phone, e-mail): everyone who sees patients except data managers.
+    "patient.identifiable": (*CLINICAL_ROLES, "admin", "monitor"),
     "patient.enroll": CLINICAL_ROLES,
-    # Events, status, link, PIN, missed reasons, staff-entered forms.
+    # Events, status, link, PIN, contact details and preferences, staff-entered forms.
     "patient.edit": CLINICAL_ROLES,
+    # Arm and randomization date corrections (re-plan the schedule).
+    "patient.randomization": ("investigator", "admin"),
+    "timepoint.missed_reason": (*CLINICAL_ROLES, "data_manager"),
+    "response.correct": (*CLINICAL_ROLES, "data_manager"),
     "alert.acknowledge": CLINICAL_ROLES,
+    "history.view": ("investigator", "monitor", "admin", "data_manager"),
+    "audit.search": ("admin",),
+    "lock.manage": ("admin", "data_manager"),
+    "site.manage": ("admin",),
     "staff.manage": ("admin",),
     "export.run": ("statistician", "admin"),
 }
 # Roles that see every site without memberships.
-ALL_SITES_ROLES = ("admin",)
+ALL_SITES_ROLES = ("admin", "data_manager")
 
 
 def roles_for(action: str) -> tuple[str, ...]:
@@ -81,6 +96,8 @@ def _site_of(obj: Any) -> int | None:
         return obj.site_id
     if isinstance(obj, (TreatmentEvent, Timepoint, Alert)):
         return obj.patient.site_id
+    if isinstance(obj, Response):
+        return obj.timepoint.patient.site_id
     raise TypeError(f"no site rule for {type(obj).__name__}")
 
 

@@ -14,6 +14,10 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(nurse_bp, url_prefix="/staff")
     app.register_blueprint(stats_bp, url_prefix="/stats")
 
+    from qol_app import locking
+
+    locking.init_app(app)
+
     @app.get("/")
     def index():  # pragma: no cover - a trivial redirect
         return redirect(url_for("nurse.login"))

@@ -12,6 +12,7 @@ from qol_app.services.enrolment import Enrolled, enroll_patient
 
 _seq = itertools.count(1)
 STAFF_PASSWORD = "correct horse battery"
+TEST_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
 class Factory:
@@ -34,12 +35,25 @@ class Factory:
         self.session.flush()
         return site
 
-    def staff(self, role: str = "nurse", sites: list[Site] = (), username: str | None = None, **kw) -> StaffUser:
+    def staff(
+        self,
+        role: str = "nurse",
+        sites: list[Site] = (),
+        username: str | None = None,
+        *,
+        totp: bool | None = None,
+        **kw,
+    ) -> StaffUser:
+        """An account; admins (who must use a second factor) get the TOTP key ``TEST_TOTP_SECRET``
+        unless ``totp=False`` (``totp=True`` gives it to any role)."""
+        with_totp = role == "admin" if totp is None else totp
         user = StaffUser(
             username=username or f"{role}{next(_seq)}",
             full_name=kw.pop("full_name", f"Test {role}"),
             role=role,
             password_hash=hash_secret(STAFF_PASSWORD),
+            totp_secret=TEST_TOTP_SECRET if with_totp else None,
+            totp_enabled_at=self.now if with_totp else None,
             **kw,
         )
         user.memberships = [SiteMembership(site_id=s.id) for s in sites]

@@ -45,7 +45,7 @@ def users() -> None:
 @click.option("--site", "sites", multiple=True, help="Site code (repeatable).")
 @click.option("--language", type=click.Choice(["en", "zh_Hans"]), default="en", show_default=True)
 @click.option("--email", default=None)
-@click.password_option(prompt="Password", help="At least 10 characters; prompted when not given.")
+@click.password_option(prompt="Password", help="At least 12 characters, not a common one; prompted when not given.")
 @with_appcontext
 def create(
     username: str, full_name: str, role: str, sites: tuple[str, ...], language: str, email: str | None, password: str
@@ -144,3 +144,15 @@ def remove_site(username: str, site_code: str, reason: str) -> None:
         click.echo(f"{username} is not a member of {site_code}", err=True)
         sys.exit(1)
     _commit(f"{username} removed from {site_code}")
+
+
+@users.command("reset-2fa")
+@click.argument("username")
+@click.option("--reason", required=True)
+@with_appcontext
+def reset_2fa(username: str, reason: str) -> None:
+    """Turn off USERNAME's second factor (lost phone); admins set up a new one at their next sign-in."""
+    from qol_app.services import two_factor
+
+    changed = two_factor.disable(db.session, ACTOR, _user(username), reason=reason, now=utcnow())
+    _commit(f"two-step sign-in {'reset' if changed else 'was not set up'} for {username}")

@@ -62,10 +62,13 @@ def build_manifest(
     instrument_versions: Mapping[str, str],
     filters: Mapping[str, Any],
     as_of: datetime,
+    data_lock: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Describe an export: versions, filters, as-of time and, per file, its name, size and SHA-256.
 
     Files are listed by name (their base names must be unique, as they become zip entries).
+    ``data_lock`` is the lock state at the as-of time (``services.locks.describe``): whether the
+    trial was locked and which site or patient locks were in force; it is recorded as given.
     """
     if as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
@@ -83,6 +86,7 @@ def build_manifest(
         "instrument_versions": _plain(instrument_versions, "instrument_versions"),
         "filters": _plain(filters, "filters"),
         "files": entries,
+        "data_lock": _plain(data_lock, "data_lock") if data_lock is not None else None,
     }
 
 

@@ -29,7 +29,7 @@ from qol_app.export.manifest import build_manifest, sha256_file, write_zip
 from qol_app.export.writers import WRITERS, write_dataset
 from qol_app.instruments import Registry, get_registry
 from qol_app.scoring import SCORING_VERSION
-from qol_app.services import audit
+from qol_app.services import audit, locks
 from qol_app.services.audit import Actor
 
 TABULAR_FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "xpt", "dta", "sav")
@@ -186,6 +186,7 @@ def run_export(
             instrument_versions={inst: registry.get(inst).version for inst in spec.instruments},
             filters=request.filters.describe(),
             as_of=request.as_of,
+            data_lock=locks.describe(session, request.as_of),
         )
         manifest["options"] = {
             "formats": list(request.formats),

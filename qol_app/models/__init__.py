@@ -2,11 +2,12 @@
 
 from qol_app.models.alerts import Alert
 from qol_app.models.audit import AuditChainHead, AuditEvent
+from qol_app.models.locks import DataLock, DemoRecord
 from qol_app.models.notifications import OutboxMessage, SchedulerHeartbeat
 from qol_app.models.responses import Answer, Response, Score, WordingOverlay
 from qol_app.models.schedule import Timepoint
 from qol_app.models.sessions import LoginSession
-from qol_app.models.staff import SiteMembership, StaffUser
+from qol_app.models.staff import RecoveryCode, SignInThrottle, SiteMembership, StaffUser
 from qol_app.models.trial import Patient, Site, TreatmentEvent
 
 __all__ = [
@@ -14,11 +15,15 @@ __all__ = [
     "Answer",
     "AuditChainHead",
     "AuditEvent",
+    "DataLock",
+    "DemoRecord",
     "LoginSession",
     "OutboxMessage",
     "Patient",
+    "RecoveryCode",
     "Response",
     "SchedulerHeartbeat",
+    "SignInThrottle",
     "Score",
     "Site",
     "SiteMembership",

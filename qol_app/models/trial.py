@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -51,6 +52,8 @@ class Patient(Base):
     # Contact details for reminders only; never exported.
     email: Mapped[str255 | None]
     phone: Mapped[str32 | None]
+    # How the patient's pages look (keys from services.patient_records.DISPLAY_PREFERENCES).
+    display_preferences: Mapped[dict[str, Any] | None]
     # The personal link's token is kept only as a SHA-256 hash.
     link_token_hash: Mapped[str64] = mapped_column(unique=True)
     link_rotated_at: Mapped[dt.datetime | None]

@@ -7,6 +7,7 @@ from flask_babel import gettext as _
 
 from qol_app import policy
 from qol_app.db import db
+from qol_app.locking import lock_target
 from qol_app.models import Alert
 from qol_app.nurse import bp
 from qol_app.nurse.common import current_actor, now
@@ -17,6 +18,7 @@ from qol_app.services import alerts as alert_service
 
 @bp.post("/patients/<int:patient_id>/alerts/<int:alert_id>/acknowledge")
 @staff_required(*policy.roles_for("alert.acknowledge"))
+@lock_target("patient")
 def acknowledge_alert(patient_id: int, alert_id: int):
     p = policy.get_patient_or_404(db.session, g.staff, patient_id, "alert.acknowledge")
     alert = policy.get_owned_or_404(db.session, Alert, alert_id, p)

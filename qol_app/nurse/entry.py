@@ -17,6 +17,7 @@ from qol_app import policy
 from qol_app.db import db
 from qol_app.instruments.forms import build_page_form
 from qol_app.instruments.wording import LocalizedPage
+from qol_app.locking import lock_target
 from qol_app.models import Response, Timepoint
 from qol_app.nurse import bp
 from qol_app.nurse.common import current_actor, now
@@ -25,6 +26,7 @@ from qol_app.nurse.labels import MODE_LABELS, RELATIONSHIP_LABELS, RESPONDENT_LA
 from qol_app.security import staff_required
 from qol_app.services import responses
 from qol_app.services.compliance import current_status
+from qol_app.web_messages import message
 
 STAFF_MODES = ("paper_transcribed", "interview", "site_tablet")
 ENTERABLE = ("open", "overdue", "partial", "missed")
@@ -55,6 +57,7 @@ def _entry_form(texts, shown: tuple[str, ...]):
 
 @bp.route("/patients/<int:patient_id>/timepoints/<int:timepoint_id>/enter/<instrument_id>", methods=["GET", "POST"])
 @staff_required(*policy.roles_for("patient.edit"))
+@lock_target("patient")
 def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
     p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
     tp = policy.get_owned_or_404(db.session, Timepoint, timepoint_id, p)
@@ -72,24 +75,25 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
             form.entry_relationship.errors = [_("Choose the proxy's relationship.")]
         else:
             try:
-                result = responses.enter_on_behalf(
-                    db.session,
-                    g.staff,
-                    tp,
-                    instrument_id,
-                    form.answers(),
-                    now(),
-                    mode=form.entry_mode.data,
-                    respondent=form.entry_respondent.data,
-                    relationship=relationship,
-                    language=p.language,
-                    actor=current_actor(),
-                )
+                with db.session.begin_nested():  # a refused change leaves nothing behind
+                    result = responses.enter_on_behalf(
+                        db.session,
+                        g.staff,
+                        tp,
+                        instrument_id,
+                        form.answers(),
+                        now(),
+                        mode=form.entry_mode.data,
+                        respondent=form.entry_respondent.data,
+                        relationship=relationship,
+                        language=p.language,
+                        actor=current_actor(),
+                    )
             except responses.AlreadySubmitted:
                 flash(_("This form was already submitted; correct it from the timeline instead."), "error")
                 return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="timeline"))
             except ValueError as exc:
-                flash(str(exc), "error")
+                flash(message(exc), "error")
             else:
                 db.session.commit()
                 flash(_("Form saved and scored."), "ok")
@@ -103,14 +107,15 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
         texts=texts,
         form=form,
         item_fields=[form[item_id] for item_id in form.item_ids],
-    )
+    ), 422 if request.method == "POST" else 200
 
 
 @bp.route("/patients/<int:patient_id>/responses/<int:response_id>/correct", methods=["GET", "POST"])
-@staff_required(*policy.roles_for("patient.edit"))
+@staff_required(*policy.roles_for("response.correct"))
+@lock_target("patient")
 def correct_form(patient_id: int, response_id: int):
     """Correct a submitted form: a new audited revision supersedes it (never an edit in place)."""
-    p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
+    p = policy.get_patient_or_404(db.session, g.staff, patient_id, "response.correct")
     response = policy.get_owned_or_404(db.session, Response, response_id, p)
     if response.status != "submitted":
         abort(404)
@@ -140,11 +145,18 @@ def correct_form(patient_id: int, response_id: int):
             flash(_("Nothing was changed."), "error")
         else:
             try:
-                responses.correct_response(
-                    db.session, g.staff, response, changes, form.correction_reason.data, now(), actor=current_actor()
-                )
+                with db.session.begin_nested():  # a refused change leaves nothing behind
+                    responses.correct_response(
+                        db.session,
+                        g.staff,
+                        response,
+                        changes,
+                        form.correction_reason.data,
+                        now(),
+                        actor=current_actor(),
+                    )
             except ValueError as exc:
-                flash(str(exc), "error")
+                flash(message(exc), "error")
             else:
                 db.session.commit()
                 flash(_("Correction saved as a new revision and rescored."), "ok")
@@ -156,4 +168,4 @@ def correct_form(patient_id: int, response_id: int):
         texts=texts,
         form=form,
         item_fields=[form[item_id] for item_id in form.item_ids],
-    )
+    ), 422 if request.method == "POST" else 200

@@ -21,7 +21,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from qol_app.models.schedule import MISSED_REASONS
-from qol_app.scheduling.timewindows import zone
+from qol_app.services.sites import valid_timezone
 
 
 def choices(pairs) -> list[SelectChoice]:
@@ -47,14 +47,11 @@ class LanguageForm(FlaskForm):
 
 class PasswordChangeForm(FlaskForm):
     current = PasswordField(_l("Current password"), validators=[InputRequired(), Length(max=256)])
-    new = PasswordField(_l("New password (at least 10 characters)"), validators=[InputRequired(), Length(10, 256)])
+    new = PasswordField(_l("New password (at least 12 characters)"), validators=[InputRequired(), Length(12, 256)])
 
 
 def _valid_timezone(form, field) -> None:
-    try:
-        if field.data:
-            zone(field.data.strip())
-    except ValueError:
+    if field.data and not valid_timezone(field.data.strip()):
         raise ValidationError(_l("Unknown time zone (use a name such as Asia/Shanghai).")) from None
 
 
@@ -211,6 +208,8 @@ ROLE_PAIRS = [
     ("investigator", _l("Investigator")),
     ("statistician", _l("Statistician")),
     ("admin", _l("Administrator")),
+    ("monitor", _l("Monitor (read only)")),
+    ("data_manager", _l("Data manager")),
 ]
 ROLE_CHOICES = choices(ROLE_PAIRS)
 
@@ -230,7 +229,7 @@ class UserCreateForm(FlaskForm):
     language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, default="zh_Hans", validators=[InputRequired()])
     site_id = SelectField(_l("Site"), coerce=int, validators=[Optional()])
     password = PasswordField(
-        _l("Initial password (at least 10 characters)"), validators=[InputRequired(), Length(10, 256)]
+        _l("Initial password (at least 12 characters)"), validators=[InputRequired(), Length(12, 256)]
     )
 
 
@@ -239,7 +238,7 @@ class UserActiveForm(FlaskForm):
 
 
 class UserPasswordForm(FlaskForm):
-    password = PasswordField(_l("New password (at least 10 characters)"), validators=[InputRequired(), Length(10, 256)])
+    password = PasswordField(_l("New password (at least 12 characters)"), validators=[InputRequired(), Length(12, 256)])
     reason = reason_field()
 
 
@@ -251,3 +250,173 @@ class UserRoleForm(FlaskForm):
 class MembershipForm(FlaskForm):
     site_id = SelectField(_l("Site"), coerce=int, validators=[InputRequired()])
     reason = TextAreaField(_l("Reason (required to remove)"), validators=[Optional(), Length(max=255)])
+
+
+# ---- sites (admin) ---------------------------------------------------------------------------
+PHONE_VALIDATOR = Regexp(r"^\+?[0-9][0-9 ()-]{1,30}$", message=_l("Not a phone number."))
+
+
+class SiteForm(FlaskForm):
+    code = StringField(
+        _l("Site code"),
+        validators=[
+            InputRequired(),
+            Length(max=16),
+            Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", message=_l("Letters, digits, - and _ only.")),
+        ],
+    )
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=255)])
+    timezone = StringField(
+        _l("Time zone (IANA name, e.g. Asia/Shanghai)"), validators=[InputRequired(), Length(max=64), _valid_timezone]
+    )
+    default_language = SelectField(
+        _l("Default language of its patients"), choices=LANGUAGE_CHOICES, validators=[InputRequired()]
+    )
+    contact_phone = StringField(
+        _l("Study team phone (optional)"), validators=[Optional(), Length(max=32), PHONE_VALIDATOR]
+    )
+    emergency_phone = StringField(
+        _l("Emergency number (shown with red alerts, e.g. 120)"),
+        validators=[InputRequired(), Length(max=32), PHONE_VALIDATOR],
+    )
+
+
+class SiteEditForm(SiteForm):
+    reason = reason_field()
+
+
+# ---- patient record --------------------------------------------------------------------------
+class PatientDetailsForm(FlaskForm):
+    """Contact details, language, time zone and display preferences (one BooleanField per
+    registered preference is added by :func:`details_form_class`)."""
+
+    email = StringField(
+        _l("E-mail for reminders (optional)"),
+        validators=[
+            Optional(),
+            Length(max=255),
+            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Not an e-mail address.")),
+        ],
+    )
+    phone = StringField(
+        _l("Mobile phone for reminders (optional)"),
+        validators=[Optional(), Length(max=32), Regexp(r"^\+?[0-9 ()-]{5,}$", message=_l("Not a phone number."))],
+    )
+    language = SelectField(_l("Patient's language"), choices=LANGUAGE_CHOICES, validators=[InputRequired()])
+    timezone = StringField(
+        _l("Time zone (leave empty for the site's)"), validators=[Optional(), Length(max=64), _valid_timezone]
+    )
+    reason = reason_field()
+
+    preference_keys: tuple[str, ...] = ()
+
+    def preferences(self) -> dict[str, bool]:
+        return {key: bool(self[f"pref_{key}"].data) for key in self.preference_keys}
+
+
+#: Labels of the display preferences (keys of services.patient_records.DISPLAY_PREFERENCES).
+PREFERENCE_LABELS: dict[str, object] = {}
+
+
+def details_form_class(preferences) -> type[PatientDetailsForm]:
+    """The details form with one checkbox per registered display preference."""
+    fields = {
+        f"pref_{key}": BooleanField(PREFERENCE_LABELS.get(key, key), default=spec.default)
+        for key, spec in preferences.items()
+    }
+    fields["preference_keys"] = tuple(preferences)
+    return type("PatientDetailsFormWithPreferences", (PatientDetailsForm,), fields)
+
+
+class RandomizationForm(FlaskForm):
+    arm = RadioField(
+        _l("Arm"),
+        choices=choices([("A", _l("A: intrathecal + systemic")), ("B", _l("B: systemic alone"))]),
+        validators=[InputRequired()],
+    )
+    randomization_date = DateField(_l("Randomization date"), validators=[InputRequired()])
+    reason = reason_field()
+
+
+# ---- data locks ------------------------------------------------------------------------------
+LOCK_SCOPE_CHOICES = choices(
+    [("trial", _l("The whole trial")), ("site", _l("One site")), ("patient", _l("One patient"))]
+)
+
+
+class LockForm(FlaskForm):
+    scope = RadioField(_l("Lock"), choices=LOCK_SCOPE_CHOICES, default="trial", validators=[InputRequired()])
+    site_id = SelectField(_l("Site (for a site lock)"), coerce=int, validators=[Optional()])
+    study_id = StringField(_l("Study id (for a patient lock)"), validators=[Optional(), Length(max=32)])
+    at = StringField(_l("From (UTC, e.g. 2027-01-31T18:00; empty = now)"), validators=[Optional(), Length(max=32)])
+    reason = reason_field(_l("Why lock?"))
+
+    def validate_site_id(self, field) -> None:
+        if self.scope.data == "site" and not field.data:
+            raise ValidationError(_l("Choose the site to lock."))
+
+    def validate_study_id(self, field) -> None:
+        if self.scope.data == "patient" and not (field.data or "").strip():
+            raise ValidationError(_l("Enter the study id of the patient to lock."))
+
+    def validate_at(self, field) -> None:
+        if (field.data or "").strip() and self.moment() is None:
+            raise ValidationError(_l("Not a date and time (e.g. 2027-01-31T18:00)."))
+
+    def moment(self):
+        """The moment asked for (UTC), or None when empty or unreadable."""
+        import datetime as dt
+
+        text = (self.at.data or "").strip()
+        if not text:
+            return None
+        try:
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return value if value.utcoffset() is not None else value.replace(tzinfo=dt.UTC)
+
+
+class UnlockForm(FlaskForm):
+    reason = reason_field(_l("Why release the lock?"))
+
+
+# ---- audit search (admin) --------------------------------------------------------------------
+class AuditSearchForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET search form changes nothing
+
+    entity = StringField(
+        _l("Entity (e.g. patients, treatment_event, responses)"), validators=[Optional(), Length(max=32)]
+    )
+    entity_id = StringField(_l("Entity id"), validators=[Optional(), Length(max=64)])
+    actor = StringField(_l("Actor (username, or system:scheduler)"), validators=[Optional(), Length(max=64)])
+    date_from = DateField(_l("From (UTC date)"), validators=[Optional()])
+    date_to = DateField(_l("To (UTC date, inclusive)"), validators=[Optional()])
+
+    def validate_date_to(self, field) -> None:
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError(_l("The date range ends before it starts."))
+
+
+# ---- second factor ---------------------------------------------------------------------------
+class TotpCodeForm(FlaskForm):
+    code = StringField(
+        _l("Code from the authenticator app (or a recovery code)"),
+        validators=[InputRequired(), Length(max=32)],
+    )
+
+
+class TotpSetupForm(FlaskForm):
+    code = StringField(
+        _l("6-digit code shown by the app"),
+        validators=[InputRequired(), Regexp(r"^\s*[0-9]{6}\s*$", message=_l("Enter the 6 digits."))],
+    )
+
+
+class TotpOffForm(FlaskForm):
+    password = PasswordField(_l("Your password"), validators=[InputRequired(), Length(max=256)])
+
+
+class ResetTotpForm(FlaskForm):
+    reason = reason_field()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from qol_app import policy
 from qol_app.db import db
 from qol_app.i18n import select_locale
+from qol_app.locking import lock_target
 from qol_app.models import Patient, Site, Timepoint
 from qol_app.nurse import bp, cards, clinical, patient_data
 from qol_app.nurse.common import current_actor, now
@@ -19,11 +20,14 @@ from qol_app.nurse.forms import (
     MissedReasonForm,
     PatientStatusForm,
     PinForm,
+    RandomizationForm,
     RotateLinkForm,
     choices,
+    details_form_class,
 )
 from qol_app.security import staff_required
-from qol_app.services import compliance, enrolment
+from qol_app.services import compliance, enrolment, locks, patient_records
+from qol_app.web_messages import message
 
 PAGE_SIZE = 100
 VIEW = policy.roles_for("patient.view")
@@ -49,6 +53,7 @@ def patients():
 
 @bp.route("/patients/new", methods=["GET", "POST"])
 @staff_required(*policy.roles_for("patient.enroll"))
+@lock_target("site_form")
 def enrol():
     """Enrol a patient, then show the personal link once as a QR card (never stored in clear)."""
     sites = [s for s in policy.visible_sites(db.session, g.staff) if policy.can(g.staff, "patient.enroll", s)]
@@ -61,32 +66,53 @@ def enrol():
         if site is None or not policy.can(g.staff, "patient.enroll", site):
             abort(404)
         try:
-            enrolled = enrolment.enroll_patient(
-                db.session,
-                current_actor(),
-                study_id=form.study_id.data.strip(),
-                site=site,
-                arm=form.arm.data,
-                randomization_date=form.randomization_date.data,
-                consent_date=form.consent_date.data,
-                language=form.language.data,
-                timezone=(form.timezone.data or "").strip() or None,
-                email=form.email.data or None,
-                phone=form.phone.data or None,
-                with_pin=form.with_pin.data,
-                now=now(),
-            )
+            with db.session.begin_nested():  # a refused change leaves nothing behind
+                enrolled = enrolment.enroll_patient(
+                    db.session,
+                    current_actor(),
+                    study_id=form.study_id.data.strip(),
+                    site=site,
+                    arm=form.arm.data,
+                    randomization_date=form.randomization_date.data,
+                    consent_date=form.consent_date.data,
+                    language=form.language.data,
+                    timezone=(form.timezone.data or "").strip() or None,
+                    email=form.email.data or None,
+                    phone=form.phone.data or None,
+                    with_pin=form.with_pin.data,
+                    now=now(),
+                )
+                clinical.plan_timepoints(db.session, current_actor(), enrolled.patient, now())
         except ValueError as exc:
-            form.study_id.errors = (
-                [*form.study_id.errors, _("This study id is already enrolled.")]
-                if "already" in str(exc)
-                else [str(exc)]
-            )
+            form.study_id.errors = [*form.study_id.errors, message(exc)]
         else:
-            clinical.plan_timepoints(db.session, current_actor(), enrolled.patient, now())
             db.session.commit()
             return cards.render_issued(enrolled.patient, enrolled.token, enrolled.pin, new=True)
-    return render_template("nurse/enrol.html", form=form, sites=sites)
+    return render_template("nurse/enrol.html", form=form, sites=sites), 400 if form.errors else 200
+
+
+def render_patient(p: Patient, status: int = 200, **forms):
+    """The patient page; a rejected form is passed back in ``forms`` with what was typed and its errors."""
+    data = patient_data.load(db.session, p, now(), select_locale())
+    defaults = {
+        "event_form": EventForm,
+        "status_form": PatientStatusForm,
+        "rotate_form": RotateLinkForm,
+        "pin_form": PinForm,
+        "ack_form": AcknowledgeForm,
+    }
+    for name, form_class in defaults.items():
+        forms.setdefault(name, form_class(formdata=None))
+    return (
+        render_template(
+            "nurse/patient.html",
+            patient=p,
+            data=data,
+            lock=locks.lock_for(db.session, now(), patient=p),
+            **forms,
+        ),
+        status,
+    )
 
 
 @bp.get("/patients/<int:patient_id>")
@@ -94,28 +120,19 @@ def enrol():
 def patient(patient_id: int):
     """Timeline, score charts, diary heat map, alerts and the forms to act on."""
     p = policy.get_patient_or_404(db.session, g.staff, patient_id)
-    data = patient_data.load(db.session, p, now(), select_locale())
-    return render_template(
-        "nurse/patient.html",
-        patient=p,
-        data=data,
-        event_form=EventForm(),
-        status_form=PatientStatusForm(),
-        rotate_form=RotateLinkForm(),
-        pin_form=PinForm(),
-        ack_form=AcknowledgeForm(),
-    )
+    return render_patient(p)
 
 
 @bp.post("/patients/<int:patient_id>/link")
 @staff_required(*EDIT)
+@lock_target("patient")
 def rotate_link(patient_id: int):
     """A new personal link (the old one stops working): how a nurse re-issues a lost card."""
     p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
     form = RotateLinkForm()
     if not form.validate_on_submit():
         flash(_("A reason is required to issue a new link."), "error")
-        return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="access"))
+        return render_patient(p, 422, rotate_form=form)
     at = now()
     token = enrolment.rotate_link(db.session, current_actor(), p, reason=form.reason.data.strip(), now=at)
     pin = None
@@ -128,17 +145,21 @@ def rotate_link(patient_id: int):
 
 @bp.post("/patients/<int:patient_id>/pin")
 @staff_required(*EDIT)
+@lock_target("patient")
 def set_pin(patient_id: int):
     """Set, generate or remove the PIN; a new PIN is shown once."""
     p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
     form = PinForm()
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for error in errors:
-                flash(str(error), "error")
-        return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="access"))
+        flash_errors(form)
+        return render_patient(p, 422, pin_form=form)
     pin = {"generate": enrolment.new_pin(), "set": form.pin.data, "remove": None}[form.action.data]
-    enrolment.set_pin(db.session, current_actor(), p, pin, reason=form.reason.data.strip(), now=now())
+    try:
+        with db.session.begin_nested():  # a refused change leaves nothing behind
+            enrolment.set_pin(db.session, current_actor(), p, pin, reason=form.reason.data.strip(), now=now())
+    except ValueError as exc:
+        flash(message(exc), "error")
+        return render_patient(p, 422, pin_form=form)
     db.session.commit()
     if pin is None:
         flash(_("The PIN was removed: the link alone now opens the forms."), "ok")
@@ -148,56 +169,148 @@ def set_pin(patient_id: int):
 
 @bp.post("/patients/<int:patient_id>/status")
 @staff_required(*EDIT)
+@lock_target("patient")
 def set_status(patient_id: int):
     """Death, withdrawal, loss to follow-up (later forms become not expected), or back to active."""
     p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
     form = PatientStatusForm()
     if form.validate_on_submit():
         try:
-            clinical.set_status(
-                db.session, current_actor(), p, form.status.data, form.date.data, form.reason.data.strip(), now()
-            )
+            with db.session.begin_nested():  # a refused change leaves nothing behind
+                clinical.set_status(
+                    db.session, current_actor(), p, form.status.data, form.date.data, form.reason.data.strip(), now()
+                )
         except ValueError as exc:
-            flash(str(exc), "error")
+            flash(message(exc), "error")
         else:
             db.session.commit()
             flash(_("Status saved; the schedule was updated."), "ok")
+            return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="status"))
     else:
-        _flash_errors(form)
-    return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="status"))
+        flash_errors(form)
+    return render_patient(p, 422, status_form=form)
+
+
+@bp.route("/patients/<int:patient_id>/details", methods=["GET", "POST"])
+@staff_required(*EDIT)
+@lock_target("patient")
+def edit_details(patient_id: int):
+    """Contact details, language, time zone and display preferences (reason required; audited)."""
+    p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
+    form_class = details_form_class(patient_records.DISPLAY_PREFERENCES)
+    if request.method == "GET":
+        prefs = p.display_preferences or {}
+        form = form_class(
+            formdata=None,
+            email=p.email,
+            phone=p.phone,
+            language=p.language,
+            timezone=p.timezone,
+            **{f"pref_{k}": prefs.get(k, spec.default) for k, spec in patient_records.DISPLAY_PREFERENCES.items()},
+        )
+    else:
+        form = form_class()
+    if form.validate_on_submit():
+        changes = {
+            "email": form.email.data or "",
+            "phone": form.phone.data or "",
+            "language": form.language.data,
+            "timezone": form.timezone.data or "",
+        }
+        if form.preference_keys:
+            changes["display_preferences"] = form.preferences()
+        try:
+            with db.session.begin_nested():  # a refused change leaves nothing behind
+                changed = patient_records.update_details(
+                    db.session,
+                    current_actor(),
+                    p,
+                    changes,
+                    reason=form.reason.data,
+                    languages=current_app.config["LANGUAGES"],
+                    now=now(),
+                )
+        except ValueError as exc:
+            flash(message(exc), "error")
+            form.rejected = True
+        else:
+            db.session.commit()
+            flash(_("Details saved.") if changed else _("Nothing was changed."), "ok" if changed else "error")
+            if changed:
+                return redirect(url_for("nurse.patient", patient_id=p.id))
+    status = 400 if form.errors or getattr(form, "rejected", False) else 200
+    return render_template("nurse/patient_details.html", patient=p, form=form), status
+
+
+@bp.route("/patients/<int:patient_id>/randomization", methods=["GET", "POST"])
+@staff_required(*policy.roles_for("patient.randomization"))
+@lock_target("patient")
+def correct_randomization(patient_id: int):
+    """Correct the arm or randomization date (investigators, admins); the schedule is re-planned."""
+    p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.randomization")
+    if request.method == "GET":
+        form = RandomizationForm(formdata=None, arm=p.arm, randomization_date=p.randomization_date)
+    else:
+        form = RandomizationForm()
+    if form.validate_on_submit() and (form.arm.data, form.randomization_date.data) == (p.arm, p.randomization_date):
+        flash(_("Nothing was changed."), "error")
+    elif form.validate_on_submit():
+        try:
+            with db.session.begin_nested():  # a refused change leaves nothing behind
+                patient_records.correct_randomization(
+                    db.session,
+                    current_actor(),
+                    p,
+                    arm=form.arm.data,
+                    randomization_date=form.randomization_date.data,
+                    reason=form.reason.data,
+                    now=now(),
+                )
+        except ValueError as exc:
+            flash(message(exc), "error")
+            form.rejected = True
+        else:
+            db.session.commit()
+            flash(_("Randomization corrected; the schedule was re-planned (answered forms are kept)."), "ok")
+            return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="timeline"))
+    status = 400 if form.errors or getattr(form, "rejected", False) else 200
+    return render_template("nurse/randomization.html", patient=p, form=form), status
 
 
 @bp.route("/patients/<int:patient_id>/timepoints/<int:timepoint_id>/reason", methods=["GET", "POST"])
-@staff_required(*EDIT)
+@staff_required(*policy.roles_for("timepoint.missed_reason"))
+@lock_target("patient")
 def missed_reason(patient_id: int, timepoint_id: int):
     """Why a form was missed (CLINICAL.md §3); changing an earlier reason needs a reason too."""
-    p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
+    p = policy.get_patient_or_404(db.session, g.staff, patient_id, "timepoint.missed_reason")
     tp = policy.get_owned_or_404(db.session, Timepoint, timepoint_id, p)
     form = MissedReasonForm(missed_reason=tp.missed_reason, text=tp.missed_reason_text)
     if form.validate_on_submit():
         try:
-            compliance.set_missed_reason(
-                db.session,
-                current_actor(),
-                g.staff,
-                tp,
-                form.missed_reason.data,
-                form.text.data,
-                change_reason=form.reason.data,
-                now=now(),
-            )
+            with db.session.begin_nested():  # a refused change leaves nothing behind
+                compliance.set_missed_reason(
+                    db.session,
+                    current_actor(),
+                    g.staff,
+                    tp,
+                    form.missed_reason.data,
+                    form.text.data,
+                    change_reason=form.reason.data,
+                    now=now(),
+                )
         except ValueError as exc:
-            flash(str(exc), "error")
+            flash(message(exc), "error")
         else:
             db.session.commit()
             flash(_("Reason saved."), "ok")
             if request.args.get("back") == "dashboard":
                 return redirect(url_for("nurse.dashboard", _anchor="missing"))
             return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="timeline"))
-    return render_template("nurse/missed_reason.html", patient=p, tp=tp, form=form)
+    status = 422 if request.method == "POST" else 200
+    return render_template("nurse/missed_reason.html", patient=p, tp=tp, form=form), status
 
 
-def _flash_errors(form) -> None:
+def flash_errors(form) -> None:
     for name, errors in form.errors.items():
         for error in errors:
             flash(f"{form[name].label.text}: {error}", "error")

@@ -22,6 +22,7 @@ from qol_app.db import db
 from qol_app.i18n import normalise, supported
 from qol_app.instruments import Instrument, LocalizedInstrument, MissingLanguageError, WordingOverlayError
 from qol_app.instruments.forms import CLIENT_FIELDS, PageForm, build_page_form
+from qol_app.locking import lock_exempt, lock_target, signed_in_patient_lock
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash
 from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
@@ -109,6 +110,7 @@ def link(token: str):
 
 
 @bp.post("/l/<token>")
+@lock_exempt  # signing in changes no trial data; a locked patient then sees the closed page
 def link_sign_in(token: str):
     patient = find_by_token(db.session, token)
     if patient is None:
@@ -181,6 +183,7 @@ def _link_page_expired(error: Exception):
 
 @bp.post("/logout")
 @patient_required
+@lock_exempt
 def logout():
     now = auth.now()
     audit.record(
@@ -220,6 +223,7 @@ def _use_signed_out_locale() -> None:
 
 
 @bp.post("/language")
+@lock_exempt  # the page language is a display choice, not trial data: a locked patient can still read
 def language():
     """Switch language: stored on the patient (audited) or, before sign-in, for this browser."""
     form = LanguageForm()
@@ -271,6 +275,8 @@ def _local_time(value: dt.datetime, tz: str) -> str:
 @patient_required
 def home():
     now = auth.now()
+    if signed_in_patient_lock() is not None:
+        return _render("patient/home.html", items=[], locked=True)
     items = home_items(db.session, g.patient, svc.due_timepoints(db.session, g.patient, now), now)
     return _render("patient/home.html", items=items)
 
@@ -287,6 +293,7 @@ def _timepoint_or_404(timepoint_id: int) -> Timepoint:
 
 @bp.get("/t/<int:timepoint_id>")
 @patient_required
+@lock_target("signed_in_patient", reads=True)
 def start(timepoint_id: int):
     """Resume where the patient left off, on this or any other device."""
     tp = _timepoint_or_404(timepoint_id)
@@ -305,6 +312,7 @@ def start(timepoint_id: int):
 
 @bp.route("/t/<int:timepoint_id>/respondent", methods=["GET", "POST"])
 @patient_required
+@lock_target("signed_in_patient", reads=True)
 def respondent(timepoint_id: int):
     tp = _timepoint_or_404(timepoint_id)
     if not svc.is_due(tp, auth.now()):
@@ -420,6 +428,7 @@ def _render_page(
 
 
 @bp.route("/t/<int:timepoint_id>/<instrument_id>/<int:page_no>", methods=["GET", "POST"])
+@lock_target("signed_in_patient", reads=True)
 def page(timepoint_id: int, instrument_id: str, page_no: int):
     """One survey page: GET shows it (saved answers ticked); POST saves it, then redirects."""
     if g.get("patient") is None:
@@ -520,6 +529,7 @@ def _keep_answers(error: Exception | None):
 
 @bp.route("/t/<int:timepoint_id>/<instrument_id>/submit", methods=["GET", "POST"])
 @patient_required
+@lock_target("signed_in_patient", reads=True)
 def review(timepoint_id: int, instrument_id: str):
     """Review every answer, then send the form (once, whatever the number of taps or devices)."""
     survey = _survey_or_404(timepoint_id, instrument_id, g.patient)

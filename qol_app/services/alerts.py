@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qol_app.alerts import AlertRuleSet, default_rules_path, evaluate, load_alert_rules, needs_escalation
+from qol_app.errors import N_, ServiceError
 from qol_app.models import Alert, OutboxMessage, Patient, Response, SiteMembership, StaffUser
 from qol_app.services import audit
 from qol_app.services.audit import Actor
@@ -164,7 +165,7 @@ def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, 
         raise PermissionError(f"{staff.username} may not acknowledge alerts of this site")
     action = (action or "").strip()
     if not action:
-        raise ValueError("say what was done")
+        raise ServiceError(N_("Say what was done."))
     won = session.execute(
         update(Alert)
         .where(Alert.id == alert.id, Alert.acknowledged_at.is_(None))

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
+from qol_app.errors import N_, ServiceError
 from qol_app.models import Patient, Response, StaffUser, Timepoint
 from qol_app.models.schedule import MISSED_REASONS
 from qol_app.scheduling.status import derive_status
@@ -269,15 +270,15 @@ def set_missed_reason(
     otherwise, or when the form is not (yet) missed or partial.
     """
     if current_status(tp, now) not in ("missed", "partial"):
-        raise ValueError("only a missed or partial form takes a reason")
+        raise ServiceError(N_("Only a missed or partial form takes a reason."))
     if reason not in MISSED_REASONS:
-        raise ValueError(f"unknown reason {reason!r}")
+        raise ServiceError(N_("Unknown reason %(reason)s."), reason=reason)
     text = (text or "").strip() or None
     if reason == "other" and not text:
-        raise ValueError("the reason 'other' needs a description")
+        raise ServiceError(N_('The reason "Other" needs a description.'))
     change_reason = (change_reason or "").strip() or None
     if tp.missed_reason is not None and change_reason is None:
-        raise ValueError("changing an earlier reason needs a reason for the change")
+        raise ServiceError(N_("Changing an earlier reason needs a reason for the change."))
     old = {"missed_reason": tp.missed_reason, "missed_reason_text": tp.missed_reason_text}
     new = {"missed_reason": reason, "missed_reason_text": text}
     if old == new:

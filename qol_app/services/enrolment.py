@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qol_app.auth import end_all_for, token_hash
+from qol_app.errors import N_, ServiceError
 from qol_app.models import Patient, Site
 from qol_app.passwords import hash_secret
 from qol_app.services import audit
@@ -65,9 +66,9 @@ def enroll_patient(
 ) -> Enrolled:
     """Create a patient with a fresh personal link (and PIN); the token is returned once, never stored."""
     if arm not in ("A", "B"):
-        raise ValueError(f"arm must be A or B, not {arm!r}")
+        raise ServiceError(N_("The arm must be A or B."))
     if session.scalar(select(Patient.id).where(Patient.study_id == study_id)) is not None:
-        raise ValueError(f"study id {study_id} is already enrolled")
+        raise ServiceError(N_("Study id %(study_id)s is already enrolled."), study_id=study_id)
     token = new_token()
     pin = (pin or new_pin()) if with_pin else None
     patient = Patient(
@@ -117,7 +118,7 @@ def set_pin(
 ) -> None:
     """Set, reset or remove the PIN; clears any lock-out from wrong attempts."""
     if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
-        raise ValueError("a PIN is 4 to 8 digits")
+        raise ServiceError(N_("A PIN is 4 to 8 digits."))
     old_set = patient.pin_hash is not None
     patient.pin_hash = hash_secret(pin) if pin else None
     patient.pin_failures = 0

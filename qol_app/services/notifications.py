@@ -55,6 +55,7 @@ from qol_app.models import OutboxMessage, Patient, Site, Timepoint
 from qol_app.notify.channels import Channel, DeliveryError, Outgoing
 from qol_app.notify.quiet_hours import QuietHours, local_instant, next_allowed, parse_hhmm
 from qol_app.scheduling.timewindows import local_date_of, zone
+from qol_app.services.locks import locked_clause
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ def queue_reminders(session: Session, now: dt.datetime, settings: ReminderSettin
             # Implied by closes_at > now, but lets the (status, grace_closes_at) index bound the scan.
             Timepoint.grace_closes_at > now,
             Patient.status.not_in(NO_CONTACT_STATUSES),
+            ~locked_clause(now),  # a locked patient's forms are closed: nothing to remind of
         )
     ).all()
     rows.sort(key=lambda r: r.id)

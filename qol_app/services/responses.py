@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qol_app.db import json_object_agg
+from qol_app.errors import N_, ServiceError
 from qol_app.instruments import (
     Instrument,
     LocalizedInstrument,
@@ -249,10 +250,10 @@ def set_respondent(
 ) -> None:
     """Record who answers this timepoint's forms, and carry it to its in-progress forms."""
     if respondent not in RESPONDENTS:
-        raise ValueError(f"respondent must be one of {RESPONDENTS}, not {respondent!r}")
+        raise ServiceError(N_("Unknown respondent %(respondent)s."), respondent=respondent)
     if respondent == "proxy":
         if not relationship or len(relationship) > 64:
-            raise ValueError("a proxy respondent needs a relationship")
+            raise ServiceError(N_("A proxy respondent needs a relationship."))
     else:
         relationship = None
     old, new = audit.changes(
@@ -612,10 +613,10 @@ def _staff_actor(staff: StaffUser, actor: Actor | None) -> Actor:
     return actor or Actor("staff", str(staff.id))
 
 
-def _check_staff(staff: StaffUser, patient: Patient) -> None:
+def _check_staff(staff: StaffUser, patient: Patient, action: str = "patient.edit") -> None:
     from qol_app.policy import can
 
-    if not can(staff, "patient.edit", patient):
+    if not can(staff, action, patient):
         raise PermissionError(f"{staff.username} may not change forms of patient {patient.study_id}")
 
 
@@ -646,11 +647,11 @@ def correct_response(
     ``PermissionError`` (not the staff member's site).
     """
     patient = session.get(Patient, response.patient_id)
-    _check_staff(actor_staff, patient)
+    _check_staff(actor_staff, patient, "response.correct")
     if not reason or not reason.strip():
-        raise ValueError("a correction needs a reason")
+        raise ServiceError(N_("A correction needs a reason."))
     if response.status != "submitted":
-        raise ValueError("only a submitted form can be corrected")
+        raise ServiceError(N_("Only a submitted form can be corrected."))
     latest = session.scalar(
         select(Response)
         .where(Response.timepoint_id == response.timepoint_id, Response.instrument_id == response.instrument_id)
@@ -658,7 +659,7 @@ def correct_response(
         .limit(1)
     )
     if latest is None or latest.id != response.id:
-        raise ValueError("this revision has been superseded; correct the newest one")
+        raise ServiceError(N_("This revision has been superseded; correct the newest one."))
     instrument = registry().get(response.instrument_id)
     changes = _typed_answers(instrument, answers)
     old_rows = answers_of(session, response)
@@ -685,7 +686,7 @@ def correct_response(
         with session.begin_nested():
             session.add(revision)
     except IntegrityError:
-        raise ValueError("someone else corrected this form at the same time; reload and try again") from None
+        raise ServiceError(N_("Someone else corrected this form at the same time; reload and try again.")) from None
     for item_id, value in merged.items():
         session.add(
             Answer(
@@ -740,9 +741,9 @@ def enter_on_behalf(
     patient = tp.patient
     _check_staff(actor_staff, patient)
     if mode not in MODES or mode == "web":
-        raise ValueError(f"mode must be one of {[m for m in MODES if m != 'web']}, not {mode!r}")
+        raise ServiceError(N_("Unknown mode %(mode)s."), mode=mode)
     if instrument_id not in tp.instruments:
-        raise ValueError(f"{instrument_id} is not a form of this timepoint")
+        raise ServiceError(N_("%(instrument)s is not a form of this timepoint."), instrument=instrument_id)
     who = _staff_actor(actor_staff, actor)
     instrument = registry().get(instrument_id)
     typed = _typed_answers(instrument, answers)

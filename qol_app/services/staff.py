@@ -12,22 +12,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qol_app.auth import end_all_for
+from qol_app.errors import N_, ServiceError
 from qol_app.models import Site, SiteMembership, StaffUser
 from qol_app.models.staff import ROLES
-from qol_app.passwords import hash_secret
+from qol_app.passwords import check_password, hash_secret
 from qol_app.services import audit
 from qol_app.services.audit import Actor
 
-MIN_PASSWORD = 10
 
-
-class StaffError(ValueError):
+class StaffError(ServiceError):
     """A request that cannot be applied (duplicate username, weak password, unknown site...)."""
 
 
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise StaffError(f"a password needs at least {MIN_PASSWORD} characters")
+def _check_password(password: str, username: str | None = None) -> None:
+    try:
+        check_password(password, username=username)
+    except ServiceError as exc:
+        raise StaffError(exc.msgid, **exc.params) from None
 
 
 def find_user(session: Session, username: str) -> StaffUser | None:
@@ -37,7 +38,7 @@ def find_user(session: Session, username: str) -> StaffUser | None:
 def find_site(session: Session, code: str) -> Site:
     site = session.scalar(select(Site).where(Site.code == code))
     if site is None:
-        raise StaffError(f"no site with code {code!r}")
+        raise StaffError(N_("No site with code %(code)s."), code=code)
     return site
 
 
@@ -57,12 +58,12 @@ def create_user(
     """A new active account with the given memberships."""
     username = username.strip()
     if not username:
-        raise StaffError("a username is required")
+        raise StaffError(N_("A username is required."))
     if role not in ROLES:
-        raise StaffError(f"role must be one of {', '.join(ROLES)}")
+        raise StaffError(N_("Unknown role %(role)s."), role=role)
     if find_user(session, username) is not None:
-        raise StaffError(f"username {username!r} is taken")
-    _check_password(password)
+        raise StaffError(N_("Username %(username)s is taken."), username=username)
+    _check_password(password, username)
     user = StaffUser(
         username=username,
         full_name=full_name.strip() or username,
@@ -121,7 +122,7 @@ def set_password(
     end_sessions: bool = True,
 ) -> None:
     """Set a new password; by default other sessions end (a reset after a suspected leak)."""
-    _check_password(password)
+    _check_password(password, user.username)
     user.password_hash = hash_secret(password)
     if end_sessions:
         end_all_for("staff", user.id, "password_reset", now)
@@ -163,7 +164,7 @@ def set_language(session: Session, actor: Actor, user: StaffUser, language: str,
 def set_role(session: Session, actor: Actor, user: StaffUser, role: str, *, reason: str, now: dt.datetime) -> None:
     """Change the account's role (its sessions continue; the new role applies on the next request)."""
     if role not in ROLES:
-        raise StaffError(f"role must be one of {', '.join(ROLES)}")
+        raise StaffError(N_("Unknown role %(role)s."), role=role)
     if role == user.role:
         return
     old = user.role

@@ -53,7 +53,7 @@ from qol_app.scheduling import (
 )
 from qol_app.scheduling.planner import END_STATUSES
 from qol_app.scheduling.timewindows import zone
-from qol_app.services import audit
+from qol_app.services import audit, locks
 from qol_app.services.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -451,7 +451,10 @@ def reconcile_all(
         else patients_due_for_reconcile(session, now, schedule)
     )
     result = ReconcileAllResult()
+    frozen = locks.locked_patient_ids(session, ids, now)  # locked data take no writes, scheduler's included
     for pid in ids:
+        if pid in frozen:
+            continue
         patient = session.get(Patient, pid)
         if patient is None:
             continue
@@ -532,6 +535,8 @@ def sweep_statuses(
 ) -> collections.Counter[str]:
     """Move every timepoint whose derived status changed to it; returns counts by new status.
 
+    Patients under a data lock are left as they are (their statuses move again once released).
+
     Status is a function of stored facts and ``now``, so one sweep after days of downtime
     lands every row in its right state (a window that opened and closed meanwhile goes
     straight to missed). Changes are conditional UPDATEs (``WHERE status = old``, grouped by
@@ -551,6 +556,8 @@ def sweep_statuses(
         )
         if new != row.status:
             changes.append((row, new))
+    frozen = locks.locked_patient_ids(session, {row.patient_id for row, _new in changes}, now)
+    changes = [(row, new) for row, new in changes if row.patient_id not in frozen]
     sites = _site_ids(session, {row.patient_id for row, _new in changes})
     for start in range(0, len(changes), batch):
         chunk = changes[start : start + batch]

@@ -14,6 +14,7 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from qol_app.errors import N_, ServiceError
 from qol_app.models import Patient, TreatmentEvent
 from qol_app.models.trial import EVENT_KINDS, PATIENT_STATUSES
 from qol_app.scheduling import Schedule, local_date_of
@@ -39,22 +40,34 @@ def _local_today(patient: Patient, now: dt.datetime) -> dt.date:
     return local_date_of(now, zone(patient.tz))
 
 
+#: What a checked date is, and its two messages (one msgid per sentence, so each translates whole).
+_DATE_MESSAGES = {
+    "event": (
+        N_("The event date is an actual date: %(date)s is in the future."),
+        N_("The event date %(date)s is before randomization (%(randomized)s)."),
+    ),
+    "status": (
+        N_("The status date is an actual date: %(date)s is in the future."),
+        N_("The status date %(date)s is before randomization (%(randomized)s)."),
+    ),
+}
+
+
 def _check_date(patient: Patient, date: dt.date, now: dt.datetime, what: str) -> None:
+    future, early = _DATE_MESSAGES[what]
     if date > _local_today(patient, now):
-        raise ValueError(f"{what} is an actual date; {date.isoformat()} is in the future")
+        raise ServiceError(future, date=date)
     if date < patient.randomization_date:
-        raise ValueError(
-            f"{what} {date.isoformat()} is before randomization ({patient.randomization_date.isoformat()})"
-        )
+        raise ServiceError(early, date=date, randomized=patient.randomization_date)
 
 
 def _check_cycle_length(kind: str, days: int | None) -> None:
     if days is None:
         return
     if kind != "systemic_cycle":
-        raise ValueError("only a systemic cycle has a cycle length")
+        raise ServiceError(N_("Only a systemic cycle has a cycle length."))
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_CYCLE_LENGTH_DAYS:
-        raise ValueError(f"cycle length must be 1 to {MAX_CYCLE_LENGTH_DAYS} days, got {days!r}")
+        raise ServiceError(N_("The cycle length must be 1 to %(max)s days."), max=MAX_CYCLE_LENGTH_DAYS)
 
 
 def _live_events(patient_id: int, kind: str):
@@ -69,7 +82,7 @@ def _values(event: TreatmentEvent) -> dict:
 
 def _require_reason(reason: str | None) -> str:
     if not reason or not reason.strip():
-        raise ValueError("a reason is required")
+        raise ServiceError(N_("A reason is required."))
     return reason.strip()[:255]
 
 
@@ -93,8 +106,8 @@ def record_event(
     A duplicate number, or a second end of treatment, is a ValueError.
     """
     if kind not in EVENT_KINDS:
-        raise ValueError(f"event kind must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
-    _check_date(patient, date, now, "the event date")
+        raise ServiceError(N_("Unknown event kind %(kind)s."), kind=kind)
+    _check_date(patient, date, now, "event")
     _check_cycle_length(kind, cycle_length_days)
     if kind in REPEATABLE_ANCHORS:
         if number is None:
@@ -109,11 +122,15 @@ def record_event(
                 or 0
             ) + 1
         elif number < 1:
-            raise ValueError("the event number starts at 1")
+            raise ServiceError(N_("The event number starts at 1."))
         elif session.scalar(_live_events(patient.id, kind).where(TreatmentEvent.number == number)):
-            raise ValueError(f"{kind} {number} is already recorded for this patient")
+            raise ServiceError(
+                N_("%(kind)s %(number)s is already recorded for this patient."), kind=kind, number=number
+            )
     elif session.scalar(_live_events(patient.id, kind)) is not None:
-        raise ValueError(f"{kind} is already recorded for this patient; move or delete that one instead")
+        raise ServiceError(
+            N_("%(kind)s is already recorded for this patient; change or delete that one instead."), kind=kind
+        )
     event = TreatmentEvent(
         patient_id=patient.id,
         kind=kind,
@@ -158,11 +175,11 @@ def move_event(
     """
     reason = _require_reason(reason)
     if event.deleted_at is not None:
-        raise ValueError("a deleted event cannot be changed")
+        raise ServiceError(N_("A deleted event cannot be changed."))
     patient = event.patient
     new_values: dict = {}
     if date is not None:
-        _check_date(patient, date, now, "the event date")
+        _check_date(patient, date, now, "event")
         new_values["date"] = date
     if cycle_length_days is not None:
         _check_cycle_length(event.kind, cycle_length_days)
@@ -202,7 +219,7 @@ def delete_event(
     cancelled with reason ``anchor_event_deleted``, started ones are kept."""
     reason = _require_reason(reason)
     if event.deleted_at is not None:
-        raise ValueError("this event is already deleted")
+        raise ServiceError(N_("This event is already deleted."))
     patient = event.patient
     event.deleted_at = now
     event.deleted_reason = reason
@@ -242,11 +259,11 @@ def set_patient_status(
     """
     reason = _require_reason(reason)
     if status not in PATIENT_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(PATIENT_STATUSES)}, got {status!r}")
+        raise ServiceError(N_("Unknown patient status %(status)s."), status=status)
     if status in END_STATUSES:
         if status_date is None:
-            raise ValueError(f"the date the patient {status} is required")
-        _check_date(patient, status_date, now, "the status date")
+            raise ServiceError(N_("The date of this status is required."))
+        _check_date(patient, status_date, now, "status")
     else:
         status_date = None
     new_values = {"status": status, "status_date": status_date, "status_reason": reason}

@@ -33,8 +33,10 @@ def _as_of(form: FlaskForm, field: StringField) -> None:
     if field.data and field.data.strip():
         try:
             parse_as_of(field.data)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+        except ValueError:
+            raise ValidationError(
+                _l("Not an ISO 8601 date or time (e.g. 2026-03-01T00:00:00Z): %(text)s", text=field.data.strip())
+            ) from None
 
 
 class ExportForm(FlaskForm):

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from flask import current_app, g, render_template, send_file
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from qol_app import auth
@@ -14,12 +15,14 @@ from qol_app.db import db
 from qol_app.export.builders import ExportFilters
 from qol_app.export.builders.tables import ordered_instruments
 from qol_app.export.run import ExportRequest, ExportSettings, run_export
+from qol_app.locking import lock_exempt
 from qol_app.models import AuditEvent, Site, StaffUser
 from qol_app.policy import roles_for
 from qol_app.security import current_actor, staff_required
 from qol_app.services.responses import registry
 from qol_app.stats import bp
 from qol_app.stats.forms import ExportForm, choices
+from qol_app.web_messages import message
 
 EXPORTERS = roles_for("export.run")
 
@@ -66,6 +69,7 @@ def index():
 
 @bp.post("/export")
 @staff_required(*EXPORTERS)
+@lock_exempt  # reads only (the export is audited; the audit trail is not locked data)
 def export():
     """Run the export with the form's filters and send the zip (files + manifest); audited."""
     form = _form()
@@ -73,6 +77,9 @@ def export():
         return _page(form, 400)
     now = auth.now()
     settings = ExportSettings.from_config(current_app.config)
+    if form.as_of_value(now) > now:
+        form.as_of.errors = [*form.as_of.errors, _("The as-of time cannot be in the future.")]
+        return _page(form, 400)
     try:
         wanted = ExportRequest(
             formats=tuple(form.formats.data),
@@ -99,7 +106,7 @@ def export():
             shutil.rmtree(work, ignore_errors=True)
     except (ValueError, PermissionError) as exc:
         db.session.rollback()
-        form.as_of.errors = [*form.as_of.errors, str(exc)]
+        form.as_of.errors = [*form.as_of.errors, message(exc)]
         return _page(form, 400)
     current_app.logger.info("export %s by staff %s", result.zip_path.name, g.staff.id)
     return send_file(

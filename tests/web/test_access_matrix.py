@@ -17,47 +17,66 @@ import pytest
 from sqlalchemy import func, select
 
 from qol_app.models import Patient, TreatmentEvent
-from qol_app.services import treatment_events
+from qol_app.services import locks, treatment_events
 from qol_app.services.enrolment import enroll_patient
-from tests.factories import isolated_client
+from tests.factories import STAFF_PASSWORD, isolated_client
 from tests.web.test_nurse_support import add_alert, add_response, login, no_csrf
 
-ROLES = ("anonymous", "nurse", "investigator", "statistician", "admin", "nurse_nosite")
+ROLES = ("anonymous", "nurse", "investigator", "statistician", "admin", "monitor", "data_manager", "nurse_nosite")
 STAFF = set(ROLES) - {"anonymous"}
-VIEWERS = {"nurse", "investigator", "admin"}
+VIEWERS = {"nurse", "investigator", "admin", "monitor", "data_manager"}
 EDITORS = {"nurse", "investigator"}
 ADMIN = {"admin"}
+TRIAL_WIDE = {"admin", "data_manager"}  # see every site without memberships
+DATA_QUALITY = EDITORS | {"data_manager"}  # missed reasons and corrections
+HISTORY = {"investigator", "monitor", "admin", "data_manager"}
 NOBODY: set[str] = set()
 
 # (endpoint, method) -> {variant: roles allowed}. Variants: "none" (no object), "own" (the
-# role's own site, S1), "other" (S2, where no role but admin has a membership).
+# role's own site, S1), "other" (S2, where no role has a membership), "foreign" (the own
+# patient in the URL, but the event, timepoint, alert or response of the other site's patient).
 MATRIX: dict[tuple[str, str], dict[str, set[str]]] = {
     ("nurse.login", "GET"): {"none": set(ROLES)},
     ("nurse.login", "POST"): {"none": set(ROLES)},
+    # Without a password just checked, the second step sends everyone back to sign in.
+    ("nurse.login_code", "GET"): {"none": set(ROLES)},
+    ("nurse.login_code", "POST"): {"none": set(ROLES)},
+    ("nurse.login_setup", "GET"): {"none": set(ROLES)},
+    ("nurse.login_setup", "POST"): {"none": set(ROLES)},
     ("nurse.language", "POST"): {"none": set(ROLES)},
     ("nurse.logout", "POST"): {"none": STAFF},
     ("nurse.account", "GET"): {"none": STAFF},
     ("nurse.account", "POST"): {"none": STAFF},
+    ("nurse.account_totp", "GET"): {"none": STAFF},
+    ("nurse.account_totp", "POST"): {"none": STAFF},
+    ("nurse.account_totp_off", "POST"): {"none": STAFF},
+    ("nurse.account_recovery_codes", "POST"): {"none": STAFF},
     # Lists: "own"/"other" = that site's patient is shown (?site= filter on the dashboard too).
-    ("nurse.dashboard", "GET"): {"none": VIEWERS | {"nurse_nosite"}, "own": VIEWERS, "other": ADMIN},
-    ("nurse.patients", "GET"): {"none": VIEWERS | {"nurse_nosite"}, "own": VIEWERS, "other": ADMIN},
+    ("nurse.dashboard", "GET"): {"none": VIEWERS | {"nurse_nosite"}, "own": VIEWERS, "other": TRIAL_WIDE},
+    ("nurse.patients", "GET"): {"none": VIEWERS | {"nurse_nosite"}, "own": VIEWERS, "other": TRIAL_WIDE},
     ("nurse.enrol", "GET"): {"none": EDITORS | {"nurse_nosite"}},
     ("nurse.enrol", "POST"): {"own": EDITORS, "other": NOBODY},  # success = a card was issued
-    ("nurse.patient", "GET"): {"own": VIEWERS, "other": ADMIN},
+    ("nurse.patient", "GET"): {"own": VIEWERS, "other": TRIAL_WIDE},
+    ("nurse.patient_history", "GET"): {"own": HISTORY, "other": TRIAL_WIDE},
+    ("nurse.response_history", "GET"): {"own": HISTORY, "other": TRIAL_WIDE, "foreign": NOBODY},
+    ("nurse.edit_details", "GET"): {"own": EDITORS, "other": NOBODY},
+    ("nurse.edit_details", "POST"): {"own": EDITORS, "other": NOBODY},
+    ("nurse.correct_randomization", "GET"): {"own": {"investigator", "admin"}, "other": ADMIN},
+    ("nurse.correct_randomization", "POST"): {"own": {"investigator", "admin"}, "other": ADMIN},
     ("nurse.rotate_link", "POST"): {"own": EDITORS, "other": NOBODY},
     ("nurse.set_pin", "POST"): {"own": EDITORS, "other": NOBODY},
     ("nurse.set_status", "POST"): {"own": EDITORS, "other": NOBODY},
     ("nurse.record_event", "POST"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.move_event", "GET"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.move_event", "POST"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.delete_event", "POST"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.missed_reason", "GET"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.missed_reason", "POST"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.enter_form", "GET"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.enter_form", "POST"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.correct_form", "GET"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.correct_form", "POST"): {"own": EDITORS, "other": NOBODY},
-    ("nurse.acknowledge_alert", "POST"): {"own": EDITORS, "other": NOBODY},
+    ("nurse.move_event", "GET"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
+    ("nurse.move_event", "POST"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
+    ("nurse.delete_event", "POST"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
+    ("nurse.missed_reason", "GET"): {"own": DATA_QUALITY, "other": {"data_manager"}, "foreign": NOBODY},
+    ("nurse.missed_reason", "POST"): {"own": DATA_QUALITY, "other": {"data_manager"}, "foreign": NOBODY},
+    ("nurse.enter_form", "GET"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
+    ("nurse.enter_form", "POST"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
+    ("nurse.correct_form", "GET"): {"own": DATA_QUALITY, "other": {"data_manager"}, "foreign": NOBODY},
+    ("nurse.correct_form", "POST"): {"own": DATA_QUALITY, "other": {"data_manager"}, "foreign": NOBODY},
+    ("nurse.acknowledge_alert", "POST"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
     ("nurse.users", "GET"): {"none": ADMIN},
     ("nurse.user_new", "GET"): {"none": ADMIN},
     ("nurse.user_new", "POST"): {"none": ADMIN},
@@ -66,6 +85,15 @@ MATRIX: dict[tuple[str, str], dict[str, set[str]]] = {
     ("nurse.user_password", "POST"): {"none": ADMIN},
     ("nurse.user_role", "POST"): {"none": ADMIN},
     ("nurse.user_sites", "POST"): {"none": ADMIN},
+    ("nurse.user_totp_reset", "POST"): {"none": ADMIN},
+    ("nurse.sites", "GET"): {"none": ADMIN},
+    ("nurse.sites", "POST"): {"none": ADMIN},
+    ("nurse.site", "GET"): {"none": ADMIN},
+    ("nurse.site", "POST"): {"none": ADMIN},
+    ("nurse.data_locks", "GET"): {"none": TRIAL_WIDE},
+    ("nurse.data_locks", "POST"): {"none": TRIAL_WIDE},
+    ("nurse.release_lock", "POST"): {"none": TRIAL_WIDE},
+    ("nurse.audit_search", "GET"): {"none": ADMIN},
 }
 
 POST_DATA = {
@@ -85,6 +113,19 @@ POST_DATA = {
     "nurse.user_active": {"enable": "0", "reason": "matrix"},
     "nurse.user_password": {"password": "a brand new password", "reason": "matrix"},
     "nurse.user_role": {"role": "investigator", "reason": "matrix"},
+    "nurse.user_totp_reset": {"reason": "matrix"},
+    "nurse.account_totp": {"code": "000000"},
+    "nurse.account_totp_off": {"password": STAFF_PASSWORD},
+    "nurse.account_recovery_codes": {"password": STAFF_PASSWORD},
+    "nurse.login_code": {"code": "000000"},
+    "nurse.login_setup": {"code": "000000"},
+    "nurse.edit_details": {"language": "zh_Hans", "reason": "matrix"},  # nothing changes: shown again
+    "nurse.correct_randomization": {"arm": "A", "randomization_date": "2026-01-01", "reason": "matrix"},
+    "nurse.sites": {"name": "no code: shown again"},
+    "nurse.site": {"reason": "matrix"},
+    # A lock on an unknown patient is refused and shown again; a real lock would stop the next checks.
+    "nurse.data_locks": {"scope": "patient", "study_id": "nobody", "reason": "matrix"},
+    "nurse.release_lock": {"reason": "matrix"},
 }
 
 
@@ -118,24 +159,40 @@ class World:
             self.responses[variant] = add_response(session, cycle, at=now)
         self.target = factory.staff("nurse", sites=[s1], username=f"target-{tag}")
         self.s1, self.s2 = s1, s2
+        # A lock that starts next year: it blocks nothing now, and "release" has something to release.
+        self.lock = locks.lock(
+            session,
+            actor,
+            "patient",
+            patient=self.patients["other"],
+            reason="matrix",
+            at=now + dt.timedelta(days=365),
+            now=now,
+        )
 
     def url_values(self, rule, variant: str) -> dict:
         values = {}
+        owner = "own" if variant == "foreign" else variant
+        child = "other" if variant == "foreign" else variant
         for arg in rule.arguments:
             if arg == "patient_id":
-                values[arg] = self.patients[variant].id
+                values[arg] = self.patients[owner].id
             elif arg == "event_id":
-                values[arg] = self.events[variant].id
+                values[arg] = self.events[child].id
             elif arg == "timepoint_id":
-                values[arg] = self.baselines[variant].id
+                values[arg] = self.baselines[child].id
             elif arg == "alert_id":
-                values[arg] = self.alerts[variant].id
+                values[arg] = self.alerts[child].id
             elif arg == "instrument_id":
                 values[arg] = "eortc_qlq_c30"
             elif arg == "response_id":
-                values[arg] = self.responses[variant].id
+                values[arg] = self.responses[child].id
             elif arg == "user_id":
                 values[arg] = self.target.id
+            elif arg == "site_id":
+                values[arg] = self.s1.id
+            elif arg == "lock_id":
+                values[arg] = self.lock.id
             else:
                 raise AssertionError(f"{rule.endpoint}: argument {arg!r} is not in the access matrix")
         return values
@@ -182,7 +239,9 @@ def _request(client, world, session, endpoint, method, variant, rule, app):
 
 def _succeeded(response, endpoint, method, variant, world, session) -> bool:
     location = response.headers.get("Location", "")
-    if response.status_code not in (200, 302) or "/staff/login?next=" in location:
+    # 400/422: the view ran and showed its form again (the matrix posts some forms incomplete on
+    # purpose); counting them as successes only makes an unauthorized one easier to catch.
+    if response.status_code not in (200, 302, 400, 422) or "/staff/login?next=" in location:
         return False  # staff_required sends strangers to sign in, remembering where they were going
     body = response.get_data(as_text=True)
     if endpoint in ("nurse.dashboard", "nurse.patients") and variant != "none":
@@ -195,12 +254,15 @@ def _succeeded(response, endpoint, method, variant, world, session) -> bool:
 @pytest.fixture
 def matrix_setup(app, session, factory, now):
     no_csrf(app)
+    app.config["STAFF_MAX_FAILURES"] = 1000  # the matrix signs in as "nobody" once per role
     s1, s2 = factory.site(code="MS1"), factory.site(code="MS2")
     users = {
         "nurse": factory.staff("nurse", sites=[s1]),
         "investigator": factory.staff("investigator", sites=[s1]),
         "statistician": factory.staff("statistician", sites=[s1]),  # a membership grants it nothing
         "admin": factory.staff("admin"),
+        "monitor": factory.staff("monitor", sites=[s1]),
+        "data_manager": factory.staff("data_manager"),  # trial-wide without memberships
         "nurse_nosite": factory.staff("nurse"),
     }
     return s1, s2, users

@@ -52,3 +52,32 @@ def test_demo_is_idempotent_and_prints_working_links(app, session):
         "/staff/login", data={"username": login.group(1), "password": login.group(2), "csrf_token": token}
     )
     assert signed_in.status_code == 302, signed_in.get_data(as_text=True)[:3000]
+
+
+def test_demo_is_refused_in_production(app, session):
+    app.config["ENV"] = "production"
+    result = app.test_cli_runner().invoke(args=["demo", "--patients", "2"])
+    assert result.exit_code != 0 and "production" in result.output
+    assert _counts(session)["StaffUser"] == 0
+
+
+def test_demo_refuses_a_database_with_real_data(app, session, factory):
+    factory.site(code="S01", name="A real hospital")  # same code as a demo site, but not a demo row
+    result = app.test_cli_runner().invoke(args=["demo", "--patients", "2"])
+    assert result.exit_code != 0 and "did not create" in result.output
+    assert _counts(session)["Patient"] == 0 and _counts(session)["StaffUser"] == 0
+
+
+def test_demo_admin_signs_in_with_the_printed_totp_key(app, session):
+    import pyotp
+
+    first = app.test_cli_runner().invoke(args=["demo", "--patients", "2"])
+    key = re.search(r"admin\s+password: (\S+)\s+TOTP key: ([A-Z2-7]+)", first.output)
+    assert key, first.output
+    app.config["WTF_CSRF_ENABLED"] = False
+    client = isolated_client(app)
+    step = client.post("/staff/login", data={"username": "admin", "password": key.group(1)})
+    assert step.headers["Location"].endswith("/staff/login/code")
+    code = pyotp.TOTP(key.group(2)).at(app.config["FROZEN_NOW"])
+    assert client.post("/staff/login/code", data={"code": code}).status_code == 302
+    assert client.get("/staff/admin/users").status_code == 200

@@ -25,7 +25,7 @@ from qol_app.models import AuditEvent
 from qol_app.scoring import SCORING_VERSION
 from qol_app.services import alerts, responses
 from qol_app.services.audit import Actor
-from tests.factories import STAFF_PASSWORD, isolated_client
+from tests.factories import isolated_client
 
 UTC = dt.UTC
 C30, EQ5D, DIARY = "eortc_qlq_c30", "eq5d5l", "symptom_diary"
@@ -249,8 +249,9 @@ def _download(client, data: dict) -> bytes:
 
 
 def _login(client, user) -> None:
-    response = client.post("/staff/login", data={"username": user.username, "password": STAFF_PASSWORD})
-    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    from tests.web.test_nurse_support import login
+
+    login(client, user)
 
 
 @pytest.mark.parametrize("role", ["nurse", "investigator"])

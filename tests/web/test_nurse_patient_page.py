@@ -60,7 +60,7 @@ def test_staff_entered_forms_charts_heat_map_and_alert_acknowledgement(session, 
     _record(client, patient, kind="systemic_cycle", date="2026-02-23", cycle_length_days="14")
     c1 = _tp(session, patient, "sys-c1")
     refused = _enter(client, patient, c1, "eortc_qlq_c30", c30, entry_respondent="proxy")
-    assert refused.status_code == 200 and "relationship" in refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "relationship" in refused.get_data(as_text=True)
     worse = c30 | {"q29": 2, "q30": 2}
     _enter(client, patient, c1, "eortc_qlq_c30", worse, entry_respondent="proxy", entry_relationship="child")
     # Diary after an intrathecal dose, with a seizure: a red alert.
@@ -178,7 +178,7 @@ def test_correcting_a_submitted_form_makes_a_new_audited_revision(session, setup
     assert 'value="90"' in form  # prefilled with the stored answers
     same = {"mo": 1, "sc": 1, "ua": 1, "pd": 1, "ad": 1, "vas": 90}
     assert client.post(url, data=same | {"correction_reason": "typo", "mo": 3}).status_code == 302
-    assert client.post(url, data=same | {"mo": 2, "correction_reason": ""}).status_code == 200  # reason required
+    assert client.post(url, data=same | {"mo": 2, "correction_reason": ""}).status_code == 422  # reason required
     revisions = session.scalars(
         select(Response).where(Response.timepoint_id == baseline.id).order_by(Response.revision)
     ).all()

@@ -76,9 +76,9 @@ def test_enrol_shows_link_once_as_qr_card_in_patient_language(client, session, s
 def test_enrol_refuses_duplicate_and_other_site(client, factory, site, nurse):
     assert _enrol(client, site).status_code == 200
     again = _enrol(client, site)
-    assert again.status_code == 200 and "already enrolled" in again.get_data(as_text=True)
+    assert again.status_code == 400 and "already enrolled" in again.get_data(as_text=True)
     other = factory.site(code="S09")
-    assert _enrol(client, other, study_id="S09-001").status_code == 200  # re-rendered: not a valid choice
+    assert _enrol(client, other, study_id="S09-001").status_code == 400  # re-rendered: not a valid choice
     assert "S09-001" not in client.get("/staff/patients").get_data(as_text=True)
 
 
@@ -87,7 +87,7 @@ def test_rotate_link_needs_reason_and_invalidates_old_token(client, session, fac
     old_hash = enrolled.patient.link_token_hash
     url = f"/staff/patients/{enrolled.patient.id}/link"
     response = client.post(url, data={"reason": ""})
-    assert response.status_code == 302 and enrolled.patient.link_token_hash == old_hash
+    assert response.status_code == 422 and enrolled.patient.link_token_hash == old_hash
     response = client.post(url, data={"reason": "card lost", "new_pin": "y"})
     assert response.status_code == 200
     body = response.get_data(as_text=True)
@@ -103,7 +103,7 @@ def test_rotate_link_needs_reason_and_invalidates_old_token(client, session, fac
 def test_pin_set_generate_remove(client, session, factory, site, nurse, action, pin):
     enrolled = factory.patient(site)
     url = f"/staff/patients/{enrolled.patient.id}/pin"
-    assert client.post(url, data={"action": action, "pin": pin, "reason": ""}).status_code == 302
+    assert client.post(url, data={"action": action, "pin": pin, "reason": ""}).status_code == 422
     assert check_secret(enrolled.patient.pin_hash, "123456")  # no reason: unchanged
     response = client.post(url, data={"action": action, "pin": pin, "reason": "forgotten"})
     session.refresh(enrolled.patient)
@@ -141,7 +141,7 @@ def test_moving_and_deleting_an_event_require_a_reason(client, session, factory,
     move = f"/staff/patients/{pid}/events/{event.id}/move"
     assert client.get(move).status_code == 200
     response = client.post(move, data={"date": "2026-02-05", "reason": ""})
-    assert response.status_code == 200 and event.date == dt.date(2026, 2, 2)
+    assert response.status_code == 422 and event.date == dt.date(2026, 2, 2)
     response = client.post(move, data={"date": "2026-02-05", "reason": "delayed: neutropenia"})
     assert response.status_code == 302
     session.refresh(event)
@@ -170,7 +170,7 @@ def test_death_makes_later_forms_not_expected(client, session, factory, site, nu
         client.post(
             f"/staff/patients/{pid}/status", data={"status": "died", "date": "2026-03-01", "reason": ""}
         ).status_code
-        == 302
+        == 422
     )
     assert enrolled.patient.status == "active"
     client.post(
@@ -188,15 +188,15 @@ def test_missed_reason_required_listed_until_given_and_audited(client, session, 
     dash = client.get("/staff/").get_data(as_text=True)
     assert "Missed forms without a reason" in dash and f"/timepoints/{tp.id}/reason" in dash
     url = f"/staff/patients/{enrolled.patient.id}/timepoints/{tp.id}/reason"
-    assert client.post(url, data={"missed_reason": "other", "text": ""}).status_code == 200
+    assert client.post(url, data={"missed_reason": "other", "text": ""}).status_code == 422
     assert tp.missed_reason is None
-    assert client.post(url, data={"missed_reason": "bogus"}).status_code == 200 and tp.missed_reason is None
+    assert client.post(url, data={"missed_reason": "bogus"}).status_code == 422 and tp.missed_reason is None
     assert client.post(url, data={"missed_reason": "hospitalised"}).status_code == 302
     session.refresh(tp)
     assert tp.missed_reason == "hospitalised" and tp.missed_reason_by == nurse.id
     assert f"/timepoints/{tp.id}/reason" not in client.get("/staff/").get_data(as_text=True)
     # Changing an earlier reason needs a reason for the change.
-    assert client.post(url, data={"missed_reason": "too_ill"}).status_code == 200
+    assert client.post(url, data={"missed_reason": "too_ill"}).status_code == 422
     session.refresh(tp)
     assert tp.missed_reason == "hospitalised"
     client.post(url, data={"missed_reason": "too_ill", "reason": "ward confirmed"})
@@ -212,4 +212,4 @@ def test_reason_refused_for_a_form_that_is_not_missed(client, session, factory, 
     tp = add_timepoint(session, enrolled.patient, "sys-c1", status="open", target=now.date())
     url = f"/staff/patients/{enrolled.patient.id}/timepoints/{tp.id}/reason"
     response = client.post(url, data={"missed_reason": "forgot"})
-    assert response.status_code == 200 and tp.missed_reason is None
+    assert response.status_code == 422 and tp.missed_reason is None
