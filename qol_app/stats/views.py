@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from qol_app import auth
 from qol_app.db import db
-from qol_app.export.builders import ExportFilters
-from qol_app.export.builders.tables import ordered_instruments
+from qol_app.export.source import ExportFilters
+from qol_app.export.build import ordered_instruments
 from qol_app.export.run import ExportRequest, ExportSettings, run_export
 from qol_app.models import AuditEvent, Site, StaffUser
 from qol_app.policy import roles_for

@@ -1,38 +1,67 @@
-"""Stata .dta (format 118, Stata 14 and later: UTF-8 labels and values) via pyreadstat.
+"""Stata 14+ (.dta, format 118, UTF-8) via pandas, with variable, dataset and value labels.
 
-Written from a spooled, memory-mapped frame (see _readstat.py). Variable labels and the dataset label are in the
-requested locale. Value labels go on integer and boolean variables; Stata cannot label string
-variables, so string codes keep their self-describing values and are explained in the data
-dictionary. Missing values are Stata's system missing (.) and empty strings. Datetimes are %tc
-(milliseconds since 1960, UTC; sub-millisecond precision is lost), dates %td.
+Every coded variable carries value labels: coded text (arm, status, missing_reason, respondent,
+mode, scale, ...) is stored as integers 1, 2, ... in the order of the code list, labelled in the
+requested language (the data dictionary's ``numeric_code`` column maps them back to the codes);
+booleans are 0/1 labelled No/Yes. Other text stays text ("" when missing); numbers are doubles
+with Stata's system missing (.); dates are %td, instants %tc (UTC). The file's time stamp is the
+as-of time, so bytes are reproducible.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from qol_app.export.dataset import Dataset
-from qol_app.export.writers._readstat import pin_header_time, spooled_frame, value_labels
-from qol_app.export.writers.base import WriteOptions, Writer
+import pyarrow as pa
 
-STATA_VERSION = 14  # pyreadstat's name for file format 118
+from qol_app.export.schema import Dataset, numeric_codes
+from qol_app.export.writers._frame import empty_frame, number_column, text_column
+from qol_app.export.writers.base import WriteOptions, Writer, naive_utc
+
+STATA_LABEL = 80
 
 
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
-    """Write `dataset` as a Stata 14+ file to `path`."""
-    import pyreadstat
+    """Write `dataset` as a Stata 118 file to `path`."""
+    import pandas as pd
 
-    with spooled_frame(dataset, "dta", options.locale, path.parent) as frame:
-        pyreadstat.write_dta(
-            frame.data,
-            path,
-            file_label=dataset.label[options.locale],
-            column_labels=frame.labels,
-            version=STATA_VERSION,
-            variable_value_labels=value_labels(dataset, options.locale, strings=False),
-            variable_format=frame.formats,
-        )
-    pin_header_time(path, "dta", options.as_of)
+    frame = empty_frame(dataset)
+    value_labels: dict[str, dict[float, str]] = {}
+    dates: dict[str, str] = {}
+    for column in dataset.columns:
+        values = dataset.table[column.name]
+        codes = numeric_codes(column)
+        if codes is not None:
+            lookup = pa.array(list(codes), pa.string())
+            positions = pa.compute.index_in(values, value_set=lookup)
+            unknown = pa.compute.and_(pa.compute.is_null(positions), pa.compute.is_valid(values))
+            if pa.compute.any(unknown).as_py():
+                bad = values.filter(unknown)[0].as_py()
+                raise ValueError(f"{dataset.name}.{column.name}: value {bad!r} is not in its code list")
+            frame[column.name] = number_column(pa.compute.add(positions, 1))
+            labels = column.codes_for(options.locale) or {}
+            value_labels[column.name] = {float(n): labels[code] for code, n in codes.items()}
+        elif column.type == "string":
+            frame[column.name] = text_column(values)
+        elif column.type in ("date", "datetime"):
+            moments = values.cast(pa.timestamp("s"))
+            frame[column.name] = pd.Series(moments.to_numpy(zero_copy_only=False), dtype="datetime64[s]")
+            dates[column.name] = "td" if column.type == "date" else "tc"
+        else:
+            frame[column.name] = number_column(values)
+            labels = column.codes_for(options.locale)
+            if labels:
+                value_labels[column.name] = {float(code): text for code, text in labels.items()}
+    frame.to_stata(
+        path,
+        write_index=False,
+        version=118,
+        convert_dates=dates,
+        data_label=dataset.label[options.locale][:STATA_LABEL],
+        variable_labels={c.name: c.label_for(options.locale) for c in dataset.columns},
+        time_stamp=naive_utc(options.as_of),
+        value_labels=value_labels,
+    )
 
 
-WRITER = Writer(format_id="dta", extension="dta", streams=True, write=write)
+WRITER = Writer(format_id="dta", extension="dta", write=write)

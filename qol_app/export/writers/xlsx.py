@@ -1,17 +1,15 @@
-"""Excel workbook via openpyxl's write-only mode: rows stream to disk, one sheet per dataset.
+"""Excel workbook via openpyxl's write-only mode: one data sheet per dataset (continued on
+further sheets past Excel's row limit) and a "variables" sheet.
 
-Memory stays flat (openpyxl writes text as inline strings, so no shared-string table grows),
-but it is the slowest writer: about 30 s per 200k rows of 8 columns.
+Header = column names, frozen. Numbers are written in shortest round-trip form, so they read back
+bit for bit; dates and instants as Excel dates (instants as UTC wall time: Excel has no time
+zones; the labels say UTC); booleans as TRUE/FALSE. Text is always stored as text, so "=1+1" or
+"#N/A" never becomes a formula or an error cell. Line breaks become LF; other control
+characters, which XML cannot hold, become U+FFFD. A sheet holds at most 1,048,575 data rows: the
+rest continue on "<name> (2)", "<name> (3)", ... with the same header.
 
-Sheet 1 holds the data (header = column names, frozen); sheet "variables" lists each column's
-type, label and code labels in the chosen locale. Datetimes are written as UTC wall time (Excel
-has no timezones; the labels say UTC). Text is always stored as text, so a value like "=1+1"
-or "#N/A" never becomes a formula or an error cell. Line breaks become LF (XML readers turn
-CR LF into LF anyway, and Excel breaks lines on LF); other control characters, which XML cannot
-hold, become U+FFFD. A sheet holds at most 1,048,575 data rows; more raise ValueError.
-
-Reproducible bytes: document properties `created`/`modified` are set to the as-of time and
-every zip entry gets that same timestamp (openpyxl would otherwise use the current time).
+Reproducible bytes: document properties `created`/`modified` are the as-of time and every zip
+entry gets that same timestamp (openpyxl would otherwise use the current time).
 """
 
 from __future__ import annotations
@@ -22,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qol_app.export.dataset import Dataset, checked_rows
+from qol_app.export.schema import Dataset
 from qol_app.export.writers._zip import FixedTimeZipFile, zip_time
-from qol_app.export.writers.base import WriteOptions, Writer, naive_utc
+from qol_app.export.writers.base import ROW_BATCH, WriteOptions, Writer, naive_utc
 
 MAX_DATA_ROWS = 1_048_575
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -45,17 +43,15 @@ def _text_cell(sheet: Any) -> Callable[[str], Any]:
     return cell
 
 
-def _variables_rows(dataset: Dataset, options: WriteOptions) -> list[list[Any]]:
-    rows: list[list[Any]] = [["variable", "type", "label", "values"]]
-    for column in dataset.columns:
-        codes = column.codes_for(options.locale) or {}
-        values = "; ".join(f"{code} = {text}" for code, text in codes.items())
-        rows.append([column.name, column.type, column.label_for(options.locale), values or None])
-    return rows
+def sheet_names(dataset: Dataset) -> list[str]:
+    """The data sheets the dataset fills (at least one)."""
+    count = max(1, -(-dataset.num_rows // MAX_DATA_ROWS))
+    base = dataset.name[:26]
+    return [base] + [f"{base} ({n})" for n in range(2, count + 1)]
 
 
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
-    """Stream `dataset` into a two-sheet workbook at `path`."""
+    """Write `dataset` into a workbook at `path`."""
     from openpyxl import Workbook
     from openpyxl.writer.excel import ExcelWriter
 
@@ -75,28 +71,35 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
 
 
 def _fill(book: Any, dataset: Dataset, options: WriteOptions) -> None:
-    sheet = book.create_sheet(dataset.name[:31])
-    sheet.freeze_panes = "A2"
-    text = _text_cell(sheet)
     kinds = [c.type for c in dataset.columns]
-    sheet.append(dataset.names)
-    for number, row in enumerate(checked_rows(dataset), start=1):
-        if number > MAX_DATA_ROWS:
-            raise ValueError(f"{dataset.name}: more than {MAX_DATA_ROWS} rows do not fit one Excel sheet")
-        sheet.append(
-            [
-                None
-                if value is None
-                else text(value)
-                if kind == "string"
-                else naive_utc(value)
-                if kind == "datetime"
-                else value
-                for kind, value in zip(kinds, row)
-            ]
-        )
+    names = sheet_names(dataset)
+    sheet = None
+    text = None
+    row_number = 0
+    for batch in dataset.table.to_batches(ROW_BATCH):
+        columns = [batch.column(n).to_pylist() for n in range(batch.num_columns)]
+        for n, kind in enumerate(kinds):
+            if kind == "datetime":
+                columns[n] = [None if v is None else naive_utc(v) for v in columns[n]]
+        for row in zip(*columns):
+            if row_number % MAX_DATA_ROWS == 0:
+                sheet = book.create_sheet(names[row_number // MAX_DATA_ROWS])
+                sheet.freeze_panes = "A2"
+                text = _text_cell(sheet)
+                sheet.append(dataset.names)
+            row_number += 1
+            sheet.append([text(v) if type(v) is str else v for v in row])  # type: ignore[misc,union-attr]
+    if sheet is None:
+        sheet = book.create_sheet(names[0])
+        sheet.freeze_panes = "A2"
+        sheet.append(dataset.names)
     variables = book.create_sheet("variables")
-    for line in _variables_rows(dataset, options):
+    text = _text_cell(variables)
+    variables.append(["variable", "xpt_name", "type", "label", "values"])
+    for column in dataset.columns:
+        codes = column.codes_for(options.locale) or {}
+        values = "; ".join(f"{code} = {label}" for code, label in codes.items())
+        line = [column.name, column.xpt, column.type, column.label_for(options.locale), values or None]
         variables.append([text(v) if isinstance(v, str) else v for v in line])
 
 
@@ -109,4 +112,4 @@ def _discard(book: Any) -> None:
             sheet._writer.cleanup()  # no public API removes the sheet's temp file
 
 
-WRITER = Writer(format_id="xlsx", extension="xlsx", streams=True, write=write)
+WRITER = Writer(format_id="xlsx", extension="xlsx", write=write)
