@@ -2,6 +2,7 @@
 
 from qol_app.models.alerts import Alert
 from qol_app.models.audit import AuditChainHead, AuditEvent
+from qol_app.models.exports import ExportJob
 from qol_app.models.notifications import OutboxMessage, SchedulerHeartbeat
 from qol_app.models.responses import Answer, Response, Score, WordingOverlay
 from qol_app.models.schedule import Timepoint
@@ -14,6 +15,7 @@ __all__ = [
     "Answer",
     "AuditChainHead",
     "AuditEvent",
+    "ExportJob",
     "LoginSession",
     "OutboxMessage",
     "Patient",

@@ -93,7 +93,7 @@ def _numbers(column: Column, values: pa.ChunkedArray) -> np.ndarray:
         numbers = days.cast(pa.float64())
     elif column.type == "datetime":
         seconds = values.cast(pa.int64())
-        numbers = pc.add(seconds.cast(pa.float64()), float((_EPOCH - dt.date(1970, 1, 1)).days * 86400))
+        numbers = pc.add(seconds.cast(pa.float64()), float((dt.date(1970, 1, 1) - _EPOCH).days * 86400))
     else:
         numbers = values.cast(pa.float64())
     return pc.fill_null(numbers, float("nan")).to_numpy()
