@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from pathlib import Path
 
 import click
@@ -85,7 +86,7 @@ def export(
 
     try:
         with click.progressbar(
-            length=count_steps(request), label="Exporting", file=click.get_text_stream("stderr"), show_pos=True
+            length=count_steps(request), label="Exporting", file=sys.stderr, show_pos=True
         ) as bar:
 
             def progress(done: int, total: int, what: str) -> None:
