@@ -55,7 +55,8 @@ def export(
 
     Writes OUT/conquer_qol_<as-of>.zip (datasets in each format, data dictionary, manifest.json with
     versions, filters and SHA-256 per file) and records the export in the audit trail. Progress goes
-    to stderr as a progress bar; the zip's path and SHA-256 to stdout. The same as-of time and options give the same bytes.
+    to stderr as a progress bar; the zip's path and SHA-256 to stdout. The same as-of time and options
+    give the same bytes.
     """
     from qol_app.auth import now
     from qol_app.db import db
@@ -85,9 +86,7 @@ def export(
         raise click.UsageError(str(exc)) from None
 
     try:
-        with click.progressbar(
-            length=count_steps(request), label="Exporting", file=sys.stderr, show_pos=True
-        ) as bar:
+        with click.progressbar(length=count_steps(request), label="Exporting", file=sys.stderr, show_pos=True) as bar:
 
             def progress(done: int, total: int, what: str) -> None:
                 bar.label = f"Exporting {what}"

@@ -42,7 +42,13 @@ SHORT_NAMES = {
     "eq5d5l": "EQ5D",
     "symptom_diary": "DIARY",
 }
-XPT_PREFIXES = {"eortc_qlq_c30": "C", "eortc_qlq_bn20": "BN", "eortc_qlq_br23": "BR", "eq5d5l": "EQ", "symptom_diary": "DY"}
+XPT_PREFIXES = {
+    "eortc_qlq_c30": "C",
+    "eortc_qlq_bn20": "BN",
+    "eortc_qlq_br23": "BR",
+    "eq5d5l": "EQ",
+    "symptom_diary": "DY",
+}
 #: Preferred order of instruments in wide files and manifests; others follow alphabetically.
 INSTRUMENT_ORDER = ("eortc_qlq_c30", "eortc_qlq_bn20", "eortc_qlq_br23", "eq5d5l", "symptom_diary")
 
@@ -480,7 +486,9 @@ def wide_layout(instrument_ids: Sequence[str], catalog: Catalog) -> WideLayout:
             label = {loc: fit_words(f"{prefix} {scale.name[loc]}", MAX_LABEL_CHARS) for loc in LOCALES}
             xpt_label = fit_words(ascii_text(f"{prefix} {scale.name['en']}"), XPT_LABEL)
             columns.append(
-                Column(f"{prefix}_{code}", "float", label, xpt=f"{short}{code.replace('_', '')}"[:8], xpt_label=xpt_label)
+                Column(
+                    f"{prefix}_{code}", "float", label, xpt=f"{short}{code.replace('_', '')}"[:8], xpt_label=xpt_label
+                )
             )
             scale_at[scale.code] = len(columns) - 1
         slots[inst] = (status_at, scale_at)
@@ -728,7 +736,9 @@ def item_codes(trial: Trial) -> Dataset:
             base = (inst, instrument.version, item.id, number, item.kind)
             if item.kind == "choice":
                 for option in item.options:
-                    rows.append(base + (option.code, option.label["en"], option.label["zh_Hans"], None, None, item.unit))
+                    rows.append(
+                        base + (option.code, option.label["en"], option.label["zh_Hans"], None, None, item.unit)
+                    )
             else:
                 rows.append(base + (None, None, None, item.min, item.max, item.unit))
     columns = labelled(cols.ITEM_CODE_COLUMNS, trial.catalog.registry)

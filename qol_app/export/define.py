@@ -30,10 +30,18 @@ ET.register_namespace("def", DEF)
 ET.register_namespace("xlink", XLINK)
 
 DOMAINS = {
-    "qs": ("Questionnaires", "FINDINGS", "One record per questionnaire per question per visit per subject",
-           "STUDYID USUBJID QSCAT QSTESTCD VISITNUM"),
-    "suppqs": ("Supplemental Qualifiers for QS", "RELATIONSHIP",
-               "One record per IDVAR, IDVARVAL, and QNAM value per subject", "STUDYID RDOMAIN USUBJID IDVARVAL QNAM"),
+    "qs": (
+        "Questionnaires",
+        "FINDINGS",
+        "One record per questionnaire per question per visit per subject",
+        "STUDYID USUBJID QSCAT QSTESTCD VISITNUM",
+    ),
+    "suppqs": (
+        "Supplemental Qualifiers for QS",
+        "RELATIONSHIP",
+        "One record per IDVAR, IDVARVAL, and QNAM value per subject",
+        "STUDYID RDOMAIN USUBJID IDVARVAL QNAM",
+    ),
     "dm": ("Demographics", "SPECIAL PURPOSE", "One record per subject", "STUDYID USUBJID"),
     "ts": ("Trial Summary", "TRIAL DESIGN", "One record per trial summary parameter value", "STUDYID TSPARMCD TSSEQ"),
     "tv": ("Trial Visits", "TRIAL DESIGN", "One record per planned Visit per Arm", "STUDYID VISITNUM"),
@@ -82,7 +90,11 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
     )
     study = ET.SubElement(odm, _q(ODM, "Study"), {"OID": f"STUDY.{studyid}"})
     globals_ = ET.SubElement(study, _q(ODM, "GlobalVariables"))
-    for tag, text in (("StudyName", studyid), ("StudyDescription", "CONQUER quality of life"), ("ProtocolName", "NCT06230055")):
+    for tag, text in (
+        ("StudyName", studyid),
+        ("StudyDescription", "CONQUER quality of life"),
+        ("ProtocolName", "NCT06230055"),
+    ):
         ET.SubElement(globals_, _q(ODM, tag)).text = text
     mdv = ET.SubElement(
         study,
@@ -98,8 +110,14 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
     ET.SubElement(
         standards,
         _q(DEF, "Standard"),
-        {"OID": "STD.CT", "Name": "CDISC/NCI", "Type": "CT", "PublishingSet": "SDTM", "Version": "2024-09-27",
-         "Status": "Final"},
+        {
+            "OID": "STD.CT",
+            "Name": "CDISC/NCI",
+            "Type": "CT",
+            "PublishingSet": "SDTM",
+            "Version": "2024-09-27",
+            "Status": "Final",
+        },
     )
     item_defs: list[ET.Element] = []
     code_lists: list[ET.Element] = []
@@ -133,7 +151,12 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
             values = dataset.table[column.name]
             item = ET.Element(
                 _q(ODM, "ItemDef"),
-                {"OID": oid, "Name": column.xpt, "DataType": _data_type(column.type, column.xpt), "SASFieldName": column.xpt},
+                {
+                    "OID": oid,
+                    "Name": column.xpt,
+                    "DataType": _data_type(column.type, column.xpt),
+                    "SASFieldName": column.xpt,
+                },
             )
             kind = item.get("DataType")
             if kind in ("text", "integer", "float"):
@@ -147,7 +170,11 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
                 list_oid = f"CL.{name}.{column.xpt}"
                 ET.SubElement(item, _q(ODM, "CodeListRef"), {"CodeListOID": list_oid})
                 code_lists.append(_code_list(list_oid, column.xpt, dataset))
-            ET.SubElement(item, _q(DEF, "Origin"), {"Type": _ORIGIN.get(column.xpt, "Collected" if dataset.name in ("qs", "suppqs") else "Assigned")})
+            ET.SubElement(
+                item,
+                _q(DEF, "Origin"),
+                {"Type": _ORIGIN.get(column.xpt, "Collected" if dataset.name in ("qs", "suppqs") else "Assigned")},
+            )
             item_defs.append(item)
         ET.SubElement(group, _q(DEF, "Class"), {"Name": klass})
         leaf = ET.SubElement(group, _q(DEF, "leaf"), {"ID": f"LF.{name}", _q(XLINK, "href"): f"{dataset.name}.xpt"})

@@ -43,10 +43,18 @@ DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason
 ITEM_TYPES = {"choice": "choice", "vas": "integer", "number": "decimal"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-.]+")
 EXTENSIONS = {
-    "respondent": ("Respondent", "Who answered the form: self, self_assisted (the patient, with help) or proxy.",
-                   "code", "QuestionnaireResponse"),
-    "study-day": ("StudyDay", "Study day (randomization = day 1, no day 0) in the patient's local calendar.",
-                  "integer", None),
+    "respondent": (
+        "Respondent",
+        "Who answered the form: self, self_assisted (the patient, with help) or proxy.",
+        "code",
+        "QuestionnaireResponse",
+    ),
+    "study-day": (
+        "StudyDay",
+        "Study day (randomization = day 1, no day 0) in the patient's local calendar.",
+        "integer",
+        None,
+    ),
 }
 
 
@@ -233,13 +241,18 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
         return resource
 
     with Path(path).open("w", encoding="utf-8", newline="\n") as out:
-        out.write(f'{{"resourceType":"Bundle","type":"collection","timestamp":{json.dumps(utc_iso(spec.as_of))},"entry":[')
+        out.write(
+            f'{{"resourceType":"Bundle","type":"collection","timestamp":{json.dumps(utc_iso(spec.as_of))},"entry":['
+        )
         first = True
 
         def emit(resource: Mapping[str, Any]) -> None:
             nonlocal first
             entry = {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource}
-            out.write(("\n" if first else ",\n") + json.dumps(entry, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+            out.write(
+                ("\n" if first else ",\n")
+                + json.dumps(entry, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            )
             first = False
 
         for key in EXTENSIONS:
@@ -269,7 +282,9 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
                 assert response is not None
                 who = f"Patient/{patient_id}"
                 if response.respondent == "proxy":
-                    relationship = response.relationship if response.relationship in cols.RELATIONSHIP_STANDARD else "other"
+                    relationship = (
+                        response.relationship if response.relationship in cols.RELATIONSHIP_STANDARD else "other"
+                    )
                     person = related_person(patient_id, relationship)
                     people.setdefault(person["id"], person)
                     who = f"RelatedPerson/{person['id']}"

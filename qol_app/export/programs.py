@@ -41,7 +41,7 @@ def sas_program(datasets: Sequence[Dataset], widths: Mapping[str, Mapping[str, i
     lines = [
         "/* Reads the CSV files of this export with their declared types, lengths and labels.",
         "   Run SAS with -encoding utf8 (the files are UTF-8) from the unzipped folder, or set DIR. */",
-        '%let dir = .;',
+        "%let dir = .;",
         "",
         "proc format;",
     ]
@@ -51,7 +51,9 @@ def sas_program(datasets: Sequence[Dataset], widths: Mapping[str, Mapping[str, i
             if column.type == "string" and column.value_labels:
                 formats.setdefault(_format_name(column), column)
     for name, column in formats.items():
-        pairs = " ".join(f"{_sas_text(str(code))}={_sas_text(text['en'])}" for code, text in column.value_labels.items())  # type: ignore[union-attr]
+        pairs = " ".join(
+            f"{_sas_text(str(code))}={_sas_text(text['en'])}" for code, text in column.value_labels.items()
+        )  # type: ignore[union-attr]
         lines.append(f"  value {name} {pairs};")
     lines += ["run;", ""]
     for dataset in datasets:
@@ -80,7 +82,9 @@ def sas_program(datasets: Sequence[Dataset], widths: Mapping[str, Mapping[str, i
             lines.append("  informat " + " ".join(informats) + ";")
         if outformats:
             lines.append("  format " + " ".join(outformats) + ";")
-        lines.append("  input " + " ".join(c.name + (" $" if c.type == "string" else "") for c in dataset.columns) + ";")
+        lines.append(
+            "  input " + " ".join(c.name + (" $" if c.type == "string" else "") for c in dataset.columns) + ";"
+        )
         lines.append("  label " + " ".join(labels) + ";")
         lines += ["run;", ""]
     return "\n".join(lines) + "\n"
@@ -107,7 +111,7 @@ def r_script(datasets: Sequence[Dataset]) -> str:
         "# Run from the unzipped folder, or set dir. Each dataset becomes a data frame of that name.",
         'dir <- "."',
         "read_qol <- function(name, classes, dates, instants, logicals, labels, codes) {",
-        "  d <- utils::read.csv(file.path(dir, paste0(name, \".csv\")), colClasses = classes,",
+        '  d <- utils::read.csv(file.path(dir, paste0(name, ".csv")), colClasses = classes,',
         '                       na.strings = "", fileEncoding = "UTF-8", check.names = FALSE)',
         "  for (v in dates) d[[v]] <- as.Date(d[[v]])",
         '  for (v in instants) d[[v]] <- as.POSIXct(d[[v]], format = "%Y-%m-%dT%H:%M:%SZ", tz = "UTC")',

@@ -41,7 +41,8 @@ _NAME_RE = re.compile(r"^[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?$")
 _XPT_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,7}$")
 _RESERVED = frozenset(
     # SPSS keywords, then Stata reserved names (compared case-insensitively).
-    "all and by eq ge gt le lt ne not or to with byte double float if in int long strl using".split()
+    ["all", "and", "by", "eq", "ge", "gt", "le", "lt", "ne", "not", "or", "to", "with"]
+    + ["byte", "double", "float", "if", "in", "int", "long", "strl", "using"]
 )
 
 BOOLEAN_VALUE_LABELS: Mapping[Code, LabelText] = {
@@ -277,7 +278,9 @@ DICTIONARY_COLUMNS: tuple[Column, ...] = (
         description="Coded text variables are stored in Stata as these integers with value labels.",
     ),
     Column("code_label_en", "string", bi("Code label (English)", "编码标签（英文）"), xpt="CODELBEN"),
-    Column("code_label_zh_hans", "string", bi("Code label (Simplified Chinese)", "编码标签（简体中文）"), xpt="CODELBZH"),
+    Column(
+        "code_label_zh_hans", "string", bi("Code label (Simplified Chinese)", "编码标签（简体中文）"), xpt="CODELBZH"
+    ),
 )
 
 
@@ -309,7 +312,12 @@ def data_dictionary(datasets: Iterable[Dataset]) -> Dataset:
                 rows.append(
                     head
                     + (None, None, None, None)
-                    + (str(code), numbers.get(code, code if isinstance(code, int) else None), text["en"], text["zh_Hans"])
+                    + (
+                        str(code),
+                        numbers.get(code, code if isinstance(code, int) else None),
+                        text["en"],
+                        text["zh_Hans"],
+                    )
                 )
     return Dataset(
         name="data_dictionary",

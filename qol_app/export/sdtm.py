@@ -214,8 +214,12 @@ SUPP_QUALIFIERS = {
     "QSMODE": "Mode of Administration",
 }
 TRIAL_SUMMARY = (
-    ("TITLE", "Trial Title", "Intrathecal chemotherapy via Ommaya reservoir plus systemic chemotherapy versus "
-     "systemic chemotherapy in HER2-negative breast cancer with leptomeningeal metastasis (CONQUER)"),
+    (
+        "TITLE",
+        "Trial Title",
+        "Intrathecal chemotherapy via Ommaya reservoir plus systemic chemotherapy versus "
+        "systemic chemotherapy in HER2-negative breast cancer with leptomeningeal metastasis (CONQUER)",
+    ),
     ("REGID", "Registry Identifier", "NCT06230055"),
     ("SPONSOR", "Clinical Study Sponsor", "Fudan University"),
     ("STYPE", "Study Type", "INTERVENTIONAL"),
@@ -270,7 +274,9 @@ def _qs_records(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[tuple[An
             continue
         moment = response.first_submitted_at if form.status == "completed" else response.started_at
         local = moment.astimezone(zone(patient.tz)) if moment is not None else None
-        qsdtc = local.replace(tzinfo=None).isoformat(timespec="seconds") if local is not None and spec.iso_dates else None
+        qsdtc = (
+            local.replace(tzinfo=None).isoformat(timespec="seconds") if local is not None and spec.iso_dates else None
+        )
         qsdy = day_of(local_day(moment, patient.tz), rand)
         evaluator = EVALUATORS.get(response.respondent)
         base = "Y" if tp.key == spec.baseline_key and form.status == "completed" else None
@@ -332,7 +338,10 @@ def suppqs(trial: Trial, *, studyid: str) -> Dataset:
                     (studyid, "QS", usubjid, "QSGRPID", grp, qnam, SUPP_QUALIFIERS[qnam], ascii_text(qval), "CRF")
                 )
     return Dataset(
-        "suppqs", bi("Supplemental Qualifiers for QS", "QS补充限定符"), SUPPQS_COLUMNS, table_of(SUPPQS_COLUMNS, records)
+        "suppqs",
+        bi("Supplemental Qualifiers for QS", "QS补充限定符"),
+        SUPPQS_COLUMNS,
+        table_of(SUPPQS_COLUMNS, records),
     )
 
 

@@ -133,7 +133,12 @@ def job(job_id: int):
     percent = int(100 * job.steps_done / job.steps_total) if job.steps_total else 0
     available = exports.zip_path(Path(current_app.config["EXPORT_DIR"]), job) is not None
     return render_template(
-        "stats/job.html", job=job, running=running, percent=percent, refresh=REFRESH_SECONDS, beat=beat,
+        "stats/job.html",
+        job=job,
+        running=running,
+        percent=percent,
+        refresh=REFRESH_SECONDS,
+        beat=beat,
         available=available,
     )
 

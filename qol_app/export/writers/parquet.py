@@ -1,10 +1,10 @@
 """Apache Parquet via pyarrow: typed schema, labels in field metadata, 50k-row row groups.
 
-Types: string -> utf8, integer -> int64, float -> float64, date -> date32,
-datetime -> timestamp[ms, UTC] (Parquet has no seconds unit; the values are whole seconds), boolean -> bool. Each field carries `label_en`, `label_zh_Hans`,
-`description`, `xpt_name` and `value_labels` (JSON) metadata; the schema carries the dataset's
-labels. The file holds no timestamps; `created_by` names the pyarrow version, so bytes are
-reproducible for a given pyarrow release.
+Types: string -> utf8, integer -> int64, float -> float64, date -> date32, boolean -> bool,
+datetime -> timestamp[ms, UTC] (Parquet has no seconds unit; the values are whole seconds).
+Each field carries `label_en`, `label_zh_Hans`, `description`, `xpt_name` and `value_labels`
+(JSON) metadata; the schema carries the dataset's labels. The file holds no timestamps;
+`created_by` names the pyarrow version, so bytes are reproducible for a given pyarrow release.
 """
 
 from __future__ import annotations

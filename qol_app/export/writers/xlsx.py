@@ -131,7 +131,8 @@ def _sheet(columns: Sequence[Column], table: pa.Table, strings: _Strings) -> Ite
     text_columns = [Column(c.name, "string", c.label, xpt=c.xpt, xpt_label=c.xpt_label) for c in columns]
     last = f"{_letters(len(columns) - 1)}{table.num_rows + 1}"
     head = (
-        f'{_HEAD}<worksheet xmlns="{_MAIN}" xmlns:r="{_REL}"><dimension ref="A1:{last}"/><sheetViews><sheetView workbookViewId="0">'
+        f'{_HEAD}<worksheet xmlns="{_MAIN}" xmlns:r="{_REL}"><dimension ref="A1:{last}"/>'
+        '<sheetViews><sheetView workbookViewId="0">'
         '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/></sheetView></sheetViews>'
         "<sheetData>"
     ).encode()

@@ -118,7 +118,9 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
             values = _ascii(table[column.name], f"{dataset.name}.{column.name}")
             longest = pc.max(pc.binary_length(values)).as_py() if len(values) else 0
             if (longest or 0) > MAX_CHAR_BYTES:
-                raise ValueError(f"{dataset.name}.{column.name}: a text exceeds {MAX_CHAR_BYTES} bytes, the XPT v5 limit")
+                raise ValueError(
+                    f"{dataset.name}.{column.name}: a text exceeds {MAX_CHAR_BYTES} bytes, the XPT v5 limit"
+                )
             texts[column.name] = values
             widths[column.name] = max(1, longest or 0)
     stamp = _stamp(options.as_of)
