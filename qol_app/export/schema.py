@@ -12,6 +12,7 @@ Names (checked here once, so every writer can rely on them):
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -216,11 +217,21 @@ def bi(en: str, zh: str) -> LabelText:
     return {"en": en, "zh_Hans": zh}
 
 
-def table_of(columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> pa.Table:
-    """A table of ``columns`` from row tuples (values already of the columns' types; None = missing)."""
-    rows = list(rows)
-    data = list(zip(*rows)) if rows else [()] * len(columns)
-    return columns_table(columns, dict(zip((c.name for c in columns), data)))
+def table_of(columns: Sequence[Column], rows: Iterable[Sequence[Any]], batch: int = 50_000) -> pa.Table:
+    """A table of ``columns`` from row tuples (values already of the columns' types; None = missing),
+    converted ``batch`` rows at a time so that Python tuples never hold a large table."""
+    names = [c.name for c in columns]
+    parts = []
+    iterator = iter(rows)
+    while True:
+        chunk = list(itertools.islice(iterator, batch))
+        if not chunk and parts:
+            break
+        data = list(zip(*chunk)) if chunk else [()] * len(columns)
+        parts.append(columns_table(columns, dict(zip(names, data))))
+        if len(chunk) < batch:
+            break
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
 def columns_table(columns: Sequence[Column], data: Mapping[str, Any]) -> pa.Table:

@@ -287,3 +287,14 @@ def test_zip_refuses_files_changed_after_the_manifest(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sample.csv changed"):
         write_zip(files, manifest, tmp_path / "export.zip", AS_OF)
     assert not (tmp_path / "export.zip").exists()
+
+
+def test_spss_and_stata_hold_chinese_and_long_text(tmp_path: Path) -> None:
+    long = "长文本 " + "x" * 300 + " 结束"  # over SPSS's 255-byte string: written in segments
+    rows = [("甲-001", "completed", 1.5, 1, None, None, False), (long, None, None, None, None, None, None)]
+    data = Dataset("wide", bi("Chinese and long text", "中文与长文本"), COLUMNS, table_of(COLUMNS, rows))
+    frame, meta = pyreadstat.read_sav(write_dataset("sav", data, tmp_path, locale="zh_Hans"))
+    assert frame["patient_id"].tolist() == ["甲-001", long] and meta.file_label == "中文与长文本"
+    assert meta.column_names == [c.name for c in COLUMNS]
+    stata = pd.read_stata(write_dataset("dta", data, tmp_path, locale="zh_Hans"))
+    assert stata["patient_id"].tolist() == ["甲-001", long] and stata["status"].tolist()[0] == "已完成"
