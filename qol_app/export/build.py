@@ -204,7 +204,12 @@ class Trial:
     events: dict[int, list[EventFacts]]
     alerts: list[AlertFacts]
     scores: pa.Table
-    answers: pa.Table
+    read_answers: Callable[[], pa.Table] = dataclasses.field(repr=False)
+
+    @functools.cached_property
+    def answers(self) -> pa.Table:
+        """Read on first use (the long and wide files do not need them)."""
+        return self.read_answers()
 
     def in_range(self) -> list[Form]:
         return [f for f in self.forms if f.timepoint.in_range]
@@ -249,17 +254,24 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     submitted = [f.response.pk for f in forms if f.response is not None and f.response.submitted]
     scores = source.scores()
     scores = scores.filter(pc.is_in(scores["response_id"], value_set=pa.array(submitted, pa.int64())))
-    current = {f.response.pk: f.response for f in forms if f.response is not None}
-    answers = source.answers()
-    answers = answers.filter(pc.is_in(answers["response_id"], value_set=pa.array(list(current), pa.int64())))
-    unfinished = [pk for pk, r in current.items() if not r.submitted]
-    if unfinished:
-        times = source.answer_times(unfinished)
-        keep = [
-            asof.answer_counts(current[pk], times.get((pk, item), as_of), as_of)
-            for pk, item in zip(answers["response_id"].to_pylist(), answers["item_id"].to_pylist())
-        ]
-        answers = answers.filter(pa.array(keep, pa.bool_()))
+
+    def answers() -> pa.Table:
+        current = {f.response.pk: f.response for f in forms if f.response is not None}
+        table = source.answers()
+        table = table.filter(pc.is_in(table["response_id"], value_set=pa.array(list(current), pa.int64())))
+        unfinished = pa.array([pk for pk, r in current.items() if not r.submitted], pa.int64())
+        if len(unfinished):
+            check = pc.is_in(table["response_id"], value_set=unfinished)
+            rows = table.filter(check)
+            times = source.answer_times(unfinished.to_pylist())
+            counted = iter(
+                asof.answer_counts(current[pk], times.get((pk, item), as_of), as_of)
+                for pk, item in zip(rows["response_id"].to_pylist(), rows["item_id"].to_pylist())
+            )
+            keep = [next(counted) if checked else True for checked in check.to_pylist()]
+            table = table.filter(pa.array(keep, pa.bool_()))
+        return table
+
     return Trial(spec, Catalog(spec.reg, spec.threshold), patients, forms, events, alerts, scores, answers)
 
 
@@ -368,7 +380,7 @@ def qol_long(trial: Trial) -> Dataset:
         for pk, scale in zip(scores["response_id"].to_pylist(), scores["scale"].to_pylist()):
             if pk in inst_of and scale not in catalog.scales(inst_of[pk]):
                 extras.setdefault(pk, []).append(scale)
-    baseline: dict[tuple[int, str, str], float] = {}
+    baseline: dict[tuple[int, str], dict[str, float]] = {}
     base_pks = {
         f.response.pk: f
         for f in trial.forms
@@ -379,7 +391,7 @@ def qol_long(trial: Trial) -> Dataset:
         for pk, scale, value in zip(*(rows[c].to_pylist() for c in ("response_id", "scale", "value"))):
             if value is not None:
                 form = base_pks[pk]
-                baseline[(form.patient.pk, form.instrument_id, scale)] = value
+                baseline.setdefault((form.patient.pk, form.instrument_id), {})[scale] = value
 
     head: list[tuple[Any, ...]] = []
     form_at: list[int] = []
@@ -387,6 +399,7 @@ def qol_long(trial: Trial) -> Dataset:
     keys: list[int] = []
     bases: list[float | None] = []
     compare: list[bool] = []
+    offsets = {inst: [scale_ids[code] for code in catalog.scales(inst)] for inst in catalog.registry}
     for n, form in enumerate(forms):
         f = form_facts(form, trial)
         tp, inst, patient = form.timepoint, form.instrument_id, form.patient
@@ -400,24 +413,30 @@ def qol_long(trial: Trial) -> Dataset:
         known = catalog.scales(inst)
         response = form.response
         pk = response.pk if response is not None and response.submitted else None
-        for scale in known + tuple(sorted(extras.get(pk, ()))) if pk is not None else known:
-            form_at.append(n)
-            scale_col.append(scale)
-            keys.append(-1 if pk is None else pk * width + scale_ids[scale])
-            base = baseline.get((patient.pk, inst, scale))
-            bases.append(base)
-            compare.append(not is_base and base is not None and scale in known)
+        extra = tuple(sorted(extras.get(pk, ()))) if pk is not None else ()
+        scales = known + extra
+        form_at.extend([n] * len(scales))
+        scale_col.extend(scales)
+        if pk is None:
+            keys.extend([-1] * len(scales))
+        else:
+            keys.extend([pk * width + at for at in offsets[inst]] + [pk * width + scale_ids[code] for code in extra])
+        base = baseline.get((patient.pk, inst), {})
+        values_at = [base.get(code) for code in scales]
+        bases.extend(values_at)
+        if is_base:
+            compare.extend([False] * len(scales))
+        else:
+            compare.extend([v is not None for v in values_at[: len(known)]] + [False] * len(extra))
     at = _lookup(keys, scores, score_key)
     values = scores["value"].take(at).to_pylist() if len(scores) else [None] * len(keys)
-    changes: list[float | None] = []
-    worse: list[bool | None] = []
-    for n, value in enumerate(values):
-        if compare[n] and value is not None:
-            change, det = catalog.compare(forms[form_at[n]].instrument_id, scale_col[n], bases[n], value)
-        else:
-            change, det = None, None
-        changes.append(change)
-        worse.append(det)
+    changes: list[float | None] = [None] * len(values)
+    worse: list[bool | None] = [None] * len(values)
+    compare_with = catalog.compare
+    for n in itertools.compress(range(len(values)), compare):
+        value = values[n]
+        if value is not None:
+            changes[n], worse[n] = compare_with(forms[form_at[n]].instrument_id, scale_col[n], bases[n], value)
     form_columns = [c.name for c in cols.LONG_COLUMNS if c.name not in _LONG_ROW_COLUMNS]
     per_form = table_of([c for c in cols.LONG_COLUMNS if c.name in form_columns], head)
     repeated = per_form.take(pa.array(form_at, pa.int64()))
