@@ -1,25 +1,19 @@
-"""Benchmark the long scores export (qol_long) of 100,000 forms to CSV and Parquet.
+"""Benchmark the export pipeline: the demo trial and 100,000 forms in all 8 formats; the long file.
 
-Run:  .venv/bin/python bench/bench_export.py [--forms 100000] [--pg-url URL | --skip-pg]
+Run:  .venv/bin/python bench/bench_export.py [--forms 100000] [--repeat 3] [--pg-url URL | --skip-pg]
 
-Bulk-inserts a trial (SQLite in a temporary file; PostgreSQL too when a server answers):
-patients with a baseline and up to nine post-cycle visits, each with QLQ-C30, BN20 and EQ-5D-5L
-forms; ~80 % completed (scored), the rest missed with a reason, partial, or not expected after
-death. Then, each in a fresh process (so the peak resident memory, ru_maxrss, is the export's
-own), it times:
-- the export: database -> builders (as-of statuses, baseline, change, deterioration) -> writer;
-- the reference: the same final table (read back from the Parquet file beforehand) written
-  directly with pyarrow (pyarrow.parquet.write_table / pyarrow.csv.write_csv);
-- a floor: only fetching the score rows through the raw DB-API cursor, no processing at all.
-Targets (issue 6): export within 3x the reference, peak memory under 500 MB. The floor shows how
-much of a 3x budget the database read alone already takes.
-
-Fairness: both children import their libraries before the clock starts (the reference has pyarrow
-loaded; the export loads the modules it would otherwise import lazily on its first run), and the
-PostgreSQL tables are VACUUMed and ANALYZEd after the bulk insert, as autovacuum does within a
-minute on a real server: without statistics the planner scans whole tables for indexed lookups,
-and since PostgreSQL 13 inserts alone trigger the vacuum that sets the rows' hint bits, which the
-first reader would otherwise write (about 0.1 s of the first export here).
+1. The demo trial (``qol demo`` into a temporary SQLite file): ``run_export`` with all 8 formats
+   (csv, xlsx, parquet, xpt, dta, sav, fhir, sdtm), the median of ``--repeat`` runs, each in a
+   fresh process. Target (issue 15): at most 3 s.
+2. 100,000 forms bulk-inserted (SQLite; PostgreSQL too when a server answers): patients with a
+   baseline and up to nine post-cycle visits, each with QLQ-C30, BN20 and EQ-5D-5L forms; ~82 %
+   completed (scored, with their answers), the rest missed with a reason, partial, or not
+   expected after death. ``run_export`` with all 8 formats in a fresh process: wall time and peak
+   resident memory (ru_maxrss). Targets: at most 60 s, under 500 MB.
+3. The long file alone: reading, building qol_long and writing it as Parquet, against pyarrow
+   writing the same table (``pyarrow.parquet.write_table``, read back from that file first).
+   Target: at most 5x.
+Each figure also shows the process CPU time: on a shared machine wall time moves with the load.
 """
 
 from __future__ import annotations
@@ -45,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from qol_app.db import make_engine
 from qol_app.migrations import alembic_config
-from qol_app.models import Patient, Response, Score, Site, Timepoint
+from qol_app.models import Answer, Patient, Response, Score, Site, Timepoint
 from qol_app.scoring import score_detail
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -104,10 +98,10 @@ def populate(url: str, n_forms: int) -> dict[str, int]:
                 for i in (1, 2)
             ],
         )
-        tps, resps, scores = [], [], []
+        tps, resps, scores, answers = [], [], [], []
 
         def flush() -> None:
-            for model, rows in ((Timepoint, tps), (Response, resps), (Score, scores)):
+            for model, rows in ((Timepoint, tps), (Response, resps), (Score, scores), (Answer, answers)):
                 if rows:
                     s.execute(insert(model), rows)
                     rows.clear()
@@ -199,8 +193,19 @@ def populate(url: str, n_forms: int) -> dict[str, int]:
                             "submitted_at": at if submitted else None,
                         }
                     )
+                    given, result = rng.choice(pool[inst])
+                    answers.extend(
+                        {
+                            "response_id": resp_id,
+                            "item_id": item,
+                            "value": None if value is None else float(value),
+                            "skipped": value is None,
+                            "answered_at": at,
+                        }
+                        for item, value in given.items()
+                        if submitted or item < "q2"
+                    )
                     if submitted:
-                        _answers, result = rng.choice(pool[inst])
                         scores.extend(
                             {
                                 "response_id": resp_id,
@@ -212,7 +217,7 @@ def populate(url: str, n_forms: int) -> dict[str, int]:
                             }
                             for k, (v_, n) in result.items()
                         )
-            if len(scores) > 50_000:
+            if len(answers) > 50_000:
                 flush()
         flush()
         s.commit()
@@ -232,57 +237,106 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def child_export(url: str, fmt: str, out: str) -> None:
-    import pandas  # noqa: F401 - pyarrow imports it on first conversion from Python values
-    import pyarrow.parquet  # noqa: F401
+ALL_FORMATS = ("csv", "xlsx", "parquet", "xpt", "dta", "sav", "fhir", "sdtm")
 
-    import qol_app.export.builders.columnar  # noqa: F401 - imported lazily by the first export
-    from qol_app.export import write_dataset
-    from qol_app.export.builders import ExportFilters, ExportSpec, scores_long
-    from qol_app.export.run import bulk_gc
+
+def _run_export(url: str, out: str, formats: tuple[str, ...]) -> tuple[float, float]:
+    """One export as the job runner does it; returns (wall, cpu) seconds."""
+    from qol_app.export.run import ExportRequest, run_export
+    from qol_app.export.source import ExportFilters
     from qol_app.instruments import get_registry
+    from qol_app.services.audit import Actor
 
     registry = get_registry()
     engine = make_engine(url)
-    start = time.perf_counter()
-    with Session(engine) as session, bulk_gc():  # as run_export does
-        spec = ExportSpec(filters=ExportFilters(), as_of=NOW, registry=registry)
-        path = write_dataset(fmt, scores_long(session, spec), Path(out), as_of=NOW)
-    wall = time.perf_counter() - start
-    print(json.dumps({"wall": wall, "peak_mb": _peak_mb(), "bytes": path.stat().st_size}))
+    request = ExportRequest(formats=formats, filters=ExportFilters(), as_of=NOW)
+    start, cpu = time.perf_counter(), time.process_time()
+    with Session(engine) as session:
+        run_export(session, request, Path(out), actor=Actor.system("bench"), now=NOW, registry=registry)
+        session.rollback()
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def child_floor(url: str) -> None:
-    """Only reading the score rows (raw DB-API fetch, no processing): the least any export must do."""
-    engine = make_engine(url)
-    start = time.perf_counter()
-    with engine.connect() as conn:
-        cursor = conn.connection.driver_connection.cursor()
-        cursor.execute("SELECT response_id, scale, value, n_items, scoring_version FROM scores")
-        rows = 0
-        while batch := cursor.fetchmany(50_000):
-            rows += len(batch)
-    print(json.dumps({"wall": time.perf_counter() - start, "peak_mb": _peak_mb(), "rows": rows}))
+def child_export(url: str, out: str) -> None:
+    import pyarrow.parquet  # noqa: F401 - libraries loaded before the clock starts, as in a running scheduler
+
+    wall, cpu = _run_export(url, out, ALL_FORMATS)
+    size = sum(p.stat().st_size for p in Path(out).glob("*.zip"))
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak_mb": _peak_mb(), "bytes": size}))
 
 
-def child_reference(parquet: str, fmt: str, out: str) -> None:
-    import pyarrow.csv as pcsv
+def child_long(url: str, out: str) -> None:
+    """Read + build qol_long + write it as Parquet, then pyarrow writing the same table."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(parquet)
-    start = time.perf_counter()
-    target = Path(out) / f"reference.{fmt}"
-    if fmt == "parquet":
-        pq.write_table(table, target, compression="snappy", row_group_size=50_000)
-    else:
-        pcsv.write_csv(table, target)
-    wall = time.perf_counter() - start
-    print(json.dumps({"wall": wall, "peak_mb": _peak_mb(), "rows": table.num_rows}))
+    from qol_app.export import build
+    from qol_app.export.build import ExportSpec
+    from qol_app.export.source import ExportFilters, Source
+    from qol_app.export.writers import write_dataset
+    from qol_app.instruments import get_registry
+
+    engine = make_engine(url)
+    spec = ExportSpec(filters=ExportFilters(), as_of=NOW, registry=get_registry())
+    start, cpu = time.perf_counter(), time.process_time()
+    with Session(engine) as session:
+        trial = build.load(Source(session, spec.filters, spec.instruments), spec)
+        path = write_dataset("parquet", build.qol_long(trial), Path(out), as_of=NOW)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    table = pq.read_table(path)
+    ref_start, ref_cpu = time.perf_counter(), time.process_time()
+    pq.write_table(table, Path(out) / "reference.parquet", compression="snappy", row_group_size=50_000)
+    ref = time.perf_counter() - ref_start
+    print(
+        json.dumps(
+            {"wall": wall, "cpu": cpu, "ref": ref, "ref_cpu": time.process_time() - ref_cpu, "rows": table.num_rows}
+        )
+    )
+
+
+def child_demo(url: str, out: str) -> None:
+    wall, cpu = _run_export(url, out, ALL_FORMATS)
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak_mb": _peak_mb()}))
 
 
 def _child(*args: str) -> dict:
-    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT)
+    if result.returncode:
+        raise RuntimeError(result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _load() -> str:
+    import os
+
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def demo(out: Path, repeat: int) -> None:
+    url = f"sqlite:///{out / 'demo.sqlite'}"
+    env_url = {"QOL_DATABASE_URL": url}
+    import os
+
+    subprocess.run(
+        [str(Path(sys.executable).parent / "qol"), "db", "upgrade"],
+        env=os.environ | env_url,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [str(Path(sys.executable).parent / "qol"), "demo"], env=os.environ | env_url, check=True, capture_output=True
+    )
+    runs = []
+    for n in range(repeat):
+        folder = out / f"demo-{n}"
+        folder.mkdir()
+        runs.append(_child("--child-demo", url, str(folder)))
+    runs.sort(key=lambda r: r["wall"])
+    mid = runs[len(runs) // 2]
+    walls = ", ".join(f"{r['wall']:.2f}" for r in runs)
+    print(
+        f"[demo] all 8 formats: median {mid['wall']:.2f}s wall, {mid['cpu']:.2f}s CPU "
+        f"(runs {walls}), peak {mid['peak_mb']:.0f} MB | {_load()}"
+    )
 
 
 def run(label: str, url: str, n_forms: int, out: Path) -> None:
@@ -292,34 +346,38 @@ def run(label: str, url: str, n_forms: int, out: Path) -> None:
         f"[{label}] bulk-inserted {counts['forms']:,} forms ({counts['patients']:,} patients, "
         f"{counts['responses']:,} responses, {counts['scores']:,} scores) in {time.perf_counter() - t0:.0f}s"
     )
-    floor = _child("--child-floor", url)
-    print(f"[{label}] floor: raw fetch of the {floor['rows']:,} score rows alone takes {floor['wall']:.2f}s")
-    for fmt in ("parquet", "csv"):  # parquet first: the reference reads the table from it
-        folder = out / label / fmt
-        folder.mkdir(parents=True)
-        mine = _child("--child-export", url, fmt, str(folder))
-        ref = _child("--child-reference", str(out / label / "parquet" / "qol_long.parquet"), fmt, str(folder))
-        print(
-            f"[{label}] qol_long.{fmt}: {ref['rows']:,} rows, {mine['bytes'] / 2**20:.0f} MiB | export "
-            f"{mine['wall']:.2f}s, peak {mine['peak_mb']:.0f} MB | pyarrow direct {ref['wall']:.2f}s, "
-            f"peak {ref['peak_mb']:.0f} MB | ratio {mine['wall'] / ref['wall']:.1f}x"
-        )
+    folder = out / label / "all"
+    folder.mkdir(parents=True)
+    mine = _child("--child-export", url, str(folder))
+    print(
+        f"[{label}] all 8 formats: {mine['wall']:.1f}s wall, {mine['cpu']:.1f}s CPU, peak {mine['peak_mb']:.0f} MB, "
+        f"zip {mine['bytes'] / 2**20:.0f} MiB | {_load()}"
+    )
+    folder = out / label / "long"
+    folder.mkdir(parents=True)
+    long = _child("--child-long", url, str(folder))
+    print(
+        f"[{label}] qol_long.parquet, {long['rows']:,} rows: read + build + write {long['wall']:.2f}s "
+        f"({long['cpu']:.2f}s CPU) | pyarrow write_table {long['ref']:.2f}s | ratio {long['wall'] / long['ref']:.1f}x"
+        f" | {_load()}"
+    )
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child-export":
-        return child_export(*sys.argv[2:5])
-    if len(sys.argv) > 1 and sys.argv[1] == "--child-floor":
-        return child_floor(sys.argv[2])
-    if len(sys.argv) > 1 and sys.argv[1] == "--child-reference":
-        return child_reference(*sys.argv[2:5])
+    children = {"--child-export": child_export, "--child-long": child_long, "--child-demo": child_demo}
+    if len(sys.argv) > 1 and sys.argv[1] in children:
+        return children[sys.argv[1]](*sys.argv[2:4])
     parser = argparse.ArgumentParser()
     parser.add_argument("--forms", type=int, default=100_000)
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-demo", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        if not args.skip_demo:
+            demo(out, args.repeat)
         run("sqlite", f"sqlite:///{out / 'bench.sqlite'}", args.forms, out)
         if args.skip_pg:
             return None

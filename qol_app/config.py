@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     "QUIET_HOURS_END": "08:00",
     # Exports: ISO calendar dates only when an admin enables them.
     "EXPORT_ISO_DATES": False,
+    # Background exports: where the scheduler process leaves the zips (default instance/exports;
+    # shared storage if web workers and scheduler run on different hosts), and how often it looks.
+    "EXPORT_DIR": None,
+    "EXPORT_POLL_SECONDS": 5,
     "EQ5D_VALUE_SET": "CN_2017",
     "SCHEDULER_STALE_MINUTES": 30,
     "SCHEDULER_INTERVAL_SECONDS": 60,
@@ -100,6 +104,8 @@ def load_config(app, test_config: dict[str, Any] | None = None) -> None:
         app.config.update(test_config)
     if not app.config["DATABASE_URL"]:
         app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'qol.sqlite'}"
+    if not app.config["EXPORT_DIR"]:
+        app.config["EXPORT_DIR"] = str(Path(app.instance_path) / "exports")
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
     explicit_secure = "SESSION_COOKIE_SECURE" in (test_config or {}) or "QOL_SESSION_COOKIE_SECURE" in os.environ

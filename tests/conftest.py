@@ -125,6 +125,7 @@ def _config(url: str, tmp: Path) -> dict:
         "FROZEN_NOW": FIXED_NOW,
         "PUBLIC_BASE_URL": "http://localhost",
         "SERVER_NAME": "localhost",
+        "EXPORT_DIR": str(tmp / "exports"),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from pathlib import Path
 
 import click
@@ -54,13 +55,14 @@ def export(
 
     Writes OUT/conquer_qol_<as-of>.zip (datasets in each format, data dictionary, manifest.json with
     versions, filters and SHA-256 per file) and records the export in the audit trail. Progress goes
-    to stderr; the zip's path and SHA-256 to stdout. The same as-of time and options give the same bytes.
+    to stderr as a progress bar; the zip's path and SHA-256 to stdout. The same as-of time and options
+    give the same bytes.
     """
     from qol_app.auth import now
     from qol_app.db import db
-    from qol_app.export.builders import ExportFilters
     from qol_app.export.manifest import sha256_file
-    from qol_app.export.run import ExportRequest, ExportSettings, parse_as_of, run_export
+    from qol_app.export.run import ExportRequest, ExportSettings, count_steps, parse_as_of, run_export
+    from qol_app.export.source import ExportFilters
     from qol_app.services.audit import Actor
     from qol_app.services.responses import registry
 
@@ -83,21 +85,24 @@ def export(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
-    def progress(name: str, rows: int, done: bool) -> None:
-        click.echo(f"\r{name}: {rows:,} rows{' done' if done else ''}", nl=done, err=True)
-
     try:
-        result = run_export(
-            db.session,
-            request,
-            out_dir,
-            actor=Actor("system", f"cli:{getpass.getuser()}"[:64]),
-            now=at,
-            settings=ExportSettings.from_config(current_app.config),
-            registry=registry(),
-            progress=progress,
-            keep_files=keep_files,
-        )
+        with click.progressbar(length=count_steps(request), label="Exporting", file=sys.stderr, show_pos=True) as bar:
+
+            def progress(done: int, total: int, what: str) -> None:
+                bar.label = f"Exporting {what}"
+                bar.update(done - bar.pos)
+
+            result = run_export(
+                db.session,
+                request,
+                out_dir,
+                actor=Actor("system", f"cli:{getpass.getuser()}"[:64]),
+                now=at,
+                settings=ExportSettings.from_config(current_app.config),
+                registry=registry(),
+                progress=progress,
+                keep_files=keep_files,
+            )
     except (ValueError, PermissionError) as exc:
         db.session.rollback()
         raise click.ClickException(str(exc)) from None

@@ -1,38 +1,12 @@
-"""Analysis-ready exports: dataset descriptions, format writers, manifests, FHIR and SDTM QS.
+"""Analysis-ready exports: one pipeline from the database to every format.
 
-Pure over Python values (no Flask, no database, no clock): services query, then hand rows here.
-Two modules sit on top: ``builders`` (datasets streamed from the database as of a point in time;
-only ``builders.source`` touches it) and ``run`` (one export: files, manifest, zip, audit).
-Heavy libraries (pandas, pyarrow, openpyxl, pyreadstat) load only when a writer runs.
+    source  (reads the database: rows, no decisions)
+      -> asof    (the as-of rules, the one place that decides what was known at the as-of time)
+      -> build   (the one builder: every dataset as an Arrow table, built once per export)
+      -> writers (csv, xlsx, parquet, xpt, dta, sav: each writes a built dataset)
+       + sdtm / define / fhir / programs (standard outputs from the same built data)
+      -> run     (one export: files, manifest, reproducible zip, audit, progress)
+
+Only ``source`` touches the database and only ``run`` is called by the web page, the CLI and the
+background job runner.
 """
-
-from qol_app.export.dataset import (
-    LOCALES,
-    LONG_SCORED_COLUMNS,
-    Column,
-    ColumnType,
-    Dataset,
-    checked_rows,
-    data_dictionary,
-    long_scored_dataset,
-)
-from qol_app.export.manifest import build_manifest, sha256_file, write_zip
-from qol_app.export.writers import WRITERS, WriteOptions, Writer, write_dataset
-
-__all__ = [
-    "LOCALES",
-    "LONG_SCORED_COLUMNS",
-    "WRITERS",
-    "Column",
-    "ColumnType",
-    "Dataset",
-    "WriteOptions",
-    "Writer",
-    "build_manifest",
-    "checked_rows",
-    "data_dictionary",
-    "long_scored_dataset",
-    "sha256_file",
-    "write_dataset",
-    "write_zip",
-]

@@ -1,292 +1,300 @@
-"""FHIR R4 Bundle of Questionnaires and QuestionnaireResponses, built from plain values.
+"""FHIR R4 collection Bundle (4.0.1; also valid R4B) of the trial's forms, written as a stream.
 
-The output is a JSON-ready dict (R4 4.0.1; also valid R4B, which these resources share).
-
-Decisions:
+Entries: the StructureDefinitions of the two extensions used, the Questionnaires (English), then
+per patient (study id order) its Patient, RelatedPersons, QuestionnaireResponses and Provenances.
 - Patients appear only by pseudonymous study id (Patient.identifier); no names or dates of birth.
-- Respondent: `self` and `self_assisted` -> author and source are the Patient; `proxy` -> both are
-  a RelatedPerson (one per patient and relationship) linked to the Patient, with the relationship
-  coded. Every response also carries the app's respondent code in an extension, so
-  `self_assisted` survives the round trip.
-- Items: a linkId absent from `answers` was not presented and is left out; a linkId mapped to None
-  was presented and skipped, and is kept with the data-absent-reason extension `asked-declined`.
-  This keeps CLINICAL.md's "explicit skip, distinct from not presented".
-- Choice answers are Codings whose system is per item (`<base>/CodeSystem/<questionnaire>-<linkId>`),
-  because "1" means "Not at all" for one item and "Very poor" for another.
-- The bundle is built in memory: export it per patient or per batch, not the whole trial at once.
+- Respondent: ``self`` and ``self_assisted`` -> author and source are the Patient; ``proxy`` ->
+  a RelatedPerson (one per patient and relationship) whose relationship is the standard code of
+  the app's relationship (``columns.RELATIONSHIP_STANDARD``: HL7 v3 RoleCode, SNOMED CT, v2 0131).
+  The app's respondent code also travels in the ``respondent`` extension, so ``self_assisted``
+  survives the round trip.
+- Items: a linkId not presented is left out; a presented but skipped one is kept with the
+  data-absent-reason extension ``asked-declined`` (CLINICAL.md: an explicit skip, distinct from
+  not presented). Item text is in the response's language. Choice answers are Codings whose
+  system is per item (``<base>/CodeSystem/<questionnaire>-<linkId>``).
+- Corrections: a form whose current revision is a staff correction has status ``amended`` and one
+  Provenance per correction (target: the response; agent: the staff member by opaque staff id,
+  as author; activity UPDATE; reason: records management). The staff member's free-text reason
+  stays in the audit trail, never in the export.
+- Calendar times (``authored``, Provenance ``recorded``) only with ISO dates; otherwise the study
+  day travels in the ``study-day`` extension and ``recorded`` (required) is marked with the
+  data-absent-reason ``masked``.
+Both extensions are defined by StructureDefinitions inside the bundle; the base URL is the
+installation's public address (QOL_PUBLIC_BASE_URL) + ``/fhir``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+import pyarrow.compute as pc
+
+from qol_app.export import columns as cols
+from qol_app.export.asof import Form, local_day
+from qol_app.export.build import ItemRows, Trial, day_of, short_name, timepoint_code
 from qol_app.export.writers.base import utc_iso
 
-ItemType = Literal["choice", "integer", "decimal", "string"]
-Respondent = Literal["self", "self_assisted", "proxy"]
-AnswerValue = int | float | str | None
-
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
-_V3_ROLE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
-_V2_0131 = "http://terminology.hl7.org/CodeSystem/v2-0131"
-_SNOMED = "http://snomed.info/sct"
-
-RELATIONSHIPS: Mapping[str, tuple[str, str, str]] = {
-    "spouse": (_V3_ROLE, "SPS", "spouse"),
-    "partner": (_V3_ROLE, "DOMPART", "domestic partner"),
-    "parent": (_V3_ROLE, "PRN", "parent"),
-    "child": (_V3_ROLE, "CHILD", "child"),
-    "sibling": (_V3_ROLE, "SIB", "sibling"),
-    "other_family": (_V3_ROLE, "FAMMEM", "family member"),
-    "friend": (_V3_ROLE, "FRND", "unrelated friend"),
-    "caregiver": (_SNOMED, "133932002", "Caregiver"),
-    "other": (_V2_0131, "O", "Other"),
+ITEM_TYPES = {"choice": "choice", "vas": "integer", "number": "decimal"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9\-.]+")
+EXTENSIONS = {
+    "respondent": (
+        "Respondent",
+        "Who answered the form: self, self_assisted (the patient, with help) or proxy.",
+        "code",
+        "QuestionnaireResponse",
+    ),
+    "study-day": (
+        "StudyDay",
+        "Study day (randomization = day 1, no day 0) in the patient's local calendar.",
+        "integer",
+        None,
+    ),
 }
-"""App proxy relationship -> (system, code, display) for RelatedPerson.relationship."""
-
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
-def _fhir_id(value: str, what: str) -> str:
-    if not _ID.match(value):
-        raise ValueError(f"{what} {value!r} is not a valid FHIR id ([A-Za-z0-9-.], 1-64 chars)")
-    return value
-
-
-@dataclass(frozen=True)
-class FhirAnswerOption:
-    """One permitted answer: the stored integer code and its display text."""
-
-    code: int
-    display: str
-
-
-@dataclass(frozen=True)
-class FhirItem:
-    """A question: linkId (the app's item id), text, type and, for choice items, the options."""
-
-    link_id: str
-    text: str
-    type: ItemType = "choice"
-    options: tuple[FhirAnswerOption, ...] = ()
-
-
-@dataclass(frozen=True)
-class FhirQuestionnaire:
-    """An instrument version in one language."""
-
-    id: str
-    version: str
-    title: str
-    items: tuple[FhirItem, ...]
-    language: str = "en"
-
-
-@dataclass(frozen=True)
-class FhirResponse:
-    """A submitted (or partial) form. `authored` must be timezone-aware; it is written in UTC.
-
-    `authored` may be None (left out) when an export must not carry calendar dates.
-    """
-
-    response_id: str
-    patient_id: str
-    questionnaire_id: str
-    questionnaire_version: str
-    status: Literal["completed", "in-progress"]
-    authored: datetime | None
-    respondent: Respondent
-    answers: Mapping[str, AnswerValue]
-    language: str
-    proxy_relationship: str | None = None
+def fhir_id(text: str) -> str:
+    """A valid FHIR id ([A-Za-z0-9-.], <= 64) from any text; long ones end in a short hash."""
+    safe = _UNSAFE.sub("-", text).strip("-") or "x"
+    if len(safe) <= 64:
+        return safe
+    return f"{safe[:47]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def _language(locale: str) -> str:
-    """App locale (zh_Hans) -> BCP 47 tag (zh-Hans)."""
     return locale.replace("_", "-")
 
 
-def _resource_id(questionnaire: FhirQuestionnaire) -> str:
-    return _fhir_id(f"{questionnaire.id}-{questionnaire.version}", "questionnaire id-version")
+def structure_definition(base: str, key: str) -> dict[str, Any]:
+    """The StructureDefinition of one of this export's extensions."""
+    name, description, value_type, context = EXTENSIONS[key]
+    url = f"{base}/StructureDefinition/{key}"
+    contexts = [context] if context else ["QuestionnaireResponse", "Provenance"]
+    return {
+        "resourceType": "StructureDefinition",
+        "id": key,
+        "url": url,
+        "name": name,
+        "status": "active",
+        "description": description,
+        "fhirVersion": "4.0.1",
+        "kind": "complex-type",
+        "abstract": False,
+        "context": [{"type": "element", "expression": c} for c in contexts],
+        "type": "Extension",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Extension",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {"id": "Extension", "path": "Extension", "short": name, "definition": description, "max": "1"},
+                {"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
+                {"id": "Extension.url", "path": "Extension.url", "fixedUri": url},
+                {"id": "Extension.value[x]", "path": "Extension.value[x]", "min": 1, "type": [{"code": value_type}]},
+            ]
+        },
+    }
 
 
-def _answer_system(base_url: str, questionnaire: FhirQuestionnaire, item: FhirItem) -> str:
-    return f"{base_url}/CodeSystem/{questionnaire.id}-{item.link_id}"
-
-
-def questionnaire_resource(q: FhirQuestionnaire, base_url: str) -> dict[str, Any]:
-    """The Questionnaire resource for one instrument version."""
+def questionnaire(trial: Trial, inst: str, base: str) -> dict[str, Any]:
+    instrument = trial.catalog.registry.get(inst)
     items = []
-    for item in q.items:
-        entry: dict[str, Any] = {"linkId": item.link_id, "text": item.text, "type": item.type}
-        if item.type == "choice":
-            if not item.options:
-                raise ValueError(f"{q.id} {item.link_id}: a choice item needs answer options")
-            system = _answer_system(base_url, q, item)
+    for item in instrument.items:
+        entry: dict[str, Any] = {"linkId": item.id, "text": item.text["en"], "type": ITEM_TYPES[item.kind]}
+        if item.kind == "choice":
+            system = f"{base}/CodeSystem/{fhir_id(inst)}-{item.id}"
             entry["answerOption"] = [
-                {"valueCoding": {"system": system, "code": str(o.code), "display": o.display}} for o in item.options
+                {"valueCoding": {"system": system, "code": str(o.code), "display": o.label["en"]}} for o in item.options
             ]
         items.append(entry)
     return {
         "resourceType": "Questionnaire",
-        "id": _resource_id(q),
-        "language": _language(q.language),
-        "url": f"{base_url}/Questionnaire/{_fhir_id(q.id, 'questionnaire id')}",
-        "version": q.version,
-        "name": re.sub(r"[^A-Za-z0-9]", "", q.id.title()) or "Questionnaire",
-        "title": q.title,
+        "id": fhir_id(f"{inst}-{instrument.version}"),
+        "language": "en",
+        "url": f"{base}/Questionnaire/{fhir_id(inst)}",
+        "version": instrument.version,
+        "name": re.sub(r"[^A-Za-z0-9]", "", inst.title()) or "Questionnaire",
+        "title": instrument.name["en"],
         "status": "active",
         "subjectType": ["Patient"],
         "item": items,
     }
 
 
-def _answer(q: FhirQuestionnaire, item: FhirItem, value: AnswerValue, base_url: str) -> dict[str, Any]:
-    where = f"{q.id} {item.link_id}"
-    if item.type == "choice":
-        displays = {o.code: o.display for o in item.options}
-        if type(value) is not int or value not in displays:
-            raise ValueError(f"{where}: {value!r} is not one of the codes {sorted(displays)}")
-        return {
-            "valueCoding": {"system": _answer_system(base_url, q, item), "code": str(value), "display": displays[value]}
-        }
-    if item.type == "integer" and type(value) is int:
-        return {"valueInteger": value}
-    if item.type == "decimal" and type(value) in (int, float):
-        return {"valueDecimal": float(value)}  # type: ignore[arg-type]
-    if item.type == "string" and type(value) is str:
-        return {"valueString": value}
-    raise ValueError(f"{where}: {value!r} does not fit a {item.type} item")
-
-
-def _relationship(response: FhirResponse) -> str | None:
-    if response.respondent == "proxy":
-        if response.proxy_relationship not in RELATIONSHIPS:
-            raise ValueError(
-                f"response {response.response_id}: proxy relationship "
-                f"{response.proxy_relationship!r} not one of {sorted(RELATIONSHIPS)}"
-            )
-        return response.proxy_relationship
-    if response.proxy_relationship is not None:
-        raise ValueError(f"response {response.response_id}: relationship given for a non-proxy response")
-    return None
-
-
-def related_person_id(patient_id: str, relationship: str) -> str:
-    """Stable id of the RelatedPerson answering for `patient_id` in that relationship."""
-    return _fhir_id(f"{patient_id}-{relationship.replace('_', '-')}", "related person id")
-
-
-def related_person_resource(patient_id: str, relationship: str) -> dict[str, Any]:
-    """A RelatedPerson with no identifying data: just the patient link and the relationship."""
-    system, code, display = RELATIONSHIPS[relationship]
+def related_person(patient_id: str, relationship: str) -> dict[str, Any]:
+    """A RelatedPerson with no identifying data: just the patient link and the coded relationship."""
+    system, code, display = cols.RELATIONSHIP_STANDARD[relationship]
     return {
         "resourceType": "RelatedPerson",
-        "id": related_person_id(patient_id, relationship),
+        "id": fhir_id(f"{patient_id}-{relationship.replace('_', '-')}"),
         "patient": {"reference": f"Patient/{patient_id}"},
         "relationship": [{"coding": [{"system": system, "code": code, "display": display}]}],
     }
 
 
-def patient_resource(patient_id: str, base_url: str) -> dict[str, Any]:
-    """A Patient known only by pseudonymous study id."""
-    return {
-        "resourceType": "Patient",
-        "id": _fhir_id(patient_id, "patient id"),
-        "identifier": [{"system": f"{base_url}/NamingSystem/study-id", "value": patient_id}],
-    }
+def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> Path:
+    """Write the bundle to ``path``, one patient's resources at a time; same data -> same bytes."""
+    base = base_url.rstrip("/")
+    spec, catalog = trial.spec, trial.catalog
+    iso = spec.iso_dates
+    day_url = f"{base}/StructureDefinition/study-day"
+    answers = trial.answers
+    values = answers["value"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.item)
+    skipped = answers["skipped"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.item)
+    presented = pc.is_valid(rows.at).to_pylist()
+    per_form: dict[int, list[int]] = {}
+    for n, (f, shown) in enumerate(zip(rows.form_at.to_pylist(), presented)):
+        if shown:
+            per_form.setdefault(f, []).append(n)
 
+    def response_resource(form: Form, n: int, patient_id: str, who: str) -> tuple[dict[str, Any], str]:
+        response, patient = form.response, form.patient
+        assert response is not None
+        instrument = catalog.registry.get(form.instrument_id)
+        code = timepoint_code(form.timepoint.key, patient.randomization_date, iso)
+        rid = fhir_id(f"{patient.study_id}-{code}-{short_name(form.instrument_id)}")
+        items = []
+        for at in per_form.get(n, ()):
+            link = rows.item[at]
+            if not instrument.has_item(link):
+                continue
+            item = instrument.item(link)
+            entry: dict[str, Any] = {"linkId": link, "text": item.text.get(response.language) or item.text["en"]}
+            if skipped[at] or values[at] is None:
+                entry["extension"] = [{"url": DATA_ABSENT_REASON, "valueCode": "asked-declined"}]
+            elif item.kind == "choice":
+                value = int(values[at])
+                display = next((o.label[response.language] for o in item.options if o.code == value), str(value))
+                system = f"{base}/CodeSystem/{fhir_id(form.instrument_id)}-{link}"
+                entry["answer"] = [{"valueCoding": {"system": system, "code": str(value), "display": display}}]
+            elif item.kind == "vas":
+                entry["answer"] = [{"valueInteger": int(values[at])}]
+            else:
+                entry["answer"] = [{"valueDecimal": float(values[at])}]
+            items.append(entry)
+        done = form.status == "completed"
+        moment = response.first_submitted_at if done else response.started_at
+        status = ("amended" if response.revision > 0 else "completed") if done else "in-progress"
+        resource: dict[str, Any] = {
+            "resourceType": "QuestionnaireResponse",
+            "id": rid,
+            "language": _language(response.language),
+            "extension": [{"url": f"{base}/StructureDefinition/respondent", "valueCode": response.respondent}],
+            "questionnaire": f"{base}/Questionnaire/{fhir_id(form.instrument_id)}|{response.instrument_version}",
+            "status": status,
+            "subject": {"reference": f"Patient/{patient_id}"},
+        }
+        if iso and moment is not None:
+            resource["authored"] = utc_iso(moment.replace(microsecond=0))
+        resource["author"] = {"reference": who}
+        resource["source"] = {"reference": who}
+        if items:
+            resource["item"] = items
+        day = day_of(local_day(moment, patient.tz), patient.randomization_date)
+        if day is not None:
+            resource["extension"].append({"url": day_url, "valueInteger": day})
+        return resource, rid
 
-def response_resource(r: FhirResponse, q: FhirQuestionnaire, base_url: str) -> dict[str, Any]:
-    """The QuestionnaireResponse for one form, validated against its Questionnaire."""
-    if r.authored is not None and r.authored.utcoffset() is None:
-        raise ValueError(f"response {r.response_id}: authored must be timezone-aware")
-    known = {item.link_id for item in q.items}
-    unknown = sorted(set(r.answers) - known)
-    if unknown:
-        raise ValueError(f"response {r.response_id}: unknown linkIds {unknown} for {q.id}")
-    relationship = _relationship(r)
-    who = (
-        f"RelatedPerson/{related_person_id(r.patient_id, relationship)}" if relationship else f"Patient/{r.patient_id}"
-    )
-    items: list[dict[str, Any]] = []
-    for item in q.items:
-        if item.link_id not in r.answers:
-            continue  # not presented
-        value = r.answers[item.link_id]
-        entry: dict[str, Any] = {"linkId": item.link_id, "text": item.text}
-        if value is None:
-            entry["extension"] = [{"url": DATA_ABSENT_REASON, "valueCode": "asked-declined"}]
+    def provenance(form: Form, rid: str, correction: Any) -> dict[str, Any]:
+        patient = form.patient
+        resource: dict[str, Any] = {
+            "resourceType": "Provenance",
+            "id": fhir_id(f"{rid}-r{correction.revision}"),
+            "target": [{"reference": f"QuestionnaireResponse/{rid}"}],
+        }
+        if iso:
+            resource["recorded"] = utc_iso(correction.submitted_at.replace(microsecond=0))
         else:
-            entry["answer"] = [_answer(q, item, value, base_url)]
-        items.append(entry)
-    resource = {
-        "resourceType": "QuestionnaireResponse",
-        "id": _fhir_id(r.response_id, "response id"),
-        "language": _language(r.language),
-        "extension": [{"url": f"{base_url}/StructureDefinition/respondent", "valueCode": r.respondent}],
-        "questionnaire": f"{base_url}/Questionnaire/{q.id}|{q.version}",
-        "status": r.status,
-        "subject": {"reference": f"Patient/{r.patient_id}"},
-        "authored": utc_iso(r.authored) if r.authored is not None else None,
-        "author": {"reference": who},
-        "source": {"reference": who},
-        "item": items,
-    }
-    if r.authored is None:
-        del resource["authored"]
-    return resource
+            resource["_recorded"] = {"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "masked"}]}
+            day = day_of(local_day(correction.submitted_at, patient.tz), patient.randomization_date)
+            resource["extension"] = [{"url": day_url, "valueInteger": day}]
+        resource["reason"] = [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                        "code": "RECORDMGT",
+                        "display": "records management",
+                    }
+                ],
+                "text": "Staff correction of a submitted form (revision "
+                f"{correction.revision}); the stated reason is kept in the audit trail",
+            }
+        ]
+        resource["activity"] = {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE"}]
+        }
+        agent: dict[str, Any] = {
+            "type": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}
+                ]
+            },
+            "who": {"type": "Practitioner", "identifier": {"system": f"{base}/NamingSystem/staff-id"}},
+        }
+        agent["who"]["identifier"]["value"] = str(correction.entered_by) if correction.entered_by else "unknown"
+        resource["agent"] = [agent]
+        return resource
 
+    with Path(path).open("w", encoding="utf-8", newline="\n") as out:
+        out.write(
+            f'{{"resourceType":"Bundle","type":"collection","timestamp":{json.dumps(utc_iso(spec.as_of))},"entry":['
+        )
+        first = True
 
-def build_bundle(
-    questionnaires: Sequence[FhirQuestionnaire],
-    responses: Iterable[FhirResponse],
-    *,
-    base_url: str,
-    as_of: datetime,
-    bundle_type: Literal["collection", "transaction"] = "collection",
-) -> dict[str, Any]:
-    """A Bundle with the Questionnaires, the Patients and RelatedPersons referenced, and the responses.
-
-    Order is deterministic: questionnaires as given, patients and related persons sorted by id,
-    responses as given. A transaction bundle PUTs every resource (idempotent on re-import).
-    Raises ValueError for unknown questionnaires, linkIds or codes, naive times or invalid ids.
-    """
-    if as_of.utcoffset() is None:
-        raise ValueError("as_of must be timezone-aware")
-    base_url = base_url.rstrip("/")
-    by_key = {(q.id, q.version): q for q in questionnaires}
-    patients: dict[str, dict[str, Any]] = {}
-    proxies: dict[str, dict[str, Any]] = {}
-    answered: list[dict[str, Any]] = []
-    for response in responses:
-        q = by_key.get((response.questionnaire_id, response.questionnaire_version))
-        if q is None:
-            raise ValueError(
-                f"response {response.response_id}: no questionnaire "
-                f"{response.questionnaire_id} version {response.questionnaire_version}"
+        def emit(resource: Mapping[str, Any]) -> None:
+            nonlocal first
+            entry = {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource}
+            out.write(
+                ("\n" if first else ",\n")
+                + json.dumps(entry, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
             )
-        answered.append(response_resource(response, q, base_url))
-        patients.setdefault(response.patient_id, patient_resource(response.patient_id, base_url))
-        relationship = _relationship(response)
-        if relationship:
-            proxy = related_person_resource(response.patient_id, relationship)
-            proxies.setdefault(proxy["id"], proxy)
-    resources = [
-        *(questionnaire_resource(q, base_url) for q in questionnaires),
-        *(patients[k] for k in sorted(patients)),
-        *(proxies[k] for k in sorted(proxies)),
-        *answered,
-    ]
-    entries = []
-    for resource in resources:
-        path = f"{resource['resourceType']}/{resource['id']}"
-        entry: dict[str, Any] = {"fullUrl": f"{base_url}/{path}", "resource": resource}
-        if bundle_type == "transaction":
-            entry["request"] = {"method": "PUT", "url": path}
-        entries.append(entry)
-    return {"resourceType": "Bundle", "type": bundle_type, "timestamp": utc_iso(as_of), "entry": entries}
+            first = False
+
+        for key in EXTENSIONS:
+            emit(structure_definition(base, key))
+        for inst in spec.instruments:
+            emit(questionnaire(trial, inst, base))
+        by_patient: dict[int, list[int]] = {}
+        for n, form in enumerate(rows.forms):
+            by_patient.setdefault(form.patient.pk, []).append(n)
+        for patient in trial.patients:
+            numbers = by_patient.get(patient.pk)
+            if not numbers:
+                continue
+            patient_id = fhir_id(patient.study_id)
+            emit(
+                {
+                    "resourceType": "Patient",
+                    "id": patient_id,
+                    "identifier": [{"system": f"{base}/NamingSystem/study-id", "value": patient.study_id}],
+                }
+            )
+            people: dict[str, dict[str, Any]] = {}
+            resources = []
+            for n in numbers:
+                form = rows.forms[n]
+                response = form.response
+                assert response is not None
+                who = f"Patient/{patient_id}"
+                if response.respondent == "proxy":
+                    relationship = (
+                        response.relationship if response.relationship in cols.RELATIONSHIP_STANDARD else "other"
+                    )
+                    person = related_person(patient_id, relationship)
+                    people.setdefault(person["id"], person)
+                    who = f"RelatedPerson/{person['id']}"
+                resource, rid = response_resource(form, n, patient_id, who)
+                resources.append(resource)
+                if form.status == "completed":
+                    resources.extend(provenance(form, rid, c) for c in response.corrections)
+            for key in sorted(people):
+                emit(people[key])
+            for resource in resources:
+                emit(resource)
+        out.write("\n]}\n")
+    return Path(path)

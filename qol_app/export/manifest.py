@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from zipfile import ZIP64_LIMIT
+from zipfile import ZIP64_LIMIT, ZIP_STORED
 
 from qol_app.export.writers._zip import FixedTimeZipFile, fixed_info, zip_time
 from qol_app.export.writers.base import utc_iso
@@ -24,6 +24,8 @@ from qol_app.export.writers.base import utc_iso
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 _CHUNK = 1 << 20
+STORED = (".xlsx", ".parquet")
+"""Formats compressed already: stored in the zip as they are."""
 
 
 def sha256_file(path: Path) -> str:
@@ -120,10 +122,12 @@ def write_zip(files: Sequence[Path], manifest: Mapping[str, Any], zip_path: Path
                     continue
                 digest = hashlib.sha256()
                 large = by_name[name].stat().st_size >= ZIP64_LIMIT
-                with (
-                    by_name[name].open("rb") as src,
-                    archive.open(fixed_info(name, stamp), "w", force_zip64=large) as dst,
-                ):
+                info = fixed_info(name, stamp)
+                if name.endswith(STORED):
+                    info.compress_type = ZIP_STORED
+                else:  # fastest deflate: exports can be gigabytes of text
+                    setattr(info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", 1)
+                with by_name[name].open("rb") as src, archive.open(info, "w", force_zip64=large) as dst:
                     while chunk := src.read(_CHUNK):
                         digest.update(chunk)
                         dst.write(chunk)

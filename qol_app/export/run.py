@@ -1,8 +1,10 @@
-"""Run an export: datasets x formats -> files -> manifest -> reproducible zip, audited.
+"""Run an export: read once, build each dataset once, hand it to every writer, zip, audit.
 
-The one entry point for the statistician page and ``qol export``. It reads through the caller's
-session, writes into ``out_dir`` and records one audit event (who, when, filters, options and the
-SHA-256 of every file and of the zip) in the caller's transaction: the caller commits.
+The one entry point for the background job of the statistician page and for ``qol export``. It
+reads through the caller's session, writes into ``out_dir`` and records one audit event (who,
+when, filters, options and the SHA-256 of every file and of the zip) in the caller's
+transaction: the caller commits. ``progress(done, total, what)`` is called after each step
+(reading, each dataset built, each file written, the zip), so a caller can show a progress bar.
 
 Reproducible: the same data, as-of time, filters and options give byte-identical files and zip
 (nothing in them depends on the clock, the host or the time zone; see export.manifest).
@@ -10,22 +12,24 @@ Reproducible: the same data, as-of time, filters and options give byte-identical
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import gc
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from qol_app import __version__
-from qol_app.export.builders import DATASETS, ExportFilters, ExportSpec, fhir_bundle, sdtm_qs
-from qol_app.export.dataset import LOCALES, Dataset, data_dictionary
+from qol_app.export import build, programs
+from qol_app.export.build import DATASETS, ExportSpec
 from qol_app.export.manifest import build_manifest, sha256_file, write_zip
+from qol_app.export.schema import LOCALES, Dataset, data_dictionary
+from qol_app.export.source import ExportFilters, Source
 from qol_app.export.writers import WRITERS, write_dataset
 from qol_app.instruments import Registry, get_registry
 from qol_app.scoring import SCORING_VERSION
@@ -35,17 +39,17 @@ from qol_app.services.audit import Actor
 TABULAR_FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "xpt", "dta", "sav")
 STANDARD_FORMATS: tuple[str, ...] = ("fhir", "sdtm")
 FORMATS: tuple[str, ...] = TABULAR_FORMATS + STANDARD_FORMATS
-"""Format ids: the tabular writers (every dataset in each), a FHIR R4 bundle, SDTM QS (xpt + csv)."""
+"""Format ids: the tabular writers (every dataset in each), a FHIR R4 bundle, CDISC SDTM."""
 
 FORMAT_LABELS: Mapping[str, str] = {
     "csv": "CSV (UTF-8)",
     "xlsx": "Excel (.xlsx)",
     "parquet": "Parquet",
-    "xpt": "SAS transport (.xpt)",
+    "xpt": "SAS transport v5 (.xpt)",
     "dta": "Stata (.dta)",
     "sav": "SPSS (.sav)",
     "fhir": "FHIR R4 bundle (JSON)",
-    "sdtm": "CDISC SDTM QS (.xpt + .csv)",
+    "sdtm": "CDISC SDTM QS, SUPPQS, DM, TS, TV + define.xml",
 }
 FHIR_FILE = "fhir_bundle.json"
 NOTES = (
@@ -64,16 +68,22 @@ NOTES = (
         "Missed-form reason codes and timepoint dates are the ones recorded now: a reason entered after the as-of "
         "time still explains the same missed form."
     ),
+    "Instants are UTC, to the second, in every format.",
+    (
+        "SAS transport files are version 5: 8-character names (the data dictionary gives each variable's XPT name), "
+        "ASCII only; columns of Chinese text are left out of them (see xpt_left_out)."
+    ),
+    "Stata files store coded text as integers with value labels (data dictionary: numeric_code).",
 )
 
+Progress = Callable[[int, int, str], None]
+"""progress(steps done, steps in all, what was just done)"""
 
-@contextlib.contextmanager
+
+@contextmanager
 def bulk_gc(threshold: int = 200_000) -> Iterator[None]:
-    """Run the cyclic garbage collector rarely while millions of short-lived row tuples are made.
-
-    Rows hold no reference cycles, yet every 700 allocations CPython scans the young generation;
-    at export volumes that costs about 40 % of the time. The previous thresholds come back after.
-    """
+    """Run the cyclic garbage collector rarely while many short-lived objects are made (rows
+    hold no reference cycles, yet the collector would scan the young generation every 700)."""
     before = gc.get_threshold()
     gc.set_threshold(threshold, *before[1:])
     try:
@@ -92,10 +102,11 @@ class ExportSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ExportSettings:
+        """``EXPORT_FHIR_BASE_URL``, else ``PUBLIC_BASE_URL`` + ``/fhir`` (QOL_PUBLIC_BASE_URL)."""
         base = config.get("EXPORT_FHIR_BASE_URL") or f"{str(config.get('PUBLIC_BASE_URL') or '').rstrip('/')}/fhir"
         return cls(
             iso_dates_allowed=bool(config.get("EXPORT_ISO_DATES")),
-            fhir_base_url=base if base.startswith("http") else cls.fhir_base_url,
+            fhir_base_url=base if base.startswith(("http://", "https://")) else cls.fhir_base_url,
             studyid=str(config.get("EXPORT_STUDY_ID") or cls.studyid),
         )
 
@@ -126,6 +137,46 @@ class ExportRequest:
     def stem(self) -> str:
         return f"conquer_qol_{self.as_of:%Y%m%dT%H%M%SZ}"
 
+    @property
+    def tabular(self) -> list[str]:
+        return [f for f in self.formats if f in WRITERS]
+
+    def to_json(self) -> dict[str, Any]:
+        """The request as JSON-ready data (for a job row); ``from_json`` reads it back."""
+        return {
+            "formats": list(self.formats),
+            "filters": {
+                "sites": list(self.filters.sites),
+                "arms": list(self.filters.arms),
+                "instruments": list(self.filters.instruments),
+                "date_from": self.filters.date_from.isoformat() if self.filters.date_from else None,
+                "date_to": self.filters.date_to.isoformat() if self.filters.date_to else None,
+            },
+            "as_of": self.as_of.isoformat(),
+            "iso_dates": self.iso_dates,
+            "locale": self.locale,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExportRequest:
+        f = data["filters"]
+        day = dt.date.fromisoformat
+        return cls(
+            formats=tuple(data["formats"]),
+            filters=ExportFilters(
+                sites=tuple(f["sites"]),
+                arms=tuple(f["arms"]),
+                instruments=tuple(f["instruments"]),
+                date_from=day(f["date_from"]) if f["date_from"] else None,
+                date_to=day(f["date_to"]) if f["date_to"] else None,
+            ),
+            as_of=dt.datetime.fromisoformat(data["as_of"]),
+            iso_dates=bool(data["iso_dates"]),
+            locale=data["locale"],
+            threshold=float(data["threshold"]),
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
@@ -133,6 +184,24 @@ class ExportResult:
     manifest: dict[str, Any]
     audit_event_id: int
     files_dir: Path | None = None
+
+
+def count_steps(request: ExportRequest) -> int:
+    """How many progress steps ``run_export`` reports for ``request`` (its progress total)."""
+    tabular = request.tabular
+    steps = 1 + 1  # read, zip
+    if tabular:
+        steps += len(DATASETS) * (1 + len(tabular))
+    if tabular or "sdtm" in request.formats:
+        steps += len(dict.fromkeys(["csv", *tabular])) + 1  # data dictionary, import programs
+    if "sdtm" in request.formats:
+        steps += 1 + len(SDTM_DOMAINS) * 2 + 1
+    if "fhir" in request.formats:
+        steps += 1
+    return steps
+
+
+SDTM_DOMAINS = ("qs", "suppqs", "dm", "ts", "tv")
 
 
 def run_export(
@@ -144,13 +213,12 @@ def run_export(
     now: dt.datetime,
     settings: ExportSettings = ExportSettings(),
     registry: Registry | None = None,
-    progress: Callable[[str, int, bool], None] | None = None,
+    progress: Progress | None = None,
     keep_files: bool = False,
 ) -> ExportResult:
     """Write ``<out_dir>/<stem>.zip`` (files + manifest.json) and audit it; returns where and what.
 
-    ``keep_files`` also leaves the files in ``<out_dir>/<stem>/``. ``progress(dataset, rows, done)`` is
-    called every 50,000 rows and when a file is complete. Raises ValueError for an as-of
+    ``keep_files`` also leaves the files in ``<out_dir>/<stem>/``. Raises ValueError for an as-of
     time in the future, PermissionError when ISO dates are asked for but not enabled by an admin.
     """
     if request.as_of > now:
@@ -160,25 +228,28 @@ def run_export(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     registry = registry or get_registry()
-    counts: dict[str, int] = {}
-
-    def report(name: str, n: int, done: bool) -> None:
-        counts[name] = n
-        if progress is not None:
-            progress(name, n, done)
-
     spec = ExportSpec(
         filters=request.filters,
         as_of=request.as_of,
         iso_dates=request.iso_dates,
         threshold=request.threshold,
         registry=registry,
-        progress=report,
     )
+    total = count_steps(request)
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(min(done, total), total, what)
+
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         with bulk_gc():
-            files, row_counts = _write_files(session, request, spec, settings, work, counts)
+            trial = build.load(Source(session, spec.filters, spec.instruments), spec)
+            step("read")
+            files, rows, left_out = _write_files(trial, request, settings, work, step)
         manifest = build_manifest(
             files,
             app_version=__version__,
@@ -196,9 +267,11 @@ def run_export(
             "baseline_timepoint": spec.baseline_key,
             "studyid": settings.studyid,
         }
-        manifest["rows"] = row_counts
+        manifest["rows"] = rows
+        manifest["xpt_left_out"] = left_out
         manifest["notes"] = list(NOTES)
         zip_path = write_zip(files, manifest, out_dir / f"{request.stem}.zip", request.as_of)
+        step("zip")
         kept = None
         if keep_files:
             kept = out_dir / request.stem
@@ -226,41 +299,64 @@ def run_export(
 
 
 def _write_files(
-    session: Session,
-    request: ExportRequest,
-    spec: ExportSpec,
-    settings: ExportSettings,
-    work: Path,
-    counts: dict[str, int],
-) -> tuple[list[Path], dict[str, int]]:
+    trial: build.Trial, request: ExportRequest, settings: ExportSettings, work: Path, step: Callable[[str], None]
+) -> tuple[list[Path], dict[str, int], dict[str, list[str]]]:
+    from qol_app.export import define, fhir, sdtm
+
     files: list[Path] = []
     rows: dict[str, int] = {}
-    schemas: dict[str, Dataset] = {}
+    left_out: dict[str, list[str]] = {}
+    schemas: list[Dataset] = []
+    widths: dict[str, dict[str, int]] = {}
+    tabular = request.tabular
 
-    def write(fmt: str, dataset: Dataset) -> None:
-        counts.pop(dataset.name, None)
-        path = write_dataset(fmt, dataset, work, locale=request.locale, as_of=request.as_of)
-        files.append(path)
-        schemas.setdefault(dataset.name, dataset)
-        if dataset.name in counts:
-            rows[path.name] = counts[dataset.name]
+    def write_all(dataset: Dataset, formats: list[str]) -> None:
+        for fmt in formats:
+            path = write_dataset(fmt, dataset, work, locale=request.locale, as_of=request.as_of)
+            files.append(path)
+            rows[path.name] = dataset.num_rows
+            if fmt == "csv":
+                widths[dataset.name] = programs.text_widths(dataset)
+            if fmt == "xpt" and dataset.xpt_drop:
+                left_out[path.name] = list(dataset.xpt_drop)
+            step(path.name)
 
-    tabular = [f for f in request.formats if f in WRITERS]
-    for fmt in tabular:
-        for builder in DATASETS.values():
-            write(fmt, builder(session, spec))
+    item_rows = build.item_rows(trial) if tabular or {"sdtm", "fhir"} & set(request.formats) else None
+    if tabular:
+        for name, builder in DATASETS.items():
+            dataset = build.items(trial, item_rows) if name == "items" else builder(trial)
+            step(name)
+            schemas.append(dataset)
+            write_all(dataset, tabular)
+            schemas[-1] = dataclasses.replace(dataset, table=dataset.table.slice(0, 0))  # keep the schema only
+            del dataset
     if "sdtm" in request.formats:
-        for fmt in ("xpt", "csv"):
-            write(fmt, sdtm_qs(session, spec, studyid=settings.studyid))
+        domains = sdtm.build_domains(trial, item_rows, studyid=settings.studyid)  # type: ignore[arg-type]
+        step("sdtm")
+        for domain in domains:
+            write_all(domain, ["xpt", "csv"])
+        path = work / "define.xml"
+        path.write_bytes(define.define_xml(domains, studyid=settings.studyid, as_of=request.as_of))
+        files.append(path)
+        step(path.name)
+        schemas.extend(dataclasses.replace(d, table=d.table.slice(0, 0)) for d in domains)
     if "fhir" in request.formats:
-        files.append(fhir_bundle(session, spec, work / FHIR_FILE, base_url=settings.fhir_base_url))
-    if not schemas:  # FHIR only: nothing tabular to describe
-        return files, rows
-    for fmt in dict.fromkeys(["csv", *tabular]):
-        files.append(
-            write_dataset(fmt, data_dictionary(schemas.values()), work, locale=request.locale, as_of=request.as_of)
-        )
-    return files, rows
+        files.append(fhir.write_bundle(trial, item_rows, work / FHIR_FILE, base_url=settings.fhir_base_url))  # type: ignore[arg-type]
+        step(FHIR_FILE)
+    if schemas:
+        dictionary = data_dictionary(schemas)
+        write_all(dictionary, list(dict.fromkeys(["csv", *tabular])))
+    csvs = [s for s in schemas if (work / f"{s.name}.csv").exists()] + ([dictionary] if schemas else [])
+    if csvs:
+        for name, text in (
+            ("import_qol.sas", programs.sas_program(csvs, widths)),
+            ("import_qol.R", programs.r_script(csvs)),
+        ):
+            path = work / name
+            path.write_text(text, encoding="utf-8", newline="\n")
+            files.append(path)
+        step("import programs")
+    return files, rows, left_out
 
 
 def parse_as_of(text: str) -> dt.datetime:

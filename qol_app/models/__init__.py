@@ -2,6 +2,7 @@
 
 from qol_app.models.alerts import Alert
 from qol_app.models.audit import AuditChainHead, AuditEvent
+from qol_app.models.exports import ExportJob
 from qol_app.models.locks import DataLock, DemoRecord
 from qol_app.models.notifications import OutboxMessage, SchedulerHeartbeat
 from qol_app.models.responses import Answer, Response, Score, WordingOverlay
@@ -17,6 +18,7 @@ __all__ = [
     "AuditEvent",
     "DataLock",
     "DemoRecord",
+    "ExportJob",
     "LoginSession",
     "OutboxMessage",
     "Patient",

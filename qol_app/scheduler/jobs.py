@@ -111,3 +111,27 @@ def run_sweep(
             log.exception("could not write the scheduler heartbeat")
         log.info(report.summary())
         return report
+
+
+def run_export_jobs(app: Flask) -> int:
+    """Run the queued exports of the statistician page (services.exports); returns how many ran."""
+    from pathlib import Path
+
+    from qol_app.export.run import ExportSettings
+    from qol_app.services import exports
+    from qol_app.services.responses import registry
+
+    with app.app_context():
+        session = db.session
+        try:
+            return exports.run_pending(
+                session,
+                Path(app.config["EXPORT_DIR"]),
+                settings=ExportSettings.from_config(app.config),
+                registry=registry(),
+                clock=lambda: clock(app),
+            )
+        except Exception:
+            session.rollback()
+            log.exception("export jobs failed")
+            return 0

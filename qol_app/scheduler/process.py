@@ -19,7 +19,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from qol_app.db import utcnow
-from qol_app.scheduler.jobs import SweepReport, run_sweep
+from qol_app.scheduler.jobs import SweepReport, run_export_jobs, run_sweep
 from qol_app.scheduler.lock import LockLost, SchedulerLock, lock_for
 
 log = logging.getLogger("qol_app.scheduler")
@@ -31,7 +31,9 @@ def run_once(app: Flask, *, wait: bool = False, lock: SchedulerLock | None = Non
     lock = lock or lock_for(app)
     lock.acquire(wait=wait)
     try:
-        return run_sweep(app)
+        report = run_sweep(app)
+        run_export_jobs(app)
+        return report
     finally:
         lock.release()
 
@@ -64,6 +66,17 @@ def build_scheduler(app: Flask, lock: SchedulerLock, interval_seconds: int) -> B
         misfire_grace_time=interval_seconds,
         coalesce=True,
         max_instances=1,
+    )
+    poll = int(app.config.get("EXPORT_POLL_SECONDS") or 5)
+    scheduler.add_job(
+        lambda: run_export_jobs(app) if lock.check() else None,
+        "interval",
+        seconds=poll,
+        id="exports",
+        name="background exports of the statistician page",
+        misfire_grace_time=poll,
+        coalesce=True,
+        max_instances=1,  # one export at a time, beside the sweep (its own thread)
     )
     return scheduler
 

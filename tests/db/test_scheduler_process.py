@@ -89,9 +89,12 @@ def test_status_command_reports_a_stale_scheduler(app):
 
 def test_apscheduler_job_settings(app, lock_file):
     scheduler = build_scheduler(app, lock_for(app), 90)
-    (job,) = scheduler.get_jobs()
+    assert {j.id for j in scheduler.get_jobs()} == {"sweep", "exports"}
+    job = scheduler.get_job("sweep")
     assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (90, True, 1)
     assert job.trigger.interval == dt.timedelta(seconds=90)
+    exports = scheduler.get_job("exports")  # the statistician page's background exports, one at a time
+    assert (exports.max_instances, exports.trigger.interval) == (1, dt.timedelta(seconds=5))
 
 
 def test_blocking_scheduler_runs_the_sweep(committing_app, tmp_path):

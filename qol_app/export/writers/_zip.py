@@ -28,7 +28,7 @@ def fixed_info(name: str, date_time: ZipTime) -> ZipInfo:
 
 
 class FixedTimeZipFile(ZipFile):
-    """ZipFile that stamps every entry with one fixed time, whoever adds it (e.g. openpyxl)."""
+    """ZipFile that stamps every entry with one fixed time, whoever adds it."""
 
     def __init__(self, file: str | Path | IO[bytes], *, date_time: ZipTime) -> None:
         super().__init__(file, "w", compression=ZIP_DEFLATED, allowZip64=True)

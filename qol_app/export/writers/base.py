@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from qol_app.export.dataset import LOCALES, Dataset, Locale
+from qol_app.export.schema import LOCALES, Dataset, Locale
 
 DEFAULT_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
 """Stamped into file metadata when the caller gives no as-of time, so output stays reproducible."""
 
 ROW_BATCH = 50_000
-"""Rows held in memory at once by the streaming writers (one Parquet row group)."""
+"""Rows a writer converts at once (one Parquet row group)."""
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,10 @@ WriteFn = Callable[[Dataset, Path, WriteOptions], None]
 
 @dataclass(frozen=True)
 class Writer:
-    """A file format: its id, file extension, whether memory stays bounded, and the write function."""
+    """A file format: its id, file extension and the write function."""
 
     format_id: str
     extension: str
-    streams: bool
     write: WriteFn
 
 

@@ -7,12 +7,11 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from qol_app.export.dataset import Dataset, Locale
+from qol_app.export.schema import Dataset, Locale
 from qol_app.export.writers import csv, dta, parquet, sav, xlsx, xpt
 from qol_app.export.writers.base import DEFAULT_AS_OF, WriteOptions, Writer
 
 WRITERS: dict[str, Writer] = {module.WRITER.format_id: module.WRITER for module in (csv, xlsx, parquet, xpt, dta, sav)}
-"""csv, xlsx, parquet stream (bounded memory); xpt, dta, sav materialise the dataset."""
 
 
 def write_dataset(
@@ -20,11 +19,10 @@ def write_dataset(
 ) -> Path:
     """Write `dataset` as `out_dir/<dataset.name>.<ext>` in format `fmt` and return that path.
 
-    Consumes `dataset.rows` once. The file appears only when complete (written to a temporary
-    name in `out_dir`, then renamed), so a failed export never leaves a truncated file behind.
-    `as_of` (timezone-aware) is the time stamped into file metadata; the same rows, locale and
-    as_of give byte-identical files. Raises KeyError for an unknown format, ValueError for
-    invalid data (with the row number).
+    The file appears only when complete (written to a temporary name in `out_dir`, then renamed),
+    so a failed export never leaves a truncated file behind. `as_of` (timezone-aware) is the time
+    stamped into file metadata; the same data, locale and as_of give byte-identical files. Raises
+    KeyError for an unknown format, ValueError for data the format cannot hold.
     """
     try:
         writer = WRITERS[fmt]

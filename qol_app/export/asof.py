@@ -1,0 +1,380 @@
+"""What the data looked like at the as-of time: the one place that decides it.
+
+``source`` reads stored rows as they are now, without any time condition; the functions here
+turn them into the facts of the as-of time, and nothing else in the export repeats these rules
+(CLINICAL.md §3 statuses):
+- a patient counts once enrolled (created) by ``as_of``; death, withdrawal or loss only from its
+  recorded date, if that date is on or before the as-of date (in the patient's time zone);
+- a timepoint counts once created by ``as_of``, unless it was cancelled by then;
+- its not-expected reason counts once recorded (its status change) by then;
+- a response counts once started by then; the current revision is the newest submitted by then
+  (staff corrections supersede the patient's revision 0), else the unfinished revision 0;
+- an answer of an unfinished form counts once saved by then;
+- a form's status follows the clock at ``as_of`` (``scheduling.status.derive_status``):
+  ``partial`` / ``missed`` after the grace period, ``pending`` while the window or its grace
+  period runs, and forms not yet open are left out;
+- an event counts once recorded and until deleted; an alert once raised, its escalation and
+  acknowledgement once they happened.
+
+Missed-form reason codes and timepoint dates are the ones recorded now (a reason entered after the
+as-of time still explains the same missed form).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from qol_app.scheduling.status import derive_status
+
+#: Form statuses in exports: CLINICAL.md §3 plus ``pending`` (not decided yet at the as-of time).
+FORM_STATUSES = ("completed", "partial", "missed", "not_expected", "pending")
+
+
+# ---------------------------------------------------------------- stored rows (from source)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PatientRow:
+    pk: int
+    study_id: str
+    site: str
+    arm: str
+    randomization_date: dt.date
+    tz: str
+    language: str
+    status: str
+    status_date: dt.date | None
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimepointRow:
+    pk: int
+    patient_pk: int
+    key: str
+    rule_id: str
+    kind: str
+    instruments: tuple[str, ...]
+    anchor_kind: str
+    anchor_number: int | None
+    anchor_date: dt.date
+    target_date: dt.date
+    window_start: dt.date
+    window_end: dt.date
+    opens_at: dt.datetime
+    closes_at: dt.datetime
+    grace_closes_at: dt.datetime
+    missed_reason: str | None
+    not_expected_reason: str | None
+    status: str
+    status_changed_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResponseRow:
+    pk: int
+    timepoint_pk: int
+    instrument_id: str
+    instrument_version: str
+    revision: int
+    language: str
+    respondent: str
+    relationship: str | None
+    mode: str
+    status: str
+    started_at: dt.datetime
+    submitted_at: dt.datetime | None
+    entered_by: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventRow:
+    patient_pk: int
+    kind: str
+    number: int | None
+    date: dt.date
+    cycle_length_days: int | None
+    created_at: dt.datetime
+    deleted_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertRow:
+    patient_pk: int
+    level: str
+    initial_level: str
+    rules: tuple[str, ...]
+    raised_at: dt.datetime
+    escalated_at: dt.datetime | None
+    acknowledged_at: dt.datetime | None
+    timepoint_key: str | None
+    instrument_id: str | None
+
+
+# ---------------------------------------------------------------- facts at the as-of time
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """A patient as of the as-of time. ``pk`` is internal and never exported."""
+
+    pk: int
+    study_id: str
+    site: str
+    arm: str
+    randomization_date: dt.date
+    tz: str
+    language: str
+    status: str = "active"
+    status_date: dt.date | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimepointFacts:
+    """One expected form set; ``in_range`` is False for a baseline loaded only as a reference."""
+
+    pk: int
+    key: str
+    rule_id: str
+    kind: str
+    instruments: tuple[str, ...]
+    anchor_kind: str
+    anchor_number: int | None
+    anchor_date: dt.date
+    target_date: dt.date
+    window_start: dt.date
+    window_end: dt.date
+    opens_at: dt.datetime
+    closes_at: dt.datetime
+    grace_closes_at: dt.datetime
+    missed_reason: str | None = None
+    not_expected_reason: str | None = None
+    in_range: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Correction:
+    """A staff correction submitted by the as-of time (for provenance): revision, when, by whom."""
+
+    revision: int
+    submitted_at: dt.datetime
+    entered_by: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResponseFacts:
+    """The current revision of a form as of the as-of time (or the unfinished revision 0).
+
+    ``first_submitted_at`` is when the patient's (revision 0) form arrived: completion time and
+    on-time/late are about it, not about a later staff correction.
+    """
+
+    pk: int
+    instrument_version: str
+    revision: int
+    language: str
+    respondent: str
+    relationship: str | None
+    mode: str
+    submitted: bool
+    started_at: dt.datetime
+    first_submitted_at: dt.datetime | None
+    corrections: tuple[Correction, ...] = ()
+
+
+@dataclasses.dataclass(slots=True)
+class Form:
+    """One expected (timepoint, instrument) with its as-of status and current response."""
+
+    patient: PatientFacts
+    timepoint: TimepointFacts
+    instrument_id: str
+    status: str
+    response: ResponseFacts | None = None
+
+    @property
+    def missing_reason(self) -> str | None:
+        """Code only (never free text): not-expected reason, or the nurse's missed reason."""
+        if self.status == "not_expected":
+            return self.timepoint.not_expected_reason
+        if self.status in ("missed", "partial"):
+            return self.timepoint.missed_reason
+        return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventFacts:
+    """A treatment or clinical event on its actual date."""
+
+    kind: str
+    number: int | None
+    date: dt.date
+    cycle_length_days: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlertFacts:
+    """An alert as of the as-of time; ``seq`` numbers the patient's alerts by time raised."""
+
+    patient: PatientFacts
+    seq: int
+    level: str
+    initial_level: str
+    rules: tuple[str, ...]
+    raised_at: dt.datetime
+    escalated: bool
+    acknowledged_at: dt.datetime | None
+    timepoint_key: str | None
+    instrument_id: str | None
+
+
+# ---------------------------------------------------------------- the rules
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local_day(instant: dt.datetime | None, tz: str) -> dt.date | None:
+    """The patient's local calendar date of an instant."""
+    return None if instant is None else instant.astimezone(zone(tz)).date()
+
+
+def known(made_at: dt.datetime | None, as_of: dt.datetime) -> bool:
+    """Was something made (created, started, saved, raised, recorded) at or before ``as_of``?"""
+    return made_at is not None and made_at <= as_of
+
+
+def patient_at(row: PatientRow, as_of: dt.datetime) -> PatientFacts | None:
+    """The patient at ``as_of``; None if not enrolled by then."""
+    if not known(row.created_at, as_of):
+        return None
+    status, status_date = patient_status_at(row.status, row.status_date, local_day(as_of, row.tz))
+    return PatientFacts(
+        row.pk, row.study_id, row.site, row.arm, row.randomization_date, row.tz, row.language, status, status_date
+    )
+
+
+def patient_status_at(status: str, status_date: dt.date | None, as_of_day: dt.date) -> tuple[str, dt.date | None]:
+    """Death, withdrawal or loss count only from their date on (a later date is not known yet)."""
+    if status != "active" and status_date is not None and status_date <= as_of_day:
+        return status, status_date
+    return "active", None
+
+
+def timepoint_at(row: TimepointRow, as_of: dt.datetime, *, in_range: bool = True) -> TimepointFacts | None:
+    """The timepoint at ``as_of``; None when it did not exist yet or was cancelled by then."""
+    if not counts_at(row.status, row.status_changed_at, row.created_at, as_of):
+        return None
+    return TimepointFacts(
+        row.pk,
+        row.key,
+        row.rule_id,
+        row.kind,
+        row.instruments,
+        row.anchor_kind,
+        row.anchor_number,
+        row.anchor_date,
+        row.target_date,
+        row.window_start,
+        row.window_end,
+        row.opens_at,
+        row.closes_at,
+        row.grace_closes_at,
+        row.missed_reason,
+        not_expected_at(row.not_expected_reason, row.status_changed_at, as_of),
+        in_range,
+    )
+
+
+def counts_at(status: str, status_changed_at: dt.datetime | None, created_at: dt.datetime, as_of: dt.datetime) -> bool:
+    """Did the timepoint exist, uncancelled, at ``as_of``?"""
+    if created_at > as_of:
+        return False
+    return not (status == "cancelled" and (status_changed_at is None or status_changed_at <= as_of))
+
+
+def not_expected_at(reason: str | None, status_changed_at: dt.datetime | None, as_of: dt.datetime) -> str | None:
+    """The not-expected reason if it was recorded by ``as_of`` (its status change), else None."""
+    if reason and (status_changed_at is None or status_changed_at <= as_of):
+        return reason
+    return None
+
+
+def response_at(revisions: Sequence[ResponseRow], as_of: dt.datetime) -> tuple[ResponseFacts | None, bool]:
+    """(current response, started?) at ``as_of`` from one form's stored revisions (any order).
+
+    The current revision is the newest submitted by ``as_of``, else the unfinished revision 0
+    started by then; ``started`` is whether any revision was started by then."""
+    started = [r for r in sorted(revisions, key=lambda r: r.revision) if known(r.started_at, as_of)]
+    done = [r for r in started if r.status == "submitted" and known(r.submitted_at, as_of)]
+    first = next((r for r in started if r.revision == 0), None)
+    row = done[-1] if done else first
+    if row is None:
+        return None, bool(started)
+    first_at = first.submitted_at if first is not None and first in done else None
+    corrections = tuple(Correction(r.revision, r.submitted_at, r.entered_by) for r in done if r.revision > 0)  # type: ignore[arg-type]
+    facts = ResponseFacts(
+        row.pk,
+        row.instrument_version,
+        row.revision,
+        row.language,
+        row.respondent,
+        row.relationship,
+        row.mode,
+        bool(done),
+        row.started_at,
+        first_at,
+        corrections,
+    )
+    return facts, True
+
+
+def form_status(tp: TimepointFacts, as_of: dt.datetime, *, submitted: bool, started: bool) -> str | None:
+    """The export status of one form at ``as_of``; None when the form was not open yet."""
+    status = derive_status(tp, as_of, submitted=submitted, started=started, not_expected_reason=tp.not_expected_reason)
+    if status == "scheduled":
+        return None
+    if status in ("open", "overdue"):
+        return "pending"
+    return status
+
+
+def answer_counts(response: ResponseFacts, answered_at: dt.datetime, as_of: dt.datetime) -> bool:
+    """Does a saved answer belong to the form at ``as_of``? Every answer of a submitted revision does
+    (a submitted form is never edited); an unfinished form's answer once saved by then."""
+    return response.submitted or known(answered_at, as_of)
+
+
+def events_at(rows: Iterable[EventRow], as_of: dt.datetime) -> list[EventFacts]:
+    """Events recorded by ``as_of`` and not deleted by then, in the given order."""
+    return [
+        EventFacts(r.kind, r.number, r.date, r.cycle_length_days)
+        for r in rows
+        if known(r.created_at, as_of) and not known(r.deleted_at, as_of)
+    ]
+
+
+def alert_at(row: AlertRow, patient: PatientFacts, seq: int, as_of: dt.datetime) -> AlertFacts | None:
+    """The alert at ``as_of`` (level, escalation, acknowledgement then); None if raised later."""
+    if not known(row.raised_at, as_of):
+        return None
+    escalated = known(row.escalated_at, as_of)
+    return AlertFacts(
+        patient=patient,
+        seq=seq,
+        level=row.level if escalated else row.initial_level,
+        initial_level=row.initial_level,
+        rules=row.rules,
+        raised_at=row.raised_at,
+        escalated=escalated,
+        acknowledged_at=row.acknowledged_at if known(row.acknowledged_at, as_of) else None,
+        timepoint_key=row.timepoint_key,
+        instrument_id=row.instrument_id,
+    )

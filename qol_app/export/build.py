@@ -1,0 +1,787 @@
+"""The one builder: stored rows (``source``) -> the facts of the as-of time (``asof``) -> every
+export dataset as an Arrow table, each built once per export and handed to every writer.
+
+    trial = load(Source(session, spec.filters, spec.instruments), spec)
+    long = qol_long(trial, spec)          # a schema.Dataset
+
+``load`` reads the database once (patients, timepoints, responses, events, alerts; scores and
+answers as Arrow tables) and keeps only what counted at the as-of time. The dataset functions
+are pure over that: per-form values are computed in Python (a form is the unit of every rule),
+per-scale and per-item rows are the form's values repeated (``take``) beside the scores and
+answers looked up by key (``index_in``); no clock, no database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import itertools
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from qol_app.export import asof
+from qol_app.export import columns as cols
+from qol_app.export.asof import AlertFacts, EventFacts, Form, PatientFacts, local_day
+from qol_app.export.schema import LOCALES, MAX_LABEL_CHARS, XPT_LABEL, Column, Dataset, bi, columns_table, table_of
+from qol_app.export.source import ExportFilters, Source
+from qol_app.instruments import Registry, get_registry
+from qol_app.scheduling.status import is_late
+from qol_app.scoring import change_from_baseline, is_deteriorated, scale_info
+
+#: Short instrument prefixes for wide column names; XPT prefixes are shorter still.
+SHORT_NAMES = {
+    "eortc_qlq_c30": "C30",
+    "eortc_qlq_bn20": "BN20",
+    "eortc_qlq_br23": "BR23",
+    "eq5d5l": "EQ5D",
+    "symptom_diary": "DIARY",
+}
+XPT_PREFIXES = {
+    "eortc_qlq_c30": "C",
+    "eortc_qlq_bn20": "BN",
+    "eortc_qlq_br23": "BR",
+    "eq5d5l": "EQ",
+    "symptom_diary": "DY",
+}
+#: Preferred order of instruments in wide files and manifests; others follow alphabetically.
+INSTRUMENT_ORDER = ("eortc_qlq_c30", "eortc_qlq_bn20", "eortc_qlq_br23", "eq5d5l", "symptom_diary")
+
+_ISO_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_ASCII = str.maketrans({"–": "-", "—": "-", "’": "'", "‘": "'", "“": '"', "”": '"', "°": "", "×": "x"})
+
+
+def ordered_instruments(ids: Iterable[str]) -> tuple[str, ...]:
+    """Instrument ids in the preferred order (C30, BN20, BR23, EQ-5D, diary, then alphabetical)."""
+    rank = {inst: n for n, inst in enumerate(INSTRUMENT_ORDER)}
+    return tuple(sorted(set(ids), key=lambda i: (rank.get(i, len(rank)), i)))
+
+
+def short_name(instrument_id: str) -> str:
+    """C30, BN20, ... or the id in capitals for instruments without a short name."""
+    return SHORT_NAMES.get(instrument_id) or re.sub(r"[^A-Za-z0-9]+", "_", instrument_id).strip("_").upper()
+
+
+def ascii_text(text: str) -> str:
+    """Text for SAS transport (ASCII only): dashes and quotes folded, accents dropped, spaces squeezed."""
+    folded = unicodedata.normalize("NFKD", text.translate(_ASCII))
+    return " ".join(folded.encode("ascii", "ignore").decode().split())
+
+
+def fit_words(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, shortened at a word boundary (never mid-word)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    words = text[: limit + 1].split(" ")
+    out = " ".join(words[:-1]).rstrip(" ,;:-/(")
+    if not out:
+        raise ValueError(f"no word boundary to shorten {text!r} to {limit} characters")
+    return out
+
+
+def study_day(day: dt.date, reference: dt.date) -> int:
+    """SDTM study day: reference date is day 1, the day before is -1; there is no day 0."""
+    delta = (day - reference).days
+    return delta + 1 if delta >= 0 else delta
+
+
+def day_of(day: dt.date | None, randomization: dt.date) -> int | None:
+    return None if day is None else study_day(day, randomization)
+
+
+def timepoint_code(key: str, randomization: dt.date, iso_dates: bool) -> str:
+    """The timepoint key with calendar dates replaced by study days (diary-2026-03-14 -> diary-d45)."""
+    if iso_dates:
+        return key
+
+    def replace(match: re.Match[str]) -> str:
+        try:
+            day = dt.date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            return "d"
+        return f"d{study_day(day, randomization)}"
+
+    return _ISO_DAY.sub(replace, key)
+
+
+def _seconds(moment: dt.datetime | None) -> dt.datetime | None:
+    return None if moment is None else moment.astimezone(dt.UTC).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------- what to build
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSpec:
+    """What to export and how: filters, as-of time, ISO dates (already authorised), threshold
+    (points of deterioration on 0-100 scales, CLINICAL.md §4) and the baseline timepoint key."""
+
+    filters: ExportFilters
+    as_of: dt.datetime
+    iso_dates: bool = False
+    threshold: float = 10.0
+    baseline_key: str = "baseline"
+    registry: Registry | None = None
+
+    def __post_init__(self) -> None:
+        if self.as_of.utcoffset() is None:
+            raise ValueError("as_of must be timezone-aware")
+        if self.threshold <= 0:
+            raise ValueError("the deterioration threshold must be positive")
+        unknown = sorted(set(self.filters.instruments) - set(self.reg))
+        if unknown:
+            raise ValueError(f"unknown instruments: {', '.join(unknown)}")
+
+    @property
+    def reg(self) -> Registry:
+        return self.registry or get_registry()
+
+    @property
+    def instruments(self) -> tuple[str, ...]:
+        """Selected instruments (all registered ones when the filter is empty), in export order."""
+        return ordered_instruments(self.filters.instruments or tuple(self.reg))
+
+
+class Catalog:
+    """What the builders need to know about instruments, looked up once per export."""
+
+    def __init__(self, registry: Registry, threshold: float = 10.0) -> None:
+        self.registry = registry
+        self.threshold = threshold
+        self.compare = functools.lru_cache(maxsize=1 << 16)(self._compare)
+
+    def version(self, instrument_id: str) -> str:
+        return self.registry.get(instrument_id).version
+
+    @functools.cache  # noqa: B019 - one catalog per export
+    def scales(self, instrument_id: str) -> tuple[str, ...]:
+        """Scale codes in the instrument's order."""
+        return tuple(s.code for s in self.registry.get(instrument_id).scales)
+
+    @functools.cache  # noqa: B019
+    def items(self, instrument_id: str) -> tuple[str, ...]:
+        return self.registry.get(instrument_id).item_ids
+
+    @functools.cache  # noqa: B019
+    def comparable(self, instrument_id: str) -> frozenset[str]:
+        """Scales on 0-100 where a points threshold for deterioration makes sense."""
+        infos = scale_info(instrument_id, registry=self.registry)
+        return frozenset(code for code, info in infos.items() if (info.score_min, info.score_max) == (0.0, 100.0))
+
+    def _compare(
+        self, instrument_id: str, scale: str, baseline: float, value: float
+    ) -> tuple[float | None, bool | None]:
+        """(change, deteriorated) through qol_app.scoring.change; memoised (scores take few values)."""
+        change = change_from_baseline(instrument_id, scale, baseline, value, registry=self.registry)
+        if scale not in self.comparable(instrument_id):
+            return change, None
+        return change, is_deteriorated(instrument_id, scale, baseline, value, self.threshold, registry=self.registry)
+
+
+# ---------------------------------------------------------------- the trial at the as-of time
+
+
+@dataclasses.dataclass
+class Trial:
+    """Everything an export shows, as of its as-of time, read once.
+
+    ``forms``: every expected form in output order (patients by study id; timepoints by target
+    date, key, id; instruments in the timepoint's order), the baseline outside the date range
+    included with ``in_range=False``. ``scores``: the stored scores of the current submitted
+    revisions. ``answers``: the answers of the current revisions that counted then.
+    """
+
+    spec: ExportSpec
+    catalog: Catalog
+    patients: list[PatientFacts]
+    forms: list[Form]
+    events: dict[int, list[EventFacts]]
+    alerts: list[AlertFacts]
+    scores: pa.Table
+    read_answers: Callable[[], pa.Table] = dataclasses.field(repr=False)
+
+    @functools.cached_property
+    def answers(self) -> pa.Table:
+        """Read on first use (the long and wide files do not need them)."""
+        return self.read_answers()
+
+    def in_range(self) -> list[Form]:
+        return [f for f in self.forms if f.timepoint.in_range]
+
+
+def load(source: Source, spec: ExportSpec) -> Trial:
+    """Read the selection and keep what counted at ``spec.as_of`` (rules: ``asof``)."""
+    as_of, filters = spec.as_of, spec.filters
+    wanted = set(spec.instruments)
+    patients = [p for p in (asof.patient_at(row, as_of) for row in source.patients()) if p is not None]
+    timepoints = source.timepoints()
+    revisions = source.responses()
+    forms: list[Form] = []
+    for patient in patients:
+        for row in timepoints.get(patient.pk, ()):
+            in_range = filters.in_range(row.target_date)
+            if not in_range and row.key != spec.baseline_key:
+                continue
+            tp = asof.timepoint_at(row, as_of, in_range=in_range)
+            if tp is None:
+                continue
+            for inst in tp.instruments:
+                if inst not in wanted:
+                    continue
+                response, started = asof.response_at(revisions.get((tp.pk, inst), ()), as_of)
+                status = asof.form_status(
+                    tp, as_of, submitted=response is not None and response.submitted, started=started
+                )
+                if status is not None:
+                    forms.append(Form(patient, tp, inst, status, response))
+    by_pk = {p.pk: p for p in patients}
+    events = {pk: asof.events_at(rows, as_of) for pk, rows in source.events().items() if pk in by_pk}
+    alerts: list[AlertFacts] = []
+    for pk, rows in source.alerts().items():
+        if pk in by_pk:
+            for seq, row in enumerate(rows, start=1):
+                alert = asof.alert_at(row, by_pk[pk], seq, as_of)
+                if alert is not None and filters.in_range(local_day(alert.raised_at, by_pk[pk].tz)):
+                    alerts.append(alert)
+    alerts.sort(key=lambda a: (a.patient.study_id, a.seq))
+
+    submitted = [f.response.pk for f in forms if f.response is not None and f.response.submitted]
+    scores = source.scores()
+    scores = scores.filter(pc.is_in(scores["response_id"], value_set=pa.array(submitted, pa.int64())))
+
+    def answers() -> pa.Table:
+        current = {f.response.pk: f.response for f in forms if f.response is not None}
+        table = source.answers()
+        table = table.filter(pc.is_in(table["response_id"], value_set=pa.array(list(current), pa.int64())))
+        unfinished = pa.array([pk for pk, r in current.items() if not r.submitted], pa.int64())
+        if len(unfinished):
+            check = pc.is_in(table["response_id"], value_set=unfinished)
+            rows = table.filter(check)
+            times = source.answer_times(unfinished.to_pylist())
+            counted = iter(
+                asof.answer_counts(current[pk], times.get((pk, item), as_of), as_of)
+                for pk, item in zip(rows["response_id"].to_pylist(), rows["item_id"].to_pylist())
+            )
+            keep = [next(counted) if checked else True for checked in check.to_pylist()]
+            table = table.filter(pa.array(keep, pa.bool_()))
+        return table
+
+    return Trial(spec, Catalog(spec.reg, spec.threshold), patients, forms, events, alerts, scores, answers)
+
+
+# ---------------------------------------------------------------- per-form facts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FormFacts:
+    code: str
+    version: str
+    target_date: dt.date | None
+    target_day: int | None
+    completed_at: dt.datetime | None
+    completed_day: int | None
+    days_from_rand: int
+    window: str | None
+    respondent: str | None
+    relationship: str | None
+    mode: str | None
+    language: str | None
+    revision: int | None
+    anchor_day: int | None
+
+
+def relationship_code(value: str | None) -> str | None:
+    """A known relationship code, ``other`` for anything else (never free text), None if unset."""
+    if value is None:
+        return None
+    return value if value in cols.RELATIONSHIP_LABELS else "other"
+
+
+def form_facts(form: Form, trial: Trial) -> _FormFacts:
+    patient, tp, response = form.patient, form.timepoint, form.response
+    iso = trial.spec.iso_dates
+    rand = patient.randomization_date
+    first = response.first_submitted_at if response is not None and form.status == "completed" else None
+    done_day = local_day(first, patient.tz)
+    proxy = response is not None and response.respondent == "proxy"
+    return _FormFacts(
+        code=timepoint_code(tp.key, rand, iso),
+        version=response.instrument_version if response is not None else trial.catalog.version(form.instrument_id),
+        target_date=tp.target_date if iso else None,
+        target_day=day_of(tp.target_date, rand),
+        completed_at=_seconds(first) if iso else None,
+        completed_day=day_of(done_day, rand),
+        days_from_rand=((done_day or tp.target_date) - rand).days,
+        window=None if first is None else ("late" if is_late(tp, first) else "on_time"),
+        respondent=response.respondent if response is not None else None,
+        relationship=relationship_code(response.relationship) if proxy else None,
+        mode=response.mode if response is not None else None,
+        language=response.language if response is not None else None,
+        revision=response.revision if response is not None else None,
+        anchor_day=day_of(tp.anchor_date, rand),
+    )
+
+
+def _dataset(name: str, en: str, zh: str, columns: Sequence[Column], table: pa.Table, **kw: Any) -> Dataset:
+    return Dataset(name, bi(en, zh), tuple(columns), table, **kw)
+
+
+def labelled(columns: Sequence[Column], registry: Registry) -> tuple[Column, ...]:
+    """``columns`` with every registered instrument's name and scale names as code labels (all of
+    them, whatever the filters, so that numeric codes in Stata files are the same in every export)."""
+    instruments: dict[str, dict[str, str]] = {}
+    scales: dict[str, dict[str, str]] = {}
+    for inst in ordered_instruments(registry):
+        instrument = registry.get(inst)
+        instruments[inst] = {loc: fit_words(instrument.name[loc], MAX_LABEL_CHARS) for loc in LOCALES}
+        for scale in instrument.scales:
+            names = scales.setdefault(scale.code, {loc: scale.name[loc] for loc in LOCALES})
+            if names["en"] != scale.name["en"]:  # the same code in two instruments: say both
+                for loc in LOCALES:
+                    names[loc] = fit_words(f"{names[loc]} / {scale.name[loc]}", MAX_LABEL_CHARS)
+    codes = {"instrument": instruments, "scale": scales}
+    return tuple(dataclasses.replace(c, value_labels=codes[c.name]) if c.name in codes else c for c in columns)
+
+
+def _lookup(keys: list[int], table: pa.Table, key_of: Callable[[pa.Table], pa.Array]) -> pa.Array:
+    """Positions in ``table`` of each key (null where absent), keys as ``key_of(table)`` computes them."""
+    if not len(table):
+        return pa.nulls(len(keys), pa.int32())
+    return pc.index_in(pa.array(keys, pa.int64()), value_set=key_of(table))
+
+
+def _codes(values: pa.Array, index: Mapping[str, int]) -> pa.Array:
+    return pa.array([index[v] for v in values.to_pylist()], pa.int64())
+
+
+# ---------------------------------------------------------------- (a) scores, long
+
+
+def qol_long(trial: Trial) -> Dataset:
+    """qol_long: every scale of every expected form, scored or not."""
+    catalog, spec = trial.catalog, trial.spec
+    forms = trial.in_range()
+    scores = trial.scores
+    scale_ids = {code: n for n, code in enumerate(sorted(set(scores["scale"].to_pylist()) | _all_scales(catalog)))}
+    width = len(scale_ids) + 1
+
+    def score_key(table: pa.Table) -> pa.Array:
+        return pc.add(pc.multiply(table["response_id"], width), _codes(table["scale"], scale_ids))
+
+    extras: dict[int, list[str]] = {}
+    if len(scores):
+        inst_of = {f.response.pk: f.instrument_id for f in forms if f.response is not None and f.response.submitted}
+        for pk, scale in zip(scores["response_id"].to_pylist(), scores["scale"].to_pylist()):
+            if pk in inst_of and scale not in catalog.scales(inst_of[pk]):
+                extras.setdefault(pk, []).append(scale)
+    baseline: dict[tuple[int, str], dict[str, float]] = {}
+    base_pks = {
+        f.response.pk: f
+        for f in trial.forms
+        if f.timepoint.key == spec.baseline_key and f.status == "completed" and f.response is not None
+    }
+    if base_pks:
+        rows = scores.filter(pc.is_in(scores["response_id"], value_set=pa.array(list(base_pks), pa.int64())))
+        for pk, scale, value in zip(*(rows[c].to_pylist() for c in ("response_id", "scale", "value"))):
+            if value is not None:
+                form = base_pks[pk]
+                baseline.setdefault((form.patient.pk, form.instrument_id), {})[scale] = value
+
+    head: list[tuple[Any, ...]] = []
+    form_at: list[int] = []
+    scale_col: list[str] = []
+    keys: list[int] = []
+    bases: list[float | None] = []
+    compare: list[bool] = []
+    offsets = {inst: [scale_ids[code] for code in catalog.scales(inst)] for inst in catalog.registry}
+    for n, form in enumerate(forms):
+        f = form_facts(form, trial)
+        tp, inst, patient = form.timepoint, form.instrument_id, form.patient
+        is_base = tp.key == spec.baseline_key
+        head.append(
+            (patient.study_id, patient.site, patient.arm, f.code, inst, f.version)
+            + (f.target_date, f.completed_at, form.status, f.respondent, f.mode, f.language, form.missing_reason)
+            + (tp.rule_id, f.target_day, f.completed_day, f.days_from_rand, f.window, tp.anchor_kind)
+            + (tp.anchor_number, f.anchor_day, f.revision, is_base)
+        )
+        known = catalog.scales(inst)
+        response = form.response
+        pk = response.pk if response is not None and response.submitted else None
+        extra = tuple(sorted(extras.get(pk, ()))) if pk is not None else ()
+        scales = known + extra
+        form_at.extend([n] * len(scales))
+        scale_col.extend(scales)
+        if pk is None:
+            keys.extend([-1] * len(scales))
+        else:
+            keys.extend([pk * width + at for at in offsets[inst]] + [pk * width + scale_ids[code] for code in extra])
+        base = baseline.get((patient.pk, inst), {})
+        values_at = [base.get(code) for code in scales]
+        bases.extend(values_at)
+        if is_base:
+            compare.extend([False] * len(scales))
+        else:
+            compare.extend([v is not None for v in values_at[: len(known)]] + [False] * len(extra))
+    at = _lookup(keys, scores, score_key)
+    values = scores["value"].take(at).to_pylist() if len(scores) else [None] * len(keys)
+    changes: list[float | None] = [None] * len(values)
+    worse: list[bool | None] = [None] * len(values)
+    compare_with = catalog.compare
+    for n in itertools.compress(range(len(values)), compare):
+        value = values[n]
+        if value is not None:
+            changes[n], worse[n] = compare_with(forms[form_at[n]].instrument_id, scale_col[n], bases[n], value)
+    form_columns = [c.name for c in cols.LONG_COLUMNS if c.name not in _LONG_ROW_COLUMNS]
+    per_form = table_of([c for c in cols.LONG_COLUMNS if c.name in form_columns], head)
+    repeated = per_form.take(pa.array(form_at, pa.int64()))
+    data = {name: repeated[name] for name in form_columns} | {
+        "scale": scale_col,
+        "score": values,
+        "n_items": scores["n_items"].take(at) if len(scores) else [None] * len(keys),
+        "baseline_score": bases,
+        "change": changes,
+        "deteriorated": worse,
+        "scoring_version": scores["scoring_version"].take(at) if len(scores) else [None] * len(keys),
+    }
+    columns = labelled(cols.LONG_COLUMNS, catalog.registry)
+    return _dataset(
+        "qol_long",
+        "QoL scores, one row per patient, timepoint and scale",
+        "生活质量得分（每位患者、时间点、维度一行）",
+        columns,
+        columns_table(columns, data),
+        xpt="QOLLONG",
+        xpt_label="QoL scores, long (one row per scale)",
+    )
+
+
+_LONG_ROW_COLUMNS = ("scale", "score", "n_items", "baseline_score", "change", "deteriorated", "scoring_version")
+
+
+def _all_scales(catalog: Catalog) -> set[str]:
+    return {code for inst in catalog.registry for code in catalog.scales(inst)}
+
+
+# ---------------------------------------------------------------- (b) scores, wide
+
+
+@dataclasses.dataclass(frozen=True)
+class WideLayout:
+    """Columns of qol_wide and, per instrument, (status column index, {scale: column index})."""
+
+    columns: tuple[Column, ...]
+    slots: dict[str, tuple[int, dict[str, int]]]
+
+
+def wide_layout(instrument_ids: Sequence[str], catalog: Catalog) -> WideLayout:
+    """Key columns, then per instrument <P>_STATUS and <P>_<SCALE>. XPT names: a short prefix
+    (C, BN, BR, EQ, DY) and the scale code, at most 8 characters (``STAT`` for the status)."""
+    columns = list(cols.WIDE_KEY_COLUMNS)
+    slots: dict[str, tuple[int, dict[str, int]]] = {}
+    for inst in ordered_instruments(instrument_ids):
+        instrument = catalog.registry.get(inst)
+        prefix = short_name(inst)
+        short = XPT_PREFIXES.get(inst) or re.sub(r"[^A-Z0-9]", "", prefix)[:3]
+        columns.append(
+            cols.col(
+                f"{prefix}_STATUS",
+                "string",
+                f"{prefix} form status",
+                f"{prefix} 问卷状态",
+                cols.FORM_STATUS_LABELS,
+                xpt=f"{short}STAT"[:8],
+            )
+        )
+        status_at = len(columns) - 1
+        scale_at: dict[str, int] = {}
+        for scale in instrument.scales:
+            code = re.sub(r"[^A-Za-z0-9]+", "_", scale.code).upper()
+            label = {loc: fit_words(f"{prefix} {scale.name[loc]}", MAX_LABEL_CHARS) for loc in LOCALES}
+            xpt_label = fit_words(ascii_text(f"{prefix} {scale.name['en']}"), XPT_LABEL)
+            columns.append(
+                Column(
+                    f"{prefix}_{code}", "float", label, xpt=f"{short}{code.replace('_', '')}"[:8], xpt_label=xpt_label
+                )
+            )
+            scale_at[scale.code] = len(columns) - 1
+        slots[inst] = (status_at, scale_at)
+    return WideLayout(tuple(columns), slots)
+
+
+def qol_wide(trial: Trial) -> Dataset:
+    """qol_wide: one row per patient x timepoint, instrument statuses and scores side by side."""
+    catalog, spec = trial.catalog, trial.spec
+    layout = wide_layout(spec.instruments, catalog)
+    scores = trial.scores
+    value_of: dict[int, dict[str, float | None]] = {}
+    for pk, scale, value in zip(*(scores[c].to_pylist() for c in ("response_id", "scale", "value"))):
+        value_of.setdefault(pk, {})[scale] = value
+    width = len(layout.columns)
+    rows = []
+    for _key, group in itertools.groupby(trial.in_range(), key=lambda f: (f.patient.pk, f.timepoint.pk)):
+        forms = list(group)
+        patient, tp = forms[0].patient, forms[0].timepoint
+        rand = patient.randomization_date
+        row: list[Any] = [None] * width
+        row[: len(cols.WIDE_KEY_COLUMNS)] = (
+            patient.study_id,
+            patient.site,
+            patient.arm,
+            timepoint_code(tp.key, rand, spec.iso_dates),
+            tp.rule_id,
+            tp.kind,
+            tp.target_date if spec.iso_dates else None,
+            day_of(tp.target_date, rand),
+            tp.anchor_kind,
+            tp.anchor_number,
+            day_of(tp.anchor_date, rand),
+            next((f.missing_reason for f in forms if f.missing_reason), None),
+        )
+        for form in forms:
+            status_at, scale_at = layout.slots[form.instrument_id]
+            row[status_at] = form.status
+            if form.response is not None and form.response.submitted:
+                for scale, value in value_of.get(form.response.pk, {}).items():
+                    if scale in scale_at:
+                        row[scale_at[scale]] = value
+        rows.append(row)
+    return _dataset(
+        "qol_wide",
+        "QoL scores, one row per patient and timepoint",
+        "生活质量得分（每位患者、时间点一行）",
+        layout.columns,
+        table_of(layout.columns, rows),
+        xpt="QOLWIDE",
+        xpt_label="QoL scores, wide (one row per visit)",
+    )
+
+
+# ---------------------------------------------------------------- (c) items
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemRows:
+    """Every item of every form with a response, in form and item order: the form (index into
+    ``forms``), item id and number, and the answer's position in ``Trial.answers`` (null: not
+    presented). The items dataset, SDTM QS and the FHIR bundle all read it."""
+
+    forms: list[Form]
+    form_at: pa.Array
+    item: list[str]
+    number: list[int | None]
+    at: pa.Array
+
+
+def item_rows(trial: Trial) -> ItemRows:
+    answers = trial.answers
+    forms = [f for f in trial.in_range() if f.response is not None]
+    item_ids = {i: n for n, i in enumerate(sorted(set(answers["item_id"].to_pylist()) | _all_items(trial.catalog)))}
+    width = len(item_ids) + 1
+    inst_of = {f.response.pk: f.instrument_id for f in forms}  # type: ignore[union-attr]
+    extras: dict[int, list[str]] = {}
+    for pk, item in zip(answers["response_id"].to_pylist(), answers["item_id"].to_pylist()):
+        if pk in inst_of and item not in trial.catalog.items(inst_of[pk]):
+            extras.setdefault(pk, []).append(item)
+    form_at: list[int] = []
+    items: list[str] = []
+    numbers: list[int | None] = []
+    keys: list[int] = []
+    for n, form in enumerate(forms):
+        pk = form.response.pk  # type: ignore[union-attr]
+        known = trial.catalog.items(form.instrument_id)
+        for number, item in enumerate(known, start=1):
+            form_at.append(n)
+            items.append(item)
+            numbers.append(number)
+            keys.append(pk * width + item_ids[item])
+        for item in sorted(extras.get(pk, ())):  # from another version of the instrument
+            form_at.append(n)
+            items.append(item)
+            numbers.append(None)
+            keys.append(pk * width + item_ids[item])
+
+    def answer_key(table: pa.Table) -> pa.Array:
+        return pc.add(pc.multiply(table["response_id"], width), _codes(table["item_id"], item_ids))
+
+    at = _lookup(keys, answers, answer_key)
+    return ItemRows(forms, pa.array(form_at, pa.int64()), items, numbers, at)
+
+
+def _all_items(catalog: Catalog) -> set[str]:
+    return {item for inst in catalog.registry for item in catalog.items(inst)}
+
+
+def items(trial: Trial, rows: ItemRows | None = None) -> Dataset:
+    """items: every item of every form with a response, with an explicit skip code."""
+    rows = rows or item_rows(trial)
+    spec = trial.spec
+    head = []
+    for form in rows.forms:
+        patient, response = form.patient, form.response
+        head.append(
+            (patient.study_id, patient.site, patient.arm)
+            + (timepoint_code(form.timepoint.key, patient.randomization_date, spec.iso_dates), form.instrument_id)
+            + (response.instrument_version, form.status, response.revision)  # type: ignore[union-attr]
+        )
+    form_names = ("patient_id", "site", "arm", "timepoint", "instrument", "instrument_version", "status", "revision")
+    form_columns = [next(c for c in cols.ITEM_COLUMNS if c.name == name) for name in form_names]
+    repeated = table_of(form_columns, head).take(rows.form_at)
+    answers = trial.answers
+    skipped = answers["skipped"].take(rows.at) if len(answers) else pa.nulls(len(rows.item), pa.bool_())
+    status = pc.if_else(
+        pc.is_null(rows.at), "not_presented", pc.if_else(pc.fill_null(skipped, False), "skipped", "answered")
+    )
+    value = answers["value"].take(rows.at) if len(answers) else pa.nulls(len(rows.item), pa.float64())
+    value = pc.if_else(pc.fill_null(skipped, False), pa.scalar(None, pa.float64()), value)
+    data = {name: repeated[name] for name in form_names} | {
+        "item": rows.item,
+        "item_number": rows.number,
+        "value": value,
+        "item_status": status,
+    }
+    columns = labelled(cols.ITEM_COLUMNS, trial.catalog.registry)
+    return _dataset(
+        "items",
+        "Item responses with skip codes",
+        "条目回答（含跳过编码）",
+        columns,
+        columns_table(columns, data),
+        xpt_label="Item responses with skip codes",
+    )
+
+
+# ---------------------------------------------------------------- (d) expected forms
+
+
+def forms(trial: Trial) -> Dataset:
+    """forms: every expected timepoint x instrument with status and missing reason."""
+    rows = []
+    for form in trial.in_range():
+        tp, rand = form.timepoint, form.patient.randomization_date
+        f = form_facts(form, trial)
+        rows.append(
+            (form.patient.study_id, form.patient.site, form.patient.arm, f.code, tp.rule_id, tp.kind)
+            + (form.instrument_id, f.version, f.target_date, f.target_day)
+            + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
+            + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
+            + (f.respondent, f.relationship, f.mode, f.language, f.revision)
+        )
+    columns = labelled(cols.FORMS_COLUMNS, trial.catalog.registry)
+    return _dataset(
+        "forms",
+        "Expected forms with status and missing reason",
+        "应填问卷（状态与缺失原因）",
+        columns,
+        table_of(columns, rows),
+        xpt_label="Expected forms, status and reason",
+    )
+
+
+# ---------------------------------------------------------------- (e) patients, events, (f) alerts
+
+
+def patients(trial: Trial) -> Dataset:
+    """patients: pseudonymous id, site, arm, randomization, end of follow-up, progression."""
+    iso = trial.spec.iso_dates
+    rows = []
+    for patient in trial.patients:
+        events = trial.events.get(patient.pk, [])
+        rand = patient.randomization_date
+        end_day = day_of(patient.status_date, rand)
+        progressions = [e.date for e in events if e.kind == "progression"]
+        eot = [e.date for e in events if e.kind == "end_of_treatment"]
+        rows.append(
+            (patient.study_id, patient.site, patient.arm, 1, rand if iso else None, patient.language, patient.status)
+            + (patient.status_date if iso else None,)
+            + tuple(end_day if patient.status == s else None for s in ("died", "withdrawn", "lost"))
+            + (day_of(min(progressions), rand) if progressions else None, len(progressions))
+            + (day_of(min(eot), rand) if eot else None,)
+            + tuple(sum(e.kind == kind for e in events) for kind in ("systemic_cycle", "intrathecal_dose"))
+        )
+    return _dataset("patients", "Patients", "患者", cols.PATIENT_COLUMNS, table_of(cols.PATIENT_COLUMNS, rows))
+
+
+def events(trial: Trial) -> Dataset:
+    """events: treatment and clinical events as study days."""
+    iso = trial.spec.iso_dates
+    rows = [
+        (patient.study_id, patient.site, patient.arm, e.kind, e.number)
+        + (day_of(e.date, patient.randomization_date), e.date if iso else None, e.cycle_length_days)
+        for patient in trial.patients
+        for e in trial.events.get(patient.pk, [])
+    ]
+    return _dataset(
+        "events",
+        "Treatment and clinical events",
+        "治疗与临床事件",
+        cols.EVENT_COLUMNS,
+        table_of(cols.EVENT_COLUMNS, rows),
+    )
+
+
+def alerts(trial: Trial) -> Dataset:
+    """alerts: symptom alerts without free text."""
+    iso = trial.spec.iso_dates
+    rows = []
+    for alert in trial.alerts:
+        patient = alert.patient
+        rand = patient.randomization_date
+        ack = alert.acknowledged_at
+        hours = None if ack is None else (ack - alert.raised_at).total_seconds() / 3600
+        key = alert.timepoint_key
+        rows.append(
+            (patient.study_id, patient.site, patient.arm, alert.seq)
+            + (None if key is None else timepoint_code(key, rand, iso), alert.instrument_id)
+            + (alert.level, alert.initial_level, ";".join(alert.rules) or None)
+            + (day_of(local_day(alert.raised_at, patient.tz), rand), _seconds(alert.raised_at) if iso else None)
+            + (alert.escalated, ack is not None, hours)
+        )
+    columns = labelled(cols.ALERT_COLUMNS, trial.catalog.registry)
+    return _dataset("alerts", "Symptom alerts", "症状警报", columns, table_of(columns, rows))
+
+
+def item_codes(trial: Trial) -> Dataset:
+    """item_codes: every item's answer codes and labels (en, zh_Hans); no database access."""
+    rows = []
+    for inst in trial.spec.instruments:
+        instrument = trial.catalog.registry.get(inst)
+        for number, item in enumerate(instrument.items, start=1):
+            base = (inst, instrument.version, item.id, number, item.kind)
+            if item.kind == "choice":
+                for option in item.options:
+                    rows.append(
+                        base + (option.code, option.label["en"], option.label["zh_Hans"], None, None, item.unit)
+                    )
+            else:
+                rows.append(base + (None, None, None, item.min, item.max, item.unit))
+    columns = labelled(cols.ITEM_CODE_COLUMNS, trial.catalog.registry)
+    return _dataset(
+        "item_codes",
+        "Answer codes of every item",
+        "各条目的回答编码",
+        columns,
+        table_of(columns, rows),
+        xpt="ITEMCODE",
+        xpt_drop=("label_zh_hans",),
+    )
+
+
+DatasetBuilder = Callable[[Trial], Dataset]
+
+#: The tabular datasets of an export, in the order they are written and documented.
+DATASETS: dict[str, DatasetBuilder] = {
+    "qol_long": qol_long,
+    "qol_wide": qol_wide,
+    "items": items,
+    "forms": forms,
+    "patients": patients,
+    "events": events,
+    "alerts": alerts,
+    "item_codes": item_codes,
+}

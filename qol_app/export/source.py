@@ -1,0 +1,276 @@
+"""Read the stored rows an export needs, as they are now: the only export module that touches the
+database. No time conditions here (``asof`` decides what counted when); only the filters (sites,
+arms, instruments) narrow what is read.
+
+Reads go through the caller's session, so they see its transaction; small tables become plain
+records (``asof.*Row``), the two large ones (scores, answers) Arrow tables read in batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from qol_app.export.asof import AlertRow, EventRow, PatientRow, ResponseRow, TimepointRow
+from qol_app.models import Alert, Answer, Patient, Response, Score, Site, Timepoint, TreatmentEvent
+
+BATCH = 50_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFilters:
+    """What to export. Empty tuples mean "all"; dates bound the timepoints' target dates (inclusive)
+    and the alerts' local dates. Sites are site codes."""
+
+    sites: tuple[str, ...] = ()
+    arms: tuple[str, ...] = ()
+    instruments: tuple[str, ...] = ()
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("sites", "arms", "instruments"):
+            object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("the date range ends before it starts")
+
+    def in_range(self, day: dt.date) -> bool:
+        return (self.date_from is None or day >= self.date_from) and (self.date_to is None or day <= self.date_to)
+
+    def describe(self) -> dict[str, object]:
+        """The filters as recorded in the manifest and the audit trail ("all" when not limited)."""
+        return {
+            "sites": list(self.sites) or "all",
+            "arms": list(self.arms) or "all",
+            "instruments": list(self.instruments) or "all",
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+        }
+
+
+SCORE_SCHEMA = pa.schema(
+    [("response_id", pa.int64()), ("scale", pa.string()), ("value", pa.float64()), ("n_items", pa.int64())]
+    + [("scoring_version", pa.string())]
+)
+ANSWER_SCHEMA = pa.schema(
+    [("response_id", pa.int64()), ("item_id", pa.string()), ("value", pa.float64()), ("skipped", pa.bool_())]
+)
+
+
+class Source:
+    """The stored rows of one export's selection (patients of the chosen sites and arms, forms of
+    the chosen instruments)."""
+
+    def __init__(self, session: Session, filters: ExportFilters, instruments: Sequence[str]) -> None:
+        self.session = session
+        self.filters = filters
+        self.instruments = tuple(instruments)
+
+    def _rows(self, stmt: Select[Any]) -> list[Any]:
+        return self.session.connection().execute(stmt).all()
+
+    def _selected_patients(self, stmt: Select[Any]) -> Select[Any]:
+        if self.filters.sites:
+            stmt = stmt.where(Patient.site_id.in_(select(Site.id).where(Site.code.in_(self.filters.sites))))
+        if self.filters.arms:
+            stmt = stmt.where(Patient.arm.in_(self.filters.arms))
+        return stmt
+
+    def _selected_responses(self) -> Select[Any]:
+        return self._selected_patients(
+            select(Response.id)
+            .join(Patient, Response.patient_id == Patient.id)
+            .where(Response.instrument_id.in_(self.instruments))
+        )
+
+    def patients(self) -> list[PatientRow]:
+        """Patients of the selection, by study id (code-point order, the same on every database)."""
+        stmt = self._selected_patients(
+            select(
+                Patient.id,
+                Patient.study_id,
+                Site.code,
+                Patient.arm,
+                Patient.randomization_date,
+                Patient.timezone,
+                Site.timezone,
+                Patient.language,
+                Patient.status,
+                Patient.status_date,
+                Patient.created_at,
+            ).join(Site, Patient.site_id == Site.id)
+        )
+        rows = [
+            PatientRow(pk, sid, site, arm, rand, tz or site_tz, lang, status, sdate, created)
+            for pk, sid, site, arm, rand, tz, site_tz, lang, status, sdate, created in self._rows(stmt)
+        ]
+        return sorted(rows, key=lambda p: p.study_id)
+
+    def timepoints(self) -> dict[int, list[TimepointRow]]:
+        """Patient pk -> its timepoints (every status), by target date, key and id."""
+        stmt = self._selected_patients(
+            select(
+                Timepoint.id,
+                Timepoint.patient_id,
+                Timepoint.key,
+                Timepoint.rule_id,
+                Timepoint.kind,
+                Timepoint.instruments,
+                Timepoint.anchor_kind,
+                Timepoint.anchor_number,
+                Timepoint.anchor_date,
+                Timepoint.target_date,
+                Timepoint.window_start,
+                Timepoint.window_end,
+                Timepoint.opens_at,
+                Timepoint.closes_at,
+                Timepoint.grace_closes_at,
+                Timepoint.missed_reason,
+                Timepoint.not_expected_reason,
+                Timepoint.status,
+                Timepoint.status_changed_at,
+                Timepoint.created_at,
+            ).join(Patient, Timepoint.patient_id == Patient.id)
+        )
+        out: dict[int, list[TimepointRow]] = defaultdict(list)
+        for row in self._rows(stmt):
+            values = list(row)
+            values[5] = tuple(values[5] or ())
+            tp = TimepointRow(*values)
+            out[tp.patient_pk].append(tp)
+        for tps in out.values():
+            tps.sort(key=lambda t: (t.target_date, t.key, t.pk))
+        return out
+
+    def responses(self) -> dict[tuple[int, str], list[ResponseRow]]:
+        """(timepoint pk, instrument) -> its revisions."""
+        stmt = self._selected_patients(
+            select(
+                Response.id,
+                Response.timepoint_id,
+                Response.instrument_id,
+                Response.instrument_version,
+                Response.revision,
+                Response.language,
+                Response.respondent,
+                Response.respondent_relationship,
+                Response.mode,
+                Response.status,
+                Response.started_at,
+                Response.submitted_at,
+                Response.entered_by,
+            )
+            .join(Patient, Response.patient_id == Patient.id)
+            .where(Response.instrument_id.in_(self.instruments))
+        )
+        out: dict[tuple[int, str], list[ResponseRow]] = defaultdict(list)
+        for row in self._rows(stmt):
+            response = ResponseRow(*row)
+            out[(response.timepoint_pk, response.instrument_id)].append(response)
+        return out
+
+    def _arrow(self, stmt: Select[Any], schema: pa.Schema) -> pa.Table:
+        result = self.session.connection().execute(stmt.execution_options(yield_per=BATCH))
+        batches = []
+        for rows in result.partitions():
+            columns = list(zip(*rows))
+            batches.append(pa.record_batch([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema))
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def scores(self) -> pa.Table:
+        """Stored scores of the selection's responses (``SCORE_SCHEMA``)."""
+        return self._arrow(
+            select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version).where(
+                Score.response_id.in_(self._selected_responses())
+            ),
+            SCORE_SCHEMA,
+        )
+
+    def answers(self) -> pa.Table:
+        """Stored answers of the selection's responses (``ANSWER_SCHEMA``)."""
+        return self._arrow(
+            select(Answer.response_id, Answer.item_id, Answer.value, Answer.skipped).where(
+                Answer.response_id.in_(self._selected_responses())
+            ),
+            ANSWER_SCHEMA,
+        )
+
+    def answer_times(self, response_pks: Iterable[int]) -> dict[tuple[int, str], dt.datetime]:
+        """(response pk, item) -> when the answer was saved, for the given responses."""
+        pks = sorted(set(response_pks))
+        out: dict[tuple[int, str], dt.datetime] = {}
+        for start in range(0, len(pks), 1000):
+            stmt = select(Answer.response_id, Answer.item_id, Answer.answered_at).where(
+                Answer.response_id.in_(pks[start : start + 1000])
+            )
+            out.update({(pk, item): at for pk, item, at in self._rows(stmt)})
+        return out
+
+    def events(self) -> dict[int, list[EventRow]]:
+        """Patient pk -> its treatment events (deleted ones too), by date, kind, number and id."""
+        stmt = self._selected_patients(
+            select(
+                TreatmentEvent.patient_id,
+                TreatmentEvent.kind,
+                TreatmentEvent.number,
+                TreatmentEvent.date,
+                TreatmentEvent.cycle_length_days,
+                TreatmentEvent.created_at,
+                TreatmentEvent.deleted_at,
+                TreatmentEvent.id,
+            ).join(Patient, TreatmentEvent.patient_id == Patient.id)
+        )
+        out: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in self._rows(stmt):
+            out[row[0]].append(tuple(row))
+        return {
+            pk: [EventRow(*r[:7]) for r in sorted(rows, key=lambda r: (r[3], r[1], r[2] or 0, r[7]))]
+            for pk, rows in out.items()
+        }
+
+    def alerts(self) -> dict[int, list[AlertRow]]:
+        """Patient pk -> its alerts, by time raised and id; rule ids only (never stored values or text)."""
+        stmt = self._selected_patients(
+            select(
+                Alert.patient_id,
+                Alert.level,
+                Alert.initial_level,
+                Alert.rules,
+                Alert.raised_at,
+                Alert.escalated_at,
+                Alert.acknowledged_at,
+                Timepoint.key,
+                Response.instrument_id,
+                Alert.id,
+            )
+            .join(Patient, Alert.patient_id == Patient.id)
+            .outerjoin(Response, Alert.response_id == Response.id)
+            .outerjoin(Timepoint, Response.timepoint_id == Timepoint.id)
+        )
+        out: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in self._rows(stmt):
+            out[row[0]].append(tuple(row))
+        return {
+            pk: [
+                AlertRow(r[0], r[1], r[2], _rule_ids(r[3]), r[4], r[5], r[6], r[7], r[8])
+                for r in sorted(rows, key=lambda r: (r[4], r[9]))
+            ]
+            for pk, rows in out.items()
+        }
+
+
+def _rule_ids(rules: Iterable[Any] | None) -> tuple[str, ...]:
+    """Rule ids only: stored entries may carry more (values, text) that must not leave the app."""
+    out = []
+    for entry in rules or ():
+        rule_id = entry.get("id") if isinstance(entry, dict) else entry
+        if isinstance(rule_id, str):
+            out.append(rule_id)
+    return tuple(out)
