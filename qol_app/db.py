@@ -85,14 +85,19 @@ def utcnow() -> dt.datetime:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """Foreign keys on and WAL so gunicorn workers and the scheduler can share one SQLite file."""
+    """Foreign keys on and WAL so gunicorn workers and the scheduler can share one SQLite file.
+
+    ``synchronous=FULL``: each commit is synced to disk before it is acknowledged, so a saved
+    page survives a power cut too, not only a crashed process (WAL with NORMAL may lose the
+    last commits then).
+    """
     module = type(dbapi_connection).__module__
     if module.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=15000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
 
