@@ -13,6 +13,7 @@ from qol_app.nurse import bp
 from qol_app.nurse.common import current_actor, now
 from qol_app.nurse.forms import LanguageForm, LoginForm, PasswordChangeForm
 from qol_app.passwords import check_secret
+from qol_app.redirects import safe_next
 from qol_app.security import staff_required
 from qol_app.services import compliance, heartbeat, worklist
 from qol_app.services import staff as staff_service
@@ -27,15 +28,8 @@ def landing(user: StaffUser) -> str:
     return url_for("nurse.account")
 
 
-def local_path(target: str | None) -> str | None:
-    """``target`` if it is a path on this site (never //host or /\\host, which browsers follow)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
-
-
 def _safe_next(target: str | None, user: StaffUser) -> str:
-    return local_path(target) or landing(user)
+    return safe_next(target, landing(user))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -75,7 +69,7 @@ def language():
         db.session.commit()
     else:
         session["lang"] = form.language.data
-    return redirect(local_path(request.form.get("next")) or url_for("nurse.login"))
+    return redirect(safe_next(request.form.get("next"), url_for("nurse.login")))
 
 
 @bp.post("/logout")

@@ -26,6 +26,7 @@ from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash
 from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
 from qol_app.patient.render import emergency_context, field_views, home_items, item_html, review_rows, safety
+from qol_app.redirects import safe_next
 from qol_app.security import current_actor, patient_required
 from qol_app.services import audit
 from qol_app.services import responses as svc
@@ -230,14 +231,12 @@ def language():
             db.session.commit()
         else:
             session["plang"] = lang
-    return redirect(form.next.data if form.next.data and not form.next.errors else url_for("patient.home"))
+    return redirect(safe_next(request.form.get("next"), url_for("patient.home"), within="/p/"))
 
 
 @_on_csrf_error(language)
 def _language_expired(error: Exception):
-    target = request.form.get("next", "")
-    safe = target.startswith("/p/") and "//" not in target and len(target) <= 300
-    return redirect(target if safe else url_for("patient.home"))
+    return redirect(safe_next(request.form.get("next"), url_for("patient.home"), within="/p/"))
 
 
 def _set_language(actor: audit.Actor, patient: Any, lang: str, now: dt.datetime) -> None:
