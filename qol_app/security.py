@@ -7,6 +7,7 @@ or site scoping helpers return 404 for anything that is not the caller's.
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +17,10 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from qol_app import auth
+from qol_app.inputs import DatabaseInt
 from qol_app.services.audit import Actor
 
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -70,7 +73,9 @@ def _before_request() -> None:
     # Servers give each request a fresh app context; test clients may share one, so start clean.
     for name in list(g):
         g.pop(name)
-    g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+    given = request.headers.get("X-Request-ID", "")
+    # A proxy's request id is kept (it ends up in the audit trail) only when it is a plain token.
+    g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
     if request.endpoint == "static":
         return
     auth.load_current(auth.now())
@@ -116,6 +121,8 @@ def _unexpected(error: Exception) -> Any:
 
 
 def init_app(app: Flask) -> None:
+    # Before any blueprint adds its routes: ids beyond the database's integer range match none (404).
+    app.url_map.converters["int"] = DatabaseInt
     app.before_request(_before_request)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)

@@ -6,7 +6,6 @@ Every form that changes existing data carries a required ``reason`` (audited wit
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
@@ -20,6 +19,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
+from qol_app.inputs import Form
 from qol_app.models.schedule import MISSED_REASONS
 from qol_app.scheduling.timewindows import zone
 
@@ -36,16 +36,16 @@ def reason_field(label=None) -> TextAreaField:
     return TextAreaField(label or _l("Reason for the change"), validators=[InputRequired(), Length(max=255)])
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     username = StringField(_l("Username"), validators=[InputRequired(), Length(max=64)])
     password = PasswordField(_l("Password"), validators=[InputRequired(), Length(max=256)])
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(Form):
     language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, validators=[InputRequired()])
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(Form):
     current = PasswordField(_l("Current password"), validators=[InputRequired(), Length(max=256)])
     new = PasswordField(_l("New password (at least 10 characters)"), validators=[InputRequired(), Length(10, 256)])
 
@@ -58,7 +58,7 @@ def _valid_timezone(form, field) -> None:
         raise ValidationError(_l("Unknown time zone (use a name such as Asia/Shanghai).")) from None
 
 
-class EnrolForm(FlaskForm):
+class EnrolForm(Form):
     study_id = StringField(
         _l("Study id"),
         validators=[
@@ -99,12 +99,12 @@ class EnrolForm(FlaskForm):
     with_pin = BooleanField(_l("Protect the link with a PIN"), default=True)
 
 
-class RotateLinkForm(FlaskForm):
+class RotateLinkForm(Form):
     reason = reason_field(_l("Why is a new link needed?"))
     new_pin = BooleanField(_l("Also issue a new PIN"), default=False)
 
 
-class PinForm(FlaskForm):
+class PinForm(Form):
     action = RadioField(
         _l("PIN"),
         choices=choices(
@@ -122,9 +122,13 @@ class PinForm(FlaskForm):
     )
     reason = reason_field()
 
-    def validate_pin(self, field) -> None:
-        if self.action.data == "set" and not field.data:
-            raise ValidationError(_l("Enter the PIN to set."))
+    def validate(self, extra_validators=None) -> bool:
+        # Not an inline validate_pin: Optional() ends the field's chain on an empty PIN before it.
+        valid = super().validate(extra_validators)
+        if self.action.data == "set" and not self.pin.data:
+            self.pin.errors = [*self.pin.errors, _l("Enter the PIN to set.")]
+            return False
+        return valid
 
 
 EVENT_KIND_CHOICES = choices(
@@ -137,7 +141,7 @@ EVENT_KIND_CHOICES = choices(
 )
 
 
-class EventForm(FlaskForm):
+class EventForm(Form):
     kind = SelectField(_l("Event"), choices=EVENT_KIND_CHOICES, validators=[InputRequired()])
     date = DateField(_l("Date given (actual, not planned)"), validators=[InputRequired()])
     number = IntegerField(_l("Cycle or dose number"), validators=[Optional(), NumberRange(1, 999)])
@@ -145,13 +149,13 @@ class EventForm(FlaskForm):
     drug = StringField(_l("Drug (optional)"), validators=[Optional(), Length(max=64)])
 
 
-class MoveEventForm(FlaskForm):
+class MoveEventForm(Form):
     date = DateField(_l("Corrected date"), validators=[InputRequired()])
     cycle_length_days = IntegerField(_l("Cycle length (days)"), validators=[Optional(), NumberRange(1, 120)])
     reason = reason_field()
 
 
-class DeleteEventForm(FlaskForm):
+class DeleteEventForm(Form):
     reason = reason_field(_l("Why delete this event?"))
 
 
@@ -165,7 +169,7 @@ STATUS_CHOICES = choices(
 )
 
 
-class PatientStatusForm(FlaskForm):
+class PatientStatusForm(Form):
     status = SelectField(_l("New status"), choices=STATUS_CHOICES, validators=[InputRequired()])
     date = DateField(_l("Date (of death, withdrawal or last contact)"), validators=[Optional()])
     reason = reason_field()
@@ -187,7 +191,7 @@ MISSED_REASON_LABELS = {
 }
 
 
-class MissedReasonForm(FlaskForm):
+class MissedReasonForm(Form):
     missed_reason = RadioField(
         _l("Why was the form not completed?"),
         choices=choices((code, MISSED_REASON_LABELS[code]) for code in MISSED_REASONS),
@@ -201,7 +205,7 @@ class MissedReasonForm(FlaskForm):
             raise ValidationError(_l("Please describe the reason."))
 
 
-class AcknowledgeForm(FlaskForm):
+class AcknowledgeForm(Form):
     action = TextAreaField(_l("Action taken"), validators=[InputRequired(), Length(max=255)])
 
 
@@ -215,7 +219,7 @@ ROLE_PAIRS = [
 ROLE_CHOICES = choices(ROLE_PAIRS)
 
 
-class UserCreateForm(FlaskForm):
+class UserCreateForm(Form):
     username = StringField(
         _l("Username"),
         validators=[
@@ -234,20 +238,20 @@ class UserCreateForm(FlaskForm):
     )
 
 
-class UserActiveForm(FlaskForm):
+class UserActiveForm(Form):
     reason = reason_field()
 
 
-class UserPasswordForm(FlaskForm):
+class UserPasswordForm(Form):
     password = PasswordField(_l("New password (at least 10 characters)"), validators=[InputRequired(), Length(10, 256)])
     reason = reason_field()
 
 
-class UserRoleForm(FlaskForm):
+class UserRoleForm(Form):
     role = SelectField(_l("Role"), choices=ROLE_CHOICES, validators=[InputRequired()])
     reason = reason_field()
 
 
-class MembershipForm(FlaskForm):
+class MembershipForm(Form):
     site_id = SelectField(_l("Site"), coerce=int, validators=[InputRequired()])
     reason = TextAreaField(_l("Reason (required to remove)"), validators=[Optional(), Length(max=255)])

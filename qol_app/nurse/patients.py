@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from qol_app import policy
 from qol_app.db import db
 from qol_app.i18n import select_locale
+from qol_app.inputs import MAX_DB_INT, int_arg, text_arg
 from qol_app.models import Patient, Site, Timepoint
 from qol_app.nurse import bp, cards, clinical, patient_data
 from qol_app.nurse.common import current_actor, now
@@ -34,8 +35,8 @@ EDIT = policy.roles_for("patient.edit")
 @staff_required(*VIEW)
 def patients():
     """The patients the user may see, searchable by study id, 100 a page."""
-    q = (request.args.get("q") or "").strip()
-    page = max(request.args.get("page", 1, type=int), 1)
+    q = text_arg("q", max_length=64)
+    page = int_arg("page", 1, maximum=MAX_DB_INT // PAGE_SIZE)
     stmt = policy.scoped_patients(g.staff)
     if q:
         stmt = stmt.where(Patient.study_id.ilike(f"%{q.replace('%', '').replace('_', '')}%"))
@@ -138,7 +139,12 @@ def set_pin(patient_id: int):
                 flash(str(error), "error")
         return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="access"))
     pin = {"generate": enrolment.new_pin(), "set": form.pin.data, "remove": None}[form.action.data]
-    enrolment.set_pin(db.session, current_actor(), p, pin, reason=form.reason.data.strip(), now=now())
+    try:
+        enrolment.set_pin(db.session, current_actor(), p, pin, reason=form.reason.data.strip(), now=now())
+    except ValueError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="access"))
     db.session.commit()
     if pin is None:
         flash(_("The PIN was removed: the link alone now opens the forms."), "ok")

@@ -21,7 +21,7 @@ from qol_app import auth
 from qol_app.db import db
 from qol_app.i18n import normalise, supported
 from qol_app.instruments import Instrument, LocalizedInstrument, MissingLanguageError, WordingOverlayError
-from qol_app.instruments.forms import CLIENT_FIELDS, PageForm, build_page_form
+from qol_app.instruments.forms import PageForm, build_page_form, client_clock
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash
 from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
@@ -401,7 +401,12 @@ def _render_page(
     numbers = {i: svc.item_number(survey.instrument, i) for i in plan.item_ids}
     reminded = [(numbers[i], survey.texts.item(i).text) for i in extra.pop("missing", [])]
     fields = [item_html(f) for f in field_views(survey.texts, plan.item_ids, numbers, values, errors or {})]
-    hidden = {"confirm_skip": confirm_skip, **{name: values.get(name, "") for name in CLIENT_FIELDS}}
+    clock = client_clock(values.get("client_time"), values.get("client_offset"))
+    hidden = {
+        "confirm_skip": confirm_skip,
+        "client_time": clock[0] or "",
+        "client_offset": "" if clock[1] is None else str(clock[1]),
+    }
     return _render(
         "patient/page.html",
         status,
