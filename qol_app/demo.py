@@ -261,7 +261,7 @@ def fill_forms(session: Session, patient: Patient, spec: dict, now: dt.datetime,
             continue  # missed (a reason is given below for most)
         answered_at = min(tp.opens_at + dt.timedelta(hours=rng.randint(9, 60)), now - dt.timedelta(minutes=5))
         who = rng.choices(("self", "self_assisted", "proxy"), weights=(6, 3, 2))[0]
-        svc.set_respondent(session, actor, tp, who, "spouse" if who == "proxy" else None, answered_at)
+        svc.set_respondent(session, actor, tp, who, "spouse_partner" if who == "proxy" else None, answered_at)
         partial = roll > 0.95
         for instrument_id in tp.instruments:
             instrument = svc.registry().get(instrument_id)

@@ -247,12 +247,18 @@ def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, i
 def set_respondent(
     session: Session, actor: Actor, tp: Timepoint, respondent: str, relationship: str | None, now: dt.datetime
 ) -> None:
-    """Record who answers this timepoint's forms, and carry it to its in-progress forms."""
+    """Record who answers this timepoint's forms, and carry it to its in-progress forms.
+
+    ``relationship`` (a proxy's, else ignored) is one of :data:`RELATIONSHIPS`; anything else is
+    a ValueError.
+    """
     if respondent not in RESPONDENTS:
         raise ValueError(f"respondent must be one of {RESPONDENTS}, not {respondent!r}")
     if respondent == "proxy":
-        if not relationship or len(relationship) > 64:
+        if not relationship:
             raise ValueError("a proxy respondent needs a relationship")
+        if relationship not in RELATIONSHIPS:
+            raise ValueError(f"relationship must be one of {RELATIONSHIPS}, not {relationship!r}")
     else:
         relationship = None
     old, new = audit.changes(
