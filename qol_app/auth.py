@@ -8,7 +8,6 @@ an account end the session at once on every worker.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 
 from flask import current_app, g, session
@@ -17,13 +16,10 @@ from sqlalchemy.orm import contains_eager
 
 from qol_app.db import db, utcnow
 from qol_app.models import LoginSession, Patient, StaffUser
+from qol_app.services.sessions import token_hash
 
 # Writing last_seen on every request would turn every page view into a write.
 TOUCH_EVERY = dt.timedelta(seconds=60)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def begin(subject_type: str, subject_id: int, now: dt.datetime) -> None:
@@ -54,19 +50,6 @@ def end(reason: str, now: dt.datetime) -> None:
             .where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None))
             .values(ended_at=now, end_reason=reason)
         )
-
-
-def end_all_for(subject_type: str, subject_id: int, reason: str, now: dt.datetime) -> None:
-    """End every open session of one person (account disabled, link rotated)."""
-    db.session.execute(
-        update(LoginSession)
-        .where(
-            LoginSession.subject_type == subject_type,
-            LoginSession.subject_id == subject_id,
-            LoginSession.ended_at.is_(None),
-        )
-        .values(ended_at=now, end_reason=reason)
-    )
 
 
 def idle_limit(subject_type: str) -> dt.timedelta:

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qol_app.auth import token_hash
 from qol_app.models import Patient, Site, SiteMembership, StaffUser
 from qol_app.passwords import hash_secret
 from qol_app.services.audit import Actor
 from qol_app.services.enrolment import enroll_patient
+from qol_app.services.sessions import token_hash
 
 ACTOR = Actor.system("demo")
 

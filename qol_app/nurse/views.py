@@ -97,7 +97,7 @@ def account():
                     form.new.data,
                     reason="changed by the user",
                     now=now(),
-                    end_sessions=False,
+                    keep_session=g.login_session.id,
                 )
             except staff_service.StaffError:
                 flash(_("The new password is too short."), "error")
