@@ -37,11 +37,21 @@ def current_actor() -> Actor:
     return Actor("system", "web", rid)
 
 
+class ParticipationEnded(HTTPException):
+    """The patient is no longer active (died, withdrawn, lost): only a kind message is shown."""
+
+    code = 410
+    description = "participation ended"
+
+
 def patient_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Only a signed-in patient; others go to the sign-in explanation page."""
+    """Only a signed-in patient; others go to the sign-in explanation page (or, for a patient
+    no longer active, the kind message the patient blueprint renders for ParticipationEnded)."""
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if g.get("ended_patient") is not None:
+            raise ParticipationEnded()
         if g.get("patient") is None:
             return redirect(url_for("patient.signed_out", expired=int(bool(g.get("session_expired")))))
         return view(*args, **kwargs)

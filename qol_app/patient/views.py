@@ -27,7 +27,7 @@ from qol_app.patient import bp, signin, stash
 from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
 from qol_app.patient.render import emergency_context, field_views, home_items, item_html, review_rows, safety
 from qol_app.redirects import safe_next
-from qol_app.security import current_actor, patient_required
+from qol_app.security import ParticipationEnded, current_actor, patient_required
 from qol_app.services import audit
 from qol_app.services import responses as svc
 from qol_app.services.enrolment import find_by_token
@@ -88,6 +88,27 @@ def _not_found(error: Exception) -> tuple[str, int]:
     return _error(404)
 
 
+def _ended(patient: Any) -> tuple[str, int]:
+    """The kind message for a patient no longer active (died, withdrew, lost), and nothing else:
+    no PIN field, no forms, no status (whoever holds the phone may be a relative)."""
+    _use_locale(session.get("plang") or patient.language)
+    site = patient.site
+    return _render(
+        "patient/ended.html",
+        410,
+        phone=site.contact_phone,
+        safety=None,
+        signed_in=False,
+        next_path=url_for("patient.signed_out"),  # the language switch leads back here, not to a form
+    )
+
+
+@bp.errorhandler(ParticipationEnded)
+def _participation_ended(error: Exception) -> tuple[str, int]:
+    db.session.rollback()
+    return _ended(g.ended_patient)
+
+
 # ---------------------------------------------------------------- personal link and sign-in
 
 
@@ -97,6 +118,8 @@ def link(token: str):
     patient = find_by_token(db.session, token)
     if patient is None:
         return _error(404, bad_link=True)
+    if patient.status != "active":
+        return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
     until = signin.locked_until(patient, auth.now())
     return _render(
@@ -114,6 +137,8 @@ def link_sign_in(token: str):
     patient = find_by_token(db.session, token)
     if patient is None:
         return _error(404, bad_link=True)
+    if patient.status != "active":
+        return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
     form = SignInForm()
     if not form.validate_on_submit():
@@ -168,6 +193,8 @@ def _link_page_expired(error: Exception):
     patient = find_by_token(db.session, (request.view_args or {}).get("token", ""))
     if patient is None:
         return _error(404, bad_link=True)
+    if patient.status != "active":
+        return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
     return _render(
         "patient/link.html",
@@ -205,16 +232,24 @@ def _logout_anyway(error: Exception):
 def signed_out():
     if g.get("patient") is not None:
         return redirect(url_for("patient.home"))
+    last = _last_patient()
+    if g.get("ended_patient") is not None or (last is not None and last.status != "active"):
+        return _ended(g.get("ended_patient") or last)
     _use_signed_out_locale()
     return _render("patient/signed_out.html", expired=request.args.get("expired") == "1", kept=stash.has_any())
 
 
-def _use_signed_out_locale() -> None:
-    """The language of the patient who last signed in on this browser (or one chosen here)."""
+def _last_patient() -> Any:
+    """The patient who last signed in on this browser, if any."""
     from qol_app.models import Patient
 
     last = session.get(stash.HINT)
-    patient = db.session.get(Patient, last) if isinstance(last, int) else None
+    return db.session.get(Patient, last) if isinstance(last, int) else None
+
+
+def _use_signed_out_locale() -> None:
+    """The language of the patient who last signed in on this browser (or one chosen here)."""
+    patient = _last_patient()
     chosen = session.get("plang") or (patient.language if patient is not None else None)
     if chosen:
         _use_locale(chosen)
@@ -310,7 +345,13 @@ def respondent(timepoint_id: int):
         return _render("patient/closed.html", 410)
     form = RespondentForm(data={"respondent": tp.respondent, "relationship": tp.respondent_relationship})
     if form.validate_on_submit():
-        svc.set_respondent(db.session, current_actor(), tp, form.respondent.data, form.relationship_code(), auth.now())
+        try:
+            svc.set_respondent(
+                db.session, current_actor(), tp, form.respondent.data, form.relationship_code(), auth.now()
+            )
+        except svc.PatientInactive:
+            db.session.rollback()
+            return _ended(g.patient)
         db.session.commit()
         return redirect(url_for("patient.start", timepoint_id=tp.id))
     return _render("patient/respondent.html", 400 if form.errors else 200, form=form, tp=tp)
@@ -318,6 +359,8 @@ def respondent(timepoint_id: int):
 
 @_on_csrf_error(respondent)
 def _respondent_expired(error: Exception):
+    if g.get("ended_patient") is not None:
+        return _ended(g.ended_patient)
     if g.get("patient") is None:
         return redirect(url_for("patient.signed_out", expired=1))
     tp = _timepoint_or_404((request.view_args or {}).get("timepoint_id", 0))
@@ -426,6 +469,8 @@ def _render_page(
 @bp.route("/t/<int:timepoint_id>/<instrument_id>/<int:page_no>", methods=["GET", "POST"])
 def page(timepoint_id: int, instrument_id: str, page_no: int):
     """One survey page: GET shows it (saved answers ticked); POST saves it, then redirects."""
+    if g.get("ended_patient") is not None:
+        return _ended(g.ended_patient)  # nothing kept: the patient can no longer send it
     if g.get("patient") is None:
         if request.method == "POST":
             return _keep_answers(None)
@@ -466,7 +511,7 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
             response,
             plan.item_ids,
             form.answers(),
-            now,
+            auth.now,  # read once the form is locked
             skip=skip,
             client_time=client_time,
             client_offset=client_offset,
@@ -475,6 +520,9 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     except svc.AlreadySubmitted:
         db.session.rollback()
         return _render("patient/already.html", tp=tp, texts=survey.texts)
+    except svc.PatientInactive:
+        db.session.rollback()
+        return _ended(g.patient)
     db.session.commit()
     here = {"timepoint_id": tp.id, "instrument_id": instrument_id}
     if backwards:
@@ -496,6 +544,8 @@ def _keep_answers(error: Exception | None):
     keep the answers in this browser's session until the same patient signs in again, and show
     them back only to the browser that last signed in as this timepoint's patient.
     """
+    if g.get("ended_patient") is not None:
+        return _ended(g.ended_patient)
     args = request.view_args or {}
     tp_id, instrument_id, page_no = args.get("timepoint_id"), args.get("instrument_id"), args.get("page_no")
     patient = g.get("patient")
@@ -536,15 +586,19 @@ def review(timepoint_id: int, instrument_id: str):
     form = SubmitForm()
     if form.validate_on_submit():
         client_time, client_offset = form.client_clock()
-        result = svc.submit(
-            db.session,
-            current_actor(),
-            survey.response,
-            g.patient,
-            auth.now(),
-            client_time=client_time,
-            client_offset=client_offset,
-        )
+        try:
+            result = svc.submit(
+                db.session,
+                current_actor(),
+                survey.response,
+                g.patient,
+                auth.now,  # read once the form is locked
+                client_time=client_time,
+                client_offset=client_offset,
+            )
+        except svc.PatientInactive:
+            db.session.rollback()
+            return _ended(g.patient)
         if result.already:
             db.session.rollback()
             return _render("patient/already.html", tp=tp, texts=survey.texts)
@@ -561,6 +615,8 @@ def _render_review(survey: Survey, form: SubmitForm, status: int = 200, **extra:
 @_on_csrf_error(review)
 def _review_expired(error: Exception):
     """The review page was open too long: show it again with a fresh token (nothing was sent)."""
+    if g.get("ended_patient") is not None:
+        return _ended(g.ended_patient)
     if g.get("patient") is None:
         return redirect(url_for("patient.signed_out", expired=1))
     args = request.view_args or {}
