@@ -160,6 +160,7 @@ def link_sign_in(token: str):
         now,
         max_failures=config["PIN_MAX_FAILURES"],
         lock_minutes=config["PIN_LOCK_MINUTES"],
+        commit=db.session.commit,
     )
     if not outcome.ok:
         db.session.commit()
