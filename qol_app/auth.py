@@ -92,6 +92,8 @@ def load_current(now: dt.datetime) -> None:
         return
     found = db.session.execute(_SESSION_QUERY, {"token_hash": token_hash(token)}).first()
     row = found[0] if found is not None else None
+    if row is not None:
+        g.expired_subject = (row.subject_type, row.subject_id)  # replaced by g.patient/g.staff if valid
     if row is None or row.ended_at is not None:
         session.pop("sid", None)
         g.session_expired = True

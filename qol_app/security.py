@@ -67,6 +67,9 @@ def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             staff = g.get("staff")
             if staff is None:
+                keep = getattr(wrapped, "keeps_answers_signed_out", None)
+                if keep is not None and request.method == "POST":
+                    return keep()  # a view that can keep what was typed until the user is back
                 return redirect(url_for("nurse.login", next=request.full_path))
             if roles and staff.role not in roles:
                 abort(403)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from qol_app import auth, policy
 from qol_app.db import db
 from qol_app.models import Patient, StaffUser
-from qol_app.nurse import bp
+from qol_app.nurse import bp, kept
 from qol_app.nurse.common import current_actor, now
 from qol_app.nurse.forms import LanguageForm, LoginForm, PasswordChangeForm
 from qol_app.passwords import check_secret
@@ -39,7 +39,9 @@ def login():
         user = db.session.scalar(select(StaffUser).where(StaffUser.username == form.username.data.strip()))
         if user is not None and user.active and check_secret(user.password_hash, form.password.data):
             at = now()
+            unsaved = kept.take_all()
             auth.begin("staff", user.id, at)
+            kept.put_back(unsaved, user.id)
             user.last_login_at = at
             db.session.commit()
             return redirect(_safe_next(request.args.get("next"), user))
