@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "EQ5D_VALUE_SET": "CN_2017",
     "SCHEDULER_STALE_MINUTES": 30,
     "SCHEDULER_INTERVAL_SECONDS": 60,
-    "SCHEDULER_LOCK_FILE": None,  # default: instance/scheduler.lock (SQLite only)
+    "SCHEDULER_LEASE_SECONDS": 300,  # SQLite: the scheduler's lease; a crashed one is replaced after this
     "REMINDER_CHANNELS": ["sms", "email"],  # first channel with contact details wins
     "DIARY_REMINDER_TIME": "09:00",
     "SMTP_TIMEOUT": 30,

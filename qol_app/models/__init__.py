@@ -2,7 +2,7 @@
 
 from qol_app.models.alerts import Alert
 from qol_app.models.audit import AuditChainHead, AuditEvent
-from qol_app.models.notifications import OutboxMessage, SchedulerHeartbeat
+from qol_app.models.notifications import OutboxMessage, SchedulerHeartbeat, SchedulerLease
 from qol_app.models.responses import Answer, Response, Score, WordingOverlay
 from qol_app.models.schedule import Timepoint
 from qol_app.models.sessions import LoginSession
@@ -19,6 +19,7 @@ __all__ = [
     "Patient",
     "Response",
     "SchedulerHeartbeat",
+    "SchedulerLease",
     "Score",
     "Site",
     "SiteMembership",
