@@ -64,3 +64,23 @@ def test_an_admin_reset_ends_every_session_of_the_account(app, factory, session)
     office.post(f"/staff/admin/users/{nurse.id}/password", data={"password": "reset password 1", "reason": "leak"})
     assert ward.get("/staff/").headers["Location"].startswith("/staff/login")
     assert office.get("/staff/").status_code == 200
+
+
+def test_a_disabled_account_is_refused_on_its_next_request_even_with_a_live_session(app, factory, session):
+    """The request-time check, apart from the sessions that disabling ends: an account made
+    inactive any other way (a script, the database) cannot use the session it still has."""
+    from sqlalchemy import update
+
+    from qol_app.models import StaffUser
+
+    no_csrf(app)
+    nurse = factory.staff("nurse", sites=[factory.site()])
+    ward = isolated_client(app)
+    login(ward, nurse)
+    assert ward.get("/staff/").status_code == 200
+    session.execute(update(StaffUser).where(StaffUser.id == nurse.id).values(active=False))
+    session.commit()
+    assert ward.get("/staff/").headers["Location"].startswith("/staff/login")
+    row = session.scalars(select(LoginSession).where(LoginSession.subject_id == nurse.id)).one()
+    session.refresh(row)
+    assert row.end_reason == "disabled"
