@@ -26,8 +26,8 @@ from qol_app.db import make_engine  # noqa: E402
 from qol_app.migrations import alembic_config  # noqa: E402
 from qol_app.models import Answer, Patient, Response, Score, Site, Timepoint  # noqa: E402
 from qol_app.scoring import score  # noqa: E402
-from qol_app.services.audit import Actor  # noqa: E402
 from qol_app.services import audit  # noqa: E402
+from qol_app.services.audit import Actor  # noqa: E402
 from qol_app.services.rescoring import rescore_all  # noqa: E402
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
