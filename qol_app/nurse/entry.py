@@ -135,8 +135,8 @@ def _keep_entry(error: Exception | None = None):
         p, tp, texts, form_class = _entry(
             args.get("patient_id", 0), args.get("timepoint_id", 0), args.get("instrument_id", "")
         )
-    except HTTPException as exc:
-        return render_template("errors/error.html", code=exc.code), exc.code
+    except HTTPException:  # no such form for this user: the expired page is what to say
+        return render_template("errors/error.html", code=400, csrf=True), 400
     return _render_entry(p, tp, texts, form_class(formdata=request.form), 400, stale=True)
 
 
