@@ -26,6 +26,7 @@ from qol_app.db import make_engine  # noqa: E402
 from qol_app.migrations import alembic_config  # noqa: E402
 from qol_app.models import Answer, Patient, Response, Score, Site, Timepoint  # noqa: E402
 from qol_app.scoring import score  # noqa: E402
+from qol_app.services import audit  # noqa: E402
 from qol_app.services.audit import Actor  # noqa: E402
 from qol_app.services.rescoring import rescore_all  # noqa: E402
 
@@ -164,7 +165,7 @@ def timed_rescore(engine) -> tuple[float, object]:
     from qol_app.instruments import get_registry
 
     get_registry()
-    with Session(engine) as s:
+    with Session(engine, info=audit.session_info("bench-audit-key")) as s:
         start = time.perf_counter()
         result = rescore_all(s, Actor.system("bench"), NOW)
         s.commit()

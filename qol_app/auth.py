@@ -8,7 +8,6 @@ an account end the session at once on every worker.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 
 from flask import current_app, g, session
@@ -17,13 +16,12 @@ from sqlalchemy.orm import contains_eager
 
 from qol_app.db import db, utcnow
 from qol_app.models import LoginSession, Patient, StaffUser
+from qol_app.services.sessions import token_hash
 
+#: Cookie key: id of the patient whose session here ended because of their status (see load_current).
+ENDED = "ended"
 # Writing last_seen on every request would turn every page view into a write.
 TOUCH_EVERY = dt.timedelta(seconds=60)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def begin(subject_type: str, subject_id: int, now: dt.datetime) -> None:
@@ -56,19 +54,6 @@ def end(reason: str, now: dt.datetime) -> None:
         )
 
 
-def end_all_for(subject_type: str, subject_id: int, reason: str, now: dt.datetime) -> None:
-    """End every open session of one person (account disabled, link rotated)."""
-    db.session.execute(
-        update(LoginSession)
-        .where(
-            LoginSession.subject_type == subject_type,
-            LoginSession.subject_id == subject_id,
-            LoginSession.ended_at.is_(None),
-        )
-        .values(ended_at=now, end_reason=reason)
-    )
-
-
 def idle_limit(subject_type: str) -> dt.timedelta:
     key = "PATIENT_IDLE_MINUTES" if subject_type == "patient" else "STAFF_IDLE_MINUTES"
     return dt.timedelta(minutes=current_app.config[key])
@@ -92,18 +77,35 @@ _SESSION_QUERY = (
 
 
 def load_current(now: dt.datetime) -> None:
-    """Resolve ``g.patient`` / ``g.staff`` from the cookie; note in ``g.session_expired`` why not."""
+    """Resolve ``g.patient`` / ``g.staff`` from the cookie; note in ``g.session_expired`` why not.
+
+    ``g.ended_patient`` is the patient whose session ended because they are no longer active
+    (died, withdrawn, lost): their pages show only a kind message.
+    """
     g.patient = None
+    g.ended_patient = None
     g.staff = None
     g.session_expired = False
     token = session.get("sid")
     if not token:
+        ended = session.get(ENDED)
+        if isinstance(ended, int):  # a session ended by the patient's status, earlier on this browser
+            patient = db.session.get(Patient, ended)
+            if patient is not None and patient.status != "active":
+                g.ended_patient = patient
+            else:
+                session.pop(ENDED, None)
         return
     found = db.session.execute(_SESSION_QUERY, {"token_hash": token_hash(token)}).first()
     row = found[0] if found is not None else None
+    if row is not None:
+        g.expired_subject = (row.subject_type, row.subject_id)  # replaced by g.patient/g.staff if valid
     if row is None or row.ended_at is not None:
         session.pop("sid", None)
         g.session_expired = True
+        if row is not None and found[1] is not None and found[1].status != "active":
+            g.ended_patient = found[1]
+            session[ENDED] = found[1].id
         return
     expired = (
         "idle"
@@ -119,7 +121,19 @@ def load_current(now: dt.datetime) -> None:
         g.session_expired = True
         return
     if row.subject_type == "patient":
-        g.patient = found[1]
+        patient = found[1]
+        if patient is None or patient.status != "active":
+            # Recorded as died, withdrawn or lost: the status service ends the sessions; this
+            # also holds for a status written any other way.
+            row.ended_at, row.end_reason = now, (patient.status if patient is not None else "gone")
+            db.session.commit()
+            session.pop("sid", None)
+            g.session_expired = True
+            g.ended_patient = patient
+            if patient is not None:
+                session[ENDED] = patient.id
+            return
+        g.patient = patient
     else:
         staff = db.session.get(StaffUser, row.subject_id)
         if staff is not None and not staff.active:

@@ -37,7 +37,7 @@ def db_upgrade(revision: str) -> None:
 
     url = current_app.config["DATABASE_URL"]
     _ensure_sqlite_dir(url)
-    command.upgrade(alembic_config(url), revision)
+    command.upgrade(alembic_config(url, audit_key=current_app.config["AUDIT_KEY"]), revision)
     click.echo(f"database at {_safe_url(url)} is at {revision}")
 
 
@@ -64,6 +64,50 @@ def db_current() -> None:
     command.current(alembic_config(current_app.config["DATABASE_URL"]))
 
 
+@db_group.command("create-app-role")
+@click.argument("role")
+@click.option("--password-env", metavar="VAR", help="Set the role's password from this environment variable.")
+@click.option("--ask-password", is_flag=True, help="Prompt for the role's password.")
+@with_appcontext
+def db_create_app_role(role: str, password_env: str | None, ask_password: bool) -> None:
+    """PostgreSQL: create (or update) ROLE, the role the app should connect as.
+
+    ROLE is neither owner nor superuser: it reads and writes the application tables, only reads
+    the audit tables and appends to the audit trail through the owner's functions, so it cannot
+    edit or delete audit rows, move the chain head or disable the append-only trigger. Run this
+    as the owner that ran `qol db upgrade` (it needs CREATEROLE too), and again after each
+    upgrade so new tables get their grants. Then point QOL_DATABASE_URL at ROLE.
+    """
+    import os
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from qol_app.services.db_roles import RoleError, grant_app_role
+
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise click.UsageError(f"environment variable {password_env} is empty or not set")
+    elif ask_password:
+        password = click.prompt("Password for " + role, hide_input=True, confirmation_prompt=True)
+    url = current_app.config["DATABASE_URL"]
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            report = grant_app_role(conn, role, password=password)
+    except RoleError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"role {role} {'created' if report.created else 'updated'}: not owner, not superuser")
+    click.echo(f"  read and write: {', '.join(report.read_write)}")
+    click.echo(f"  read only: {', '.join(report.read_only)}; audit appends through audit_append()")
+    app_url = make_url(url).set(username=role, password="***" if password else None)
+    click.echo(f"connect the app as: QOL_DATABASE_URL={app_url.render_as_string(hide_password=False)}")
+
+
 def _ensure_sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///"):
         from pathlib import Path
@@ -84,19 +128,77 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A checkpoint written by `qol audit checkpoint`; the trail must still hold what it covers. Repeatable.",
+)
 @with_appcontext
-def audit_verify() -> None:
-    """Recompute the audit hash chain; exit 1 and list rows that were edited or deleted."""
-    from qol_app.db import db
-    from qol_app.services.audit import verify
+def audit_verify(checkpoint_files: tuple[str, ...]) -> None:
+    """Recompute the keyed audit chain; exit 1 and list rows that were edited, forged or deleted.
 
-    problems = verify(db.session)
+    With --checkpoint, also detect deleting the newest events (or all of them) and restoring an
+    older copy of the database, which no check inside the database can see.
+    """
+    from pathlib import Path
+
+    from qol_app.db import db
+    from qol_app.services.audit import Problem, read_checkpoint, verify
+
+    problems: list[Problem] = []
+    checkpoints = []
+    for name in checkpoint_files:
+        try:
+            checkpoints.append(read_checkpoint(db.session, Path(name).read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:
+            problems.append(Problem(None, f"{name}: {exc}"))
+    problems += verify(db.session, checkpoints=checkpoints)
     if problems:
         for problem in problems:
             click.echo(problem.message)
         click.echo(f"audit trail: {len(problems)} problem(s) found")
         sys.exit(1)
-    click.echo("audit trail: intact")
+    suffix = f" (and holds everything in {len(checkpoints)} checkpoint(s))" if checkpoints else ""
+    click.echo("audit trail: intact" + suffix)
+
+
+@audit_group.command("checkpoint")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the checkpoint to this file (kept off the database server). Default: print it.",
+)
+@with_appcontext
+def audit_checkpoint(out: str | None) -> None:
+    """Verify the trail, then sign its head (event count, newest hash, time) for safe keeping.
+
+    Store the output away from the database (another machine, the monitor's printed log):
+    `qol audit verify --checkpoint FILE` later proves that nothing it covers was removed.
+    The checkpoint is also written to the application log.
+    """
+    from pathlib import Path
+
+    from qol_app.auth import now
+    from qol_app.db import db
+    from qol_app.services.audit import checkpoint
+
+    made, problems = checkpoint(db.session, now())
+    db.session.rollback()
+    if made is None:
+        for problem in problems:
+            click.echo(problem.message, err=True)
+        click.echo(f"audit trail: {len(problems)} problem(s) found; no checkpoint written", err=True)
+        sys.exit(1)
+    current_app.logger.warning("%s", made.summary())
+    if out:
+        Path(out).write_text(made.to_json(), encoding="utf-8")
+        click.echo(made.summary())
+        click.echo(f"written to {out}")
+    else:
+        click.echo(made.to_json(), nl=False)
 
 
 def register_commands(app: Flask) -> None:

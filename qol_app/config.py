@@ -16,6 +16,9 @@ DEFAULTS: dict[str, Any] = {
     # Database: SQLite in the instance folder unless QOL_DATABASE_URL says otherwise.
     "DATABASE_URL": None,
     "SECRET_KEY": None,
+    # Keys the audit trail's hashes (HMAC); never stored in the database. Default: a random key
+    # kept in instance/audit_key. Losing it makes the existing trail unverifiable: back it up.
+    "AUDIT_KEY": None,
     "DEBUG": False,
     "TESTING": False,
     # Languages offered; the first is the default for staff pages.
@@ -72,7 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "EQ5D_VALUE_SET": "CN_2017",
     "SCHEDULER_STALE_MINUTES": 30,
     "SCHEDULER_INTERVAL_SECONDS": 60,
-    "SCHEDULER_LOCK_FILE": None,  # default: instance/scheduler.lock (SQLite only)
+    "SCHEDULER_LEASE_SECONDS": 300,  # SQLite: the scheduler's lease; a crashed one is replaced after this
     "REMINDER_CHANNELS": ["sms", "email"],  # first channel with contact details wins
     "DIARY_REMINDER_TIME": "09:00",
     "SMTP_TIMEOUT": 30,
@@ -107,28 +110,47 @@ def load_config(app, test_config: dict[str, Any] | None = None) -> None:
     if not app.config["EXPORT_DIR"]:
         app.config["EXPORT_DIR"] = str(Path(app.instance_path) / "exports")
     if not app.config["SECRET_KEY"]:
-        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path), "secret_key")
+    if not app.config["AUDIT_KEY"]:
+        app.config["AUDIT_KEY"] = _instance_secret(Path(app.instance_path), "audit_key")
     explicit_secure = "SESSION_COOKIE_SECURE" in (test_config or {}) or "QOL_SESSION_COOKIE_SECURE" in os.environ
     if (app.config["DEBUG"] or app.config["TESTING"]) and not explicit_secure:
         # Plain-HTTP development servers and test clients cannot send Secure cookies back.
         app.config["SESSION_COOKIE_SECURE"] = False
 
 
-def _instance_secret(instance: Path) -> str:
-    """A per-installation secret kept in the instance folder, so sessions survive restarts.
+def _instance_secret(instance: Path, name: str) -> str:
+    """A per-installation secret kept in the instance folder, so it survives restarts.
 
     Reading a file is I/O, but only a tiny one and only when no key is configured; deployments
-    set ``QOL_SECRET_KEY``.
+    set ``QOL_SECRET_KEY`` and ``QOL_AUDIT_KEY``.
     """
-    path = instance / "secret_key"
+    path = instance / name
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         instance.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_hex(32)
-        path.write_text(key)
-        path.chmod(0o600)
-        return key
+    key = secrets.token_hex(32)
+    try:
+        # O_EXCL: workers starting at once agree on one key (the first to create the file wins).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_when_written(path)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def _read_when_written(path: Path) -> str:
+    """The key another process has just created (it may not have written it yet)."""
+    import time
+
+    for _ in range(100):
+        value = path.read_text().strip()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise RuntimeError(f"{path} exists but is empty; delete it or set the key in the environment")
 
 
 def is_production(config: Any) -> bool:

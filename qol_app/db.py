@@ -19,6 +19,9 @@ from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
 
+#: Key in ``Session.info`` under which a session carries the audit key (see ``services.audit``).
+AUDIT_KEY_INFO = "qol_audit_key"
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -82,14 +85,19 @@ def utcnow() -> dt.datetime:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """Foreign keys on and WAL so gunicorn workers and the scheduler can share one SQLite file."""
+    """Foreign keys on and WAL so gunicorn workers and the scheduler can share one SQLite file.
+
+    ``synchronous=FULL``: each commit is synced to disk before it is acknowledged, so a saved
+    page survives a power cut too, not only a crashed process (WAL with NORMAL may lose the
+    last commits then).
+    """
     module = type(dbapi_connection).__module__
     if module.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=15000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
 
@@ -113,7 +121,12 @@ def _scope() -> int:
 
 def _new_session() -> Session:
     ext = current_app.extensions["qol_db"]
-    return Session(bind=ext["bind"], expire_on_commit=False, **ext.get("session_options", {}))
+    return Session(
+        bind=ext["bind"],
+        expire_on_commit=False,
+        info={AUDIT_KEY_INFO: ext["audit_key"]},
+        **ext.get("session_options", {}),
+    )
 
 
 class Database:
@@ -130,7 +143,7 @@ class Database:
                 f"QOL_DATABASE_URL / DATABASE_URL is not a usable database URL ({exc}); expected e.g. "
                 "sqlite:///instance/qol.sqlite or postgresql+psycopg://user@host:5432/dbname"
             ) from None
-        app.extensions["qol_db"] = {"engine": engine, "bind": engine}
+        app.extensions["qol_db"] = {"engine": engine, "bind": engine, "audit_key": app.config["AUDIT_KEY"].encode()}
         app.teardown_appcontext(self._remove)
 
     def _remove(self, exc: BaseException | None) -> None:

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from qol_app.auth import token_hash
 from qol_app.models import DemoRecord, Patient, Site, SiteMembership, StaffUser
 from qol_app.passwords import hash_secret
 from qol_app.services.audit import Actor
 from qol_app.services.enrolment import enroll_patient
+from qol_app.services.sessions import token_hash
 
 ACTOR = Actor.system("demo")
 
@@ -247,8 +247,8 @@ def ensure_patients(
 
 
 def record_history(session: Session, patient: Patient, spec: dict, today: dt.date, now: dt.datetime) -> None:
-    """Treatment events on their actual dates (with the usual delays), then death or withdrawal."""
-    from qol_app.services.treatment_events import record_event, set_patient_status
+    """Treatment events on their actual dates (with the usual delays), up to death or withdrawal."""
+    from qol_app.services.treatment_events import record_event
 
     rng = random.Random(spec["rng_seed"])
     end = spec["status"][1] if spec["status"] else today
@@ -285,6 +285,14 @@ def record_history(session: Session, patient: Patient, spec: dict, today: dt.dat
         status, when = spec["status"]
         if (when - patient.randomization_date).days > 50 and rng.random() < 0.6:
             record_event(session, ACTOR, patient, kind="progression", date=when - dt.timedelta(days=20), now=now)
+
+
+def record_end_status(session: Session, patient: Patient, spec: dict, now: dt.datetime) -> None:
+    """Death or withdrawal, recorded after the forms the patient answered before it."""
+    from qol_app.services.treatment_events import set_patient_status
+
+    if spec["status"]:
+        status, when = spec["status"]
         set_patient_status(session, ACTOR, patient, status, now=now, status_date=when, reason="demo data")
 
 
@@ -309,7 +317,10 @@ def fill_forms(session: Session, patient: Patient, spec: dict, now: dt.datetime,
         .order_by(Timepoint.opens_at)
     ).all()
     actor = Actor("patient", str(patient.id))
+    end = spec["status"][1] if spec["status"] else None
     for tp in timepoints:
+        if end is not None and tp.window_start > end:
+            continue  # after death or withdrawal: never answered (not expected once the status is in)
         still_open = tp.grace_closes_at > now
         if still_open and keep_open:
             continue
@@ -317,8 +328,10 @@ def fill_forms(session: Session, patient: Patient, spec: dict, now: dt.datetime,
         if roll < 0.12 + 0.25 * frailty:
             continue  # missed (a reason is given below for most)
         answered_at = min(tp.opens_at + dt.timedelta(hours=rng.randint(9, 60)), now - dt.timedelta(minutes=5))
+        if end is not None and answered_at.date() >= end:
+            continue
         who = rng.choices(("self", "self_assisted", "proxy"), weights=(6, 3, 2))[0]
-        svc.set_respondent(session, actor, tp, who, "spouse" if who == "proxy" else None, answered_at)
+        svc.set_respondent(session, actor, tp, who, "spouse_partner" if who == "proxy" else None, answered_at)
         partial = roll > 0.95
         for instrument_id in tp.instruments:
             instrument = svc.registry().get(instrument_id)
@@ -425,6 +438,7 @@ def build(
     shown = ensure_patients(session, sites, cohort, secret, now, on_patient)
     for index, (patient, spec) in enumerate(created):
         fill_forms(session, patient, spec, now, keep_open=index < 12)
+        record_end_status(session, patient, spec, now)
         if index % 10 == 9:
             say(f"{index + 1} patients with forms")
     sweep_statuses(session, now, actor=ACTOR)

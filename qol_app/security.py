@@ -7,6 +7,7 @@ or site scoping helpers return 404 for anything that is not the caller's.
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +17,10 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from qol_app import auth
+from qol_app.inputs import DatabaseInt
 from qol_app.services.audit import Actor
 
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -34,11 +37,21 @@ def current_actor() -> Actor:
     return Actor("system", "web", rid)
 
 
+class ParticipationEnded(HTTPException):
+    """The patient is no longer active (died, withdrawn, lost): only a kind message is shown."""
+
+    code = 410
+    description = "participation ended"
+
+
 def patient_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Only a signed-in patient; others go to the sign-in explanation page."""
+    """Only a signed-in patient; others go to the sign-in explanation page (or, for a patient
+    no longer active, the kind message the patient blueprint renders for ParticipationEnded)."""
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if g.get("ended_patient") is not None:
+            raise ParticipationEnded()
         if g.get("patient") is None:
             return redirect(url_for("patient.signed_out", expired=int(bool(g.get("session_expired")))))
         return view(*args, **kwargs)
@@ -54,6 +67,9 @@ def staff_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             staff = g.get("staff")
             if staff is None:
+                keep = getattr(wrapped, "keeps_answers_signed_out", None)
+                if keep is not None and request.method == "POST":
+                    return keep()  # a view that can keep what was typed until the user is back
                 return redirect(url_for("nurse.login", next=request.full_path))
             if roles and staff.role not in roles:
                 abort(403)
@@ -70,7 +86,9 @@ def _before_request() -> None:
     # Servers give each request a fresh app context; test clients may share one, so start clean.
     for name in list(g):
         g.pop(name)
-    g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+    given = request.headers.get("X-Request-ID", "")
+    # A proxy's request id is kept (it ends up in the audit trail) only when it is a plain token.
+    g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
     if request.endpoint == "static":
         return
     auth.load_current(auth.now())
@@ -116,6 +134,8 @@ def _unexpected(error: Exception) -> Any:
 
 
 def init_app(app: Flask) -> None:
+    # Before any blueprint adds its routes: ids beyond the database's integer range match none (404).
+    app.url_map.converters["int"] = DatabaseInt
     app.before_request(_before_request)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)

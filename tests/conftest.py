@@ -25,6 +25,7 @@ from qol_app.migrations import alembic_config
 PG_ADMIN_URL = os.environ.get("QOL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("QOL_REQUIRE_POSTGRES") == "1"
 FIXED_NOW = dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC)  # 12:00 in Shanghai
+AUDIT_KEY = "test-audit-key"
 
 
 def _pg_available() -> str | None:
@@ -122,6 +123,7 @@ def _config(url: str, tmp: Path) -> dict:
         "TESTING": True,
         "DATABASE_URL": url,
         "SECRET_KEY": "test-secret",
+        "AUDIT_KEY": AUDIT_KEY,
         "FROZEN_NOW": FIXED_NOW,
         "PUBLIC_BASE_URL": "http://localhost",
         "SERVER_NAME": "localhost",

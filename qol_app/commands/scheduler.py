@@ -32,8 +32,8 @@ def _logging() -> None:
 def scheduler_group(ctx: click.Context, once: bool, wait: bool, interval: int | None) -> None:
     """Run the scheduler: status sweep, reminders, outbox and alert escalation.
 
-    Only one scheduler runs per database (PostgreSQL advisory lock; for SQLite a lock file in
-    the instance folder); a second one exits with status 75 unless --wait.
+    Only one scheduler runs per database (PostgreSQL advisory lock; for SQLite a lease row in the
+    database); a second one exits with status 75 unless --wait.
     Run exactly one, as its own process: never inside the web workers.
     """
     if ctx.invoked_subcommand is not None:

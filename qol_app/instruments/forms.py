@@ -8,6 +8,7 @@ item, and the page view turns a gap into a reminder and then an explicit skip.
 from __future__ import annotations
 
 import decimal
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,22 +16,26 @@ from babel import support
 from flask import current_app, has_request_context
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import DecimalField, Field, HiddenField, IntegerField, RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.i18n import messages_path
 from wtforms.validators import NumberRange, Optional, Regexp
 
+from qol_app.inputs import Form
 from qol_app.instruments.wording import LocalizedItem, LocalizedPage
 
 
 class LocaleDecimalField(DecimalField):
-    """A decimal that also accepts a comma as the decimal separator (37,5)."""
+    """A decimal that also accepts a comma as the decimal separator (37,5); only finite numbers
+    (``NaN``, ``sNaN`` and ``Infinity`` parse as decimals, but are not answers)."""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         if valuelist and isinstance(valuelist[0], str):
             valuelist = [valuelist[0].strip().replace(",", ".").replace("，", ".")]
         super().process_formdata(valuelist)
+        if isinstance(self.data, decimal.Decimal) and not self.data.is_finite():
+            self.data = None
+            raise ValueError(self.gettext("Not a valid decimal value."))
 
 
 def _choice(item: LocalizedItem) -> Field:
@@ -78,6 +83,8 @@ FIELD_TYPES: dict[str, Callable[[LocalizedItem], Field]] = {"choice": _choice, "
 
 #: Optional fields a small script fills (device clock); the server's receipt time is always recorded.
 CLIENT_FIELDS = ("client_time", "client_offset")
+CLIENT_TIME = re.compile(r"^[0-9T:.+\-Z ]{1,32}$")
+CLIENT_OFFSET = re.compile(r"^[+-]?[0-9]{1,4}$")
 
 
 #: WTForms' own message catalogs by locale: Flask-WTF loads one from disk on every request.
@@ -113,7 +120,7 @@ class _WTFormsTranslations:
 _TRANSLATIONS = _WTFormsTranslations()
 
 
-class PageForm(FlaskForm):
+class PageForm(Form):
     """Base of every generated page form: the hidden bookkeeping fields."""
 
     class Meta:
@@ -124,8 +131,9 @@ class PageForm(FlaskForm):
 
     # Item ids the patient was already reminded of; sending them empty again stores explicit skips.
     confirm_skip = HiddenField(validators=[Optional(), Regexp(r"^[a-z0-9_,]{0,600}$")])
-    client_time = HiddenField(validators=[Optional(), Regexp(r"^[0-9T:.+\-Z ]{1,32}$")])
-    client_offset = HiddenField(validators=[Optional(), Regexp(r"^[+-]?[0-9]{1,4}$")])
+    # Not validated: an odd device clock is dropped by ``client_clock``, never a refused page.
+    client_time = HiddenField()
+    client_offset = HiddenField()
 
     item_ids: tuple[str, ...] = ()
 
@@ -141,9 +149,20 @@ class PageForm(FlaskForm):
         return {part for part in (self.confirm_skip.data or "").split(",") if part in self.item_ids}
 
     def client_clock(self) -> tuple[str | None, int | None]:
-        offset = self.client_offset.data
-        minutes = int(offset) if offset and -1080 <= int(offset) <= 1080 else None
-        return (self.client_time.data or None), minutes
+        return client_clock(self.client_time.data, self.client_offset.data)
+
+
+def client_clock(time_text: str | None, offset_text: str | None) -> tuple[str | None, int | None]:
+    """The device's reported local time and UTC offset (minutes), or None for what is missing or odd.
+
+    Optional metadata a small script fills: a value that is not a plausible clock is dropped,
+    never a reason to refuse the page (the server's receipt time is always recorded).
+    """
+    time_value = time_text if time_text and CLIENT_TIME.match(time_text) else None
+    minutes = None
+    if offset_text and CLIENT_OFFSET.match(offset_text):
+        minutes = int(offset_text) if -1080 <= int(offset_text) <= 1080 else None
+    return time_value, minutes
 
 
 #: Built form classes, keyed by instrument, page id, locale and the identity of the (frozen) items,

@@ -9,12 +9,18 @@ from alembic.config import Config
 HERE = Path(__file__).parent
 
 
-def alembic_config(url: str, connection=None) -> Config:
-    """An Alembic config for ``url``; pass ``connection`` to migrate inside a caller's connection."""
+def alembic_config(url: str, connection=None, *, audit_key: str | None = None) -> Config:
+    """An Alembic config for ``url``; pass ``connection`` to migrate inside a caller's connection.
+
+    ``audit_key`` (the ``AUDIT_KEY`` setting) is needed by migrations that re-key the audit trail
+    of a database that already holds events (``qol db upgrade`` passes it).
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
     if connection is not None:
         cfg.attributes["connection"] = connection
+    if audit_key:
+        cfg.attributes["audit_key"] = audit_key
     return cfg

@@ -1,4 +1,5 @@
-"""The append-only audit trail; each row carries a hash chained to the previous row."""
+"""The append-only audit trail; each row carries a keyed hash chained to the previous row
+(see ``qol_app.services.audit`` for the chain's rules)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from qol_app.models.types import intpk, str16, str32, str64, str255
 class AuditEvent(Base):
     __tablename__ = "audit_events"
 
-    id: Mapped[intpk]
+    id: Mapped[intpk] = mapped_column(doc="Position in the chain (1, 2, ...), assigned under the head lock")
     occurred_at: Mapped[dt.datetime]
     actor_type: Mapped[str16] = mapped_column(doc="staff, patient or system")
     actor_id: Mapped[str64 | None]
@@ -29,7 +30,7 @@ class AuditEvent(Base):
     reason: Mapped[str255 | None]
     request_id: Mapped[str64 | None]
     prev_hash: Mapped[str64]
-    hash: Mapped[str64] = mapped_column(unique=True)
+    hash: Mapped[str64] = mapped_column(unique=True, doc="HMAC-SHA256 of every other column, keyed by AUDIT_KEY")
     note: Mapped[str | None] = mapped_column(Text, default=None)
 
 
@@ -42,3 +43,4 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     last_hash: Mapped[str64]
     count: Mapped[int]
+    mac: Mapped[str64 | None] = mapped_column(doc="HMAC of (count, last_hash); None only before the first event")

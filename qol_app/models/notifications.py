@@ -37,9 +37,13 @@ class OutboxMessage(Base):
 
 
 class SchedulerHeartbeat(Base):
+    """``scheduler``: the newest run of any scheduler. ``instance:<host>:<pid>``: one row per
+    scheduler process, so two running at once show (``services.heartbeat.conflict``)."""
+
     __tablename__ = "scheduler_heartbeats"
 
     name: Mapped[str64] = mapped_column(primary_key=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(doc="First run of this process (instance rows)")
     last_run_at: Mapped[dt.datetime]
     last_ok_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -47,4 +51,18 @@ class SchedulerHeartbeat(Base):
     pid: Mapped[int | None]
 
 
-__all__ = ["OutboxMessage", "SchedulerHeartbeat"]
+class SchedulerLease(Base):
+    """The scheduler's single-instance lock where the database has no advisory locks (SQLite):
+    whoever holds an unexpired lease runs; it is renewed while running and expires if not."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str64] = mapped_column(primary_key=True)
+    holder: Mapped[str64] = mapped_column(doc="Random id of the holding process")
+    host: Mapped[str255 | None]
+    pid: Mapped[int | None]
+    acquired_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+
+__all__ = ["OutboxMessage", "SchedulerHeartbeat", "SchedulerLease"]

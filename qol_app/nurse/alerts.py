@@ -23,9 +23,10 @@ def acknowledge_alert(patient_id: int, alert_id: int):
     p = policy.get_patient_or_404(db.session, g.staff, patient_id, "alert.acknowledge")
     alert = policy.get_owned_or_404(db.session, Alert, alert_id, p)
     form = AcknowledgeForm()
-    if not form.validate_on_submit():
+    action = (form.action.data or "").strip() if form.validate_on_submit() else ""
+    if not action:
         flash(_("Describe the action taken to acknowledge the alert."), "error")
-    elif alert_service.acknowledge(db.session, current_actor(), alert, g.staff, form.action.data.strip(), now()):
+    elif alert_service.acknowledge(db.session, current_actor(), alert, g.staff, action, now()):
         db.session.commit()
         flash(_("Alert acknowledged."), "ok")
     else:

@@ -70,6 +70,23 @@ def _instrument_names() -> dict[str, str]:
     return {i: name.split(" (")[0].split("（")[0] for i, name in names.items()}
 
 
+def _schedulers_at_once() -> tuple:
+    """Scheduler processes running at the same time (empty when there is one, as there should be)."""
+    from qol_app.db import db
+    from qol_app.services.heartbeat import also_running
+
+    if g.get("staff") is None:
+        return ()
+    window = dt.timedelta(minutes=current_app.config["SCHEDULER_STALE_MINUTES"])
+    return also_running(db.session, now(), window)
+
+
+@bp.app_context_processor
+def _staff_layout_helpers() -> dict[str, Any]:
+    """For nurse/layout.html, which the statistician's pages extend too."""
+    return {"schedulers_at_once": _schedulers_at_once}
+
+
 @bp.context_processor
 def _template_helpers() -> dict[str, Any]:
     return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from werkzeug.exceptions import HTTPException
 from wtforms import RadioField, SelectField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
@@ -19,7 +20,7 @@ from qol_app.instruments.forms import build_page_form
 from qol_app.instruments.wording import LocalizedPage
 from qol_app.locking import lock_target
 from qol_app.models import Response, Timepoint
-from qol_app.nurse import bp
+from qol_app.nurse import bp, kept
 from qol_app.nurse.common import current_actor, now
 from qol_app.nurse.forms import choices
 from qol_app.nurse.labels import MODE_LABELS, RELATIONSHIP_LABELS, RESPONDENT_LABELS
@@ -55,10 +56,8 @@ def _entry_form(texts, shown: tuple[str, ...]):
     return type(f"Staff{page_form.__name__}", (page_form,), extra)
 
 
-@bp.route("/patients/<int:patient_id>/timepoints/<int:timepoint_id>/enter/<instrument_id>", methods=["GET", "POST"])
-@staff_required(*policy.roles_for("patient.edit"))
-@lock_target("patient")
-def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
+def _entry(patient_id: int, timepoint_id: int, instrument_id: str):
+    """The patient, timepoint, texts and form class of one enterable form; 404 otherwise."""
     p = policy.get_patient_or_404(db.session, g.staff, patient_id, "patient.edit")
     tp = policy.get_owned_or_404(db.session, Timepoint, timepoint_id, p)
     if instrument_id not in tp.instruments or current_status(tp, now()) not in ENTERABLE:
@@ -66,9 +65,30 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
     instrument = responses.registry().get(instrument_id)
     texts = responses.localized(db.session, instrument, p.language)
     shown = responses.presented_items(instrument, p)
-    form = _entry_form(texts, shown)(
-        entry_respondent=tp.respondent or "self", entry_relationship=tp.respondent_relationship or ""
-    )
+    return p, tp, texts, _entry_form(texts, shown)
+
+
+def _render_entry(p, tp, texts, form, status: int = 200, **notices):
+    return render_template(
+        "nurse/enter_form.html",
+        patient=p,
+        tp=tp,
+        texts=texts,
+        form=form,
+        item_fields=[form[item_id] for item_id in form.item_ids],
+        **notices,
+    ), status
+
+
+@bp.route("/patients/<int:patient_id>/timepoints/<int:timepoint_id>/enter/<instrument_id>", methods=["GET", "POST"])
+@staff_required(*policy.roles_for("patient.edit"))
+@lock_target("patient")
+def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
+    p, tp, texts, form_class = _entry(patient_id, timepoint_id, instrument_id)
+    restored = kept.take_for(request.path) if request.method == "GET" else None
+    if restored is not None:
+        return _render_entry(p, tp, texts, form_class(formdata=restored), restored=True)
+    form = form_class(entry_respondent=tp.respondent or "self", entry_relationship=tp.respondent_relationship or "")
     if form.validate_on_submit():
         relationship = form.entry_relationship.data or None
         if form.entry_respondent.data == "proxy" and not relationship:
@@ -100,14 +120,31 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
                 if result.alert is not None and result.alert.level == "red":
                     flash(_("RED ALERT raised by these answers: act now."), "error")
                 return redirect(url_for("nurse.patient", patient_id=p.id, _anchor="timeline"))
-    return render_template(
-        "nurse/enter_form.html",
-        patient=p,
-        tp=tp,
-        texts=texts,
-        form=form,
-        item_fields=[form[item_id] for item_id in form.item_ids],
-    ), 422 if request.method == "POST" else 200
+    return _render_entry(p, tp, texts, form, 422 if request.method == "POST" else 200)
+
+
+def _keep_entry(error: Exception | None = None):
+    """The entry could not be saved (the page's token or the session expired): keep every answer.
+
+    Still signed in: the form again, filled in as posted, with a fresh token (nothing saved yet).
+    Signed out: the answers are kept in this browser and given back after signing in again.
+    """
+    if g.get("staff") is None:
+        if kept.keep(request.path, request.form, now()):
+            flash(_("Your session ended before the form was saved. Sign in again: what you entered is kept."), "error")
+        return redirect(url_for("nurse.login", next=request.path))
+    args = request.view_args or {}
+    try:
+        p, tp, texts, form_class = _entry(
+            args.get("patient_id", 0), args.get("timepoint_id", 0), args.get("instrument_id", "")
+        )
+    except HTTPException:  # no such form for this user: the expired page is what to say
+        return render_template("errors/error.html", code=400, csrf=True), 400
+    return _render_entry(p, tp, texts, form_class(formdata=request.form), 400, stale=True)
+
+
+enter_form.keeps_answers_on_csrf_error = _keep_entry  # type: ignore[attr-defined]
+enter_form.keeps_answers_signed_out = _keep_entry  # type: ignore[attr-defined]
 
 
 @bp.route("/patients/<int:patient_id>/responses/<int:response_id>/correct", methods=["GET", "POST"])

@@ -6,7 +6,6 @@ Every form that changes existing data carries a required ``reason`` (audited wit
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
@@ -20,6 +19,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
+from qol_app.inputs import Form
 from qol_app.models.schedule import MISSED_REASONS
 from qol_app.services.sites import valid_timezone
 
@@ -36,16 +36,16 @@ def reason_field(label=None) -> TextAreaField:
     return TextAreaField(label or _l("Reason for the change"), validators=[InputRequired(), Length(max=255)])
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     username = StringField(_l("Username"), validators=[InputRequired(), Length(max=64)])
     password = PasswordField(_l("Password"), validators=[InputRequired(), Length(max=256)])
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(Form):
     language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, validators=[InputRequired()])
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(Form):
     current = PasswordField(_l("Current password"), validators=[InputRequired(), Length(max=256)])
     new = PasswordField(_l("New password (at least 12 characters)"), validators=[InputRequired(), Length(12, 256)])
 
@@ -55,7 +55,7 @@ def _valid_timezone(form, field) -> None:
         raise ValidationError(_l("Unknown time zone (use a name such as Asia/Shanghai).")) from None
 
 
-class EnrolForm(FlaskForm):
+class EnrolForm(Form):
     study_id = StringField(
         _l("Study id"),
         validators=[
@@ -96,12 +96,12 @@ class EnrolForm(FlaskForm):
     with_pin = BooleanField(_l("Protect the link with a PIN"), default=True)
 
 
-class RotateLinkForm(FlaskForm):
+class RotateLinkForm(Form):
     reason = reason_field(_l("Why is a new link needed?"))
     new_pin = BooleanField(_l("Also issue a new PIN"), default=False)
 
 
-class PinForm(FlaskForm):
+class PinForm(Form):
     action = RadioField(
         _l("PIN"),
         choices=choices(
@@ -119,9 +119,13 @@ class PinForm(FlaskForm):
     )
     reason = reason_field()
 
-    def validate_pin(self, field) -> None:
-        if self.action.data == "set" and not field.data:
-            raise ValidationError(_l("Enter the PIN to set."))
+    def validate(self, extra_validators=None) -> bool:
+        # Not an inline validate_pin: Optional() ends the field's chain on an empty PIN before it.
+        valid = super().validate(extra_validators)
+        if self.action.data == "set" and not self.pin.data:
+            self.pin.errors = [*self.pin.errors, _l("Enter the PIN to set.")]
+            return False
+        return valid
 
 
 EVENT_KIND_CHOICES = choices(
@@ -134,7 +138,7 @@ EVENT_KIND_CHOICES = choices(
 )
 
 
-class EventForm(FlaskForm):
+class EventForm(Form):
     kind = SelectField(_l("Event"), choices=EVENT_KIND_CHOICES, validators=[InputRequired()])
     date = DateField(_l("Date given (actual, not planned)"), validators=[InputRequired()])
     number = IntegerField(_l("Cycle or dose number"), validators=[Optional(), NumberRange(1, 999)])
@@ -142,13 +146,13 @@ class EventForm(FlaskForm):
     drug = StringField(_l("Drug (optional)"), validators=[Optional(), Length(max=64)])
 
 
-class MoveEventForm(FlaskForm):
+class MoveEventForm(Form):
     date = DateField(_l("Corrected date"), validators=[InputRequired()])
     cycle_length_days = IntegerField(_l("Cycle length (days)"), validators=[Optional(), NumberRange(1, 120)])
     reason = reason_field()
 
 
-class DeleteEventForm(FlaskForm):
+class DeleteEventForm(Form):
     reason = reason_field(_l("Why delete this event?"))
 
 
@@ -162,7 +166,7 @@ STATUS_CHOICES = choices(
 )
 
 
-class PatientStatusForm(FlaskForm):
+class PatientStatusForm(Form):
     status = SelectField(_l("New status"), choices=STATUS_CHOICES, validators=[InputRequired()])
     date = DateField(_l("Date (of death, withdrawal or last contact)"), validators=[Optional()])
     reason = reason_field()
@@ -184,7 +188,7 @@ MISSED_REASON_LABELS = {
 }
 
 
-class MissedReasonForm(FlaskForm):
+class MissedReasonForm(Form):
     missed_reason = RadioField(
         _l("Why was the form not completed?"),
         choices=choices((code, MISSED_REASON_LABELS[code]) for code in MISSED_REASONS),
@@ -198,7 +202,7 @@ class MissedReasonForm(FlaskForm):
             raise ValidationError(_l("Please describe the reason."))
 
 
-class AcknowledgeForm(FlaskForm):
+class AcknowledgeForm(Form):
     action = TextAreaField(_l("Action taken"), validators=[InputRequired(), Length(max=255)])
 
 
@@ -214,7 +218,7 @@ ROLE_PAIRS = [
 ROLE_CHOICES = choices(ROLE_PAIRS)
 
 
-class UserCreateForm(FlaskForm):
+class UserCreateForm(Form):
     username = StringField(
         _l("Username"),
         validators=[
@@ -233,21 +237,21 @@ class UserCreateForm(FlaskForm):
     )
 
 
-class UserActiveForm(FlaskForm):
+class UserActiveForm(Form):
     reason = reason_field()
 
 
-class UserPasswordForm(FlaskForm):
+class UserPasswordForm(Form):
     password = PasswordField(_l("New password (at least 12 characters)"), validators=[InputRequired(), Length(12, 256)])
     reason = reason_field()
 
 
-class UserRoleForm(FlaskForm):
+class UserRoleForm(Form):
     role = SelectField(_l("Role"), choices=ROLE_CHOICES, validators=[InputRequired()])
     reason = reason_field()
 
 
-class MembershipForm(FlaskForm):
+class MembershipForm(Form):
     site_id = SelectField(_l("Site"), coerce=int, validators=[InputRequired()])
     reason = TextAreaField(_l("Reason (required to remove)"), validators=[Optional(), Length(max=255)])
 
@@ -256,7 +260,7 @@ class MembershipForm(FlaskForm):
 PHONE_VALIDATOR = Regexp(r"^\+?[0-9][0-9 ()-]{1,30}$", message=_l("Not a phone number."))
 
 
-class SiteForm(FlaskForm):
+class SiteForm(Form):
     code = StringField(
         _l("Site code"),
         validators=[
@@ -286,7 +290,7 @@ class SiteEditForm(SiteForm):
 
 
 # ---- patient record --------------------------------------------------------------------------
-class PatientDetailsForm(FlaskForm):
+class PatientDetailsForm(Form):
     """Contact details, language, time zone and display preferences (one BooleanField per
     registered preference is added by :func:`details_form_class`)."""
 
@@ -328,7 +332,7 @@ def details_form_class(preferences) -> type[PatientDetailsForm]:
     return type("PatientDetailsFormWithPreferences", (PatientDetailsForm,), fields)
 
 
-class RandomizationForm(FlaskForm):
+class RandomizationForm(Form):
     arm = RadioField(
         _l("Arm"),
         choices=choices([("A", _l("A: intrathecal + systemic")), ("B", _l("B: systemic alone"))]),
@@ -344,7 +348,7 @@ LOCK_SCOPE_CHOICES = choices(
 )
 
 
-class LockForm(FlaskForm):
+class LockForm(Form):
     scope = RadioField(_l("Lock"), choices=LOCK_SCOPE_CHOICES, default="trial", validators=[InputRequired()])
     site_id = SelectField(_l("Site (for a site lock)"), coerce=int, validators=[Optional()])
     study_id = StringField(_l("Study id (for a patient lock)"), validators=[Optional(), Length(max=32)])
@@ -377,12 +381,12 @@ class LockForm(FlaskForm):
         return value if value.utcoffset() is not None else value.replace(tzinfo=dt.UTC)
 
 
-class UnlockForm(FlaskForm):
+class UnlockForm(Form):
     reason = reason_field(_l("Why release the lock?"))
 
 
 # ---- audit search (admin) --------------------------------------------------------------------
-class AuditSearchForm(FlaskForm):
+class AuditSearchForm(Form):
     class Meta:
         csrf = False  # a GET search form changes nothing
 
@@ -400,23 +404,23 @@ class AuditSearchForm(FlaskForm):
 
 
 # ---- second factor ---------------------------------------------------------------------------
-class TotpCodeForm(FlaskForm):
+class TotpCodeForm(Form):
     code = StringField(
         _l("Code from the authenticator app (or a recovery code)"),
         validators=[InputRequired(), Length(max=32)],
     )
 
 
-class TotpSetupForm(FlaskForm):
+class TotpSetupForm(Form):
     code = StringField(
         _l("6-digit code shown by the app"),
         validators=[InputRequired(), Regexp(r"^\s*[0-9]{6}\s*$", message=_l("Enter the 6 digits."))],
     )
 
 
-class TotpOffForm(FlaskForm):
+class TotpOffForm(Form):
     password = PasswordField(_l("Your password"), validators=[InputRequired(), Length(max=256)])
 
 
-class ResetTotpForm(FlaskForm):
+class ResetTotpForm(Form):
     reason = reason_field()

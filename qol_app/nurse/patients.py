@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from qol_app import policy
 from qol_app.db import db
 from qol_app.i18n import select_locale
+from qol_app.inputs import MAX_DB_INT, int_arg, text_arg
 from qol_app.locking import lock_target
 from qol_app.models import Patient, Site, Timepoint
 from qol_app.nurse import bp, cards, clinical, patient_data
@@ -38,8 +39,8 @@ EDIT = policy.roles_for("patient.edit")
 @staff_required(*VIEW)
 def patients():
     """The patients the user may see, searchable by study id, 100 a page."""
-    q = (request.args.get("q") or "").strip()
-    page = max(request.args.get("page", 1, type=int), 1)
+    q = text_arg("q", max_length=64)
+    page = int_arg("page", 1, maximum=MAX_DB_INT // PAGE_SIZE)
     stmt = policy.scoped_patients(g.staff)
     if q:
         stmt = stmt.where(Patient.study_id.ilike(f"%{q.replace('%', '').replace('_', '')}%"))

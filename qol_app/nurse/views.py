@@ -14,11 +14,12 @@ from qol_app.db import db
 from qol_app.errors import ServiceError
 from qol_app.locking import lock_exempt
 from qol_app.models import Patient, StaffUser
-from qol_app.nurse import bp
+from qol_app.nurse import bp, kept
 from qol_app.nurse.cards import qr_svg
 from qol_app.nurse.common import current_actor, now
 from qol_app.nurse.forms import LanguageForm, LoginForm, PasswordChangeForm, TotpCodeForm, TotpOffForm, TotpSetupForm
 from qol_app.passwords import check_secret, hash_secret
+from qol_app.redirects import safe_next
 from qol_app.security import staff_required
 from qol_app.services import compliance, heartbeat, signin_throttle, two_factor, worklist
 from qol_app.services import staff as staff_service
@@ -34,15 +35,8 @@ def landing(user: StaffUser) -> str:
     return url_for("nurse.account")
 
 
-def local_path(target: str | None) -> str | None:
-    """``target`` if it is a path on this site (never //host or /\\host, which browsers follow)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
-
-
 def _safe_next(target: str | None, user: StaffUser) -> str:
-    return local_path(target) or landing(user)
+    return safe_next(target, landing(user))
 
 
 #: Argon2 hash of a random string: an unknown username costs as much time as a wrong password.
@@ -119,7 +113,9 @@ def _finish(user: StaffUser, at, method: str):
     """The second step passed (or was not needed): start the session."""
     target = session.pop("pending_next", None)
     session.pop("pending_2fa", None)
+    unsaved = kept.take_all()  # a nurse's unsaved entry survives the new session
     auth.begin("staff", user.id, at)
+    kept.put_back(unsaved, user.id)
     user.last_login_at = at
     signin_throttle.record_success(db.session, username=user.username, now=at)
     signin_throttle.audit_attempt(
@@ -164,10 +160,10 @@ def login():
         _fail(form, user, username, at, "demo_account")
         flash(_("Demo accounts cannot sign in on a production installation."), "error")
         return _login_page(form, 403)
+    session["pending_next"] = safe_next(request.args.get("next"), "")
     if not user.has_totp and not _requires_totp(user):
         return _finish(user, at, "none")
     session["pending_2fa"] = {"uid": user.id, "at": at.timestamp()}
-    session["pending_next"] = local_path(request.args.get("next"))
     if user.has_totp:
         return redirect(url_for("nurse.login_code"))
     return redirect(url_for("nurse.login_setup"))
@@ -266,7 +262,7 @@ def language():
         db.session.commit()
     else:
         session["lang"] = form.language.data
-    return redirect(local_path(request.form.get("next")) or url_for("nurse.login"))
+    return redirect(safe_next(request.form.get("next"), url_for("nurse.login")))
 
 
 @bp.post("/logout")
@@ -312,7 +308,7 @@ def account():
                     form.new.data,
                     reason="changed by the user",
                     now=now(),
-                    end_sessions=False,
+                    keep_session=g.login_session.id,
                 )
             except ServiceError as exc:
                 form.new.errors = [message(exc)]

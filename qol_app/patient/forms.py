@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import AnyOf, InputRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import AnyOf, InputRequired, Length, Optional, ValidationError
 
+from qol_app.inputs import Form
+from qol_app.instruments.forms import client_clock
 from qol_app.services.responses import RELATIONSHIPS
 
 RESPONDENT_LABELS = {
@@ -27,18 +28,18 @@ RELATIONSHIP_LABELS = {
 }
 
 
-class SignInForm(FlaskForm):
+class SignInForm(Form):
     pin = PasswordField(
         _l("PIN"), validators=[Optional(), Length(max=16)], render_kw={"inputmode": "numeric", "autocomplete": "off"}
     )
 
 
-class LanguageForm(FlaskForm):
+class LanguageForm(Form):
     lang = StringField(validators=[InputRequired(), Length(max=16)])
-    next = HiddenField(validators=[Optional(), Length(max=300), Regexp(r"^/p/[^\s]*$")])
+    next = HiddenField()  # where to go back to: checked by qol_app.redirects.safe_next, never here
 
 
-class RespondentForm(FlaskForm):
+class RespondentForm(Form):
     respondent = RadioField(
         _l("Who is filling in the questionnaires today?"),
         choices=[SelectChoice(code, label) for code, label in RESPONDENT_LABELS.items()],
@@ -65,11 +66,9 @@ class RespondentForm(FlaskForm):
         return self.relationship.data if self.respondent.data == "proxy" else None
 
 
-class SubmitForm(FlaskForm):
-    client_time = HiddenField(validators=[Optional(), Regexp(r"^[0-9T:.+\-Z ]{1,32}$")])
-    client_offset = HiddenField(validators=[Optional(), Regexp(r"^[+-]?[0-9]{1,4}$")])
+class SubmitForm(Form):
+    client_time = HiddenField()  # device clock: see ``client_clock``
+    client_offset = HiddenField()
 
     def client_clock(self) -> tuple[str | None, int | None]:
-        offset = self.client_offset.data
-        minutes = int(offset) if offset and -1080 <= int(offset) <= 1080 else None
-        return (self.client_time.data or None), minutes
+        return client_clock(self.client_time.data, self.client_offset.data)

@@ -1,15 +1,17 @@
 """Signing in with the personal link and PIN, throttled in the database.
 
-The failure counter lives on the patient row and is bumped with one atomic UPDATE, so every
-worker and process sees the same count; a lock-out holds until ``pin_locked_until``.
+The attempt counter lives on the patient row. Each attempt is counted by one atomic UPDATE,
+committed before the PIN is checked, so every worker and process sees the same count and a burst
+cannot test more PINs than allowed; a lock-out holds until ``pin_locked_until``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
-from sqlalchemy import update
+from sqlalchemy import and_, case, or_, update
 from sqlalchemy.orm import Session
 
 from qol_app.models import Patient
@@ -39,44 +41,70 @@ def check_pin(
     *,
     max_failures: int,
     lock_minutes: int,
+    commit: Callable[[], None],
 ) -> Outcome:
-    """Check the PIN (if the patient has one) and count failures; a success resets the count.
+    """Check the PIN (if the patient has one), counting the attempt first; a success resets the count.
 
-    After ``max_failures`` wrong PINs in a row the patient is locked out for ``lock_minutes``
-    (the count restarts then). While locked, even the right PIN is refused.
+    The attempt is counted by one atomic UPDATE and committed (``commit``) *before* the PIN is
+    looked at, and the decision uses the count that UPDATE returned: so however many requests
+    arrive at once, on however many workers, at most ``max_failures`` PINs are ever checked
+    before the lock-out. An attempt beyond that allowance is refused without a check, and it
+    locks the patient out for ``lock_minutes`` (the count restarts then). While locked, even the
+    right PIN is refused, and attempts are not counted.
     """
-    until = locked_until(patient, now)
-    if until is not None:
-        return Outcome(False, locked_until=until)
-    if patient.pin_hash is None or check_secret(patient.pin_hash, pin or ""):
-        if patient.pin_failures or patient.pin_locked_until is not None:
-            session.execute(
-                update(Patient)
-                .where(Patient.id == patient.id)
-                .values(pin_failures=0, pin_locked_until=None)
-                .execution_options(synchronize_session=False)
-            )
-            session.refresh(patient)
+    if patient.pin_hash is None:
         return Outcome(True)
-    failures = session.execute(
+    locked_now = and_(Patient.pin_locked_until.is_not(None), Patient.pin_locked_until > now)
+    attempt, until = session.execute(
         update(Patient)
         .where(Patient.id == patient.id)
-        .values(pin_failures=Patient.pin_failures + 1)
-        .returning(Patient.pin_failures)
+        .values(pin_failures=case((locked_now, Patient.pin_failures), else_=Patient.pin_failures + 1))
+        .returning(Patient.pin_failures, Patient.pin_locked_until)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
-    common = {"patient_id": patient.id, "site_id": patient.site_id, "now": now}
-    if failures >= max_failures:
-        until = now + dt.timedelta(minutes=lock_minutes)
+    ).one()
+    commit()  # every other attempt now sees this one, before this PIN is even hashed
+    if until is not None and now < until:
+        return Outcome(False, locked_until=until)
+    if attempt > max_failures:
+        return Outcome(False, locked_until=_lock(session, actor, patient, attempt, now, lock_minutes))
+    if check_secret(patient.pin_hash, pin or ""):
         session.execute(
             update(Patient)
             .where(Patient.id == patient.id)
-            .values(pin_failures=0, pin_locked_until=until)
+            .values(pin_failures=0, pin_locked_until=None)
             .execution_options(synchronize_session=False)
         )
         session.refresh(patient)
-        audit.record(session, actor, "pin_locked", patient, new={"failures": failures, "locked_until": until}, **common)
-        return Outcome(False, locked_until=until)
+        return Outcome(True)
+    if attempt >= max_failures:
+        return Outcome(False, locked_until=_lock(session, actor, patient, attempt, now, lock_minutes))
     session.refresh(patient)
-    audit.record(session, actor, "pin_failed", patient, new={"failures": failures}, **common)
-    return Outcome(False, tries_left=max_failures - failures)
+    common = {"patient_id": patient.id, "site_id": patient.site_id, "now": now}
+    audit.record(session, actor, "pin_failed", patient, new={"failures": attempt}, **common)
+    return Outcome(False, tries_left=max_failures - attempt)
+
+
+def _lock(
+    session: Session, actor: Actor, patient: Patient, attempt: int, now: dt.datetime, minutes: int
+) -> dt.datetime:
+    """Lock the patient out from ``now`` (unless another attempt already did); the lock's end."""
+    until = now + dt.timedelta(minutes=minutes)
+    locked = session.execute(
+        update(Patient)
+        .where(Patient.id == patient.id, or_(Patient.pin_locked_until.is_(None), Patient.pin_locked_until <= now))
+        .values(pin_failures=0, pin_locked_until=until)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(patient)
+    if locked:
+        audit.record(
+            session,
+            actor,
+            "pin_locked",
+            patient,
+            patient_id=patient.id,
+            site_id=patient.site_id,
+            new={"failures": attempt, "locked_until": until},
+            now=now,
+        )
+    return patient.pin_locked_until or until

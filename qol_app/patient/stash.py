@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from flask import session, url_for
 
 from qol_app import auth
+from qol_app.inputs import control_characters
 
 KEY = "kept"
 HINT = "p"  # id of the patient who last signed in on this browser
@@ -28,7 +29,12 @@ def keep(tp_id: object, instrument_id: object, page_no: object, form: Mapping[st
     answers = {
         k: v
         for k, v in list(form.items())[:60]
-        if _ITEM.match(k) and k not in _NOT_ANSWERS and isinstance(v, str) and 0 < len(v) <= 16
+        if _ITEM.match(k)
+        and k not in _NOT_ANSWERS
+        and isinstance(v, str)
+        and 0 < len(v) <= 16
+        and v.strip()
+        and not control_characters(v)
     }
     if answers:
         session[KEY] = {"tp": tp_id, "i": instrument_id, "pg": page_no, "a": answers, "at": now.isoformat()}

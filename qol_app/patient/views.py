@@ -21,13 +21,14 @@ from qol_app import auth
 from qol_app.db import db
 from qol_app.i18n import normalise, supported
 from qol_app.instruments import Instrument, LocalizedInstrument, MissingLanguageError, WordingOverlayError
-from qol_app.instruments.forms import CLIENT_FIELDS, PageForm, build_page_form
+from qol_app.instruments.forms import PageForm, build_page_form, client_clock
 from qol_app.locking import lock_exempt, lock_target, signed_in_patient_lock
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash
 from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
 from qol_app.patient.render import emergency_context, field_views, home_items, item_html, review_rows, safety
-from qol_app.security import current_actor, patient_required
+from qol_app.redirects import safe_next
+from qol_app.security import ParticipationEnded, current_actor, patient_required
 from qol_app.services import audit
 from qol_app.services import responses as svc
 from qol_app.services.enrolment import find_by_token
@@ -88,6 +89,27 @@ def _not_found(error: Exception) -> tuple[str, int]:
     return _error(404)
 
 
+def _ended(patient: Any) -> tuple[str, int]:
+    """The kind message for a patient no longer active (died, withdrew, lost), and nothing else:
+    no PIN field, no forms, no status (whoever holds the phone may be a relative)."""
+    _use_locale(session.get("plang") or patient.language)
+    site = patient.site
+    return _render(
+        "patient/ended.html",
+        410,
+        phone=site.contact_phone,
+        safety=None,
+        signed_in=False,
+        next_path=url_for("patient.signed_out"),  # the language switch leads back here, not to a form
+    )
+
+
+@bp.errorhandler(ParticipationEnded)
+def _participation_ended(error: Exception) -> tuple[str, int]:
+    db.session.rollback()
+    return _ended(g.ended_patient)
+
+
 # ---------------------------------------------------------------- personal link and sign-in
 
 
@@ -97,6 +119,8 @@ def link(token: str):
     patient = find_by_token(db.session, token)
     if patient is None:
         return _error(404, bad_link=True)
+    if patient.status != "active":
+        return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
     until = signin.locked_until(patient, auth.now())
     return _render(
@@ -115,6 +139,8 @@ def link_sign_in(token: str):
     patient = find_by_token(db.session, token)
     if patient is None:
         return _error(404, bad_link=True)
+    if patient.status != "active":
+        return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
     form = SignInForm()
     if not form.validate_on_submit():
@@ -136,6 +162,7 @@ def link_sign_in(token: str):
         now,
         max_failures=config["PIN_MAX_FAILURES"],
         lock_minutes=config["PIN_LOCK_MINUTES"],
+        commit=db.session.commit,
     )
     if not outcome.ok:
         db.session.commit()
@@ -169,6 +196,8 @@ def _link_page_expired(error: Exception):
     patient = find_by_token(db.session, (request.view_args or {}).get("token", ""))
     if patient is None:
         return _error(404, bad_link=True)
+    if patient.status != "active":
+        return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
     return _render(
         "patient/link.html",
@@ -207,16 +236,24 @@ def _logout_anyway(error: Exception):
 def signed_out():
     if g.get("patient") is not None:
         return redirect(url_for("patient.home"))
+    last = _last_patient()
+    if g.get("ended_patient") is not None or (last is not None and last.status != "active"):
+        return _ended(g.get("ended_patient") or last)
     _use_signed_out_locale()
     return _render("patient/signed_out.html", expired=request.args.get("expired") == "1", kept=stash.has_any())
 
 
-def _use_signed_out_locale() -> None:
-    """The language of the patient who last signed in on this browser (or one chosen here)."""
+def _last_patient() -> Any:
+    """The patient who last signed in on this browser, if any."""
     from qol_app.models import Patient
 
     last = session.get(stash.HINT)
-    patient = db.session.get(Patient, last) if isinstance(last, int) else None
+    return db.session.get(Patient, last) if isinstance(last, int) else None
+
+
+def _use_signed_out_locale() -> None:
+    """The language of the patient who last signed in on this browser (or one chosen here)."""
+    patient = _last_patient()
     chosen = session.get("plang") or (patient.language if patient is not None else None)
     if chosen:
         _use_locale(chosen)
@@ -234,14 +271,12 @@ def language():
             db.session.commit()
         else:
             session["plang"] = lang
-    return redirect(form.next.data if form.next.data and not form.next.errors else url_for("patient.home"))
+    return redirect(safe_next(request.form.get("next"), url_for("patient.home"), within="/p/"))
 
 
 @_on_csrf_error(language)
 def _language_expired(error: Exception):
-    target = request.form.get("next", "")
-    safe = target.startswith("/p/") and "//" not in target and len(target) <= 300
-    return redirect(target if safe else url_for("patient.home"))
+    return redirect(safe_next(request.form.get("next"), url_for("patient.home"), within="/p/"))
 
 
 def _set_language(actor: audit.Actor, patient: Any, lang: str, now: dt.datetime) -> None:
@@ -319,7 +354,13 @@ def respondent(timepoint_id: int):
         return _render("patient/closed.html", 410)
     form = RespondentForm(data={"respondent": tp.respondent, "relationship": tp.respondent_relationship})
     if form.validate_on_submit():
-        svc.set_respondent(db.session, current_actor(), tp, form.respondent.data, form.relationship_code(), auth.now())
+        try:
+            svc.set_respondent(
+                db.session, current_actor(), tp, form.respondent.data, form.relationship_code(), auth.now()
+            )
+        except svc.PatientInactive:
+            db.session.rollback()
+            return _ended(g.patient)
         db.session.commit()
         return redirect(url_for("patient.start", timepoint_id=tp.id))
     return _render("patient/respondent.html", 400 if form.errors else 200, form=form, tp=tp)
@@ -327,6 +368,8 @@ def respondent(timepoint_id: int):
 
 @_on_csrf_error(respondent)
 def _respondent_expired(error: Exception):
+    if g.get("ended_patient") is not None:
+        return _ended(g.ended_patient)
     if g.get("patient") is None:
         return redirect(url_for("patient.signed_out", expired=1))
     tp = _timepoint_or_404((request.view_args or {}).get("timepoint_id", 0))
@@ -410,7 +453,12 @@ def _render_page(
     numbers = {i: svc.item_number(survey.instrument, i) for i in plan.item_ids}
     reminded = [(numbers[i], survey.texts.item(i).text) for i in extra.pop("missing", [])]
     fields = [item_html(f) for f in field_views(survey.texts, plan.item_ids, numbers, values, errors or {})]
-    hidden = {"confirm_skip": confirm_skip, **{name: values.get(name, "") for name in CLIENT_FIELDS}}
+    clock = client_clock(values.get("client_time"), values.get("client_offset"))
+    hidden = {
+        "confirm_skip": confirm_skip,
+        "client_time": clock[0] or "",
+        "client_offset": "" if clock[1] is None else str(clock[1]),
+    }
     return _render(
         "patient/page.html",
         status,
@@ -431,6 +479,8 @@ def _render_page(
 @lock_target("signed_in_patient", reads=True)
 def page(timepoint_id: int, instrument_id: str, page_no: int):
     """One survey page: GET shows it (saved answers ticked); POST saves it, then redirects."""
+    if g.get("ended_patient") is not None:
+        return _ended(g.ended_patient)  # nothing kept: the patient can no longer send it
     if g.get("patient") is None:
         if request.method == "POST":
             return _keep_answers(None)
@@ -471,7 +521,7 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
             response,
             plan.item_ids,
             form.answers(),
-            now,
+            auth.now,  # read once the form is locked
             skip=skip,
             client_time=client_time,
             client_offset=client_offset,
@@ -480,6 +530,9 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     except svc.AlreadySubmitted:
         db.session.rollback()
         return _render("patient/already.html", tp=tp, texts=survey.texts)
+    except svc.PatientInactive:
+        db.session.rollback()
+        return _ended(g.patient)
     db.session.commit()
     here = {"timepoint_id": tp.id, "instrument_id": instrument_id}
     if backwards:
@@ -501,6 +554,8 @@ def _keep_answers(error: Exception | None):
     keep the answers in this browser's session until the same patient signs in again, and show
     them back only to the browser that last signed in as this timepoint's patient.
     """
+    if g.get("ended_patient") is not None:
+        return _ended(g.ended_patient)
     args = request.view_args or {}
     tp_id, instrument_id, page_no = args.get("timepoint_id"), args.get("instrument_id"), args.get("page_no")
     patient = g.get("patient")
@@ -542,15 +597,19 @@ def review(timepoint_id: int, instrument_id: str):
     form = SubmitForm()
     if form.validate_on_submit():
         client_time, client_offset = form.client_clock()
-        result = svc.submit(
-            db.session,
-            current_actor(),
-            survey.response,
-            g.patient,
-            auth.now(),
-            client_time=client_time,
-            client_offset=client_offset,
-        )
+        try:
+            result = svc.submit(
+                db.session,
+                current_actor(),
+                survey.response,
+                g.patient,
+                auth.now,  # read once the form is locked
+                client_time=client_time,
+                client_offset=client_offset,
+            )
+        except svc.PatientInactive:
+            db.session.rollback()
+            return _ended(g.patient)
         if result.already:
             db.session.rollback()
             return _render("patient/already.html", tp=tp, texts=survey.texts)
@@ -567,6 +626,8 @@ def _render_review(survey: Survey, form: SubmitForm, status: int = 200, **extra:
 @_on_csrf_error(review)
 def _review_expired(error: Exception):
     """The review page was open too long: show it again with a fresh token (nothing was sent)."""
+    if g.get("ended_patient") is not None:
+        return _ended(g.ended_patient)
     if g.get("patient") is None:
         return redirect(url_for("patient.signed_out", expired=1))
     args = request.view_args or {}

@@ -52,6 +52,17 @@ def _describe(value: Any) -> str:
     return str(value) if value is not None else "done"
 
 
+def forget_instance(app: Flask) -> None:
+    """A scheduler stopping cleanly removes its own heartbeat row (a restart is not a second one)."""
+    with app.app_context():
+        try:
+            heartbeat.forget(db.session, heartbeat.instance_name())
+            db.session.commit()
+        except Exception:  # noqa: BLE001 - the row ages out anyway
+            db.session.rollback()
+            log.exception("could not remove this scheduler's heartbeat row")
+
+
 def clock(app: Flask) -> dt.datetime:
     """The scheduler's ``now``: real time, unless tests froze it with ``FROZEN_NOW``."""
     return app.config.get("FROZEN_NOW") or utcnow()
@@ -104,7 +115,9 @@ def run_sweep(
         step("outbox", lambda: notifications.send_due(session, now, channels, settings, checkpoint=session.commit))
         step("alerts", lambda: _escalate_alerts(session, now))
         try:
-            heartbeat.beat(session, now, error="; ".join(report.errors)[:4000] or None)
+            heartbeat.beat(
+                session, now, error="; ".join(report.errors)[:4000] or None, instance=heartbeat.instance_name()
+            )
             session.commit()
         except Exception:
             session.rollback()

@@ -1,4 +1,4 @@
-"""One scheduler per database: a PostgreSQL advisory lock, or a file lock for SQLite.
+"""One scheduler per database: a PostgreSQL advisory lock, or a lease row for SQLite.
 
 APScheduler keeps its jobs in memory and cannot coordinate processes, so a second
 ``qol scheduler`` (a second host, a cron run overlapping a long one) must not start. The
@@ -8,21 +8,34 @@ jobs are idempotent anyway; the lock keeps them from doing everything twice.
   life of the process. The server drops the lock when that connection dies, so a crashed
   scheduler never leaves a stale lock; :meth:`SchedulerLock.check` notices a lost connection
   and the process stops rather than run unguarded.
-* SQLite: a ``filelock`` lock file in the instance folder (``SCHEDULER_LOCK_FILE``
-  overrides); the OS releases it when the process exits.
+* SQLite: a lease row in the database itself (``scheduler_leases``), so two installs with
+  different instance folders on one database file still run one scheduler. The holder renews it
+  before every sweep and every third of its lifetime (``SCHEDULER_LEASE_SECONDS``); a crashed
+  holder's lease expires and the next scheduler takes over. Renewal that fails (the lease
+  expired and another scheduler took it) counts as a lost lock: the process stops.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import os
+import socket
 import time
+import uuid
 import zlib
-from pathlib import Path
 from typing import Self
 
-import filelock
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import delete, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from qol_app.db import utcnow
+from qol_app.models import SchedulerLease
+
+log = logging.getLogger("qol_app.scheduler")
+_LEASES = SchedulerLease.__table__
 
 #: Stable 32-bit key derived from a name, so other tools can see who holds it in pg_locks.
 ADVISORY_KEY = zlib.crc32(b"qol_app.scheduler")
@@ -110,33 +123,95 @@ class AdvisoryLock(SchedulerLock):
             self.conn = None
 
 
-class FileLock(SchedulerLock):
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        # Not thread-local: the lock is taken in the main thread and checked from job threads.
-        self.lock = filelock.FileLock(str(self.path), timeout=0, thread_local=False)
-        self.description = f"lock file {self.path}"
+class LeaseLock(SchedulerLock):
+    """A lease row: held while unexpired and renewed; taken over once it has expired."""
+
+    def __init__(self, bind: Engine | Connection, seconds: int = 300, name: str = "scheduler") -> None:
+        self.bind = bind
+        self.seconds = seconds
+        self.name = name
+        self.holder = uuid.uuid4().hex
+        self.held = False
+        self.renew_every = max(1.0, seconds / 3)
+        self.description = f"scheduler lease in the database ({seconds}s, renewed every {self.renew_every:g}s)"
+
+    def _transaction(self):
+        if isinstance(self.bind, Engine):
+            return self.bind.begin()
+        return self.bind.begin_nested()  # tests: inside the caller's (rolled back) transaction
+
+    def _conn(self, transaction) -> Connection:
+        return transaction if isinstance(transaction, Connection) else transaction.connection
 
     def try_acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        now = utcnow()
+        values = {
+            "holder": self.holder,
+            "host": socket.gethostname()[:255],
+            "pid": os.getpid(),
+            "acquired_at": now,
+            "expires_at": now + dt.timedelta(seconds=self.seconds),
+        }
         try:
-            self.lock.acquire(timeout=0)
-        except filelock.Timeout:
+            with self._transaction() as transaction:
+                conn = self._conn(transaction)
+                taken = conn.execute(
+                    update(_LEASES)
+                    .where(
+                        _LEASES.c.name == self.name,
+                        or_(_LEASES.c.holder == self.holder, _LEASES.c.expires_at <= now),
+                    )
+                    .values(**values)
+                ).rowcount
+                if not taken:
+                    exists = conn.execute(select(_LEASES.c.name).where(_LEASES.c.name == self.name)).first()
+                    if exists is not None:
+                        return False
+                    conn.execute(insert(_LEASES).values(name=self.name, **values))
+        except IntegrityError:  # another scheduler inserted the first lease at the same moment
             return False
+        self.held = True
         return True
 
     def check(self) -> bool:
-        return self.lock.is_locked
+        """Renew the lease; False when it is no longer ours (expired and taken, or unreachable)."""
+        if not self.held:
+            return False
+        now = utcnow()
+        try:
+            with self._transaction() as transaction:
+                renewed = (
+                    self._conn(transaction)
+                    .execute(
+                        update(_LEASES)
+                        .where(_LEASES.c.name == self.name, _LEASES.c.holder == self.holder)
+                        .values(expires_at=now + dt.timedelta(seconds=self.seconds))
+                    )
+                    .rowcount
+                )
+        except Exception:  # noqa: BLE001 - an unreachable database means the lease is not renewed
+            log.exception("could not renew the scheduler lease")
+            return False
+        self.held = bool(renewed)
+        return self.held
 
     def release(self) -> None:
-        if self.lock.is_locked:
-            self.lock.release(force=True)
+        if not self.held:
+            return
+        self.held = False
+        try:
+            with self._transaction() as transaction:
+                self._conn(transaction).execute(
+                    delete(_LEASES).where(_LEASES.c.name == self.name, _LEASES.c.holder == self.holder)
+                )
+        except Exception:  # noqa: BLE001 - it expires by itself
+            log.exception("could not release the scheduler lease; it expires in %ss", self.seconds)
 
 
 def lock_for(app: Flask) -> SchedulerLock:
     """The lock that suits the app's database."""
-    engine: Engine = app.extensions["qol_db"]["engine"]
+    ext = app.extensions["qol_db"]
+    engine: Engine = ext["engine"]
     if engine.dialect.name == "postgresql":
         return AdvisoryLock(engine)
-    path = app.config.get("SCHEDULER_LOCK_FILE") or Path(app.instance_path) / "scheduler.lock"
-    return FileLock(path)
+    return LeaseLock(ext["bind"], int(app.config.get("SCHEDULER_LEASE_SECONDS") or 300))

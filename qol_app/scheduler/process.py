@@ -19,7 +19,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from qol_app.db import utcnow
-from qol_app.scheduler.jobs import SweepReport, run_export_jobs, run_sweep
+from qol_app.scheduler.jobs import SweepReport, forget_instance, run_export_jobs, run_sweep
 from qol_app.scheduler.lock import LockLost, SchedulerLock, lock_for
 
 log = logging.getLogger("qol_app.scheduler")
@@ -52,6 +52,26 @@ def build_scheduler(app: Flask, lock: SchedulerLock, interval_seconds: int) -> B
         run_sweep(app)
 
     scheduler.lock_lost = False  # type: ignore[attr-defined]
+
+    def renew() -> None:
+        if not lock.check():
+            log.critical("the scheduler lease could not be renewed (taken over?); stopping")
+            scheduler.lock_lost = True  # type: ignore[attr-defined]
+            with contextlib.suppress(SchedulerNotRunningError):
+                scheduler.shutdown(wait=False)
+
+    renew_every = getattr(lock, "renew_every", None)
+    if renew_every is not None:  # a lease: renewed while a long sweep runs, in another worker thread
+        scheduler.add_job(
+            renew,
+            "interval",
+            seconds=renew_every,
+            id="renew_lease",
+            name="renew the scheduler lease",
+            misfire_grace_time=int(renew_every),
+            coalesce=True,
+            max_instances=1,
+        )
 
     scheduler.add_job(
         sweep,
@@ -112,6 +132,7 @@ def run_forever(app: Flask, *, interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     finally:
         signal.signal(signal.SIGTERM, previous)
         lock.release()
+        forget_instance(app)
         log.info("scheduler stopped")
     if scheduler.lock_lost:  # type: ignore[attr-defined]
         raise LockLost("the scheduler lock was lost while running; stopped to avoid running unguarded")

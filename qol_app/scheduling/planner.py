@@ -215,7 +215,8 @@ def plan(
             starts[day] = local_day_start(day, tz)
         return starts[day]
 
-    planned = [_finish(draft, patient, day_start) for draft in drafts.values()]
+    open_at_end = schedule.open_forms_at_end == "not_expected"
+    planned = [_finish(draft, patient, day_start, open_at_end) for draft in drafts.values()]
     planned.sort(key=lambda tp: (tp.target_date, tp.window_start, tp.key))
     return planned
 
@@ -354,11 +355,18 @@ def _describe(anchor: Anchor) -> str:
     return f"{anchor.kind}{ident} on {anchor.date.isoformat()}"
 
 
-def _finish(draft: _Draft, patient: PatientFacts, day_start: Callable[[date], datetime]) -> PlannedTimepoint:
+def _finish(
+    draft: _Draft, patient: PatientFacts, day_start: Callable[[date], datetime], end_open_forms: bool
+) -> PlannedTimepoint:
+    """``end_open_forms``: a form still open (grace included) on the end-status date is not expected
+    either (the patient cannot answer it any more); else only forms targeted after that date."""
     merged = sorted(draft.merged, key=lambda item: item[0])
     sources = (draft.source, *(source for _, source in merged))
     instruments = tuple(dict.fromkeys((*draft.rule.instruments, *draft.extra_instruments)))
-    ended_before = patient.end_date is not None and draft.target > patient.end_date
+    end = patient.end_date
+    ended_before = end is not None and (
+        draft.target > end or (end_open_forms and draft.window_start <= end <= draft.grace_end)
+    )
     return PlannedTimepoint(
         key=draft.key,
         rule_id=draft.rule.id,

@@ -15,6 +15,10 @@ Format (``schema_version: 1``)::
                                      # window starts <= today + lookahead_days
     study_end_days: null             # optional: recurring rules stop at
                                      # randomization + N days
+    open_forms_at_end: not_expected  # optional: forms still open on the day a
+                                     # patient died, withdrew or was lost become
+                                     # not expected (default), or stay expected
+                                     # for staff entry: staff_entry
     defaults:
       grace_days: {questionnaire: 3, diary: 1}
       cycle_length_days: 21          # when a systemic cycle has no length
@@ -93,6 +97,9 @@ _ARM_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _KEY_TEXT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _KEY_FIELDS: Final[frozenset[str]] = frozenset({"n", "k"})
 DIARY_KEY_PREFIX: Final = "diary-"
+
+
+OPEN_FORMS_AT_END = ("not_expected", "staff_entry")
 
 
 class ScheduleError(ValueError):
@@ -176,6 +183,9 @@ class Schedule:
     lookahead_days: int
     study_end_days: int | None
     rules: tuple[Rule, ...]
+    #: Forms whose window (grace included) holds the end-status date: ``not_expected``, or
+    #: ``staff_entry`` (they stay expected; only staff can complete them, the patient is signed out).
+    open_forms_at_end: str = "not_expected"
 
     def rule(self, rule_id: str) -> Rule:
         """Return the rule ``rule_id``; KeyError if absent."""
@@ -294,7 +304,7 @@ class _Parser:
             data,
             "",
             required=("schema_version", "id", "arms", "lookahead_days", "rules"),
-            optional=("title", "study_end_days", "defaults", "description"),
+            optional=("title", "study_end_days", "defaults", "description", "open_forms_at_end"),
         )
         version = self.integer(top["schema_version"], "schema_version", minimum=1)
         if version != SCHEMA_VERSION:
@@ -305,6 +315,7 @@ class _Parser:
         lookahead = self.integer(top["lookahead_days"], "lookahead_days", minimum=0)
         study_end = self.optional_integer(top.get("study_end_days"), "study_end_days", minimum=1)
         grace_defaults, cycle_default = self.defaults(top.get("defaults", {}))
+        open_at_end = self.choice(top.get("open_forms_at_end", "not_expected"), "open_forms_at_end", OPEN_FORMS_AT_END)
 
         raw_rules = top["rules"]
         if not isinstance(raw_rules, list) or not raw_rules:
@@ -334,6 +345,7 @@ class _Parser:
             lookahead_days=lookahead,
             study_end_days=study_end,
             rules=tuple(rules),
+            open_forms_at_end=open_at_end,
         )
 
     def defaults(self, value: object) -> tuple[dict[str, int], int]:

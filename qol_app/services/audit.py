@@ -1,11 +1,28 @@
-"""Append-only audit trail with a SHA-256 hash chain.
+"""Append-only audit trail: a keyed (HMAC-SHA256) hash chain, anchored outside the database.
 
 Every change to patient data, events, responses, answers and statuses goes through
 ``record``, inside the same transaction as the change itself, so the trail can never say
 something happened that was rolled back (or miss something that was committed).
 
-Appending locks the single chain-head row until commit. On PostgreSQL every writing transaction
-takes that lock before its first row lock (:func:`lock_head_first`), so there is one lock order.
+The chain:
+
+* An event's id is its position in the chain (1, 2, 3, ...), assigned under the head lock.
+* Its ``hash`` is an HMAC over every column (:data:`HASHED`: the id, the previous event's hash,
+  ``note`` included) with a key that is never stored in the database (the ``AUDIT_KEY``
+  setting, carried by the session: :func:`session_info`). Whoever has only the database can
+  delete or edit rows, but cannot write one that verifies.
+* The head row holds the count and newest hash, with an HMAC of its own, so cutting the tail and
+  "fixing" the head is detected too.
+* What no database check can see (everything deleted, or the database rolled back to an older
+  copy) is caught by a checkpoint kept outside it: :func:`checkpoint` signs the head (count,
+  hash, time) and :func:`verify` compares the trail with any checkpoints given.
+
+On PostgreSQL the application's role cannot write the audit tables at all: it appends through
+``audit_lock_head()`` and ``audit_append(...)``, SECURITY DEFINER functions owned by the
+migration role (``qol db create-app-role`` sets the role up), and a trigger refuses UPDATE,
+DELETE and TRUNCATE. Appending locks the single head row until commit; on PostgreSQL every
+writing transaction takes that lock before its first row lock (:func:`lock_head_first`), so
+there is one lock order.
 """
 
 from __future__ import annotations
@@ -14,17 +31,19 @@ import dataclasses
 import datetime as dt
 import decimal
 import hashlib
+import hmac
 import json
 import re
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
 from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
 from sqlalchemy.event import listen
 from sqlalchemy.orm import Session
 
+from qol_app.db import AUDIT_KEY_INFO, UTCDateTime
 from qol_app.models.audit import AuditChainHead, AuditEvent
 
 GENESIS = "0" * 64
@@ -66,13 +85,10 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default, ensure_ascii=False))
 
 
-def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
-    payload = json.dumps({"prev": prev_hash, **fields}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-#: The columns an event's hash covers (with the previous hash).
+#: The columns an event's keyed hash covers: every column but the hash itself (a test checks
+#: this against the table, so a new column is a conscious decision, not a silent gap).
 HASHED = (
+    "id",
     "occurred_at",
     "actor_type",
     "actor_id",
@@ -85,35 +101,107 @@ HASHED = (
     "new",
     "reason",
     "request_id",
+    "prev_hash",
+    "note",
 )
+#: Version of the hashed payload; part of every digest, so a payload format change cannot be
+#: mistaken for an edit (or pass as the old one).
+FORMAT = 2
 
 
-def _fields(values: Mapping[str, Any]) -> dict[str, Any]:
+class MissingKeyError(RuntimeError):
+    """The session carries no audit key (see :func:`session_info`)."""
+
+
+def session_info(key: str | bytes) -> dict[str, bytes]:
+    """``Session(info=...)`` for a session that writes or verifies audit events with ``key``.
+
+    The key never goes into the database: it is the application's setting (``AUDIT_KEY``),
+    handed to each session by ``qol_app.db``; code building its own sessions passes it here.
+    """
+    if isinstance(key, str):
+        key = key.encode()
+    if not key:
+        raise MissingKeyError("the audit key is empty")
+    return {AUDIT_KEY_INFO: key}
+
+
+def _key(session: Session) -> bytes:
+    key = session.info.get(AUDIT_KEY_INFO)
+    if not key:
+        raise MissingKeyError(
+            "this database session has no audit key: create sessions through qol_app.db, or pass "
+            "info=audit.session_info(key) (the key is the AUDIT_KEY setting, never stored in the database)"
+        )
+    return key
+
+
+def _canonical(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def event_mac(key: bytes, values: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 over every hashed column of one event (``values`` holds them by name)."""
     fields = {name: values[name] for name in HASHED}
     fields["occurred_at"] = fields["occurred_at"].astimezone(dt.UTC).isoformat()
-    return fields
+    return hmac.new(key, _canonical({"format": FORMAT, "event": fields}), hashlib.sha256).hexdigest()
 
 
-def _event_fields(event: AuditEvent) -> dict[str, Any]:
-    return _fields({name: getattr(event, name) for name in HASHED})
+def head_mac(key: bytes, count: int, last_hash: str) -> str:
+    """HMAC of the chain head, so its count and newest hash cannot be set without the key."""
+    payload = {"format": FORMAT, "head": {"count": count, "last_hash": last_hash}}
+    return hmac.new(key, _canonical(payload), hashlib.sha256).hexdigest()
 
 
 _HEAD = AuditChainHead.__table__
 _EVENTS = AuditEvent.__table__
 #: Core statements: appending runs inside every write request, and the ORM unit of work for an
 #: insert-only row costs several times the SQL itself.
-_ADVANCE = update(_HEAD).where(_HEAD.c.id == 1).values(count=_HEAD.c.count + 1).returning(_HEAD.c.last_hash)
-_SET_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("new_hash"))
+#: SQLite: a no-op UPDATE takes the database's write lock before the head is read.
+_TOUCH_HEAD = (
+    update(_HEAD).where(_HEAD.c.id == 1).values(count=_HEAD.c.count).returning(_HEAD.c.count, _HEAD.c.last_hash)
+)
+_SET_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(count=bindparam("new_count"), last_hash=bindparam("new_hash"), mac=bindparam("new_mac"))
+)
 _APPEND = insert(_EVENTS)
+#: PostgreSQL: the application's role may not write the audit tables; it appends through these
+#: two SECURITY DEFINER functions (migration i18a), which keep the head and the rows consistent.
+_PG_LOCK_HEAD = text("SELECT head_count, head_hash FROM audit_lock_head()")
+_PG_APPEND = text(
+    "SELECT audit_append(CAST(:id AS integer), CAST(:prev_hash AS text), CAST(:hash AS text), "
+    "CAST(:head_mac AS text), CAST(:occurred_at AS timestamptz), CAST(:actor_type AS text), "
+    "CAST(:actor_id AS text), CAST(:action AS text), CAST(:entity_type AS text), CAST(:entity_id AS text), "
+    "CAST(:patient_id AS integer), CAST(:site_id AS integer), CAST(:old AS json), CAST(:new AS json), "
+    "CAST(:reason AS text), CAST(:request_id AS text), CAST(:note AS text))"
+).bindparams(bindparam("occurred_at", type_=UTCDateTime()))
 
 
-def _advance_head(conn: Connection) -> str:
-    """Lock the chain head and return the newest hash (creating the head on first use)."""
-    prev = conn.execute(_ADVANCE).scalar_one_or_none()
-    if prev is None:
-        conn.execute(insert(_HEAD).values(id=1, last_hash=GENESIS, count=1))
-        prev = GENESIS
-    return prev
+def _append(conn: Connection, key: bytes, values: dict[str, Any]) -> None:
+    """Lock the head, give the event the next position as its id, hash it and append it."""
+    postgresql = conn.dialect.name == "postgresql"
+    if postgresql:
+        count, prev = conn.execute(_PG_LOCK_HEAD).one()
+    else:
+        row = conn.execute(_TOUCH_HEAD).first()
+        if row is None:
+            conn.execute(insert(_HEAD).values(id=1, last_hash=GENESIS, count=0, mac=None))
+            row = (0, GENESIS)
+        count, prev = row
+    values["id"] = count + 1
+    values["prev_hash"] = prev
+    values["hash"] = event_mac(key, values)
+    new_head_mac = head_mac(key, values["id"], values["hash"])
+    if postgresql:
+        params = dict(values, head_mac=new_head_mac)
+        params["old"] = None if values["old"] is None else json.dumps(values["old"], ensure_ascii=False)
+        params["new"] = None if values["new"] is None else json.dumps(values["new"], ensure_ascii=False)
+        conn.execute(_PG_APPEND, params)
+    else:
+        conn.execute(_APPEND, values)
+        conn.execute(_SET_HEAD, {"new_count": values["id"], "new_hash": values["hash"], "new_mac": new_head_mac})
 
 
 def record(
@@ -129,6 +217,7 @@ def record(
     old: dict[str, Any] | None = None,
     new: dict[str, Any] | None = None,
     reason: str | None = None,
+    note: str | None = None,
     now: dt.datetime,
 ) -> AuditEvent:
     """Append one audit event in the caller's transaction; returns it (detached, with its id).
@@ -143,6 +232,7 @@ def record(
         entity_type = entity_type or entity.__tablename__
         if entity_id is None:
             entity_id = getattr(entity, "id", None)
+    key = _key(session)
     conn = session.connection()
     values: dict[str, Any] = {
         "occurred_at": now,
@@ -157,11 +247,9 @@ def record(
         "new": jsonable(new),
         "reason": reason,
         "request_id": actor.request_id,
+        "note": note,
     }
-    values["prev_hash"] = _advance_head(conn)
-    values["hash"] = _digest(values["prev_hash"], _fields(values))
-    values["id"] = conn.execute(_APPEND, values).inserted_primary_key[0]
-    conn.execute(_SET_HEAD, {"new_hash": values["hash"]})
+    _append(conn, key, values)
     return AuditEvent(**values)
 
 
@@ -170,10 +258,17 @@ def record(
 _TAKES_ROW_LOCKS = re.compile(
     r"(^|\()\s*(INSERT|UPDATE|DELETE|MERGE)\b|\bFOR\s+(UPDATE|NO\s+KEY\s+UPDATE|SHARE|KEY\s+SHARE)\b", re.IGNORECASE
 )
-_LOCK_HEAD = "SELECT 1 FROM audit_chain_head WHERE id = 1 FOR UPDATE"
+#: Functions that lock the head themselves (``record``'s statements).
+_LOCK_FUNCTIONS = ("audit_lock_head", "audit_append")
+_LOCK_HEAD = "SELECT head_count FROM audit_lock_head()"
+#: Before migration i18a (a database being migrated on an engine with this hook): the table itself.
+_LOCK_HEAD_TABLE = "SELECT 1 FROM audit_chain_head WHERE id = 1 FOR UPDATE"
 _CREATE_HEAD = (
     f"INSERT INTO audit_chain_head (id, last_hash, count) VALUES (1, '{GENESIS}', 0) ON CONFLICT (id) DO NOTHING"
 )
+_HAS_LOCK_FUNCTION = "SELECT to_regprocedure('audit_lock_head()') IS NOT NULL"
+#: Key in the DBAPI connection's ``info``: the lock function exists (cached once seen).
+_FUNCTION_SEEN = "qol_audit_lock_function"
 #: Key in the DBAPI connection's ``info``: (a weak reference to) the root transaction holding the head.
 _HEAD_HELD_BY = "qol_audit_head_held_by"
 
@@ -211,20 +306,27 @@ def _take_head_first(
     held = conn.info.get(_HEAD_HELD_BY)
     if transaction is None or (held is not None and held() is transaction):
         return
-    if not _TAKES_ROW_LOCKS.search(statement):
+    locks_rows = _TAKES_ROW_LOCKS.search(statement) is not None
+    if any(name in statement for name in _LOCK_FUNCTIONS) or (locks_rows and "audit_chain_head" in statement):
+        conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)  # locking the head itself: first anyway
         return
-    if "audit_chain_head" in statement:  # ``record`` (or anyone) locking the head itself: first anyway
-        conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)
+    if not locks_rows:
         return
     dbapi_connection = conn.connection.dbapi_connection
     if dbapi_connection is None or getattr(dbapi_connection, "autocommit", False):
         return  # each statement is its own transaction: nothing to order
     lock = dbapi_connection.cursor()
     try:
-        lock.execute(_LOCK_HEAD)
-        if lock.fetchone() is None:
-            lock.execute(_CREATE_HEAD)
-            lock.execute(_LOCK_HEAD)
+        if not conn.info.get(_FUNCTION_SEEN):
+            lock.execute(_HAS_LOCK_FUNCTION)
+            conn.info[_FUNCTION_SEEN] = bool(lock.fetchone()[0])
+        if conn.info[_FUNCTION_SEEN]:
+            lock.execute(_LOCK_HEAD)  # creates a missing head itself
+        else:
+            lock.execute(_LOCK_HEAD_TABLE)
+            if lock.fetchone() is None:
+                lock.execute(_CREATE_HEAD)
+                lock.execute(_LOCK_HEAD_TABLE)
     finally:
         lock.close()
     conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)  # the next transaction is a new object: locks again
@@ -251,39 +353,152 @@ class Problem:
     message: str
 
 
-def verify(session: Session, batch: int = 5000) -> list[Problem]:
-    """Recompute the chain; report edited rows, broken links (deleted rows) and a cut tail."""
+# ---- checkpoints: the head, signed, kept outside the database -----------------------------------
+CHECKPOINT_FORMAT = "qol-audit-checkpoint/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """The chain head at one moment, signed with the audit key: ``count`` events, the newest
+    being ``hash``. Kept outside the database (a file, the log, a printout for the monitor)."""
+
+    count: int
+    hash: str
+    at: dt.datetime
+    mac: str
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "count": self.count,
+            "hash": self.hash,
+            "at": self.at.astimezone(dt.UTC).isoformat(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self._payload() | {"mac": self.mac}, sort_keys=True) + "\n"
+
+    def summary(self) -> str:
+        """One line a monitor can copy down by hand."""
+        return (
+            f"audit checkpoint {self.at.astimezone(dt.UTC).isoformat(timespec='seconds')}: "
+            f"{self.count} events, newest {self.hash}, signature {self.mac}"
+        )
+
+
+def _checkpoint_mac(key: bytes, count: int, last_hash: str, at: dt.datetime) -> str:
+    payload = Checkpoint(count, last_hash, at, "")._payload()
+    return hmac.new(key, _canonical(payload), hashlib.sha256).hexdigest()
+
+
+def checkpoint(session: Session, now: dt.datetime) -> tuple[Checkpoint | None, list[Problem]]:
+    """Verify the trail and sign its head as of ``now``; (None, problems) when it does not verify.
+
+    A checkpoint of a trail that already fails would vouch for the damage, so none is made then.
+    """
+    problems = verify(session)
+    if problems:
+        return None, problems
+    head = session.get(AuditChainHead, 1, populate_existing=True)
+    count, last_hash = (head.count, head.last_hash) if head is not None else (0, GENESIS)
+    at = now.astimezone(dt.UTC)
+    return Checkpoint(count, last_hash, at, _checkpoint_mac(_key(session), count, last_hash, at)), []
+
+
+def read_checkpoint(session: Session, content: str) -> Checkpoint:
+    """Parse a checkpoint written by :meth:`Checkpoint.to_json` and check its signature.
+
+    ``ValueError`` for anything that is not a checkpoint signed with this session's key.
+    """
+    try:
+        data = json.loads(content)
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not an audit checkpoint (format {data.get('format')!r})")
+        cp = Checkpoint(int(data["count"]), str(data["hash"]), dt.datetime.fromisoformat(data["at"]), str(data["mac"]))
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not an audit checkpoint ({type(exc).__name__}: {exc})") from None
+    if cp.at.tzinfo is None:
+        raise ValueError("not an audit checkpoint (its time has no timezone)")
+    expected = _checkpoint_mac(_key(session), cp.count, cp.hash, cp.at)
+    if not hmac.compare_digest(expected, cp.mac):
+        raise ValueError("the checkpoint's signature does not match (altered, or signed with another key)")
+    return cp
+
+
+def verify(session: Session, *, checkpoints: Iterable[Checkpoint] = (), batch: int = 5000) -> list[Problem]:
+    """Recompute the keyed chain; report every row that was edited, forged, deleted or cut off.
+
+    Without checkpoints this finds edits (including ``note``), rows written without the key,
+    gaps, broken links and a head that does not match the rows. Each checkpoint further proves
+    that its first ``count`` events are still there, unchanged: that catches deleting the tail
+    (or everything) and restoring an older copy of the database.
+    """
+    key = _key(session)
     problems: list[Problem] = []
-    prev_hash = GENESIS
-    count = 0
+    wanted = {cp.count: cp for cp in checkpoints if cp.count > 0}
+    prev_hash, expected_id, bad = GENESIS, 1, 0
     for event in _iter_events(session, batch):
-        count += 1
-        if event.prev_hash != prev_hash:
+        if event.id != expected_id:
+            missing = f"{expected_id}" if event.id == expected_id + 1 else f"{expected_id} to {event.id - 1}"
+            problems.append(Problem(event.id, f"event {missing} missing (deleted) before event {event.id}"))
+        elif event.prev_hash != prev_hash:
+            problems.append(Problem(event.id, f"event {event.id}: link broken (the row before it was altered)"))
+        if not hmac.compare_digest(event_mac(key, event._mapping), event.hash):
+            bad += 1
             problems.append(
-                Problem(event.id, f"event {event.id}: link broken (a row before it was deleted or altered)")
+                Problem(event.id, f"event {event.id}: contents do not match its keyed hash (edited or forged)")
             )
-        if _digest(event.prev_hash, _event_fields(event)) != event.hash:
-            problems.append(Problem(event.id, f"event {event.id}: contents do not match its hash (edited)"))
-        prev_hash = event.hash
-    head = session.get(AuditChainHead, 1)
-    if head is not None:
-        if head.last_hash != prev_hash:
-            problems.append(Problem(None, "the newest events are missing (chain head does not match the last row)"))
-        if head.count != count:
-            problems.append(Problem(None, f"chain head counts {head.count} events but {count} are stored"))
-    elif count:
-        problems.append(Problem(None, "events exist but the chain head is missing"))
+        cp = wanted.pop(event.id, None)
+        if cp is not None and cp.hash != event.hash:
+            problems.append(
+                Problem(
+                    event.id, f"event {event.id} differs from the checkpoint of {_when(cp)} (the trail was rewritten)"
+                )
+            )
+        prev_hash, expected_id = event.hash, event.id + 1
+    count = expected_id - 1
+    for cp in sorted(wanted.values(), key=lambda c: c.count):
+        problems.append(
+            Problem(
+                None,
+                f"the checkpoint of {_when(cp)} covers {cp.count} events, but only {count} are stored "
+                "(events were deleted from the end)",
+            )
+        )
+    head = session.get(AuditChainHead, 1, populate_existing=True)
+    if head is None:
+        if count:
+            problems.append(Problem(None, "events exist but the chain head is missing"))
+    else:
+        if head.count != count or head.last_hash != prev_hash:
+            problems.append(
+                Problem(
+                    None,
+                    f"the chain head ({head.count} events) does not match the stored events ({count}): "
+                    "the newest events are missing or the head was changed",
+                )
+            )
+        if (head.count, head.mac) != (0, None) and not hmac.compare_digest(
+            head.mac or "", head_mac(key, head.count, head.last_hash)
+        ):
+            problems.append(Problem(None, "the chain head was changed without the audit key"))
+    if count and bad == count:
+        problems.append(
+            Problem(None, "no event matches its keyed hash: is AUDIT_KEY the key this trail was written with?")
+        )
     return problems
 
 
-def _iter_events(session: Session, batch: int) -> Iterator[AuditEvent]:
+def _when(cp: Checkpoint) -> str:
+    return cp.at.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def _iter_events(session: Session, batch: int) -> Iterator[Any]:
+    """Every event as a Core row, in chain order (keyset pages, nothing kept in the session)."""
     last_id = 0
     while True:
-        rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
-        ).all()
+        rows = session.execute(select(_EVENTS).where(_EVENTS.c.id > last_id).order_by(_EVENTS.c.id).limit(batch)).all()
         if not rows:
             return
         yield from rows
         last_id = rows[-1].id
-        session.expunge_all()

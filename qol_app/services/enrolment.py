@@ -9,12 +9,12 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qol_app.auth import end_all_for, token_hash
 from qol_app.errors import N_, ServiceError
 from qol_app.models import Patient, Site
 from qol_app.passwords import hash_secret
 from qol_app.services import audit
 from qol_app.services.audit import Actor
+from qol_app.services.sessions import end_all, token_hash
 
 # 32 bytes = 256 bits of randomness; the issue asks for at least 128.
 TOKEN_BYTES = 32
@@ -106,7 +106,7 @@ def rotate_link(session: Session, actor: Actor, patient: Patient, *, reason: str
     token = new_token()
     patient.link_token_hash = token_hash(token)
     patient.link_rotated_at = now
-    end_all_for("patient", patient.id, "link_rotated", now)
+    end_all(session, "patient", patient.id, "link_rotated", now)
     audit.record(
         session, actor, "rotate_link", patient, patient_id=patient.id, site_id=patient.site_id, reason=reason, now=now
     )
@@ -116,13 +116,15 @@ def rotate_link(session: Session, actor: Actor, patient: Patient, *, reason: str
 def set_pin(
     session: Session, actor: Actor, patient: Patient, pin: str | None, *, reason: str, now: dt.datetime
 ) -> None:
-    """Set, reset or remove the PIN; clears any lock-out from wrong attempts."""
-    if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
+    """Set, reset or remove the PIN; clears any lock-out and ends the patient's open sessions
+    (whoever was signed in with the old PIN signs in again)."""
+    if pin is not None and not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 8):
         raise ServiceError(N_("A PIN is 4 to 8 digits."))
     old_set = patient.pin_hash is not None
     patient.pin_hash = hash_secret(pin) if pin else None
     patient.pin_failures = 0
     patient.pin_locked_until = None
+    end_all(session, "patient", patient.id, "pin_changed", now)
     audit.record(
         session,
         actor,

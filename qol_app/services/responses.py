@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +40,31 @@ DUE_STATUSES = ("scheduled", "open", "overdue")
 #: Who a proxy respondent is to the patient (codes stored, labels translated in the UI).
 RELATIONSHIPS = ("spouse_partner", "child", "parent", "sibling", "other_relative", "friend", "professional_carer")
 SKIPPED = "skipped"
+
+
+Clock = Callable[[], dt.datetime]
+
+
+def read_clock(now: dt.datetime | Clock) -> dt.datetime:
+    """``now`` itself, or the clock's reading (services are handed a clock to read after a lock)."""
+    return now() if callable(now) else now
+
+
+class PatientInactive(Exception):
+    """The patient was recorded as died, withdrawn or lost: they can no longer answer (staff may)."""
+
+
+def _require_active(session: Session, actor: Actor, patient_id: int) -> None:
+    """For the patient's own writes: refuse once the patient is not active.
+
+    Called after the form's row lock, so a status recorded while the request was on its way is
+    seen (the status change and this write are serialised by the same locks).
+    """
+    if actor.type != "patient":
+        return
+    status = session.scalar(select(Patient.status).where(Patient.id == patient_id))
+    if status != "active":
+        raise PatientInactive(status)
 
 
 class AlreadySubmitted(Exception):
@@ -248,12 +273,18 @@ def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, i
 def set_respondent(
     session: Session, actor: Actor, tp: Timepoint, respondent: str, relationship: str | None, now: dt.datetime
 ) -> None:
-    """Record who answers this timepoint's forms, and carry it to its in-progress forms."""
+    """Record who answers this timepoint's forms, and carry it to its in-progress forms.
+
+    ``relationship`` (a proxy's, else ignored) is one of :data:`RELATIONSHIPS`; anything else is
+    a ValueError.
+    """
     if respondent not in RESPONDENTS:
         raise ServiceError(N_("Unknown respondent %(respondent)s."), respondent=respondent)
     if respondent == "proxy":
-        if not relationship or len(relationship) > 64:
+        if not relationship:
             raise ServiceError(N_("A proxy respondent needs a relationship."))
+        if relationship not in RELATIONSHIPS:
+            raise ServiceError(N_("Choose the relationship from the list."))
     else:
         relationship = None
     old, new = audit.changes(
@@ -263,6 +294,7 @@ def set_respondent(
     )
     if not new:
         return
+    _require_active(session, actor, tp.patient_id)
     tp.respondent, tp.respondent_relationship = respondent, relationship
     for response in session.scalars(
         select(Response).where(Response.timepoint_id == tp.id, Response.status == "in_progress")
@@ -387,7 +419,7 @@ def save_page(
     response: Response,
     item_ids: Iterable[str],
     answers: Mapping[str, int | float | None],
-    now: dt.datetime,
+    now: dt.datetime | Clock,
     *,
     skip: Iterable[str] = (),
     client_time: str | None = None,
@@ -399,10 +431,15 @@ def save_page(
     An empty item becomes an explicit skip only when it is in ``skip`` (the patient saw the
     reminder, or the item is optional); otherwise it is left without a row and returned.
     New answers and changes are audited (changes with old and new values). Raises
-    ``AlreadySubmitted`` for a form that is no longer in progress. ``texts`` is the wording this
-    page was shown in: if the patient switched language mid-form, the form records the new one.
+    ``AlreadySubmitted`` for a form that is no longer in progress (``PatientInactive`` for a
+    patient no longer active). ``texts`` is the wording this page was shown in: if the patient
+    switched language mid-form, the form records the new one. ``now`` may be a clock (a callable):
+    it is then read once the form's row is locked, so answers saved by whoever held the lock are
+    never stamped after a submission that waited for it.
     """
     _lock_in_progress(session, response)
+    _require_active(session, actor, response.patient_id)
+    now = read_clock(now)
     common = {"patient_id": response.patient_id, "site_id": response.timepoint.patient.site_id, "now": now}
     if texts is not None and (response.language, response.wording_version) != (texts.locale, texts.wording_version):
         old_wording = {"language": response.language, "wording_version": response.wording_version}
@@ -501,7 +538,7 @@ def submit(
     actor: Actor,
     response: Response,
     patient: Patient,
-    now: dt.datetime,
+    now: dt.datetime | Clock,
     *,
     client_time: str | None = None,
     client_offset: int | None = None,
@@ -511,8 +548,16 @@ def submit(
     Idempotent: a second call (double tap, stale page, another tab or device) changes nothing and
     returns ``already=True``. Items presented but never answered become explicit skips. A scoring
     failure never blocks the submission: the form is kept and ``scoring_error`` flags it for staff.
+    ``now`` may be a clock, read once the form's row is locked (see :func:`save_page`).
+    ``PatientInactive`` when the patient submits after being recorded as died, withdrawn or lost.
     """
     tp = session.scalar(select(Timepoint).where(Timepoint.id == response.timepoint_id).with_for_update())
+    try:
+        _lock_in_progress(session, response)
+    except AlreadySubmitted:
+        return Submitted(response, already=True)
+    _require_active(session, actor, patient.id)
+    now = read_clock(now)  # after the lock: a save that held it is never later than the submission
     values: dict = {"status": "submitted", "submitted_at": now}
     if client_time or client_offset is not None:
         values.update(client_time=client_time, client_utc_offset_minutes=client_offset)
@@ -523,7 +568,7 @@ def submit(
         .execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(response)
-    if not won:
+    if not won:  # pragma: no cover - the row lock says it is ours
         return Submitted(response, already=True)
     instrument = registry().get(response.instrument_id)
     stored = answers_of(session, response)

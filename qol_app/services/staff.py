@@ -11,13 +11,13 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qol_app.auth import end_all_for
 from qol_app.errors import N_, ServiceError
 from qol_app.models import Site, SiteMembership, StaffUser
 from qol_app.models.staff import ROLES
 from qol_app.passwords import check_password, hash_secret
 from qol_app.services import audit
 from qol_app.services.audit import Actor
+from qol_app.services.sessions import end_all
 
 
 class StaffError(ServiceError):
@@ -98,7 +98,7 @@ def set_active(session: Session, actor: Actor, user: StaffUser, active: bool, *,
         return
     user.active = active
     if not active:
-        end_all_for("staff", user.id, "disabled", now)
+        end_all(session, "staff", user.id, "disabled", now)
     audit.record(
         session,
         actor,
@@ -119,13 +119,13 @@ def set_password(
     *,
     reason: str,
     now: dt.datetime,
-    end_sessions: bool = True,
+    keep_session: int | None = None,
 ) -> None:
-    """Set a new password; by default other sessions end (a reset after a suspected leak)."""
+    """Set a new password; every session of the account ends, but ``keep_session`` (the id of
+    the session of the user changing their own password, who stays signed in on that device)."""
     _check_password(password, user.username)
     user.password_hash = hash_secret(password)
-    if end_sessions:
-        end_all_for("staff", user.id, "password_reset", now)
+    end_all(session, "staff", user.id, "password_reset", now, keep=keep_session)
     audit.record(session, actor, "staff_password", user, reason=reason, now=now)
 
 

@@ -228,7 +228,33 @@ def reconcile_patient(
     existing = [_existing(row, row.id in with_responses) for row in rows]
     live_ids = {e.id for e in events}
     changes = diff(existing, planned, patient=facts, live_event_ids=live_ids)
-    return _apply(session, actor, patient, now, reason, changes, rows, planned, with_responses, live_ids)
+    result = _apply(session, actor, patient, now, reason, changes, rows, planned, with_responses, live_ids)
+    _settle_started(_Ctx(session, actor, patient, now, reason, with_responses), rows, planned, result)
+    return result
+
+
+def _settle_started(ctx: _Ctx, rows: list[Timepoint], planned: list[PlannedTimepoint], result: ReconcileResult) -> None:
+    """Started, unsent forms follow the patient's end status too (the plan leaves started rows alone).
+
+    A form the patient began but can no longer send (died, withdrew or lost while it was still
+    open) becomes *not expected* with the status as its reason; its saved answers stay. Undoing
+    the status (back to active) makes it expected again, in the state the clock gives it.
+    """
+    planned_by_key = {tp.key: tp for tp in planned}
+    for row in rows:
+        started = row.started_at is not None or row.id in ctx.with_responses
+        if not started or row.completed_at is not None or row.status in ("completed", "cancelled"):
+            continue
+        tp = planned_by_key.get(row.key)
+        if tp is None:
+            continue
+        if not tp.expected and row.not_expected_reason is None and row.status in LIVE_STATUSES:
+            ctx.set_state(row, "not_expected", status="not_expected", not_expected_reason=tp.not_expected_reason)
+            result.not_expected += 1
+        elif tp.expected and row.not_expected_reason in END_STATUSES:
+            status = derive_status(row, ctx.now, submitted=False, started=True, not_expected_reason=None)
+            ctx.set_state(row, "reactivate", status=status, not_expected_reason=None)
+            result.reactivated += 1
 
 
 def _apply(session, actor, patient, now, reason, changes, rows, planned, with_responses, live_ids) -> ReconcileResult:

@@ -24,6 +24,7 @@ from qol_app.scheduling.timewindows import zone
 from qol_app.services import audit
 from qol_app.services.audit import Actor
 from qol_app.services.notifications import NO_CONTACT_STATUSES, skip_pending_for_patient
+from qol_app.services.sessions import end_all
 from qol_app.services.timepoints import ReconcileResult, reconcile_patient
 
 ENTITY = "treatment_event"
@@ -253,9 +254,14 @@ def set_patient_status(
 ) -> ReconcileResult:
     """Record death, withdrawal or loss to follow-up (with its date), or a return to active.
 
-    Timepoints targeted after the date become *not expected* with the status as reason
-    (never missed); queued reminders to a patient who died or withdrew are skipped. Setting
-    ``active`` again (a retracted record) reactivates them. Reason required.
+    The status governs the patient's access, in the same transaction: an end status ends every
+    open session of the patient (sign-in then shows only a kind message), timepoints targeted
+    after the date become *not expected* with the status as reason (never missed), and so do
+    forms still open on that date, unless the protocol's ``open_forms_at_end`` is
+    ``staff_entry`` (then staff may still enter them). Queued reminders to a patient who died or
+    withdrew are skipped. Setting ``active`` again (a retracted record) reactivates the forms.
+    Reason required. Anything else that lets a patient in (reminder links, a remembered device)
+    must check ``patient.status`` when it is used.
     """
     reason = _require_reason(reason)
     if status not in PATIENT_STATUSES:
@@ -285,6 +291,8 @@ def set_patient_status(
         reason=reason,
         now=now,
     )
+    if status in END_STATUSES:
+        end_all(session, "patient", patient.id, status, now)
     result = reconcile_patient(session, actor, patient, now, reason=f"patient {status}", schedule=schedule)
     if status in NO_CONTACT_STATUSES:  # a lost patient may still answer a reminder
         skip_pending_for_patient(session, patient.id, f"patient {status}")

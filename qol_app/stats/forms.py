@@ -8,13 +8,13 @@ from __future__ import annotations
 import datetime as dt
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, FloatField, RadioField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from qol_app.export.run import FORMAT_LABELS, FORMATS, parse_as_of
+from qol_app.inputs import Form
 
 
 def choices(pairs) -> list[SelectChoice]:
@@ -29,7 +29,7 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-def _as_of(form: FlaskForm, field: StringField) -> None:
+def _as_of(form: Form, field: StringField) -> None:
     if field.data and field.data.strip():
         try:
             parse_as_of(field.data)
@@ -39,7 +39,7 @@ def _as_of(form: FlaskForm, field: StringField) -> None:
             ) from None
 
 
-class ExportForm(FlaskForm):
+class ExportForm(Form):
     sites = MultiCheckboxField(_l("Sites (none ticked = all)"), choices=[], validate_choice=True)
     arms = MultiCheckboxField(
         _l("Arms (none ticked = both)"),

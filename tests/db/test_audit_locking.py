@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from qol_app.models import AuditChainHead, AuditEvent, Site, Timepoint
 from qol_app.services import audit
-from tests.conftest import FIXED_NOW
+from tests.conftest import AUDIT_KEY, FIXED_NOW
 from tests.factories import Factory
 
 ACTOR = audit.Actor.system("tests")
@@ -111,7 +111,7 @@ def test_two_audited_rows_against_one_do_not_deadlock(pg, two_timepoints):
     t2_pid: list[int] = []
 
     def sweep() -> None:
-        with Session(pg) as session:
+        with Session(pg, info=audit.session_info(AUDIT_KEY)) as session:
             _fast_locks(session)
             _open(session, a_id)
             t1_has_head.set()
@@ -122,7 +122,7 @@ def test_two_audited_rows_against_one_do_not_deadlock(pg, two_timepoints):
             session.commit()
 
     def patient() -> None:
-        with Session(pg) as session:
+        with Session(pg, info=audit.session_info(AUDIT_KEY)) as session:
             _fast_locks(session)
             t2_pid.append(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
             assert t1_has_head.wait(WAIT)
@@ -143,7 +143,7 @@ def test_two_audited_rows_against_one_do_not_deadlock(pg, two_timepoints):
 
     errors = _run(sweep, patient)
     assert not errors, [f"{type(e).__name__}: {e}".splitlines()[0] for e in errors]
-    with Session(pg) as session:
+    with Session(pg, info=audit.session_info(AUDIT_KEY)) as session:
         assert audit.verify(session) == []
         events = session.scalars(select(AuditEvent).where(AuditEvent.action == "status")).all()
         assert sorted(int(e.entity_id) for e in events) == sorted([a_id, b_id, b_id])
@@ -152,7 +152,7 @@ def test_two_audited_rows_against_one_do_not_deadlock(pg, two_timepoints):
 def test_head_is_locked_before_the_first_write(pg, two_timepoints):
     """A transaction that has only updated a timepoint already holds the chain head; reads do not."""
     a_id, _b_id = two_timepoints
-    with Session(pg) as writer, pg.connect() as other:
+    with Session(pg, info=audit.session_info(AUDIT_KEY)) as writer, pg.connect() as other:
         writer.scalars(select(Timepoint).where(Timepoint.id == a_id)).one()
         other.execute(LOCK_HEAD_NOWAIT)  # reading locks nothing
         other.rollback()
@@ -168,7 +168,7 @@ def test_head_is_locked_before_the_first_write(pg, two_timepoints):
 
 def test_select_for_update_counts_as_a_write(pg, two_timepoints):
     a_id, _b_id = two_timepoints
-    with Session(pg) as writer, pg.connect() as other:
+    with Session(pg, info=audit.session_info(AUDIT_KEY)) as writer, pg.connect() as other:
         writer.execute(select(Timepoint.id).where(Timepoint.id == a_id).with_for_update())
         with pytest.raises(OperationalError):
             other.execute(LOCK_HEAD_NOWAIT)
@@ -179,7 +179,7 @@ def test_select_for_update_counts_as_a_write(pg, two_timepoints):
 def test_head_lock_is_retaken_after_a_rolled_back_savepoint(pg, two_timepoints):
     """ROLLBACK TO SAVEPOINT releases the locks taken inside it, the head's included."""
     a_id, _b_id = two_timepoints
-    with Session(pg) as writer, pg.connect() as other:
+    with Session(pg, info=audit.session_info(AUDIT_KEY)) as writer, pg.connect() as other:
         with pytest.raises(DBAPIError):
             with writer.begin_nested():
                 writer.execute(update(Timepoint).where(Timepoint.id == a_id).values(status="open"))
@@ -195,7 +195,7 @@ def test_head_lock_is_retaken_after_a_rolled_back_savepoint(pg, two_timepoints):
 
 def test_first_write_on_an_empty_database_creates_the_head(pg):
     """No head row yet (nothing ever audited): the first writer creates it, so it can lock it."""
-    with Session(pg) as session:
+    with Session(pg, info=audit.session_info(AUDIT_KEY)) as session:
         assert session.get(AuditChainHead, 1) is None
         session.add(Site(code="E01", name="Empty", timezone="UTC", default_language="en", emergency_phone="120"))
         session.flush()

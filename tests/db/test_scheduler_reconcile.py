@@ -137,7 +137,9 @@ def test_death_makes_later_timepoints_not_expected_never_missed(session, patient
     tps = timepoints_of(session, patient)
     assert tps["sys-c1"].status == "not_expected" and tps["sys-c1"].not_expected_reason == "died"
     assert tps["diary-2026-03-13"].status == "not_expected"
-    assert tps["diary-2026-03-12"].not_expected_reason is None  # target on the day: still expected
+    # Still open on the day of death (the 11th in its grace day): not expected either.
+    assert tps["diary-2026-03-12"].not_expected_reason == tps["diary-2026-03-11"].not_expected_reason == "died"
+    assert tps["diary-2026-03-10"].not_expected_reason is None  # closed before: a miss stays a miss
     # Weeks later the sweep turns nothing that was not expected into missed.
     timepoints.sweep_statuses(session, now + 60 * D)
     tps = timepoints_of(session, patient)

@@ -178,9 +178,10 @@ def test_after_end_follow_up_stops_and_later_timepoints_are_not_expected(status:
     # the horizon freezes at the end date: a dead patient accrues no new rows
     assert later == plan(CONQUER, p, events, end + 5 * D)
     assert max(int(k[3:]) for k in tps if k.startswith("fu-")) <= 4
-    # every kept timepoint is expected iff its target is on or before the end date
+    # every kept timepoint is expected iff its target is on or before the end date and it was not
+    # still open (grace included) on that date
     for tp in later:
-        assert tp.expected == (tp.target_date <= end)
+        assert tp.expected == (tp.target_date <= end and not tp.window_start <= end <= tp.grace_end)
         assert tp.not_expected_reason == (None if tp.expected else status)
 
 
@@ -190,8 +191,47 @@ def test_event_anchored_timepoint_after_death_kept_not_expected() -> None:
     tps = by_key(plan(CONQUER, patient("A", end_status="died", end_date=death), [cycle(1, start, 1)], death))
     assert tps["sys-c1"].expected is False and tps["sys-c1"].not_expected_reason == "died"
     nadir = [tp for tp in tps.values() if tp.kind == "diary"]
-    assert [tp.expected for tp in nadir] == [True] * 4 + [False] * 4  # days 7..10 vs 11..14
+    # days 7 and 8 had closed; 9 (its grace day) and 10 were still open on the day of death; 11..14 after it
+    assert [tp.expected for tp in nadir] == [True] * 2 + [False] * 6
     assert tps["baseline"].expected
+
+
+def _with_open_forms_at_end(value: str):
+    text = (
+        (SCHEDULES_DIR / "conquer.yaml")
+        .read_text()
+        .replace("open_forms_at_end: not_expected", f"open_forms_at_end: {value}")
+    )
+    import yaml
+
+    return parse_schedule(yaml.safe_load(text), source="test")
+
+
+@pytest.mark.parametrize("status", ["died", "withdrawn", "lost"])
+def test_a_form_open_on_the_end_date_is_not_expected(status: str) -> None:
+    end = RAND + 2 * D  # baseline: window RAND-7 .. RAND, grace to RAND+3
+    (tp,) = plan(CONQUER, patient(end_status=status, end_date=end), [], end)
+    assert CONQUER.open_forms_at_end == "not_expected"
+    assert not tp.expected and tp.not_expected_reason == status
+    (closed,) = plan(CONQUER, patient(end_status=status, end_date=RAND + 4 * D), [], RAND + 4 * D)
+    assert closed.expected  # its window had closed: a miss stays a miss
+
+
+def test_the_protocol_may_keep_open_forms_for_staff_entry() -> None:
+    staff_entry = _with_open_forms_at_end("staff_entry")
+    assert staff_entry.open_forms_at_end == "staff_entry"
+    (tp,) = plan(staff_entry, patient(end_status="died", end_date=RAND + 2 * D), [], RAND + 2 * D)
+    assert tp.expected and tp.not_expected_reason is None
+    start = date(2026, 3, 4)
+    tps = by_key(
+        plan(staff_entry, patient("A", end_status="died", end_date=start + 10 * D), [cycle(1, start, 1)], start)
+    )
+    assert [tp.expected for tp in tps.values() if tp.kind == "diary"] == [True] * 4 + [False] * 4
+
+
+def test_open_forms_at_end_takes_known_values_only() -> None:
+    with pytest.raises(ValueError, match="open_forms_at_end"):
+        _with_open_forms_at_end("whatever")
 
 
 def test_fixed_calendar_identical_in_both_arms() -> None:

@@ -43,3 +43,12 @@ def test_unexpected_error_shows_no_stack_trace(app, client):
     assert response.status_code == 500
     body = response.get_data(as_text=True)
     assert "secret internals" not in body and "Traceback" not in body
+
+
+def test_sqlite_syncs_each_commit(engine):
+    """WAL with synchronous=FULL: an acknowledged commit survives a power cut, not only a crash."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from qol_app.models import Patient, Response, Site, StaffUser, Timepoint
 from qol_app.services.audit import verify
+from qol_app.services.responses import RELATIONSHIPS
 from tests.factories import isolated_client
 
 
@@ -32,6 +33,8 @@ def test_demo_is_idempotent_and_prints_working_links(app, session):
     assert len(zones) == 2
     statuses = set(session.scalars(select(Timepoint.status)))
     assert {"completed", "missed"} <= statuses
+    relationships = set(session.scalars(select(Timepoint.respondent_relationship))) - {None}
+    assert relationships and relationships <= set(RELATIONSHIPS)  # the demo stores the app's own codes
 
     second = runner.invoke(args=["demo", "--patients", "8"])
     assert "already present" in second.output

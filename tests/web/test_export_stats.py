@@ -77,13 +77,20 @@ def _timepoint(factory, enrolled, key, target, instruments, **kw):
 def _fill(session, enrolled, tp, instrument_id, answers, at, *, respondent="self", relationship=None):
     patient = enrolled.patient
     actor = Actor("patient", str(patient.id))
-    responses.set_respondent(session, actor, tp, respondent, relationship, at)
+    # The app stores only its relationship codes; free text here stands for a row written by an
+    # older version, which the export must still never show.
+    legacy = relationship if relationship not in (None, *responses.RELATIONSHIPS) else None
+    responses.set_respondent(session, actor, tp, respondent, "other_relative" if legacy else relationship, at)
     instrument = responses.registry().get(instrument_id)
     texts = responses.localized(session, instrument, patient.language)
     response = responses.start_response(session, actor, tp, texts, at)
     items = responses.presented_items(instrument, patient)
     responses.save_page(session, actor, response, items, answers, at, skip=items)
-    return responses.submit(session, actor, response, patient, at)
+    result = responses.submit(session, actor, response, patient, at)
+    if legacy:
+        tp.respondent_relationship = response.respondent_relationship = legacy
+        session.flush()
+    return result
 
 
 @pytest.fixture
