@@ -18,6 +18,14 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "DEBUG": False,
     "TESTING": False,
+    # "production" makes `qol check` refuse unsafe settings (QOL_ENV=production).
+    "ENV": "development",
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
+    # nginx alone in front: 1. Throttling, logs and audit then see the real client address.
+    "TRUSTED_PROXIES": 0,
+    # Logs: "text" (human) or "json" (one object per line, with request ids and an access line).
+    "LOG_FORMAT": "text",
+    "LOG_LEVEL": "INFO",
     # Languages offered; the first is the default for staff pages.
     "LANGUAGES": ["en", "zh_Hans"],
     "BABEL_DEFAULT_LOCALE": "en",
@@ -86,7 +94,11 @@ def load_config(app, test_config: dict[str, Any] | None = None) -> None:
     if not app.config["DATABASE_URL"]:
         app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'qol.sqlite'}"
     if not app.config["SECRET_KEY"]:
+        # Per machine: fine for one node, wrong for two (each would sign its own cookies).
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+        app.config["SECRET_KEY_SOURCE"] = "instance"
+    else:
+        app.config["SECRET_KEY_SOURCE"] = "configured"
     explicit_secure = "SESSION_COOKIE_SECURE" in (test_config or {}) or "QOL_SESSION_COOKIE_SECURE" in os.environ
     if (app.config["DEBUG"] or app.config["TESTING"]) and not explicit_secure:
         # Plain-HTTP development servers and test clients cannot send Secure cookies back.

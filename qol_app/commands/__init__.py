@@ -21,3 +21,8 @@ COMMANDS.append(users_group)
 from qol_app.commands.export import export as export_command  # noqa: E402
 
 COMMANDS.append(export_command)
+
+from qol_app.commands.ops import backup as backup_command  # noqa: E402
+from qol_app.commands.ops import check as check_command  # noqa: E402
+
+COMMANDS.extend([check_command, backup_command])
