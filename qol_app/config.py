@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "qol_session",
     "WTF_CSRF_TIME_LIMIT": 3600,
+    # Flask-WTF's extra Referer check on HTTPS would refuse every form: our pages send no Referer
+    # (Referrer-Policy: no-referrer keeps personal links out of other sites' logs). The CSRF token
+    # and the SameSite=Lax session cookie are the protection; HSTS covers the sub-domain attack
+    # the Referer check is meant for.
+    "WTF_CSRF_SSL_STRICT": False,
     # Where the personal links point; used by `qol demo`, QR cards and reminders.
     "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
     # Questionnaires, schedules and alert rules (data directories).
