@@ -305,3 +305,20 @@ def test_missing_site_folder_is_an_error(app, tmp_path):
     app.config["QUESTIONNAIRE_DIR"] = str(tmp_path / "nope")
     result = app.test_cli_runner().invoke(args=["check", "--no-database"])
     assert result.exit_code == 1 and "QUESTIONNAIRE_DIR" in result.output
+
+
+# ---- HTTPS behind the proxy ---------------------------------------------------------------
+def test_forms_work_over_https_although_pages_send_no_referer(app, factory, session):
+    """Our pages say Referrer-Policy: no-referrer, so a browser posts without a Referer. Flask-WTF's
+    strict HTTPS Referer check would refuse every form behind TLS (it did, before the deployment
+    ran over HTTPS)."""
+    from tests.factories import hidden_fields, isolated_client
+
+    enrolled = factory.patient()
+    session.commit()
+    client = isolated_client(app)
+    page = client.get(f"/p/l/{enrolled.token}", base_url="https://localhost")
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    form = {"csrf_token": hidden_fields(page.get_data(as_text=True))["csrf_token"], "pin": "123456"}
+    response = client.post(f"/p/l/{enrolled.token}", data=form, base_url="https://localhost")
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
