@@ -41,7 +41,19 @@ def _build_wheel(tmp: Path) -> Path:
     assert not list(src.rglob("*.mo"))
     dist = tmp / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "-w", dist, src],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            dist,
+            src,
+        ],
         check=True,
         capture_output=True,
     )
@@ -112,7 +124,18 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
     _link_dependencies(_closure(_requirements(wheel)), tmp_path / "deps")
     (site / "qol_deps.pth").write_text(str(tmp_path / "deps") + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", venv / "bin/python", "install", "--quiet", "--no-deps", "--no-index", wheel],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv / "bin/python",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            wheel,
+        ],
         check=True,
         capture_output=True,
     )
@@ -140,7 +163,11 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
 
     port = free_port()
     server = subprocess.Popen(
-        [venv / "bin/qol", "run", "--port", str(port)], cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [venv / "bin/qol", "run", "--port", str(port)],
+        cwd=elsewhere,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         body = status = None
