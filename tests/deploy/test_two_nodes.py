@@ -139,4 +139,3 @@ def test_one_scheduler_across_processes(stack):
                 proc.wait(timeout=10)
     status = stack.qol("scheduler", "status", check=False)
     assert status.returncode == 0, status.stdout
-
