@@ -187,68 +187,73 @@ def _proc_table() -> dict[int, tuple[int, str, float]]:
 
 
 class MachineLoad:
-    """CPU used by this benchmark (stack and load generator), by PostgreSQL, and by the rest."""
+    """CPU used while measuring: by the app (nodes, scheduler, nginx), the bare page's server, the load
+    generator, PostgreSQL (every database on the server, other people's too) and everything else.
 
-    def __init__(self, roots: list[int]) -> None:
-        self.roots = roots
+    Per process: CPU time at the end minus at the start (a process started meanwhile counts whole).
+    CPU of a process that ended meanwhile is lost, except the load generator's, which this process
+    reaped (getrusage).
+    """
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        import resource
+
+        self.groups = groups
         self.loadavg: list[str] = []
         self.start = self._sample()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.children0 = usage.ru_utime + usage.ru_stime
 
-    def _ours(self, table) -> set[int]:
-        ours = set(self.roots)
+    @staticmethod
+    def _tree(table, roots: list[int]) -> set[int]:
+        tree = set(roots)
         changed = True
         while changed:
             changed = False
             for pid, (ppid, _name, _cpu) in table.items():
-                if ppid in ours and pid not in ours:
-                    ours.add(pid)
+                if ppid in tree and pid not in tree:
+                    tree.add(pid)
                     changed = True
-        return ours
+        return tree
 
     def _sample(self):
         table = _proc_table()
-        ours = self._ours(table)
-        busy, total = _cpu_times()
-        mine = sum(cpu for pid, (_p, _n, cpu) in table.items() if pid in ours)
-        pg = sum(cpu for pid, (_p, name, cpu) in table.items() if name.startswith("postgres") and pid not in ours)
+        busy, _total = _cpu_times()
         self.loadavg.append(Path("/proc/loadavg").read_text().split()[0])
-        return time.time(), busy, total, mine, pg, {pid: table[pid][2] for pid in table}
+        return time.time(), busy, table
 
     def measure(self) -> dict[str, float]:
-        """CPU in cores (seconds per second) since construction, by whom."""
+        """Cores used (CPU seconds per second) since construction, by group; plus "wall" seconds."""
         import resource
 
-        end = self._sample()
-        wall = end[0] - self.start[0]
-        tick = os.sysconf("SC_CLK_TCK")
-        machine = (end[1] - self.start[1]) / tick / wall
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load generator's ended processes
-        generator = (children.ru_utime + children.ru_stime - self._children0) / wall
-        servers = (end[3] - self.start[3]) / wall
-        pg = (end[4] - self.start[4]) / wall
-        return {
-            "wall": wall,
-            "machine": machine,
-            "servers": servers,
-            "generator": generator,
-            "postgres": pg,
-            "others": max(0.0, machine - servers - pg - generator),
-        }
+        t1, busy1, table1 = self._sample()
+        t0, busy0, table0 = self.start
+        wall = t1 - t0
 
-    def report(self, label: str) -> str:
-        m = self.measure()
-        return (
-            f"{label}: {m['wall']:.0f} s; machine CPU {m['machine']:.2f} of {os.cpu_count()} cores busy "
-            f"(this benchmark's servers {m['servers']:.2f}, load generator {m['generator']:.2f}, "
-            f"PostgreSQL {m['postgres']:.2f}, everything else {m['others']:.2f}); "
-            f"1-min load average {' -> '.join(self.loadavg)}"
+        def used(pids) -> float:
+            return sum(table1[pid][2] - (table0[pid][2] if pid in table0 else 0.0) for pid in pids if pid in table1)
+
+        out: dict[str, float] = {"wall": wall, "machine": (busy1 - busy0) / os.sysconf("SC_CLK_TCK") / wall}
+        counted: set[int] = set()
+        for name, roots in self.groups.items():
+            tree = self._tree(table1, roots)
+            counted |= tree
+            out[name] = used(tree) / wall
+        out["postgres"] = (
+            used(p for p, (_pp, n, _c) in table1.items() if n.startswith("postgres") and p not in counted) / wall
         )
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["generator"] = (usage.ru_utime + usage.ru_stime - self.children0) / wall
+        named = sum(v for k, v in out.items() if k not in ("wall", "machine"))
+        out["others"] = max(0.0, out["machine"] - named)
+        return out
 
-    def mark_children(self) -> None:
-        import resource
-
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self._children0 = children.ru_utime + children.ru_stime
+    def describe(self, m: dict[str, float]) -> str:
+        return (
+            f"machine CPU {m['machine']:.2f} of {os.cpu_count()} cores busy: app {m['app']:.2f}, bare page "
+            f"{m['bare']:.2f}, load generator {m['generator']:.2f}, PostgreSQL (all databases) {m['postgres']:.2f}, "
+            f"everything else {m['others']:.2f}; 1-min load average {' -> '.join(self.loadavg)}"
+        )
 
 
 # ---- reporting -------------------------------------------------------------------------------
@@ -327,13 +332,15 @@ def main() -> None:
             browser = stack.client()
             visit(browser, token, data["pin"])
             browser.close()
-        roots = [proc.pid for proc in stack.procs.values()] + [os.getpid()]
+        groups = {
+            "app": [proc.pid for name, proc in stack.procs.items() if name != "bare"],
+            "bare": [stack.procs["bare"].pid],
+        }
 
         print(
             f"\n== think-time run: {args.patients} patients, think {low:g}-{high:g} s per page, ramp {args.ramp:g} s =="
         )
-        load = MachineLoad(roots)
-        load.mark_children()
+        load = MachineLoad(groups)
         result, start = run_load(
             stack,
             think_tokens,
@@ -355,7 +362,13 @@ def main() -> None:
         )
         for error in result["errors"][:5]:
             print(f"  error: {error}")
-        print(load.report("machine during the think-time run"))
+        m = load.measure()
+        patient_requests = sum(1 for label, _s, _at in result["records"] if label != "bare")
+        print(f"during the think-time run ({m['wall']:.0f} s): {load.describe(m)}")
+        print(
+            f"app CPU per patient request: {1000 * m['app'] * m['wall'] / max(1, patient_requests):.1f} ms "
+            f"(nodes, scheduler and nginx together)"
+        )
         verdict = ok and not result["errors"] and result["visits"] == args.patients
         print(
             f"TARGET (0 errors, p95 < 320 ms, p99 < 467 ms per patient request type): {'MET' if verdict else 'NOT MET'}"
@@ -373,8 +386,7 @@ def main() -> None:
         for level in levels:
             share = sat_tokens[offset : offset + level * 2 + 40]
             offset += len(share)
-            load = MachineLoad(roots)
-            load.mark_children()
+            load = MachineLoad(groups)
             result, start = run_load(
                 stack,
                 share,
@@ -387,16 +399,16 @@ def main() -> None:
                 bare=False,
                 once=False,
             )
-            values = sorted(s for _l, s, _at in result["records"])
+            end = start + args.level_seconds
+            values = sorted(s for _l, s, at in result["records"] if at <= end)  # finished within the level
             rate = len(values) / args.level_seconds
             m = load.measure()
-            machine = (
-                f"cores busy {m['machine']:.2f} (servers {m['servers']:.2f}, generator {m['generator']:.2f}, "
-                f"PostgreSQL {m['postgres']:.2f}, others {m['others']:.2f}); load {' -> '.join(load.loadavg)}"
-            )
+            cpu = 1000 * m["app"] * m["wall"] / max(1, len(result["records"]))
             print(
                 f"{level:>8} {rate:>7.1f} {1000 * pct(values, 50):>7.0f} {1000 * pct(values, 95):>7.0f} "
-                f"{1000 * pct(values, 99):>7.0f} {len(result['errors']):>6} {result['visits']:>6}  {machine}"
+                f"{1000 * pct(values, 99):>7.0f} {len(result['errors']):>6} {result['visits']:>6} {cpu:>6.1f}  "
+                f"cores: app {m['app']:.2f}, PostgreSQL {m['postgres']:.2f}, generator {m['generator']:.2f}, "
+                f"others {m['others']:.2f}; load {' -> '.join(load.loadavg)}"
             )
             for error in result["errors"][:3]:
                 print(f"    error: {error}")
