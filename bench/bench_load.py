@@ -378,7 +378,8 @@ def main() -> None:
             return
         print(f"\n== saturation run: no think time, {args.level_seconds:g} s per level ==")
         print(
-            f"{'patients':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'visits':>6}  machine"
+            f"{'patients':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'visits':>6} "
+            f"{'CPU/req':>6}  (requests finished within the level; CPU/req: app CPU ms per request)"
         )
         rates: list[tuple[int, float]] = []
         offset = 0
