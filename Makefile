@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 CATALOGS := qol_app/translations
+LINTED := qol_app tests bench scripts deploy setup.py
 
-.PHONY: run test lint catalogs compile-catalogs bench
+.PHONY: run test lint catalogs compile-catalogs bench dist smoke
 
 # The app alone (make run), and the app with the test tools (make test). Each stamp is redone when
 # pyproject.toml changes.
@@ -35,8 +36,8 @@ test: lint compile-catalogs
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check --no-cache qol_app tests bench scripts
-	$(BIN)/ruff format --no-cache --check qol_app tests bench scripts
+	$(BIN)/ruff check --no-cache $(LINTED)
+	$(BIN)/ruff format --no-cache --check $(LINTED)
 
 ## Re-extract UI strings and update the catalogs (then translate and commit the .po files).
 catalogs: $(VENV)/.app-installed
@@ -45,3 +46,11 @@ catalogs: $(VENV)/.app-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python bench/run_all.py
+
+## The wheel a site installs (dist/qol_app-*.whl, compiled catalogs inside): pip install dist/*.whl
+dist: $(VENV)/.test-installed
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+
+## nginx in front of two gunicorn nodes and the scheduler on PostgreSQL, on loopback; walks a visit.
+smoke: compile-catalogs $(VENV)/.app-installed
+	$(BIN)/python deploy/smoke.py

@@ -18,18 +18,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from qol_app.config import load_config
 
     load_config(app, test_config)
-    if app.config.get("PROXY_FIX_X_FOR"):
+
+    from qol_app import i18n, logs, security, web
+    from qol_app.extensions import csrf, db
+
+    trusted = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if trusted:
+        # Behind nginx: take the client address, scheme and host from the last ``trusted`` hops
+        # of X-Forwarded-For/-Proto/-Host (the proxy must set them, overwriting the client's).
         from werkzeug.middleware.proxy_fix import ProxyFix
 
-        # Behind a reverse proxy, the client address (sign-in throttling) comes from X-Forwarded-For.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))  # type: ignore[method-assign]
-
-    from qol_app import i18n, security, web
-    from qol_app.extensions import csrf, db
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted, x_proto=trusted, x_host=trusted)  # type: ignore[method-assign]
 
     db.init_app(app)
     # Sessions are resolved before the CSRF check so its error page knows who is asking.
     security.init_app(app)
+    logs.init_app(app)
     csrf.init_app(app)
     i18n.init_app(app)
     web.init_app(app)

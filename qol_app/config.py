@@ -21,6 +21,14 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_KEY": None,
     "DEBUG": False,
     "TESTING": False,
+    # "production" refuses `qol demo` and demo accounts and makes `qol check` refuse unsafe settings.
+    "ENV": "development",
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
+    # nginx alone in front: 1. Throttling, logs and audit then see the real client address.
+    "TRUSTED_PROXIES": 0,
+    # Logs: "text" (human) or "json" (one object per line, with request ids and an access line).
+    "LOG_FORMAT": "text",
+    "LOG_LEVEL": "INFO",
     # Languages offered; the first is the default for staff pages.
     "LANGUAGES": ["en", "zh_Hans"],
     "BABEL_DEFAULT_LOCALE": "en",
@@ -41,15 +49,16 @@ DEFAULTS: dict[str, Any] = {
     # Roles that must use a second factor (TOTP); others may choose to.
     "STAFF_TOTP_REQUIRED_ROLES": ["admin"],
     "TOTP_ISSUER": "CONQUER QoL",
-    # Number of reverse proxies in front of the app whose X-Forwarded-For to trust (0: none).
-    "PROXY_FIX_X_FOR": 0,
-    # "production" refuses `qol demo` and demo accounts; anything else is a development install.
-    "ENV": "development",
     "SESSION_COOKIE_SECURE": True,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_NAME": "qol_session",
     "WTF_CSRF_TIME_LIMIT": 3600,
+    # Flask-WTF's extra Referer check on HTTPS would refuse every form: our pages send no Referer
+    # (Referrer-Policy: no-referrer keeps personal links out of other sites' logs). The CSRF token
+    # and the SameSite=Lax session cookie are the protection; HSTS covers the sub-domain attack
+    # the Referer check is meant for.
+    "WTF_CSRF_SSL_STRICT": False,
     # Where the personal links point; used by `qol demo`, QR cards and reminders.
     "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
     # Questionnaires, schedules and alert rules (data directories).
@@ -110,7 +119,11 @@ def load_config(app, test_config: dict[str, Any] | None = None) -> None:
     if not app.config["EXPORT_DIR"]:
         app.config["EXPORT_DIR"] = str(Path(app.instance_path) / "exports")
     if not app.config["SECRET_KEY"]:
+        # Per machine: fine for one node, wrong for two (each would sign its own cookies).
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path), "secret_key")
+        app.config["SECRET_KEY_SOURCE"] = "instance"
+    else:
+        app.config["SECRET_KEY_SOURCE"] = "configured"
     if not app.config["AUDIT_KEY"]:
         app.config["AUDIT_KEY"] = _instance_secret(Path(app.instance_path), "audit_key")
     explicit_secure = "SESSION_COOKIE_SECURE" in (test_config or {}) or "QOL_SESSION_COOKIE_SECURE" in os.environ
@@ -154,5 +167,5 @@ def _read_when_written(path: Path) -> str:
 
 
 def is_production(config: Any) -> bool:
-    """``QOL_ENV=production``: no demo data, no demo accounts."""
+    """``QOL_ENV=production``: no demo data or demo accounts, and unsafe settings are errors (``qol check``)."""
     return str(config.get("ENV") or "").strip().lower() == "production"

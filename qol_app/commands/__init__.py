@@ -22,8 +22,9 @@ from qol_app.commands.export import export as export_command  # noqa: E402
 
 COMMANDS.append(export_command)
 
-from qol_app.commands.check import check as check_command  # noqa: E402
+from qol_app.commands.ops import backup as backup_command  # noqa: E402
+from qol_app.commands.ops import check as check_command  # noqa: E402
 from qol_app.commands.patients import patients_group  # noqa: E402
 from qol_app.commands.sites import sites_group  # noqa: E402
 
-COMMANDS += [sites_group, patients_group, check_command]
+COMMANDS.extend([sites_group, patients_group, check_command, backup_command])

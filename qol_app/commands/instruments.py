@@ -21,12 +21,12 @@ def list_instruments() -> None:
     from sqlalchemy import select
 
     from qol_app.db import db
-    from qol_app.instruments import get_registry
     from qol_app.models import WordingOverlay
+    from qol_app.services.responses import registry as configured_registry
 
     overlays = db.session.scalars(select(WordingOverlay).where(WordingOverlay.active.is_(True))).all()
     active = {(o.instrument_id, o.language): o.wording_version for o in overlays}
-    registry = get_registry()
+    registry = configured_registry()
     for instrument_id in sorted(registry):
         instrument = registry.get(instrument_id)
         langs = sorted(set(instrument.languages) | {lang for (i, lang) in active if i == instrument_id})
@@ -46,11 +46,17 @@ def import_wording(file: Path, imported_by: str | None) -> None:
     from qol_app.db import db
     from qol_app.instruments import InstrumentFileError
     from qol_app.services.audit import Actor
+    from qol_app.services.responses import registry
     from qol_app.services.wording import import_overlay
 
     try:
         row = import_overlay(
-            db.session, Actor("system", imported_by or "cli"), file, now=now(), imported_by=imported_by
+            db.session,
+            Actor("system", imported_by or "cli"),
+            file,
+            now=now(),
+            imported_by=imported_by,
+            registry=registry(),
         )
     except (InstrumentFileError, ValueError) as exc:
         click.echo(f"not imported: {exc}", err=True)

@@ -15,11 +15,14 @@ def rescore(batch: int) -> None:
     from qol_app.db import db
     from qol_app.services.audit import Actor
     from qol_app.services.rescoring import rescore_all
+    from qol_app.services.responses import registry
 
     def progress(done: int) -> None:
         click.echo(f"\r{done} forms rescored", nl=False, err=True)
 
-    result = rescore_all(db.session, Actor.system("rescore"), now(), batch=batch, progress=progress)
+    result = rescore_all(
+        db.session, Actor.system("rescore"), now(), batch=batch, progress=progress, registry=registry()
+    )
     db.session.commit()
     click.echo("", err=True)
     click.echo(

@@ -39,7 +39,7 @@ from qol_app.instruments.schema import (
 )
 from qol_app.paths import QUESTIONNAIRE_DIR
 
-#: ``<repo>/questionnaires``, found relative to this package.
+#: The instruments shipped in the package (``qol_app/questionnaires``).
 DEFAULT_DIRECTORY = QUESTIONNAIRE_DIR
 VALUE_SET_SUBDIR = "value_sets"
 #: Documentation files living next to the instruments, never loaded as one.
@@ -597,22 +597,37 @@ def instrument_files(directory: str | Path) -> list[Path]:
     return sorted(path for path in Path(directory).glob("*.yaml") if not path.name.endswith(EXAMPLE_SUFFIX))
 
 
-def load_registry(directory: str | Path) -> Registry:
-    """Load every instrument of ``directory`` and its ``value_sets/`` sub-folder."""
-    directory = Path(directory)
+def load_registry(directory: str | Path, *overrides: str | Path) -> Registry:
+    """Load every instrument of ``directory`` and its ``value_sets/`` sub-folder.
+
+    Each of ``overrides`` (a site's own folder, laid out the same way) is read after it: an
+    instrument or value set with an id already loaded replaces it, a new one is added. Within one
+    folder an id may appear only once.
+    """
+    folders = [Path(directory), *(Path(o) for o in overrides if Path(o).resolve() != Path(directory).resolve())]
     instruments: dict[str, Instrument] = {}
-    for path in instrument_files(directory):
-        instrument = load_instrument(path)
-        if instrument.id in instruments:
-            raise InstrumentFileError(path.name, "id", f"duplicate instrument id {instrument.id!r}")
-        instruments[instrument.id] = instrument
     value_sets: dict[str, ValueSet] = {}
-    for path in sorted((directory / VALUE_SET_SUBDIR).glob("*.yaml")):
-        value_set = load_value_set(path)
-        if value_set.name in value_sets:
-            raise InstrumentFileError(path.name, "name", f"duplicate value set {value_set.name!r}")
-        _check_value_set(path.name, value_set, instruments)
-        value_sets[value_set.name] = value_set
+    set_files: dict[str, str] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise InstrumentFileError(str(folder), "", "questionnaire folder does not exist")
+        here: dict[str, Instrument] = {}
+        for path in instrument_files(folder):
+            instrument = load_instrument(path)
+            if instrument.id in here:
+                raise InstrumentFileError(path.name, "id", f"duplicate instrument id {instrument.id!r}")
+            here[instrument.id] = instrument
+        instruments.update(here)
+        sets_here: dict[str, ValueSet] = {}
+        for path in sorted((folder / VALUE_SET_SUBDIR).glob("*.yaml")):
+            value_set = load_value_set(path)
+            if value_set.name in sets_here:
+                raise InstrumentFileError(path.name, "name", f"duplicate value set {value_set.name!r}")
+            sets_here[value_set.name] = value_set
+            set_files[value_set.name] = path.name
+        value_sets.update(sets_here)
+    for name, value_set in value_sets.items():
+        _check_value_set(set_files[name], value_set, instruments)
     for instrument in instruments.values():
         for index, scale in enumerate(instrument.scales):
             if scale.value_set is not None:
@@ -629,7 +644,7 @@ def load_registry(directory: str | Path) -> Registry:
                         f"scales[{index}].items",
                         f"do not match the dimensions of value set {vs.name!r}",
                     )
-    return Registry(MappingProxyType(instruments), MappingProxyType(value_sets), str(directory))
+    return Registry(MappingProxyType(instruments), MappingProxyType(value_sets), ":".join(str(f) for f in folders))
 
 
 def _check_value_set(file: str, value_set: ValueSet, instruments: Mapping[str, Instrument]) -> None:
@@ -647,24 +662,27 @@ def _check_value_set(file: str, value_set: ValueSet, instruments: Mapping[str, I
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_registry(directory: str) -> Registry:
-    return load_registry(directory)
+def _cached_registry(site_directory: str | None) -> Registry:
+    if site_directory is None:
+        return load_registry(DEFAULT_DIRECTORY)
+    return load_registry(DEFAULT_DIRECTORY, site_directory)
 
 
-def get_registry(directory: str | Path | None = None) -> Registry:
-    """The registry of ``directory`` (default ``<repo>/questionnaires``), loaded once.
+def get_registry(site_directory: str | Path | None = None) -> Registry:
+    """The shipped instruments, with a site's folder (``QUESTIONNAIRE_DIR``) laid over them, loaded once.
 
-    Files are read on the first call per directory only; restart the process
-    (or call ``clear_registry_cache()``) to pick up edited files.
+    A site's file adds an instrument or, with an id the package ships, replaces it. Files are
+    read on the first call per folder only; restart the process (or call
+    ``clear_registry_cache()``) to pick up edited files.
     """
-    if directory is None:
+    if site_directory is None:
         return _default_registry()
-    return _cached_registry(str(Path(directory).resolve()))
+    return _cached_registry(str(Path(site_directory).resolve()))
 
 
 @functools.lru_cache(maxsize=1)
 def _default_registry() -> Registry:
-    return _cached_registry(str(DEFAULT_DIRECTORY))
+    return _cached_registry(None)
 
 
 def clear_registry_cache() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic.config import Config
@@ -24,3 +25,11 @@ def alembic_config(url: str, connection=None, *, audit_key: str | None = None) -
     if audit_key:
         cfg.attributes["audit_key"] = audit_key
     return cfg
+
+
+@functools.lru_cache(maxsize=1)
+def head_revisions() -> frozenset[str]:
+    """The revision(s) a fully migrated database is at (read from the shipped scripts, once)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())

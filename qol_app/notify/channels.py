@@ -114,6 +114,9 @@ def register_sms_gateway(name: str):
 class LogMailBackend:
     """Development: log the message instead of sending it."""
 
+    #: Delivers nothing: ``qol check`` refuses it in production.
+    log_only = True
+
     def __init__(self, config: Mapping[str, Any]) -> None:
         pass
 
@@ -179,6 +182,9 @@ class EmailChannel:
 @register_sms_gateway("outbox")
 class LogSmsGateway:
     """Development: log the text instead of sending it (never reaches a phone)."""
+
+    #: Delivers nothing: ``qol check`` refuses it in production.
+    log_only = True
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         pass

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from qol_app.instruments import Instrument, get_registry
+from qol_app.instruments import Instrument, Registry, get_registry
 from qol_app.models import Answer, Response, Score
 from qol_app.scoring import SCORING_VERSION, score_detail
 from qol_app.services import audit
@@ -71,13 +71,14 @@ def rescore_all(
     *,
     batch: int = 2000,
     progress: Callable[[int], None] | None = None,
+    registry: Registry | None = None,
 ) -> RescoreResult:
     """Rescore every submitted response; audit each changed form and the run as a whole.
 
     Idempotent: a second run finds nothing to change. A form that cannot be scored keeps its
     answers and gets ``scoring_error`` set, exactly as on submission.
     """
-    registry = get_registry()
+    registry = registry or get_registry()
     converters = {iid: _converters(registry.get(iid)) for iid in registry}
     result = RescoreResult()
     last_id = 0
@@ -112,7 +113,7 @@ def rescore_all(
         changes = [
             c
             for row in responses
-            if (c := _rescore_one(row, answers.get(row.id, {}), stored.get(row.id, {}), result)) is not None
+            if (c := _rescore_one(row, answers.get(row.id, {}), stored.get(row.id, {}), result, registry)) is not None
         ]
         _write(session, actor, changes, now)
         result.forms += len(responses)
@@ -141,10 +142,10 @@ class _Change:
     clear_error: bool
 
 
-def _rescore_one(row, answers, stored, result: RescoreResult) -> _Change | None:
+def _rescore_one(row, answers, stored, result: RescoreResult, registry: Registry) -> _Change | None:
     """Compare fresh scores with the stored ones; None when nothing differs."""
     try:
-        detail = score_detail(row.instrument_id, answers, version=row.instrument_version)
+        detail = score_detail(row.instrument_id, answers, version=row.instrument_version, registry=registry)
     except Exception as exc:  # noqa: BLE001 - same rule as on submission: never lose the form
         result.failed_forms += 1
         error = f"{type(exc).__name__}: {exc}"[:255]

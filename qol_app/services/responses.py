@@ -89,7 +89,9 @@ def registry(directory: str | None = None) -> Registry:
 
 def active_overlay(session: Session, instrument: Instrument, locale: str) -> OverlayText | None:
     """The site's licensed wording for this instrument version and language, if one is active."""
-    return wording.active_overlay(session, instrument.id, locale, instrument_version=instrument.version)
+    return wording.active_overlay(
+        session, instrument.id, locale, instrument_version=instrument.version, registry=registry()
+    )
 
 
 def localized(session: Session, instrument: Instrument, locale: str) -> LocalizedInstrument:
@@ -210,7 +212,7 @@ def load_survey(session: Session, patient: Patient, timepoint_id: int, instrumen
     ).first()
     if row is None or instrument.id not in row[0].instruments:
         return None
-    texts = instrument.localized(patient.language, wording.overlay_by_digest(session, row[2]))
+    texts = instrument.localized(patient.language, wording.overlay_by_digest(session, row[2], registry()))
     return SurveyRows(row[0], row[1], texts, row[3] or {})
 
 

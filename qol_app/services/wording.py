@@ -14,22 +14,28 @@ from typing import Any
 from sqlalchemy import ColumnElement, ScalarSelect, select, update
 from sqlalchemy.orm import Session
 
+from qol_app.instruments import Registry, get_registry, overlay_text, parse_overlay
 from qol_app.instruments import WordingOverlay as Overlay
-from qol_app.instruments import get_registry, overlay_text, parse_overlay
 from qol_app.models import WordingOverlay
 from qol_app.services import audit
 from qol_app.services.audit import Actor
 
 
 def import_overlay(
-    session: Session, actor: Actor, path: Path, *, now: dt.datetime, imported_by: str | None = None
+    session: Session,
+    actor: Actor,
+    path: Path,
+    *,
+    now: dt.datetime,
+    imported_by: str | None = None,
+    registry: Registry | None = None,
 ) -> WordingOverlay:
     """Validate ``path`` against its instrument and make it the active wording for its language.
 
     Re-importing the same version with the same text is a no-op; the same version with
     different text is refused (a version must always mean one wording).
     """
-    overlay = parse_overlay(path, registry=get_registry())
+    overlay = parse_overlay(path, registry=registry or get_registry())
     text = overlay_text(overlay)
     digest = hashlib.sha256(text.encode()).hexdigest()
     existing = session.scalar(
@@ -85,11 +91,16 @@ def import_overlay(
 
 
 def active_overlay(
-    session: Session, instrument_id: str, language: str, *, instrument_version: str | None = None
+    session: Session,
+    instrument_id: str,
+    language: str,
+    *,
+    instrument_version: str | None = None,
+    registry: Registry | None = None,
 ) -> Overlay | None:
     """The licensed wording to show for ``instrument_id`` in ``language``, if a site imported one."""
     return overlay_by_digest(
-        session, session.scalar(select(active_digest(instrument_id, language, instrument_version)))
+        session, session.scalar(select(active_digest(instrument_id, language, instrument_version))), registry
     )
 
 
@@ -104,24 +115,26 @@ def active_digest(instrument_id: Any, language: Any, instrument_version: Any) ->
     )
 
 
-def overlay_by_digest(session: Session, sha256: str | None) -> Overlay | None:
+def overlay_by_digest(session: Session, sha256: str | None, registry: Registry | None = None) -> Overlay | None:
     """The overlay stored under ``sha256``, read, parsed and validated against its instrument once
     per process (a text never changes under its hash), so a broken row can never show half
     official, half paraphrased text."""
     if sha256 is None:
         return None
-    overlay = _BY_DIGEST.get(sha256)
+    registry = registry or get_registry()
+    key = (sha256, registry.directory)
+    overlay = _BY_DIGEST.get(key)
     if overlay is None:
         content = session.scalar(select(WordingOverlay.content).where(WordingOverlay.sha256 == sha256).limit(1))
         if content is None:
             return None
-        overlay = parse_overlay(content["yaml"], registry=get_registry(), name=f"overlay {sha256[:12]}")
-        _BY_DIGEST[sha256] = overlay
+        overlay = parse_overlay(content["yaml"], registry=registry, name=f"overlay {sha256[:12]}")
+        _BY_DIGEST[key] = overlay
     return overlay
 
 
 #: Parsed overlays by the hash of their stored text (a few per instrument and language at most).
-_BY_DIGEST: dict[str, Overlay] = {}
+_BY_DIGEST: dict[tuple[str, str], Overlay] = {}
 
 
 def _active(instrument_id: Any, language: Any, instrument_version: Any) -> list[ColumnElement[bool]]:

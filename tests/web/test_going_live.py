@@ -45,8 +45,14 @@ def test_fresh_database_to_first_enrolled_patient_with_commands_only(fresh_url, 
     env = {
         "QOL_ENV": "production",
         "QOL_DATABASE_URL": fresh_url,
-        "QOL_SECRET_KEY": "go-live-secret",
+        "QOL_SECRET_KEY": "go-live-secret-0123456789abcdef0123456789",
         "QOL_PUBLIC_BASE_URL": "https://qol.example.org",
+        # Backends that reach people (`qol check` refuses log-only ones in production).
+        "QOL_MAIL_BACKEND": "smtp",
+        "QOL_SMTP_HOST": "smtp.example.org",
+        "QOL_SMS_BACKEND": "webhook",
+        "QOL_SMS_WEBHOOK_URL": "https://sms.example.org/send",
+        "QOL_SMS_WEBHOOK_SECRET": "go-live-webhook-secret",
     }
     runner = CliRunner()
     apps = []
@@ -80,7 +86,8 @@ def test_fresh_database_to_first_enrolled_patient_with_commands_only(fresh_url, 
         "--language", "zh_Hans", "--password", PASSWORD)  # fmt: skip
     qol("users", "create", "zhao.pi", "--role", "investigator", "--site", "S01", "--password", PASSWORD)
     checked = qol("check")
-    assert "schedule: ok" in checked and "alert rules: ok" in checked and "environment: production" in checked
+    assert "qol check (production rules)" in checked and "0 error(s)" in checked, checked
+    assert "SCHEDULE_FILE" in checked and "ALERT_RULES_FILE" in checked
     enrolled = qol("patients", "enrol", "S01-001", "--site", "S01", "--arm", "A", "--randomized", "2026-03-08",
                    "--phone", "+86 138 0000 0000")  # fmt: skip
     link = re.search(r"personal link \(shown once\): https://qol\.example\.org(/p/l/\S+)", enrolled).group(1)
@@ -93,7 +100,7 @@ def test_fresh_database_to_first_enrolled_patient_with_commands_only(fresh_url, 
     # What the commands made works on the web: the nurse sees the patient, the patient's link opens.
     from qol_app import create_app
 
-    app = create_app({"DATABASE_URL": fresh_url, "SECRET_KEY": "go-live-secret", "TESTING": True,
+    app = create_app({"DATABASE_URL": fresh_url, "SECRET_KEY": "go-live-secret-0123456789abcdef0123456789", "TESTING": True,
                       "WTF_CSRF_ENABLED": False, "ENV": "production"})  # fmt: skip
     try:
         with app.app_context():
