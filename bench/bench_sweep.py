@@ -45,6 +45,7 @@ from qol_app.scheduling import (
     plan,
 )
 from qol_app.scheduling.timewindows import zone
+from qol_app.services.notifications import reminder_key, window_key
 from qol_app.services.timepoints import sweep_statuses
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -60,7 +61,7 @@ class Quiet:
         return None
 
 
-CHANNELS = {"sms": Quiet(), "email": Quiet(), "task": Quiet()}
+CHANNELS = {"sms": Quiet(), "email": Quiet()}
 
 
 # ---- synthetic trial ------------------------------------------------------------------------
@@ -190,7 +191,9 @@ def build(url: str, n_patients: int, seed: int = 7) -> dict[str, int]:
             if tp.expected and tp.opens_at < NOW - D:  # past reminders, already sent
                 outbox.append(
                     {
-                        "dedupe_key": f"tp:{tid}:r1:sms",
+                        "dedupe_key": reminder_key(tid, window_key(tp.opens_at, tp.closes_at), 1, "sms"),
+                        "window_key": window_key(tp.opens_at, tp.closes_at),
+                        "step": "r1",
                         "kind": "reminder",
                         "channel": "sms",
                         "recipient": patients[-1]["phone"],

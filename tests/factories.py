@@ -226,3 +226,25 @@ def submit_form(client, review_url: str):
     page = client.get(review_url)
     assert page.status_code == 200, page.status_code
     return client.post(review_url, data=page_form(page.get_data(as_text=True)))
+
+
+def add_call_task(session, tp, *, at):
+    """An open call task for ``tp``, as the sweep creates one."""
+    from qol_app.models import OutboxMessage
+
+    task = OutboxMessage(
+        dedupe_key=f"tp:{tp.id}:test:call",
+        kind="call_task",
+        channel="task",
+        patient_id=tp.patient_id,
+        timepoint_id=tp.id,
+        language="en",
+        subject="call",
+        body="call",
+        status="open",
+        created_at=at,
+        step="call",
+    )
+    session.add(task)
+    session.flush()
+    return task

@@ -45,10 +45,18 @@ def users() -> None:
 @click.option("--site", "sites", multiple=True, help="Site code (repeatable).")
 @click.option("--language", type=click.Choice(["en", "zh_Hans"]), default="en", show_default=True)
 @click.option("--email", default=None)
+@click.option("--phone", default=None, help="Mobile phone for SMS alerts, e.g. +8613800000000.")
 @click.password_option(prompt="Password", help="At least 12 characters, not a common one; prompted when not given.")
 @with_appcontext
 def create(
-    username: str, full_name: str, role: str, sites: tuple[str, ...], language: str, email: str | None, password: str
+    username: str,
+    full_name: str,
+    role: str,
+    sites: tuple[str, ...],
+    language: str,
+    email: str | None,
+    phone: str | None,
+    password: str,
 ) -> None:
     """Create an account USERNAME."""
     try:
@@ -61,6 +69,7 @@ def create(
             role=role,
             password=password,
             email=email,
+            phone=phone,
             language=language,
             sites=site_rows,
             now=utcnow(),
@@ -73,11 +82,34 @@ def create(
 @users.command("list")
 @with_appcontext
 def list_users() -> None:
-    """List accounts: username, role, active, site codes."""
+    """List accounts: username, role, active, site codes, e-mail, phone."""
     codes = {site.id: site.code for site in db.session.scalars(select(Site))}
     for user in db.session.scalars(select(StaffUser).order_by(StaffUser.username)):
         sites = ",".join(sorted(codes[i] for i in user.site_ids)) or "-"
-        click.echo(f"{user.username}\t{user.role}\t{'active' if user.active else 'disabled'}\t{sites}")
+        state = "active" if user.active else "disabled"
+        click.echo(f"{user.username}\t{user.role}\t{state}\t{sites}\t{user.email or '-'}\t{user.phone or '-'}")
+
+
+@users.command("set-contact")
+@click.argument("username")
+@click.option("--email", default=None, help="New e-mail ('' clears it); unchanged when not given.")
+@click.option("--phone", default=None, help="New mobile phone ('' clears it); unchanged when not given.")
+@with_appcontext
+def set_contact(username: str, email: str | None, phone: str | None) -> None:
+    """Set USERNAME's e-mail and/or mobile phone (where alerts go)."""
+    user = _user(username)
+    try:
+        changed = staff_service.set_contact(
+            db.session,
+            ACTOR,
+            user,
+            email=user.email if email is None else email,
+            phone=user.phone if phone is None else phone,
+            now=utcnow(),
+        )
+    except staff_service.StaffError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _commit(f"contact {'updated' if changed else 'unchanged'} for {username}")
 
 
 @users.command("disable")

@@ -38,7 +38,20 @@ def run_migrations_online() -> None:
         config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
     )
     with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            _run(connection)
+            return
+        # SQLite rebuilds a table to alter it (batch mode): with foreign keys enforced, dropping
+        # the old table would fail or cascade. Alembic's documented recipe: enforcement off for
+        # the run (the pragma only works outside a transaction), then every key checked.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
         _run(connection)
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+        if broken:
+            raise RuntimeError(f"migration left rows whose foreign keys point nowhere: {broken[:5]}")
 
 
 if context.is_offline_mode():

@@ -4,7 +4,7 @@ from qol_app.models.alerts import Alert
 from qol_app.models.audit import AuditChainHead, AuditEvent
 from qol_app.models.exports import ExportJob
 from qol_app.models.locks import DataLock, DemoRecord
-from qol_app.models.notifications import OutboxMessage, SchedulerHeartbeat, SchedulerLease
+from qol_app.models.notifications import OutboxMessage, ReminderLink, SchedulerHeartbeat, SchedulerLease
 from qol_app.models.responses import Answer, Response, Score, WordingOverlay
 from qol_app.models.schedule import Timepoint
 from qol_app.models.sessions import LoginSession
@@ -23,6 +23,7 @@ __all__ = [
     "OutboxMessage",
     "Patient",
     "RecoveryCode",
+    "ReminderLink",
     "Response",
     "SchedulerHeartbeat",
     "SignInThrottle",

@@ -1,4 +1,4 @@
-"""Outbound messages: delivery channels (e-mail, SMS, nurse tasks) and quiet hours.
+"""Outbound messages: delivery channels (e-mail, SMS gateways) and quiet hours.
 
 What to send and when lives in :mod:`qol_app.services.notifications`; this package only knows
 how to hand a rendered message to the outside world, and when a patient may be disturbed.
@@ -10,7 +10,9 @@ from qol_app.notify.channels import (
     Channel,
     DeliveryError,
     Outgoing,
+    Receipt,
     build_channels,
+    log_only_channels,
     register_mail_backend,
     register_sms_gateway,
 )
@@ -23,7 +25,9 @@ __all__ = [
     "DeliveryError",
     "Outgoing",
     "QuietHours",
+    "Receipt",
     "build_channels",
+    "log_only_channels",
     "next_allowed",
     "parse_hhmm",
     "register_mail_backend",

@@ -1,29 +1,37 @@
 """Delivery channels and the registries that pick a backend by name.
 
-Three channels, matching ``OutboxMessage.channel``:
+Two channels deliver, matching ``OutboxMessage.channel``:
 
 * ``email``: a *mail backend* chosen by ``MAIL_BACKEND`` (``smtp`` or the dev ``outbox``).
-* ``sms``: an *SMS gateway* chosen by ``SMS_BACKEND`` (only the dev ``outbox`` ships).
-* ``task``: a call task for the site's nurses; "delivering" it just puts it on their list.
+* ``sms``: an *SMS gateway* chosen by ``SMS_BACKEND``: ``alibaba`` (Alibaba Cloud SMS),
+  ``tencent`` (Tencent Cloud SMS), ``webhook`` (a generic HTTPS endpoint) or the dev
+  ``outbox``; see :mod:`qol_app.notify.sms`.
 
-The dev ``outbox`` backends only log: a development install never texts a real patient.
+Call tasks (channel ``task``) are never delivered: they are work on the nurses' list.
 
-Adding a real SMS gateway (e.g. a Chinese carrier's HTTP API) needs no change here::
+A channel returns a :class:`Receipt` (the provider's message id) or raises
+:class:`DeliveryError` (with the provider's code, and whether a retry can help). The dev
+``outbox`` backends only log and say so (``Receipt(delivered=False)``): a development install
+never texts a real patient, and its outbox shows "logged, not delivered".
+
+Adding another SMS gateway needs no change here::
 
     # mysite/sms.py
-    from qol_app.notify.channels import DeliveryError, register_sms_gateway
+    from qol_app.notify.channels import DeliveryError, Receipt, register_sms_gateway
 
     @register_sms_gateway("acme")
     class AcmeGateway:
         def __init__(self, config):            # the Flask app.config mapping
             self.key = config["ACME_SMS_KEY"]
 
-        def send_sms(self, to, text, *, message_id):
+        def send(self, message):               # an Outgoing: recipient, body, template, params
             ...                                # raise DeliveryError(...) on failure
+            return Receipt(provider_id="...")
 
 then set ``QOL_SMS_BACKEND=mysite.sms:AcmeGateway`` (a ``module:attribute`` path is imported
-on demand), or import ``mysite.sms`` somewhere and use ``QOL_SMS_BACKEND=acme``. ``message_id``
-is the outbox dedupe key: pass it to gateways that de-duplicate by client reference.
+on demand), or import ``mysite.sms`` somewhere and use ``QOL_SMS_BACKEND=acme``. The older
+``send_sms(to, text, *, message_id)`` form is still accepted. ``message.dedupe_key`` is the
+outbox key: pass it to gateways that de-duplicate by client reference.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import logging
 import smtplib
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -46,23 +54,41 @@ __all__ = [
     "Channel",
     "DeliveryError",
     "Outgoing",
+    "Receipt",
     "build_channels",
+    "log_only_channels",
     "register_mail_backend",
     "register_sms_gateway",
 ]
 
 
 class DeliveryError(Exception):
-    """A message could not be handed over; ``permanent`` ones are not retried."""
+    """A message could not be handed over; ``permanent`` ones are not retried.
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    ``code`` is the provider's error code where it gave one (e.g. ``isv.MOBILE_NUMBER_ILLEGAL``).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, code: str | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A channel's answer: accepted, with the provider's message id; or only logged (dev)."""
+
+    provider_id: str | None = None
+    delivered: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """What a channel needs to deliver one outbox row."""
+    """What a channel needs to deliver one outbox row.
+
+    ``body`` is the full text (e-mail, webhook, log); SMS providers that only send pre-approved
+    templates get ``template`` (a name such as ``reminder``) and its ``params`` instead.
+    """
 
     dedupe_key: str
     channel: str
@@ -70,19 +96,21 @@ class Outgoing:
     subject: str
     body: str
     language: str
+    template: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
 
 
 class Channel(Protocol):
-    def deliver(self, message: Outgoing) -> None:
+    def deliver(self, message: Outgoing) -> Receipt | None:
         """Hand the message over or raise :class:`DeliveryError`."""
 
 
 class SmsGateway(Protocol):
-    def send_sms(self, to: str, text: str, *, message_id: str) -> None: ...
+    def send(self, message: Outgoing) -> Receipt | None: ...
 
 
 class MailBackend(Protocol):
-    def send_mail(self, message: EmailMessage) -> None: ...
+    def send_mail(self, message: EmailMessage) -> Receipt | None: ...
 
 
 MAIL_BACKENDS: dict[str, Callable[[Mapping[str, Any]], MailBackend]] = {}
@@ -114,14 +142,15 @@ def register_sms_gateway(name: str):
 class LogMailBackend:
     """Development: log the message instead of sending it."""
 
-    #: Delivers nothing: ``qol check`` refuses it in production.
-    log_only = True
+    #: Delivers nothing: the dashboard warns, and ``qol check`` refuses it in production.
+    LOG_ONLY = True
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         pass
 
-    def send_mail(self, message: EmailMessage) -> None:
+    def send_mail(self, message: EmailMessage) -> Receipt:
         log.info("outbox e-mail to %s: %s", message["To"], message["Subject"])
+        return Receipt(delivered=False)
 
 
 @register_mail_backend("smtp")
@@ -140,7 +169,7 @@ class SmtpMailBackend:
         self.starttls = bool(config.get("SMTP_STARTTLS"))
         self.timeout = float(config.get("SMTP_TIMEOUT") or 30)
 
-    def send_mail(self, message: EmailMessage) -> None:
+    def send_mail(self, message: EmailMessage) -> Receipt:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:
@@ -152,6 +181,7 @@ class SmtpMailBackend:
             raise DeliveryError(f"recipient refused: {exc.recipients}", permanent=True) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP {self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
+        return Receipt(provider_id=str(message["Message-ID"]))
 
 
 class EmailChannel:
@@ -162,7 +192,7 @@ class EmailChannel:
         self.sender = sender
         self.domain = domain
 
-    def deliver(self, message: Outgoing) -> None:
+    def deliver(self, message: Outgoing) -> Receipt | None:
         if not message.recipient:
             raise DeliveryError("no e-mail address", permanent=True)
         mail = EmailMessage()
@@ -175,7 +205,7 @@ class EmailChannel:
         mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(message.body)
         mail["Content-Language"] = message.language.replace("_", "-")  # after set_content, which clears Content-*
-        self.backend.send_mail(mail)
+        return self.backend.send_mail(mail)
 
 
 # ---- SMS ----------------------------------------------------------------------------------
@@ -183,32 +213,29 @@ class EmailChannel:
 class LogSmsGateway:
     """Development: log the text instead of sending it (never reaches a phone)."""
 
-    #: Delivers nothing: ``qol check`` refuses it in production.
-    log_only = True
+    #: Delivers nothing: the dashboard warns, and ``qol check`` refuses it in production.
+    LOG_ONLY = True
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         pass
 
-    def send_sms(self, to: str, text: str, *, message_id: str) -> None:
-        log.info("outbox SMS to %s (%s): %s", to, message_id, text)
+    def send(self, message: Outgoing) -> Receipt:
+        log.info("outbox SMS to %s (%s): %s", message.recipient, message.dedupe_key, message.body)
+        return Receipt(delivered=False)
 
 
 class SmsChannel:
-    def __init__(self, gateway: SmsGateway) -> None:
+    def __init__(self, gateway: Any) -> None:
         self.gateway = gateway
 
-    def deliver(self, message: Outgoing) -> None:
+    def deliver(self, message: Outgoing) -> Receipt | None:
         if not message.recipient:
             raise DeliveryError("no phone number", permanent=True)
+        send = getattr(self.gateway, "send", None)
+        if send is not None:
+            return send(message)
         self.gateway.send_sms(message.recipient, message.body, message_id=message.dedupe_key)
-
-
-# ---- nurse tasks --------------------------------------------------------------------------
-class TaskChannel:
-    """Call tasks are read from the outbox by the nurse pages; "sent" means "on the list"."""
-
-    def deliver(self, message: Outgoing) -> None:
-        log.info("call task queued for nurses: %s", message.subject)
+        return None
 
 
 # ---- wiring -------------------------------------------------------------------------------
@@ -221,10 +248,30 @@ def _resolve(registry: Mapping[str, Callable[..., Any]], name: str, setting: str
     raise ValueError(f"{setting}={name!r} is unknown (known: {', '.join(sorted(registry))}, or module:attribute)")
 
 
+def _factories(config: Mapping[str, Any]) -> dict[str, Callable[..., Any]]:
+    import qol_app.notify.sms  # noqa: F401 - registers the real gateways
+
+    return {
+        "email": _resolve(MAIL_BACKENDS, str(config.get("MAIL_BACKEND") or "outbox"), "MAIL_BACKEND"),
+        "sms": _resolve(SMS_GATEWAYS, str(config.get("SMS_BACKEND") or "outbox"), "SMS_BACKEND"),
+    }
+
+
 def build_channels(config: Mapping[str, Any]) -> dict[str, Channel]:
-    """The channel for each ``OutboxMessage.channel`` value, built from the app config."""
-    mail = _resolve(MAIL_BACKENDS, str(config.get("MAIL_BACKEND") or "outbox"), "MAIL_BACKEND")(config)
-    sms = _resolve(SMS_GATEWAYS, str(config.get("SMS_BACKEND") or "outbox"), "SMS_BACKEND")(config)
+    """The channel for each deliverable ``OutboxMessage.channel`` value, built from the app config."""
+    factories = _factories(config)
     sender = str(config.get("MAIL_SENDER") or "qol@localhost")
     domain = sender.rpartition("@")[2] or "qol.local"
-    return {"email": EmailChannel(mail, sender, domain), "sms": SmsChannel(sms), "task": TaskChannel()}
+    return {
+        "email": EmailChannel(factories["email"](config), sender, domain),
+        "sms": SmsChannel(factories["sms"](config)),
+    }
+
+
+def log_only_channels(config: Mapping[str, Any]) -> list[str]:
+    """The channels whose configured backend only logs (``email``, ``sms``), without building them."""
+    try:
+        factories = _factories(config)
+    except (ValueError, ImportError, AttributeError):
+        return []  # a broken setting is reported where the channels are built
+    return [name for name, factory in factories.items() if getattr(factory, "LOG_ONLY", False)]

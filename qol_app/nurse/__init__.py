@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("nurse", __name__, template_folder="../templates")
 
-from qol_app.nurse import admin, alerts, common, entry, events, history, patients, views  # noqa: E402,F401
+from qol_app.nurse import admin, alerts, calls, common, entry, events, history, patients, views  # noqa: E402,F401

@@ -23,6 +23,7 @@ from qol_app.nurse.forms import (
     SiteForm,
     UnlockForm,
     UserActiveForm,
+    UserContactForm,
     UserCreateForm,
     UserPasswordForm,
     UserRoleForm,
@@ -78,6 +79,7 @@ def user_new():
                     role=form.role.data,
                     password=form.password.data,
                     email=form.email.data or None,
+                    phone=form.phone.data or None,
                     language=form.language.data,
                     sites=chosen,
                     now=now(),
@@ -102,6 +104,7 @@ def _user_page(target: StaffUser, status: int = 200, **forms):
     forms.setdefault("password_form", UserPasswordForm(formdata=None))
     forms.setdefault("role_form", UserRoleForm(formdata=None, role=target.role))
     forms.setdefault("totp_form", ResetTotpForm(formdata=None))
+    forms.setdefault("contact_form", UserContactForm(formdata=None, email=target.email, phone=target.phone))
     return (
         render_template(
             "nurse/admin_user.html",
@@ -164,6 +167,28 @@ def user_password(user_id: int):
             return redirect(url_for("nurse.user", user_id=target.id))
     flash(_("A password of at least 12 characters and a reason are required."), "error")
     return _user_page(target, 422, password_form=form)
+
+
+@bp.post("/admin/users/<int:user_id>/contact")
+@staff_required(*MANAGE)
+@lock_exempt
+def user_contact(user_id: int):
+    """E-mail and mobile phone: where the account's alert messages go."""
+    target = _user_or_404(user_id)
+    form = UserContactForm()
+    if form.validate_on_submit():
+        try:
+            with db.session.begin_nested():  # a refused change leaves nothing behind
+                staff_service.set_contact(
+                    db.session, current_actor(), target, email=form.email.data, phone=form.phone.data, now=now()
+                )
+        except ValueError as exc:
+            flash(message(exc), "error")
+        else:
+            db.session.commit()
+            flash(_("Contact saved."), "ok")
+            return redirect(url_for("nurse.user", user_id=target.id))
+    return _user_page(target, 422, contact_form=form)
 
 
 @bp.post("/admin/users/<int:user_id>/role")

@@ -11,7 +11,10 @@ from qol_app import auth, policy
 from qol_app.i18n import local_date, local_datetime, select_locale
 from qol_app.nurse import bp
 from qol_app.nurse.labels import (
+    CALL_OUTCOME_LABELS,
+    CHANNEL_LABELS,
     EVENT_LABELS,
+    MESSAGE_STATUS_LABELS,
     MISSED_REASON_LABELS,
     MODE_LABELS,
     RESPONDENT_LABELS,
@@ -97,6 +100,9 @@ def _template_helpers() -> dict[str, Any]:
         "alert_reasons": _alert_reasons,
         "instrument_names": _instrument_names(),
         "EVENT_LABELS": EVENT_LABELS,
+        "CALL_OUTCOME_LABELS": CALL_OUTCOME_LABELS,
+        "CHANNEL_LABELS": CHANNEL_LABELS,
+        "MESSAGE_STATUS_LABELS": MESSAGE_STATUS_LABELS,
         "MISSED_REASON_LABELS": MISSED_REASON_LABELS,
         "MODE_LABELS": MODE_LABELS,
         "RESPONDENT_LABELS": RESPONDENT_LABELS,

@@ -88,7 +88,12 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
     restored = kept.take_for(request.path) if request.method == "GET" else None
     if restored is not None:
         return _render_entry(p, tp, texts, form_class(formdata=restored), restored=True)
-    form = form_class(entry_respondent=tp.respondent or "self", entry_relationship=tp.respondent_relationship or "")
+    mode = request.args.get("mode")  # e.g. "interview" after a call task's "done over the phone"
+    form = form_class(
+        entry_respondent=tp.respondent or "self",
+        entry_relationship=tp.respondent_relationship or "",
+        entry_mode=mode if mode in STAFF_MODES else None,
+    )
     if form.validate_on_submit():
         relationship = form.entry_relationship.data or None
         if form.entry_respondent.data == "proxy" and not relationship:

@@ -29,6 +29,7 @@ def choices(pairs) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
+PHONE_PATTERN = r"^\+?[0-9 ()-]{5,}$"
 LANGUAGE_CHOICES = choices([("zh_Hans", "简体中文"), ("en", "English")])
 
 
@@ -202,6 +203,20 @@ class MissedReasonForm(Form):
             raise ValidationError(_l("Please describe the reason."))
 
 
+CALL_OUTCOME_CHOICES = [
+    ("will_answer", _l("Reached: will answer")),
+    ("too_ill", _l("Reached: too ill to answer (records the missed reason)")),
+    ("done_by_phone", _l("Form done over the phone (opens staff entry, mode interview)")),
+    ("no_answer", _l("No answer")),
+    ("wrong_number", _l("Wrong number")),
+]
+
+
+class CallOutcomeForm(Form):
+    outcome = RadioField(_l("What happened?"), choices=choices(CALL_OUTCOME_CHOICES), validators=[InputRequired()])
+    note = TextAreaField(_l("Note (optional)"), validators=[Optional(), Length(max=255)])
+
+
 class AcknowledgeForm(Form):
     action = TextAreaField(_l("Action taken"), validators=[InputRequired(), Length(max=255)])
 
@@ -229,11 +244,30 @@ class UserCreateForm(Form):
     )
     full_name = StringField(_l("Full name"), validators=[InputRequired(), Length(max=255)])
     email = StringField(_l("E-mail"), validators=[Optional(), Length(max=255)])
+    phone = StringField(
+        _l("Mobile phone (for alerts by SMS)"),
+        validators=[Optional(), Length(max=32), Regexp(PHONE_PATTERN, message=_l("Not a phone number."))],
+    )
     role = SelectField(_l("Role"), choices=ROLE_CHOICES, validators=[InputRequired()])
     language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES, default="zh_Hans", validators=[InputRequired()])
     site_id = SelectField(_l("Site"), coerce=int, validators=[Optional()])
     password = PasswordField(
         _l("Initial password (at least 12 characters)"), validators=[InputRequired(), Length(12, 256)]
+    )
+
+
+class UserContactForm(Form):
+    email = StringField(
+        _l("E-mail"),
+        validators=[
+            Optional(),
+            Length(max=255),
+            Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", message=_l("Not an e-mail address.")),
+        ],
+    )
+    phone = StringField(
+        _l("Mobile phone (for alerts by SMS)"),
+        validators=[Optional(), Length(max=32), Regexp(PHONE_PATTERN, message=_l("Not a phone number."))],
     )
 
 

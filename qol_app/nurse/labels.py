@@ -43,6 +43,24 @@ RESPONDENT_LABELS = {
     "proxy": _l("Proxy"),
 }
 ROLE_LABELS = dict(ROLE_PAIRS)
+MESSAGE_STATUS_LABELS = {
+    "queued": _l("Waiting to be sent"),
+    "sending": _l("Sending"),
+    "sent": _l("Sent (accepted by the gateway)"),
+    "logged": _l("Logged, not delivered"),
+    "failed": _l("Failed"),
+    "skipped": _l("Not sent"),
+    "open": _l("Open"),
+    "done": _l("Done"),
+}
+CHANNEL_LABELS = {"sms": _l("SMS"), "email": _l("E-mail"), "task": _l("Call")}
+CALL_OUTCOME_LABELS = {
+    "will_answer": _l("Reached: will answer"),
+    "too_ill": _l("Reached: too ill to answer"),
+    "done_by_phone": _l("Form done over the phone"),
+    "no_answer": _l("No answer"),
+    "wrong_number": _l("Wrong number"),
+}
 
 _PATTERNS = [
     (re.compile(r"^sys-c(\d+)$"), _l("After cycle %(n)s")),
@@ -75,7 +93,10 @@ def group_label(group) -> str:
 
 
 __all__ = [
+    "CALL_OUTCOME_LABELS",
+    "CHANNEL_LABELS",
     "EVENT_LABELS",
+    "MESSAGE_STATUS_LABELS",
     "MISSED_REASON_LABELS",
     "MODE_LABELS",
     "RESPONDENT_LABELS",

@@ -27,7 +27,7 @@ from qol_app.nurse.forms import (
     details_form_class,
 )
 from qol_app.security import staff_required
-from qol_app.services import compliance, enrolment, locks, patient_records
+from qol_app.services import compliance, enrolment, locks, notifications, patient_records
 from qol_app.web_messages import message
 
 PAGE_SIZE = 100
@@ -110,6 +110,8 @@ def render_patient(p: Patient, status: int = 200, **forms):
             patient=p,
             data=data,
             lock=locks.lock_for(db.session, now(), patient=p),
+            messages=notifications.patient_messages(db.session, p.id),
+            calls=notifications.patient_call_tasks(db.session, p.id),
             **forms,
         ),
         status,

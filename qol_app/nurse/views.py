@@ -14,6 +14,7 @@ from qol_app.db import db
 from qol_app.errors import ServiceError
 from qol_app.locking import lock_exempt
 from qol_app.models import Patient, StaffUser
+from qol_app.notify.channels import log_only_channels
 from qol_app.nurse import bp, kept
 from qol_app.nurse.cards import qr_svg
 from qol_app.nurse.common import current_actor, now
@@ -21,7 +22,7 @@ from qol_app.nurse.forms import LanguageForm, LoginForm, PasswordChangeForm, Tot
 from qol_app.passwords import check_secret, hash_secret
 from qol_app.redirects import safe_next
 from qol_app.security import staff_required
-from qol_app.services import compliance, heartbeat, signin_throttle, two_factor, worklist
+from qol_app.services import compliance, heartbeat, notifications, signin_throttle, two_factor, worklist
 from qol_app.services import staff as staff_service
 from qol_app.web_messages import message
 
@@ -391,6 +392,7 @@ def dashboard():
     work = worklist.build(db.session, scope, at)
     missing, missing_total = worklist.missing_reasons(db.session, scope, at, limit=20)
     figures = compliance.compute(db.session, scope, at, rule_order=_rule_order())
+    failures = notifications.recent_failures(db.session, scope, at, days=7)
     return render_template(
         "nurse/dashboard.html",
         sites=sites,
@@ -403,7 +405,18 @@ def dashboard():
         compliance=compliance,
         site_names={s.id: s for s in sites},
         heartbeat=_heartbeat(at),
+        failures=failures,
+        now=at,
+        log_only=_log_only(),
     )
+
+
+def _log_only() -> list[str]:
+    """Channels whose backend only logs, on a server not in debug mode (nobody is reached)."""
+    if current_app.debug:
+        return []
+    names = {"email": _("e-mail"), "sms": _("SMS")}
+    return [names[c] for c in log_only_channels(current_app.config)]
 
 
 def _rule_order() -> list[str]:

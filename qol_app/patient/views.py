@@ -29,7 +29,7 @@ from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, Subm
 from qol_app.patient.render import emergency_context, field_views, home_items, item_html, review_rows, safety
 from qol_app.redirects import safe_next
 from qol_app.security import ParticipationEnded, current_actor, patient_required
-from qol_app.services import audit
+from qol_app.services import audit, reminder_links
 from qol_app.services import responses as svc
 from qol_app.services.enrolment import find_by_token
 
@@ -119,18 +119,24 @@ def link(token: str):
     patient = find_by_token(db.session, token)
     if patient is None:
         return _error(404, bad_link=True)
+    return _sign_in_page(patient)
+
+
+def _sign_in_page(patient: Any, status: int = 200, **extra: Any) -> tuple[str, int]:
+    """The one sign-in page, for the personal link and for reminder links alike."""
     if patient.status != "active":
         return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
     until = signin.locked_until(patient, auth.now())
-    return _render(
-        "patient/link.html",
-        form=SignInForm(),
-        has_pin=patient.pin_hash is not None,
-        locked_until=until and _local_time(until, patient.tz),
-        next_path=request.path,
-        safety=safety(patient),
-    )
+    context = {
+        "form": SignInForm(formdata=None) if extra.pop("fresh", False) else SignInForm(),
+        "has_pin": patient.pin_hash is not None,
+        "locked_until": until and _local_time(until, patient.tz),
+        "next_path": request.path,
+        "safety": safety(patient),
+    }
+    context.update(extra)
+    return _render("patient/link.html", status, **context)
 
 
 @bp.post("/l/<token>")
@@ -139,6 +145,11 @@ def link_sign_in(token: str):
     patient = find_by_token(db.session, token)
     if patient is None:
         return _error(404, bad_link=True)
+    return _sign_in(patient)
+
+
+def _sign_in(patient: Any, reminder: reminder_links.Lookup | None = None):
+    """Check the PIN and start the patient's session; after a reminder link, go to its form."""
     if patient.status != "active":
         return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
@@ -184,9 +195,16 @@ def link_sign_in(token: str):
     actor = audit.Actor("patient", str(patient.id), g.get("request_id"))
     if chosen and chosen != patient.language:
         _set_language(actor, patient, chosen, now)
-    audit.record(db.session, actor, "sign_in", patient, patient_id=patient.id, site_id=patient.site_id, now=now)
+    via = {"via": "reminder_link", "timepoint_id": reminder.timepoint.id} if reminder is not None else None
+    if reminder is not None:
+        reminder_links.mark_used(db.session, reminder.link, now)
+    audit.record(
+        db.session, actor, "sign_in", patient, patient_id=patient.id, site_id=patient.site_id, new=via, now=now
+    )
     db.session.commit()
     target = stash.page_for(patient)
+    if target is None and reminder is not None:
+        target = url_for("patient.start", timepoint_id=reminder.timepoint.id)
     return redirect(target or url_for("patient.home"))
 
 
@@ -196,18 +214,51 @@ def _link_page_expired(error: Exception):
     patient = find_by_token(db.session, (request.view_args or {}).get("token", ""))
     if patient is None:
         return _error(404, bad_link=True)
-    if patient.status != "active":
-        return _ended(patient)
-    _use_locale(session.get("plang") or patient.language)
-    return _render(
-        "patient/link.html",
-        400,
-        form=SignInForm(formdata=None),
-        has_pin=patient.pin_hash is not None,
-        next_path=request.path,
-        safety=safety(patient),
-        stale=True,
-    )
+    return _sign_in_page(patient, 400, fresh=True, stale=True)
+
+
+# ---------------------------------------------------------------- reminder links
+
+
+def _reminder(token: str) -> reminder_links.Lookup | None:
+    return reminder_links.find(db.session, token, auth.now())
+
+
+def _reminder_refused(found: reminder_links.Lookup) -> tuple[str, int]:
+    _use_locale(session.get("plang") or found.patient.language)
+    return _render("patient/link_expired.html", 410, reason=found.refused, safety=safety(found.patient))
+
+
+@bp.get("/r/<token>")
+def reminder_link(token: str):
+    """A reminder's own link: the same sign-in page as the personal link (a GET changes nothing)."""
+    found = _reminder(token)
+    if found is None:
+        return _error(404, bad_link=True)
+    if not found.ok:
+        return _reminder_refused(found)
+    return _sign_in_page(found.patient)
+
+
+@bp.post("/r/<token>")
+@lock_exempt  # signing in changes no trial data; a locked patient then sees the closed page
+def reminder_sign_in(token: str):
+    found = _reminder(token)
+    if found is None:
+        return _error(404, bad_link=True)
+    if not found.ok:
+        return _reminder_refused(found)
+    return _sign_in(found.patient, found)
+
+
+@_on_csrf_error(reminder_sign_in)
+def _reminder_page_expired(error: Exception):
+    found = _reminder((request.view_args or {}).get("token", ""))
+    if found is None:
+        return _error(404, bad_link=True)
+    if not found.ok:
+        return _reminder_refused(found)
+    return _sign_in_page(found.patient, 400, fresh=True, stale=True)
 
 
 @bp.post("/logout")

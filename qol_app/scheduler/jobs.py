@@ -1,7 +1,9 @@
 """The sweep job: thin, idempotent calls into the services, one commit per step.
 
 Order matters a little: extend plans first (new rows get a status), then statuses (so only
-open windows get reminders), then queue reminders, then send, then alert escalation. A failing
+open windows get reminders), then queue reminders (retiring those of moved or closed windows
+first), then send (a failed reminder falls back to the next channel), then alert escalation.
+Call tasks are never sent: they wait on the nurses' list for an outcome. A failing
 step is rolled back, logged and recorded in the heartbeat; later steps still run, because
 statuses and sending are worth doing even if, say, one patient's plan is broken.
 """
@@ -19,6 +21,7 @@ from flask import Flask
 
 from qol_app.db import db, utcnow
 from qol_app.notify.channels import Channel, build_channels
+from qol_app.notify.templates import app_renderer
 from qol_app.services import heartbeat, notifications, timepoints
 
 log = logging.getLogger("qol_app.scheduler")
@@ -93,6 +96,7 @@ def run_sweep(
         report = SweepReport(now)
         settings = notifications.ReminderSettings.from_config(app.config)
         channels = channels if channels is not None else build_channels(app.config)
+        render = app_renderer(app)
 
         def step(name: str, fn: Callable[[], Any]) -> None:
             started = time.perf_counter()
@@ -111,8 +115,11 @@ def run_sweep(
         if reconciled is not None and reconciled.errors:
             report.errors.append("reconcile: " + "; ".join(reconciled.errors)[:500])
         step("statuses", lambda: timepoints.sweep_statuses(session, now, checkpoint=session.commit))
-        step("reminders", lambda: notifications.queue_reminders(session, now, settings))
-        step("outbox", lambda: notifications.send_due(session, now, channels, settings, checkpoint=session.commit))
+        step("reminders", lambda: notifications.queue_reminders(session, now, settings, render))
+        step(
+            "outbox",
+            lambda: notifications.send_due(session, now, channels, settings, render=render, checkpoint=session.commit),
+        )
         step("alerts", lambda: _escalate_alerts(session, now))
         try:
             heartbeat.beat(

@@ -97,7 +97,7 @@ def site_nurses(session: Session, site_id: int) -> list[StaffUser]:
 
 
 def notify_nurses(session: Session, alert: Alert, patient: Patient, now: dt.datetime) -> int:
-    """Queue one message per nurse and channel (e-mail, and SMS where a phone is known).
+    """Queue one message per nurse and channel (e-mail and SMS, where known), in her language.
 
     The message names the pseudonymous study id and the level only; clinical details stay in
     the app. Returns how many messages were newly queued (a repeat call queues none).
@@ -110,7 +110,7 @@ def notify_nurses(session: Session, alert: Alert, patient: Patient, now: dt.date
             key = f"alert:{alert.id}:{nurse.id}:{channel}"
             if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None:
                 continue
-            subject, body = _message(alert, patient, nurse.language)
+            subject, body, level = _message(alert, patient, nurse.language)
             message = OutboxMessage(
                 dedupe_key=key,
                 kind="alert",
@@ -123,6 +123,8 @@ def notify_nurses(session: Session, alert: Alert, patient: Patient, now: dt.date
                 body=body,
                 status="queued",
                 created_at=now,
+                template="alert",  # the SMS template approved by the provider (see qol_app.notify.sms)
+                params={"patient": patient.study_id, "level": level},
             )
             try:
                 with session.begin_nested():
@@ -133,7 +135,8 @@ def notify_nurses(session: Session, alert: Alert, patient: Patient, now: dt.date
     return queued
 
 
-def _message(alert: Alert, patient: Patient, language: str | None) -> tuple[str, str]:
+def _message(alert: Alert, patient: Patient, language: str | None) -> tuple[str, str, str]:
+    """Subject, body and the level word, in the nurse's own language."""
     from flask import current_app, has_app_context
 
     base = current_app.config.get("PUBLIC_BASE_URL", "") if has_app_context() else ""
@@ -142,14 +145,15 @@ def _message(alert: Alert, patient: Patient, language: str | None) -> tuple[str,
             subject = _("RED symptom alert: patient %(study_id)s", study_id=patient.study_id)
         else:
             subject = _("Amber symptom alert: patient %(study_id)s", study_id=patient.study_id)
+        level = _("red") if alert.level == "red" else _("amber")
         body = _(
             "A %(level)s symptom alert was raised for patient %(study_id)s. "
             "Please review and acknowledge it in the app now: %(url)s",
-            level=_("red") if alert.level == "red" else _("amber"),
+            level=level,
             study_id=patient.study_id,
             url=f"{base.rstrip('/')}/staff/",
         )
-    return str(subject), str(body)
+    return str(subject), str(body), str(level)
 
 
 def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, action: str, now: dt.datetime) -> bool:

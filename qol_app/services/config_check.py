@@ -35,7 +35,7 @@ KNOWN_SECRETS = frozenset(
 )
 MIN_SECRET_LENGTH = 32
 #: Backend names that deliver nothing, whatever other backends exist (a backend class may also
-#: say so itself with ``log_only = True``).
+#: say so itself with ``LOG_ONLY = True``).
 LOG_ONLY_NAMES = frozenset({"outbox", "log", "logonly", "log-only", "log_only", "console", "null", "none", "dummy"})
 
 
@@ -137,7 +137,7 @@ def _backend(
         yield Finding(
             "error", setting, f"{name!r} is unknown (known: {', '.join(sorted(registry))}, or module:attribute)"
         )
-    elif name.lower() in LOG_ONLY_NAMES or getattr(factory, "log_only", False):
+    elif name.lower() in LOG_ONLY_NAMES or getattr(factory, "LOG_ONLY", False):
         yield Finding(unsafe, setting, f"{name!r} only logs messages: no reminder or alert would reach anyone")
     else:
         yield Finding("ok", setting, name)

@@ -7,6 +7,7 @@ account's live sessions on the server at once. Services flush; the caller commit
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -52,10 +53,11 @@ def create_user(
     password: str,
     now: dt.datetime,
     email: str | None = None,
+    phone: str | None = None,
     language: str = "en",
     sites: list[Site] = (),
 ) -> StaffUser:
-    """A new active account with the given memberships."""
+    """A new active account with the given memberships (``phone``: for SMS alerts)."""
     username = username.strip()
     if not username:
         raise StaffError(N_("A username is required."))
@@ -64,11 +66,13 @@ def create_user(
     if find_user(session, username) is not None:
         raise StaffError(N_("Username %(username)s is taken."), username=username)
     _check_password(password, username)
+    email, phone = _clean_contact(email, phone)
     user = StaffUser(
         username=username,
         full_name=full_name.strip() or username,
         role=role,
-        email=email or None,
+        email=email,
+        phone=phone,
         password_hash=hash_secret(password),
         language=language,
         created_at=now,
@@ -86,10 +90,46 @@ def create_user(
             "role": role,
             "sites": sorted(s.code for s in sites),
             "language": language,
+            **({"email": email} if email else {}),
+            **({"phone": phone} if phone else {}),
         },
         now=now,
     )
     return user
+
+
+PHONE = re.compile(r"^\+?[0-9 ()-]{5,32}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _clean_contact(email: str | None, phone: str | None) -> tuple[str | None, str | None]:
+    email = (email or "").strip() or None
+    phone = (phone or "").strip() or None
+    if email is not None and (len(email) > 255 or not EMAIL.match(email)):
+        raise StaffError(N_("Not an e-mail address: %(email)s"), email=email)
+    if phone is not None and not PHONE.match(phone):
+        raise StaffError(N_("Not a phone number: %(phone)s"), phone=phone)
+    return email, phone
+
+
+def set_contact(
+    session: Session, actor: Actor, user: StaffUser, *, email: str | None, phone: str | None, now: dt.datetime
+) -> bool:
+    """Set the account's e-mail and mobile phone (empty clears), audited; True if anything changed.
+
+    ``StaffError`` for a malformed address or number.
+    """
+    email, phone = _clean_contact(email, phone)
+    old, new = {}, {}
+    for name, value in (("email", email), ("phone", phone)):
+        if getattr(user, name) != value:
+            old[name], new[name] = getattr(user, name), value
+            setattr(user, name, value)
+    if not new:
+        return False
+    session.flush()
+    audit.record(session, actor, "staff_contact", user, old=old, new=new, now=now)
+    return True
 
 
 def set_active(session: Session, actor: Actor, user: StaffUser, active: bool, *, reason: str, now: dt.datetime) -> None:

@@ -2,7 +2,8 @@
 
 Order of the list (what a nurse should do first): red alerts, amber alerts, forms due today,
 windows closing within 48 hours, overdue forms (still accepted in the grace period), call
-tasks from the outbox. A timepoint appears once, in the first category it fits. Each section
+tasks (open until a nurse records an outcome; shown as closed once their window closed). A
+timepoint appears once, in the first category it fits. Each section
 is one query, bounded by ``limit``: the query count never depends on the number of patients.
 """
 
@@ -88,18 +89,17 @@ def build(session: Session, scope: ColumnElement[bool], now: dt.datetime, *, lim
             items.append(WorkItem(category, tp.patient_id, study_id, tz, tp.closes_at, timepoint=tp))
 
     tasks = session.execute(
-        select(OutboxMessage, Patient.study_id, _tz_column())
+        select(OutboxMessage, Timepoint, Patient.study_id, _tz_column())
         .join(Patient, Patient.id == OutboxMessage.patient_id)
         .join(Site, Site.id == Patient.site_id)
-        .where(
-            scope, OutboxMessage.kind == "call_task", OutboxMessage.channel == "task", OutboxMessage.status == "queued"
-        )
+        .outerjoin(Timepoint, Timepoint.id == OutboxMessage.timepoint_id)
+        .where(scope, OutboxMessage.kind == "call_task", OutboxMessage.status == "open")
         .order_by(OutboxMessage.created_at)
         .limit(limit + 1)
     ).all()
     truncated |= len(tasks) > limit
-    for task, study_id, tz in tasks[:limit]:
-        items.append(WorkItem("call", task.patient_id, study_id, tz, task.created_at, task=task))
+    for task, tp, study_id, tz in tasks[:limit]:
+        items.append(WorkItem("call", task.patient_id, study_id, tz, task.created_at, timepoint=tp, task=task))
 
     rank = {c: i for i, c in enumerate(CATEGORIES)}
     items.sort(key=lambda it: rank[it.category])  # stable: keeps each query's order

@@ -151,3 +151,72 @@ def test_nurse_flow(browser, live_server, nurse_seed):
     assert page.locator("h3.wl-red").count() == 0
     assert not [p for p in problems if "Content Security Policy" in p], problems
     context.close()
+
+
+def test_call_task_from_the_work_list(browser, live_server, nurse_seed):
+    """A call task: the dashboard links to it, the page gives the number as a tel: link and takes
+    the outcome; afterwards the task has left the list. Accessible at tablet width."""
+    from qol_app.db import db, utcnow
+    from qol_app.models import OutboxMessage, Patient, Timepoint
+
+    with live_server.app.app_context():
+        now = utcnow()
+        patient = db.session.query(Patient).filter_by(study_id=nurse_seed.alert_patient).one()
+        patient.phone = "138 0000 0099"
+        tp = Timepoint(
+            patient_id=patient.id,
+            key="sys-c9",
+            rule_id="post_cycle",
+            kind="questionnaire",
+            instruments=["eortc_qlq_c30"],
+            anchor_kind="systemic_cycle",
+            anchor_date=nurse_seed.today,
+            target_date=nurse_seed.today,
+            window_start=nurse_seed.today - dt.timedelta(days=3),
+            window_end=nurse_seed.today,
+            grace_end=nurse_seed.today + dt.timedelta(days=3),
+            opens_at=now - dt.timedelta(days=3),
+            closes_at=now + dt.timedelta(hours=12),
+            grace_closes_at=now + dt.timedelta(days=3),
+            status="open",
+            created_at=now,
+        )
+        db.session.add(tp)
+        db.session.flush()
+        db.session.add(
+            OutboxMessage(
+                dedupe_key=f"tp:{tp.id}:browser:call",
+                kind="call_task",
+                channel="task",
+                patient_id=patient.id,
+                timepoint_id=tp.id,
+                language="en",
+                subject="call",
+                body="call",
+                status="open",
+                created_at=now,
+                step="call",
+            )
+        )
+        db.session.commit()
+
+    context = browser.new_context(viewport=TABLET, locale="en-GB")
+    page = context.new_page()
+    page.goto(f"{live_server.url}/staff/login")
+    page.fill("#username", nurse_seed.username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit].primary")
+    page.wait_for_url("**/staff/")
+    page.click(f"ul.wl-call >> text=Call {nurse_seed.alert_patient}")
+    assert page.locator('a[href="tel:13800000099"]').count() >= 1
+    assert _no_sideways_scroll(page)
+    _accessible(page, "call task")
+    page.check("input[value=no_answer]")
+    page.fill("#note", "rang twice")
+    page.click("button[type=submit].primary")
+    page.wait_for_url("**/staff/#worklist")
+    assert page.locator("ul.wl-call").count() == 0
+    page.goto(f"{live_server.url}/staff/patients/{patient.id}#messages")
+    assert "No answer" in page.locator("#messages").inner_text()
+    _accessible(page, "patient page with messages")
+    context.close()

@@ -201,3 +201,46 @@ def test_no_horizontal_scroll_at_320px_and_200_percent_zoom(browser, live_server
     page.goto(base + seed.red_done)
     check("emergency")
     context.close()
+
+
+def test_reminder_link_pages_on_a_small_phone(browser, live_server, seed):
+    """A reminder's link: the sign-in page (PIN asked), then into the app; a superseded link's
+    page is kind, accessible and does not scroll sideways at 320 px or 200 % zoom."""
+    from sqlalchemy import select
+
+    from qol_app.db import db, utcnow
+    from qol_app.models import Patient, Timepoint
+    from qol_app.services import reminder_links
+
+    with live_server.app.app_context():
+        now = utcnow()
+        tp = db.session.get(Timepoint, seed.main_tp)
+        patient = db.session.scalar(select(Patient).where(Patient.id == tp.patient_id))
+        common = {
+            "patient_id": patient.id,
+            "timepoint_id": tp.id,
+            "window": reminder_links.window_key(tp.opens_at, tp.closes_at),
+            "expires_at": tp.grace_closes_at,
+        }
+        old = reminder_links.issue(db.session, now=now, **common)
+        new = reminder_links.issue(db.session, now=now, **common)
+        db.session.commit()
+    context = browser.new_context(viewport={"width": 320, "height": 640}, locale="zh-CN")
+    page = context.new_page()
+    base = live_server.url
+    page.goto(f"{base}/p/r/{old}")
+    assert "这个链接已失效" in page.locator("main").inner_text()
+    _accessible(page, "ended reminder link")
+    for width in (320, 195):
+        page.set_viewport_size({"width": width, "height": 640})
+        _no_sideways_scroll(page, f"ended reminder link at {width}px")
+    page.set_viewport_size({"width": 320, "height": 640})
+    page.goto(f"{base}/p/r/{new}")
+    _accessible(page, "reminder link sign-in")
+    _no_sideways_scroll(page, "reminder link sign-in")
+    page.fill("#pin", seed.main_pin)
+    page.locator("main button[type=submit]").click()
+    # Straight to the form (or, as here once it was sent earlier in this module, to the home page).
+    page.wait_for_url(re.compile(rf".*/p/(t/{seed.main_tp}(/.*)?)?$"))
+    assert "/p/r/" not in page.url
+    context.close()

@@ -30,7 +30,15 @@ def recorder() -> RecordingChannel:
 
 @pytest.fixture
 def channels(recorder):
-    return {"email": recorder, "sms": recorder, "task": recorder}
+    return {"email": recorder, "sms": recorder}
+
+
+@pytest.fixture
+def render(app):
+    """The scheduler's message renderer (the app's templates and catalogs)."""
+    from qol_app.notify.templates import app_renderer
+
+    return app_renderer(app)
 
 
 def audit_count(session) -> int:

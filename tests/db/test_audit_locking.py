@@ -145,7 +145,7 @@ def test_two_audited_rows_against_one_do_not_deadlock(pg, two_timepoints):
     assert not errors, [f"{type(e).__name__}: {e}".splitlines()[0] for e in errors]
     with Session(pg, info=audit.session_info(AUDIT_KEY)) as session:
         assert audit.verify(session) == []
-        events = session.scalars(select(AuditEvent).where(AuditEvent.action == "status")).all()
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action == "status").order_by(AuditEvent.id)).all()
         assert sorted(int(e.entity_id) for e in events) == sorted([a_id, b_id, b_id])
 
 

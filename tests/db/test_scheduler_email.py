@@ -85,7 +85,7 @@ def test_reminder_is_delivered_over_smtp_in_the_patients_language(
     assert message["Content-Language"] == language.replace("_", "-")
     body = message.get_content()
     assert phrase in body
-    assert "http://localhost/p/" in body  # the study page, never a personal token
+    assert "http://localhost/p/r/" in body  # the reminder's own link, never the personal token
     assert "120" in body  # the site's emergency number
 
 
@@ -95,7 +95,8 @@ def test_smtp_outage_is_recorded_and_retried(app, factory, session):
     reconcile_patient(session, Actor.system("tests"), patient, dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC))
     session.commit()
     report = run_sweep(app, dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC))
-    assert report.steps["outbox"] == {"retry": 1, "sent": 1}  # the reminder, and the nurses' call task
+    assert report.steps["outbox"] == {"retry": 1}  # the reminder; the nurses' call task is never "sent"
     session.expire_all()
+    assert session.scalars(select(OutboxMessage.status).where(OutboxMessage.kind == "call_task")).all() == ["open"]
     message = session.scalars(select(OutboxMessage).where(OutboxMessage.channel == "email")).one()
     assert message.status == "queued" and message.attempts == 1 and message.last_error.startswith("DeliveryError: SMTP")

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from qol_app.models import Patient, TreatmentEvent
 from qol_app.services import locks, treatment_events
 from qol_app.services.enrolment import enroll_patient
-from tests.factories import STAFF_PASSWORD, isolated_client
+from tests.factories import STAFF_PASSWORD, add_call_task, isolated_client
 from tests.web.test_nurse_support import add_alert, add_response, login, no_csrf
 
 ROLES = ("anonymous", "nurse", "investigator", "statistician", "admin", "monitor", "data_manager", "nurse_nosite")
@@ -77,6 +77,8 @@ MATRIX: dict[tuple[str, str], dict[str, set[str]]] = {
     ("nurse.correct_form", "GET"): {"own": DATA_QUALITY, "other": {"data_manager"}, "foreign": NOBODY},
     ("nurse.correct_form", "POST"): {"own": DATA_QUALITY, "other": {"data_manager"}, "foreign": NOBODY},
     ("nurse.acknowledge_alert", "POST"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
+    ("nurse.call_task", "GET"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
+    ("nurse.call_task", "POST"): {"own": EDITORS, "other": NOBODY, "foreign": NOBODY},
     ("nurse.users", "GET"): {"none": ADMIN},
     ("nurse.user_new", "GET"): {"none": ADMIN},
     ("nurse.user_new", "POST"): {"none": ADMIN},
@@ -84,6 +86,7 @@ MATRIX: dict[tuple[str, str], dict[str, set[str]]] = {
     ("nurse.user_active", "POST"): {"none": ADMIN},
     ("nurse.user_password", "POST"): {"none": ADMIN},
     ("nurse.user_role", "POST"): {"none": ADMIN},
+    ("nurse.user_contact", "POST"): {"none": ADMIN},
     ("nurse.user_sites", "POST"): {"none": ADMIN},
     ("nurse.user_totp_reset", "POST"): {"none": ADMIN},
     ("nurse.sites", "GET"): {"none": ADMIN},
@@ -109,6 +112,8 @@ POST_DATA = {
     "nurse.missed_reason": {"missed_reason": "too_ill"},
     "nurse.enter_form": {"entry_mode": "paper_transcribed", "entry_respondent": "self"},
     "nurse.acknowledge_alert": {"action": "called the patient"},
+    "nurse.call_task": {"outcome": "no_answer"},
+    "nurse.user_contact": {"email": "target@example.org", "phone": "+86 138 0000 0000"},
     "nurse.correct_form": {"q1": "3", "correction_reason": "matrix"},
     "nurse.user_active": {"enable": "0", "reason": "matrix"},
     "nurse.user_password": {"password": "a brand new password", "reason": "matrix"},
@@ -135,6 +140,7 @@ class World:
     def __init__(self, session, factory, now, s1, s2, tag: str) -> None:
         self.sites = {"own": s1, "other": s2}
         self.patients, self.events, self.baselines, self.alerts, self.responses = {}, {}, {}, {}, {}
+        self.tasks = {}
         actor = factory.actor
         for variant, site in self.sites.items():
             patient = enroll_patient(
@@ -157,6 +163,7 @@ class World:
             self.alerts[variant] = add_alert(session, patient, at=now - dt.timedelta(hours=1))
             cycle = next(tp for tp in _timepoints(session, patient) if tp.key == "sys-c1")
             self.responses[variant] = add_response(session, cycle, at=now)
+            self.tasks[variant] = add_call_task(session, self.baselines[variant], at=now)
         self.target = factory.staff("nurse", sites=[s1], username=f"target-{tag}")
         self.s1, self.s2 = s1, s2
         # A lock that starts next year: it blocks nothing now, and "release" has something to release.
@@ -187,6 +194,8 @@ class World:
                 values[arg] = "eortc_qlq_c30"
             elif arg == "response_id":
                 values[arg] = self.responses[child].id
+            elif arg == "task_id":
+                values[arg] = self.tasks[child].id
             elif arg == "user_id":
                 values[arg] = self.target.id
             elif arg == "site_id":

@@ -333,7 +333,7 @@ def test_work_list_categories_and_order(session, factory, now):
     add_timepoint(session, p3, "sys-c3", status="open", target=D(2026, 3, 12))  # closes in 5 days: not listed
     add_timepoint(session, p2, "prog-1", status="scheduled", target=D(2026, 3, 14), before=0)
     add_timepoint(session, stranger, "diary-2026-03-10", kind="diary", status="open", target=D(2026, 3, 10))
-    for key, status in (("call:1", "queued"), ("call:2", "done")):
+    for key, status in (("call:1", "open"), ("call:2", "done")):  # open: on the list until an outcome
         session.add(
             OutboxMessage(
                 dedupe_key=key,

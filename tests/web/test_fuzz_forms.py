@@ -27,7 +27,7 @@ from qol_app.inputs import MAX_DB_INT
 from qol_app.models import Answer, Response
 from qol_app.services import responses
 from qol_app.services.audit import Actor
-from tests.factories import STAFF_PASSWORD, isolated_client, sign_in
+from tests.factories import STAFF_PASSWORD, add_call_task, isolated_client, sign_in
 from tests.web.test_nurse_support import add_alert, add_response, add_timepoint, login
 
 EXAMPLES = int(os.environ.get("QOL_FUZZ_EXAMPLES", "50"))
@@ -196,6 +196,12 @@ ROUTES: dict[str, tuple[str, dict[str, list[str]]]] = {
         "admin",
         {"arm": ["A", "B"], "randomization_date": ["2026-02-28", "2026-03-01"], "reason": ["entry error"]},
     ),
+    "nurse.call_task": (
+        "nurse",
+        {"outcome": ["will_answer", "too_ill", "done_by_phone", "no_answer", "wrong_number"], "note": ["busy"]},
+    ),
+    "nurse.user_contact": ("admin", {"email": ["n@b.cn", ""], "phone": ["+86 138 0000 0000", ""]}),
+    "patient.reminder_sign_in": ("anonymous", {"pin": ["123456", "000000"]}),
     "patient.link_sign_in": ("anonymous", {"pin": ["123456", "000000"]}),
     "patient.logout": ("patient", {}),
     "patient.language": ("patient", {"lang": ["en", "zh_Hans"], "next": ["/p/"]}),
@@ -271,7 +277,17 @@ class World:
                 Answer(response_id=self.submitted.id, item_id=f"q{n}", value=2.0, skipped=False, answered_at=now)
             )
         self.alert = add_alert(session, self.patient, at=now - dt.timedelta(hours=2))
-        from qol_app.services import locks
+        from qol_app.services import locks, reminder_links
+
+        self.task = add_call_task(session, self.missed, at=now)
+        self.reminder = reminder_links.issue(
+            session,
+            patient_id=self.patient.id,
+            timepoint_id=self.diary.id,
+            window=reminder_links.window_key(self.diary.opens_at, self.diary.closes_at),
+            expires_at=self.diary.grace_closes_at,
+            now=now,
+        )
 
         # A lock from a later moment: not in force, so every other route still writes.
         self.lock = locks.lock(
@@ -335,6 +351,9 @@ class World:
             "nurse.release_lock": f"/staff/admin/locks/{self.lock.id}/release",
             "nurse.edit_details": f"/staff/patients/{pid}/details",
             "nurse.correct_randomization": f"/staff/patients/{pid}/randomization",
+            "nurse.call_task": f"/staff/patients/{pid}/calls/{self.task.id}",
+            "nurse.user_contact": f"/staff/admin/users/{self.target.id}/contact",
+            "patient.reminder_sign_in": f"/p/r/{self.reminder}",
             "patient.link_sign_in": f"/p/l/{self.token}",
             "patient.logout": "/p/logout",
             "patient.language": "/p/language",

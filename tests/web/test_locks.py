@@ -18,7 +18,7 @@ from qol_app.locking import WRITE_METHODS, declared_target, is_declared
 from qol_app.models import AuditEvent, DataLock, Patient, Timepoint, TreatmentEvent
 from qol_app.services import locks, timepoints, treatment_events
 from qol_app.services.audit import Actor
-from tests.factories import hidden_fields, isolated_client, sign_in
+from tests.factories import add_call_task, hidden_fields, isolated_client, sign_in
 from tests.web.test_nurse_support import add_alert, add_response, login, no_csrf
 
 ACTOR = Actor.system("tests")
@@ -73,6 +73,7 @@ class Ward:
         self.baseline = rows["baseline"]
         self.alert = add_alert(session, self.patient, at=now - dt.timedelta(hours=1))
         self.response = add_response(session, rows["sys-c1"], at=now)
+        self.task = add_call_task(session, self.baseline, at=now)
 
     def url(self, app, rule) -> str:
         from flask import url_for
@@ -86,6 +87,7 @@ class Ward:
                 "alert_id": self.alert.id,
                 "response_id": self.response.id,
                 "instrument_id": "eortc_qlq_c30",
+                "task_id": self.task.id,
             }[arg]
         with app.test_request_context():
             return url_for(rule.endpoint, **values)
@@ -105,6 +107,7 @@ STAFF_DATA = {
     "nurse.enter_form": {"entry_mode": "paper_transcribed", "entry_respondent": "self"},
     "nurse.correct_form": {"q1": "3", "correction_reason": "transcription error"},
     "nurse.acknowledge_alert": {"action": "called the patient"},
+    "nurse.call_task": {"outcome": "no_answer"},
 }
 
 
@@ -238,7 +241,9 @@ def test_lock_pages_for_admins_and_data_managers_lock_and_release_with_audit(app
     assert client.post(f"/staff/admin/locks/{lock.id}/release", data={"reason": "query"}).status_code == 302
     session.refresh(lock)
     assert lock.released_at is not None and locks.lock_for(session, now, patient=patient) is None
-    audited = session.scalars(select(AuditEvent).where(AuditEvent.action.in_(("data_lock", "data_unlock")))).all()
+    audited = session.scalars(
+        select(AuditEvent).where(AuditEvent.action.in_(("data_lock", "data_unlock"))).order_by(AuditEvent.id)
+    ).all()
     assert [(e.action, e.reason, e.patient_id) for e in audited] == [
         ("data_lock", "clean", patient.id),
         ("data_unlock", "query", patient.id),

@@ -202,7 +202,7 @@ def test_missed_reason_required_listed_until_given_and_audited(client, session, 
     client.post(url, data={"missed_reason": "too_ill", "reason": "ward confirmed"})
     session.refresh(tp)
     assert tp.missed_reason == "too_ill"
-    rows = session.scalars(select(AuditEvent).where(AuditEvent.action == "missed_reason")).all()
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.action == "missed_reason").order_by(AuditEvent.id)).all()
     assert [r.new["missed_reason"] for r in rows] == ["hospitalised", "too_ill"]
     assert rows[1].reason == "ward confirmed" and rows[1].old["missed_reason"] == "hospitalised"
 

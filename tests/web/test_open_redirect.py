@@ -158,6 +158,8 @@ def test_no_route_follows_a_next_it_was_not_built_for(app, factory):
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or "logout" in rule.endpoint:
             continue
+        if rule.rule == "/readyz":  # 503 by design when the scheduler has not run; no `next` there
+            continue
         values = {arg: (enrolled.token if arg == "token" else "1") for arg in rule.arguments}
         path = rule.rule
         for arg, value in values.items():
@@ -170,3 +172,4 @@ def test_no_route_follows_a_next_it_was_not_built_for(app, factory):
                     data={"next": "//evil.example"} if method == "POST" else None,
                 )
                 assert_stays(response, "http://localhost" + path)
+                response.close()

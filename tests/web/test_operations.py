@@ -226,7 +226,7 @@ def test_check_refuses_each_unsafe_setting_in_production(acme_gateway, change, s
 
 
 def test_a_gateway_that_says_it_only_logs_is_unsafe(acme_gateway):
-    acme_gateway.log_only = True
+    acme_gateway.LOG_ONLY = True
     assert _levels(check_config(SAFE)) == {"SMS_BACKEND": "error"}
 
 

@@ -68,6 +68,7 @@ def test_every_route_sends_the_security_headers(app, factory, session, now):
         "site_id": site.id,
         "lock_id": 1,  # none: the 404 page carries the headers too
         "job_id": 1,
+        "task_id": 1,
     }
 
     clients = {"anonymous": isolated_client(app), "patient": isolated_client(app)}

@@ -38,7 +38,9 @@ def test_account_is_locked_after_five_failures_even_with_the_right_password(app,
     assert locked.status_code == 429 and "Too many failed sign-ins" in locked.get_data(as_text=True)
     assert _post_login(client, user.username).status_code == 429  # the right password too, for now
     assert _post_login(client, user.username, addr="10.9.9.9").status_code == 429  # from anywhere
-    failures = session.scalars(select(AuditEvent).where(AuditEvent.action == "staff_sign_in_failed")).all()
+    failures = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "staff_sign_in_failed").order_by(AuditEvent.id)
+    ).all()
     assert len(failures) == 5 and failures[0].entity_id == str(user.id) and failures[0].new["address"] == "10.0.0.1"
     lockout = session.scalars(select(AuditEvent).where(AuditEvent.action == "staff_sign_in_locked")).one()
     assert lockout.new["scopes"] == ["account"]
@@ -63,7 +65,9 @@ def test_one_address_guessing_many_accounts_is_locked(app, session, factory):
     row = session.scalar(select(SignInThrottle).where(SignInThrottle.scope == "address"))
     assert row.key == "203.0.113.7" and row.locked_until is not None
     # An unknown username is throttled like a real one and never stored in the trail.
-    unknown = session.scalars(select(AuditEvent).where(AuditEvent.action == "staff_sign_in_failed")).all()[-1]
+    unknown = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "staff_sign_in_failed").order_by(AuditEvent.id)
+    ).all()[-1]
     assert unknown.entity_id is None and "nobody-at-all" not in str(unknown.new)
 
 
@@ -121,7 +125,9 @@ def test_a_totp_code_is_accepted_once(app, session, factory, now):
     assert first.post("/staff/login/code", data={"code": code}).status_code == 302
     replay = second.post("/staff/login/code", data={"code": code})
     assert replay.status_code == 200 and second.get("/staff/").status_code == 302
-    failures = session.scalars(select(AuditEvent).where(AuditEvent.action == "staff_sign_in_failed")).all()
+    failures = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "staff_sign_in_failed").order_by(AuditEvent.id)
+    ).all()
     assert failures[-1].new["why"] == "wrong_code"
 
 

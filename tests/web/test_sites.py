@@ -29,7 +29,7 @@ def test_cli_adds_lists_and_updates_a_site(app, session):
     assert runner.invoke(args=["sites", "update", "S07", "--phone", "028-1"]).exit_code != 0  # no reason
     changed = runner.invoke(args=["sites", "update", "S07", "--reason", "new switchboard", "--phone", "028-8542-1111"])
     assert changed.exit_code == 0 and "contact_phone changed" in changed.output
-    events = session.scalars(select(AuditEvent).where(AuditEvent.entity_type == "sites")).all()
+    events = session.scalars(select(AuditEvent).where(AuditEvent.entity_type == "sites").order_by(AuditEvent.id)).all()
     assert [e.action for e in events] == ["site_create", "site_update"]
     assert events[1].old == {"contact_phone": "028-8542-0000"} and events[1].reason == "new switchboard"
     assert events[0].actor_type == "system" and events[0].actor_id == "cli"
