@@ -15,7 +15,7 @@ from sqlalchemy import and_, case, or_, update
 from sqlalchemy.orm import Session
 
 from qol_app.models import Patient
-from qol_app.passwords import check_secret
+from qol_app.passwords import check_secret, hash_pin, pin_needs_rehash
 from qol_app.services import audit
 from qol_app.services.audit import Actor
 
@@ -68,10 +68,11 @@ def check_pin(
     if attempt > max_failures:
         return Outcome(False, locked_until=_lock(session, actor, patient, attempt, now, lock_minutes))
     if check_secret(patient.pin_hash, pin or ""):
+        rehash = {"pin_hash": hash_pin(pin)} if pin and pin_needs_rehash(patient.pin_hash) else {}
         session.execute(
             update(Patient)
             .where(Patient.id == patient.id)
-            .values(pin_failures=0, pin_locked_until=None)
+            .values(pin_failures=0, pin_locked_until=None, **rehash)
             .execution_options(synchronize_session=False)
         )
         session.refresh(patient)

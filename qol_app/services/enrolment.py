@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from qol_app.errors import N_, ServiceError
 from qol_app.models import Patient, Site
-from qol_app.passwords import hash_secret
+from qol_app.passwords import hash_pin
 from qol_app.services import audit
 from qol_app.services.audit import Actor
 from qol_app.services.sessions import end_all, token_hash
@@ -83,7 +83,7 @@ def enroll_patient(
         email=email,
         phone=phone,
         link_token_hash=token_hash(token),
-        pin_hash=hash_secret(pin) if pin else None,
+        pin_hash=hash_pin(pin) if pin else None,
         created_at=now,
     )
     session.add(patient)
@@ -121,7 +121,7 @@ def set_pin(
     if pin is not None and not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 8):
         raise ServiceError(N_("A PIN is 4 to 8 digits."))
     old_set = patient.pin_hash is not None
-    patient.pin_hash = hash_secret(pin) if pin else None
+    patient.pin_hash = hash_pin(pin) if pin else None
     patient.pin_failures = 0
     patient.pin_locked_until = None
     end_all(session, "patient", patient.id, "pin_changed", now)

@@ -150,7 +150,8 @@ def role_app(app_role, tmp_path, monkeypatch):
     """The web app connected as the app role (really committing), with test-sized Argon2."""
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr("qol_app.passwords._hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name in ("_hasher", "_pin_hasher"):
+        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     _role, url, _as_role = app_role
     application = create_app(_config(url, tmp_path))
     application.config["WTF_CSRF_ENABLED"] = False

@@ -431,7 +431,8 @@ def _body(fields: dict[str, list[str]]):
 def quick_argon2(monkeypatch):
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr("qol_app.passwords._hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name in ("_hasher", "_pin_hasher"):
+        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

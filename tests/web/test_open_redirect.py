@@ -90,7 +90,8 @@ def test_within_limits_the_area():
 def quick_argon2(monkeypatch):
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr("qol_app.passwords._hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name in ("_hasher", "_pin_hasher"):
+        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def test_staff_sign_in_never_leaves_the_site(app, factory):

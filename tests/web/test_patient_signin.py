@@ -21,7 +21,8 @@ def quick_argon2(monkeypatch):
     """Real Argon2id, with test-sized cost (the production cost makes each PIN check ~0.1 s)."""
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr("qol_app.passwords._hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name in ("_hasher", "_pin_hasher"):
+        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def _counts(session):
@@ -179,3 +180,20 @@ def test_language_switch_refuses_foreign_redirects(client, factory):
         data={"csrf_token": hidden_fields(page)["csrf_token"], "lang": "en", "next": "https://evil.example/"},
     )
     assert response.headers["Location"].endswith("/p/")
+
+
+def test_a_pin_hashed_with_older_settings_is_rehashed_at_the_next_correct_pin(client, factory, session):
+    from argon2 import PasswordHasher
+
+    enrolled = factory.patient()
+    patient = enrolled.patient
+    patient.pin_hash = PasswordHasher(time_cost=3, memory_cost=2048, parallelism=2).hash("123456")
+    session.flush()
+    assert sign_in(client, enrolled.token, pin="654321").status_code != 302  # a wrong PIN changes no hash
+    session.refresh(patient)
+    assert "m=2048,t=3,p=2" in patient.pin_hash
+    assert sign_in(client, enrolled.token).status_code == 302
+    session.refresh(patient)
+    assert "m=1024,t=1,p=1" in patient.pin_hash  # the settings hash_pin uses now (test-sized here)
+    client.post("/p/logout", data=hidden_fields(client.get("/p/").get_data(as_text=True)))
+    assert sign_in(client, enrolled.token).status_code == 302  # the new hash verifies

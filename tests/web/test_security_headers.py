@@ -38,7 +38,8 @@ def check(response, what: str) -> None:
 def quick_argon2(monkeypatch):
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr("qol_app.passwords._hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name in ("_hasher", "_pin_hasher"):
+        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def test_every_route_sends_the_security_headers(app, factory, session, now):

@@ -14,7 +14,8 @@ from tests.web.test_nurse_support import login, no_csrf
 def quick_argon2(monkeypatch):
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr("qol_app.passwords._hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name in ("_hasher", "_pin_hasher"):
+        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.mark.parametrize("action", ["generate", "set", "remove"])
