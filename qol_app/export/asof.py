@@ -28,7 +28,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from qol_app.scheduling.status import derive_status
+from qol_app.scheduling import forms
+from qol_app.scheduling.forms import current_revision
 
 #: Form statuses in exports: CLINICAL.md §3 plus ``pending`` (not decided yet at the as-of time).
 FORM_STATUSES = ("completed", "partial", "missed", "not_expected", "pending")
@@ -196,15 +197,13 @@ class Form:
     instrument_id: str
     status: str
     response: ResponseFacts | None = None
+    received: bool = False
 
     @property
     def missing_reason(self) -> str | None:
-        """Code only (never free text): not-expected reason, or the nurse's missed reason."""
-        if self.status == "not_expected":
-            return self.timepoint.not_expected_reason
-        if self.status in ("missed", "partial"):
-            return self.timepoint.missed_reason
-        return None
+        """Code only (never free text): not-expected reason, or the nurse's missed reason
+        (``not_recorded`` while none was given; ``scheduling.forms.reason_code``)."""
+        return forms.reason_code(self.status, self.timepoint.missed_reason, self.timepoint.not_expected_reason)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -312,13 +311,16 @@ def response_at(revisions: Sequence[ResponseRow], as_of: dt.datetime) -> tuple[R
 
     The current revision is the newest submitted by ``as_of``, else the unfinished revision 0
     started by then; ``started`` is whether any revision was started by then."""
-    started = [r for r in sorted(revisions, key=lambda r: r.revision) if known(r.started_at, as_of)]
-    done = [r for r in started if r.status == "submitted" and known(r.submitted_at, as_of)]
-    first = next((r for r in started if r.revision == 0), None)
-    row = done[-1] if done else first
+    row, started = current_revision(revisions, as_of)
     if row is None:
-        return None, bool(started)
-    first_at = first.submitted_at if first is not None and first in done else None
+        return None, started
+    done = [
+        r
+        for r in sorted(revisions, key=lambda r: r.revision)
+        if r.status == "submitted" and known(r.started_at, as_of) and known(r.submitted_at, as_of)
+    ]
+    first = next((r for r in done if r.revision == 0), None)
+    first_at = first.submitted_at if first is not None else None
     corrections = tuple(Correction(r.revision, r.submitted_at, r.entered_by) for r in done if r.revision > 0)  # type: ignore[arg-type]
     facts = ResponseFacts(
         row.pk,
@@ -337,13 +339,10 @@ def response_at(revisions: Sequence[ResponseRow], as_of: dt.datetime) -> tuple[R
 
 
 def form_status(tp: TimepointFacts, as_of: dt.datetime, *, submitted: bool, started: bool) -> str | None:
-    """The export status of one form at ``as_of``; None when the form was not open yet."""
-    status = derive_status(tp, as_of, submitted=submitted, started=started, not_expected_reason=tp.not_expected_reason)
-    if status == "scheduled":
-        return None
-    if status in ("open", "overdue"):
-        return "pending"
-    return status
+    """The export status of one form at ``as_of``; None when the form was not open yet
+    (``scheduling.forms.form_status``, the dashboard's rule too)."""
+    reason = tp.not_expected_reason
+    return forms.form_status(tp, as_of, submitted=submitted, started=started, not_expected_reason=reason)
 
 
 def answer_counts(response: ResponseFacts, answered_at: dt.datetime, as_of: dt.datetime) -> bool:

@@ -31,6 +31,7 @@ from qol_app.export.asof import AlertFacts, EventFacts, Form, PatientFacts, loca
 from qol_app.export.schema import LOCALES, MAX_LABEL_CHARS, XPT_LABEL, Column, Dataset, bi, columns_table, table_of
 from qol_app.export.source import ExportFilters, Source
 from qol_app.instruments import Registry, get_registry
+from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE, answered_items, check_rule, is_received
 from qol_app.scheduling.status import is_late
 from qol_app.scoring import change_from_baseline, is_deteriorated, scale_info
 
@@ -128,10 +129,12 @@ class ExportSpec:
     threshold: float = 10.0
     baseline_key: str = "baseline"
     registry: Registry | None = None
+    received_rule: str = COMPLIANCE_RECEIVED_RULE
 
     def __post_init__(self) -> None:
         if self.as_of.utcoffset() is None:
             raise ValueError("as_of must be timezone-aware")
+        check_rule(self.received_rule)
         if self.threshold <= 0:
             raise ValueError("the deterioration threshold must be positive")
         unknown = sorted(set(self.filters.instruments) - set(self.reg))
@@ -222,6 +225,7 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     patients = [p for p in (asof.patient_at(row, as_of) for row in source.patients()) if p is not None]
     timepoints = source.timepoints()
     revisions = source.responses()
+    answered = source.answer_summary()
     forms: list[Form] = []
     for patient in patients:
         for row in timepoints.get(patient.pk, ()):
@@ -239,7 +243,9 @@ def load(source: Source, spec: ExportSpec) -> Trial:
                     tp, as_of, submitted=response is not None and response.submitted, started=started
                 )
                 if status is not None:
-                    forms.append(Form(patient, tp, inst, status, response))
+                    n, first = answered.get(response.pk, (0, None)) if response is not None else (0, None)
+                    n = answered_items(n, first, submitted=response is not None and response.submitted, as_of=as_of)
+                    forms.append(Form(patient, tp, inst, status, response, is_received(status, n, spec.received_rule)))
     by_pk = {p.pk: p for p in patients}
     events = {pk: asof.events_at(rows, as_of) for pk, rows in source.events().items() if pk in by_pk}
     alerts: list[AlertFacts] = []
@@ -408,7 +414,7 @@ def qol_long(trial: Trial) -> Dataset:
             (patient.study_id, patient.site, patient.arm, f.code, inst, f.version)
             + (f.target_date, f.completed_at, form.status, f.respondent, f.mode, f.language, form.missing_reason)
             + (tp.rule_id, f.target_day, f.completed_day, f.days_from_rand, f.window, tp.anchor_kind)
-            + (tp.anchor_number, f.anchor_day, f.revision, is_base)
+            + (tp.anchor_number, f.anchor_day, f.revision, is_base, form.received)
         )
         known = catalog.scales(inst)
         response = form.response
@@ -670,7 +676,7 @@ def forms(trial: Trial) -> Dataset:
             + (form.instrument_id, f.version, f.target_date, f.target_day)
             + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
             + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
-            + (f.respondent, f.relationship, f.mode, f.language, f.revision)
+            + (f.respondent, f.relationship, f.mode, f.language, f.revision, form.received)
         )
     columns = labelled(cols.FORMS_COLUMNS, trial.catalog.registry)
     return _dataset(

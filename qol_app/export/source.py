@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from qol_app.export.asof import AlertRow, EventRow, PatientRow, ResponseRow, TimepointRow
@@ -201,6 +201,16 @@ class Source:
             ),
             ANSWER_SCHEMA,
         )
+
+    def answer_summary(self) -> dict[int, tuple[int, dt.datetime]]:
+        """Response pk -> (items answered, when the earliest of them was saved), for the selection's
+        responses with at least one answered (not skipped) item: one aggregate, for "received"."""
+        stmt = (
+            select(Answer.response_id, func.count(), func.min(Answer.answered_at))
+            .where(Answer.response_id.in_(self._selected_responses()), Answer.skipped.is_(False))
+            .group_by(Answer.response_id)
+        )
+        return {pk: (n, first) for pk, n, first in self._rows(stmt)}
 
     def answer_times(self, response_pks: Iterable[int]) -> dict[tuple[int, str], dt.datetime]:
         """(response pk, item) -> when the answer was saved, for the given responses."""
