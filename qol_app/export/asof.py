@@ -16,8 +16,13 @@ turn them into the facts of the as-of time, and nothing else in the export repea
 - an event counts once recorded and until deleted; an alert once raised, its escalation and
   acknowledgement once they happened.
 
-Missed-form reason codes and timepoint dates are the ones recorded now (a reason entered after the
-as-of time still explains the same missed form).
+- a patient's status is the last one recorded by then (the status history, with the time each
+  was recorded): a death recorded later, or a correction recorded later, is not known yet;
+- a timepoint's missed reason and not-expected reason are the last recorded by then (the audit
+  trail records each change with its time): a reason entered later is not known yet (the form
+  then carries ``not_recorded``), and a reactivation recorded later leaves it not expected.
+
+Timepoint dates are the ones stored now.
 """
 
 from __future__ import annotations
@@ -102,6 +107,28 @@ class EventRow:
     cycle_length_days: int | None
     created_at: dt.datetime
     deleted_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusRow:
+    """A recorded patient status (``PatientStatusChange``)."""
+
+    status: str
+    status_date: dt.date | None
+    recorded_at: dt.datetime
+
+
+#: Timepoint fields whose recorded changes (audit trail) decide their value at the as-of time.
+HISTORY_FIELDS = ("missed_reason", "not_expected_reason")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChangeRow:
+    """A recorded change of one timepoint field: when, which field, the new value."""
+
+    at: dt.datetime
+    field: str
+    value: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -250,11 +277,17 @@ def known(made_at: dt.datetime | None, as_of: dt.datetime) -> bool:
     return made_at is not None and made_at <= as_of
 
 
-def patient_at(row: PatientRow, as_of: dt.datetime) -> PatientFacts | None:
-    """The patient at ``as_of``; None if not enrolled by then."""
+def patient_at(row: PatientRow, as_of: dt.datetime, history: Sequence[StatusRow] = ()) -> PatientFacts | None:
+    """The patient at ``as_of``; None if not enrolled by then. With a status ``history``, the
+    status is the last one recorded by ``as_of`` (active before any); without one (rows older than
+    the history), the stored status."""
     if not known(row.created_at, as_of):
         return None
-    status, status_date = patient_status_at(row.status, row.status_date, local_day(as_of, row.tz))
+    current, current_date = row.status, row.status_date
+    if history:
+        recorded = [h for h in history if known(h.recorded_at, as_of)]
+        current, current_date = (recorded[-1].status, recorded[-1].status_date) if recorded else ("active", None)
+    status, status_date = patient_status_at(current, current_date, local_day(as_of, row.tz))
     return PatientFacts(
         row.pk, row.study_id, row.site, row.arm, row.randomization_date, row.tz, row.language, status, status_date
     )
@@ -267,10 +300,19 @@ def patient_status_at(status: str, status_date: dt.date | None, as_of_day: dt.da
     return "active", None
 
 
-def timepoint_at(row: TimepointRow, as_of: dt.datetime, *, in_range: bool = True) -> TimepointFacts | None:
-    """The timepoint at ``as_of``; None when it did not exist yet or was cancelled by then."""
+def timepoint_at(
+    row: TimepointRow, as_of: dt.datetime, *, in_range: bool = True, history: Sequence[ChangeRow] = ()
+) -> TimepointFacts | None:
+    """The timepoint at ``as_of``; None when it did not exist yet or was cancelled by then.
+
+    Its missed reason and not-expected reason are the ones recorded by ``as_of`` (the last
+    recorded change of each in ``history``); a field without any recorded change keeps the
+    stored value (the reason) or the rule of :func:`not_expected_at`."""
     if not counts_at(row.status, row.status_changed_at, row.created_at, as_of):
         return None
+    missed = recorded_value(history, "missed_reason", as_of, row.missed_reason)
+    not_expected = not_expected_at(row.not_expected_reason, row.status_changed_at, as_of)
+    not_expected = recorded_value(history, "not_expected_reason", as_of, not_expected)
     return TimepointFacts(
         row.pk,
         row.key,
@@ -286,10 +328,20 @@ def timepoint_at(row: TimepointRow, as_of: dt.datetime, *, in_range: bool = True
         row.opens_at,
         row.closes_at,
         row.grace_closes_at,
-        row.missed_reason,
-        not_expected_at(row.not_expected_reason, row.status_changed_at, as_of),
+        missed,
+        not_expected,
         in_range,
     )
+
+
+def recorded_value(history: Sequence[ChangeRow], field: str, as_of: dt.datetime, fallback: str | None) -> str | None:
+    """The value of ``field`` last recorded by ``as_of`` (None if recorded only later);
+    ``fallback`` when ``history`` records no change of it at all."""
+    changes = [c for c in history if c.field == field]
+    if not changes:
+        return fallback
+    recorded = [c for c in changes if known(c.at, as_of)]
+    return recorded[-1].value if recorded else None
 
 
 def counts_at(status: str, status_changed_at: dt.datetime | None, created_at: dt.datetime, as_of: dt.datetime) -> bool:

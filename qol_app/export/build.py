@@ -222,8 +222,12 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     """Read the selection and keep what counted at ``spec.as_of`` (rules: ``asof``)."""
     as_of, filters = spec.as_of, spec.filters
     wanted = set(spec.instruments)
-    patients = [p for p in (asof.patient_at(row, as_of) for row in source.patients()) if p is not None]
+    statuses = source.status_history()
+    patients = [
+        p for p in (asof.patient_at(row, as_of, statuses.get(row.pk, ())) for row in source.patients()) if p is not None
+    ]
     timepoints = source.timepoints()
+    changes = source.timepoint_history()
     revisions = source.responses()
     answered = source.answer_summary()
     forms: list[Form] = []
@@ -232,7 +236,7 @@ def load(source: Source, spec: ExportSpec) -> Trial:
             in_range = filters.in_range(row.target_date)
             if not in_range and row.key != spec.baseline_key:
                 continue
-            tp = asof.timepoint_at(row, as_of, in_range=in_range)
+            tp = asof.timepoint_at(row, as_of, in_range=in_range, history=changes.get(row.pk, ()))
             if tp is None:
                 continue
             for inst in tp.instruments:

@@ -272,6 +272,7 @@ def run_export(
             "studyid": settings.studyid,
             "compliance_received_rule": settings.received_rule,
         }
+        manifest["audit_head"] = audit.head_at(session, request.as_of)
         manifest["rows"] = rows
         manifest["xpt_left_out"] = left_out
         manifest["notes"] = list(NOTES)

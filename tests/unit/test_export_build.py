@@ -122,6 +122,12 @@ class FakeSource:
     def answer_times(self, pks):
         return {}
 
+    def status_history(self):
+        return {}
+
+    def timepoint_history(self):
+        return {}
+
     def answer_summary(self):
         out: dict = {}
         for pk, _item, _value, skipped in self._answers:
