@@ -29,11 +29,11 @@ from qol_app.export import asof
 from qol_app.export import columns as cols
 from qol_app.export.asof import AlertFacts, EventFacts, Form, PatientFacts, local_day
 from qol_app.export.schema import LOCALES, MAX_LABEL_CHARS, XPT_LABEL, Column, Dataset, bi, columns_table, table_of
-from qol_app.export.source import ExportFilters, Source
+from qol_app.export.source import SCORE_SCHEMA, ExportFilters, Source
 from qol_app.instruments import Registry, get_registry
 from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE, answered_items, check_rule, is_received
 from qol_app.scheduling.status import is_late
-from qol_app.scoring import change_from_baseline, is_deteriorated, scale_info
+from qol_app.scoring import change_from_baseline, is_deteriorated, scale_info, score_detail
 
 #: Short instrument prefixes for wide column names; XPT prefixes are shorter still.
 SHORT_NAMES = {
@@ -264,6 +264,7 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     submitted = [f.response.pk for f in forms if f.response is not None and f.response.submitted]
     scores = source.scores()
     scores = scores.filter(pc.is_in(scores["response_id"], value_set=pa.array(submitted, pa.int64())))
+    scores = pa.concat_tables([scores, unconfirmed_scores(source, forms, spec)])
 
     def answers() -> pa.Table:
         current = {f.response.pk: f.response for f in forms if f.response is not None}
@@ -283,6 +284,52 @@ def load(source: Source, spec: ExportSpec) -> Trial:
         return table
 
     return Trial(spec, Catalog(spec.reg, spec.threshold), patients, forms, events, alerts, scores, answers)
+
+
+def unconfirmed_scores(source: Source, forms: Sequence[Form], spec: ExportSpec) -> pa.Table:
+    """Scores of partial forms (saved, never sent) from the answers saved by the as-of time, where
+    the half rule allows (CLINICAL.md §3: unsent answers are data); ``SCORE_SCHEMA`` rows, flagged
+    ``confirmed = false`` by the datasets (see :func:`is_confirmed`)."""
+    partial = {f.response.pk: f for f in forms if f.status == "partial" and f.response is not None}
+    rows: list[tuple[Any, ...]] = []
+    if partial:
+        registry = spec.reg
+        for pk, answers in sorted(source.answers_of(partial).items()):
+            instrument = registry.get(partial[pk].instrument_id)
+            known = set(instrument.item_ids)
+            given: dict[str, int | float | None] = {}
+            for item, value, skipped, at in answers:
+                if item in known and not skipped and value is not None and asof.known(at, spec.as_of):
+                    kind = instrument.item(item).kind
+                    given[item] = int(value) if kind in ("choice", "vas") else float(value)
+            try:
+                detail = score_detail(instrument.id, given, registry=registry)
+            except ValueError:  # a stored value outside the form's codes: left unscored
+                continue
+            rows.extend(
+                (pk, scale, value, detail.n_answered[scale], detail.scoring_version)
+                for scale, value in detail.scores.items()
+            )
+    return pa.table(
+        [pa.array(c, f.type) for c, f in zip(zip(*rows), SCORE_SCHEMA)]
+        if rows
+        else [pa.array([], f.type) for f in SCORE_SCHEMA],
+        schema=SCORE_SCHEMA,
+    )
+
+
+def is_confirmed(form: Form) -> bool | None:
+    """True for the scores of a sent form, False for those of a partial one (saved answers only),
+    None when the form has no scores."""
+    if form.response is None:
+        return None
+    if form.response.submitted:
+        return True
+    return False if form.status == "partial" else None
+
+
+def has_scores(form: Form) -> bool:
+    return is_confirmed(form) is not None
 
 
 # ---------------------------------------------------------------- per-form facts
@@ -386,7 +433,7 @@ def qol_long(trial: Trial) -> Dataset:
 
     extras: dict[int, list[str]] = {}
     if len(scores):
-        inst_of = {f.response.pk: f.instrument_id for f in forms if f.response is not None and f.response.submitted}
+        inst_of = {f.response.pk: f.instrument_id for f in forms if f.response is not None and has_scores(f)}
         for pk, scale in zip(scores["response_id"].to_pylist(), scores["scale"].to_pylist()):
             if pk in inst_of and scale not in catalog.scales(inst_of[pk]):
                 extras.setdefault(pk, []).append(scale)
@@ -418,11 +465,11 @@ def qol_long(trial: Trial) -> Dataset:
             (patient.study_id, patient.site, patient.arm, f.code, inst, f.version)
             + (f.target_date, f.completed_at, form.status, f.respondent, f.mode, f.language, form.missing_reason)
             + (tp.rule_id, f.target_day, f.completed_day, f.days_from_rand, f.window, tp.anchor_kind)
-            + (tp.anchor_number, f.anchor_day, f.revision, is_base, form.received)
+            + (tp.anchor_number, f.anchor_day, f.revision, is_base, form.received, is_confirmed(form))
         )
         known = catalog.scales(inst)
         response = form.response
-        pk = response.pk if response is not None and response.submitted else None
+        pk = response.pk if response is not None and has_scores(form) else None
         extra = tuple(sorted(extras.get(pk, ()))) if pk is not None else ()
         scales = known + extra
         form_at.extend([n] * len(scales))

@@ -362,6 +362,17 @@ LONG_COLUMNS: tuple[Column, ...] = (
         xpt="SCORVER",
     ),
     RECEIVED,
+    col(
+        "confirmed",
+        "boolean",
+        "Scores confirmed by sending the form",
+        "得分已通过提交问卷确认",
+        description="True: the form was sent (submitted) and its stored scores are final. False: a partial "
+        "form (answers saved but never sent); its scales are scored from the saved answers where the "
+        "half rule allows, and are not confirmed by the patient. Empty when the form has no answers "
+        "to score (missed, not expected, pending). qol_wide holds confirmed scores only.",
+        xpt="CONFIRM",
+    ),
 )
 """qol_long: one row per patient x timepoint x instrument x scale (every expected form)."""
 

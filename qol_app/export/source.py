@@ -265,6 +265,18 @@ class Source:
         )
         return {pk: (n, first) for pk, n, first in self._rows(stmt)}
 
+    def answers_of(self, response_pks: Iterable[int]) -> dict[int, list[tuple[str, float | None, bool, dt.datetime]]]:
+        """Response pk -> its answers (item, value, skipped, saved at), by item, for a few responses."""
+        pks = sorted(set(response_pks))
+        out: dict[int, list[tuple[str, float | None, bool, dt.datetime]]] = defaultdict(list)
+        for start in range(0, len(pks), 1000):
+            stmt = select(Answer.response_id, Answer.item_id, Answer.value, Answer.skipped, Answer.answered_at).where(
+                Answer.response_id.in_(pks[start : start + 1000])
+            )
+            for pk, item, value, skipped, at in sorted(self._rows(stmt), key=lambda r: (r[0], r[1])):
+                out[pk].append((item, value, skipped, at))
+        return out
+
     def answer_times(self, response_pks: Iterable[int]) -> dict[tuple[int, str], dt.datetime]:
         """(response pk, item) -> when the answer was saved, for the given responses."""
         pks = sorted(set(response_pks))

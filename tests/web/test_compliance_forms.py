@@ -115,6 +115,12 @@ def test_partial_timepoint_counts_two_received_forms_on_dashboard_and_export(ses
         (EQ5D, "missed", False, NOT_RECORDED),
     }
     assert _export_counts(rows, trial.in_range()) == _dashboard_counts(figures)
+    long = build.qol_long(trial).table.to_pylist()
+    assert {(r["instrument"], r["confirmed"], r["received"]) for r in long} == {
+        (C30, True, True),
+        (BN20, True, True),
+        (EQ5D, None, False),
+    }
     # No reason yet: the export says so explicitly, and the nurse's list keeps asking.
     waiting, _n = worklist.missing_reasons(session, Patient.id == patient.id, now)
     assert [row[0].id for row in waiting] == [tp.id]
@@ -179,3 +185,32 @@ def test_dashboard_page_shows_forms_and_diary_days(app, session, factory, visit,
     assert "Symptom diaries, per expected diary day" in body
     assert "Questionnaire timepoints (all forms of a visit)" in body
     assert "2 / 1" not in body  # nothing is ever counted above the patients randomized
+
+
+def test_a_partial_forms_saved_answers_are_scored_and_flagged_unconfirmed(session, factory, now):
+    patient = factory.patient().patient
+    tp = factory.timepoint(patient, instruments=[C30])
+    # PF2 3 of 5 items (half rule met), RF2 none, QL2 1 of 2: saved, never sent.
+    saved = {"q1": 2, "q2": 2, "q3": 3, "q29": 5}
+    _fill(session, patient, tp, C30, saved, now, send=False)
+    later = now + dt.timedelta(days=5)
+    spec = build.ExportSpec(filters=ExportFilters(), as_of=later)
+    trial = build.load(Source(session, spec.filters, spec.instruments), spec)
+    long = {r["scale"]: r for r in build.qol_long(trial).table.to_pylist()}
+    assert long["PF2"]["score"] == pytest.approx((1 - (7 / 3 - 1) / 3) * 100)
+    assert (long["PF2"]["status"], long["PF2"]["confirmed"], long["PF2"]["n_items"]) == ("partial", False, 3)
+    assert long["QL2"]["score"] == pytest.approx(4 / 6 * 100)
+    assert long["RF2"]["score"] is None and long["SUMSC"]["score"] is None
+    assert long["PF2"]["missing_reason"] == NOT_RECORDED and long["PF2"]["received"] is True
+    items = [r for r in build.items(trial).table.to_pylist() if r["item_status"] == "answered"]
+    assert {(r["item"], r["value"], r["status"]) for r in items} == {
+        (item, float(value), "partial") for item, value in saved.items()
+    }
+    # As of before the answers were saved, there is nothing to score.
+    early = build.ExportSpec(filters=ExportFilters(), as_of=now - dt.timedelta(minutes=1))
+    trial = build.load(Source(session, early.filters, early.instruments), early)
+    assert all(r["score"] is None for r in build.qol_long(trial).table.to_pylist())
+    # Wide keeps confirmed scores only.
+    trial = build.load(Source(session, spec.filters, spec.instruments), spec)
+    (wide,) = build.qol_wide(trial).table.to_pylist()
+    assert (wide["C30_STATUS"], wide["C30_PF2"]) == ("partial", None)
