@@ -18,7 +18,7 @@ numerators and denominators are the same by construction:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol, TypeVar
 
 from qol_app.scheduling.status import TimedWindow, derive_status
@@ -43,13 +43,35 @@ def form_status(
     not_expected_reason: str | None,
 ) -> str | None:
     """The status of one form at ``now``: completed, partial, missed, not_expected or pending
-    (window or grace period still open); None when the form is not open yet."""
-    status = derive_status(tp, now, submitted=submitted, started=started, not_expected_reason=not_expected_reason)
-    if status == "scheduled":
+    (window or grace period still open); None when the form is not open yet. The precedence of
+    ``scheduling.status.derive_status``."""
+    return status_in_phase(
+        window_phase(tp, now), submitted=submitted, started=started, not_expected_reason=not_expected_reason
+    )
+
+
+#: Where ``now`` is in a form's window: before it, in it, in its grace period, after both.
+PHASES: Final = ("scheduled", "open", "overdue", "closed")
+
+
+def window_phase(tp: TimedWindow, now: dt.datetime) -> str:
+    """The phase of ``tp``'s window at ``now`` (one of :data:`PHASES`); SQL twin in
+    ``services.compliance``."""
+    status = derive_status(tp, now, submitted=False, started=False, not_expected_reason=None)
+    return "closed" if status == "missed" else status
+
+
+def status_in_phase(phase: str, *, submitted: bool, started: bool, not_expected_reason: str | None) -> str | None:
+    """A form's status from its window's phase (:func:`window_phase`) and its own facts."""
+    if submitted:
+        return "completed"
+    if not_expected_reason:
+        return "not_expected"
+    if phase == "scheduled":
         return None
-    if status in ("open", "overdue"):
+    if phase in ("open", "overdue"):
         return "pending"
-    return status
+    return "partial" if started else "missed"
 
 
 def check_rule(rule: str) -> str:
@@ -108,11 +130,26 @@ def current_revision(revisions: Iterable[R], as_of: dt.datetime) -> tuple[R | No
     """(current revision, started?) of one form at ``as_of`` from its revisions (any order; each
     with ``revision``, ``status``, ``started_at``, ``submitted_at``): the newest submitted by then,
     else the unfinished revision 0 started by then (None if none was started)."""
-    started = [r for r in sorted(revisions, key=lambda r: r.revision) if r.started_at <= as_of]
-    done = [r for r in started if r.status == "submitted" and r.submitted_at is not None and r.submitted_at <= as_of]
+    return current_of(
+        revisions,
+        started=lambda r: r.started_at <= as_of,
+        submitted=lambda r: r.status == "submitted" and r.submitted_at is not None and r.submitted_at <= as_of,
+    )
+
+
+T = TypeVar("T")
+
+
+def current_of(
+    revisions: Iterable[T], *, started: Callable[[T], bool], submitted: Callable[[T], bool]
+) -> tuple[T | None, bool]:
+    """The rule of :func:`current_revision` over any rows that tell whether each was started and
+    submitted by the time in question (each row has ``revision``)."""
+    begun = [r for r in sorted(revisions, key=lambda r: r.revision) if started(r)]  # type: ignore[attr-defined]
+    done = [r for r in begun if submitted(r)]
     if done:
         return done[-1], True
-    return next((r for r in started if r.revision == 0), None), bool(started)
+    return next((r for r in begun if r.revision == 0), None), bool(begun)  # type: ignore[attr-defined]
 
 
 #: The reason code of a missed or partial form for which no reason was recorded (yet): exports are

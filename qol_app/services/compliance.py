@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from qol_app.errors import N_, ServiceError
@@ -323,25 +324,30 @@ def _form_cells(
         .group_by(Answer.response_id)
         .subquery()
     )
+    # Instants are compared in SQL (the rows carry flags, not datetimes: thousands of rows).
     revisions: dict[tuple[int, str], list[_Revision]] = defaultdict(list)
-    for tp_id, inst, *values in session.execute(
+    for tp_id, inst, revision, started, submitted, late, n, first in session.execute(
         select(
             Response.timepoint_id,
             Response.instrument_id,
             Response.revision,
-            Response.status,
-            Response.started_at,
-            Response.submitted_at,
+            case((Response.started_at <= now, 1), else_=0),
+            case((and_(Response.status == "submitted", Response.submitted_at <= now), 1), else_=0),
+            case((Response.submitted_at >= Timepoint.closes_at, 1), else_=0),
             func.coalesce(answered.c.n, 0),
-            answered.c.first,
+            case((answered.c.first <= now, 1), else_=0),
         )
+        .join(Timepoint, Timepoint.id == Response.timepoint_id)
         .join(Patient, Patient.id == Response.patient_id)
         .outerjoin(answered, answered.c.response_id == Response.id)
-        .where(scope)
+        .where(scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
     ):
-        revisions[(tp_id, inst)].append(_Revision(*values))
-    by_form: dict[tuple[FormGroup, str], FormCell] = {}
-    by_site: dict[tuple[int, str, str], FormCell] = {}
+        revisions[(tp_id, inst)].append(_Revision(revision, bool(started), bool(submitted), bool(late), n, bool(first)))
+    phase = case(
+        (Timepoint.closes_at > now, literal("open")),
+        (Timepoint.grace_closes_at > now, literal("overdue")),
+        else_=literal("closed"),
+    )
     rows = session.execute(
         select(
             Timepoint.id,
@@ -350,59 +356,76 @@ def _form_cells(
             Timepoint.kind,
             Timepoint.rule_id,
             Timepoint.key,
-            Timepoint.instruments,
-            Timepoint.opens_at,
-            Timepoint.closes_at,
-            Timepoint.grace_closes_at,
+            cast(Timepoint.instruments, String),  # parsed once per distinct list, not per row
+            phase,
             Timepoint.not_expected_reason,
             Timepoint.missed_reason,
         )
         .join(Patient, Patient.id == Timepoint.patient_id)
         .where(scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
     )
-    for tp_id, site_id, arm, kind, rule_id, key, instruments, opens, closes, grace, not_expected, reason in rows:
-        window = _Window(opens, closes, grace)
-        for inst in instruments or ():
-            current, started = form_rules.current_revision(revisions.get((tp_id, inst), ()), now)
-            submitted = current is not None and current.status == "submitted"
-            status = form_rules.form_status(
-                window, now, submitted=submitted, started=started, not_expected_reason=not_expected
-            )
+    by_form: dict[tuple[FormGroup, str], FormCell] = {}
+    by_site: dict[tuple[int, str, str], FormCell] = {}
+    groups: dict[tuple[str, str, str | None, str], FormGroup] = {}
+    is_received, answered_items, status_in_phase = (
+        form_rules.is_received,
+        form_rules.answered_items,
+        form_rules.status_in_phase,
+    )
+    no_revisions: list[_Revision] = []
+    lists: dict[str | None, tuple[str, ...]] = {}
+    for tp_id, site_id, arm, kind, rule_id, key, instruments, tp_phase, not_expected, reason in rows:
+        group_key = None if kind == "diary" else key
+        if instruments not in lists:
+            lists[instruments] = tuple(json.loads(instruments) if instruments else ())
+        for inst in lists[instruments]:
+            revs = revisions.get((tp_id, inst), no_revisions)
+            current, started = form_rules.current_of(revs, started=_started, submitted=_submitted)
+            submitted = current is not None and current.submitted
+            status = status_in_phase(tp_phase, submitted=submitted, started=started, not_expected_reason=not_expected)
             if status is None:
                 continue
             n = 0
             if current is not None:
-                n = form_rules.answered_items(current.n_answered, current.first_answer, submitted=submitted, as_of=now)
-            received = form_rules.is_received(status, n, received_rule)
-            first = next(
-                (r for r in revisions.get((tp_id, inst), ()) if r.revision == 0 and r.status == "submitted"), None
-            )
-            late = first is not None and first.submitted_at is not None and first.submitted_at >= closes
-            group = FormGroup(kind, rule_id, None if kind == "diary" else key, inst)
-            cell = by_form.setdefault((group, arm), FormCell(randomized=randomized.get(arm, 0), kind=kind))
+                # answered_items on flags: the earliest answer's time was compared with now in SQL
+                first = now if current.first_by_now else None
+                n = answered_items(current.n_answered, first, submitted=submitted, as_of=now)
+            received = is_received(status, n, received_rule)
+            late = any(r.revision == 0 and r.submitted and r.late for r in revs)
+            group = groups.get((kind, rule_id, group_key, inst))
+            if group is None:
+                group = groups[(kind, rule_id, group_key, inst)] = FormGroup(kind, rule_id, group_key, inst)
+            cell = by_form.get((group, arm))
+            if cell is None:
+                cell = by_form[(group, arm)] = FormCell(randomized=randomized.get(arm, 0), kind=kind)
             cell.add_form(status, late, reason, received)
-            site_cell = by_site.setdefault(
-                (site_id, kind, arm), FormCell(randomized=randomized_by_site.get((site_id, arm), 0), kind=kind)
-            )
+            site_cell = by_site.get((site_id, kind, arm))
+            if site_cell is None:
+                site_cell = by_site[(site_id, kind, arm)] = FormCell(
+                    randomized=randomized_by_site.get((site_id, arm), 0), kind=kind
+                )
             site_cell.add_form(status, late, reason, received)
     return by_form, by_site
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Revision:
+    """A revision's facts at ``now`` (compared in SQL)."""
+
     revision: int
-    status: str
-    started_at: dt.datetime
-    submitted_at: dt.datetime | None
+    started: bool
+    submitted: bool
+    late: bool
     n_answered: int
-    first_answer: dt.datetime | None
+    first_by_now: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Window:
-    opens_at: dt.datetime
-    closes_at: dt.datetime
-    grace_closes_at: dt.datetime
+def _started(r: _Revision) -> bool:
+    return r.started
+
+
+def _submitted(r: _Revision) -> bool:
+    return r.submitted
 
 
 def form_totals(result: Compliance, kind: str, arm: str) -> FormCell:
