@@ -94,6 +94,9 @@ DEFAULTS: dict[str, Any] = {
     "SMS_WEBHOOK_SECRET": "",
     "QUIET_HOURS_START": "21:00",
     "QUIET_HOURS_END": "08:00",
+    # Compliance: when a form counts as received (qol_app.scheduling.forms.RECEIVED_RULES):
+    # "any_answer" = at least one item answered, sent or only saved; "submitted_answer" = sent.
+    "COMPLIANCE_RECEIVED_RULE": "any_answer",
     # Exports: ISO calendar dates only when an admin enables them.
     "EXPORT_ISO_DATES": False,
     # Background exports: where the scheduler process leaves the zips (default instance/exports;

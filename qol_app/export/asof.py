@@ -16,8 +16,13 @@ turn them into the facts of the as-of time, and nothing else in the export repea
 - an event counts once recorded and until deleted; an alert once raised, its escalation and
   acknowledgement once they happened.
 
-Missed-form reason codes and timepoint dates are the ones recorded now (a reason entered after the
-as-of time still explains the same missed form).
+- a patient's status is the last one recorded by then (the status history, with the time each
+  was recorded): a death recorded later, or a correction recorded later, is not known yet;
+- a timepoint's missed reason and not-expected reason are the last recorded by then (the audit
+  trail records each change with its time): a reason entered later is not known yet (the form
+  then carries ``not_recorded``), and a reactivation recorded later leaves it not expected.
+
+Timepoint dates are the ones stored now.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from qol_app.scheduling.status import derive_status
+from qol_app.scheduling import forms
+from qol_app.scheduling.forms import current_revision
 
 #: Form statuses in exports: CLINICAL.md §3 plus ``pending`` (not decided yet at the as-of time).
 FORM_STATUSES = ("completed", "partial", "missed", "not_expected", "pending")
@@ -101,6 +107,28 @@ class EventRow:
     cycle_length_days: int | None
     created_at: dt.datetime
     deleted_at: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusRow:
+    """A recorded patient status (``PatientStatusChange``)."""
+
+    status: str
+    status_date: dt.date | None
+    recorded_at: dt.datetime
+
+
+#: Timepoint fields whose recorded changes (audit trail) decide their value at the as-of time.
+HISTORY_FIELDS = ("missed_reason", "not_expected_reason")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChangeRow:
+    """A recorded change of one timepoint field: when, which field, the new value."""
+
+    at: dt.datetime
+    field: str
+    value: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -196,15 +224,13 @@ class Form:
     instrument_id: str
     status: str
     response: ResponseFacts | None = None
+    received: bool = False
 
     @property
     def missing_reason(self) -> str | None:
-        """Code only (never free text): not-expected reason, or the nurse's missed reason."""
-        if self.status == "not_expected":
-            return self.timepoint.not_expected_reason
-        if self.status in ("missed", "partial"):
-            return self.timepoint.missed_reason
-        return None
+        """Code only (never free text): not-expected reason, or the nurse's missed reason
+        (``not_recorded`` while none was given; ``scheduling.forms.reason_code``)."""
+        return forms.reason_code(self.status, self.timepoint.missed_reason, self.timepoint.not_expected_reason)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -251,11 +277,17 @@ def known(made_at: dt.datetime | None, as_of: dt.datetime) -> bool:
     return made_at is not None and made_at <= as_of
 
 
-def patient_at(row: PatientRow, as_of: dt.datetime) -> PatientFacts | None:
-    """The patient at ``as_of``; None if not enrolled by then."""
+def patient_at(row: PatientRow, as_of: dt.datetime, history: Sequence[StatusRow] = ()) -> PatientFacts | None:
+    """The patient at ``as_of``; None if not enrolled by then. With a status ``history``, the
+    status is the last one recorded by ``as_of`` (active before any); without one (rows older than
+    the history), the stored status."""
     if not known(row.created_at, as_of):
         return None
-    status, status_date = patient_status_at(row.status, row.status_date, local_day(as_of, row.tz))
+    current, current_date = row.status, row.status_date
+    if history:
+        recorded = [h for h in history if known(h.recorded_at, as_of)]
+        current, current_date = (recorded[-1].status, recorded[-1].status_date) if recorded else ("active", None)
+    status, status_date = patient_status_at(current, current_date, local_day(as_of, row.tz))
     return PatientFacts(
         row.pk, row.study_id, row.site, row.arm, row.randomization_date, row.tz, row.language, status, status_date
     )
@@ -268,10 +300,19 @@ def patient_status_at(status: str, status_date: dt.date | None, as_of_day: dt.da
     return "active", None
 
 
-def timepoint_at(row: TimepointRow, as_of: dt.datetime, *, in_range: bool = True) -> TimepointFacts | None:
-    """The timepoint at ``as_of``; None when it did not exist yet or was cancelled by then."""
+def timepoint_at(
+    row: TimepointRow, as_of: dt.datetime, *, in_range: bool = True, history: Sequence[ChangeRow] = ()
+) -> TimepointFacts | None:
+    """The timepoint at ``as_of``; None when it did not exist yet or was cancelled by then.
+
+    Its missed reason and not-expected reason are the ones recorded by ``as_of`` (the last
+    recorded change of each in ``history``); a field without any recorded change keeps the
+    stored value (the reason) or the rule of :func:`not_expected_at`."""
     if not counts_at(row.status, row.status_changed_at, row.created_at, as_of):
         return None
+    missed = recorded_value(history, "missed_reason", as_of, row.missed_reason)
+    not_expected = not_expected_at(row.not_expected_reason, row.status_changed_at, as_of)
+    not_expected = recorded_value(history, "not_expected_reason", as_of, not_expected)
     return TimepointFacts(
         row.pk,
         row.key,
@@ -287,10 +328,20 @@ def timepoint_at(row: TimepointRow, as_of: dt.datetime, *, in_range: bool = True
         row.opens_at,
         row.closes_at,
         row.grace_closes_at,
-        row.missed_reason,
-        not_expected_at(row.not_expected_reason, row.status_changed_at, as_of),
+        missed,
+        not_expected,
         in_range,
     )
+
+
+def recorded_value(history: Sequence[ChangeRow], field: str, as_of: dt.datetime, fallback: str | None) -> str | None:
+    """The value of ``field`` last recorded by ``as_of`` (None if recorded only later);
+    ``fallback`` when ``history`` records no change of it at all."""
+    changes = [c for c in history if c.field == field]
+    if not changes:
+        return fallback
+    recorded = [c for c in changes if known(c.at, as_of)]
+    return recorded[-1].value if recorded else None
 
 
 def counts_at(status: str, status_changed_at: dt.datetime | None, created_at: dt.datetime, as_of: dt.datetime) -> bool:
@@ -312,13 +363,16 @@ def response_at(revisions: Sequence[ResponseRow], as_of: dt.datetime) -> tuple[R
 
     The current revision is the newest submitted by ``as_of``, else the unfinished revision 0
     started by then; ``started`` is whether any revision was started by then."""
-    started = [r for r in sorted(revisions, key=lambda r: r.revision) if known(r.started_at, as_of)]
-    done = [r for r in started if r.status == "submitted" and known(r.submitted_at, as_of)]
-    first = next((r for r in started if r.revision == 0), None)
-    row = done[-1] if done else first
+    row, started = current_revision(revisions, as_of)
     if row is None:
-        return None, bool(started)
-    first_at = first.submitted_at if first is not None and first in done else None
+        return None, started
+    done = [
+        r
+        for r in sorted(revisions, key=lambda r: r.revision)
+        if r.status == "submitted" and known(r.started_at, as_of) and known(r.submitted_at, as_of)
+    ]
+    first = next((r for r in done if r.revision == 0), None)
+    first_at = first.submitted_at if first is not None else None
     corrections = tuple(Correction(r.revision, r.submitted_at, r.entered_by) for r in done if r.revision > 0)  # type: ignore[arg-type]
     facts = ResponseFacts(
         row.pk,
@@ -337,13 +391,10 @@ def response_at(revisions: Sequence[ResponseRow], as_of: dt.datetime) -> tuple[R
 
 
 def form_status(tp: TimepointFacts, as_of: dt.datetime, *, submitted: bool, started: bool) -> str | None:
-    """The export status of one form at ``as_of``; None when the form was not open yet."""
-    status = derive_status(tp, as_of, submitted=submitted, started=started, not_expected_reason=tp.not_expected_reason)
-    if status == "scheduled":
-        return None
-    if status in ("open", "overdue"):
-        return "pending"
-    return status
+    """The export status of one form at ``as_of``; None when the form was not open yet
+    (``scheduling.forms.form_status``, the dashboard's rule too)."""
+    reason = tp.not_expected_reason
+    return forms.form_status(tp, as_of, submitted=submitted, started=started, not_expected_reason=reason)
 
 
 def answer_counts(response: ResponseFacts, answered_at: dt.datetime, as_of: dt.datetime) -> bool:

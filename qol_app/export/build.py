@@ -29,10 +29,11 @@ from qol_app.export import asof
 from qol_app.export import columns as cols
 from qol_app.export.asof import AlertFacts, EventFacts, Form, PatientFacts, local_day
 from qol_app.export.schema import LOCALES, MAX_LABEL_CHARS, XPT_LABEL, Column, Dataset, bi, columns_table, table_of
-from qol_app.export.source import ExportFilters, Source
+from qol_app.export.source import SCORE_SCHEMA, ExportFilters, Source
 from qol_app.instruments import Registry, get_registry
+from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE, answered_items, check_rule, is_received
 from qol_app.scheduling.status import is_late
-from qol_app.scoring import change_from_baseline, is_deteriorated, scale_info
+from qol_app.scoring import change_from_baseline, is_deteriorated, scale_info, score_detail
 
 #: Short instrument prefixes for wide column names; XPT prefixes are shorter still.
 SHORT_NAMES = {
@@ -128,10 +129,12 @@ class ExportSpec:
     threshold: float = 10.0
     baseline_key: str = "baseline"
     registry: Registry | None = None
+    received_rule: str = COMPLIANCE_RECEIVED_RULE
 
     def __post_init__(self) -> None:
         if self.as_of.utcoffset() is None:
             raise ValueError("as_of must be timezone-aware")
+        check_rule(self.received_rule)
         if self.threshold <= 0:
             raise ValueError("the deterioration threshold must be positive")
         unknown = sorted(set(self.filters.instruments) - set(self.reg))
@@ -219,16 +222,21 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     """Read the selection and keep what counted at ``spec.as_of`` (rules: ``asof``)."""
     as_of, filters = spec.as_of, spec.filters
     wanted = set(spec.instruments)
-    patients = [p for p in (asof.patient_at(row, as_of) for row in source.patients()) if p is not None]
+    statuses = source.status_history()
+    patients = [
+        p for p in (asof.patient_at(row, as_of, statuses.get(row.pk, ())) for row in source.patients()) if p is not None
+    ]
     timepoints = source.timepoints()
+    changes = source.timepoint_history()
     revisions = source.responses()
+    answered = source.answer_summary()
     forms: list[Form] = []
     for patient in patients:
         for row in timepoints.get(patient.pk, ()):
             in_range = filters.in_range(row.target_date)
             if not in_range and row.key != spec.baseline_key:
                 continue
-            tp = asof.timepoint_at(row, as_of, in_range=in_range)
+            tp = asof.timepoint_at(row, as_of, in_range=in_range, history=changes.get(row.pk, ()))
             if tp is None:
                 continue
             for inst in tp.instruments:
@@ -239,7 +247,9 @@ def load(source: Source, spec: ExportSpec) -> Trial:
                     tp, as_of, submitted=response is not None and response.submitted, started=started
                 )
                 if status is not None:
-                    forms.append(Form(patient, tp, inst, status, response))
+                    n, first = answered.get(response.pk, (0, None)) if response is not None else (0, None)
+                    n = answered_items(n, first, submitted=response is not None and response.submitted, as_of=as_of)
+                    forms.append(Form(patient, tp, inst, status, response, is_received(status, n, spec.received_rule)))
     by_pk = {p.pk: p for p in patients}
     events = {pk: asof.events_at(rows, as_of) for pk, rows in source.events().items() if pk in by_pk}
     alerts: list[AlertFacts] = []
@@ -254,6 +264,7 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     submitted = [f.response.pk for f in forms if f.response is not None and f.response.submitted]
     scores = source.scores()
     scores = scores.filter(pc.is_in(scores["response_id"], value_set=pa.array(submitted, pa.int64())))
+    scores = pa.concat_tables([scores, unconfirmed_scores(source, forms, spec)])
 
     def answers() -> pa.Table:
         current = {f.response.pk: f.response for f in forms if f.response is not None}
@@ -273,6 +284,52 @@ def load(source: Source, spec: ExportSpec) -> Trial:
         return table
 
     return Trial(spec, Catalog(spec.reg, spec.threshold), patients, forms, events, alerts, scores, answers)
+
+
+def unconfirmed_scores(source: Source, forms: Sequence[Form], spec: ExportSpec) -> pa.Table:
+    """Scores of partial forms (saved, never sent) from the answers saved by the as-of time, where
+    the half rule allows (CLINICAL.md §3: unsent answers are data); ``SCORE_SCHEMA`` rows, flagged
+    ``confirmed = false`` by the datasets (see :func:`is_confirmed`)."""
+    partial = {f.response.pk: f for f in forms if f.status == "partial" and f.response is not None}
+    rows: list[tuple[Any, ...]] = []
+    if partial:
+        registry = spec.reg
+        for pk, answers in sorted(source.answers_of(partial).items()):
+            instrument = registry.get(partial[pk].instrument_id)
+            known = set(instrument.item_ids)
+            given: dict[str, int | float | None] = {}
+            for item, value, skipped, at in answers:
+                if item in known and not skipped and value is not None and asof.known(at, spec.as_of):
+                    kind = instrument.item(item).kind
+                    given[item] = int(value) if kind in ("choice", "vas") else float(value)
+            try:
+                detail = score_detail(instrument.id, given, registry=registry)
+            except ValueError:  # a stored value outside the form's codes: left unscored
+                continue
+            rows.extend(
+                (pk, scale, value, detail.n_answered[scale], detail.scoring_version)
+                for scale, value in detail.scores.items()
+            )
+    return pa.table(
+        [pa.array(c, f.type) for c, f in zip(zip(*rows), SCORE_SCHEMA)]
+        if rows
+        else [pa.array([], f.type) for f in SCORE_SCHEMA],
+        schema=SCORE_SCHEMA,
+    )
+
+
+def is_confirmed(form: Form) -> bool | None:
+    """True for the scores of a sent form, False for those of a partial one (saved answers only),
+    None when the form has no scores."""
+    if form.response is None:
+        return None
+    if form.response.submitted:
+        return True
+    return False if form.status == "partial" else None
+
+
+def has_scores(form: Form) -> bool:
+    return is_confirmed(form) is not None
 
 
 # ---------------------------------------------------------------- per-form facts
@@ -376,7 +433,7 @@ def qol_long(trial: Trial) -> Dataset:
 
     extras: dict[int, list[str]] = {}
     if len(scores):
-        inst_of = {f.response.pk: f.instrument_id for f in forms if f.response is not None and f.response.submitted}
+        inst_of = {f.response.pk: f.instrument_id for f in forms if f.response is not None and has_scores(f)}
         for pk, scale in zip(scores["response_id"].to_pylist(), scores["scale"].to_pylist()):
             if pk in inst_of and scale not in catalog.scales(inst_of[pk]):
                 extras.setdefault(pk, []).append(scale)
@@ -408,11 +465,11 @@ def qol_long(trial: Trial) -> Dataset:
             (patient.study_id, patient.site, patient.arm, f.code, inst, f.version)
             + (f.target_date, f.completed_at, form.status, f.respondent, f.mode, f.language, form.missing_reason)
             + (tp.rule_id, f.target_day, f.completed_day, f.days_from_rand, f.window, tp.anchor_kind)
-            + (tp.anchor_number, f.anchor_day, f.revision, is_base)
+            + (tp.anchor_number, f.anchor_day, f.revision, is_base, form.received, is_confirmed(form))
         )
         known = catalog.scales(inst)
         response = form.response
-        pk = response.pk if response is not None and response.submitted else None
+        pk = response.pk if response is not None and has_scores(form) else None
         extra = tuple(sorted(extras.get(pk, ()))) if pk is not None else ()
         scales = known + extra
         form_at.extend([n] * len(scales))
@@ -670,7 +727,7 @@ def forms(trial: Trial) -> Dataset:
             + (form.instrument_id, f.version, f.target_date, f.target_day)
             + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
             + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
-            + (f.respondent, f.relationship, f.mode, f.language, f.revision)
+            + (f.respondent, f.relationship, f.mode, f.language, f.revision, form.received)
         )
     columns = labelled(cols.FORMS_COLUMNS, trial.catalog.registry)
     return _dataset(

@@ -60,10 +60,26 @@ NOT_EXPECTED_LABELS: Mapping[Code, LabelText] = {
     "withdrawn": bi("Not expected: withdrawn", "无需填写：退出研究"),
     "lost": bi("Not expected: lost to follow-up", "无需填写：失访"),
 }
-REASON_LABELS: Mapping[Code, LabelText] = {**MISSED_REASON_LABELS, **NOT_EXPECTED_LABELS}
+NOT_RECORDED_LABELS: Mapping[Code, LabelText] = {
+    "not_recorded": bi("No reason recorded yet", "尚未记录原因"),
+}
+REASON_LABELS: Mapping[Code, LabelText] = {**MISSED_REASON_LABELS, **NOT_RECORDED_LABELS, **NOT_EXPECTED_LABELS}
 REASON_NOTE = (
-    "Missed/partial forms: the nurse-entered reason code (the free text of 'other' is never exported); "
-    "not_expected forms: died, withdrawn or lost; empty otherwise or when no reason was given."
+    "Missed/partial forms: the nurse-entered reason code (the free text of 'other' is never exported), "
+    "or not_recorded while no reason has been recorded (never empty); not_expected forms: died, "
+    "withdrawn or lost; empty for completed and pending forms."
+)
+RECEIVED = col(
+    "received",
+    "boolean",
+    "Form received (counts in compliance)",
+    "问卷已收到（计入依从性）",
+    description="Compliance numerator (qol_app.scheduling.forms.is_received): a completed or partial form "
+    "with at least one item answered (setting COMPLIANCE_RECEIVED_RULE, in the manifest: any_answer = "
+    "sent or only saved; submitted_answer = sent only). A form with every item skipped is not received. "
+    "Denominator: forms with status completed, partial or missed; rate = received / expected, by "
+    "timepoint, instrument, site and arm (diaries per expected diary day).",
+    xpt="RECEIVED",
 )
 RESPONDENT_LABELS: Mapping[Code, LabelText] = {
     "self": bi("Patient", "患者本人"),
@@ -345,6 +361,18 @@ LONG_COLUMNS: tuple[Column, ...] = (
         description="qol_app.scoring version that computed the stored score.",
         xpt="SCORVER",
     ),
+    RECEIVED,
+    col(
+        "confirmed",
+        "boolean",
+        "Scores confirmed by sending the form",
+        "得分已通过提交问卷确认",
+        description="True: the form was sent (submitted) and its stored scores are final. False: a partial "
+        "form (answers saved but never sent); its scales are scored from the saved answers where the "
+        "half rule allows, and are not confirmed by the patient. Empty when the form has no answers "
+        "to score (missed, not expected, pending). qol_wide holds confirmed scores only.",
+        xpt="CONFIRM",
+    ),
 )
 """qol_long: one row per patient x timepoint x instrument x scale (every expected form)."""
 
@@ -388,6 +416,7 @@ FORMS_COLUMNS: tuple[Column, ...] = (
     MODE,
     LANGUAGE,
     REVISION,
+    RECEIVED,
 )
 """forms: every expected timepoint x instrument with its status and missing reason."""
 

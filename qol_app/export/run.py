@@ -32,6 +32,7 @@ from qol_app.export.schema import LOCALES, Dataset, data_dictionary
 from qol_app.export.source import ExportFilters, Source
 from qol_app.export.writers import WRITERS, write_dataset
 from qol_app.instruments import Registry, get_registry
+from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE
 from qol_app.scoring import SCORING_VERSION
 from qol_app.services import audit, locks
 from qol_app.services.audit import Actor
@@ -99,6 +100,7 @@ class ExportSettings:
     iso_dates_allowed: bool = False
     fhir_base_url: str = "https://conquer.invalid/fhir"
     studyid: str = "CONQUER"
+    received_rule: str = COMPLIANCE_RECEIVED_RULE
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ExportSettings:
@@ -108,6 +110,7 @@ class ExportSettings:
             iso_dates_allowed=bool(config.get("EXPORT_ISO_DATES")),
             fhir_base_url=base if base.startswith(("http://", "https://")) else cls.fhir_base_url,
             studyid=str(config.get("EXPORT_STUDY_ID") or cls.studyid),
+            received_rule=str(config.get("COMPLIANCE_RECEIVED_RULE") or cls.received_rule),
         )
 
 
@@ -234,6 +237,7 @@ def run_export(
         iso_dates=request.iso_dates,
         threshold=request.threshold,
         registry=registry,
+        received_rule=settings.received_rule,
     )
     total = count_steps(request)
     done = 0
@@ -266,7 +270,9 @@ def run_export(
             "deterioration_threshold": request.threshold,
             "baseline_timepoint": spec.baseline_key,
             "studyid": settings.studyid,
+            "compliance_received_rule": settings.received_rule,
         }
+        manifest["audit_head"] = audit.head_at(session, request.as_of)
         manifest["rows"] = rows
         manifest["xpt_left_out"] = left_out
         manifest["notes"] = list(NOTES)

@@ -15,11 +15,31 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from qol_app.export.asof import AlertRow, EventRow, PatientRow, ResponseRow, TimepointRow
-from qol_app.models import Alert, Answer, Patient, Response, Score, Site, Timepoint, TreatmentEvent
+from qol_app.export.asof import (
+    HISTORY_FIELDS,
+    AlertRow,
+    ChangeRow,
+    EventRow,
+    PatientRow,
+    ResponseRow,
+    StatusRow,
+    TimepointRow,
+)
+from qol_app.models import (
+    Alert,
+    Answer,
+    AuditEvent,
+    Patient,
+    PatientStatusChange,
+    Response,
+    Score,
+    Site,
+    Timepoint,
+    TreatmentEvent,
+)
 
 BATCH = 50_000
 
@@ -201,6 +221,61 @@ class Source:
             ),
             ANSWER_SCHEMA,
         )
+
+    def status_history(self) -> dict[int, list[StatusRow]]:
+        """Patient pk -> its recorded statuses (``PatientStatusChange``), in the order recorded."""
+        stmt = self._selected_patients(
+            select(
+                PatientStatusChange.patient_id,
+                PatientStatusChange.status,
+                PatientStatusChange.status_date,
+                PatientStatusChange.recorded_at,
+                PatientStatusChange.id,
+            ).join(Patient, PatientStatusChange.patient_id == Patient.id)
+        )
+        out: dict[int, list[StatusRow]] = defaultdict(list)
+        for pk, status, date, recorded_at, _id in sorted(self._rows(stmt), key=lambda r: (r[3], r[4])):
+            out[pk].append(StatusRow(status, date, recorded_at))
+        return out
+
+    def timepoint_history(self) -> dict[int, list[ChangeRow]]:
+        """Timepoint pk -> the recorded changes of its missed reason and not-expected reason, from
+        the audit trail (where every change is recorded with its time), in chain order."""
+        stmt = self._selected_patients(
+            select(AuditEvent.entity_id, AuditEvent.occurred_at, AuditEvent.new, AuditEvent.id)
+            .join(Patient, AuditEvent.patient_id == Patient.id)
+            .where(AuditEvent.entity_type.in_(("timepoint", "timepoints")))
+        )
+        out: dict[int, list[ChangeRow]] = defaultdict(list)
+        for entity_id, at, new, _id in sorted(self._rows(stmt), key=lambda r: r[3]):
+            if not isinstance(new, dict) or not str(entity_id or "").isdigit():
+                continue
+            for field in HISTORY_FIELDS:
+                if field in new:
+                    out[int(entity_id)].append(ChangeRow(at, field, new[field]))
+        return out
+
+    def answer_summary(self) -> dict[int, tuple[int, dt.datetime]]:
+        """Response pk -> (items answered, when the earliest of them was saved), for the selection's
+        responses with at least one answered (not skipped) item: one aggregate, for "received"."""
+        stmt = (
+            select(Answer.response_id, func.count(), func.min(Answer.answered_at))
+            .where(Answer.response_id.in_(self._selected_responses()), Answer.skipped.is_(False))
+            .group_by(Answer.response_id)
+        )
+        return {pk: (n, first) for pk, n, first in self._rows(stmt)}
+
+    def answers_of(self, response_pks: Iterable[int]) -> dict[int, list[tuple[str, float | None, bool, dt.datetime]]]:
+        """Response pk -> its answers (item, value, skipped, saved at), by item, for a few responses."""
+        pks = sorted(set(response_pks))
+        out: dict[int, list[tuple[str, float | None, bool, dt.datetime]]] = defaultdict(list)
+        for start in range(0, len(pks), 1000):
+            stmt = select(Answer.response_id, Answer.item_id, Answer.value, Answer.skipped, Answer.answered_at).where(
+                Answer.response_id.in_(pks[start : start + 1000])
+            )
+            for pk, item, value, skipped, at in sorted(self._rows(stmt), key=lambda r: (r[0], r[1])):
+                out[pk].append((item, value, skipped, at))
+        return out
 
     def answer_times(self, response_pks: Iterable[int]) -> dict[tuple[int, str], dt.datetime]:
         """(response pk, item) -> when the answer was saved, for the given responses."""

@@ -9,7 +9,7 @@ from qol_app.models.responses import Answer, Response, Score, WordingOverlay
 from qol_app.models.schedule import Timepoint
 from qol_app.models.sessions import LoginSession
 from qol_app.models.staff import RecoveryCode, SignInThrottle, SiteMembership, StaffUser
-from qol_app.models.trial import Patient, Site, TreatmentEvent
+from qol_app.models.trial import Patient, PatientStatusChange, Site, TreatmentEvent
 
 __all__ = [
     "Alert",
@@ -22,6 +22,7 @@ __all__ = [
     "LoginSession",
     "OutboxMessage",
     "Patient",
+    "PatientStatusChange",
     "RecoveryCode",
     "ReminderLink",
     "Response",

@@ -70,6 +70,30 @@ class Patient(Base):
         return self.timezone or self.site.timezone
 
 
+class PatientStatusChange(Base):
+    """One recorded patient status (death, withdrawal, loss, a return to active), append-only.
+
+    ``recorded_at`` is when it was recorded (exports as of an earlier time do not know it yet);
+    ``status_date`` the date it took effect. ``kind`` is ``set`` for an ordinary status change or
+    ``correction`` for a correction of a recorded death (its own audited act).
+    """
+
+    __tablename__ = "patient_status_changes"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'died', 'withdrawn', 'lost')", name="status"),
+        CheckConstraint("kind IN ('set', 'correction')", name="kind"),
+    )
+
+    id: Mapped[intpk]
+    patient_id: Mapped[patient_fk]
+    status: Mapped[str16]
+    status_date: Mapped[dt.date | None]
+    reason: Mapped[str255 | None]
+    kind: Mapped[str16] = mapped_column(default="set")
+    recorded_at: Mapped[dt.datetime]
+    recorded_by: Mapped[str64 | None] = mapped_column(doc="The actor: staff:<id>, system:<name>")
+
+
 class TreatmentEvent(Base):
     """An administered treatment or clinical event, on its actual (site-local) date.
 
@@ -99,4 +123,4 @@ class TreatmentEvent(Base):
     patient: Mapped[Patient] = relationship(back_populates="events")
 
 
-__all__ = ["ARMS", "EVENT_KINDS", "PATIENT_STATUSES", "Patient", "Site", "TreatmentEvent"]
+__all__ = ["ARMS", "EVENT_KINDS", "PATIENT_STATUSES", "Patient", "PatientStatusChange", "Site", "TreatmentEvent"]

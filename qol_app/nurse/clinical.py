@@ -67,8 +67,22 @@ def delete_event(session: Session, actor: Actor, event: TreatmentEvent, *, reaso
 
 
 def set_status(
-    session: Session, actor: Actor, patient: Patient, status: str, date: dt.date | None, reason: str, now: dt.datetime
+    session: Session,
+    actor: Actor,
+    patient: Patient,
+    status: str,
+    date: dt.date | None,
+    reason: str,
+    now: dt.datetime,
+    *,
+    correct_death: bool = False,
 ) -> None:
+    """A new status; ``correct_death``: the correction of a death recorded in error instead."""
+    if correct_death:
+        treatment_events.correct_death(
+            session, actor, patient, status=status, status_date=date, death_date=date, reason=reason, now=now
+        )
+        return
     treatment_events.set_patient_status(session, actor, patient, status, status_date=date, reason=reason, now=now)
 
 

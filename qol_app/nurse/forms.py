@@ -171,6 +171,9 @@ class PatientStatusForm(Form):
     status = SelectField(_l("New status"), choices=STATUS_CHOICES, validators=[InputRequired()])
     date = DateField(_l("Date (of death, withdrawal or last contact)"), validators=[Optional()])
     reason = reason_field()
+    # A recorded death stays recorded; a death entered in error (wrong patient, wrong date) is
+    # corrected as its own audited act.
+    correct_death = BooleanField(_l("This corrects a death recorded in error"), default=False)
 
     def validate_date(self, field) -> None:
         if self.status.data != "active" and not field.data:

@@ -181,7 +181,14 @@ def set_status(patient_id: int):
         try:
             with db.session.begin_nested():  # a refused change leaves nothing behind
                 clinical.set_status(
-                    db.session, current_actor(), p, form.status.data, form.date.data, form.reason.data.strip(), now()
+                    db.session,
+                    current_actor(),
+                    p,
+                    form.status.data,
+                    form.date.data,
+                    form.reason.data.strip(),
+                    now(),
+                    correct_death=bool(form.correct_death.data),
                 )
         except ValueError as exc:
             flash(message(exc), "error")

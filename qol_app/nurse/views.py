@@ -391,7 +391,13 @@ def dashboard():
     at = now()
     work = worklist.build(db.session, scope, at)
     missing, missing_total = worklist.missing_reasons(db.session, scope, at, limit=20)
-    figures = compliance.compute(db.session, scope, at, rule_order=_rule_order())
+    figures = compliance.compute(
+        db.session,
+        scope,
+        at,
+        rule_order=_rule_order(),
+        received_rule=current_app.config.get("COMPLIANCE_RECEIVED_RULE") or compliance.COMPLIANCE_RECEIVED_RULE,
+    )
     failures = notifications.recent_failures(db.session, scope, at, days=7)
     return render_template(
         "nurse/dashboard.html",

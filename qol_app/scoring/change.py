@@ -19,12 +19,13 @@ from datetime import date
 from typing import TypeVar
 
 from qol_app.instruments.loader import Registry, get_registry
+from qol_app.scoring.exact import exact
 
 Day = TypeVar("Day", int, float, date)
 
-# EORTC scores are fractions such as 100/3; a change that is exactly the
-# threshold on paper must not be missed by a rounding error of the last bit.
-TOLERANCE = 1e-9
+# EORTC scores are fractions such as 100/3: changes and comparisons are made on
+# the exact values the stored doubles stand for (``scoring.exact``), so a change
+# that is exactly the threshold on paper is exactly the threshold here.
 
 
 def _higher_is_better(instrument_id: str, scale: str, registry: Registry | None) -> bool:
@@ -39,7 +40,8 @@ def change_from_baseline(
     *,
     registry: Registry | None = None,
 ) -> float | None:
-    """``value - baseline`` (not sign-adjusted), ``None`` if either is missing.
+    """``value - baseline`` (not sign-adjusted), ``None`` if either is missing: computed on the
+    exact scores the two numbers stand for, returned as the correctly rounded double.
 
     ``ValueError`` for an unknown instrument or scale, so a typo is not
     silently treated as a valid scale.
@@ -47,7 +49,7 @@ def change_from_baseline(
     _higher_is_better(instrument_id, scale, registry)
     if baseline is None or value is None:
         return None
-    return value - baseline
+    return float(exact(value) - exact(baseline))
 
 
 def is_deteriorated(
@@ -68,8 +70,8 @@ def is_deteriorated(
     better_high = _higher_is_better(instrument_id, scale, registry)
     if baseline is None or value is None:
         return None
-    worsening = baseline - value if better_high else value - baseline
-    return worsening >= threshold - TOLERANCE
+    worsening = exact(baseline) - exact(value) if better_high else exact(value) - exact(baseline)
+    return worsening >= exact(threshold)
 
 
 def time_to_deterioration(

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 
 from qol_app.instruments.loader import Registry, get_registry
 from qol_app.instruments.schema import EORTC_TYPES, Instrument, Scale, ValueSet
 from qol_app.scoring.answers import Answer, check_answers
 from qol_app.scoring.eortc import eortc_score, summary_score
 from qol_app.scoring.eq5d import eq5d_index
+from qol_app.scoring.exact import exact, rounded
 
 #: Version of the scoring code; stored with every score so a rescore is traceable.
-SCORING_VERSION = "1.0.0"
+#: 1.1.0: exact (rational) arithmetic, stored as the correctly rounded double of the exact score.
+SCORING_VERSION = "1.1.0"
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,18 @@ def score_detail(
         raise ValueError(f"{instrument_id}: unsupported version {version!r} (supported: {instrument.version})")
     check_answers(instrument, answers)
     value_sets = _value_sets(instrument, value_set, registry)
-    scores: dict[str, float | None] = {}
+    exact_scores: dict[str, Fraction | None] = {}
     counts: dict[str, int] = {}
     not_applicable: set[str] = set()
     for scale in instrument.scales:
         values = [answers.get(item_id) for item_id in scale.items]
         counts[scale.code] = sum(value is not None for value in values)
         if _is_not_applicable(scale, answers):
-            scores[scale.code] = None
+            exact_scores[scale.code] = None
             not_applicable.add(scale.code)
         else:
-            scores[scale.code] = _score_scale(scale, values, scores, value_sets)
+            exact_scores[scale.code] = _score_scale(scale, values, exact_scores, value_sets)
+    scores = {code: rounded(value) for code, value in exact_scores.items()}
     chosen = {vs.name for vs in value_sets.values()}
     return ScoreDetail(
         instrument_id=instrument.id,
@@ -120,9 +124,10 @@ def _is_not_applicable(scale: Scale, answers: Mapping[str, Answer]) -> bool:
 def _score_scale(
     scale: Scale,
     values: list[Answer],
-    earlier: Mapping[str, float | None],
+    earlier: Mapping[str, Fraction | None],
     value_sets: Mapping[str, ValueSet],
-) -> float | None:
+) -> Fraction | None:
+    """The exact score of one scale (components of a summary: the exact ``earlier`` scores)."""
     if scale.type in EORTC_TYPES:
         if scale.range is None or scale.formula is None:  # the loader sets both
             raise ValueError(f"{scale.code}: EORTC scale without range or formula")
@@ -137,4 +142,4 @@ def _score_scale(
     if not answered:
         return None
     # vas and item: the single item as is; worst: the highest answered code.
-    return float(max(answered))
+    return exact(max(answered))

@@ -1,12 +1,16 @@
-"""The EORTC linear transformation and the QLQ-C30 summary score.
+"""The EORTC linear transformation and the QLQ-C30 summary score, in exact arithmetic.
 
 One generic scorer serves every EORTC scale; the YAML says which items, the
-range and which formula (EORTC QLQ-C30 Scoring Manual, 3rd ed.).
+range and which formula (EORTC QLQ-C30 Scoring Manual, 3rd ed.). Scores are
+``Fraction``s here; the engine stores their correctly rounded doubles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
+
+from qol_app.scoring.exact import exact
 
 
 def half_rule(n_answered: int, n_items: int) -> bool:
@@ -18,28 +22,28 @@ def half_rule(n_answered: int, n_items: int) -> bool:
     return n_answered > 0 and 2 * n_answered >= n_items
 
 
-def eortc_score(values: Sequence[float | None], range_: float, formula: str) -> float | None:
-    """Score 0-100 of one scale from its item codes (``None`` = not answered).
+def eortc_score(values: Sequence[float | None], range_: float, formula: str) -> Fraction | None:
+    """Exact score 0-100 of one scale from its item codes (``None`` = not answered).
 
     RS = mean of the answered items. ``functional``: (1 - (RS - 1)/range) * 100;
     ``symptom`` (also global and positively keyed scales): (RS - 1)/range * 100.
-    ``None`` when the half rule fails; full precision, rounding is for display.
+    ``None`` when the half rule fails; exact, rounding is for storage and display.
     """
-    answered = [value for value in values if value is not None]
+    answered = [exact(value) for value in values if value is not None]
     if not half_rule(len(answered), len(values)):
         return None
-    linear = (sum(answered) / len(answered) - 1) / range_
-    return (1.0 - linear) * 100.0 if formula == "functional" else linear * 100.0
+    linear = (sum(answered, Fraction(0)) / len(answered) - 1) / exact(range_)
+    return (1 - linear) * 100 if formula == "functional" else linear * 100
 
 
-def summary_score(direct: Sequence[float | None], inverted: Sequence[float | None]) -> float | None:
-    """Mean of ``direct`` and ``100 - x`` for ``inverted`` scores (Giesinger 2016).
+def summary_score(direct: Sequence[Fraction | None], inverted: Sequence[Fraction | None]) -> Fraction | None:
+    """Exact mean of ``direct`` and ``100 - x`` for ``inverted`` scores (Giesinger 2016).
 
     Missing unless every component score exists: a summary over fewer scales
     would not be comparable between patients.
     """
     if any(score is None for score in direct) or any(score is None for score in inverted):
         return None
-    parts = [float(s) for s in direct if s is not None]
-    parts += [100.0 - s for s in inverted if s is not None]
-    return sum(parts) / len(parts)
+    parts = [exact(s) for s in direct if s is not None]
+    parts += [100 - exact(s) for s in inverted if s is not None]
+    return sum(parts, Fraction(0)) / len(parts)

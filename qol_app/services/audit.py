@@ -336,6 +336,27 @@ def _forget_head(conn: Connection, name: str, context: Any) -> None:
     conn.info.pop(_HEAD_HELD_BY, None)
 
 
+#: Audit actions that record a read of the data (an export, its download), not a change of it.
+READ_ACTIONS = ("export", "export_download")
+
+
+def head_at(session: Session, as_of: dt.datetime) -> dict[str, Any] | None:
+    """The audit chain head at ``as_of`` for an export manifest: the newest event that happened by
+    then, other than the records of reads (:data:`READ_ACTIONS`, e.g. the previous export of the
+    same as-of time): its position in the chain, its hash and time. None before the first event.
+    A verifier finds the event by position and checks its hash; every change after ``as_of``
+    comes after it in the chain."""
+    row = session.execute(
+        select(AuditEvent.id, AuditEvent.hash, AuditEvent.occurred_at)
+        .where(AuditEvent.occurred_at <= as_of, AuditEvent.action.not_in(READ_ACTIONS))
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return {"position": row.id, "hash": row.hash, "occurred_at": row.occurred_at.astimezone(dt.UTC).isoformat()}
+
+
 def changes(obj: Any, fields: list[str], new_values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The (old, new) dicts of the fields whose value actually changes."""
     old: dict[str, Any] = {}

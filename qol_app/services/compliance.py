@@ -1,35 +1,45 @@
-"""Form compliance (SISAQOL) by timepoint, arm and site, from a fixed number of GROUP BY queries.
+"""Form compliance (SISAQOL) by timepoint, instrument, arm and site (CLINICAL.md §3; shown on the
+dashboard).
 
-Definitions (CLINICAL.md §3; shown on the dashboard):
+**Per form** (timepoint x instrument), the primary figures, with the rules of
+``scheduling.forms`` that every export uses too (same numerators and denominators):
 
-* A timepoint's *effective status* is derived from its instants and ``now`` like
-  ``scheduling.status.derive_status``, so a stalled scheduler cannot distort the figures.
-* **Expected** = timepoints whose outcome is known: completed + partial + missed. Forms from
-  patients who died, withdrew or were lost after that timepoint are ``not_expected`` and leave
-  the denominator; cancelled ones never count; open, overdue (in grace) and future ones are
-  *pending* and enter the denominator once decided.
-* **Rate** = completed / expected. **Rate per randomized** = completed / patients randomized in
-  that arm (and site), the second SISAQOL figure.
-* **On time** = submitted before the window closed; **late** = in the grace period or after.
+* a form's status follows its own revisions and the clock (``scheduling.forms.form_status``):
+  completed (sent), partial (saved, not sent, after the grace period), missed, not_expected,
+  pending (window or grace period still open);
+* **expected** = completed + partial + missed; **received** = expected forms meeting the received
+  rule (``COMPLIANCE_RECEIVED_RULE``: at least one item answered by default; a form with every
+  item skipped is not received). **Rate** = received / expected; **rate per randomized** =
+  received / patients randomized in that arm (and site), the second SISAQOL figure, for
+  questionnaires only;
+* diaries are counted per expected diary day: received days / expected days of patients on
+  study that day (days after death, withdrawal or loss are not expected), never per randomized.
 
-The query count does not depend on the number of patients: three aggregates in total.
-Missed-form reasons are written here too (:func:`set_missed_reason`): they feed these figures.
+**Per timepoint** (a secondary table): a timepoint's *effective status* derived from its instants
+and ``now`` like ``scheduling.status.derive_status``; completed only when every form was sent.
+
+On time = submitted before the window closed; late = in the grace period or after. The query
+count does not depend on the number of patients. Missed-form reasons are written here too
+(:func:`set_missed_reason`): they feed these figures.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from qol_app.errors import N_, ServiceError
-from qol_app.models import Patient, Response, StaffUser, Timepoint
+from qol_app.models import Answer, Patient, Response, StaffUser, Timepoint
 from qol_app.models.schedule import MISSED_REASONS
+from qol_app.scheduling import forms as form_rules
+from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE
 from qol_app.scheduling.status import derive_status
 from qol_app.services import audit
 from qol_app.services.audit import Actor
@@ -98,6 +108,49 @@ class Cell:
             self.not_expected += n
 
 
+@dataclasses.dataclass
+class FormCell(Cell):
+    """Counts of forms (timepoint x instrument) for one (form group or site) x arm; statuses as
+    ``Cell`` but of forms, plus ``received`` (the compliance numerator)."""
+
+    received: int = 0
+    kind: str = "questionnaire"
+
+    @property
+    def rate(self) -> float | None:
+        return self.received / self.expected if self.expected else None
+
+    @property
+    def rate_randomized(self) -> float | None:
+        """Received / randomized; None for diaries (counted per expected day, CLINICAL.md §3)."""
+        if self.kind == "diary" or not self.randomized:
+            return None
+        return self.received / self.randomized
+
+    def add_form(self, status: str, late: bool, reason: str | None, received: bool) -> None:
+        self.add(status, late, reason, 1)
+        self.received += int(received)
+
+
+@dataclasses.dataclass(frozen=True)
+class FormGroup:
+    """A form group: one instrument at one questionnaire timepoint, or one diary rule's days."""
+
+    kind: str
+    rule_id: str
+    key: str | None  # None for diaries (all days of a rule together)
+    instrument: str
+
+    @property
+    def number(self) -> int:
+        digits = re.findall(r"\d+", self.key or "")
+        return int(digits[-1]) if digits else 0
+
+    @property
+    def timepoint(self) -> Group:
+        return Group(self.kind, self.rule_id, self.key)
+
+
 @dataclasses.dataclass(frozen=True)
 class Group:
     """A timepoint group: one questionnaire timepoint (baseline, sys-c2...) or one diary rule."""
@@ -123,6 +176,18 @@ class Compliance:
     randomized_by_site: dict[tuple[int, str], int]
     respondents: dict[str, Counter[str]]  # arm -> respondent -> forms
     modes: dict[str, Counter[str]]  # arm -> mode -> forms
+    form_groups: list[FormGroup] = dataclasses.field(default_factory=list)
+    by_form: dict[tuple[FormGroup, str], FormCell] = dataclasses.field(default_factory=dict)
+    by_site_form: dict[tuple[int, str, str], FormCell] = dataclasses.field(default_factory=dict)
+    received_rule: str = COMPLIANCE_RECEIVED_RULE
+
+    def form_cell(self, group: FormGroup, arm: str) -> FormCell:
+        default = FormCell(randomized=self.randomized.get(arm, 0), kind=group.kind)
+        return self.by_form.get((group, arm)) or default
+
+    def site_form_cell(self, site_id: int, kind: str, arm: str) -> FormCell:
+        default = FormCell(randomized=self.randomized_by_site.get((site_id, arm), 0), kind=kind)
+        return self.by_site_form.get((site_id, kind, arm)) or default
 
     def cell(self, group: Group, arm: str) -> Cell:
         return self.by_group.get((group, arm)) or Cell(randomized=self.randomized.get(arm, 0))
@@ -144,12 +209,16 @@ def compute(
     *,
     rule_order: Sequence[str] = (),
     arms: Iterable[str] = ("A", "B"),
+    received_rule: str = COMPLIANCE_RECEIVED_RULE,
 ) -> Compliance:
     """Compliance over the patients matching ``scope`` (a condition on ``Patient``, e.g. the policy's).
 
-    Three queries whatever the number of patients: randomized counts, timepoint status counts
-    (one GROUP BY over site, arm, group, status, lateness and reason), respondent/mode counts.
+    Five queries whatever the number of patients: randomized counts, timepoint status counts
+    (one GROUP BY over site, arm, group, status, lateness and reason), the timepoints and the
+    revisions (with their answered-item counts) behind the per-form figures, respondent/mode
+    counts. ``received_rule``: ``COMPLIANCE_RECEIVED_RULE`` (``scheduling.forms``).
     """
+    form_rules.check_rule(received_rule)
     randomized_by_site: dict[tuple[int, str], int] = {
         (site_id, arm): n
         for site_id, arm, n in session.execute(
@@ -212,11 +281,15 @@ def compute(
         respondents[arm][respondent] += n
         modes[arm][mode] += n
 
+    by_form, by_site_form = _form_cells(session, scope, now, received_rule, randomized, randomized_by_site)
+
     order = {rule: i for i, rule in enumerate(rule_order)}
-    groups = sorted(
-        {g for g, _arm in by_group},
-        key=lambda g: (g.kind != "questionnaire", order.get(g.rule_id, len(order)), g.rule_id, g.number, g.key or ""),
-    )
+
+    def rank(g: Group | FormGroup) -> tuple[object, ...]:
+        return (g.kind != "questionnaire", order.get(g.rule_id, len(order)), g.rule_id, g.number, g.key or "")
+
+    groups = sorted({g for g, _arm in by_group}, key=rank)
+    form_groups = sorted({g for g, _arm in by_form}, key=lambda g: (*rank(g), g.instrument))
     site_ids = sorted({site for site, _arm in randomized_by_site} | {site for site, _k, _a in by_site})
     return Compliance(
         arms=tuple(arms),
@@ -228,7 +301,142 @@ def compute(
         randomized_by_site=randomized_by_site,
         respondents=dict(respondents),
         modes=dict(modes),
+        form_groups=form_groups,
+        by_form=by_form,
+        by_site_form=by_site_form,
+        received_rule=received_rule,
     )
+
+
+def _form_cells(
+    session: Session,
+    scope: ColumnElement[bool],
+    now: dt.datetime,
+    received_rule: str,
+    randomized: Mapping[str, int],
+    randomized_by_site: Mapping[tuple[int, str], int],
+) -> tuple[dict[tuple[FormGroup, str], FormCell], dict[tuple[int, str, str], FormCell]]:
+    """Per-form cells: every form of every uncancelled timepoint open by ``now``, its status from
+    its own revisions (``scheduling.forms``, as in exports), received or not."""
+    answered = (
+        select(Answer.response_id, func.count().label("n"), func.min(Answer.answered_at).label("first"))
+        .where(Answer.skipped.is_(False))
+        .group_by(Answer.response_id)
+        .subquery()
+    )
+    # Instants are compared in SQL (the rows carry flags, not datetimes: thousands of rows).
+    revisions: dict[tuple[int, str], list[_Revision]] = defaultdict(list)
+    for tp_id, inst, revision, started, submitted, late, n, first in session.execute(
+        select(
+            Response.timepoint_id,
+            Response.instrument_id,
+            Response.revision,
+            case((Response.started_at <= now, 1), else_=0),
+            case((and_(Response.status == "submitted", Response.submitted_at <= now), 1), else_=0),
+            case((Response.submitted_at >= Timepoint.closes_at, 1), else_=0),
+            func.coalesce(answered.c.n, 0),
+            case((answered.c.first <= now, 1), else_=0),
+        )
+        .join(Timepoint, Timepoint.id == Response.timepoint_id)
+        .join(Patient, Patient.id == Response.patient_id)
+        .outerjoin(answered, answered.c.response_id == Response.id)
+        .where(scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
+    ):
+        revisions[(tp_id, inst)].append(_Revision(revision, bool(started), bool(submitted), bool(late), n, bool(first)))
+    phase = case(
+        (Timepoint.closes_at > now, literal("open")),
+        (Timepoint.grace_closes_at > now, literal("overdue")),
+        else_=literal("closed"),
+    )
+    rows = session.execute(
+        select(
+            Timepoint.id,
+            Patient.site_id,
+            Patient.arm,
+            Timepoint.kind,
+            Timepoint.rule_id,
+            Timepoint.key,
+            cast(Timepoint.instruments, String),  # parsed once per distinct list, not per row
+            phase,
+            Timepoint.not_expected_reason,
+            Timepoint.missed_reason,
+        )
+        .join(Patient, Patient.id == Timepoint.patient_id)
+        .where(scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
+    )
+    by_form: dict[tuple[FormGroup, str], FormCell] = {}
+    by_site: dict[tuple[int, str, str], FormCell] = {}
+    groups: dict[tuple[str, str, str | None, str], FormGroup] = {}
+    is_received, answered_items, status_in_phase = (
+        form_rules.is_received,
+        form_rules.answered_items,
+        form_rules.status_in_phase,
+    )
+    no_revisions: list[_Revision] = []
+    lists: dict[str | None, tuple[str, ...]] = {}
+    for tp_id, site_id, arm, kind, rule_id, key, instruments, tp_phase, not_expected, reason in rows:
+        group_key = None if kind == "diary" else key
+        if instruments not in lists:
+            lists[instruments] = tuple(json.loads(instruments) if instruments else ())
+        for inst in lists[instruments]:
+            revs = revisions.get((tp_id, inst), no_revisions)
+            current, started = form_rules.current_of(revs, started=_started, submitted=_submitted)
+            submitted = current is not None and current.submitted
+            status = status_in_phase(tp_phase, submitted=submitted, started=started, not_expected_reason=not_expected)
+            if status is None:
+                continue
+            n = 0
+            if current is not None:
+                # answered_items on flags: the earliest answer's time was compared with now in SQL
+                first = now if current.first_by_now else None
+                n = answered_items(current.n_answered, first, submitted=submitted, as_of=now)
+            received = is_received(status, n, received_rule)
+            late = any(r.revision == 0 and r.submitted and r.late for r in revs)
+            group = groups.get((kind, rule_id, group_key, inst))
+            if group is None:
+                group = groups[(kind, rule_id, group_key, inst)] = FormGroup(kind, rule_id, group_key, inst)
+            cell = by_form.get((group, arm))
+            if cell is None:
+                cell = by_form[(group, arm)] = FormCell(randomized=randomized.get(arm, 0), kind=kind)
+            cell.add_form(status, late, reason, received)
+            site_cell = by_site.get((site_id, kind, arm))
+            if site_cell is None:
+                site_cell = by_site[(site_id, kind, arm)] = FormCell(
+                    randomized=randomized_by_site.get((site_id, arm), 0), kind=kind
+                )
+            site_cell.add_form(status, late, reason, received)
+    return by_form, by_site
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Revision:
+    """A revision's facts at ``now`` (compared in SQL)."""
+
+    revision: int
+    started: bool
+    submitted: bool
+    late: bool
+    n_answered: int
+    first_by_now: bool
+
+
+def _started(r: _Revision) -> bool:
+    return r.started
+
+
+def _submitted(r: _Revision) -> bool:
+    return r.submitted
+
+
+def form_totals(result: Compliance, kind: str, arm: str) -> FormCell:
+    """All form groups of one kind (questionnaire or diary) summed for ``arm``."""
+    total = FormCell(randomized=result.randomized.get(arm, 0), kind=kind)
+    for (group, cell_arm), cell in result.by_form.items():
+        if group.kind == kind and cell_arm == arm:
+            for name in ("on_time", "late", "partial", "missed", "pending", "not_expected", "received"):
+                setattr(total, name, getattr(total, name) + getattr(cell, name))
+            total.reasons.update(cell.reasons)
+    return total
 
 
 def totals(result: Compliance, kind: str, arm: str) -> Cell:

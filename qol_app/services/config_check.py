@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qol_app.config import is_production
+from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE, RECEIVED_RULES
 
 #: Secret keys seen in examples, templates, tests and benchmarks: never a real key.
 KNOWN_SECRETS = frozenset(
@@ -161,6 +162,9 @@ def _deployment(config: Mapping[str, Any], production: bool) -> Iterator[Finding
         value = config.get(name)
         if value and not Path(value).exists():
             yield Finding("error", name, f"{value} does not exist")
+    rule = config.get("COMPLIANCE_RECEIVED_RULE") or COMPLIANCE_RECEIVED_RULE
+    if rule not in RECEIVED_RULES:
+        yield Finding("error", "COMPLIANCE_RECEIVED_RULE", f"{rule} is not one of {', '.join(RECEIVED_RULES)}")
 
 
 def data_files(load: Mapping[str, Callable[[], Any]]) -> list[Finding]:

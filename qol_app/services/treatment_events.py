@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qol_app.errors import N_, ServiceError
-from qol_app.models import Patient, TreatmentEvent
+from qol_app.models import Patient, PatientStatusChange, TreatmentEvent
 from qol_app.models.trial import EVENT_KINDS, PATIENT_STATUSES
 from qol_app.scheduling import Schedule, local_date_of
 from qol_app.scheduling.planner import END_STATUSES
@@ -262,8 +262,55 @@ def set_patient_status(
     withdrew are skipped. Setting ``active`` again (a retracted record) reactivates the forms.
     Reason required. Anything else that lets a patient in (reminder links, a remembered device)
     must check ``patient.status`` when it is used.
+
+    Every change is kept in the status history (``PatientStatusChange``, with the time it was
+    recorded) so an export as of an earlier time shows the status known then. A recorded death
+    stays recorded: setting another status is refused (``ServiceError``); a death recorded in
+    error is corrected with :func:`correct_death`.
     """
     reason = _require_reason(reason)
+    if status not in PATIENT_STATUSES:
+        raise ServiceError(N_("Unknown patient status %(status)s."), status=status)
+    if patient.status == "died" and status != "died":
+        raise ServiceError(N_("A recorded death stays recorded. Correct the death record if it was entered in error."))
+    if status in END_STATUSES:
+        if status_date is None:
+            raise ServiceError(N_("The date of this status is required."))
+        _check_date(patient, status_date, now, "status")
+    else:
+        status_date = None
+    new_values = {"status": status, "status_date": status_date, "status_reason": reason}
+    old, new = audit.changes(patient, STATUS_FIELDS, new_values)
+    if not (set(new) - {"status_reason"}):
+        return ReconcileResult()
+    return _change_status(session, actor, patient, new_values, old, new, "set_status", now=now, schedule=schedule)
+
+
+def correct_death(
+    session: Session,
+    actor: Actor,
+    patient: Patient,
+    *,
+    now: dt.datetime,
+    reason: str,
+    status: str = "active",
+    status_date: dt.date | None = None,
+    death_date: dt.date | None = None,
+    schedule: Schedule | None = None,
+) -> ReconcileResult:
+    """Correct a recorded death, as its own audited act (``correct_death``; CLINICAL.md §2).
+
+    Either the date was wrong (``status="died"`` with the right ``death_date``), or the patient
+    did not die: ``status`` is then what is true instead (``active``, ``withdrawn`` or ``lost``
+    with its ``status_date``). The death stays in the status history with when it was recorded,
+    so an export as of an earlier time still shows it. Reason required; ``ServiceError`` when
+    the patient is not recorded as dead.
+    """
+    reason = _require_reason(reason)
+    if patient.status != "died":
+        raise ServiceError(N_("Only a recorded death can be corrected."))
+    if status == "died":
+        status_date = death_date
     if status not in PATIENT_STATUSES:
         raise ServiceError(N_("Unknown patient status %(status)s."), status=status)
     if status in END_STATUSES:
@@ -276,19 +323,50 @@ def set_patient_status(
     old, new = audit.changes(patient, STATUS_FIELDS, new_values)
     if not (set(new) - {"status_reason"}):
         return ReconcileResult()
+    return _change_status(
+        session, actor, patient, new_values, old, new, "correct_death", now=now, schedule=schedule, kind="correction"
+    )
+
+
+def _change_status(
+    session: Session,
+    actor: Actor,
+    patient: Patient,
+    new_values: dict,
+    old: dict,
+    new: dict,
+    action: str,
+    *,
+    now: dt.datetime,
+    schedule: Schedule | None,
+    kind: str = "set",
+) -> ReconcileResult:
+    """Write a status (patient row, history row, audit event), then what follows from it."""
+    status = new_values["status"]
     for name, value in new_values.items():
         setattr(patient, name, value)
+    session.add(
+        PatientStatusChange(
+            patient_id=patient.id,
+            status=status,
+            status_date=new_values["status_date"],
+            reason=new_values["status_reason"],
+            kind=kind,
+            recorded_at=now,
+            recorded_by=f"{actor.type}:{actor.id}" if actor.id else actor.type,
+        )
+    )
     session.flush()
     audit.record(
         session,
         actor,
-        "set_status",
+        action,
         patient,
         patient_id=patient.id,
         site_id=patient.site_id,
         old=old,
         new=new,
-        reason=reason,
+        reason=new_values["status_reason"],
         now=now,
     )
     if status in END_STATUSES:

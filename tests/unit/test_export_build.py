@@ -122,6 +122,20 @@ class FakeSource:
     def answer_times(self, pks):
         return {}
 
+    def status_history(self):
+        return {}
+
+    def timepoint_history(self):
+        return {}
+
+    def answer_summary(self):
+        out: dict = {}
+        for pk, _item, _value, skipped in self._answers:
+            if not skipped:
+                n, _first = out.get(pk, (0, None))
+                out[pk] = (n + 1, CREATED)
+        return out
+
     def events(self):
         return {}
 

@@ -37,8 +37,13 @@ def test_is_deteriorated_c30(scale: str, baseline: float, value: float, expected
 
 
 def test_threshold_reached_despite_float_error() -> None:
-    assert 70.0 - (70.0 - 10.0 + 1e-12) < 10.0
-    assert is_deteriorated(C30, "PF2", 70.0, 70.0 - 10.0 + 1e-12) is True
+    # PF2 = 60 as scoring 1.0.0 stored it (one unit in the last place low): still exactly 60.
+    noisy = 59.999999999999986
+    assert 70.0 - noisy > 10.0 and 65.0 - noisy != 5.0
+    assert is_deteriorated(C30, "PF2", 70.0, noisy) is True
+    assert change_from_baseline(C30, "PF2", 65.0, noisy) == -5.0
+    assert is_deteriorated(C30, "PF2", 65.0, noisy, threshold=5) is True
+    assert is_deteriorated(C30, "PF2", 70.0, 60.000000000001) is False  # not a score's float noise
 
 
 def test_direction_of_other_instruments() -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import event
 from qol_app import policy
 from qol_app.models import Patient
 from qol_app.services import compliance, worklist
-from qol_app.services.compliance import Group
+from qol_app.services.compliance import FormGroup, Group
 from tests.factories import isolated_client
 from tests.web.test_nurse_support import add_response, add_timepoint, login, no_csrf
 
@@ -130,11 +130,12 @@ def data(session, factory):
         target=D(2026, 3, 1),
         not_expected_reason="died",
     )
-    at = dt.datetime(2026, 3, 1, tzinfo=UTC)
-    add_response(session, tp["a1b"], respondent="self", at=at)
-    add_response(session, tp["a2b"], respondent="self_assisted", at=at)
-    add_response(session, tp["a1c"], respondent="self", mode="interview", at=at)
-    add_response(session, tp["b1c"], respondent="proxy", at=at)
+    one = {"q1": 2}
+    add_response(session, tp["a1b"], respondent="self", at=tp["a1b"].completed_at, answers=one)
+    add_response(session, tp["a2b"], respondent="self_assisted", at=tp["a2b"].completed_at, answers=one)
+    add_response(session, tp["a1c"], respondent="self", mode="interview", at=tp["a1c"].completed_at, answers=one)
+    add_response(session, tp["b1c"], respondent="proxy", at=tp["b1c"].completed_at, answers=one)
+    add_response(session, tp["a1d1"], respondent="self", at=tp["a1d1"].completed_at, answers={"headache": 0})
     return s1, p
 
 
@@ -226,8 +227,30 @@ def test_figures_equal_hand_counts(session, data, now):
     q_a = compliance.totals(f, "questionnaire", "A")
     assert (q_a.expected, q_a.completed, q_a.not_expected) == (5, 3, 1)
 
-    assert f.help_share("A") == (1, 0, 3) and f.help_share("B") == (0, 1, 1)
-    assert f.modes["A"] == {"web": 2, "interview": 1}
+    assert f.help_share("A") == (1, 0, 4) and f.help_share("B") == (0, 1, 1)  # 4: with a1's diary
+    assert f.modes["A"] == {"web": 3, "interview": 1}
+
+
+def test_form_figures_equal_hand_counts(session, data, now):
+    """Per form (one C30 per timepoint here): received = a sent or saved form with an answer.
+    b2's partial baseline has no saved revision, so it is a missed form."""
+    site, _p = data
+    f = _figures(session, site, now)
+    c30 = "eortc_qlq_c30"
+    baseline = FormGroup("questionnaire", "baseline", "baseline", c30)
+    c1 = FormGroup("questionnaire", "after_systemic_cycle", "sys-c1", c30)
+    diary = FormGroup("diary", "nadir_diary", None, "symptom_diary")
+    assert f.form_groups == [baseline, c1, FormGroup("questionnaire", "after_systemic_cycle", "sys-c2", c30), diary]
+    a = f.form_cell(baseline, "A")
+    assert (a.expected, a.received, a.on_time, a.late, a.missed, a.rate) == (3, 2, 1, 1, 1, pytest.approx(2 / 3))
+    b = f.form_cell(baseline, "B")
+    assert (b.expected, b.received, b.partial, b.missed, b.without_reason) == (2, 0, 0, 2, 2)
+    a1 = f.form_cell(c1, "A")
+    assert (a1.expected, a1.received, a1.not_expected, a1.rate_randomized) == (2, 1, 1, pytest.approx(1 / 3))
+    d = f.form_cell(diary, "A")
+    assert (d.expected, d.received, d.missed, d.not_expected, d.rate, d.rate_randomized) == (2, 1, 1, 1, 0.5, None)
+    total = compliance.form_totals(f, "questionnaire", "A")
+    assert (total.expected, total.received, total.not_expected) == (5, 3, 1)
 
 
 def test_site_comparison_for_several_sites(session, factory, data, now):
@@ -312,7 +335,7 @@ def test_query_count_does_not_grow_with_patients(app, session, factory, data, no
         counts.append((n_compute, n_services, n_page))
     print(f"\nqueries (compliance, +work list, dashboard page) with 10 and 40 patients: {counts}")
     assert counts[0] == counts[1]
-    assert counts[0][0] == 3
+    assert counts[0][0] == 5
 
 
 def test_work_list_categories_and_order(session, factory, now):

@@ -96,7 +96,12 @@ ROUTES: dict[str, tuple[str, dict[str, list[str]]]] = {
     "nurse.set_pin": ("nurse", {"action": ["generate", "set", "remove"], "pin": ["1234", "12345678"], "reason": ["r"]}),
     "nurse.set_status": (
         "nurse",
-        {"status": ["died", "withdrawn", "lost", "active"], "date": ["2026-03-05", "2026-03-10"], "reason": ["r"]},
+        {
+            "status": ["died", "withdrawn", "lost", "active"],
+            "date": ["2026-03-05", "2026-03-10"],
+            "reason": ["r"],
+            "correct_death": ["y"],
+        },
     ),
     "nurse.record_event": (
         "nurse",

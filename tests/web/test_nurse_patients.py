@@ -181,6 +181,27 @@ def test_death_makes_later_forms_not_expected(client, session, factory, site, nu
     sys_tp = session.scalar(select(Timepoint).where(Timepoint.patient_id == pid, Timepoint.key == "sys-c1"))
     assert sys_tp.status == "not_expected" and sys_tp.not_expected_reason == "died"
 
+    # A recorded death stays recorded: another status is refused, with what was typed kept.
+    page = client.post(
+        f"/staff/patients/{pid}/status", data={"status": "withdrawn", "date": "2026-03-02", "reason": "family"}
+    )
+    assert page.status_code == 422 and "A recorded death stays recorded" in page.get_data(as_text=True)
+    assert "This corrects a death recorded in error" in page.get_data(as_text=True)
+    session.refresh(enrolled.patient)
+    assert (enrolled.patient.status, enrolled.patient.status_date) == ("died", dt.date(2026, 3, 1))
+    # Its correction is its own act: audited as correct_death, the forms come back.
+    fixed = client.post(
+        f"/staff/patients/{pid}/status",
+        data={"status": "active", "reason": "death was of another patient", "correct_death": "y"},
+    )
+    assert fixed.status_code == 302
+    session.refresh(enrolled.patient)
+    session.refresh(sys_tp)
+    assert enrolled.patient.status == "active" and sys_tp.not_expected_reason is None
+    assert session.scalar(select(AuditEvent.reason).where(AuditEvent.action == "correct_death")) == (
+        "death was of another patient"
+    )
+
 
 def test_missed_reason_required_listed_until_given_and_audited(client, session, factory, site, nurse, now):
     enrolled = factory.patient(site)

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from zoneinfo import ZoneInfo
 
-from qol_app.models import Alert, Response, Timepoint
+from qol_app.models import Alert, Answer, Response, Timepoint
 from qol_app.scheduling.timewindows import day_after_start, local_day_start
 from tests.factories import STAFF_PASSWORD
 
@@ -98,7 +98,11 @@ def add_timepoint(
     return tp
 
 
-def add_response(session, tp, *, respondent: str = "self", mode: str = "web", at: dt.datetime) -> Response:
+def add_response(
+    session, tp, *, respondent: str = "self", mode: str = "web", at: dt.datetime, answers: dict | None = None
+) -> Response:
+    """A submitted revision 0 of the timepoint's first instrument; ``answers``: item -> value (None:
+    an explicit skip)."""
     response = Response(
         timepoint_id=tp.id,
         patient_id=tp.patient_id,
@@ -114,6 +118,9 @@ def add_response(session, tp, *, respondent: str = "self", mode: str = "web", at
         submitted_at=at,
     )
     session.add(response)
+    session.flush()
+    for item, value in (answers or {}).items():
+        session.add(Answer(response_id=response.id, item_id=item, value=value, skipped=value is None, answered_at=at))
     session.flush()
     return response
 
