@@ -11,6 +11,9 @@ Definitions (CLINICAL.md §3; shown on the dashboard):
 * **Rate** = completed / expected. **Rate per randomized** = completed / patients randomized in
   that arm (and site), the second SISAQOL figure.
 * **On time** = submitted before the window closed; **late** = in the grace period or after.
+* **Not offered** = missed with the administrative reason ``not_offered`` (the window had closed
+  before the event that creates the form was recorded): counted apart from patient-related
+  misses, still in the denominator.
 
 The query count does not depend on the number of patients: three aggregates in total.
 Missed-form reasons are written here too (:func:`set_missed_reason`): they feed these figures.
@@ -35,6 +38,7 @@ from qol_app.services import audit
 from qol_app.services.audit import Actor
 
 DECIDED = ("completed", "partial", "missed")
+NOT_OFFERED = "not_offered"
 PENDING = ("open", "overdue")
 
 
@@ -59,6 +63,8 @@ class Cell:
     late: int = 0
     partial: int = 0
     missed: int = 0
+    #: Missed for an administrative reason (``not_offered``), apart from ``missed``.
+    not_offered: int = 0
     pending: int = 0
     not_expected: int = 0
     reasons: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -69,7 +75,7 @@ class Cell:
 
     @property
     def expected(self) -> int:
-        return self.completed + self.partial + self.missed
+        return self.completed + self.partial + self.missed + self.not_offered
 
     @property
     def without_reason(self) -> int:
@@ -89,6 +95,8 @@ class Cell:
                 self.late += n
             else:
                 self.on_time += n
+        elif status == "missed" and reason == NOT_OFFERED:
+            self.not_offered += n
         elif status in ("partial", "missed"):
             setattr(self, status, getattr(self, status) + n)
             self.reasons[reason or ""] += n
@@ -240,6 +248,7 @@ def totals(result: Compliance, kind: str, arm: str) -> Cell:
             total.late += cell.late
             total.partial += cell.partial
             total.missed += cell.missed
+            total.not_offered += cell.not_offered
             total.pending += cell.pending
             total.not_expected += cell.not_expected
             total.reasons.update(cell.reasons)
@@ -273,6 +282,8 @@ def set_missed_reason(
         raise ServiceError(N_("Only a missed or partial form takes a reason."))
     if reason not in MISSED_REASONS:
         raise ServiceError(N_("Unknown reason %(reason)s."), reason=reason)
+    if tp.missed_reason == NOT_OFFERED:
+        raise ServiceError(N_("This form was never offered to the patient: its reason is administrative."))
     text = (text or "").strip() or None
     if reason == "other" and not text:
         raise ServiceError(N_('The reason "Other" needs a description.'))
