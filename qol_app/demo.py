@@ -4,6 +4,12 @@ Deterministic for a given ``today`` and seed. Demo personal links are derived fr
 app's secret key, so running ``qol demo`` again prints the same working links (real patients
 get random tokens that are never stored).
 
+One story, played forward with a clock: each patient is enrolled on the randomization day, each
+treatment event is recorded on the day it was given, each form is answered, each status and
+missed-form reason is recorded when the story says, and every one of those writes (and its audit
+row) carries that time. So an as-of export of a past day shows the trial as it was then. Every
+query the story draws from has a total order, so SQLite and PostgreSQL get the same data.
+
 Every site, account and patient it creates is marked in ``demo_records``. ``build`` refuses a
 database holding anything unmarked (real trial data must never receive demo patients or the
 printed demo logins), and a production installation refuses demo accounts at sign-in.
@@ -223,15 +229,16 @@ def ensure_patients(
         token = demo_token(secret, spec["study_id"])
         pin = demo_pin(secret, spec["study_id"])
         if spec["study_id"] not in existing:
+            site = sites[spec["site"]]
             enrolled = enroll_patient(
                 session,
                 ACTOR,
                 study_id=spec["study_id"],
-                site=sites[spec["site"]],
+                site=site,
                 arm=spec["arm"],
                 randomization_date=spec["randomization_date"],
                 language=spec["language"],
-                now=now,
+                now=at_local(spec["randomization_date"], 9, site.timezone, now),  # enrolled that morning
                 consent_date=spec["randomization_date"] - dt.timedelta(days=2),
                 pin=pin,
             )
@@ -246,88 +253,119 @@ def ensure_patients(
 # ---------------------------------------------------------------- history: events and forms
 
 
-def record_history(session: Session, patient: Patient, spec: dict, today: dt.date, now: dt.datetime) -> None:
-    """Treatment events on their actual dates (with the usual delays), up to death or withdrawal."""
-    from qol_app.services.treatment_events import record_event
+def at_local(day: dt.date, hour: int, tz: str, now: dt.datetime) -> dt.datetime:
+    """``hour``:00 on local ``day`` in ``tz`` (UTC), never later than ``now``."""
+    from qol_app.scheduling.timewindows import local_day_start, zone
 
+    return min(local_day_start(day, zone(tz)) + dt.timedelta(hours=hour), now)
+
+
+def history_events(patient: Patient, spec: dict, today: dt.date) -> list[dict]:
+    """Treatment events on their actual dates (with the usual delays), up to death or withdrawal,
+    in the order staff record them (by date; systemic cycle before the dose of the same day)."""
     rng = random.Random(spec["rng_seed"])
     end = spec["status"][1] if spec["status"] else today
     start = patient.randomization_date + dt.timedelta(days=rng.randint(1, 4))
+    events: list[dict] = []
     day, cycle = start, 1
     while day <= end and cycle <= 8:
-        record_event(
-            session,
-            ACTOR,
-            patient,
-            kind="systemic_cycle",
-            date=day,
-            number=cycle,
-            cycle_length_days=spec["cycle_length"],
-            drug="capecitabine",
-            now=now,
+        events.append(
+            dict(
+                kind="systemic_cycle",
+                date=day,
+                number=cycle,
+                cycle_length_days=spec["cycle_length"],
+                drug="capecitabine",
+            )
         )
         delay = rng.choice((0, 0, 0, 3, 7))  # low blood counts delay some cycles
         day += dt.timedelta(days=spec["cycle_length"] + delay)
         cycle += 1
     if patient.arm == "A":
         for number, dose_day in enumerate(intrathecal_dates(start, end), start=1):
-            record_event(
-                session,
-                ACTOR,
-                patient,
-                kind="intrathecal_dose",
-                date=dose_day,
-                number=number,
-                drug="pemetrexed 15 mg",
-                now=now,
-            )
+            events.append(dict(kind="intrathecal_dose", date=dose_day, number=number, drug="pemetrexed 15 mg"))
     if spec["status"]:
         status, when = spec["status"]
         if (when - patient.randomization_date).days > 50 and rng.random() < 0.6:
-            record_event(session, ACTOR, patient, kind="progression", date=when - dt.timedelta(days=20), now=now)
+            events.append(dict(kind="progression", date=when - dt.timedelta(days=20)))
+    order = {"systemic_cycle": 0, "intrathecal_dose": 1, "progression": 2}
+    return sorted(events, key=lambda e: (e["date"], order[e["kind"]], e.get("number") or 0))
 
 
-def record_end_status(session: Session, patient: Patient, spec: dict, now: dt.datetime) -> None:
-    """Death or withdrawal, recorded after the forms the patient answered before it."""
-    from qol_app.services.treatment_events import set_patient_status
+def play_story(session: Session, patient: Patient, spec: dict, now: dt.datetime, keep_open: bool) -> None:
+    """One patient's story forward in time: events recorded on their day (10:00 local), forms
+    answered in between, then the end status (noon local on its date); each at its own time."""
+    from qol_app.services.timepoints import reconcile_patient
+    from qol_app.services.treatment_events import record_event, set_patient_status
 
+    tz = patient.tz
+    handled: set[str] = set()
+    for event in history_events(patient, spec, now.date()):
+        at = at_local(event["date"], 10, tz, now)
+        fill_forms(session, patient, spec, now, keep_open, until=at, handled=handled)
+        record_event(session, ACTOR, patient, now=at, **event)
     if spec["status"]:
         status, when = spec["status"]
-        set_patient_status(session, ACTOR, patient, status, now=now, status_date=when, reason="demo data")
+        at = at_local(when, 12, tz, now)
+        fill_forms(session, patient, spec, now, keep_open, until=at, handled=handled)
+        set_patient_status(session, ACTOR, patient, status, now=at, status_date=when, reason="demo data")
+    fill_forms(session, patient, spec, now, keep_open, until=now, handled=handled)
+    reconcile_patient(session, ACTOR, patient, now, reason="demo: today")  # follow-ups up to today
 
 
-def fill_forms(session: Session, patient: Patient, spec: dict, now: dt.datetime, keep_open: bool) -> None:
-    """Answer past timepoints like real patients do: most complete, some partial, some missed.
+def fill_forms(
+    session: Session,
+    patient: Patient,
+    spec: dict,
+    now: dt.datetime,
+    keep_open: bool,
+    *,
+    until: dt.datetime | None = None,
+    handled: set[str] | None = None,
+) -> None:
+    """Answer timepoints like real patients do: most complete, some partial, some missed.
 
-    ``keep_open`` leaves forms whose window is open now unanswered, so demo links show work.
+    Only forms answered before ``until`` (default ``now``) are written, at their answering time;
+    ``handled`` (keys) carries over between calls, so the story can record the next event in
+    between. Each timepoint's draw comes from its own seed (patient seed + key), so the result
+    does not depend on the order or the number of calls. ``keep_open`` leaves forms whose window
+    is open now unanswered, so demo links show work.
     """
     from qol_app.models import Timepoint
     from qol_app.services import responses as svc
 
-    rng = random.Random(spec["rng_seed"] + 1)
-    frailty = rng.random()  # sicker patients answer less and score worse
+    until = until or now
+    handled = set() if handled is None else handled
+    frailty = random.Random(spec["rng_seed"] + 1).random()  # sicker patients answer less and score worse
     timepoints = session.scalars(
         select(Timepoint)
         .where(
             Timepoint.patient_id == patient.id,
-            Timepoint.status != "not_expected",
+            Timepoint.status.not_in(("not_expected", "cancelled")),
             Timepoint.cancel_reason.is_(None),
-            Timepoint.opens_at <= now,
+            Timepoint.opens_at < until,
         )
-        .order_by(Timepoint.opens_at)
+        .order_by(Timepoint.opens_at, Timepoint.key)  # a total order: the same story on every database
     ).all()
     actor = Actor("patient", str(patient.id))
     end = spec["status"][1] if spec["status"] else None
     for tp in timepoints:
+        if tp.key in handled:
+            continue
         if end is not None and tp.window_start > end:
             continue  # after death or withdrawal: never answered (not expected once the status is in)
         still_open = tp.grace_closes_at > now
         if still_open and keep_open:
             continue
+        rng = random.Random(f"{spec['rng_seed']}:{tp.key}")
         roll = rng.random()
         if roll < 0.12 + 0.25 * frailty:
+            handled.add(tp.key)
             continue  # missed (a reason is given below for most)
-        answered_at = min(tp.opens_at + dt.timedelta(hours=rng.randint(9, 60)), now - dt.timedelta(minutes=5))
+        answered_at = min(tp.opens_at + dt.timedelta(hours=rng.randint(9, 40)), now - dt.timedelta(minutes=5))
+        if answered_at >= until:
+            continue  # later in the story
+        handled.add(tp.key)
         if end is not None and answered_at.date() >= end:
             continue
         who = rng.choices(("self", "self_assisted", "proxy"), weights=(6, 3, 2))[0]
@@ -380,16 +418,40 @@ def _answer(rng: random.Random, item, frailty: float) -> int | float | None:
 MISSED_REASONS = ("too_ill", "too_ill", "hospitalised", "forgot", "technical", "cognitive_impairment", "refused")
 
 
+def _site_nurse(session: Session, site_id: int) -> StaffUser | None:
+    return session.scalar(
+        select(StaffUser)
+        .join(SiteMembership)
+        .where(SiteMembership.site_id == site_id, StaffUser.role == "nurse")
+        .order_by(StaffUser.id)
+        .limit(1)
+    )
+
+
 def give_missed_reasons(session: Session, now: dt.datetime, seed: int = 11) -> None:
-    """Nurses give a reason for most missed forms; a few stay on their to-do list."""
+    """Nurses give a reason for most missed forms, the day after the grace period ended (audited
+    at that time, through the nurses' own service); a few stay on their to-do list."""
     from qol_app.models import Timepoint
+    from qol_app.services.compliance import set_missed_reason
 
     rng = random.Random(seed)
+    nurses: dict[int, StaffUser | None] = {}
     for tp in session.scalars(
-        select(Timepoint).where(Timepoint.status == "missed", Timepoint.missed_reason.is_(None)).order_by(Timepoint.id)
-    ):
-        if rng.random() < 0.8:
-            tp.missed_reason = rng.choice(MISSED_REASONS)
+        select(Timepoint)
+        .where(Timepoint.status.in_(("missed", "partial")), Timepoint.missed_reason.is_(None))
+        .order_by(Timepoint.id)
+    ).all():
+        when = tp.grace_closes_at + dt.timedelta(days=1)
+        if rng.random() >= 0.8 or when > now:
+            continue
+        site_id = tp.patient.site_id
+        if site_id not in nurses:
+            nurses[site_id] = _site_nurse(session, site_id)
+        nurse = nurses[site_id]
+        if nurse is None:
+            continue
+        reason = rng.choice(MISSED_REASONS)
+        set_missed_reason(session, Actor("staff", str(nurse.id)), nurse, tp, reason, None, change_reason=None, now=when)
 
 
 def handle_old_alerts(session: Session, now: dt.datetime) -> None:
@@ -405,11 +467,7 @@ def handle_old_alerts(session: Session, now: dt.datetime) -> None:
     ):
         site_id = alert.patient.site_id
         if site_id not in nurses:
-            nurses[site_id] = session.scalar(
-                select(StaffUser)
-                .join(SiteMembership)
-                .where(SiteMembership.site_id == site_id, StaffUser.role == "nurse")
-            )
+            nurses[site_id] = _site_nurse(session, site_id)
         nurse = nurses[site_id]
         when = alert.raised_at + dt.timedelta(hours=3)
         action = (
@@ -422,23 +480,26 @@ def build(
     session: Session, secret: str, now: dt.datetime, n_patients: int = 40, progress: Callable[[str], None] | None = None
 ) -> DemoResult:
     """Create (or complete) the demo trial; idempotent: existing demo patients are left alone."""
-    from qol_app.services.timepoints import sweep_statuses
+    from qol_app.services.timepoints import reconcile_patient, sweep_statuses
 
     check_demo_database(session)
     say = progress or (lambda _msg: None)
     today = now.date()
-    sites = ensure_sites_and_staff(session, now, secret)
     cohort = plan_patients(n_patients, today)
+    opened = min(
+        [now - dt.timedelta(days=7)]
+        + [at_local(spec["randomization_date"] - dt.timedelta(days=7), 8, "UTC", now) for spec in cohort]
+    )
+    sites = ensure_sites_and_staff(session, opened, secret)  # the trial opened before the first patient
     created = []
 
     def on_patient(patient: Patient, spec: dict) -> None:
-        record_history(session, patient, spec, today, now)
+        reconcile_patient(session, ACTOR, patient, patient.created_at, reason="demo: enrolled")
         created.append((patient, spec))
 
     shown = ensure_patients(session, sites, cohort, secret, now, on_patient)
     for index, (patient, spec) in enumerate(created):
-        fill_forms(session, patient, spec, now, keep_open=index < 12)
-        record_end_status(session, patient, spec, now)
+        play_story(session, patient, spec, now, keep_open=index < 12)
         if index % 10 == 9:
             say(f"{index + 1} patients with forms")
     sweep_statuses(session, now, actor=ACTOR)

@@ -10,7 +10,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from babel import Locale, support
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_time
 from flask import Flask, current_app, g, request, session
 from flask_babel import get_locale, get_translations
 
@@ -72,7 +72,12 @@ def local_date(value: dt.date, locale: str) -> str:
 
 
 def local_datetime(value: dt.datetime, tz: str, locale: str) -> str:
-    return format_datetime(value, format="medium", tzinfo=ZoneInfo(tz), locale=locale)
+    """An instant in zone ``tz``, in the reader's format, to the minute (never seconds)."""
+    local = value.astimezone(ZoneInfo(tz))
+    pattern = str(Locale.parse(locale).datetime_formats["medium"])  # e.g. "{1}, {0}" or "{1} {0}"
+    return pattern.format(
+        format_time(local, format="short", locale=locale), format_date(local.date(), format="medium", locale=locale)
+    )
 
 
 def init_app(app: Flask) -> None:

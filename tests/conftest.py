@@ -189,3 +189,10 @@ def factory(session, now):
     from tests.factories import Factory
 
     return Factory(session, now)
+
+
+@pytest.fixture(scope="session")
+def seen_across_backends() -> dict:
+    """A place for a test parametrised over both databases to leave what it saw, so the run on the
+    second backend can compare with the first (e.g. the demo story must be the same on both)."""
+    return {}

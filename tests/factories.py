@@ -69,8 +69,11 @@ class Factory:
         language: str = "zh_Hans",
         randomization_date: dt.date | None = None,
         pin: str | None = "123456",
+        enrolled_at: dt.datetime | None = None,
         **kw,
     ) -> Enrolled:
+        """Enrol through the real service; ``enrolled_at`` (default: the factory's now) is when the
+        enrolment was recorded, which decides whether past forms were offered (late entry)."""
         site = site or self.site()
         n = next(_seq)
         return enroll_patient(
@@ -81,7 +84,7 @@ class Factory:
             arm=arm,
             randomization_date=randomization_date or self.now.date(),
             language=language,
-            now=self.now,
+            now=enrolled_at or self.now,
             with_pin=pin is not None,
             pin=pin,
             **kw,

@@ -28,3 +28,7 @@ from qol_app.commands.patients import patients_group  # noqa: E402
 from qol_app.commands.sites import sites_group  # noqa: E402
 
 COMMANDS.extend([sites_group, patients_group, check_command, backup_command])
+
+from qol_app.commands.schedule import schedule_group  # noqa: E402
+
+COMMANDS.append(schedule_group)

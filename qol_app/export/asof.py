@@ -96,6 +96,7 @@ class ResponseRow:
     started_at: dt.datetime
     submitted_at: dt.datetime | None
     entered_by: int | None = None
+    completed_on: dt.date | None = None  # paper/interview: the date the patient completed it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -213,6 +214,8 @@ class ResponseFacts:
     started_at: dt.datetime
     first_submitted_at: dt.datetime | None
     corrections: tuple[Correction, ...] = ()
+    #: Paper or interview form: the patient-local date the patient completed it (window, study day).
+    completed_on: dt.date | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -386,6 +389,7 @@ def response_at(revisions: Sequence[ResponseRow], as_of: dt.datetime) -> tuple[R
         row.started_at,
         first_at,
         corrections,
+        first.completed_on if first is not None and first in done else None,
     )
     return facts, True
 

@@ -33,6 +33,7 @@ from qol_app.export.source import SCORE_SCHEMA, ExportFilters, Source
 from qol_app.instruments import Registry, get_registry
 from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE, answered_items, check_rule, is_received
 from qol_app.scheduling.status import is_late
+from qol_app.scheduling.timewindows import local_day_start, zone
 from qol_app.scoring import change_from_baseline, is_deteriorated, scale_info, score_detail
 
 #: Short instrument prefixes for wide column names; XPT prefixes are shorter still.
@@ -366,6 +367,10 @@ def form_facts(form: Form, trial: Trial) -> _FormFacts:
     rand = patient.randomization_date
     first = response.first_submitted_at if response is not None and form.status == "completed" else None
     done_day = local_day(first, patient.tz)
+    moment = first  # on time / late and the study day: when the patient completed it
+    if first is not None and response is not None and response.completed_on is not None:
+        done_day = response.completed_on  # paper/interview: the date on the form, not the transcription
+        moment = local_day_start(done_day, zone(patient.tz))
     proxy = response is not None and response.respondent == "proxy"
     return _FormFacts(
         code=timepoint_code(tp.key, rand, iso),
@@ -375,7 +380,7 @@ def form_facts(form: Form, trial: Trial) -> _FormFacts:
         completed_at=_seconds(first) if iso else None,
         completed_day=day_of(done_day, rand),
         days_from_rand=((done_day or tp.target_date) - rand).days,
-        window=None if first is None else ("late" if is_late(tp, first) else "on_time"),
+        window=None if moment is None else ("late" if is_late(tp, moment) else "on_time"),
         respondent=response.respondent if response is not None else None,
         relationship=relationship_code(response.relationship) if proxy else None,
         mode=response.mode if response is not None else None,

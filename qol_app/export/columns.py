@@ -199,7 +199,8 @@ COMPLETED_AT = col(
     "datetime",
     "Completed at (UTC)",
     "完成时间（UTC）",
-    description="Submission of the patient's form (revision 0). " + ISO_ONLY,
+    description="Submission of the patient's form (revision 0); for paper and interview forms the "
+    "transcription (completed_day and window_status use the date the patient completed it). " + ISO_ONLY,
     xpt="COMPLDTM",
 )
 COMPLETED_DAY = col(
@@ -227,7 +228,8 @@ WINDOW = col(
     "Completed on time or late",
     "按时或延迟完成",
     WINDOW_LABELS,
-    description="Completed forms only: late = submitted after the window closed (in grace or later).",
+    description="Completed forms only: late = submitted after the window closed (in grace or later). "
+    "Paper and interview forms count from the date the patient completed them, not the transcription.",
     xpt="WINDOW",
 )
 RESPONDENT = col("respondent", "string", "Respondent", "填写人", RESPONDENT_LABELS, xpt="RESPOND")

@@ -186,6 +186,7 @@ class Source:
                 Response.started_at,
                 Response.submitted_at,
                 Response.entered_by,
+                Response.completed_on,
             )
             .join(Patient, Response.patient_id == Patient.id)
             .where(Response.instrument_id.in_(self.instruments))

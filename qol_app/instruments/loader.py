@@ -224,9 +224,12 @@ def parse_instrument(text: str, file: str = "<text>") -> Instrument:
     root = Node(file, "", read_yaml(text, file))
     top = root.fields(
         ("id", "version", "name", "instructions", "languages", "wording", "pages", "items", "scales"),
-        ("option_sets",),
+        ("option_sets", "paper_number_offset"),
     )
     instrument_id = top["id"].ident()
+    paper_offset = top["paper_number_offset"].as_int() if "paper_number_offset" in top else 0
+    if paper_offset < 0:
+        top["paper_number_offset"].fail("must be >= 0")
     version = top["version"].as_str()
     languages = _languages(top["languages"])
     option_sets = _option_sets(top["option_sets"], languages) if "option_sets" in top else {}
@@ -252,6 +255,7 @@ def parse_instrument(text: str, file: str = "<text>") -> Instrument:
         scales=scales,
         option_sets=MappingProxyType(option_sets),
         source_file=file,
+        paper_number_offset=paper_offset,
     )
 
 

@@ -221,6 +221,9 @@ class Instrument:
     scales: tuple[Scale, ...]
     option_sets: Mapping[str, tuple[Option, ...]] = field(default_factory=lambda: MappingProxyType({}))
     source_file: str = ""
+    #: Added to an item's position for the number printed on the paper form (BN20 after the
+    #: C30: 30, so its q1 is printed as 31).
+    paper_number_offset: int = 0
     _items_by_id: Mapping[str, Item] = field(init=False, repr=False, compare=False, default_factory=dict)
     _scales_by_code: Mapping[str, Scale] = field(init=False, repr=False, compare=False, default_factory=dict)
 

@@ -6,7 +6,7 @@ from qol_app.models.exports import ExportJob
 from qol_app.models.locks import DataLock, DemoRecord
 from qol_app.models.notifications import OutboxMessage, ReminderLink, SchedulerHeartbeat, SchedulerLease
 from qol_app.models.responses import Answer, Response, Score, WordingOverlay
-from qol_app.models.schedule import Timepoint
+from qol_app.models.schedule import ScheduleAmendment, Timepoint
 from qol_app.models.sessions import LoginSession
 from qol_app.models.staff import RecoveryCode, SignInThrottle, SiteMembership, StaffUser
 from qol_app.models.trial import Patient, PatientStatusChange, Site, TreatmentEvent
@@ -26,6 +26,7 @@ __all__ = [
     "RecoveryCode",
     "ReminderLink",
     "Response",
+    "ScheduleAmendment",
     "SchedulerHeartbeat",
     "SignInThrottle",
     "SchedulerLease",

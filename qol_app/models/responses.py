@@ -46,6 +46,10 @@ class Response(Base):
     status: Mapped[str16] = mapped_column(default="in_progress")
     started_at: Mapped[created_at]
     submitted_at: Mapped[dt.datetime | None] = mapped_column(doc="Server receipt time of the submission (UTC)")
+    completed_on: Mapped[dt.date | None] = mapped_column(
+        doc="Paper or interview form: the (patient-local) date the patient completed it; window status and "
+        "study day come from it, submitted_at stays the transcription time"
+    )
     client_time: Mapped[str32 | None] = mapped_column(doc="The device's local time as it reported it")
     client_utc_offset_minutes: Mapped[int | None]
     entered_by: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))

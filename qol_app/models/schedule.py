@@ -25,6 +25,26 @@ MISSED_REASONS = (
 )
 
 
+class ScheduleAmendment(Base):
+    """A schedule file applied from an effective date (``qol schedule apply``).
+
+    The newest row names the schedule in force: timepoints whose window opens before its
+    ``effective_date`` and that an earlier version created are never rewritten by it.
+    """
+
+    __tablename__ = "schedule_amendments"
+
+    id: Mapped[intpk]
+    schedule_id: Mapped[str64]
+    version: Mapped[str32]
+    version_label: Mapped[str64] = mapped_column(doc="id@version, as stored on timepoints")
+    effective_date: Mapped[dt.date] = mapped_column(doc="Changes only timepoints opening on or after it")
+    source: Mapped[str255] = mapped_column(doc="The schedule file applied")
+    sha256: Mapped[str64] = mapped_column(doc="Of the file's bytes")
+    applied_at: Mapped[created_at]
+    applied_by: Mapped[str64]
+
+
 class Timepoint(Base):
     """One expected form set; planned by the scheduler and reconciled idempotently by its ``key``."""
 
@@ -38,6 +58,9 @@ class Timepoint(Base):
     patient_id: Mapped[patient_fk]
     key: Mapped[str64] = mapped_column(doc="Stable planner key, e.g. sys-c3 or diary-2026-03-14")
     rule_id: Mapped[str64]
+    schedule_version: Mapped[str64 | None] = mapped_column(
+        doc="id@version of the schedule file that created this timepoint (kept when it moves)"
+    )
     kind: Mapped[str16] = mapped_column(doc="questionnaire or diary")
     instruments: Mapped[list[Any]]
     anchor_event_id: Mapped[int | None] = mapped_column(ForeignKey("treatment_events.id"))

@@ -11,7 +11,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
-from wtforms import RadioField, SelectField, TextAreaField
+from wtforms import DateField, RadioField, SelectField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
 from qol_app import policy
@@ -24,6 +24,7 @@ from qol_app.nurse import bp, kept
 from qol_app.nurse.common import current_actor, now
 from qol_app.nurse.forms import choices
 from qol_app.nurse.labels import MODE_LABELS, RELATIONSHIP_LABELS, RESPONDENT_LABELS
+from qol_app.scheduling.timewindows import local_date_of, zone
 from qol_app.security import staff_required
 from qol_app.services import responses
 from qol_app.services.compliance import current_status
@@ -52,6 +53,9 @@ def _entry_form(texts, shown: tuple[str, ...]):
             choices=choices([("", "—"), *RELATIONSHIP_LABELS.items()]),
             validators=[Optional()],
         ),
+        "entry_completed_on": DateField(
+            _l("Date the patient completed the form (paper or interview)"), validators=[Optional()]
+        ),
     }
     return type(f"Staff{page_form.__name__}", (page_form,), extra)
 
@@ -69,13 +73,14 @@ def _entry(patient_id: int, timepoint_id: int, instrument_id: str):
 
 
 def _render_entry(p, tp, texts, form, status: int = 200, **notices):
+    instrument = responses.registry().get(texts.instrument_id)
     return render_template(
         "nurse/enter_form.html",
         patient=p,
         tp=tp,
         texts=texts,
         form=form,
-        item_fields=[form[item_id] for item_id in form.item_ids],
+        item_fields=[(responses.paper_number(instrument, item_id), form[item_id]) for item_id in form.item_ids],
         **notices,
     ), status
 
@@ -89,10 +94,12 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
     if restored is not None:
         return _render_entry(p, tp, texts, form_class(formdata=restored), restored=True)
     mode = request.args.get("mode")  # e.g. "interview" after a call task's "done over the phone"
+    today = local_date_of(now(), zone(p.tz))
     form = form_class(
         entry_respondent=tp.respondent or "self",
         entry_relationship=tp.respondent_relationship or "",
         entry_mode=mode if mode in STAFF_MODES else None,
+        entry_completed_on=today,
     )
     if form.validate_on_submit():
         relationship = form.entry_relationship.data or None
@@ -113,6 +120,8 @@ def enter_form(patient_id: int, timepoint_id: int, instrument_id: str):
                         relationship=relationship,
                         language=p.language,
                         actor=current_actor(),
+                        # the page always sends the date (today unless changed); a bare POST means today
+                        completed_on=form.entry_completed_on.data if "entry_completed_on" in request.form else today,
                     )
             except responses.AlreadySubmitted:
                 flash(_("This form was already submitted; correct it from the timeline instead."), "error")

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app, url_for
 from flask_babel import gettext as _
@@ -14,7 +13,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qol_app.i18n import local_date, local_datetime, select_locale
+from qol_app.i18n import local_date, select_locale
 from qol_app.instruments import LocalizedInstrument
 from qol_app.instruments.wording import LocalizedItem
 from qol_app.models import Alert, Patient, Response, Timepoint
@@ -27,19 +26,20 @@ def safety(patient: Patient) -> dict[str, str]:
     return {"site_phone": site.contact_phone or site.emergency_phone, "emergency": site.emergency_phone}
 
 
-def until_text(when: dt.datetime, tz: str, locale: str) -> str:
-    """ "until 12 Mar 2026, 18:00" in the patient's zone; a midnight deadline reads as the end of the day before."""
-    local = when.astimezone(ZoneInfo(tz))
-    if local.time() == dt.time(0, 0):
-        return _("until the end of %(date)s", date=local_date(local.date() - dt.timedelta(days=1), locale))
-    return _("until %(time)s", time=local_datetime(when, tz, locale))
+def deadline_text(tp: Timepoint, now: dt.datetime, locale: str) -> str:
+    """The one way a deadline is said (CLINICAL.md §3, issue 14): "please answer by <last on-time
+    day>" while the window is open, then "late, still accepted until <last day of grace>".
+    Both are the patient's local calendar days (``window_end``, ``grace_end``)."""
+    if now < tp.closes_at:
+        return _("Please answer by %(date)s", date=local_date(tp.window_end, locale))
+    return _("Late, still accepted until %(date)s", date=local_date(tp.grace_end, locale))
 
 
 @dataclasses.dataclass(frozen=True)
 class DueItem:
     heading: str
     forms: list[tuple[str, bool]]  # (title, submitted?)
-    until: str
+    until: str  # deadline_text()
     late: bool
     started: bool
     url: str
@@ -71,7 +71,7 @@ def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt
             DueItem(
                 heading,
                 forms,
-                until_text(tp.grace_closes_at, patient.tz, locale),
+                deadline_text(tp, now, locale),
                 now >= tp.closes_at,
                 bool(statuses),
                 url_for("patient.start", timepoint_id=tp.id),

@@ -16,6 +16,7 @@ from .planner import (
     plan,
 )
 from .reconcile import (
+    Amendment,
     Cancel,
     ExistingTimepoint,
     MarkNotExpected,
@@ -31,6 +32,7 @@ from .timewindows import local_date_of, local_day_start
 __all__ = [
     "SCHEDULES_DIR",
     "STATUSES",
+    "Amendment",
     "Anchor",
     "Cancel",
     "EventFact",

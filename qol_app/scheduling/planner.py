@@ -24,6 +24,15 @@ Decisions (see also the schedule format in :mod:`.rules`):
   preferred: an order-based key shifts when an earlier event is inserted.
 * Two timepoints with the same key (e.g. two end-of-treatment events) are a
   data error: :class:`PlanningError`, never a silent pick.
+* Cycle days (format 2 schedules): day 1 is the administration day. A window
+  with ``until_next_cycle`` ends (grace included) no later than the day before
+  the next recorded administration of the same kind; if that day falls before
+  the window would open, the window shrinks to that one day.
+* Late entry: a timepoint whose grace period had already ended when every
+  event behind it was recorded (``recorded_at``) was never offered to the
+  patient: ``not_offered`` is set, and the service stores it as missed with
+  the administrative reason ``not_offered``. Anchors without a recorded time
+  are taken as recorded in time.
 """
 
 from __future__ import annotations
@@ -72,6 +81,8 @@ class PatientFacts:
     timezone: str
     end_status: EndStatus | None = None
     end_date: date | None = None
+    #: When the enrolment (the randomization anchor) was recorded; None: in time.
+    enrolled_at: datetime | None = None
 
     def __post_init__(self) -> None:
         zone(self.timezone)  # fail early on a bad IANA name
@@ -90,6 +101,8 @@ class EventFact:
     date: date
     number: int | None = None
     cycle_length_days: int | None = None
+    #: When staff recorded the event (aware UTC); None: taken as recorded in time.
+    recorded_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in EVENT_KINDS:
@@ -108,6 +121,7 @@ class Anchor:
     event_id: EventId | None
     number: int | None
     date: date
+    recorded_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +159,8 @@ class PlannedTimepoint:
     grace_closes_at: datetime
     expected: bool = True
     not_expected_reason: EndStatus | None = None
+    #: Every event behind it was recorded after its grace period ended: never offered.
+    not_offered: bool = False
 
     @property
     def source_anchors(self) -> tuple[Anchor, ...]:
@@ -203,8 +219,8 @@ def plan(
     for order, rule in enumerate(schedule.rules):
         if not rule.applies_to(patient.arm):
             continue
-        for anchor, n, cycle_length in anchors.get(rule.anchor, ()):
-            for draft in _drafts_for(rule, order, anchor, n, cycle_length, horizon, study_end):
+        for info in anchors.get(rule.anchor, ()):
+            for draft in _drafts_for(rule, order, info, horizon, study_end):
                 _add(drafts, draft)
 
     tz = zone(patient.timezone)
@@ -228,13 +244,18 @@ def _event_sort_key(event: EventFact) -> tuple[date, tuple[int, int, str]]:
     return (event.date, _id_order(event.id))
 
 
-def _anchors_by_kind(
-    patient: PatientFacts, events: Iterable[EventFact]
-) -> dict[str, list[tuple[Anchor, int, int | None]]]:
-    """Anchor, effective number n, cycle length per anchor kind, in date order."""
-    result: dict[str, list[tuple[Anchor, int, int | None]]] = {
-        "randomization": [(Anchor("randomization", None, None, patient.randomization_date), 1, None)]
-    }
+@dataclass(frozen=True, slots=True)
+class _AnchorInfo:
+    anchor: Anchor
+    n: int
+    cycle_length: int | None
+    next_date: date | None = None  # the next anchor of the same kind (next administration)
+
+
+def _anchors_by_kind(patient: PatientFacts, events: Iterable[EventFact]) -> dict[str, list[_AnchorInfo]]:
+    """Anchor, effective number n, cycle length, next date per anchor kind, in date order."""
+    randomization = Anchor("randomization", None, None, patient.randomization_date, patient.enrolled_at)
+    result: dict[str, list[_AnchorInfo]] = {"randomization": [_AnchorInfo(randomization, 1, None)]}
     seen: set[EventId] = set()
     ordered = sorted(events, key=_event_sort_key)
     ordinals: dict[str, int] = {}
@@ -244,8 +265,14 @@ def _anchors_by_kind(
         seen.add(event.id)
         ordinals[event.kind] = ordinals.get(event.kind, 0) + 1
         n = event.number if event.number is not None else ordinals[event.kind]
-        anchor = Anchor(event.kind, event.id, event.number, event.date)
-        result.setdefault(event.kind, []).append((anchor, n, event.cycle_length_days))
+        anchor = Anchor(event.kind, event.id, event.number, event.date, event.recorded_at)
+        result.setdefault(event.kind, []).append(_AnchorInfo(anchor, n, event.cycle_length_days))
+    for kind, infos in result.items():
+        later = [
+            next((b.anchor.date for b in infos[i + 1 :] if b.anchor.date > a.anchor.date), None)
+            for i, a in enumerate(infos)
+        ]
+        result[kind] = [_AnchorInfo(a.anchor, a.n, a.cycle_length, nxt) for a, nxt in zip(infos, later, strict=True)]
     return result
 
 
@@ -259,12 +286,11 @@ def _horizon(schedule: Schedule, patient: PatientFacts, today: date) -> date:
 def _drafts_for(
     rule: Rule,
     order: int,
-    anchor: Anchor,
-    n: int,
-    cycle_length: int | None,
+    info: _AnchorInfo,
     horizon: date,
     study_end: date | None,
 ) -> Iterable[_Draft]:
+    anchor, n = info.anchor, info.n
     if rule.days is not None:  # diary: one draft per day, the day is the window
         for day in range(rule.days.first, rule.days.last + 1):
             on = anchor.date + timedelta(days=day)
@@ -282,21 +308,28 @@ def _drafts_for(
 
     assert rule.target is not None and rule.window is not None and rule.key is not None
     key_template = rule.key
-    offset = (cycle_length or rule.cycle_length_days) if rule.target.from_cycle_length else rule.target.offset_days
+    offset = rule.target.offset(info.cycle_length or rule.cycle_length_days)
     before = timedelta(days=rule.window.before)
     after = timedelta(days=rule.window.after)
+    last_day = info.next_date - _DAY if rule.window.until_next_cycle and info.next_date is not None else None
 
     def draft(offset_days: int, k: int | None) -> _Draft:
         target = anchor.date + timedelta(days=offset_days)
+        start, end = target - before, target + after
+        grace_end = end + timedelta(days=rule.grace_days)
+        if last_day is not None:
+            end, grace_end = min(end, last_day), min(grace_end, last_day)
+            start = min(start, end)
+            target = max(start, min(target, end))
         return _Draft(
             key=key_template.format(n=n, k=k),
             rule=rule,
             rule_order=order,
-            source=Source(rule.id, anchor, offset_days),
+            source=Source(rule.id, anchor, (target - anchor.date).days),
             target=target,
-            window_start=target - before,
-            window_end=target + after,
-            grace_end=target + after + timedelta(days=rule.grace_days),
+            window_start=start,
+            window_end=end,
+            grace_end=grace_end,
         )
 
     if rule.repeat is None:
@@ -367,6 +400,10 @@ def _finish(
     ended_before = end is not None and (
         draft.target > end or (end_open_forms and draft.window_start <= end <= draft.grace_end)
     )
+    grace_closes_at = day_start(draft.grace_end + _DAY)
+    not_offered = not ended_before and all(
+        source.anchor.recorded_at is not None and source.anchor.recorded_at >= grace_closes_at for source in sources
+    )
     return PlannedTimepoint(
         key=draft.key,
         rule_id=draft.rule.id,
@@ -380,7 +417,8 @@ def _finish(
         grace_end=draft.grace_end,
         opens_at=day_start(draft.window_start),
         closes_at=day_start(draft.window_end + _DAY),
-        grace_closes_at=day_start(draft.grace_end + _DAY),
+        grace_closes_at=grace_closes_at,
         expected=not ended_before,
         not_expected_reason=patient.end_status if ended_before else None,
+        not_offered=not_offered,
     )

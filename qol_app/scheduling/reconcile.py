@@ -18,6 +18,12 @@ transaction and writes one audit entry per change. Rules:
 * Planned not expected but stored expected -> ``to_mark_not_expected``.
 * Cancelled (or not-expected) rows that are planned and expected again ->
   ``to_reactivate`` (an event re-entered, a death record retracted).
+* Amendments (pass ``amendment``): a row that an earlier schedule version created and whose
+  window opens before the amendment's effective date is the past: never moved, cancelled or
+  reactivated (its status and reason stay); only a patient's end status can still mark it not
+  expected. A planned timepoint opening before that date is not created when every event
+  behind it was recorded before the amendment was applied (the old version planned those
+  days). Rows of an earlier version that the new plan drops are cancelled ``schedule_amended``.
 * Idempotent: ``diff(apply_plan(existing, d), planned)`` has no changes.
 """
 
@@ -25,13 +31,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Final, Literal
 
 from .planner import EventId, PatientFacts, PlannedTimepoint
 
 __all__ = [
     "CANCEL_REASONS",
+    "Amendment",
     "Cancel",
     "ExistingTimepoint",
     "MarkNotExpected",
@@ -41,8 +48,28 @@ __all__ = [
     "diff",
 ]
 
-CancelReason = Literal["anchor_event_deleted", "no_longer_planned"]
-CANCEL_REASONS: Final[tuple[str, ...]] = ("anchor_event_deleted", "no_longer_planned")
+CancelReason = Literal["anchor_event_deleted", "no_longer_planned", "schedule_amended"]
+CANCEL_REASONS: Final[tuple[str, ...]] = ("anchor_event_deleted", "no_longer_planned", "schedule_amended")
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """The schedule version in force since ``effective`` (applied at ``applied_at``)."""
+
+    version: str
+    effective: date
+    applied_at: datetime
+
+    def is_past(self, row: ExistingTimepoint) -> bool:
+        """A row an earlier version created, whose window opens before the effective date."""
+        return row.window_start < self.effective and row.schedule_version != self.version
+
+    def skips(self, tp: PlannedTimepoint) -> bool:
+        """A new timepoint the amendment must not create: it opens before the effective date and
+        every event behind it was known (recorded) when the amendment was applied."""
+        return tp.window_start < self.effective and all(
+            a.recorded_at is None or a.recorded_at < self.applied_at for a in tp.source_anchors
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +92,13 @@ class ExistingTimepoint:
     not_expected_reason: str | None = None
     event_ids: tuple[EventId, ...] | None = None
     cancel_reason: str | None = None
+    schedule_version: str | None = None
 
     @classmethod
-    def from_planned(cls, tp: PlannedTimepoint) -> ExistingTimepoint:
+    def from_planned(cls, tp: PlannedTimepoint, schedule_version: str | None = None) -> ExistingTimepoint:
         """The row a service would insert for ``tp`` (not started, not cancelled)."""
         return cls(
+            schedule_version=schedule_version,
             key=tp.key,
             target_date=tp.target_date,
             window_start=tp.window_start,
@@ -141,6 +170,7 @@ def diff(
     *,
     patient: PatientFacts | None = None,
     live_event_ids: Collection[EventId] | None = None,
+    amendment: Amendment | None = None,
 ) -> ReconcilePlan:
     """Changes that make ``existing`` match ``planned`` (see module doc).
 
@@ -169,10 +199,14 @@ def diff(
     reactivate: list[Update] = []
     untouched: list[ExistingTimepoint] = []
 
+    ended = patient is not None and patient.end_status is not None and patient.end_date is not None
     for tp in sorted(planned, key=lambda p: (p.target_date, p.key)):
         row = by_key.get(tp.key)
         if row is None:
-            create.append(tp)
+            if amendment is None or not amendment.skips(tp):
+                create.append(tp)
+        elif amendment is not None and amendment.is_past(row):
+            _keep_past(row, patient, mark, untouched)
         elif row.started or row.completed:
             untouched.append(row)  # answers exist: never touched by planning
         elif row.cancelled:
@@ -196,17 +230,16 @@ def diff(
         key=lambda r: (r.target_date, r.key),
     )
     for old in stale:
-        if old.cancelled or old.started or old.completed or old.not_expected_reason is not None:
+        if amendment is not None and amendment.is_past(old):
+            _keep_past(old, patient, mark, untouched)
+        elif old.cancelled or old.started or old.completed or old.not_expected_reason is not None:
             untouched.append(old)
-        elif (
-            patient is not None
-            and patient.end_status is not None
-            and patient.end_date is not None
-            and old.target_date > patient.end_date
-        ):
-            mark.append(MarkNotExpected(old, patient.end_status, None))
+        elif ended and old.target_date > patient.end_date:  # type: ignore[union-attr,operator]
+            mark.append(MarkNotExpected(old, patient.end_status, None))  # type: ignore[union-attr,arg-type]
         elif old.event_ids and not any(event_id in live for event_id in old.event_ids):
             cancel.append(Cancel(old, "anchor_event_deleted"))
+        elif amendment is not None and old.schedule_version != amendment.version:
+            cancel.append(Cancel(old, "schedule_amended"))
         else:
             cancel.append(Cancel(old, "no_longer_planned"))
 
@@ -218,6 +251,26 @@ def diff(
         to_reactivate=tuple(reactivate),
         untouched=tuple(untouched),
     )
+
+
+def _keep_past(
+    row: ExistingTimepoint,
+    patient: PatientFacts | None,
+    mark: list[MarkNotExpected],
+    untouched: list[ExistingTimepoint],
+) -> None:
+    """The past under an amendment: kept as it is, except that a patient's end status still
+    makes a not-yet-answered later form not expected."""
+    if (
+        patient is not None
+        and patient.end_status is not None
+        and patient.end_date is not None
+        and row.target_date > patient.end_date
+        and not (row.cancelled or row.started or row.completed or row.not_expected_reason is not None)
+    ):
+        mark.append(MarkNotExpected(row, patient.end_status, None))
+    else:
+        untouched.append(row)
 
 
 def apply_plan(existing: Sequence[ExistingTimepoint], changes: ReconcilePlan) -> list[ExistingTimepoint]:

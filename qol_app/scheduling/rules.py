@@ -5,7 +5,23 @@ protocol (or amendment) may change; code only knows the rule *types*.
 Everything is checked at load time so that a typo fails at start-up with the
 file and field named, never as a wrong timepoint in front of a patient.
 
-Format (``schema_version: 1``)::
+Format 2 (``schema_version: 2``) counts cycle days as clinicians do (day 1 = the
+administration day) and carries a protocol version; format 1 (below) still loads, its
+``version`` defaults to ``"1"``. Format 2 adds, for rules anchored on ``systemic_cycle``::
+
+    version: "2026-12"              # required: stored with every timepoint this file creates
+    rules:
+      - id: after_systemic_cycle
+        target: {cycle_day: last}   # cycle day N (1 = administration day), or last = the
+                                    # cycle's own length (day 21 of a 21-day cycle)
+        window: {before: 3, after: 3, until_next_cycle: true}
+                                    # the window (and grace) end no later than the day
+                                    # before the next recorded administration
+      - id: nadir_diary
+        kind: diary
+        cycle_days: {first: 8, last: 15}   # instead of days: cycle days, inclusive
+
+Format 1 (``schema_version: 1``)::
 
     schema_version: 1
     id: conquer_default             # stable id, stored with each timepoint
@@ -87,12 +103,15 @@ EVENT_KINDS: Final[tuple[str, ...]] = ANCHOR_KINDS[1:]
 REPEATABLE_ANCHORS: Final[frozenset[str]] = frozenset({"intrathecal_dose", "systemic_cycle", "progression"})
 TIMEPOINT_KINDS: Final[tuple[str, ...]] = ("questionnaire", "diary")
 CYCLE_LENGTH: Final = "cycle_length"
-SCHEMA_VERSION: Final = 1
+LAST_CYCLE_DAY: Final = "last"
+SCHEMA_VERSIONS: Final[tuple[int, ...]] = (1, 2)
+SCHEMA_VERSION: Final = 2
 
 #: Where the shipped schedules live (``qol_app/questionnaires/schedules``).
 SCHEDULES_DIR: Final[Path] = QUESTIONNAIRE_DIR / "schedules"
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _ARM_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _KEY_TEXT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _KEY_FIELDS: Final[frozenset[str]] = frozenset({"n", "k"})
@@ -118,6 +137,9 @@ class Window:
 
     before: int
     after: int
+    #: End the window (and its grace) no later than the day before the next recorded
+    #: administration of the anchor's kind (systemic cycles, format 2).
+    until_next_cycle: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +153,20 @@ class Target:
 
     offset_days: int
     from_cycle_length: bool = False
+    #: Format 2: cycle day N (day 1 = administration day), so the offset is N - 1.
+    cycle_day: int | None = None
+    #: Format 2: the cycle's last day (its length), e.g. day 21 of a 21-day cycle.
+    last_cycle_day: bool = False
+
+    def offset(self, cycle_length: int) -> int:
+        """Days from the anchor date to the target, for a cycle of ``cycle_length`` days."""
+        if self.last_cycle_day:
+            return cycle_length - 1
+        if self.cycle_day is not None:
+            return self.cycle_day - 1
+        if self.from_cycle_length:  # format 1: "cycle_length" meant anchor + length
+            return cycle_length
+        return self.offset_days
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +222,13 @@ class Schedule:
     #: Forms whose window (grace included) holds the end-status date: ``not_expected``, or
     #: ``staff_entry`` (they stay expected; only staff can complete them, the patient is signed out).
     open_forms_at_end: str = "not_expected"
+    #: The protocol version of this file (format 2 ``version``; "1" for format 1 files).
+    version: str = "1"
+
+    @property
+    def version_label(self) -> str:
+        """``id@version``: what every timepoint created from this file stores."""
+        return f"{self.id}@{self.version}"
 
     def rule(self, rule_id: str) -> Rule:
         """Return the rule ``rule_id``; KeyError if absent."""
@@ -249,6 +292,7 @@ class _Parser:
     def __init__(self, source: str, known_instruments: Collection[str] | None) -> None:
         self.source = source
         self.known = frozenset(known_instruments) if known_instruments is not None else None
+        self.format = SCHEMA_VERSION
 
     def fail(self, field: str, problem: str) -> NoReturn:
         raise ScheduleError(self.source, field, problem)
@@ -304,11 +348,24 @@ class _Parser:
             data,
             "",
             required=("schema_version", "id", "arms", "lookahead_days", "rules"),
-            optional=("title", "study_end_days", "defaults", "description", "open_forms_at_end"),
+            optional=("title", "study_end_days", "defaults", "description", "open_forms_at_end", "version"),
         )
-        version = self.integer(top["schema_version"], "schema_version", minimum=1)
-        if version != SCHEMA_VERSION:
-            self.fail("schema_version", f"unsupported version {version} (this code reads {SCHEMA_VERSION})")
+        format_version = self.integer(top["schema_version"], "schema_version", minimum=1)
+        if format_version not in SCHEMA_VERSIONS:
+            self.fail(
+                "schema_version",
+                f"unsupported version {format_version} (this code reads {', '.join(map(str, SCHEMA_VERSIONS))})",
+            )
+        self.format = format_version
+        if "version" in top:
+            raw_version = top["version"]
+            if isinstance(raw_version, bool) or not isinstance(raw_version, (str, int)):
+                self.fail("version", f"must be a string, got {_kind(raw_version)}")
+            protocol_version = self.text(str(raw_version), "version", pattern=_VERSION_RE)
+        elif format_version >= 2:
+            self.fail("version", "required field is missing")
+        else:
+            protocol_version = "1"
         schedule_id = self.text(top["id"], "id", pattern=_ID_RE)
         title = self.text(top["title"], "title") if "title" in top else schedule_id
         arms = self.arm_list(top["arms"], "arms")
@@ -346,6 +403,7 @@ class _Parser:
             study_end_days=study_end,
             rules=tuple(rules),
             open_forms_at_end=open_at_end,
+            version=protocol_version,
         )
 
     def defaults(self, value: object) -> tuple[dict[str, int], int]:
@@ -426,7 +484,8 @@ class _Parser:
         shared_optional = ("grace_days", "description", "cycle_length_days")
         kind_value = raw.get("kind") if isinstance(raw, Mapping) else None
         if kind_value == "diary":
-            body = self.mapping(raw, field, required=(*common, "days"), optional=shared_optional)
+            day_field = "cycle_days" if isinstance(raw, Mapping) and "cycle_days" in raw else "days"
+            body = self.mapping(raw, field, required=(*common, day_field), optional=shared_optional)
         else:
             body = self.mapping(
                 raw,
@@ -461,6 +520,12 @@ class _Parser:
             "description": description,
         }
         if kind == "diary":
+            if "cycle_days" in body:
+                self.cycle_day_feature(field, "cycle_days", anchor)
+                days_raw = self.mapping(body["cycle_days"], _join(field, "cycle_days"), required=("first", "last"))
+                first = self.integer(days_raw["first"], _join(field, "cycle_days.first"), minimum=1)
+                last = self.integer(days_raw["last"], _join(field, "cycle_days.last"), minimum=first)
+                return Rule(**common_values, days=DayRange(first - 1, last - 1))  # cycle day N = anchor + N - 1
             days_raw = self.mapping(body["days"], _join(field, "days"), required=("first", "last"))
             first = self.integer(days_raw["first"], _join(field, "days.first"), minimum=0)
             last = self.integer(days_raw["last"], _join(field, "days.last"), minimum=first)
@@ -475,9 +540,19 @@ class _Parser:
                 every_days=self.integer(rraw["every_days"], _join(field, "repeat.every_days"), minimum=1),
                 max_count=self.optional_integer(rraw.get("max_count"), _join(field, "repeat.max_count"), minimum=1),
             )
-        traw = self.mapping(body["target"], _join(field, "target"), required=("offset_days",))
-        offset = traw["offset_days"]
-        if offset == CYCLE_LENGTH:
+        traw = self.mapping(body["target"], _join(field, "target"), optional=("offset_days", "cycle_day"))
+        if ("offset_days" in traw) == ("cycle_day" in traw):
+            self.fail(_join(field, "target"), "give exactly one of offset_days, cycle_day")
+        offset = traw.get("offset_days")
+        if "cycle_day" in traw:
+            self.cycle_day_feature(field, "target.cycle_day", anchor)
+            day = traw["cycle_day"]
+            if day == LAST_CYCLE_DAY:
+                target = Target(offset_days=0, last_cycle_day=True)
+            else:
+                day = self.integer(day, _join(field, "target.cycle_day"), minimum=1)
+                target = Target(offset_days=day - 1, cycle_day=day)
+        elif offset == CYCLE_LENGTH:
             if anchor != "systemic_cycle":
                 self.fail(
                     _join(field, "target.offset_days"),
@@ -491,13 +566,27 @@ class _Parser:
                     f"must be an integer or {CYCLE_LENGTH!r}, got {_kind(offset)}",
                 )
             target = Target(offset_days=offset)
-        wraw = self.mapping(body["window"], _join(field, "window"), required=("before", "after"))
+        wraw = self.mapping(
+            body["window"], _join(field, "window"), required=("before", "after"), optional=("until_next_cycle",)
+        )
+        until_next = wraw.get("until_next_cycle", False)
+        if not isinstance(until_next, bool):
+            self.fail(_join(field, "window.until_next_cycle"), f"must be true or false, got {_kind(until_next)}")
+        if until_next:
+            self.cycle_day_feature(field, "window.until_next_cycle", anchor)
         window = Window(
             before=self.integer(wraw["before"], _join(field, "window.before"), minimum=0),
             after=self.integer(wraw["after"], _join(field, "window.after"), minimum=0),
+            until_next_cycle=until_next,
         )
         key = self.key_template(body["key"], _join(field, "key"), anchor, repeat is not None)
         return Rule(**common_values, key=key, target=target, window=window, repeat=repeat)
+
+    def cycle_day_feature(self, field: str, name: str, anchor: str) -> None:
+        if self.format < 2:
+            self.fail(_join(field, name), "cycle days need schema_version: 2")
+        if anchor != "systemic_cycle":
+            self.fail(_join(field, name), "cycle days are only valid with anchor systemic_cycle")
 
 
 def _join(prefix: str, name: str) -> str:

@@ -13,7 +13,10 @@ dashboard).
   received / patients randomized in that arm (and site), the second SISAQOL figure, for
   questionnaires only;
 * diaries are counted per expected diary day: received days / expected days of patients on
-  study that day (days after death, withdrawal or loss are not expected), never per randomized.
+  study that day (days after death, withdrawal or loss are not expected), never per randomized;
+* **not offered** = missed with the administrative reason ``not_offered`` (the window had closed
+  before the event that creates the form was recorded): counted apart from patient-related
+  misses, still in the denominator.
 
 **Per timepoint** (a secondary table): a timepoint's *effective status* derived from its instants
 and ``now`` like ``scheduling.status.derive_status``; completed only when every form was sent.
@@ -45,6 +48,7 @@ from qol_app.services import audit
 from qol_app.services.audit import Actor
 
 DECIDED = ("completed", "partial", "missed")
+NOT_OFFERED = "not_offered"
 PENDING = ("open", "overdue")
 
 
@@ -69,6 +73,8 @@ class Cell:
     late: int = 0
     partial: int = 0
     missed: int = 0
+    #: Missed for an administrative reason (``not_offered``), apart from ``missed``.
+    not_offered: int = 0
     pending: int = 0
     not_expected: int = 0
     reasons: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -79,7 +85,7 @@ class Cell:
 
     @property
     def expected(self) -> int:
-        return self.completed + self.partial + self.missed
+        return self.completed + self.partial + self.missed + self.not_offered
 
     @property
     def without_reason(self) -> int:
@@ -99,6 +105,8 @@ class Cell:
                 self.late += n
             else:
                 self.on_time += n
+        elif status == "missed" and reason == NOT_OFFERED:
+            self.not_offered += n
         elif status in ("partial", "missed"):
             setattr(self, status, getattr(self, status) + n)
             self.reasons[reason or ""] += n
@@ -433,7 +441,7 @@ def form_totals(result: Compliance, kind: str, arm: str) -> FormCell:
     total = FormCell(randomized=result.randomized.get(arm, 0), kind=kind)
     for (group, cell_arm), cell in result.by_form.items():
         if group.kind == kind and cell_arm == arm:
-            for name in ("on_time", "late", "partial", "missed", "pending", "not_expected", "received"):
+            for name in ("on_time", "late", "partial", "missed", "not_offered", "pending", "not_expected", "received"):
                 setattr(total, name, getattr(total, name) + getattr(cell, name))
             total.reasons.update(cell.reasons)
     return total
@@ -448,6 +456,7 @@ def totals(result: Compliance, kind: str, arm: str) -> Cell:
             total.late += cell.late
             total.partial += cell.partial
             total.missed += cell.missed
+            total.not_offered += cell.not_offered
             total.pending += cell.pending
             total.not_expected += cell.not_expected
             total.reasons.update(cell.reasons)
@@ -481,6 +490,8 @@ def set_missed_reason(
         raise ServiceError(N_("Only a missed or partial form takes a reason."))
     if reason not in MISSED_REASONS:
         raise ServiceError(N_("Unknown reason %(reason)s."), reason=reason)
+    if tp.missed_reason == NOT_OFFERED:
+        raise ServiceError(N_("This form was never offered to the patient: its reason is administrative."))
     text = (text or "").strip() or None
     if reason == "other" and not text:
         raise ServiceError(N_('The reason "Other" needs a description.'))

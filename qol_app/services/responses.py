@@ -28,6 +28,7 @@ from qol_app.instruments import (
 from qol_app.instruments.wording import WordingOverlay as OverlayText
 from qol_app.models import Alert, Answer, Patient, Response, Score, StaffUser, Timepoint
 from qol_app.models.responses import MODES, RESPONDENTS
+from qol_app.scheduling.timewindows import local_date_of, local_day_start, zone
 from qol_app.scoring import score_detail
 from qol_app.scoring.answers import check_answers
 from qol_app.services import audit, wording
@@ -129,8 +130,13 @@ def page_plan(instrument: Instrument, patient: Patient) -> list[PagePlan]:
 
 
 def item_number(instrument: Instrument, item_id: str) -> int:
-    """The item's number as on the paper form (its position in the instrument)."""
+    """The item's position in the instrument (1-based), as the patient's pages number it."""
     return instrument.item_ids.index(item_id) + 1
+
+
+def paper_number(instrument: Instrument, item_id: str) -> int:
+    """The item's number as printed on the paper form (BN20: 31-50), for staff transcribing it."""
+    return item_number(instrument, item_id) + instrument.paper_number_offset
 
 
 def is_due(tp: Timepoint, now: dt.datetime) -> bool:
@@ -544,6 +550,7 @@ def submit(
     *,
     client_time: str | None = None,
     client_offset: int | None = None,
+    completed_on: dt.date | None = None,
 ) -> Submitted:
     """Submit a form once: answers final, scores stored, timepoint completed, diary alerts raised.
 
@@ -560,7 +567,7 @@ def submit(
         return Submitted(response, already=True)
     _require_active(session, actor, patient.id)
     now = read_clock(now)  # after the lock: a save that held it is never later than the submission
-    values: dict = {"status": "submitted", "submitted_at": now}
+    values: dict = {"status": "submitted", "submitted_at": now, "completed_on": completed_on}
     if client_time or client_offset is not None:
         values.update(client_time=client_time, client_utc_offset_minutes=client_offset)
     won = session.execute(
@@ -590,7 +597,8 @@ def submit(
             "status": "submitted",
             "answered": sum(v is not None for v in answers.values()),
             "skipped": sum(v is None for v in answers.values()),
-        },
+        }
+        | ({"completed_on": completed_on} if completed_on is not None else {}),
         now=now,
     )
     store_scores(session, response, answers, now)
@@ -626,19 +634,30 @@ def store_scores(
     session.flush()
 
 
+def completion_instant(response: Response, tz: str) -> dt.datetime | None:
+    """When the patient completed the form: the start of ``completed_on`` (patient-local) for a
+    paper or interview form, else the server receipt time. Window status and study day use it."""
+    if response.completed_on is not None:
+        return local_day_start(response.completed_on, zone(tz))
+    return response.submitted_at
+
+
 def _complete_timepoint(session: Session, actor: Actor, tp: Timepoint, patient: Patient, now: dt.datetime) -> bool:
-    """Mark the timepoint completed once all its forms are submitted (its row is locked by ``submit``)."""
-    submitted = set(
-        session.scalars(
-            select(Response.instrument_id).where(
-                Response.timepoint_id == tp.id, Response.revision == 0, Response.status == "submitted"
-            )
-        )
-    )
-    if tp.status == "completed" or not set(tp.instruments) <= submitted:
+    """Mark the timepoint completed once all its forms are submitted (its row is locked by ``submit``).
+
+    ``completed_at`` is when the patient completed the last form (:func:`completion_instant`)."""
+    rows = session.scalars(
+        select(Response).where(Response.timepoint_id == tp.id, Response.revision == 0, Response.status == "submitted")
+    ).all()
+    if tp.status == "completed" or not set(tp.instruments) <= {r.instrument_id for r in rows}:
         return False
-    old = {"status": tp.status}
-    tp.status, tp.completed_at, tp.status_changed_at = "completed", now, now
+    done = max((completion_instant(r, patient.tz) or now for r in rows), default=now)
+    old: dict = {"status": tp.status}
+    new: dict = {"status": "completed", "completed_at": done}
+    if tp.missed_reason == "not_offered":  # entered from paper after all: it was offered
+        old["missed_reason"], new["missed_reason"] = tp.missed_reason, None
+        tp.missed_reason = None
+    tp.status, tp.completed_at, tp.status_changed_at = "completed", done, now
     audit.record(
         session,
         actor,
@@ -647,7 +666,7 @@ def _complete_timepoint(session: Session, actor: Actor, tp: Timepoint, patient: 
         patient_id=patient.id,
         site_id=patient.site_id,
         old=old,
-        new={"status": "completed", "completed_at": now},
+        new=new,
         now=now,
     )
     return True
@@ -778,8 +797,13 @@ def enter_on_behalf(
     relationship: str | None = None,
     language: str | None = None,
     actor: Actor | None = None,
+    completed_on: dt.date | None = None,
 ) -> Submitted:
     """Staff enter a paper, interview or site-tablet form as the patient's revision 0 and submit it.
+
+    ``completed_on`` (required for paper and interview forms) is the patient-local date the patient
+    completed it: from the window's first day to today. The timepoint's completion (on time or
+    late) and the study day come from it; the form's ``submitted_at`` is the transcription time.
 
     Items not given become explicit skips. An in-progress web form of the patient is taken over
     (its answers overwritten, audited). ``AlreadySubmitted`` if the form was submitted already
@@ -799,6 +823,7 @@ def enter_on_behalf(
     response = start_response(session, who, tp, texts, now, mode=mode, entered_by=actor_staff.id)
     if response.status == "submitted":
         raise AlreadySubmitted(response)
+    completed_on = _check_completed_on(tp, patient, mode, completed_on, now)
     if response.mode != mode or response.entered_by != actor_staff.id:
         audit.record(
             session,
@@ -814,4 +839,26 @@ def enter_on_behalf(
         response.mode, response.entered_by = mode, actor_staff.id
     shown = presented_items(instrument, patient)
     save_page(session, who, response, shown, typed, now, skip=shown)
-    return submit(session, who, response, patient, now)
+    return submit(session, who, response, patient, now, completed_on=completed_on)
+
+
+#: Modes where the patient answered before staff typed it in: the completion date is asked.
+DATED_MODES = ("paper_transcribed", "interview")
+
+
+def _check_completed_on(
+    tp: Timepoint, patient: Patient, mode: str, completed_on: dt.date | None, now: dt.datetime
+) -> dt.date | None:
+    if mode not in DATED_MODES:
+        return None  # a site tablet is answered as it is entered
+    if completed_on is None:
+        raise ServiceError(N_("Give the date the patient completed the form."))
+    today = local_date_of(now, zone(patient.tz))
+    if completed_on > today:
+        raise ServiceError(N_("The completion date cannot be in the future."))
+    if completed_on < tp.window_start:
+        raise ServiceError(
+            N_("The completion date is before this form's window opened (%(date)s)."),
+            date=tp.window_start.isoformat(),
+        )
+    return completed_on

@@ -37,13 +37,16 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from qol_app.models import Patient, Response, Site, Timepoint, TreatmentEvent
+from qol_app.errors import N_, ServiceError
+from qol_app.models import Patient, Response, ScheduleAmendment, Site, Timepoint, TreatmentEvent
 from qol_app.scheduling import (
     SCHEDULES_DIR,
+    Amendment,
     EventFact,
     ExistingTimepoint,
     PatientFacts,
     PlannedTimepoint,
+    ReconcilePlan,
     Schedule,
     derive_status,
     diff,
@@ -79,7 +82,17 @@ PLANNED_FIELDS = (
     "closes_at",
     "grace_closes_at",
 )
-AUDITED_FIELDS = (*PLANNED_FIELDS, "status", "not_expected_reason", "cancel_reason")
+AUDITED_FIELDS = (
+    *PLANNED_FIELDS,
+    "status",
+    "not_expected_reason",
+    "cancel_reason",
+    "missed_reason",
+    "schedule_version",
+)
+#: Administrative reason of a form whose window (grace included) had closed before the event that
+#: creates it was recorded: never offered to the patient, so never a patient-related miss.
+NOT_OFFERED = "not_offered"
 
 Checkpoint = Callable[[], None]
 
@@ -107,6 +120,29 @@ def _load_schedule(path: str, questionnaire_dir: str | None) -> Schedule:
     return load_schedule(path, known_instruments=set(get_registry(questionnaire_dir)))
 
 
+# ---- amendments ----------------------------------------------------------------------------
+def amendment_in_force(session: Session, schedule: Schedule) -> Amendment | None:
+    """The newest applied amendment (``qol schedule apply``) as the planner's :class:`Amendment`.
+
+    None when no amendment was ever applied (the schedule file alone decides). A ServiceError when
+    the newest amendment is another schedule version than ``schedule``: planning with a file that
+    is not the one in force would rewrite what the amendment planned, so nothing is planned until
+    ``SCHEDULE_FILE`` names the applied file.
+    """
+    row = session.scalars(
+        select(ScheduleAmendment).order_by(ScheduleAmendment.applied_at.desc(), ScheduleAmendment.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    if row.version_label != schedule.version_label:
+        raise ServiceError(
+            N_("The schedule in force is %(applied)s, but the configured schedule file is %(configured)s."),
+            applied=row.version_label,
+            configured=schedule.version_label,
+        )
+    return Amendment(row.version_label, row.effective_date, row.applied_at)
+
+
 # ---- facts from rows ------------------------------------------------------------------------
 def patient_facts(patient: Patient, today: dt.date) -> PatientFacts:
     """The planner's view of a patient; an end status without a date counts from ``today``."""
@@ -123,12 +159,15 @@ def patient_facts(patient: Patient, today: dt.date) -> PatientFacts:
         timezone=patient.tz,
         end_status=end_status,
         end_date=end_date,  # type: ignore[arg-type]
+        enrolled_at=patient.created_at,
     )
 
 
 def event_facts(events: Iterable[TreatmentEvent]) -> list[EventFact]:
+    """Live events as the planner sees them; ``recorded_at`` (when staff entered the event) decides
+    which timepoints were never offered (CLINICAL.md §2, late entry)."""
     return [
-        EventFact(e.id, e.kind, e.date, e.number, e.cycle_length_days)  # type: ignore[arg-type]
+        EventFact(e.id, e.kind, e.date, e.number, e.cycle_length_days, recorded_at=e.created_at)  # type: ignore[arg-type]
         for e in events
         if e.deleted_at is None
     ]
@@ -150,6 +189,7 @@ def _existing(row: Timepoint, has_response: bool) -> ExistingTimepoint:
         not_expected_reason=row.not_expected_reason,
         event_ids=None,
         cancel_reason=row.cancel_reason,
+        schedule_version=row.schedule_version,
     )
 
 
@@ -194,6 +234,41 @@ class ReconcileResult:
         return self
 
 
+@dataclasses.dataclass
+class Preview:
+    """A patient's reconcile worked out but not applied (:func:`preview_patient`)."""
+
+    changes: ReconcilePlan
+    rows: list[Timepoint]
+    planned: list[PlannedTimepoint]
+    with_responses: set[int]
+    live_ids: set[int]
+
+
+def preview_patient(
+    session: Session,
+    patient: Patient,
+    now: dt.datetime,
+    schedule: Schedule,
+    amendment: Amendment | None,
+) -> Preview:
+    """What :func:`reconcile_patient` would change for ``patient`` at ``now``; writes nothing."""
+    today = local_date_of(now, zone(patient.tz))
+    events = session.scalars(
+        select(TreatmentEvent).where(TreatmentEvent.patient_id == patient.id, TreatmentEvent.deleted_at.is_(None))
+    ).all()
+    facts = patient_facts(patient, today)
+    planned = plan(schedule, facts, event_facts(events), today)
+    rows = list(session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).all())
+    with_responses = set(
+        session.scalars(select(Response.timepoint_id).where(Response.patient_id == patient.id).distinct())
+    )
+    existing = [_existing(row, row.id in with_responses) for row in rows]
+    live_ids = {e.id for e in events}
+    changes = diff(existing, planned, patient=facts, live_event_ids=live_ids, amendment=amendment)
+    return Preview(changes, rows, planned, with_responses, live_ids)
+
+
 def reconcile_patient(
     session: Session,
     actor: Actor,
@@ -202,34 +277,28 @@ def reconcile_patient(
     *,
     reason: str | None = None,
     schedule: Schedule | None = None,
+    amendment: Amendment | None | bool = True,
 ) -> ReconcileResult:
     """Make the patient's timepoint rows match a fresh plan; idempotent.
 
     Creates, moves, cancels (never deletes), marks not expected and reactivates rows, one
     audit row each, with ``reason`` (e.g. the nurse's reason for moving a cycle) attached.
-    Started or completed rows are never touched. A row inserted meanwhile by a concurrent
-    reconcile (unique patient_id + key) counts as already done. Raises
-    :class:`~qol_app.scheduling.PlanningError` (a ValueError) when the events are
+    Started or completed rows are never touched, nor (under an amendment) rows of an earlier
+    schedule version whose window opens before its effective date. ``amendment``: True (default)
+    looks up :func:`amendment_in_force`. New rows store ``schedule.version_label``. A row
+    inserted meanwhile by a concurrent reconcile (unique patient_id + key) counts as already
+    done. Raises :class:`~qol_app.scheduling.PlanningError` (a ValueError) when the events are
     inconsistent, e.g. two end-of-treatment events.
     """
     schedule = schedule or configured_schedule()
+    if amendment is True:
+        amendment = amendment_in_force(session, schedule)
     # Serialise reconciles of one patient (PostgreSQL row lock; SQLite has one writer anyway).
     session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
-    today = local_date_of(now, zone(patient.tz))
-    events = session.scalars(
-        select(TreatmentEvent).where(TreatmentEvent.patient_id == patient.id, TreatmentEvent.deleted_at.is_(None))
-    ).all()
-    facts = patient_facts(patient, today)
-    planned = plan(schedule, facts, event_facts(events), today)
-    rows = session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).all()
-    with_responses = set(
-        session.scalars(select(Response.timepoint_id).where(Response.patient_id == patient.id).distinct())
-    )
-    existing = [_existing(row, row.id in with_responses) for row in rows]
-    live_ids = {e.id for e in events}
-    changes = diff(existing, planned, patient=facts, live_event_ids=live_ids)
-    result = _apply(session, actor, patient, now, reason, changes, rows, planned, with_responses, live_ids)
-    _settle_started(_Ctx(session, actor, patient, now, reason, with_responses), rows, planned, result)
+    p = preview_patient(session, patient, now, schedule, amendment or None)
+    ctx = _Ctx(session, actor, patient, now, reason, p.with_responses, schedule.version_label)
+    result = _apply(ctx, p.changes, p.rows, p.planned, p.live_ids)
+    _settle_started(ctx, p.rows, p.planned, result)
     return result
 
 
@@ -257,10 +326,9 @@ def _settle_started(ctx: _Ctx, rows: list[Timepoint], planned: list[PlannedTimep
             result.reactivated += 1
 
 
-def _apply(session, actor, patient, now, reason, changes, rows, planned, with_responses, live_ids) -> ReconcileResult:
+def _apply(ctx: _Ctx, changes: ReconcilePlan, rows, planned, live_ids) -> ReconcileResult:
     result = ReconcileResult()
     by_key = {row.key: row for row in rows}
-    ctx = _Ctx(session, actor, patient, now, reason, with_responses)
 
     for tp in changes.to_create:
         if ctx.create(tp):
@@ -303,7 +371,8 @@ def _apply(session, actor, patient, now, reason, changes, rows, planned, with_re
 class _Ctx:
     """The shared arguments of one reconcile's writes."""
 
-    def __init__(self, session, actor, patient, now, reason, with_responses) -> None:
+    def __init__(self, session, actor, patient, now, reason, with_responses, schedule_version=None) -> None:
+        self.schedule_version = schedule_version
         self.session = session
         self.actor = actor
         self.patient = patient
@@ -342,11 +411,14 @@ class _Ctx:
             created_at=self.now,
             status_changed_at=self.now,
             not_expected_reason=None if tp.expected else tp.not_expected_reason,
+            schedule_version=self.schedule_version,
             **_planned_values(tp),
         )
         row.status = derive_status(
             row, self.now, submitted=False, started=False, not_expected_reason=row.not_expected_reason
         )
+        if tp.not_offered and row.status == "missed":
+            row.missed_reason = NOT_OFFERED
         try:
             with self.session.begin_nested():
                 self.session.add(row)
@@ -369,6 +441,10 @@ class _Ctx:
         if new_status != row.status:
             row.status = new_status
             row.status_changed_at = self.now
+        if tp.not_offered and row.status == "missed" and row.missed_reason is None:
+            row.missed_reason = NOT_OFFERED
+        elif row.missed_reason == NOT_OFFERED and not (tp.not_offered and row.status == "missed"):
+            row.missed_reason = None  # offered after all (e.g. moved into the future): the nurse list asks
         old, new = audit.changes(_Snapshot(before), list(AUDITED_FIELDS), {f: getattr(row, f) for f in AUDITED_FIELDS})
         self.session.flush()
         self._audit(action, row, old, new)
@@ -388,15 +464,24 @@ class _Snapshot:
 
 
 # ---- reconcile_all: extend recurring follow-ups ---------------------------------------------
-def patients_due_for_reconcile(session: Session, now: dt.datetime, schedule: Schedule | None = None) -> list[int]:
+def patients_due_for_reconcile(
+    session: Session,
+    now: dt.datetime,
+    schedule: Schedule | None = None,
+    amendment: Amendment | None | bool = True,
+) -> list[int]:
     """Patients whose plan would change because the calendar moved on (cheap when none do).
 
     Two cases: a recurring rule's next occurrence has reached ``today + lookahead`` (one
     grouped probe per recurring rule through the (patient_id, key) index), and patients
     with no timepoint rows at all (e.g. enrolled but never reconciled). Everything else a
-    plan depends on changes only through services that reconcile synchronously.
+    plan depends on changes only through services that reconcile synchronously. Under an
+    amendment, occurrences it does not create (opening before its effective date, anchor
+    recorded before it was applied) are skipped, as :func:`reconcile_patient` skips them.
     """
     schedule = schedule or configured_schedule()
+    if amendment is True:
+        amendment = amendment_in_force(session, schedule)
     due: set[int] = set(session.scalars(select(Patient.id).where(~exists().where(Timepoint.patient_id == Patient.id))))
     tz_col = func.coalesce(Patient.timezone, Site.timezone)
     for rule in schedule.rules:
@@ -407,11 +492,19 @@ def patients_due_for_reconcile(session: Session, now: dt.datetime, schedule: Sch
         if prefix:  # lets the (patient_id, key) unique index find the rule's rows
             tp_filter += [Timepoint.key >= prefix, Timepoint.key < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
         if rule.anchor == "randomization":
-            cols = [Patient.randomization_date.label("anchor_date"), Patient.randomization_date.label("c")]
+            cols = [
+                Patient.randomization_date.label("anchor_date"),
+                Patient.randomization_date.label("c"),
+                Patient.created_at.label("recorded_at"),
+            ]
             base = select(Patient.id).select_from(Patient)
         else:
             tp_filter.append(Timepoint.anchor_event_id == TreatmentEvent.id)
-            cols = [TreatmentEvent.date.label("anchor_date"), TreatmentEvent.cycle_length_days.label("c")]
+            cols = [
+                TreatmentEvent.date.label("anchor_date"),
+                TreatmentEvent.cycle_length_days.label("c"),
+                TreatmentEvent.created_at.label("recorded_at"),
+            ]
             base = (
                 select(Patient.id)
                 .select_from(TreatmentEvent)
@@ -425,16 +518,20 @@ def patients_due_for_reconcile(session: Session, now: dt.datetime, schedule: Sch
             .join(Site, Site.id == Patient.site_id)
             .where(Patient.status == "active", Patient.arm.in_(sorted(rule.arms)))
         )
-        for pid, tz, randomized, anchor_date, cycle_length, last_start, n in session.execute(query):
+        for pid, tz, randomized, anchor_date, cycle_length, recorded_at, last_start, n in session.execute(query):
             if pid in due:
                 continue
             if last_start is None:
-                offset = (
-                    (cycle_length or rule.cycle_length_days)
-                    if rule.target.from_cycle_length
-                    else rule.target.offset_days
-                )
+                if rule.anchor == "randomization":
+                    cycle_length = None  # the column stands in for a cycle length only for events
+                offset = rule.target.offset(cycle_length or rule.cycle_length_days)
                 next_target = anchor_date + dt.timedelta(days=offset)
+                if amendment and recorded_at < amendment.applied_at:
+                    opens = next_target - dt.timedelta(days=rule.window.before)
+                    if opens < amendment.effective:  # not created by the amendment: the first one it creates
+                        skipped = -(-(amendment.effective - opens).days // rule.repeat.every_days)
+                        next_target += dt.timedelta(days=skipped * rule.repeat.every_days)
+                        n += skipped
             else:
                 next_target = last_start + dt.timedelta(days=rule.repeat.every_days + rule.window.before)
             if rule.repeat.max_count is not None and n >= rule.repeat.max_count:

@@ -68,7 +68,7 @@ def test_reminder_is_delivered_over_smtp_in_the_patients_language(
         Actor("staff", None),
         patient,
         kind="systemic_cycle",
-        date=dt.date(2026, 3, 3),
+        date=dt.date(2026, 3, 4),  # cycle day 21 = 24 March: window 21-27 March
         now=dt.datetime(2026, 3, 20, 4, 0, tzinfo=dt.UTC),
     )
     session.commit()

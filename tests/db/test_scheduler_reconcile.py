@@ -40,14 +40,16 @@ def test_recording_a_cycle_creates_its_timepoints_with_audit(session, patient, c
     tps = timepoints_of(session, patient)
     assert set(tps) == {"baseline", "sys-c1", *(f"diary-2026-03-{d}" for d in range(10, 18))}
     c1 = tps["sys-c1"]
-    assert (c1.target_date, c1.window_start, c1.window_end) == (C1 + 21 * D, C1 + 18 * D, C1 + 24 * D)
+    # cycle day 21 (the administration day is day 1): C1 + 20, window -3 ... +3
+    assert (c1.target_date, c1.window_start, c1.window_end) == (C1 + 20 * D, C1 + 17 * D, C1 + 23 * D)
     assert c1.anchor_event_id == cycle.id and c1.anchor_number == 1 and cycle.number == 1
     assert c1.status == "scheduled" and tps["diary-2026-03-10"].status == "open"
-    assert tps["baseline"].status == "missed"  # window closed before the app knew the patient
+    # its grace ended before the app knew the patient: never offered, an administrative miss
+    assert (tps["baseline"].status, tps["baseline"].missed_reason) == ("missed", "not_offered")
     created = _audits(session, "create")
     assert len(created) == len(tps)
     assert all(a.patient_id == patient.id and a.site_id == patient.site_id for a in created)
-    assert any(a.new["key"] == "sys-c1" and a.new["window_end"] == "2026-03-27" for a in created)
+    assert any(a.new["key"] == "sys-c1" and a.new["window_end"] == "2026-03-26" for a in created)
     assert verify(session) == []
 
 
@@ -68,18 +70,18 @@ def test_delayed_cycle_moves_its_questionnaire_with_reason(session, patient, cyc
         session, NURSE, cycle, date=C1 + 4 * D, reason="neutropenia, given late", now=now + 4 * D
     )
     c1 = timepoints_of(session, patient)["sys-c1"]
-    assert c1.target_date == C1 + 25 * D and c1.status == "scheduled"
+    assert c1.target_date == C1 + 24 * D and c1.status == "scheduled"
     assert result.moved >= 1
     move = next(a for a in _audits(session, "move") if a.new["key"] == "sys-c1")
     assert move.reason == "neutropenia, given late"
-    assert move.old["target_date"] == "2026-03-24" and move.new["target_date"] == "2026-03-28"
+    assert move.old["target_date"] == "2026-03-23" and move.new["target_date"] == "2026-03-27"
     event_audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "move_event")).one()
     assert event_audit.old == {"date": "2026-03-03"} and event_audit.new == {"date": "2026-03-07"}
 
 
 def test_longer_cycle_moves_the_post_cycle_form(session, patient, cycle, now):
     treatment_events.move_event(session, NURSE, cycle, cycle_length_days=28, reason="28-day regimen", now=now)
-    assert timepoints_of(session, patient)["sys-c1"].target_date == C1 + 28 * D
+    assert timepoints_of(session, patient)["sys-c1"].target_date == C1 + 27 * D  # day 28 of a 28-day cycle
 
 
 def test_deleted_event_cancels_its_timepoints_with_reason(session, patient, cycle, now):

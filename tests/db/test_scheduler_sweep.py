@@ -27,11 +27,11 @@ def utc(*args: int) -> dt.datetime:
 
 @pytest.fixture
 def patient(factory, session):
-    """Arm A, Shanghai: cycle 1 on 3 March (sys-c1 window 21-27 March local) and an
-    intrathecal dose on 17 March (one diary per day 18-24 March)."""
+    """Arm A, Shanghai: cycle 1 on 4 March (cycle day 21 = 24 March: sys-c1 window 21-27 March
+    local) and an intrathecal dose on 17 March (one diary per day 18-24 March)."""
     p = factory.patient(arm="A", randomization_date=dt.date(2026, 3, 2), phone="13800000002").patient
     at = utc(2026, 3, 20, 4, 0)
-    treatment_events.record_event(session, NURSE, p, kind="systemic_cycle", date=dt.date(2026, 3, 3), now=at)
+    treatment_events.record_event(session, NURSE, p, kind="systemic_cycle", date=dt.date(2026, 3, 4), now=at)
     treatment_events.record_event(session, NURSE, p, kind="intrathecal_dose", date=dt.date(2026, 3, 17), now=at)
     return p
 

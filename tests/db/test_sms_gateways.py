@@ -300,7 +300,7 @@ def patient(factory, session):
         Actor("staff", None),
         p,
         kind="systemic_cycle",
-        date=dt.date(2026, 3, 3),
+        date=dt.date(2026, 3, 4),  # cycle day 21 = 24 March: window 21-27 March
         now=NOW - dt.timedelta(days=1),
     )
     session.commit()

@@ -122,8 +122,13 @@ def check_one(tp: PlannedTimepoint, schedule_index: int, tz: ZoneInfo) -> None:
     else:
         rule = SCHEDULES[schedule_index].rule(tp.rule_id)
         assert rule.window is not None
-        assert tp.window_start == tp.target_date - rule.window.before * D
-        assert tp.window_end == tp.target_date + rule.window.after * D
+        if rule.window.until_next_cycle and tp.window_end < tp.target_date + rule.window.after * D:
+            # cut short by the next administration: never longer, a one-day window at least
+            assert tp.window_end == tp.grace_end
+            assert tp.window_start == tp.target_date - rule.window.before * D or tp.window_start == tp.target_date
+        else:
+            assert tp.window_start == tp.target_date - rule.window.before * D
+            assert tp.window_end == tp.target_date + rule.window.after * D
 
 
 @settings(database=None, max_examples=300, deadline=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -60,11 +61,12 @@ def test_instants_are_local_midnights_in_utc() -> None:
 
 
 @pytest.mark.parametrize("length", [14, 21, 28])
-def test_systemic_cycle_target_uses_cycle_length(length: int) -> None:
+def test_systemic_cycle_target_is_the_cycles_last_day(length: int) -> None:
+    # Day 1 is the administration day: cycle day 21 of a 21-day cycle is start + 20.
     start = date(2026, 3, 4)
     tps = by_key(plan(CONQUER, patient("B"), [cycle(10, start, 3, length)], RAND))
     tp = tps["sys-c3"]
-    assert tp.target_date == start + length * D
+    assert tp.target_date == start + (length - 1) * D
     assert (tp.window_start, tp.window_end) == (tp.target_date - 3 * D, tp.target_date + 3 * D)
     assert tp.grace_end == tp.window_end + 3 * D
     assert tp.instruments == QOL
@@ -74,14 +76,42 @@ def test_systemic_cycle_target_uses_cycle_length(length: int) -> None:
         3,
         start,
     )
-    assert [s.day for s in tp.sources] == [length]
+    assert [s.day for s in tp.sources] == [length - 1]
+
+
+def test_28_day_cycle_with_next_cycle_on_time() -> None:
+    # 28-day cycles given on time: day 28 = start + 27, window -3 ... +3 cut at the day before
+    # the next administration (start + 28), nadir diaries on cycle days 8-15.
+    start = date(2026, 3, 4)
+    events = [cycle(1, start, 1, 28), cycle(2, start + 28 * D, 2, 28)]
+    tps = by_key(plan(CONQUER, patient("B"), events, RAND))
+    tp = tps["sys-c1"]
+    assert tp.target_date == start + 27 * D
+    assert (tp.window_start, tp.window_end, tp.grace_end) == (start + 24 * D, start + 27 * D, start + 27 * D)
+    nadir = sorted(t.target_date for t in tps.values() if t.kind == "diary" and t.anchor.event_id == 1)
+    assert nadir == [start + i * D for i in range(7, 15)]
+    last = tps["sys-c2"]  # no next administration recorded yet: the full window and grace
+    assert (last.window_start, last.window_end) == (start + 52 * D, start + 58 * D)
+    assert last.grace_end == last.window_end + 3 * D
+
+
+def test_window_closes_before_the_next_administration() -> None:
+    start = date(2026, 3, 4)
+    # the next cycle two days late: on day 23; the window keeps days 18-22, grace cut too
+    late = by_key(plan(CONQUER, patient("B"), [cycle(1, start, 1), cycle(2, start + 22 * D, 2)], RAND))
+    assert (late["sys-c1"].window_start, late["sys-c1"].window_end) == (start + 17 * D, start + 21 * D)
+    assert late["sys-c1"].grace_end == start + 21 * D
+    # the next cycle given early, before the window would open: one day, the day before it
+    early = by_key(plan(CONQUER, patient("B"), [cycle(1, start, 1), cycle(2, start + 14 * D, 2)], RAND))
+    tp = early["sys-c1"]
+    assert tp.window_start == tp.window_end == tp.target_date == tp.grace_end == start + 13 * D
 
 
 def test_cycle_without_length_uses_default_and_without_number_uses_order() -> None:
     events = [cycle(7, date(2026, 4, 1), None, None), cycle(5, date(2026, 3, 4), None, 14)]
     tps = by_key(plan(CONQUER, patient("B"), events, RAND))
-    assert tps["sys-c1"].target_date == date(2026, 3, 18)  # first by date, 14 days
-    assert tps["sys-c2"].target_date == date(2026, 4, 22)  # default 21 days
+    assert tps["sys-c1"].target_date == date(2026, 3, 17)  # first by date, 14 days: day 14
+    assert tps["sys-c2"].target_date == date(2026, 4, 21)  # default 21 days: day 21
 
 
 def test_intrathecal_diary_days_1_to_7_arm_a_only() -> None:
@@ -98,7 +128,7 @@ def test_intrathecal_diary_days_1_to_7_arm_a_only() -> None:
     assert [tp.key for tp in plan(CONQUER, patient("B"), events, RAND)] == ["baseline"]
 
 
-def test_nadir_diary_days_7_to_14_both_arms() -> None:
+def test_nadir_diary_cycle_days_8_to_15_both_arms() -> None:
     start = date(2026, 3, 4)
     for arm in ("A", "B"):
         diaries = [tp for tp in plan(CONQUER, patient(arm), [cycle(1, start, 1)], RAND) if tp.kind == "diary"]
@@ -337,3 +367,28 @@ def test_input_validation() -> None:
         EventFact(1, "surgery", RAND)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cycle_length_days"):
         cycle(1, RAND, 1, 0)
+
+
+def test_late_entered_dose_marks_days_whose_grace_ended_as_not_offered() -> None:
+    dose = date(2026, 3, 10)
+    recorded = datetime(2026, 3, 15, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai, 5 days after the dose
+    events = [EventFact("it-1", "intrathecal_dose", dose, 1, recorded_at=recorded)]
+    diaries = {
+        (tp.target_date - dose).days: tp for tp in plan(CONQUER, patient("A"), events, RAND) if tp.kind == "diary"
+    }
+    assert [d for d, tp in sorted(diaries.items()) if tp.not_offered] == [1, 2, 3]
+    assert all(tp.grace_closes_at <= recorded for d, tp in diaries.items() if d <= 3)
+    assert diaries[4].grace_closes_at > recorded  # late but still accepted: offered
+    # recorded in time (or without a recorded time): everything offered
+    on_time = [EventFact("it-1", "intrathecal_dose", dose, 1, recorded_at=datetime(2026, 3, 10, 4, tzinfo=UTC))]
+    assert not any(tp.not_offered for tp in plan(CONQUER, patient("A"), on_time, RAND))
+    assert not any(tp.not_offered for tp in plan(CONQUER, patient("A"), [replace(events[0], recorded_at=None)], RAND))
+
+
+def test_merged_diary_day_is_offered_when_any_of_its_events_was_recorded_in_time() -> None:
+    start = date(2026, 3, 4)  # nadir days 11..18 March, recorded in time
+    cyc = replace(cycle(1, start, 1), recorded_at=datetime(2026, 3, 4, 4, tzinfo=UTC))
+    late = EventFact("it-1", "intrathecal_dose", date(2026, 3, 14), 1, recorded_at=datetime(2026, 3, 25, tzinfo=UTC))
+    tps = by_key(plan(CONQUER, patient("A"), [cyc, late], RAND))  # dose days 15..21 March
+    assert [k for k in sorted(tps) if tps[k].not_offered] == [f"diary-2026-03-{d}" for d in (19, 20, 21)]
+    assert len(tps["diary-2026-03-18"].sources) == 2  # a nadir day too: offered

@@ -69,10 +69,13 @@ def test_delayed_cycle_moves_its_timepoints() -> None:
     delayed = replace(C2, date=C2.date + 7 * D)  # low counts: given a week late
     d = diff(rows, plan(CONQUER, A, [C1, delayed], TODAY))
     moved = {u.existing.key: u for u in d.to_move}
-    assert set(moved) == {"sys-c2"}
-    assert moved["sys-c2"].existing.target_date == date(2026, 4, 15)
-    assert moved["sys-c2"].planned.target_date == date(2026, 4, 22)
-    assert moved["sys-c2"].planned.window_start == date(2026, 4, 19)
+    assert set(moved) == {"sys-c1", "sys-c2"}
+    assert moved["sys-c2"].existing.target_date == date(2026, 4, 14)  # cycle day 21 = start + 20
+    assert moved["sys-c2"].planned.target_date == date(2026, 4, 21)
+    assert moved["sys-c2"].planned.window_start == date(2026, 4, 18)
+    # cycle 1's window was cut at the day before cycle 2; with cycle 2 a week later it is whole
+    assert moved["sys-c1"].existing.window_end == date(2026, 3, 24)
+    assert moved["sys-c1"].planned.window_end == date(2026, 3, 27)
     # nadir diaries are keyed by day: old days that no longer apply are cancelled,
     # new days created, shared days untouched
     assert keys(d.to_cancel) == [f"diary-2026-04-0{i}" for i in range(1, 8)]
@@ -84,7 +87,7 @@ def test_delayed_cycle_moves_its_timepoints() -> None:
 def test_shorter_cycle_length_moves_target() -> None:
     rows = synced([C1])
     d = diff(rows, plan(CONQUER, A, [replace(C1, cycle_length_days=14)], TODAY))
-    assert [(u.existing.key, u.planned.target_date) for u in d.to_move] == [("sys-c1", date(2026, 3, 18))]
+    assert [(u.existing.key, u.planned.target_date) for u in d.to_move] == [("sys-c1", date(2026, 3, 17))]
 
 
 def test_started_or_completed_timepoints_are_never_moved_or_cancelled() -> None:
@@ -107,7 +110,8 @@ def test_deleted_event_cancels_with_reason_and_reentry_reactivates() -> None:
     assert cancelled["sys-c2"] == "anchor_event_deleted"
     assert {k for k in cancelled if k.startswith("diary-")} == {f"diary-2026-04-{i:02d}" for i in range(1, 9)}
     assert set(cancelled.values()) == {"anchor_event_deleted"}
-    assert not d.to_create and not d.to_move
+    assert not d.to_create
+    assert keys(d.to_move) == ["sys-c1"]  # no next administration any more: its window is whole again
     after = apply_plan(rows, d)
     assert all(r.cancelled for r in after if r.key in cancelled)
     assert not diff(after, plan(CONQUER, A, [C1, IT], TODAY)).has_changes

@@ -36,8 +36,11 @@ def test_conquer_matches_clinical_default() -> None:
     assert base.window == Window(before=7, after=0)
     assert base.instruments == ("eortc_qlq_c30", "eortc_qlq_bn20", "eq5d5l")
     cycle = s.rule("after_systemic_cycle")
-    assert cycle.target is not None and cycle.target.from_cycle_length
+    assert cycle.target is not None and cycle.target.last_cycle_day
+    assert cycle.target.offset(21) == 20 and cycle.target.offset(14) == 13 and cycle.target.offset(28) == 27
     assert cycle.window is not None and (cycle.window.before, cycle.window.after) == (3, 3)
+    assert cycle.window.until_next_cycle
+    assert s.version == "2" and s.version_label == "conquer_default@2"
     it = s.rule("intrathecal_diary")
     assert it.arms == frozenset({"A"}) and it.days is not None and (it.days.first, it.days.last) == (1, 7)
     nadir = s.rule("nadir_diary")
@@ -105,7 +108,22 @@ def _mutations() -> list[tuple[str, Any, str]]:
         (drop("rules"), "rules", "required"),
         (top("lookahead_days", -1), "lookahead_days", ">= 0"),
         (top("lookahead_days", True), "lookahead_days", "integer"),
-        (top("schema_version", 2), "schema_version", "unsupported"),
+        (top("schema_version", 3), "schema_version", "unsupported"),
+        (top("schema_version", 1), "rules[1].target.cycle_day", "schema_version: 2"),
+        (drop("version"), "version", "required"),
+        (top("version", "two words"), "version", "does not match"),
+        (set_rule("progression", ["target"], {"cycle_day": 3}), "rules[4].target.cycle_day", "systemic_cycle"),
+        (set_rule("after_systemic_cycle", ["target"], {"cycle_day": 0}), "rules[1].target.cycle_day", ">= 1"),
+        (
+            set_rule("after_systemic_cycle", ["target"], {"cycle_day": 2, "offset_days": 1}),
+            "rules[1].target",
+            "exactly one",
+        ),
+        (
+            set_rule("end_of_treatment", ["window", "until_next_cycle"], True),
+            "rules[5].window.until_next_cycle",
+            "systemic_cycle",
+        ),
         (top("colour", "blue"), "colour", "unknown field"),
         (set_rule("baseline", ["window", "before"], -2), "rules[0].window.before", ">= 0"),
         (set_rule("baseline", ["window", "befor"], 2), "rules[0].window.befor", "unknown field"),
@@ -122,7 +140,7 @@ def _mutations() -> list[tuple[str, Any, str]]:
         (set_rule("progression", ["key"], "prog-{x}"), "rules[4].key", "placeholder"),
         (set_rule("follow_up", ["key"], "fu"), "rules[6].key", "{k}"),
         (set_rule("follow_up", ["repeat", "every_days"], 0), "rules[6].repeat.every_days", ">= 1"),
-        (set_rule("nadir_diary", ["days", "last"], 3), "rules[3].days.last", ">= 7"),
+        (set_rule("nadir_diary", ["cycle_days", "last"], 3), "rules[3].cycle_days.last", ">= 8"),
         (set_rule("nadir_diary", ["key"], "nadir"), "rules[3].key", "unknown field"),
         (drop_rule_field("end_of_treatment", "window"), "rules[5].window", "required"),
         (set_rule("end_of_treatment", ["grace_days"], "three"), "rules[5].grace_days", "integer"),

@@ -125,6 +125,7 @@ ROUTES: dict[str, tuple[str, dict[str, list[str]]]] = {
             "entry_mode": ["paper_transcribed", "interview", "site_tablet", "web"],
             "entry_respondent": ["self", "self_assisted", "proxy"],
             "entry_relationship": ["", "child", "spouse_partner"],
+            "entry_completed_on": ["2026-03-09", "", "2026-02-30"],
             "temperature": ["37.5", "38,2", "36"],
             **{item: ["0", "1", "4"] for item in DIARY_ITEMS[1:]},
         },

@@ -65,7 +65,12 @@ class Ward:
     def __init__(self, session, factory, now) -> None:
         self.site = factory.site(code="LK1")
         self.investigator = factory.staff("investigator", sites=[self.site])
-        self.patient = factory.patient(self.site, arm="A", randomization_date=dt.date(2026, 1, 1)).patient
+        self.patient = factory.patient(
+            self.site,
+            arm="A",
+            randomization_date=dt.date(2026, 1, 1),
+            enrolled_at=dt.datetime(2026, 1, 1, 4, tzinfo=dt.UTC),  # in time: the baseline was offered
+        ).patient
         self.event, _ = treatment_events.record_event(
             session, ACTOR, self.patient, kind="systemic_cycle", date=dt.date(2026, 1, 5), now=now
         )

@@ -188,3 +188,71 @@ def test_correcting_a_submitted_form_makes_a_new_audited_revision(session, setup
     # The page now offers to correct the newest revision, not the original.
     page = client.get(f"/staff/patients/{patient.id}").get_data(as_text=True)
     assert f"/responses/{revisions[1].id}/correct" in page and url not in page
+
+
+def test_paper_form_entered_days_after_it_was_filled_counts_from_its_date(app, session, factory, now, tmp_path):
+    """CLINICAL.md §3: a paper form records the date the patient completed it; window status and
+    study day come from that date, the transcription time is kept; items numbered as on paper."""
+    import io
+    import zipfile
+
+    import pandas as pd
+
+    from qol_app.export.run import ExportRequest, ExportSettings, run_export
+    from qol_app.export.source import ExportFilters
+    from qol_app.models import Patient
+    from qol_app.scheduling import is_late
+    from qol_app.services import compliance
+    from qol_app.services.audit import Actor
+
+    no_csrf(app)
+    site = factory.site(code="PP1")
+    nurse = factory.staff("nurse", sites=[site])
+    client = isolated_client(app)
+    login(client, nurse)
+    rand = dt.date(2026, 3, 8)
+    patient = factory.patient(site, arm="B", randomization_date=rand, pin=None).patient
+    patient.created_at = dt.datetime(2026, 3, 1, 2, tzinfo=dt.UTC)  # enrolled before the window opened
+    timepoints.reconcile_patient(session, factory.actor, patient, now)
+    baseline = _tp(session, patient, "baseline")  # window 1-8 March, grace to 11 March; today 10 March
+    assert baseline.status == "overdue" and baseline.missed_reason is None
+
+    page = client.get(f"/staff/patients/{patient.id}/timepoints/{baseline.id}/enter/eortc_qlq_bn20")
+    html = page.get_data(as_text=True)
+    assert 'name="entry_completed_on"' in html and 'value="2026-03-10"' in html  # today unless changed
+    numbers = re.findall(r'class="item-number"[^>]*>(\d+)\.', html)
+    assert numbers == [str(n) for n in range(31, 51)]  # BN20 after the C30 on the paper form
+
+    c30 = {f"q{i}": 2 for i in range(1, 29)} | {"q29": 5, "q30": 5}
+    paper = {"entry_mode": "paper_transcribed", "entry_completed_on": "2026-03-12"}
+    assert _enter(client, patient, baseline, "eortc_qlq_c30", c30, **paper).status_code == 422  # future
+    paper["entry_completed_on"] = "2026-02-28"
+    response = _enter(client, patient, baseline, "eortc_qlq_c30", c30, **paper)
+    assert response.status_code == 422 and "before this form" in response.get_data(as_text=True)
+    paper["entry_completed_on"] = ""
+    assert _enter(client, patient, baseline, "eortc_qlq_c30", c30, **paper).status_code == 422  # no date
+    paper["entry_completed_on"] = "2026-03-07"  # filled on time, transcribed three days later
+    assert _enter(client, patient, baseline, "eortc_qlq_c30", c30, **paper).status_code == 302
+    assert (
+        _enter(client, patient, baseline, "eortc_qlq_bn20", {f"q{i}": 1 for i in range(1, 21)}, **paper).status_code
+        == 302
+    )
+    eq5d = {"mo": 1, "sc": 1, "ua": 2, "pd": 2, "ad": 1, "vas": 70}
+    assert _enter(client, patient, baseline, "eq5d5l", eq5d, **paper).status_code == 302
+    session.expire_all()
+    baseline = _tp(session, patient, "baseline")
+    forms = session.scalars(select(Response).where(Response.timepoint_id == baseline.id)).all()
+    assert {r.completed_on for r in forms} == {dt.date(2026, 3, 7)}
+    assert {r.submitted_at for r in forms} == {now}  # the transcription time is kept
+    assert baseline.status == "completed"
+    assert baseline.completed_at == dt.datetime(2026, 3, 6, 16, tzinfo=dt.UTC)  # 7 March 00:00 in Shanghai
+    assert not is_late(baseline, baseline.completed_at)  # on time, though entered during the grace period
+    cell = compliance.totals(compliance.compute(session, Patient.id == patient.id, now), "questionnaire", "B")
+    assert (cell.on_time, cell.late) == (1, 0)
+    out = tmp_path / "export"
+    request = ExportRequest(formats=("csv",), filters=ExportFilters(), as_of=now)
+    result = run_export(session, request, out, actor=Actor.system("tests"), now=now, settings=ExportSettings())
+    archive = zipfile.ZipFile(result.zip_path)
+    forms = pd.read_csv(io.BytesIO(archive.read("forms.csv")), dtype=str, keep_default_na=False)
+    mine = forms[forms["patient_id"] == patient.study_id]
+    assert set(mine["window_status"]) == {"on_time"} and set(mine["completed_day"]) == {"-1"}  # 7 March, randomized 8th

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from qol_app.auth import token_hash
 from qol_app.models import AuditEvent, Patient, Timepoint, TreatmentEvent
 from qol_app.passwords import check_secret
+from qol_app.services import compliance
 from tests.web.test_nurse_support import add_timepoint, login, no_csrf
 
 LINK_RE = re.compile(r"<code>(http[^<]+)</code>")
@@ -147,7 +148,7 @@ def test_moving_and_deleting_an_event_require_a_reason(client, session, factory,
     session.refresh(event)
     assert event.date == dt.date(2026, 2, 5)
     sys_tp = session.scalar(select(Timepoint).where(Timepoint.patient_id == pid, Timepoint.key == "sys-c1"))
-    assert sys_tp.target_date == dt.date(2026, 2, 26)
+    assert sys_tp.target_date == dt.date(2026, 2, 25)  # cycle day 21: the administration day is day 1
     delete = f"/staff/patients/{pid}/events/{event.id}/delete"
     client.post(delete, data={"reason": ""})
     session.refresh(event)
@@ -234,3 +235,40 @@ def test_reason_refused_for_a_form_that_is_not_missed(client, session, factory, 
     url = f"/staff/patients/{enrolled.patient.id}/timepoints/{tp.id}/reason"
     response = client.post(url, data={"missed_reason": "forgot"})
     assert response.status_code == 422 and tp.missed_reason is None
+
+
+def test_intrathecal_dose_entered_5_days_late_is_not_offered_not_missed(client, session, factory, site, nurse, now):
+    """CLINICAL.md §2 late entry: diary days whose grace had ended when the dose was recorded are
+    missed for the administrative reason not_offered, off the nurse's reason list and counted
+    apart; the days still open are offered as usual."""
+    enrolled = factory.patient(site, arm="A", randomization_date=now.date() - dt.timedelta(days=6))
+    pid = enrolled.patient.id
+    dose = now.date() - dt.timedelta(days=5)  # 2026-03-05, recorded on 2026-03-10 12:00 local
+    assert (
+        client.post(f"/staff/patients/{pid}/events", data={"kind": "intrathecal_dose", "date": dose}).status_code == 302
+    )
+    diaries = {
+        (tp.target_date - dose).days: tp
+        for tp in session.scalars(select(Timepoint).where(Timepoint.patient_id == pid, Timepoint.kind == "diary"))
+    }
+    assert sorted(diaries) == list(range(1, 8))
+    for day in (1, 2, 3):  # grace (the next day) over before the dose was entered
+        assert (diaries[day].status, diaries[day].missed_reason) == ("missed", "not_offered")
+    assert diaries[4].status == "overdue" and diaries[4].missed_reason is None  # still accepted today
+    assert diaries[5].status == "open" and [diaries[d].status for d in (6, 7)] == ["scheduled", "scheduled"]
+    create = session.scalars(
+        select(AuditEvent).where(AuditEvent.entity_type == "timepoint", AuditEvent.action == "create")
+    ).all()
+    not_offered = sorted(a.new["key"] for a in create if a.new.get("missed_reason") == "not_offered")
+    # and the baseline: its grace had ended before the patient was enrolled
+    assert not_offered == ["baseline", *(f"diary-{dose + dt.timedelta(days=d)}" for d in (1, 2, 3))]
+    # never on the nurse's list, never replaced by a nurse's reason
+    dash = client.get("/staff/").get_data(as_text=True)
+    assert all(f"/timepoints/{diaries[d].id}/reason" not in dash for d in (1, 2, 3))
+    url = f"/staff/patients/{pid}/timepoints/{diaries[1].id}/reason"
+    response = client.post(url, data={"missed_reason": "forgot", "reason": "try"})
+    assert response.status_code == 422 and diaries[1].missed_reason == "not_offered"
+    # the compliance table counts them apart from the patient's misses
+    total = compliance.totals(compliance.compute(session, Patient.id == pid, now), "diary", "A")
+    assert (total.not_offered, total.missed, total.expected) == (3, 0, 3)
+    assert "Not offered" in dash

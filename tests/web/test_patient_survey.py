@@ -69,17 +69,19 @@ def test_home_lists_only_what_is_due_with_local_deadline(app, factory, session, 
     body = _signed_in(app, enrolled).get("/p/").get_data(as_text=True)
     assert body.count('href="/p/t/') == 2
     assert f'href="/p/t/{due.id}"' in body and f'href="/p/t/{late.id}"' in body
-    # 16:00 UTC is midnight in Shanghai: "until the end of 12 March", in Chinese date format.
-    assert "2026年3月12日" in body
+    # "please answer by" the window's last day, in Chinese date format; the late diary says until when
+    assert "请在2026年3月12日前完成" in body and "已逾期" in body
     assert 'href="tel:120"' in body
 
 
-def test_home_in_english_with_time_deadline(app, factory, now):
+def test_home_in_english_says_the_last_on_time_day(app, factory, now):
+    # Windows are whole local days: the patient reads the last on-time day (issue 14 point 8),
+    # not the end of the grace period and not a time of day.
     site = factory.site(contact_phone="021-5555-0101")
     enrolled = factory.patient(site, pin=None, language="en")
-    factory.timepoint(enrolled, grace_closes_at=dt.datetime(2026, 3, 12, 10, 30, tzinfo=dt.UTC))
+    factory.timepoint(enrolled, window_end=dt.date(2026, 3, 11), grace_end=dt.date(2026, 3, 14))
     body = _signed_in(app, enrolled).get("/p/").get_data(as_text=True)
-    assert "Mar 12, 2026" in body and "6:30" in body
+    assert "Please answer by Mar 11, 2026" in body and "Mar 14" not in body
     assert "not watched around the clock" in body
     assert 'href="tel:021-5555-0101"' in body and 'href="tel:120"' in body
 

@@ -102,8 +102,10 @@ def test_paper_form_entered_on_behalf(session, factory, now):
         mode="paper_transcribed",
         respondent="proxy",
         relationship="child",
+        completed_on=tp.window_start,
     )
     response = result.response
+    assert (response.completed_on, response.submitted_at) == (tp.window_start, now)
     assert (
         response.mode,
         response.entered_by,

@@ -1,0 +1,181 @@
+"""Versioned schedules: an amendment from an effective date never rewrites the past (CLINICAL.md §2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from qol_app.models import AuditEvent, Patient, ScheduleAmendment, Timepoint
+from qol_app.scheduling import SCHEDULES_DIR, load_schedule
+from qol_app.services import compliance, schedules, timepoints, treatment_events
+from qol_app.services.audit import Actor, verify
+
+D = dt.timedelta(days=1)
+NURSE = Actor("staff", None)
+CLI = Actor.system("cli")
+EFFECTIVE = dt.date(2026, 3, 5)
+
+
+@pytest.fixture
+def calendar(tmp_path) -> tuple[Path, object]:
+    text = (SCHEDULES_DIR / "fixed_calendar.example.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "calendar-v2.yaml"
+    path.write_text(text.replace('version: "1"', 'version: "2"'), encoding="utf-8")
+    return path, load_schedule(path)
+
+
+@pytest.fixture
+def trial(session, factory, now):
+    """Four patients on the treatment-anchored schedule since January, with missed forms and reasons."""
+    site = factory.site(code="AM1")
+    nurse = factory.staff("nurse", sites=[site])
+    start = now - 64 * D  # enrolled on the randomization day, so nothing is "not offered"
+    patients = []
+    for i, arm in enumerate("ABAB"):
+        enrolled = factory.patient(site, arm=arm, randomization_date=(start + i * D).date())
+        patient = enrolled.patient
+        patient.created_at = start + i * D
+        timepoints.reconcile_patient(session, NURSE, patient, start + i * D)
+        for n in range(3):
+            day = (start + (i + 1 + 21 * n) * D).date()
+            recorded = dt.datetime.combine(day, dt.time(4), tzinfo=dt.UTC)
+            treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=day, now=recorded)
+            if arm == "A":
+                treatment_events.record_event(
+                    session, NURSE, patient, kind="intrathecal_dose", date=day + D, now=recorded + D
+                )
+        patients.append(patient)
+    timepoints.sweep_statuses(session, now)
+    missed = session.scalars(select(Timepoint).where(Timepoint.status == "missed").order_by(Timepoint.id)).all()
+    assert len(missed) > 20
+    for tp in missed[::2]:
+        compliance.set_missed_reason(session, NURSE, nurse, tp, "too_ill", None, change_reason=None, now=now)
+    session.flush()
+    return patients
+
+
+def _past(session) -> dict[int, tuple]:
+    return {
+        tp.id: (
+            tp.key,
+            tp.status,
+            tp.missed_reason,
+            tp.window_start,
+            tp.window_end,
+            tp.grace_end,
+            tp.cancel_reason,
+            tp.not_expected_reason,
+            tp.schedule_version,
+        )
+        for tp in session.scalars(select(Timepoint).where(Timepoint.window_start < EFFECTIVE))
+    }
+
+
+def test_every_timepoint_stores_the_version_that_created_it(session, trial):
+    versions = set(session.scalars(select(Timepoint.schedule_version)))
+    assert versions == {"conquer_default@2"}
+
+
+def test_switch_to_a_calendar_schedule_touches_no_past_form(session, trial, calendar, now):
+    path, schedule = calendar
+    before = _past(session)
+    reasons = sum(1 for v in before.values() if v[2] == "too_ill")
+    assert reasons > 10 and any(v[1] == "missed" for v in before.values())
+
+    preview = schedules.preview(session, schedule, EFFECTIVE, now)
+    assert _past(session) == before  # a preview writes nothing
+    assert {p.study_id for p in preview} == {p.study_id for p in trial}
+    by_key = {(tp.patient.study_id, tp.key): tp for tp in session.scalars(select(Timepoint))}
+    for change in preview:
+        for key in (*change.move, *change.cancel, *change.reactivate):
+            assert by_key[(change.study_id, key)].window_start >= EFFECTIVE
+        assert change.kept_past == sum(
+            1 for (sid, _k), tp in by_key.items() if sid == change.study_id and tp.window_start < EFFECTIVE
+        )
+    assert sum(len(p.create) for p in preview) > 0 and sum(len(p.cancel) for p in preview) > 0
+
+    audits_before = session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
+    result = schedules.apply(session, CLI, schedule, EFFECTIVE, now, source=path)
+    assert result.errors == [] and result.patients == 4
+    assert result.changes.created == sum(len(p.create) for p in preview)
+    assert result.changes.cancelled == sum(len(p.cancel) for p in preview)
+
+    assert _past(session) == before  # 0 past forms touched: statuses, reasons, windows, version
+    changed = session.scalars(
+        select(AuditEvent).where(AuditEvent.id > audits_before, AuditEvent.entity_type == "timepoint")
+    ).all()
+    assert changed and not {a.entity_id for a in changed} & set(before)
+    assert all(a.reason == "schedule amendment fixed_calendar_example@2 from 2026-03-05" for a in changed)
+    new = session.scalars(select(Timepoint).where(Timepoint.id.not_in(before))).all()
+    created = [tp for tp in new if tp.schedule_version == "fixed_calendar_example@2"]
+    assert created and all(tp.window_start >= EFFECTIVE and tp.key.startswith("cal-") for tp in created)
+    cancelled = [tp for tp in new if tp.status == "cancelled"]
+    assert cancelled and {tp.cancel_reason for tp in cancelled} == {"schedule_amended"}
+    applied = session.scalars(select(ScheduleAmendment)).one()
+    assert (applied.version_label, applied.effective_date, applied.applied_by) == (
+        "fixed_calendar_example@2",
+        EFFECTIVE,
+        "system:cli",
+    )
+    apply_audit = session.scalars(select(AuditEvent).where(AuditEvent.entity_type == "schedule_amendment")).one()
+    assert apply_audit.new["effective_date"] == "2026-03-05" and len(apply_audit.new["sha256"]) == 64
+    assert verify(session) == []
+
+    # Planning again under the amendment changes nothing; the old file is refused, not obeyed.
+    for patient in trial:
+        assert timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=schedule).changed == 0
+    with pytest.raises(ValueError, match="schedule in force is fixed_calendar_example@2"):
+        timepoints.reconcile_patient(session, NURSE, trial[0], now + D)
+    with pytest.raises(ValueError, match="already in force"):
+        schedules.apply(session, CLI, schedule, EFFECTIVE, now, source=path)
+
+
+def test_the_reconcile_probe_agrees_with_the_planner_under_an_amendment(session, trial, calendar, now):
+    path, schedule = calendar
+    schedules.apply(session, CLI, schedule, EFFECTIVE, now, source=path)
+    seen_due = 0
+    for days in (0, 7, 30, 61, 120):
+        at = now + days * D
+        amendment = timepoints.amendment_in_force(session, schedule)
+        due = set(timepoints.patients_due_for_reconcile(session, at, schedule))
+        would_change = {
+            p.id for p in trial if timepoints.preview_patient(session, p, at, schedule, amendment).changes.has_changes
+        }
+        assert due == would_change, days
+        seen_due += len(due)
+        for pid in sorted(due):
+            timepoints.reconcile_patient(session, NURSE, session.get(Patient, pid), at, schedule=schedule)
+    assert seen_due > 0  # the calendar's occurrences reached the horizon on the way
+    assert timepoints.patients_due_for_reconcile(session, now + 120 * D, schedule) == []
+
+
+def test_schedule_cli_show_diff_apply(app, session, trial, calendar, now):
+    path, _schedule = calendar
+    app.config["FROZEN_NOW"] = now
+    runner = app.test_cli_runner()
+    shown = runner.invoke(args=["schedule", "show"])
+    assert shown.exit_code == 0, shown.output
+    assert "schedule conquer_default@2" in shown.output and "no amendment applied" in shown.output
+    before = _past(session)
+    diffed = runner.invoke(args=["schedule", "diff", str(path), "--effective", EFFECTIVE.isoformat()])
+    assert diffed.exit_code == 0, diffed.output
+    first = trial[0].study_id
+    line = next(line for line in diffed.output.splitlines() if line.startswith(f"{first}:"))
+    assert "create" in line and "cal-" in line and "cancel" in line and "sys-c3" in line
+    assert "4 of 4 patients change" in diffed.output
+    assert session.scalar(select(ScheduleAmendment.id)) is None and _past(session) == before
+    applied = runner.invoke(args=["schedule", "apply", str(path), "--effective", EFFECTIVE.isoformat()])
+    assert applied.exit_code == 0, applied.output
+    assert "applied fixed_calendar_example@2 from 2026-03-05 to 4 patients" in applied.output
+    assert "QOL_SCHEDULE_FILE=" in applied.output
+    assert _past(session) == before
+    again = runner.invoke(args=["schedule", "apply", str(path), "--effective", EFFECTIVE.isoformat()])
+    assert again.exit_code != 0 and "already in force" in again.output
+    app.config["SCHEDULE_FILE"] = str(path)
+    shown = runner.invoke(args=["schedule", "show"])
+    assert "amendment fixed_calendar_example@2 effective 2026-03-05" in shown.output
+    bad = runner.invoke(args=["schedule", "diff", str(path), "--effective", "soon"])
+    assert bad.exit_code != 0 and "not a date" in bad.output
