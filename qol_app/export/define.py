@@ -14,8 +14,6 @@ import datetime as dt
 from collections.abc import Sequence
 from xml.etree import ElementTree as ET
 
-import pyarrow.compute as pc
-
 from qol_app import __version__
 from qol_app.export.schema import Dataset
 from qol_app.export.sdtm import QRS_CODES, SPONSOR_CODES
@@ -142,13 +140,13 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
         )
         _text(group, "Description", label)
         key_order = keys.split()
+        stats = dataset.text_stats()
         for order, column in enumerate(dataset.columns, start=1):
             oid = f"IT.{name}.{column.xpt}"
             attrs = {"ItemOID": oid, "OrderNumber": str(order), "Mandatory": "Yes" if column.xpt in key_order else "No"}
             if column.xpt in key_order:
                 attrs["KeySequence"] = str(key_order.index(column.xpt) + 1)
             ET.SubElement(group, _q(ODM, "ItemRef"), attrs)
-            values = dataset.table[column.name]
             item = ET.Element(
                 _q(ODM, "ItemDef"),
                 {
@@ -161,8 +159,7 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
             kind = item.get("DataType")
             if kind in ("text", "integer", "float"):
                 if column.type == "string":
-                    longest = pc.max(pc.binary_length(values)).as_py() if len(values) else None
-                    item.set("Length", str(max(1, longest or 0)))
+                    item.set("Length", str(max(1, stats[column.name][0])))
                 else:
                     item.set("Length", "8")
             _text(item, "Description", column.xpt_label or column.label["en"])
@@ -191,12 +188,12 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
 
 def _code_list(oid: str, variable: str, dataset: Dataset) -> ET.Element:
     column = next(c for c in dataset.columns if c.xpt == variable)
-    values = dataset.table[column.name]
+    values = dataset.column(column.name)
     data_type = "float" if column.type == "float" else "text"
     node = ET.Element(_q(ODM, "CodeList"), {"OID": oid, "Name": f"{dataset.xpt} {variable}", "DataType": data_type})
     decodes: dict[str, str] = {}
     if variable == "QSTESTCD":
-        for code, test in zip(values.to_pylist(), dataset.table["QSTEST"].to_pylist()):
+        for code, test in zip(values.to_pylist(), dataset.column("QSTEST").to_pylist()):
             decodes.setdefault(code, test)
     for n, value in enumerate(sorted({v for v in values.to_pylist() if v is not None}), start=1):
         if value in decodes:

@@ -112,9 +112,11 @@ def _joined(values: pa.Array) -> bytes:
     return values.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
 
 
-def _sheet_rows(columns: Sequence[Column], table: pa.Table, first_row: int, strings: _Strings) -> Iterator[bytes]:
-    """The <row> elements of ``table``'s rows, numbered from ``first_row``, a batch at a time."""
-    for batch in table.to_batches(ROW_BATCH):
+def _sheet_rows(
+    columns: Sequence[Column], batches: Iterable[pa.RecordBatch], first_row: int, strings: _Strings
+) -> Iterator[bytes]:
+    """The <row> elements of the batches' rows, numbered from ``first_row``, a batch at a time."""
+    for batch in batches:
         numbers = pa.array(np.arange(first_row, first_row + batch.num_rows), pa.int64()).cast(pa.string())
         first_row += batch.num_rows
         cells = [
@@ -126,10 +128,12 @@ def _sheet_rows(columns: Sequence[Column], table: pa.Table, first_row: int, stri
         yield _joined(rows)
 
 
-def _sheet(columns: Sequence[Column], table: pa.Table, strings: _Strings) -> Iterator[bytes]:
+def _sheet(
+    columns: Sequence[Column], batches: Iterable[pa.RecordBatch], num_rows: int, strings: _Strings
+) -> Iterator[bytes]:
     header = pa.table({c.name: pa.array([c.name]) for c in columns})
     text_columns = [Column(c.name, "string", c.label, xpt=c.xpt, xpt_label=c.xpt_label) for c in columns]
-    last = f"{_letters(len(columns) - 1)}{table.num_rows + 1}"
+    last = f"{_letters(len(columns) - 1)}{num_rows + 1}"
     head = (
         f'{_HEAD}<worksheet xmlns="{_MAIN}" xmlns:r="{_REL}"><dimension ref="A1:{last}"/>'
         '<sheetViews><sheetView workbookViewId="0">'
@@ -137,9 +141,27 @@ def _sheet(columns: Sequence[Column], table: pa.Table, strings: _Strings) -> Ite
         "<sheetData>"
     ).encode()
     yield head
-    yield from _sheet_rows(text_columns, header, 1, strings)
-    yield from _sheet_rows(columns, table, 2, strings)
+    yield from _sheet_rows(text_columns, header.to_batches(), 1, strings)
+    yield from _sheet_rows(columns, batches, 2, strings)
     yield b"</sheetData></worksheet>"
+
+
+def _sheet_parts(batches: Iterator[pa.RecordBatch], total: int) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:
+    """(rows, batches) of each data sheet: the dataset's batches, cut where a sheet ends."""
+    carry: list[pa.RecordBatch] = []
+
+    def sheet(rows: int) -> Iterator[pa.RecordBatch]:
+        left = rows
+        while left:
+            batch = carry.pop() if carry else next(batches)
+            if batch.num_rows > left:
+                carry.append(batch.slice(left))
+                batch = batch.slice(0, left)
+            left -= batch.num_rows
+            yield batch
+
+    for start in range(0, max(total, 1), MAX_DATA_ROWS):
+        yield min(MAX_DATA_ROWS, total - start), sheet(min(MAX_DATA_ROWS, total - start))
 
 
 def _write_entry(book: FixedTimeZipFile, name: str, chunks: Iterable[bytes]) -> None:
@@ -251,11 +273,13 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
             "</Relationships>",
         )
         book.writestr("xl/styles.xml", _styles())
-        for n in range(len(names) - 1):
-            part = dataset.table.slice(n * MAX_DATA_ROWS, MAX_DATA_ROWS)
-            _write_entry(book, f"xl/worksheets/sheet{n + 1}.xml", _sheet(dataset.columns, part, strings))
+        parts = _sheet_parts(dataset.batches(ROW_BATCH), dataset.num_rows)
+        for n, (rows, batches) in enumerate(parts, start=1):
+            _write_entry(book, f"xl/worksheets/sheet{n}.xml", _sheet(dataset.columns, batches, rows, strings))
         columns, table = _variables(dataset, options)
-        _write_entry(book, f"xl/worksheets/sheet{n_sheets}.xml", _sheet(columns, table, strings))
+        _write_entry(
+            book, f"xl/worksheets/sheet{n_sheets}.xml", _sheet(columns, table.to_batches(), table.num_rows, strings)
+        )
         book.writestr("xl/sharedStrings.xml", strings.xml())
 
 
