@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 from xml.etree import ElementTree as ET
+
+import pyarrow.compute as pc
 
 from qol_app import __version__
 from qol_app.export.schema import Dataset
@@ -188,14 +191,20 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
 
 def _code_list(oid: str, variable: str, dataset: Dataset) -> ET.Element:
     column = next(c for c in dataset.columns if c.xpt == variable)
-    values = dataset.column(column.name)
     data_type = "float" if column.type == "float" else "text"
     node = ET.Element(_q(ODM, "CodeList"), {"OID": oid, "Name": f"{dataset.xpt} {variable}", "DataType": data_type})
     decodes: dict[str, str] = {}
-    if variable == "QSTESTCD":
-        for code, test in zip(values.to_pylist(), dataset.column("QSTEST").to_pylist()):
-            decodes.setdefault(code, test)
-    for n, value in enumerate(sorted({v for v in values.to_pylist() if v is not None}), start=1):
+    distinct: set[Any] = set()
+    for batch in dataset.batches():  # a batch at a time: QS can have millions of rows
+        values = batch.column(column.name)
+        found = [v for v in pc.unique(values).to_pylist() if v is not None]
+        distinct.update(found)
+        if variable == "QSTESTCD":
+            tests = batch.column("QSTEST")
+            for code in found:
+                if code not in decodes:  # the test of the code's first record
+                    decodes[code] = tests[pc.index(values, code).as_py()].as_py()
+    for n, value in enumerate(sorted(distinct), start=1):
         if value in decodes:
             entry = ET.SubElement(node, _q(ODM, "CodeListItem"), {"CodedValue": str(value), "OrderNumber": str(n)})
             _text(entry, "Decode", decodes[value])

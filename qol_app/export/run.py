@@ -324,13 +324,14 @@ def _write_files(
                 left_out[path.name] = list(dataset.xpt_drop)
             step(path.name)
 
-    item_rows = build.item_rows(trial) if tabular or {"sdtm", "fhir"} & set(request.formats) else None
+    item_rows: build.ItemRows | None = None
     if tabular:
         for name, builder in DATASETS.items():
-            if name in SPOOLED:  # large: built a part at a time into a temporary file
-                dataset = (
-                    build.items(trial, item_rows, spool=True) if name == "items" else build.qol_long(trial, spool=True)
-                )
+            if name == "items":  # large: built a part at a time into a temporary file
+                item_rows = build.item_rows(trial)  # read here: not held while qol_long is written
+                dataset = build.items(trial, item_rows, spool=True)
+            elif name in SPOOLED:
+                dataset = build.qol_long(trial, spool=True)
             else:
                 dataset = builder(trial)
             step(name)
@@ -340,6 +341,8 @@ def _write_files(
                 dataset.spool.close()
             del dataset
             pa.default_memory_pool().release_unused()
+    if item_rows is None and {"sdtm", "fhir"} & set(request.formats):
+        item_rows = build.item_rows(trial)
     if "sdtm" in request.formats:
         domains = sdtm.build_domains(trial, item_rows, studyid=settings.studyid, spool=True)  # type: ignore[arg-type]
         step("sdtm")

@@ -104,17 +104,17 @@ def _cells(column: Column, values: pa.Array, refs: pa.Array, strings: _Strings) 
     return pc.binary_join_element_wise(refs, attrs, body, "</v></c>", "", null_handling="emit_null")
 
 
-def _joined(values: pa.Array) -> bytes:
-    """All the texts of a (null-free) string array, concatenated."""
+def _joined(values: pa.Array) -> memoryview | bytes:
+    """All the texts of a (null-free) string array, concatenated (a view of Arrow's buffer)."""
     if not len(values):
         return b""
     offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset : values.offset + len(values) + 1]
-    return values.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+    return memoryview(values.buffers()[2])[offsets[0] : offsets[-1]]
 
 
 def _sheet_rows(
     columns: Sequence[Column], batches: Iterable[pa.RecordBatch], first_row: int, strings: _Strings
-) -> Iterator[bytes]:
+) -> Iterator[memoryview | bytes]:
     """The <row> elements of the batches' rows, numbered from ``first_row``, a batch at a time."""
     for batch in batches:
         numbers = pa.array(np.arange(first_row, first_row + batch.num_rows), pa.int64()).cast(pa.string())
@@ -124,13 +124,16 @@ def _sheet_rows(
             for n, column in enumerate(columns)
         ]
         content = pc.binary_join_element_wise(*cells, "", null_handling="replace", null_replacement="")
+        del cells  # a batch's XML is large: hold one copy at a time
         rows = pc.binary_join_element_wise('<row r="', numbers, '">', content, "</row>", "")
+        del content
         yield _joined(rows)
+        del rows
 
 
 def _sheet(
     columns: Sequence[Column], batches: Iterable[pa.RecordBatch], num_rows: int, strings: _Strings
-) -> Iterator[bytes]:
+) -> Iterator[memoryview | bytes]:
     header = pa.table({c.name: pa.array([c.name]) for c in columns})
     text_columns = [Column(c.name, "string", c.label, xpt=c.xpt, xpt_label=c.xpt_label) for c in columns]
     last = f"{_letters(len(columns) - 1)}{num_rows + 1}"
@@ -164,7 +167,7 @@ def _sheet_parts(batches: Iterator[pa.RecordBatch], total: int) -> Iterator[tupl
         yield min(MAX_DATA_ROWS, total - start), sheet(min(MAX_DATA_ROWS, total - start))
 
 
-def _write_entry(book: FixedTimeZipFile, name: str, chunks: Iterable[bytes]) -> None:
+def _write_entry(book: FixedTimeZipFile, name: str, chunks: Iterable[memoryview | bytes]) -> None:
     info = fixed_info(name, book.fixed_date_time)
     # Fastest deflate: the sheets are large and compress well anyway (3.13 renamed the attribute).
     setattr(info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", 1)
