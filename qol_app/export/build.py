@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -622,38 +623,59 @@ class ItemRows:
 
 
 def item_rows(trial: Trial) -> ItemRows:
+    """Per form the instrument's items in order, then any item of another version it has, sorted.
+    Made from one item list per instrument (a form without such extra items shares it), so there
+    is Python work per form, not per item; the answers are found with one Arrow lookup."""
     answers = trial.answers
+    catalog = trial.catalog
     forms = [f for f in trial.in_range() if f.response is not None]
-    item_ids = {i: n for n, i in enumerate(sorted(set(answers["item_id"].to_pylist()) | _all_items(trial.catalog)))}
+    names = sorted(set(pc.unique(answers["item_id"]).to_pylist()) | _all_items(catalog))
+    item_ids = {i: n for n, i in enumerate(names)}
     width = len(item_ids) + 1
+    answer_codes = pc.index_in(answers["item_id"], value_set=pa.array(names, pa.string())).cast(pa.int64())
+    answer_keys = pc.add(pc.multiply(answers["response_id"], width), answer_codes)
     inst_of = {f.response.pk: f.instrument_id for f in forms}  # type: ignore[union-attr]
+    instruments = sorted(set(inst_of.values()))
+    known_keys = pa.array(
+        [n * width + item_ids[item] for n, inst in enumerate(instruments) for item in catalog.items(inst)], pa.int64()
+    )
+    inst_number = {inst: n for n, inst in enumerate(instruments)}
+    pks = pa.array(list(inst_of), pa.int64())
+    inst_at = pa.array([inst_number[inst] for inst in inst_of.values()], pa.int64())
+    of_form = pc.index_in(answers["response_id"], value_set=pks)
+    answer_inst = inst_at.take(of_form)
+    known = pc.is_in(pc.add(pc.multiply(answer_inst, width), answer_codes), value_set=known_keys)
+    other = pc.and_(pc.is_valid(of_form), pc.invert(known))  # answers to items of another version
     extras: dict[int, list[str]] = {}
-    for pk, item in zip(answers["response_id"].to_pylist(), answers["item_id"].to_pylist()):
-        if pk in inst_of and item not in trial.catalog.items(inst_of[pk]):
-            extras.setdefault(pk, []).append(item)
-    form_at: list[int] = []
-    items: list[str] = []
-    numbers: list[int | None] = []
-    keys: list[int] = []
-    for n, form in enumerate(forms):
+    rest = answers.filter(other)
+    for pk, item in zip(rest["response_id"].to_pylist(), rest["item_id"].to_pylist()):
+        extras.setdefault(pk, []).append(item)
+    shared: dict[str, tuple[tuple[str, ...], tuple[int | None, ...], np.ndarray]] = {}
+    for inst in instruments:
+        ids = catalog.items(inst)
+        shared[inst] = (ids, tuple(range(1, len(ids) + 1)), np.array([item_ids[i] for i in ids], np.int64))
+    segments = []
+    for form in forms:
         pk = form.response.pk  # type: ignore[union-attr]
-        known = trial.catalog.items(form.instrument_id)
-        for number, item in enumerate(known, start=1):
-            form_at.append(n)
-            items.append(item)
-            numbers.append(number)
-            keys.append(pk * width + item_ids[item])
-        for item in sorted(extras.get(pk, ())):  # from another version of the instrument
-            form_at.append(n)
-            items.append(item)
-            numbers.append(None)
-            keys.append(pk * width + item_ids[item])
-
-    def answer_key(table: pa.Table) -> pa.Array:
-        return pc.add(pc.multiply(table["response_id"], width), _codes(table["item_id"], item_ids))
-
-    at = _lookup(keys, answers, answer_key)
-    return ItemRows(forms, pa.array(form_at, pa.int64()), items, numbers, at)
+        segment = shared[form.instrument_id]
+        if pk in extras:
+            more = sorted(extras[pk])
+            ids = segment[0] + tuple(more)
+            codes = np.concatenate([segment[2], np.array([item_ids[i] for i in more], np.int64)])
+            segment = (ids, segment[1] + (None,) * len(more), codes)
+        segments.append(segment)
+    lengths = np.array([len(seg[0]) for seg in segments], np.int64)
+    items = list(itertools.chain.from_iterable(seg[0] for seg in segments))
+    numbers = list(itertools.chain.from_iterable(seg[1] for seg in segments))
+    codes = np.concatenate([seg[2] for seg in segments]) if segments else np.empty(0, np.int64)
+    form_pks = np.array([f.response.pk for f in forms], np.int64)  # type: ignore[union-attr]
+    keys = np.repeat(form_pks, lengths) * width + codes
+    form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int64), lengths), pa.int64())
+    if len(answers):
+        at = pc.index_in(pa.array(keys, pa.int64()), value_set=answer_keys)
+    else:
+        at = pa.nulls(len(keys), pa.int32())
+    return ItemRows(forms, form_at, items, numbers, at)
 
 
 def _all_items(catalog: Catalog) -> set[str]:

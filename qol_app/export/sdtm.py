@@ -310,7 +310,7 @@ def qs(trial: Trial, rows: ItemRows, *, studyid: str, spool: bool = False) -> Da
     """QS (``spool``: its rows kept in a temporary file instead of memory)."""
     records = _qs_records(trial, rows, studyid)
     if spool:
-        sink = spool_of(QS_COLUMNS, records)
+        sink = spool_of(QS_COLUMNS, records, batch=10_000)
         return Dataset("qs", bi("Questionnaires", "问卷"), QS_COLUMNS, sink.schema.empty_table(), xpt="QS", spool=sink)
     return Dataset("qs", bi("Questionnaires", "问卷"), QS_COLUMNS, table_of(QS_COLUMNS, records), xpt="QS")
 

@@ -40,6 +40,7 @@ _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 STYLE_DATE, STYLE_DATETIME = 1, 2
+_XML_ROWS = 10_000
 
 
 def _letters(n: int) -> str:
@@ -86,10 +87,10 @@ class _Strings:
         return f'{_HEAD}<sst xmlns="{_MAIN}" count="{count}" uniqueCount="{count}">{items}</sst>'.encode()
 
 
-def _cells(column: Column, values: pa.Array, refs: pa.Array, strings: _Strings) -> pa.Array:
-    """Each row's cell XML for one column (null: no cell)."""
+def _cells(column: Column, values: pa.Array, refs: pa.Array) -> pa.Array:
+    """Each row's cell XML for one column (null: no cell); text already as shared-string numbers."""
     if column.type == "string":
-        body, attrs = strings.numbers(values).cast(pa.string()), '" t="s"><v>'
+        body, attrs = values.cast(pa.string()), '" t="s"><v>'
     elif column.type == "boolean":
         body, attrs = values.cast(pa.int8()).cast(pa.string()), '" t="b"><v>'
     elif column.type == "date":
@@ -115,20 +116,31 @@ def _joined(values: pa.Array) -> memoryview | bytes:
 def _sheet_rows(
     columns: Sequence[Column], batches: Iterable[pa.RecordBatch], first_row: int, strings: _Strings
 ) -> Iterator[memoryview | bytes]:
-    """The <row> elements of the batches' rows, numbered from ``first_row``, a batch at a time."""
+    """The <row> elements of the batches' rows, numbered from ``first_row``: the shared strings
+    are numbered a whole batch at a time (column by column), the XML made _XML_ROWS at a time."""
     for batch in batches:
-        numbers = pa.array(np.arange(first_row, first_row + batch.num_rows), pa.int64()).cast(pa.string())
-        first_row += batch.num_rows
-        cells = [
-            _cells(column, batch.column(n), pc.binary_join_element_wise(f'<c r="{_letters(n)}', numbers, ""), strings)
+        values = [
+            strings.numbers(batch.column(n)) if column.type == "string" else batch.column(n)
             for n, column in enumerate(columns)
         ]
-        content = pc.binary_join_element_wise(*cells, "", null_handling="replace", null_replacement="")
-        del cells  # a batch's XML is large: hold one copy at a time
-        rows = pc.binary_join_element_wise('<row r="', numbers, '">', content, "</row>", "")
-        del content
-        yield _joined(rows)
-        del rows
+        for start in range(0, batch.num_rows, _XML_ROWS):
+            count = min(_XML_ROWS, batch.num_rows - start)
+            numbers = pa.array(np.arange(first_row, first_row + count), pa.int64()).cast(pa.string())
+            first_row += count
+            cells = [
+                _cells(
+                    column,
+                    values[n].slice(start, count),
+                    pc.binary_join_element_wise(f'<c r="{_letters(n)}', numbers, ""),
+                )
+                for n, column in enumerate(columns)
+            ]
+            content = pc.binary_join_element_wise(*cells, "", null_handling="replace", null_replacement="")
+            del cells  # hold one copy of the XML at a time
+            rows = pc.binary_join_element_wise('<row r="', numbers, '">', content, "</row>", "")
+            del content
+            yield _joined(rows)
+            del rows
 
 
 def _sheet(
