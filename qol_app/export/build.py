@@ -361,11 +361,14 @@ def labelled(columns: Sequence[Column], registry: Registry) -> tuple[Column, ...
     return tuple(dataclasses.replace(c, value_labels=codes[c.name]) if c.name in codes else c for c in columns)
 
 
-def _lookup(keys: list[int], table: pa.Table, key_of: Callable[[pa.Table], pa.Array]) -> pa.Array:
-    """Positions in ``table`` of each key (null where absent), keys as ``key_of(table)`` computes them."""
-    if not len(table):
+def _find(keys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray) -> pa.Array:
+    """Position of each key's first occurrence in the unsorted keys (null where absent), given
+    those keys sorted (stably) and the sorting order: what ``pc.index_in`` gives."""
+    if not len(sorted_keys):
         return pa.nulls(len(keys), pa.int32())
-    return pc.index_in(pa.array(keys, pa.int64()), value_set=key_of(table))
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    found = sorted_keys[pos] == keys
+    return pa.array(order[pos].astype(np.int32), pa.int32(), mask=~found)
 
 
 def _codes(values: pa.Array, index: Mapping[str, int]) -> pa.Array:
@@ -404,6 +407,8 @@ def qol_long(trial: Trial, *, spool: bool = False) -> Dataset:
     scale_ids = {code: n for n, code in enumerate(sorted(set(scores["scale"].to_pylist()) | _all_scales(catalog)))}
     width = len(scale_ids) + 1
     score_keys = pc.add(pc.multiply(scores["response_id"], width), _codes(scores["scale"], scale_ids))
+    order = np.argsort(score_keys.to_numpy(), kind="stable")  # searched per part (a hash set per part costs more)
+    sorted_keys = score_keys.to_numpy()[order]
 
     extras: dict[int, list[str]] = {}
     if len(scores):
@@ -466,10 +471,7 @@ def qol_long(trial: Trial, *, spool: bool = False) -> Dataset:
                 compare.extend([False] * len(scales))
             else:
                 compare.extend([v is not None for v in values_at[: len(known)]] + [False] * len(extra))
-        if len(scores):
-            at = pc.index_in(pa.array(keys, pa.int64()), value_set=score_keys)
-        else:
-            at = pa.nulls(len(keys), pa.int32())
+        at = _find(np.array(keys, np.int64), sorted_keys, order)
         values = scores["value"].take(at).to_pylist() if len(scores) else [None] * len(keys)
         changes: list[float | None] = [None] * len(values)
         worse: list[bool | None] = [None] * len(values)
