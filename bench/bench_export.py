@@ -245,13 +245,14 @@ def _run_export(url: str, out: str, formats: tuple[str, ...]) -> tuple[float, fl
     from qol_app.export.run import ExportRequest, run_export
     from qol_app.export.source import ExportFilters
     from qol_app.instruments import get_registry
+    from qol_app.services import audit
     from qol_app.services.audit import Actor
 
     registry = get_registry()
     engine = make_engine(url)
     request = ExportRequest(formats=formats, filters=ExportFilters(), as_of=NOW)
     start, cpu = time.perf_counter(), time.process_time()
-    with Session(engine) as session:
+    with Session(engine, info=audit.session_info("bench-audit-key")) as session:
         run_export(session, request, Path(out), actor=Actor.system("bench"), now=NOW, registry=registry)
         session.rollback()
     return time.perf_counter() - start, time.process_time() - cpu

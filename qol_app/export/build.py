@@ -22,13 +22,25 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from qol_app.export import asof
 from qol_app.export import columns as cols
 from qol_app.export.asof import AlertFacts, EventFacts, Form, PatientFacts, local_day
-from qol_app.export.schema import LOCALES, MAX_LABEL_CHARS, XPT_LABEL, Column, Dataset, bi, columns_table, table_of
+from qol_app.export.schema import (
+    LOCALES,
+    MAX_LABEL_CHARS,
+    ROW_BATCH,
+    XPT_LABEL,
+    Column,
+    Dataset,
+    Spool,
+    bi,
+    columns_table,
+    table_of,
+)
 from qol_app.export.source import SCORE_SCHEMA, ExportFilters, Source
 from qol_app.instruments import Registry, get_registry
 from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE, answered_items, check_rule, is_received
@@ -411,11 +423,14 @@ def labelled(columns: Sequence[Column], registry: Registry) -> tuple[Column, ...
     return tuple(dataclasses.replace(c, value_labels=codes[c.name]) if c.name in codes else c for c in columns)
 
 
-def _lookup(keys: list[int], table: pa.Table, key_of: Callable[[pa.Table], pa.Array]) -> pa.Array:
-    """Positions in ``table`` of each key (null where absent), keys as ``key_of(table)`` computes them."""
-    if not len(table):
+def _find(keys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray) -> pa.Array:
+    """Position of each key's first occurrence in the unsorted keys (null where absent), given
+    those keys sorted (stably) and the sorting order: what ``pc.index_in`` gives."""
+    if not len(sorted_keys):
         return pa.nulls(len(keys), pa.int32())
-    return pc.index_in(pa.array(keys, pa.int64()), value_set=key_of(table))
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    found = sorted_keys[pos] == keys
+    return pa.array(order[pos].astype(np.int32), pa.int32(), mask=~found)
 
 
 def _codes(values: pa.Array, index: Mapping[str, int]) -> pa.Array:
@@ -425,16 +440,37 @@ def _codes(values: pa.Array, index: Mapping[str, int]) -> pa.Array:
 # ---------------------------------------------------------------- (a) scores, long
 
 
-def qol_long(trial: Trial) -> Dataset:
-    """qol_long: every scale of every expected form, scored or not."""
+FORMS_PER_PART = 5_000
+"""Forms whose rows a large dataset builds at once (a part; parts are spooled or concatenated)."""
+
+
+def _parts(count: int, size: int = FORMS_PER_PART) -> list[tuple[int, int]]:
+    return [(start, min(count, start + size)) for start in range(0, count, size)] or [(0, 0)]
+
+
+def _assemble(columns: Sequence[Column], parts: Iterable[pa.Table], spool: bool) -> tuple[pa.Table, Spool | None]:
+    """The parts as one table, or (``spool``) appended to a Spool with an empty table beside it."""
+    schema = pa.schema([(c.name, c.arrow_type) for c in columns])
+    if not spool:
+        tables = list(parts)
+        return (pa.concat_tables(tables) if len(tables) > 1 else tables[0]), None
+    sink = Spool(columns)
+    for part in parts:
+        sink.append(part)
+    return schema.empty_table(), sink.finish()
+
+
+def qol_long(trial: Trial, *, spool: bool = False) -> Dataset:
+    """qol_long: every scale of every expected form, scored or not (built a part of the forms at a
+    time; ``spool`` keeps the rows in a temporary file instead of memory)."""
     catalog, spec = trial.catalog, trial.spec
     forms = trial.in_range()
     scores = trial.scores
     scale_ids = {code: n for n, code in enumerate(sorted(set(scores["scale"].to_pylist()) | _all_scales(catalog)))}
     width = len(scale_ids) + 1
-
-    def score_key(table: pa.Table) -> pa.Array:
-        return pc.add(pc.multiply(table["response_id"], width), _codes(table["scale"], scale_ids))
+    score_keys = pc.add(pc.multiply(scores["response_id"], width), _codes(scores["scale"], scale_ids))
+    order = np.argsort(score_keys.to_numpy(), kind="stable")  # searched per part (a hash set per part costs more)
+    sorted_keys = score_keys.to_numpy()[order]
 
     extras: dict[int, list[str]] = {}
     if len(scores):
@@ -454,72 +490,82 @@ def qol_long(trial: Trial) -> Dataset:
             if value is not None:
                 form = base_pks[pk]
                 baseline.setdefault((form.patient.pk, form.instrument_id), {})[scale] = value
-
-    head: list[tuple[Any, ...]] = []
-    form_at: list[int] = []
-    scale_col: list[str] = []
-    keys: list[int] = []
-    bases: list[float | None] = []
-    compare: list[bool] = []
     offsets = {inst: [scale_ids[code] for code in catalog.scales(inst)] for inst in catalog.registry}
-    for n, form in enumerate(forms):
-        f = form_facts(form, trial)
-        tp, inst, patient = form.timepoint, form.instrument_id, form.patient
-        is_base = tp.key == spec.baseline_key
-        head.append(
-            (patient.study_id, patient.site, patient.arm, f.code, inst, f.version)
-            + (f.target_date, f.completed_at, form.status, f.respondent, f.mode, f.language, form.missing_reason)
-            + (tp.rule_id, f.target_day, f.completed_day, f.days_from_rand, f.window, tp.anchor_kind)
-            + (tp.anchor_number, f.anchor_day, f.revision, is_base, form.received, is_confirmed(form))
-        )
-        known = catalog.scales(inst)
-        response = form.response
-        pk = response.pk if response is not None and has_scores(form) else None
-        extra = tuple(sorted(extras.get(pk, ()))) if pk is not None else ()
-        scales = known + extra
-        form_at.extend([n] * len(scales))
-        scale_col.extend(scales)
-        if pk is None:
-            keys.extend([-1] * len(scales))
-        else:
-            keys.extend([pk * width + at for at in offsets[inst]] + [pk * width + scale_ids[code] for code in extra])
-        base = baseline.get((patient.pk, inst), {})
-        values_at = [base.get(code) for code in scales]
-        bases.extend(values_at)
-        if is_base:
-            compare.extend([False] * len(scales))
-        else:
-            compare.extend([v is not None for v in values_at[: len(known)]] + [False] * len(extra))
-    at = _lookup(keys, scores, score_key)
-    values = scores["value"].take(at).to_pylist() if len(scores) else [None] * len(keys)
-    changes: list[float | None] = [None] * len(values)
-    worse: list[bool | None] = [None] * len(values)
-    compare_with = catalog.compare
-    for n in itertools.compress(range(len(values)), compare):
-        value = values[n]
-        if value is not None:
-            changes[n], worse[n] = compare_with(forms[form_at[n]].instrument_id, scale_col[n], bases[n], value)
     form_columns = [c.name for c in cols.LONG_COLUMNS if c.name not in _LONG_ROW_COLUMNS]
-    per_form = table_of([c for c in cols.LONG_COLUMNS if c.name in form_columns], head)
-    repeated = per_form.take(pa.array(form_at, pa.int64()))
-    data = {name: repeated[name] for name in form_columns} | {
-        "scale": scale_col,
-        "score": values,
-        "n_items": scores["n_items"].take(at) if len(scores) else [None] * len(keys),
-        "baseline_score": bases,
-        "change": changes,
-        "deteriorated": worse,
-        "scoring_version": scores["scoring_version"].take(at) if len(scores) else [None] * len(keys),
-    }
+    head_columns = [c for c in cols.LONG_COLUMNS if c.name in form_columns]
     columns = labelled(cols.LONG_COLUMNS, catalog.registry)
+
+    def part(first: int, stop: int) -> pa.Table:
+        head: list[tuple[Any, ...]] = []
+        form_at: list[int] = []
+        scale_col: list[str] = []
+        keys: list[int] = []
+        bases: list[float | None] = []
+        compare: list[bool] = []
+        for n in range(first, stop):
+            form = forms[n]
+            f = form_facts(form, trial)
+            tp, inst, patient = form.timepoint, form.instrument_id, form.patient
+            is_base = tp.key == spec.baseline_key
+            head.append(
+                (patient.study_id, patient.site, patient.arm, f.code, inst, f.version)
+                + (f.target_date, f.completed_at, form.status, f.respondent, f.mode, f.language, form.missing_reason)
+                + (tp.rule_id, f.target_day, f.completed_day, f.days_from_rand, f.window, tp.anchor_kind)
+                + (tp.anchor_number, f.anchor_day, f.revision, is_base, form.received, is_confirmed(form))
+            )
+            known = catalog.scales(inst)
+            response = form.response
+            pk = response.pk if response is not None and has_scores(form) else None
+            extra = tuple(sorted(extras.get(pk, ()))) if pk is not None else ()
+            scales = known + extra
+            form_at.extend([n - first] * len(scales))
+            scale_col.extend(scales)
+            if pk is None:
+                keys.extend([-1] * len(scales))
+            else:
+                keys.extend(
+                    [pk * width + at for at in offsets[inst]] + [pk * width + scale_ids[code] for code in extra]
+                )
+            base = baseline.get((patient.pk, inst), {})
+            values_at = [base.get(code) for code in scales]
+            bases.extend(values_at)
+            if is_base:
+                compare.extend([False] * len(scales))
+            else:
+                compare.extend([v is not None for v in values_at[: len(known)]] + [False] * len(extra))
+        at = _find(np.array(keys, np.int64), sorted_keys, order)
+        values = scores["value"].take(at).to_pylist() if len(scores) else [None] * len(keys)
+        changes: list[float | None] = [None] * len(values)
+        worse: list[bool | None] = [None] * len(values)
+        compare_with = catalog.compare
+        for n in itertools.compress(range(len(values)), compare):
+            value = values[n]
+            if value is not None:
+                changes[n], worse[n] = compare_with(
+                    forms[first + form_at[n]].instrument_id, scale_col[n], bases[n], value
+                )
+        repeated = table_of(head_columns, head).take(pa.array(form_at, pa.int64()))
+        data = {name: repeated[name] for name in form_columns} | {
+            "scale": scale_col,
+            "score": values,
+            "n_items": scores["n_items"].take(at) if len(scores) else [None] * len(keys),
+            "baseline_score": bases,
+            "change": changes,
+            "deteriorated": worse,
+            "scoring_version": scores["scoring_version"].take(at) if len(scores) else [None] * len(keys),
+        }
+        return columns_table(columns, data)
+
+    table, sink = _assemble(columns, (part(a, b) for a, b in _parts(len(forms))), spool)
     return _dataset(
         "qol_long",
         "QoL scores, one row per patient, timepoint and scale",
         "生活质量得分（每位患者、时间点、维度一行）",
         columns,
-        columns_table(columns, data),
+        table,
         xpt="QOLLONG",
         xpt_label="QoL scores, long (one row per scale)",
+        spool=sink,
     )
 
 
@@ -641,46 +687,68 @@ class ItemRows:
 
 
 def item_rows(trial: Trial) -> ItemRows:
+    """Per form the instrument's items in order, then any item of another version it has, sorted.
+    Made from one item list per instrument (a form without such extra items shares it), so there
+    is Python work per form, not per item; the answers are found with one Arrow lookup."""
     answers = trial.answers
+    catalog = trial.catalog
     forms = [f for f in trial.in_range() if f.response is not None]
-    item_ids = {i: n for n, i in enumerate(sorted(set(answers["item_id"].to_pylist()) | _all_items(trial.catalog)))}
+    names = sorted(set(pc.unique(answers["item_id"]).to_pylist()) | _all_items(catalog))
+    item_ids = {i: n for n, i in enumerate(names)}
     width = len(item_ids) + 1
+    answer_codes = pc.index_in(answers["item_id"], value_set=pa.array(names, pa.string())).cast(pa.int64())
+    answer_keys = pc.add(pc.multiply(answers["response_id"], width), answer_codes)
     inst_of = {f.response.pk: f.instrument_id for f in forms}  # type: ignore[union-attr]
+    instruments = sorted(set(inst_of.values()))
+    known_keys = pa.array(
+        [n * width + item_ids[item] for n, inst in enumerate(instruments) for item in catalog.items(inst)], pa.int64()
+    )
+    inst_number = {inst: n for n, inst in enumerate(instruments)}
+    pks = pa.array(list(inst_of), pa.int64())
+    inst_at = pa.array([inst_number[inst] for inst in inst_of.values()], pa.int64())
+    of_form = pc.index_in(answers["response_id"], value_set=pks)
+    answer_inst = inst_at.take(of_form)
+    known = pc.is_in(pc.add(pc.multiply(answer_inst, width), answer_codes), value_set=known_keys)
+    other = pc.and_(pc.is_valid(of_form), pc.invert(known))  # answers to items of another version
     extras: dict[int, list[str]] = {}
-    for pk, item in zip(answers["response_id"].to_pylist(), answers["item_id"].to_pylist()):
-        if pk in inst_of and item not in trial.catalog.items(inst_of[pk]):
-            extras.setdefault(pk, []).append(item)
-    form_at: list[int] = []
-    items: list[str] = []
-    numbers: list[int | None] = []
-    keys: list[int] = []
-    for n, form in enumerate(forms):
+    rest = answers.filter(other)
+    for pk, item in zip(rest["response_id"].to_pylist(), rest["item_id"].to_pylist()):
+        extras.setdefault(pk, []).append(item)
+    shared: dict[str, tuple[tuple[str, ...], tuple[int | None, ...], np.ndarray]] = {}
+    for inst in instruments:
+        ids = catalog.items(inst)
+        shared[inst] = (ids, tuple(range(1, len(ids) + 1)), np.array([item_ids[i] for i in ids], np.int64))
+    segments = []
+    for form in forms:
         pk = form.response.pk  # type: ignore[union-attr]
-        known = trial.catalog.items(form.instrument_id)
-        for number, item in enumerate(known, start=1):
-            form_at.append(n)
-            items.append(item)
-            numbers.append(number)
-            keys.append(pk * width + item_ids[item])
-        for item in sorted(extras.get(pk, ())):  # from another version of the instrument
-            form_at.append(n)
-            items.append(item)
-            numbers.append(None)
-            keys.append(pk * width + item_ids[item])
-
-    def answer_key(table: pa.Table) -> pa.Array:
-        return pc.add(pc.multiply(table["response_id"], width), _codes(table["item_id"], item_ids))
-
-    at = _lookup(keys, answers, answer_key)
-    return ItemRows(forms, pa.array(form_at, pa.int64()), items, numbers, at)
+        segment = shared[form.instrument_id]
+        if pk in extras:
+            more = sorted(extras[pk])
+            ids = segment[0] + tuple(more)
+            codes = np.concatenate([segment[2], np.array([item_ids[i] for i in more], np.int64)])
+            segment = (ids, segment[1] + (None,) * len(more), codes)
+        segments.append(segment)
+    lengths = np.array([len(seg[0]) for seg in segments], np.int64)
+    items = list(itertools.chain.from_iterable(seg[0] for seg in segments))
+    numbers = list(itertools.chain.from_iterable(seg[1] for seg in segments))
+    codes = np.concatenate([seg[2] for seg in segments]) if segments else np.empty(0, np.int64)
+    form_pks = np.array([f.response.pk for f in forms], np.int64)  # type: ignore[union-attr]
+    keys = np.repeat(form_pks, lengths) * width + codes
+    form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int64), lengths), pa.int64())
+    if len(answers):
+        at = pc.index_in(pa.array(keys, pa.int64()), value_set=answer_keys)
+    else:
+        at = pa.nulls(len(keys), pa.int32())
+    return ItemRows(forms, form_at, items, numbers, at)
 
 
 def _all_items(catalog: Catalog) -> set[str]:
     return {item for inst in catalog.registry for item in catalog.items(inst)}
 
 
-def items(trial: Trial, rows: ItemRows | None = None) -> Dataset:
-    """items: every item of every form with a response, with an explicit skip code."""
+def items(trial: Trial, rows: ItemRows | None = None, *, spool: bool = False) -> Dataset:
+    """items: every item of every form with a response, with an explicit skip code (built
+    ROW_BATCH item rows at a time; ``spool`` keeps the rows in a temporary file)."""
     rows = rows or item_rows(trial)
     spec = trial.spec
     head = []
@@ -693,28 +761,37 @@ def items(trial: Trial, rows: ItemRows | None = None) -> Dataset:
         )
     form_names = ("patient_id", "site", "arm", "timepoint", "instrument", "instrument_version", "status", "revision")
     form_columns = [next(c for c in cols.ITEM_COLUMNS if c.name == name) for name in form_names]
-    repeated = table_of(form_columns, head).take(rows.form_at)
+    per_form = table_of(form_columns, head)
     answers = trial.answers
-    skipped = answers["skipped"].take(rows.at) if len(answers) else pa.nulls(len(rows.item), pa.bool_())
-    status = pc.if_else(
-        pc.is_null(rows.at), "not_presented", pc.if_else(pc.fill_null(skipped, False), "skipped", "answered")
-    )
-    value = answers["value"].take(rows.at) if len(answers) else pa.nulls(len(rows.item), pa.float64())
-    value = pc.if_else(pc.fill_null(skipped, False), pa.scalar(None, pa.float64()), value)
-    data = {name: repeated[name] for name in form_names} | {
-        "item": rows.item,
-        "item_number": rows.number,
-        "value": value,
-        "item_status": status,
-    }
     columns = labelled(cols.ITEM_COLUMNS, trial.catalog.registry)
+
+    def part(first: int, stop: int) -> pa.Table:
+        at = rows.at.slice(first, stop - first)
+        repeated = per_form.take(rows.form_at.slice(first, stop - first))
+        skipped = answers["skipped"].take(at) if len(answers) else pa.nulls(len(at), pa.bool_())
+        status = pc.if_else(
+            pc.is_null(at), "not_presented", pc.if_else(pc.fill_null(skipped, False), "skipped", "answered")
+        )
+        value = answers["value"].take(at) if len(answers) else pa.nulls(len(at), pa.float64())
+        value = pc.if_else(pc.fill_null(skipped, False), pa.scalar(None, pa.float64()), value)
+        data = {name: repeated[name] for name in form_names} | {
+            "item": rows.item[first:stop],
+            "item_number": rows.number[first:stop],
+            "value": value,
+            "item_status": status,
+        }
+        return columns_table(columns, data)
+
+    parts = (part(a, b) for a, b in _parts(len(rows.item), ROW_BATCH))
+    table, sink = _assemble(columns, parts, spool)
     return _dataset(
         "items",
         "Item responses with skip codes",
         "条目回答（含跳过编码）",
         columns,
-        columns_table(columns, data),
+        table,
         xpt_label="Item responses with skip codes",
+        spool=sink,
     )
 
 

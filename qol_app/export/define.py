@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import pyarrow.compute as pc
@@ -142,13 +143,13 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
         )
         _text(group, "Description", label)
         key_order = keys.split()
+        stats = dataset.text_stats()
         for order, column in enumerate(dataset.columns, start=1):
             oid = f"IT.{name}.{column.xpt}"
             attrs = {"ItemOID": oid, "OrderNumber": str(order), "Mandatory": "Yes" if column.xpt in key_order else "No"}
             if column.xpt in key_order:
                 attrs["KeySequence"] = str(key_order.index(column.xpt) + 1)
             ET.SubElement(group, _q(ODM, "ItemRef"), attrs)
-            values = dataset.table[column.name]
             item = ET.Element(
                 _q(ODM, "ItemDef"),
                 {
@@ -161,8 +162,7 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
             kind = item.get("DataType")
             if kind in ("text", "integer", "float"):
                 if column.type == "string":
-                    longest = pc.max(pc.binary_length(values)).as_py() if len(values) else None
-                    item.set("Length", str(max(1, longest or 0)))
+                    item.set("Length", str(max(1, stats[column.name][0])))
                 else:
                     item.set("Length", "8")
             _text(item, "Description", column.xpt_label or column.label["en"])
@@ -191,14 +191,20 @@ def define_xml(datasets: Sequence[Dataset], *, studyid: str, as_of: dt.datetime)
 
 def _code_list(oid: str, variable: str, dataset: Dataset) -> ET.Element:
     column = next(c for c in dataset.columns if c.xpt == variable)
-    values = dataset.table[column.name]
     data_type = "float" if column.type == "float" else "text"
     node = ET.Element(_q(ODM, "CodeList"), {"OID": oid, "Name": f"{dataset.xpt} {variable}", "DataType": data_type})
     decodes: dict[str, str] = {}
-    if variable == "QSTESTCD":
-        for code, test in zip(values.to_pylist(), dataset.table["QSTEST"].to_pylist()):
-            decodes.setdefault(code, test)
-    for n, value in enumerate(sorted({v for v in values.to_pylist() if v is not None}), start=1):
+    distinct: set[Any] = set()
+    for batch in dataset.batches():  # a batch at a time: QS can have millions of rows
+        values = batch.column(column.name)
+        found = [v for v in pc.unique(values).to_pylist() if v is not None]
+        distinct.update(found)
+        if variable == "QSTESTCD":
+            tests = batch.column("QSTEST")
+            for code in found:
+                if code not in decodes:  # the test of the code's first record
+                    decodes[code] = tests[pc.index(values, code).as_py()].as_py()
+    for n, value in enumerate(sorted(distinct), start=1):
         if value in decodes:
             entry = ET.SubElement(node, _q(ODM, "CodeListItem"), {"CodedValue": str(value), "OrderNumber": str(n)})
             _text(entry, "Decode", decodes[value])

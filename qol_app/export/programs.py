@@ -12,20 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import pyarrow.compute as pc
-
 from qol_app.export.schema import Column, Dataset
 
 
 def text_widths(dataset: Dataset) -> dict[str, int]:
     """Longest UTF-8 text per text column (at least 1), for SAS lengths."""
-    widths = {}
-    for column in dataset.columns:
-        if column.type == "string":
-            values = dataset.table[column.name]
-            longest = pc.max(pc.binary_length(values)).as_py() if len(values) else None
-            widths[column.name] = max(1, longest or 0)
-    return widths
+    return {name: max(1, longest) for name, (longest, _ascii) in dataset.text_stats().items()}
 
 
 def _sas_text(text: str) -> str:

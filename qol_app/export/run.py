@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from qol_app import __version__
@@ -205,6 +206,8 @@ def count_steps(request: ExportRequest) -> int:
 
 
 SDTM_DOMAINS = ("qs", "suppqs", "dm", "ts", "tv")
+SPOOLED = frozenset({"qol_long", "items"})
+"""Datasets large enough to be built a part at a time into a temporary file (so are SDTM QS)."""
 
 
 def run_export(
@@ -327,17 +330,27 @@ def _write_files(
                 left_out[path.name] = list(dataset.xpt_drop)
             step(path.name)
 
-    item_rows = build.item_rows(trial) if tabular or {"sdtm", "fhir"} & set(request.formats) else None
+    item_rows: build.ItemRows | None = None
     if tabular:
         for name, builder in DATASETS.items():
-            dataset = build.items(trial, item_rows) if name == "items" else builder(trial)
+            if name == "items":  # large: built a part at a time into a temporary file
+                item_rows = build.item_rows(trial)  # read here: not held while qol_long is written
+                dataset = build.items(trial, item_rows, spool=True)
+            elif name in SPOOLED:
+                dataset = build.qol_long(trial, spool=True)
+            else:
+                dataset = builder(trial)
             step(name)
-            schemas.append(dataset)
             write_all(dataset, tabular)
-            schemas[-1] = dataclasses.replace(dataset, table=dataset.table.slice(0, 0))  # keep the schema only
+            schemas.append(dataset.schema_only())
+            if dataset.spool is not None:
+                dataset.spool.close()
             del dataset
+            pa.default_memory_pool().release_unused()
+    if item_rows is None and {"sdtm", "fhir"} & set(request.formats):
+        item_rows = build.item_rows(trial)
     if "sdtm" in request.formats:
-        domains = sdtm.build_domains(trial, item_rows, studyid=settings.studyid)  # type: ignore[arg-type]
+        domains = sdtm.build_domains(trial, item_rows, studyid=settings.studyid, spool=True)  # type: ignore[arg-type]
         step("sdtm")
         for domain in domains:
             write_all(domain, ["xpt", "csv"])
@@ -345,7 +358,12 @@ def _write_files(
         path.write_bytes(define.define_xml(domains, studyid=settings.studyid, as_of=request.as_of))
         files.append(path)
         step(path.name)
-        schemas.extend(dataclasses.replace(d, table=d.table.slice(0, 0)) for d in domains)
+        schemas.extend(d.schema_only() for d in domains)
+        for domain in domains:
+            if domain.spool is not None:
+                domain.spool.close()
+        del domains
+        pa.default_memory_pool().release_unused()
     if "fhir" in request.formats:
         files.append(fhir.write_bundle(trial, item_rows, work / FHIR_FILE, base_url=settings.fhir_base_url))  # type: ignore[arg-type]
         step(FHIR_FILE)

@@ -15,12 +15,14 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 
 ColumnType = Literal["string", "integer", "float", "date", "datetime", "boolean"]
 COLUMN_TYPES: frozenset[str] = frozenset(get_args(ColumnType))
@@ -37,6 +39,8 @@ MAX_LABEL_CHARS = 80  # Stata's variable and dataset label limit
 MAX_VALUE_LABEL_BYTES = 120  # SPSS value label limit, in UTF-8 bytes
 XPT_NAME = 8
 XPT_LABEL = 40
+ROW_BATCH = 50_000
+"""Rows a writer takes at once: batches start at multiples of this (one Parquet row group)."""
 
 _NAME_RE = re.compile(r"^[A-Za-z](?:[A-Za-z0-9_]*[A-Za-z0-9])?$")
 _XPT_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,7}$")
@@ -155,6 +159,89 @@ class Column:
         return ARROW_TYPES[self.type]
 
 
+def _text_stats(table: pa.Table | pa.RecordBatch, names: Sequence[str]) -> dict[str, tuple[int, bool]]:
+    """Per text column: (longest UTF-8 text in bytes, 0 when none; every text ASCII)."""
+    out = {}
+    for name in names:
+        values = table.column(name)
+        longest = pc.max(pc.binary_length(values)).as_py() if len(values) else None
+        ascii_only = pc.all(pc.string_is_ascii(values)).as_py() if len(values) else None
+        out[name] = (longest or 0, ascii_only is not False)
+    return out
+
+
+class Spool:
+    """The rows of a large dataset, appended a part at a time to an anonymous temporary Arrow IPC
+    file and read back a batch at a time, so that no writer needs the whole table in memory.
+
+    It keeps what the writers must know before their first row: the row count and, per text
+    column, the longest text in bytes and whether every text is ASCII."""
+
+    def __init__(self, columns: Sequence[Column]) -> None:
+        self.columns = tuple(columns)
+        self.schema = pa.schema([(c.name, c.arrow_type) for c in self.columns])
+        self._file = tempfile.TemporaryFile(prefix="qol-export-")  # noqa: SIM115 - closed by close()
+        self._writer: ipc.RecordBatchFileWriter | None = ipc.new_file(self._file, self.schema)
+        self.num_rows = 0
+        self._texts = [c.name for c in self.columns if c.type == "string"]
+        self._floats = [c.name for c in self.columns if c.type == "float"]
+        self.text_stats: dict[str, tuple[int, bool]] = {name: (0, True) for name in self._texts}
+
+    def append(self, table: pa.Table) -> None:
+        """Add rows (a table with exactly the spool's schema; missing floats are null, never NaN)."""
+        if self._writer is None:
+            raise ValueError("the spool is closed for appending")
+        if not table.schema.equals(self.schema):
+            raise ValueError(f"part schema {table.schema} is not {self.schema}")
+        if not table.num_rows:
+            return
+        for name in self._floats:
+            if pc.any(pc.is_nan(table[name])).as_py():
+                raise ValueError(f"column {name!r} holds NaN (missing is null)")
+        for name, (longest, ascii_only) in _text_stats(table, self._texts).items():
+            before = self.text_stats[name]
+            self.text_stats[name] = (max(before[0], longest), before[1] and ascii_only)
+        self._writer.write_table(table)
+        self.num_rows += table.num_rows
+
+    def finish(self) -> Spool:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        return self
+
+    def parts(self) -> Iterator[pa.RecordBatch]:
+        """The appended parts, in order, read from the file one at a time."""
+        self.finish()
+        self._file.seek(0)
+        reader = ipc.open_file(pa.PythonFile(self._file, mode="r"))
+        for n in range(reader.num_record_batches):
+            yield reader.get_batch(n)
+
+    def close(self) -> None:
+        self._writer = None
+        self._file.close()
+
+
+def aligned_batches(
+    parts: Iterable[pa.RecordBatch], schema: pa.Schema, size: int = ROW_BATCH
+) -> Iterator[pa.RecordBatch]:
+    """Contiguous batches of ``size`` rows (the last one shorter) from parts of any length."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for part in parts:
+        while part.num_rows:
+            take = min(size - count, part.num_rows)
+            pending.append(part.slice(0, take))
+            count += take
+            part = part.slice(take)
+            if count == size:
+                yield pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches()[0]
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending, schema=schema).combine_chunks().to_batches()[0]
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A named, labelled table. ``table`` has exactly ``columns`` (names and Arrow types).
@@ -169,6 +256,8 @@ class Dataset:
     xpt: str | None = None
     xpt_label: str | None = None
     xpt_drop: tuple[str, ...] = ()
+    spool: Spool | None = field(default=None, repr=False)
+    """When set, the rows are in the spool and ``table`` is empty (the schema only)."""
 
     def __post_init__(self) -> None:
         check_name(self.name, what="dataset")
@@ -199,6 +288,10 @@ class Dataset:
         for name in self.xpt_drop:
             if name not in seen:
                 raise ValueError(f"dataset {self.name!r}: xpt_drop names unknown column {name!r}")
+        if self.spool is not None:
+            if self.table.num_rows or not self.spool.schema.equals(expected):
+                raise ValueError(f"dataset {self.name!r}: a spooled dataset's table holds its schema only")
+            self.spool.finish()
 
     @property
     def names(self) -> list[str]:
@@ -207,7 +300,34 @@ class Dataset:
 
     @property
     def num_rows(self) -> int:
-        return self.table.num_rows
+        return self.spool.num_rows if self.spool is not None else self.table.num_rows
+
+    def batches(self, size: int = ROW_BATCH) -> Iterator[pa.RecordBatch]:
+        """The rows as contiguous record batches of ``size`` rows, starting at row 0, the last one
+        shorter (what every writer consumes; a spooled dataset is read from its file)."""
+        if self.spool is None:
+            parts: Iterable[pa.RecordBatch] = self.table.to_batches()
+        else:
+            parts = self.spool.parts()
+        schema = self.table.schema
+        yield from aligned_batches(parts, schema, size)
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """One column, whole (read from the spool when spooled)."""
+        if self.spool is None:
+            return self.table[name]
+        chunks = [part.column(name) for part in self.spool.parts()]
+        return pa.chunked_array(chunks, type=self.table.schema.field(name).type)
+
+    def text_stats(self) -> dict[str, tuple[int, bool]]:
+        """Per text column: (longest text in UTF-8 bytes, 0 when none or empty; every text ASCII)."""
+        if self.spool is not None:
+            return dict(self.spool.text_stats)
+        return _text_stats(self.table, [c.name for c in self.columns if c.type == "string"])
+
+    def schema_only(self) -> Dataset:
+        """This dataset without its rows (for the data dictionary and import programs)."""
+        return replace(self, table=self.table.slice(0, 0), spool=None)
 
     def xpt_columns(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.name not in self.xpt_drop)
@@ -232,6 +352,16 @@ def table_of(columns: Sequence[Column], rows: Iterable[Sequence[Any]], batch: in
         if len(chunk) < batch:
             break
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def spool_of(columns: Sequence[Column], rows: Iterable[Sequence[Any]], batch: int = 50_000) -> Spool:
+    """``table_of`` into a Spool: row tuples converted and spooled ``batch`` rows at a time."""
+    names = [c.name for c in columns]
+    sink = Spool(columns)
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, batch)):
+        sink.append(columns_table(columns, dict(zip(names, zip(*chunk)))))
+    return sink.finish()
 
 
 def columns_table(columns: Sequence[Column], data: Mapping[str, Any]) -> pa.Table:

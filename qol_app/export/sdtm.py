@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from qol_app.export import columns as cols
 from qol_app.export.asof import local_day, zone
 from qol_app.export.build import ItemRows, Trial, ascii_text, day_of, fit_words, ordered_instruments, timepoint_code
-from qol_app.export.schema import Column, Dataset, bi, table_of
+from qol_app.export.schema import Column, Dataset, bi, spool_of, table_of
 
 SKIPPED_REASON = "SKIPPED BY RESPONDENT"
 NOT_RECORDED = "NOT RECORDED"
@@ -306,8 +306,12 @@ def _qs_records(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[tuple[An
             yield first + (orres, unit, stresc, float(value), unit, None, None, base) + tail
 
 
-def qs(trial: Trial, rows: ItemRows, *, studyid: str) -> Dataset:
+def qs(trial: Trial, rows: ItemRows, *, studyid: str, spool: bool = False) -> Dataset:
+    """QS (``spool``: its rows kept in a temporary file instead of memory)."""
     records = _qs_records(trial, rows, studyid)
+    if spool:
+        sink = spool_of(QS_COLUMNS, records, batch=10_000)
+        return Dataset("qs", bi("Questionnaires", "问卷"), QS_COLUMNS, sink.schema.empty_table(), xpt="QS", spool=sink)
     return Dataset("qs", bi("Questionnaires", "问卷"), QS_COLUMNS, table_of(QS_COLUMNS, records), xpt="QS")
 
 
@@ -377,9 +381,13 @@ def tv(trial: Trial, *, studyid: str) -> Dataset:
     return Dataset("tv", bi("Trial Visits", "试验访视"), TV_COLUMNS, table_of(TV_COLUMNS, records))
 
 
-def build_domains(trial: Trial, rows: ItemRows, *, studyid: str) -> list[Dataset]:
-    """QS, SUPPQS, DM, TS, TV (in that order)."""
-    return [qs(trial, rows, studyid=studyid), suppqs(trial, studyid=studyid), dm(trial, studyid=studyid)] + [
+def build_domains(trial: Trial, rows: ItemRows, *, studyid: str, spool: bool = False) -> list[Dataset]:
+    """QS, SUPPQS, DM, TS, TV (in that order); ``spool``: QS kept in a temporary file."""
+    return [
+        qs(trial, rows, studyid=studyid, spool=spool),
+        suppqs(trial, studyid=studyid),
+        dm(trial, studyid=studyid),
+    ] + [
         ts(studyid=studyid),
         tv(trial, studyid=studyid),
     ]

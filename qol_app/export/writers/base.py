@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from qol_app.export.schema import LOCALES, Dataset, Locale
+from qol_app.export.schema import LOCALES, ROW_BATCH, Dataset, Locale
 
 DEFAULT_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
 """Stamped into file metadata when the caller gives no as-of time, so output stays reproducible."""
 
-ROW_BATCH = 50_000
-"""Rows a writer converts at once (one Parquet row group)."""
+__all__ = ["DEFAULT_AS_OF", "ROW_BATCH", "WriteOptions", "Writer", "naive_utc", "utc_iso"]
 
 
 @dataclass(frozen=True)

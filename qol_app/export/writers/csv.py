@@ -23,9 +23,10 @@ from qol_app.export.writers.base import ROW_BATCH, WriteOptions, Writer
 ISO_INSTANT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def csv_table(dataset: Dataset) -> pa.Table:
-    """The dataset's table with booleans as 1/0 and instants as ISO text, as the CSV holds them."""
-    table = dataset.table
+def csv_table(dataset: Dataset, table: pa.Table | None = None) -> pa.Table:
+    """The rows (``table``, else the dataset's table) with booleans as 1/0 and instants as ISO
+    text, as the CSV holds them."""
+    table = dataset.table if table is None else table
     for n, column in enumerate(dataset.columns):
         if column.type == "boolean":
             table = table.set_column(n, column.name, table[column.name].cast(pa.int8()))
@@ -35,8 +36,12 @@ def csv_table(dataset: Dataset) -> pa.Table:
 
 
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
-    """Write `dataset` to `path`."""
-    pcsv.write_csv(csv_table(dataset), path, pcsv.WriteOptions(eol="\r\n", batch_size=ROW_BATCH))
+    """Write `dataset` to `path`, a batch of rows at a time."""
+    write_options = pcsv.WriteOptions(eol="\r\n", batch_size=ROW_BATCH)
+    schema = csv_table(dataset, dataset.table.slice(0, 0)).schema
+    with pcsv.CSVWriter(path, schema, write_options=write_options) as writer:
+        for batch in dataset.batches(ROW_BATCH):
+            writer.write_table(csv_table(dataset, pa.Table.from_batches([batch])))
 
 
 WRITER = Writer(format_id="csv", extension="csv", write=write)

@@ -33,7 +33,6 @@ DOUBLE = 65526
 MISSING = struct.unpack("<d", bytes.fromhex("000000000000e07f"))[0]  # Stata's "."
 _EPOCH_DAYS = (dt.date(1970, 1, 1) - dt.date(1960, 1, 1)).days
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_CHUNK = 50_000
 
 
 def _fixed(text: str, size: int) -> bytes:
@@ -51,11 +50,16 @@ def _texts(values: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def _nul_padded(values: pa.Array, size: int) -> np.ndarray:
-    """Texts as ``size``-byte NUL-padded fields."""
-    out = np.zeros(len(values), dtype=f"S{size}")
+    """Texts (null-free, each at most ``size`` bytes) as ``size``-byte NUL-padded fields."""
+    out = np.zeros((len(values), size), dtype=np.uint8)
     if len(values):
-        out[:] = np.array([v.encode("utf-8") for v in values.to_pylist()], dtype=f"S{size}")
-    return out
+        offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset : values.offset + len(values) + 1]
+        lengths = np.diff(offsets)
+        data = np.frombuffer(values.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        rows = np.repeat(np.arange(len(values)), lengths)
+        starts = np.repeat(offsets[:-1] - offsets[0], lengths)
+        out[rows, np.arange(len(data)) - starts] = data
+    return out.view(f"S{size}").reshape(len(values))
 
 
 def _numbers(column: Column, values: pa.Array, codes: dict | None) -> np.ndarray:
@@ -87,16 +91,14 @@ def _label_table(name: str, labels: dict[int, str]) -> bytes:
 
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     """Write `dataset` as a Stata 118 file to `path`."""
-    table = dataset.table
     locale = options.locale
+    stats = dataset.text_stats()
     types, formats, label_names, tables = [], [], [], []
     kinds: list[tuple[Column, int, dict | None]] = []
     for column in dataset.columns:
         codes = numeric_codes(column)
         if column.type == "string" and codes is None:
-            values = _texts(table[column.name])
-            longest = pc.max(pc.binary_length(values)).as_py() if len(values) else 0
-            width = max(1, longest or 0)
+            width = max(1, stats[column.name][0])
             if width > MAX_STR:
                 raise ValueError(f"{dataset.name}.{column.name}: a text exceeds {MAX_STR} bytes (Stata str limit)")
             types.append(width)
@@ -118,7 +120,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     m = naive_utc(options.as_of)
     stamp = f"{m.day:02d} {_MONTHS[m.month - 1]} {m.year:04d} {m:%H:%M}".encode()
     label = dataset.label[locale][:STATA_LABEL].encode("utf-8")
-    k, n = len(dataset.columns), table.num_rows
+    k, n = len(dataset.columns), dataset.num_rows
     header = _tag(
         "header",
         _tag("release", b"118")
@@ -155,11 +157,10 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     offsets += [data_at, strls_at, labels_at, end_at, end_at + len(b"</stata_dta>")]
     with path.open("wb") as handle:
         handle.write(opening + _tag("map", struct.pack("<14Q", *offsets)) + bytes(body) + b"<data>")
-        for first in range(0, n, _CHUNK):
-            count = min(_CHUNK, n - first)
-            rows = np.zeros(count, dtype=record)
+        for batch in dataset.batches():
+            rows = np.zeros(batch.num_rows, dtype=record)
             for i, (column, width, codes) in enumerate(kinds):
-                values = table[column.name].slice(first, count).combine_chunks()
+                values = batch.column(column.name)
                 if width:
                     rows[f"v{i}"] = _nul_padded(_texts(values), width)
                 else:

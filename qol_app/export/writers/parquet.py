@@ -19,9 +19,13 @@ from qol_app.export.writers.base import ROW_BATCH, WriteOptions, Writer
 
 
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
-    """Write `dataset` to `path`, one row group per ROW_BATCH rows."""
-    table = pa.Table.from_arrays(dataset.table.columns, schema=dataset_metadata(dataset))
-    pq.write_table(table, path, compression="snappy", row_group_size=ROW_BATCH)
+    """Write `dataset` to `path`, one row group per ROW_BATCH rows, a row group at a time."""
+    schema = dataset_metadata(dataset)
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        if not dataset.num_rows:
+            writer.write_table(pa.Table.from_arrays(dataset.table.columns, schema=schema), row_group_size=ROW_BATCH)
+        for batch in dataset.batches(ROW_BATCH):
+            writer.write_table(pa.Table.from_arrays(batch.columns, schema=schema), row_group_size=ROW_BATCH)
 
 
 WRITER = Writer(format_id="parquet", extension="parquet", write=write)

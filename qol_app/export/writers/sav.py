@@ -37,7 +37,6 @@ SYSMIS = -sys.float_info.max
 _EPOCH_SECONDS = (dt.date(1970, 1, 1) - dt.date(1582, 10, 14)).days * 86400.0
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _FORMATS = {"date": (20, 11, 0), "datetime": (22, 20, 0), "float": (5, 18, 6), "integer": (5, 11, 0)}
-_CHUNK = 50_000
 
 
 def fit_bytes(text: str, limit: int) -> str:
@@ -106,15 +105,11 @@ def _segment(values: pa.Array, start: int, size: int) -> np.ndarray:
 
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     """Write `dataset` as an SPSS system file to `path`."""
-    table = dataset.table
     variables: list[_Var] = []
-    texts: dict[str, pa.Array] = {}
+    stats = dataset.text_stats()
     for column in dataset.columns:
         if column.type == "string":
-            values = _text(table[column.name])
-            longest = pc.max(pc.binary_length(values)).as_py() if len(values) else None
-            texts[column.name] = values
-            variables.append(_Var(column, max(9, longest or 0), column.xpt or column.name.upper()))
+            variables.append(_Var(column, max(9, stats[column.name][0]), column.xpt or column.name.upper()))
         else:
             variables.append(_Var(column, 0, column.xpt or column.name.upper()))
     shorts = {v.short for v in variables}
@@ -175,7 +170,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     header = (
         b"$FL2"
         + _padded(b"@(#) SPSS DATA FILE qol_app", 60)
-        + _i(2, case_size, 0, 0, table.num_rows)
+        + _i(2, case_size, 0, 0, dataset.num_rows)
         + struct.pack("<d", 100.0)
         + f"{m.day:02d} {_MONTHS[m.month - 1]} {m.year % 100:02d}".encode()
         + f"{m:%H:%M:%S}".encode()
@@ -231,14 +226,16 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     record = np.dtype([(f"f{n}", kind) for n, (_v, _s, _w, kind) in enumerate(fields)])
     with path.open("wb") as handle:
         handle.write(out)
-        for first in range(0, table.num_rows, _CHUNK):
-            count = min(_CHUNK, table.num_rows - first)
-            rows = np.empty(count, dtype=record)
+        for batch in dataset.batches():
+            rows = np.empty(batch.num_rows, dtype=record)
+            texts: dict[str, pa.Array] = {}
             for n, (var, start, width, _kind) in enumerate(fields):
                 if not var.width:
-                    rows[f"f{n}"] = _numbers(var.column, table[var.column.name].slice(first, count).combine_chunks())
+                    rows[f"f{n}"] = _numbers(var.column, batch.column(var.column.name))
                     continue
-                values = texts[var.column.name].slice(first, count)
+                if var.column.name not in texts:
+                    texts[var.column.name] = _text(batch.column(var.column.name))
+                values = texts[var.column.name]
                 if len(var.segments) > 1:
                     rows[f"f{n}"] = _segment(values, start, _storage(width))
                 else:

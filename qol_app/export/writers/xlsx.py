@@ -40,6 +40,7 @@ _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 STYLE_DATE, STYLE_DATETIME = 1, 2
+_XML_ROWS = 10_000
 
 
 def _letters(n: int) -> str:
@@ -86,10 +87,10 @@ class _Strings:
         return f'{_HEAD}<sst xmlns="{_MAIN}" count="{count}" uniqueCount="{count}">{items}</sst>'.encode()
 
 
-def _cells(column: Column, values: pa.Array, refs: pa.Array, strings: _Strings) -> pa.Array:
-    """Each row's cell XML for one column (null: no cell)."""
+def _cells(column: Column, values: pa.Array, refs: pa.Array) -> pa.Array:
+    """Each row's cell XML for one column (null: no cell); text already as shared-string numbers."""
     if column.type == "string":
-        body, attrs = strings.numbers(values).cast(pa.string()), '" t="s"><v>'
+        body, attrs = values.cast(pa.string()), '" t="s"><v>'
     elif column.type == "boolean":
         body, attrs = values.cast(pa.int8()).cast(pa.string()), '" t="b"><v>'
     elif column.type == "date":
@@ -104,32 +105,50 @@ def _cells(column: Column, values: pa.Array, refs: pa.Array, strings: _Strings) 
     return pc.binary_join_element_wise(refs, attrs, body, "</v></c>", "", null_handling="emit_null")
 
 
-def _joined(values: pa.Array) -> bytes:
-    """All the texts of a (null-free) string array, concatenated."""
+def _joined(values: pa.Array) -> memoryview | bytes:
+    """All the texts of a (null-free) string array, concatenated (a view of Arrow's buffer)."""
     if not len(values):
         return b""
     offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset : values.offset + len(values) + 1]
-    return values.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+    return memoryview(values.buffers()[2])[offsets[0] : offsets[-1]]
 
 
-def _sheet_rows(columns: Sequence[Column], table: pa.Table, first_row: int, strings: _Strings) -> Iterator[bytes]:
-    """The <row> elements of ``table``'s rows, numbered from ``first_row``, a batch at a time."""
-    for batch in table.to_batches(ROW_BATCH):
-        numbers = pa.array(np.arange(first_row, first_row + batch.num_rows), pa.int64()).cast(pa.string())
-        first_row += batch.num_rows
-        cells = [
-            _cells(column, batch.column(n), pc.binary_join_element_wise(f'<c r="{_letters(n)}', numbers, ""), strings)
+def _sheet_rows(
+    columns: Sequence[Column], batches: Iterable[pa.RecordBatch], first_row: int, strings: _Strings
+) -> Iterator[memoryview | bytes]:
+    """The <row> elements of the batches' rows, numbered from ``first_row``: the shared strings
+    are numbered a whole batch at a time (column by column), the XML made _XML_ROWS at a time."""
+    for batch in batches:
+        values = [
+            strings.numbers(batch.column(n)) if column.type == "string" else batch.column(n)
             for n, column in enumerate(columns)
         ]
-        content = pc.binary_join_element_wise(*cells, "", null_handling="replace", null_replacement="")
-        rows = pc.binary_join_element_wise('<row r="', numbers, '">', content, "</row>", "")
-        yield _joined(rows)
+        for start in range(0, batch.num_rows, _XML_ROWS):
+            count = min(_XML_ROWS, batch.num_rows - start)
+            numbers = pa.array(np.arange(first_row, first_row + count), pa.int64()).cast(pa.string())
+            first_row += count
+            cells = [
+                _cells(
+                    column,
+                    values[n].slice(start, count),
+                    pc.binary_join_element_wise(f'<c r="{_letters(n)}', numbers, ""),
+                )
+                for n, column in enumerate(columns)
+            ]
+            content = pc.binary_join_element_wise(*cells, "", null_handling="replace", null_replacement="")
+            del cells  # hold one copy of the XML at a time
+            rows = pc.binary_join_element_wise('<row r="', numbers, '">', content, "</row>", "")
+            del content
+            yield _joined(rows)
+            del rows
 
 
-def _sheet(columns: Sequence[Column], table: pa.Table, strings: _Strings) -> Iterator[bytes]:
+def _sheet(
+    columns: Sequence[Column], batches: Iterable[pa.RecordBatch], num_rows: int, strings: _Strings
+) -> Iterator[memoryview | bytes]:
     header = pa.table({c.name: pa.array([c.name]) for c in columns})
     text_columns = [Column(c.name, "string", c.label, xpt=c.xpt, xpt_label=c.xpt_label) for c in columns]
-    last = f"{_letters(len(columns) - 1)}{table.num_rows + 1}"
+    last = f"{_letters(len(columns) - 1)}{num_rows + 1}"
     head = (
         f'{_HEAD}<worksheet xmlns="{_MAIN}" xmlns:r="{_REL}"><dimension ref="A1:{last}"/>'
         '<sheetViews><sheetView workbookViewId="0">'
@@ -137,12 +156,30 @@ def _sheet(columns: Sequence[Column], table: pa.Table, strings: _Strings) -> Ite
         "<sheetData>"
     ).encode()
     yield head
-    yield from _sheet_rows(text_columns, header, 1, strings)
-    yield from _sheet_rows(columns, table, 2, strings)
+    yield from _sheet_rows(text_columns, header.to_batches(), 1, strings)
+    yield from _sheet_rows(columns, batches, 2, strings)
     yield b"</sheetData></worksheet>"
 
 
-def _write_entry(book: FixedTimeZipFile, name: str, chunks: Iterable[bytes]) -> None:
+def _sheet_parts(batches: Iterator[pa.RecordBatch], total: int) -> Iterator[tuple[int, Iterator[pa.RecordBatch]]]:
+    """(rows, batches) of each data sheet: the dataset's batches, cut where a sheet ends."""
+    carry: list[pa.RecordBatch] = []
+
+    def sheet(rows: int) -> Iterator[pa.RecordBatch]:
+        left = rows
+        while left:
+            batch = carry.pop() if carry else next(batches)
+            if batch.num_rows > left:
+                carry.append(batch.slice(left))
+                batch = batch.slice(0, left)
+            left -= batch.num_rows
+            yield batch
+
+    for start in range(0, max(total, 1), MAX_DATA_ROWS):
+        yield min(MAX_DATA_ROWS, total - start), sheet(min(MAX_DATA_ROWS, total - start))
+
+
+def _write_entry(book: FixedTimeZipFile, name: str, chunks: Iterable[memoryview | bytes]) -> None:
     info = fixed_info(name, book.fixed_date_time)
     # Fastest deflate: the sheets are large and compress well anyway (3.13 renamed the attribute).
     setattr(info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", 1)
@@ -251,11 +288,13 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
             "</Relationships>",
         )
         book.writestr("xl/styles.xml", _styles())
-        for n in range(len(names) - 1):
-            part = dataset.table.slice(n * MAX_DATA_ROWS, MAX_DATA_ROWS)
-            _write_entry(book, f"xl/worksheets/sheet{n + 1}.xml", _sheet(dataset.columns, part, strings))
+        parts = _sheet_parts(dataset.batches(ROW_BATCH), dataset.num_rows)
+        for n, (rows, batches) in enumerate(parts, start=1):
+            _write_entry(book, f"xl/worksheets/sheet{n}.xml", _sheet(dataset.columns, batches, rows, strings))
         columns, table = _variables(dataset, options)
-        _write_entry(book, f"xl/worksheets/sheet{n_sheets}.xml", _sheet(columns, table, strings))
+        _write_entry(
+            book, f"xl/worksheets/sheet{n_sheets}.xml", _sheet(columns, table.to_batches(), table.num_rows, strings)
+        )
         book.writestr("xl/sharedStrings.xml", strings.xml())
 
 

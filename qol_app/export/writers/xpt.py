@@ -34,7 +34,6 @@ MAX_CHAR_BYTES = 200
 _EPOCH = dt.date(1960, 1, 1)
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _FOLD = str.maketrans({"–": "-", "—": "-", "’": "'", "‘": "'", "“": '"', "”": '"', "°": "", "×": "x", "…": "..."})
-_CHUNK = 100_000
 
 
 def _header(name: str, numbers: str = "0" * 30) -> bytes:
@@ -107,22 +106,27 @@ def _chars(values: pa.Array, width: int) -> np.ndarray:
     return raw.view(f"S{width}")
 
 
+def _widths(dataset: Dataset, columns: tuple[Column, ...]) -> dict[str, int]:
+    """Width of each text column: its longest text once folded to ASCII (ValueError past 200 bytes)."""
+    stats = dataset.text_stats()
+    folded = [c for c in columns if c.type == "string" and not stats[c.name][1]]
+    longest = {c.name: stats[c.name][0] for c in columns if c.type == "string"}
+    if folded:  # folding shortens texts: measure them folded (and raise for what cannot fold)
+        longest.update({c.name: 0 for c in folded})
+        for batch in dataset.batches():
+            for column in folded:
+                values = _ascii(batch.column(column.name), f"{dataset.name}.{column.name}")
+                longest[column.name] = max(longest[column.name], pc.max(pc.binary_length(values)).as_py() or 0)
+    for name, width in longest.items():
+        if width > MAX_CHAR_BYTES:
+            raise ValueError(f"{dataset.name}.{name}: a text exceeds {MAX_CHAR_BYTES} bytes, the XPT v5 limit")
+    return {name: max(1, width) for name, width in longest.items()}
+
+
 def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
-    """Write `dataset` (its XPT columns) as a SAS transport v5 file to `path`."""
+    """Write `dataset` (its XPT columns) as a SAS transport v5 file to `path`, a batch at a time."""
     columns = dataset.xpt_columns()
-    table = dataset.table
-    texts: dict[str, pa.Array] = {}
-    widths: dict[str, int] = {}
-    for column in columns:
-        if column.type == "string":
-            values = _ascii(table[column.name], f"{dataset.name}.{column.name}")
-            longest = pc.max(pc.binary_length(values)).as_py() if len(values) else 0
-            if (longest or 0) > MAX_CHAR_BYTES:
-                raise ValueError(
-                    f"{dataset.name}.{column.name}: a text exceeds {MAX_CHAR_BYTES} bytes, the XPT v5 limit"
-                )
-            texts[column.name] = values
-            widths[column.name] = max(1, longest or 0)
+    widths = _widths(dataset, columns)
     stamp = _stamp(options.as_of)
     out = bytearray()
     out += _header("LIBRARY")
@@ -167,14 +171,15 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     with path.open("wb") as handle:
         handle.write(out)
         written = 0
-        for start in range(0, table.num_rows, _CHUNK):
-            count = min(_CHUNK, table.num_rows - start)
-            rows = np.empty(count, dtype=record)
+        for batch in dataset.batches():
+            rows = np.empty(batch.num_rows, dtype=record)
             for n, (column, _kind) in enumerate(fields):
+                values = batch.column(column.name)
                 if column.type == "string":
-                    rows[f"v{n}"] = _chars(texts[column.name].slice(start, count), widths[column.name])
+                    text = _ascii(values, f"{dataset.name}.{column.name}")
+                    rows[f"v{n}"] = _chars(text, widths[column.name])
                 else:
-                    rows[f"v{n}"] = ibm_doubles(_numbers(column, table[column.name].slice(start, count)))
+                    rows[f"v{n}"] = ibm_doubles(_numbers(column, values))
             data = rows.tobytes()
             handle.write(data)
             written += len(data)
