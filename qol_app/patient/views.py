@@ -566,7 +566,7 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     response = survey.response or svc.start_response(db.session, actor, tp, survey.texts, now)
     client_time, client_offset = form.client_clock()
     try:
-        unanswered = svc.save_page(
+        saved = svc.save_page(
             db.session,
             actor,
             response,
@@ -585,6 +585,9 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
         db.session.rollback()
         return _ended(g.patient)
     db.session.commit()
+    if saved.call_now:  # a red finding: the call page first, before anything else
+        return redirect(url_for("patient.call", timepoint_id=tp.id))
+    unanswered = saved.unanswered
     here = {"timepoint_id": tp.id, "instrument_id": instrument_id}
     if backwards:
         if page_no == 1:
@@ -689,6 +692,24 @@ def _review_expired(error: Exception):
     return _render_review(survey, SubmitForm(formdata=None), 400, stale=True)
 
 
+@bp.get("/t/<int:timepoint_id>/call")
+@patient_required
+def call(timepoint_id: int):
+    """Right after the page whose answers made a red alert: call for help now, then carry on."""
+    tp = _timepoint_or_404(timepoint_id)
+    alert = db.session.scalar(
+        select(Alert)
+        .join(Response, Response.id == Alert.response_id)
+        .where(Response.timepoint_id == tp.id, Alert.level == "red")
+        .order_by(Alert.id)
+        .limit(1)
+    )
+    if alert is None:
+        return redirect(url_for("patient.start", timepoint_id=tp.id))
+    sent = svc.next_step(db.session, tp, g.patient) is None
+    return _render("patient/emergency.html", tp=tp, sent=sent, **emergency_context(g.patient, alert))
+
+
 @bp.get("/t/<int:timepoint_id>/<instrument_id>/done")
 @patient_required
 def done(timepoint_id: int, instrument_id: str):
@@ -699,7 +720,7 @@ def done(timepoint_id: int, instrument_id: str):
         return redirect(url_for("patient.start", timepoint_id=tp.id))
     alert = db.session.scalar(select(Alert).where(Alert.response_id == survey.response.id))
     if alert is not None and alert.initial_level == "red":
-        return _render("patient/emergency.html", **emergency_context(g.patient, alert))
+        return _render("patient/emergency.html", tp=tp, sent=True, **emergency_context(g.patient, alert))
     step = svc.next_step(db.session, tp, g.patient) if svc.is_due(tp, auth.now()) else None
     next_title = None
     if step is not None:

@@ -31,6 +31,7 @@ from qol_app.models.responses import MODES, RESPONDENTS
 from qol_app.scoring import score_detail
 from qol_app.scoring.answers import check_answers
 from qol_app.services import audit, wording
+from qol_app.services.alerts import Evaluated
 from qol_app.services.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -427,8 +428,11 @@ def save_page(
     client_time: str | None = None,
     client_offset: int | None = None,
     texts: LocalizedInstrument | None = None,
-) -> list[str]:
-    """Store one page's answers; return the items left unanswered (for the gentle reminder).
+    alert_source: str = "saved_not_sent",
+) -> PageSaved:
+    """Store one page's answers; return the items left unanswered (for the gentle reminder) and
+    what the alert rules made of the form's stored answers (diaries: evaluated on every save,
+    ``alert_source`` telling the nurse where they came from).
 
     An empty item becomes an explicit skip only when it is in ``skip`` (the patient saw the
     reminder, or the item is optional); otherwise it is left without a row and returned.
@@ -473,7 +477,45 @@ def save_page(
         audit.record(session, actor, "save_answers", response, new=created, **common)
     if new:
         audit.record(session, actor, "change_answers", response, old=old, new=new, **common)
-    return unanswered
+    alert = None
+    if created or new:
+        alert = _evaluate_alerts(session, actor, response, now, source=alert_source)
+    return PageSaved(unanswered, alert)
+
+
+@dataclasses.dataclass(frozen=True)
+class PageSaved:
+    """A saved page: the items left unanswered, and the alert outcome (diaries only)."""
+
+    unanswered: list[str]
+    alert: Evaluated | None = None
+
+    @property
+    def call_now(self) -> bool:
+        """This save made the form's alert red: show the patient the call page next."""
+        return self.alert is not None and self.alert.became_red
+
+
+def _evaluate_alerts(
+    session: Session,
+    actor: Actor,
+    response: Response,
+    now: dt.datetime,
+    *,
+    source: str,
+    answers: Mapping[str, int | float | None] | None = None,
+) -> Evaluated | None:
+    """Run the alert rules over every stored answer of a diary (None for other instruments)."""
+    from qol_app.services import alerts
+
+    if response.instrument_id != alerts.rule_set().instrument:
+        return None
+    if answers is None:
+        instrument = registry().get(response.instrument_id)
+        answers = {
+            item_id: typed_value(instrument, item_id, row) for item_id, row in answers_of(session, response).items()
+        }
+    return alerts.evaluate_form(session, actor, response, answers, now, source=source)
 
 
 def _write_answers(
@@ -595,9 +637,9 @@ def submit(
     )
     store_scores(session, response, answers, now)
     completed = _complete_timepoint(session, actor, tp, patient, now)
-    from qol_app.services import alerts
-
-    alert = alerts.raise_for_response(session, actor, response, answers, now)
+    source = "sent" if response.mode == "web" else "staff_entry"
+    outcome = _evaluate_alerts(session, actor, response, now, source=source, answers=answers)
+    alert = outcome.alert if outcome is not None else None
     return Submitted(response, alert=alert, timepoint_completed=completed)
 
 
@@ -689,7 +731,8 @@ def correct_response(
     """A staff correction: a new submitted revision superseding ``response``, which is never edited.
 
     ``answers`` holds only the items to change (None = explicit skip); all other answers are
-    carried over. The new revision is scored; corrections raise no new patient alerts. Raises
+    carried over. The new revision is scored and its answers checked by the alert rules (the
+    form's one alert is raised or updated, never duplicated). Raises
     ``ValueError`` (not the current submitted revision, no reason, invalid answer) or
     ``PermissionError`` (not the staff member's site).
     """
@@ -758,6 +801,7 @@ def correct_response(
         now=now,
     )
     store_scores(session, revision, merged, now)
+    _evaluate_alerts(session, _staff_actor(actor_staff, actor), revision, now, source="correction", answers=merged)
     return revision
 
 
@@ -813,5 +857,5 @@ def enter_on_behalf(
         )
         response.mode, response.entered_by = mode, actor_staff.id
     shown = presented_items(instrument, patient)
-    save_page(session, who, response, shown, typed, now, skip=shown)
+    save_page(session, who, response, shown, typed, now, skip=shown, alert_source="staff_entry")
     return submit(session, who, response, patient, now)
