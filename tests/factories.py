@@ -237,8 +237,27 @@ def continue_after_call(client, call_url: str) -> str:
     return response.headers["Location"]
 
 
+def fill_visit(client, tp_id: int, answers: dict, *, max_pages: int = 40) -> list[str]:
+    """Answer the whole visit of a timepoint (every form's pages in sequence, from where it resumes),
+    confirming skips when reminded; returns the URLs answered, the visit's review URL last."""
+    start = client.get(f"/p/t/{tp_id}")
+    assert start.status_code == 302, start.status_code
+    url, seen = start.headers["Location"], []
+    for _ in range(max_pages * 2):
+        if url.endswith("/call"):
+            url = continue_after_call(client, url)
+        if url.endswith(f"/p/t/{tp_id}/submit"):
+            seen.append(url)
+            return seen
+        seen.append(url)
+        response = send_page(client, url, answers)
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        url = response.headers["Location"]
+    raise AssertionError("visit never reached its review page")
+
+
 def submit_form(client, review_url: str):
-    """Open the review page and press Send."""
+    """Open the (visit's) review page and press Send."""
     page = client.get(review_url)
     assert page.status_code == 200, page.status_code
     return client.post(review_url, data=page_form(page.get_data(as_text=True)))

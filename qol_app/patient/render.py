@@ -167,7 +167,16 @@ def answer_label(survey: Any, item_id: str, value: float) -> str:
     return f"{text} {item.unit}" if item.unit else text
 
 
-def review_rows(session: Session, survey: Any) -> list[ReviewPage]:
+def review_rows(
+    session: Session,
+    survey: Any,
+    numbers: Mapping[tuple[str, int], int] | None = None,
+    *,
+    only_missing: bool = False,
+) -> list[ReviewPage]:
+    """The form's pages with their answers; ``numbers`` maps (instrument, page) to the page's number
+    in the visit; ``only_missing`` keeps only items left out or not answered (pages without any
+    are dropped)."""
     rows = svc.answers_of(session, survey.response)
     pages = []
     for plan in survey.plans:
@@ -176,6 +185,8 @@ def review_rows(session: Session, survey: Any) -> list[ReviewPage]:
             row = rows.get(item_id)
             value = svc.typed_value(survey.instrument, item_id, row)
             state = "open" if row is None else ("skipped" if value is None else "answered")
+            if only_missing and state == "answered":
+                continue
             entries.append(
                 ReviewRow(
                     svc.item_number(survey.instrument, item_id),
@@ -184,9 +195,11 @@ def review_rows(session: Session, survey: Any) -> list[ReviewPage]:
                     state,
                 )
             )
+        if only_missing and not entries:
+            continue
         pages.append(
             ReviewPage(
-                plan.number,
+                (numbers or {}).get((survey.instrument.id, plan.number), plan.number),
                 survey.texts.page(plan.page_id).title,
                 entries,
                 url_for(

@@ -383,17 +383,18 @@ def _timepoint_or_404(timepoint_id: int) -> Timepoint:
 def start(timepoint_id: int):
     """Resume where the patient left off, on this or any other device."""
     tp = _timepoint_or_404(timepoint_id)
-    step = svc.next_step(db.session, tp, g.patient)
-    if step is None:
+    point = svc.resume_point(db.session, tp, g.patient)
+    if point is None:
         return redirect(url_for("patient.home"))
     if not svc.is_due(tp, auth.now()):
         return _render("patient/closed.html", 410)
     if tp.respondent is None:
         return redirect(url_for("patient.respondent", timepoint_id=tp.id))
-    instrument_id, page_no = step
-    if page_no is None:
-        return redirect(url_for("patient.review", timepoint_id=tp.id, instrument_id=instrument_id))
-    return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=page_no))
+    if isinstance(point, svc.VisitPage):
+        return redirect(
+            url_for("patient.page", timepoint_id=tp.id, instrument_id=point.instrument_id, page_no=point.page_no)
+        )
+    return redirect(url_for("patient.review", timepoint_id=tp.id))
 
 
 @bp.route("/t/<int:timepoint_id>/respondent", methods=["GET", "POST"])
@@ -438,6 +439,7 @@ class Survey:
     plans: list[svc.PagePlan]
     response: Response | None
     answered: dict[str, float]  # stored values by item id
+    owner: Any = None  # the patient
 
     @property
     def submitted(self) -> bool:
@@ -462,9 +464,8 @@ def _survey_or_404(timepoint_id: int, instrument_id: str, patient: Any) -> Surve
     rows = svc.load_survey(db.session, patient, timepoint_id, instrument)
     if rows is None:
         abort(404)
-    return Survey(
-        rows.timepoint, instrument, rows.texts, svc.page_plan(instrument, patient), rows.response, rows.answered
-    )
+    plans = svc.page_plan(instrument, patient)
+    return Survey(rows.timepoint, instrument, rows.texts, plans, rows.response, rows.answered, patient)
 
 
 def _gate(survey: Survey) -> Any:
@@ -510,13 +511,16 @@ def _render_page(
         "client_time": clock[0] or "",
         "client_offset": "" if clock[1] is None else str(clock[1]),
     }
+    visit = svc.visit_pages(db.session, survey.tp, survey.owner)
+    here = svc.visit_page(visit, survey.instrument.id, page_no)
     return _render(
         "patient/page.html",
         status,
         survey=survey,
         plan=plan,
         page_no=page_no,
-        page_count=len(survey.plans),
+        visit_no=here.number if here else page_no,
+        visit_count=len(visit) if here else len(survey.plans),
         page=survey.texts.page(plan.page_id),
         fields=fields,
         hidden=hidden,
@@ -588,16 +592,30 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     if saved.call_now:  # a red finding: the call page first, before anything else
         return redirect(url_for("patient.call", timepoint_id=tp.id))
     unanswered = saved.unanswered
-    here = {"timepoint_id": tp.id, "instrument_id": instrument_id}
-    if backwards:
-        if page_no == 1:
-            return redirect(url_for("patient.home"))
-        return redirect(url_for("patient.page", page_no=page_no - 1, **here))
-    if unanswered:
-        return redirect(url_for("patient.page", page_no=page_no, missing=".".join(unanswered), **here))
-    if page_no < len(survey.plans):
-        return redirect(url_for("patient.page", page_no=page_no + 1, **here))
-    return redirect(url_for("patient.review", **here))
+    if unanswered and not backwards:
+        return redirect(
+            url_for(
+                "patient.page",
+                timepoint_id=tp.id,
+                instrument_id=instrument_id,
+                page_no=page_no,
+                missing=".".join(unanswered),
+            )
+        )
+    return redirect(_visit_neighbour(tp, instrument_id, page_no, -1 if backwards else 1))
+
+
+def _visit_neighbour(tp: Timepoint, instrument_id: str, page_no: int, step: int) -> str:
+    """The visit's page before or after this one (across forms); the review after the last, home before the first."""
+    visit = svc.visit_pages(db.session, tp, g.patient)
+    here = svc.visit_page(visit, instrument_id, page_no)
+    index = (here.number - 1 if here else 0) + step
+    if index < 0:
+        return url_for("patient.home")
+    if index >= len(visit):
+        return url_for("patient.review", timepoint_id=tp.id)
+    target = visit[index]
+    return url_for("patient.page", timepoint_id=tp.id, instrument_id=target.instrument_id, page_no=target.page_no)
 
 
 @_on_csrf_error(page)
@@ -636,28 +654,44 @@ def _keep_answers(error: Exception | None):
     )
 
 
-@bp.route("/t/<int:timepoint_id>/<instrument_id>/submit", methods=["GET", "POST"])
+def _visit_surveys(tp: Timepoint) -> list[Survey]:
+    """Every form of the visit, as the patient sees it."""
+    return [_survey_or_404(tp.id, instrument_id, g.patient) for instrument_id in tp.instruments]
+
+
+def _visit_gate(tp: Timepoint, surveys: list[Survey]) -> Any:
+    if all(s.submitted for s in surveys):
+        return _render("patient/already.html", tp=tp, texts=None)
+    if not svc.is_due(tp, auth.now()):
+        return _render("patient/closed.html", 410)
+    if tp.respondent is None:
+        return redirect(url_for("patient.respondent", timepoint_id=tp.id))
+    return None
+
+
+@bp.route("/t/<int:timepoint_id>/submit", methods=["GET", "POST"])
 @patient_required
 @lock_target("signed_in_patient", reads=True)
-def review(timepoint_id: int, instrument_id: str):
-    """Review every answer, then send the form (once, whatever the number of taps or devices)."""
-    survey = _survey_or_404(timepoint_id, instrument_id, g.patient)
-    tp = survey.tp
-    gate = _gate(survey)
+def review(timepoint_id: int):
+    """One review of the whole visit (only what was skipped), then one Send for all its forms."""
+    tp = _timepoint_or_404(timepoint_id)
+    surveys = _visit_surveys(tp)
+    gate = _visit_gate(tp, surveys)
     if gate is not None:
         return gate
-    if survey.response is None:
-        return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=1))
+    if all(s.response is None for s in surveys if not s.submitted):
+        return redirect(url_for("patient.start", timepoint_id=tp.id))
     form = SubmitForm()
     if form.validate_on_submit():
         client_time, client_offset = form.client_clock()
         try:
-            result = svc.submit(
+            result = svc.submit_visit(
                 db.session,
                 current_actor(),
-                survey.response,
+                tp,
                 g.patient,
-                auth.now,  # read once the form is locked
+                auth.now,  # read once the forms are locked
+                texts_for=lambda instrument: svc.localized(db.session, instrument, g.patient.language),
                 client_time=client_time,
                 client_offset=client_offset,
             )
@@ -666,15 +700,30 @@ def review(timepoint_id: int, instrument_id: str):
             return _ended(g.patient)
         if result.already:
             db.session.rollback()
-            return _render("patient/already.html", tp=tp, texts=survey.texts)
+            return _render("patient/already.html", tp=tp, texts=None)
         db.session.commit()
-        return redirect(url_for("patient.done", timepoint_id=tp.id, instrument_id=instrument_id))
-    return _render_review(survey, form)
+        return redirect(url_for("patient.done", timepoint_id=tp.id))
+    return _render_review(tp, surveys, form)
 
 
-def _render_review(survey: Survey, form: SubmitForm, status: int = 200, **extra: Any):
-    rows = review_rows(db.session, survey)
-    return _render("patient/review.html", status, survey=survey, rows=rows, form=form, client_clock=True, **extra)
+def _render_review(tp: Timepoint, surveys: list[Survey], form: SubmitForm, status: int = 200, **extra: Any):
+    visit = svc.visit_pages(db.session, tp, g.patient)
+    numbers = {(p.instrument_id, p.page_no): p.number for p in visit}
+    rows = [
+        page
+        for survey in surveys
+        if not survey.submitted and survey.response is not None
+        for page in review_rows(db.session, survey, numbers, only_missing=True)
+    ]
+    return _render(
+        "patient/review.html",
+        status,
+        tp=tp,
+        rows=rows,
+        form=form,
+        client_clock=True,
+        **extra,
+    )
 
 
 @_on_csrf_error(review)
@@ -684,12 +733,12 @@ def _review_expired(error: Exception):
         return _ended(g.ended_patient)
     if g.get("patient") is None:
         return redirect(url_for("patient.signed_out", expired=1))
-    args = request.view_args or {}
-    survey = _survey_or_404(args.get("timepoint_id", 0), args.get("instrument_id", ""), g.patient)
-    gate = _gate(survey)
-    if gate is not None or survey.response is None:
-        return gate or redirect(url_for("patient.start", timepoint_id=survey.tp.id))
-    return _render_review(survey, SubmitForm(formdata=None), 400, stale=True)
+    tp = _timepoint_or_404((request.view_args or {}).get("timepoint_id", 0))
+    surveys = _visit_surveys(tp)
+    gate = _visit_gate(tp, surveys)
+    if gate is not None:
+        return gate
+    return _render_review(tp, surveys, SubmitForm(formdata=None), 400, stale=True)
 
 
 @bp.get("/t/<int:timepoint_id>/call")
@@ -710,19 +759,29 @@ def call(timepoint_id: int):
     return _render("patient/emergency.html", tp=tp, sent=sent, **emergency_context(g.patient, alert))
 
 
+@bp.get("/t/<int:timepoint_id>/done")
+@patient_required
+def done(timepoint_id: int):
+    """After the visit's Send: the urgent instruction for a red diary, else one thank-you."""
+    tp = _timepoint_or_404(timepoint_id)
+    if svc.resume_point(db.session, tp, g.patient) is not None:
+        return redirect(url_for("patient.start", timepoint_id=tp.id))
+    alerts = db.session.scalars(
+        select(Alert).join(Response, Response.id == Alert.response_id).where(Response.timepoint_id == tp.id)
+    ).all()
+    red = next((a for a in alerts if a.level == "red"), None)
+    if red is not None:
+        return _render("patient/emergency.html", tp=tp, sent=True, **emergency_context(g.patient, red))
+    return _render("patient/done.html", tp=tp, amber=bool(alerts))
+
+
+@bp.get("/t/<int:timepoint_id>/<instrument_id>/submit")
 @bp.get("/t/<int:timepoint_id>/<instrument_id>/done")
 @patient_required
-def done(timepoint_id: int, instrument_id: str):
-    """After sending: the urgent instruction for a red diary, else thanks and what comes next."""
-    survey = _survey_or_404(timepoint_id, instrument_id, g.patient)
-    tp = survey.tp
-    if not survey.submitted:
-        return redirect(url_for("patient.start", timepoint_id=tp.id))
-    alert = db.session.scalar(select(Alert).where(Alert.response_id == survey.response.id))
-    if alert is not None and alert.initial_level == "red":
-        return _render("patient/emergency.html", tp=tp, sent=True, **emergency_context(g.patient, alert))
-    step = svc.next_step(db.session, tp, g.patient) if svc.is_due(tp, auth.now()) else None
-    next_title = None
-    if step is not None:
-        next_title = svc.localized(db.session, svc.registry().get(step[0]), survey.texts.locale).title
-    return _render("patient/done.html", tp=tp, texts=survey.texts, next_title=next_title, amber=alert is not None)
+def form_pages_moved(timepoint_id: int, instrument_id: str):
+    """One form's review and thank-you pages became the visit's (old links and open pages)."""
+    tp = _timepoint_or_404(timepoint_id)
+    if instrument_id not in tp.instruments:
+        abort(404)
+    endpoint = "patient.review" if request.path.endswith("/submit") else "patient.done"
+    return redirect(url_for(endpoint, timepoint_id=tp.id))

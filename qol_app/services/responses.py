@@ -251,23 +251,65 @@ def typed_number(instrument: Instrument, item_id: str, value: float) -> int | fl
     return int(value) if instrument.item(item_id).kind in ("choice", "vas") else float(value)
 
 
-def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, int | None] | None:
-    """Where a patient resumes: (instrument id, first page with an unanswered item; None = review).
+@dataclasses.dataclass(frozen=True)
+class VisitPage:
+    """One page of a visit: the pages of all the timepoint's unsent forms, numbered through."""
 
-    None when every form of the timepoint is submitted. An explicit skip counts as handled.
-    """
+    number: int  # 1-based across the visit ("page 5 of 13")
+    instrument_id: str
+    page_no: int  # the page's number within its form (as in the URL)
+    item_ids: tuple[str, ...]
+
+
+def visit_pages(session: Session, tp: Timepoint, patient: Patient) -> list[VisitPage]:
+    """The visit as the patient answers it: each form not yet sent, its pages in order."""
     reg = registry()
+    sent = set(
+        session.scalars(
+            select(Response.instrument_id).where(
+                Response.timepoint_id == tp.id, Response.revision == 0, Response.status == "submitted"
+            )
+        )
+    )
+    pages: list[VisitPage] = []
     for instrument_id in tp.instruments:
-        response = original_response(session, tp.id, instrument_id)
-        if response is not None and response.status == "submitted":
+        if instrument_id in sent:
             continue
-        instrument = reg.get(instrument_id)
-        stored = answers_of(session, response) if response is not None else {}
-        for plan in page_plan(instrument, patient):
-            if any(item_id not in stored for item_id in plan.item_ids):
-                return instrument_id, plan.number
-        return instrument_id, None
-    return None
+        for plan in page_plan(reg.get(instrument_id), patient):
+            pages.append(VisitPage(len(pages) + 1, instrument_id, plan.number, plan.item_ids))
+    return pages
+
+
+def visit_page(pages: list[VisitPage], instrument_id: str, page_no: int) -> VisitPage | None:
+    return next((p for p in pages if (p.instrument_id, p.page_no) == (instrument_id, page_no)), None)
+
+
+def resume_point(session: Session, tp: Timepoint, patient: Patient) -> VisitPage | str | None:
+    """Where a patient resumes the visit: the first page with an unanswered item, ``"review"``
+    once every page is answered (an explicit skip counts), None once every form is sent."""
+    pages = visit_pages(session, tp, patient)
+    if not pages:
+        return None
+    stored: dict[str, set[str]] = {}
+    for page in pages:
+        if page.instrument_id not in stored:
+            response = original_response(session, tp.id, page.instrument_id)
+            stored[page.instrument_id] = set(answers_of(session, response)) if response is not None else set()
+        if any(item_id not in stored[page.instrument_id] for item_id in page.item_ids):
+            return page
+    return "review"
+
+
+def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, int | None] | None:
+    """Where a patient resumes: (instrument id, page; ``("", None)`` = the visit's review), None
+    when every form of the timepoint is sent."""
+    point = resume_point(session, tp, patient)
+    if point is None:
+        return None
+    if point == "review":
+        return "", None
+    assert isinstance(point, VisitPage)
+    return point.instrument_id, point.page_no
 
 
 # ---------------------------------------------------------------- writing
@@ -641,6 +683,56 @@ def submit(
     outcome = _evaluate_alerts(session, actor, response, now, source=source, answers=answers)
     alert = outcome.alert if outcome is not None else None
     return Submitted(response, alert=alert, timepoint_completed=completed)
+
+
+@dataclasses.dataclass(frozen=True)
+class VisitSent:
+    """The visit's Send: each form submitted by this call, or ``already`` if nothing was left."""
+
+    submitted: list[Submitted]
+    already: bool = False
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return [s.alert for s in self.submitted if s.alert is not None]
+
+
+def submit_visit(
+    session: Session,
+    actor: Actor,
+    tp: Timepoint,
+    patient: Patient,
+    now: dt.datetime | Clock,
+    *,
+    texts_for: Callable[[Instrument], LocalizedInstrument] | None = None,
+    client_time: str | None = None,
+    client_offset: int | None = None,
+) -> VisitSent:
+    """Send every form of the visit at once: one Send, one submission per form, in one transaction.
+
+    The timepoint's row lock serialises two Sends (double tap, two tabs, two devices): the second
+    finds every form submitted and returns ``already=True``, changing nothing. A form never
+    opened is started and sent with every item skipped. Storage stays one response per instrument.
+    """
+    session.scalar(
+        select(Timepoint.id).where(Timepoint.id == tp.id).with_for_update().execution_options(populate_existing=True)
+    )
+    session.refresh(tp)
+    reg = registry()
+    done: list[Submitted] = []
+    for instrument_id in tp.instruments:
+        response = original_response(session, tp.id, instrument_id, fresh=True)
+        if response is not None and response.status == "submitted":
+            continue
+        _require_active(session, actor, patient.id)
+        if response is None:
+            instrument = reg.get(instrument_id)
+            texts = texts_for(instrument) if texts_for else localized(session, instrument, patient.language)
+            response = start_response(session, actor, tp, texts, read_clock(now))
+        result = submit(session, actor, response, patient, now, client_time=client_time, client_offset=client_offset)
+        if not result.already:
+            done.append(result)
+    return VisitSent(done, already=not done)
 
 
 def store_scores(

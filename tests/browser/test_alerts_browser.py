@@ -159,7 +159,7 @@ def test_a_saved_seizure_page_alerts_even_if_the_browser_is_closed(browser, live
     page = context.new_page()
     page.goto(f"{base}/p/l/{seed.token}")
     page.locator("main button[type=submit]").click()
-    page.goto(f"{base}/p/t/{seed.diary_tp}/{DIARY}/submit")
+    page.goto(f"{base}/p/t/{seed.diary_tp}/submit")
     page.locator("main form button[type=submit].primary").click()
     page.wait_for_url(re.compile(r".*/done$"))
     assert page.locator("a.call").count() == 1

@@ -86,12 +86,12 @@ def seed(live_server) -> Seed:
             "respondent": f"/p/t/{who.id}/respondent",
             "page": f"/p/t/{half.id}/{C30}/1",
             "reminder": f"/p/t/{half.id}/{C30}/1?missing=q3.q4.q5",
-            "review": f"/p/t/{half.id}/{C30}/submit",
-            "confirmation": f"/p/t/{sent.id}/eq5d5l/done",
+            "review": f"/p/t/{half.id}/submit",
+            "confirmation": f"/p/t/{sent.id}/done",
             "not_found": "/p/t/999999",
         },
         red_token=red.token,
-        red_done=f"/p/t/{diary.id}/symptom_diary/done",
+        red_done=f"/p/t/{diary.id}/done",
     )
 
 

@@ -359,7 +359,7 @@ class World:
             "patient.language": "/p/language",
             "patient.respondent": f"/p/t/{self.diary.id}/respondent",
             "patient.page": f"/p/t/{self.diary.id}/{DIARY}/1",
-            "patient.review": f"/p/t/{self.diary.id}/{DIARY}/submit",
+            "patient.review": f"/p/t/{self.diary.id}/submit",
             "stats.export": "/stats/export",
         }
 
