@@ -29,7 +29,7 @@ from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, Subm
 from qol_app.patient.render import emergency_context, field_views, home_items, item_html, review_rows, safety
 from qol_app.redirects import safe_next
 from qol_app.security import ParticipationEnded, current_actor, patient_required
-from qol_app.services import audit, reminder_links
+from qol_app.services import audit, devices, reminder_links
 from qol_app.services import responses as svc
 from qol_app.services.enrolment import find_by_token
 
@@ -148,8 +148,11 @@ def link_sign_in(token: str):
     return _sign_in(patient)
 
 
-def _sign_in(patient: Any, reminder: reminder_links.Lookup | None = None):
-    """Check the PIN and start the patient's session; after a reminder link, go to its form."""
+def _sign_in(patient: Any, reminder: reminder_links.Lookup | None = None, grant: Any = None):
+    """Check the PIN and start the patient's session; after a reminder link, go to its form.
+
+    Signing in with a PIN gives this device a grant (a cookie) to sign in again with the PIN alone
+    after signing out; ``grant`` is that grant when it is what is being used."""
     if patient.status != "active":
         return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
@@ -201,11 +204,27 @@ def _sign_in(patient: Any, reminder: reminder_links.Lookup | None = None):
     audit.record(
         db.session, actor, "sign_in", patient, patient_id=patient.id, site_id=patient.site_id, new=via, now=now
     )
+    token = None
+    if grant is not None:
+        grant.last_used_at = now
+    elif patient.pin_hash is not None:
+        token = devices.issue(db.session, patient, now, config["PATIENT_DEVICE_DAYS"])
     db.session.commit()
     target = stash.page_for(patient)
     if target is None and reminder is not None:
         target = url_for("patient.start", timepoint_id=reminder.timepoint.id)
-    return redirect(target or url_for("patient.home"))
+    response = redirect(target or url_for("patient.home"))
+    if token is not None:
+        response.set_cookie(
+            devices.COOKIE,
+            token,
+            max_age=config["PATIENT_DEVICE_DAYS"] * 86400,
+            path="/p/",
+            secure=config["SESSION_COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
 
 
 @_on_csrf_error(link_sign_in)
@@ -274,6 +293,21 @@ def logout():
     return redirect(url_for("patient.signed_out"))
 
 
+def _sign_out(saved: svc.PageSaved, tp: Timepoint):
+    """Sign out from a survey page whose answers were just saved (the caller has not committed)."""
+    patient, now = g.patient, auth.now()
+    audit.record(
+        db.session, current_actor(), "sign_out", patient, patient_id=patient.id, site_id=patient.site_id, now=now
+    )
+    auth.end("logout", now)
+    db.session.commit()
+    if saved.call_now:  # signed out, but never without the call page after a red finding
+        alert = db.session.scalar(select(Alert).where(Alert.id == saved.alert.alert.id))
+        context = emergency_context(patient, alert)
+        return _render("patient/emergency.html", tp=None, sent=False, signed_in=False, **context)
+    return redirect(url_for("patient.signed_out", saved=1))
+
+
 @_on_csrf_error(logout)
 def _logout_anyway(error: Exception):
     """Signing out must work on a shared phone even from a page left open too long (a forged
@@ -291,7 +325,41 @@ def signed_out():
     if g.get("ended_patient") is not None or (last is not None and last.status != "active"):
         return _ended(g.get("ended_patient") or last)
     _use_signed_out_locale()
-    return _render("patient/signed_out.html", expired=request.args.get("expired") == "1", kept=stash.has_any())
+    grant = _device_grant(last)
+    return _render(
+        "patient/signed_out.html",
+        expired=request.args.get("expired") == "1",
+        saved=request.args.get("saved") == "1",
+        kept=stash.has_any(),
+        form=SignInForm(formdata=None) if grant is not None else None,
+    )
+
+
+def _device_grant(patient: Any) -> Any:
+    """This device's live grant for the patient who last signed in here, if it has one."""
+    grant = devices.find(db.session, request.cookies.get(devices.COOKIE), auth.now())
+    if grant is None or patient is None or grant.patient_id != patient.id:
+        return None
+    return grant
+
+
+@bp.post("/signed-out")
+@lock_exempt  # signing in changes no trial data; a locked patient then sees the closed page
+def signed_out_sign_in():
+    """Back in on the same device after signing out: the device's grant plus the PIN."""
+    if g.get("patient") is not None:
+        return redirect(url_for("patient.home"))
+    last = _last_patient()
+    grant = _device_grant(last)
+    if grant is None:  # another device, a revoked or expired grant: the personal link is the way in
+        _use_signed_out_locale()
+        return _render("patient/signed_out.html", 403, refused=True, kept=stash.has_any())
+    return _sign_in(last, grant=grant)
+
+
+@_on_csrf_error(signed_out_sign_in)
+def _signed_out_page_expired(error: Exception):
+    return redirect(url_for("patient.signed_out"))
 
 
 def _last_patient() -> Any:
@@ -563,9 +631,13 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
             confirm_skip=form.confirm_skip.data or "",
             invalid=True,
         )
-    backwards = request.form.get("nav") == "back"
+    nav = request.form.get("nav") or "next"
+    switch = nav[5:] if nav.startswith("lang:") and normalise(nav[5:]) in supported() else None
+    leaving = nav == "signout"
+    backwards = nav == "back"
     optional = {i for i in plan.item_ids if survey.instrument.item(i).optional}
-    skip = optional if backwards else optional | form.confirmed_skips()
+    # Going back, switching language or signing out saves what is ticked without asking about the rest.
+    skip = optional if (backwards or switch or leaving) else optional | form.confirmed_skips()
     now, actor = auth.now(), current_actor()
     response = survey.response or svc.start_response(db.session, actor, tp, survey.texts, now)
     client_time, client_offset = form.client_clock()
@@ -588,9 +660,15 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     except svc.PatientInactive:
         db.session.rollback()
         return _ended(g.patient)
+    if leaving:
+        return _sign_out(saved, tp)
+    if switch:
+        _set_language(actor, g.patient, normalise(switch), auth.now())
     db.session.commit()
     if saved.call_now:  # a red finding: the call page first, before anything else
         return redirect(url_for("patient.call", timepoint_id=tp.id))
+    if switch:
+        return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=page_no))
     unanswered = saved.unanswered
     if unanswered and not backwards:
         return redirect(

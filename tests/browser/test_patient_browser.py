@@ -99,7 +99,7 @@ def _sign_in(page, base: str, token: str, pin: str | None = None) -> None:
     page.goto(f"{base}/p/l/{token}")
     if pin:
         page.fill("#pin", pin)
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     page.wait_for_url(re.compile(r".*/p/.*"))
 
 
@@ -123,7 +123,7 @@ def test_fill_the_qlq_c30_in_chinese_on_a_phone(browser, live_server, seed):
     assert page.get_attribute("html", "lang") == "zh-Hans"
     _accessible(page, "link page")
     page.fill("#pin", seed.main_pin)
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     page.wait_for_url(f"{base}/p/")
     assert seed.main_token not in page.url
     _accessible(page, "home")
@@ -132,7 +132,7 @@ def test_fill_the_qlq_c30_in_chinese_on_a_phone(browser, live_server, seed):
     page.wait_for_url(re.compile(r".*/respondent$"))
     _accessible(page, "respondent question")
     page.check("input[name=respondent][value=self]")
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     page.wait_for_url(re.compile(rf".*/{C30}/1$"))
     assert "长距离步行有困难" in page.content()
     _accessible(page, "survey page")
@@ -148,7 +148,7 @@ def test_fill_the_qlq_c30_in_chinese_on_a_phone(browser, live_server, seed):
             page.locator("button[value=next]").click()
     assert page.url.endswith("/submit")
     _accessible(page, "review")
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     page.wait_for_url(re.compile(r".*/done$"))
     assert page.locator("h1").inner_text().strip()
     _accessible(page, "confirmation")
@@ -239,7 +239,7 @@ def test_reminder_link_pages_on_a_small_phone(browser, live_server, seed):
     _accessible(page, "reminder link sign-in")
     _no_sideways_scroll(page, "reminder link sign-in")
     page.fill("#pin", seed.main_pin)
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     # Straight to the form (or, as here once it was sent earlier in this module, to the home page).
     page.wait_for_url(re.compile(rf".*/p/(t/{seed.main_tp}(/.*)?)?$"))
     assert "/p/r/" not in page.url
