@@ -638,6 +638,12 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     optional = {i for i in plan.item_ids if survey.instrument.item(i).optional}
     # Going back, switching language or signing out saves what is ticked without asking about the rest.
     skip = optional if (backwards or switch or leaving) else optional | form.confirmed_skips()
+    posted = form.answers()
+    # A saved number rubbed out: stored as an explicit skip (never the old value kept silently),
+    # and the patient is reminded of it as of any question left out.
+    cleared = {i for i in plan.item_ids if posted.get(i) is None and survey.answered.get(i) is not None}
+    remind_cleared = cleared - skip
+    skip = skip | cleared
     now, actor = auth.now(), current_actor()
     response = survey.response or svc.start_response(db.session, actor, tp, survey.texts, now)
     client_time, client_offset = form.client_clock()
@@ -647,7 +653,7 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
             actor,
             response,
             plan.item_ids,
-            form.answers(),
+            posted,
             auth.now,  # read once the form is locked
             skip=skip,
             client_time=client_time,
@@ -669,7 +675,7 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
         return redirect(url_for("patient.call", timepoint_id=tp.id))
     if switch:
         return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=page_no))
-    unanswered = saved.unanswered
+    unanswered = saved.unanswered + sorted(remind_cleared - set(saved.unanswered))
     if unanswered and not backwards:
         return redirect(
             url_for(
