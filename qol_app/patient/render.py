@@ -21,6 +21,17 @@ from qol_app.models import Alert, Patient, Response, Timepoint
 from qol_app.services import responses as svc
 
 
+def diary_day(target: dt.date, locale: str) -> str:
+    """ "Diary for Tuesday 1 December": the day a diary is about, weekday first (late diaries too)."""
+    from babel.dates import format_date, format_skeleton
+
+    if locale.startswith("en"):
+        day = format_date(target, "EEEE d MMMM", locale=locale)
+    else:
+        day = format_skeleton("MMMMEEEEd", target, locale=locale)
+    return _("Diary for %(day)s", day=day)
+
+
 def safety(patient: Patient) -> dict[str, str]:
     """Phone numbers for the "not watched around the clock" note on every signed-in page."""
     site = patient.site
@@ -64,7 +75,7 @@ def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt
                 titles[instrument_id] = svc.localized(session, reg.get(instrument_id), locale).title
             forms.append((titles[instrument_id], statuses.get(instrument_id) == "submitted"))
         if tp.kind == "diary":
-            heading = _("Symptom diary for %(date)s", date=local_date(tp.target_date, locale))
+            heading = diary_day(tp.target_date, locale)
         else:
             heading = _("Questionnaires")
         items.append(
@@ -200,7 +211,7 @@ def review_rows(
         pages.append(
             ReviewPage(
                 (numbers or {}).get((survey.instrument.id, plan.number), plan.number),
-                survey.texts.page(plan.page_id).title,
+                survey.texts.page(plan.page_id).title_for(plan.item_ids),
                 entries,
                 url_for(
                     "patient.page", timepoint_id=survey.tp.id, instrument_id=survey.instrument.id, page_no=plan.number

@@ -26,7 +26,7 @@ from qol_app.locking import lock_exempt, lock_target, signed_in_patient_lock
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash
 from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
-from qol_app.patient.render import emergency_context, field_views, home_items, item_html, review_rows, safety
+from qol_app.patient.render import diary_day, emergency_context, field_views, home_items, item_html, review_rows, safety
 from qol_app.redirects import safe_next
 from qol_app.security import ParticipationEnded, current_actor, patient_required
 from qol_app.services import audit, devices, reminder_links
@@ -590,6 +590,8 @@ def _render_page(
         visit_no=here.number if here else page_no,
         visit_count=len(visit) if here else len(survey.plans),
         page=survey.texts.page(plan.page_id),
+        page_title=survey.texts.page(plan.page_id).title_for(plan.item_ids),
+        day=diary_day(survey.tp.target_date, survey.texts.locale) if survey.tp.kind == "diary" else None,
         fields=fields,
         hidden=hidden,
         reminded=reminded,
@@ -803,6 +805,7 @@ def _render_review(tp: Timepoint, surveys: list[Survey], form: SubmitForm, statu
         "patient/review.html",
         status,
         tp=tp,
+        day=diary_day(tp.target_date, g.patient.language) if tp.kind == "diary" else None,
         rows=rows,
         form=form,
         client_clock=True,

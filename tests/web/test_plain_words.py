@@ -3,6 +3,8 @@ explicit skip with the usual reminder, never the old value kept; each diary name
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import select
 
@@ -52,3 +54,29 @@ def test_rubbing_out_a_saved_number_stores_a_skip_and_reminds(app, session, fact
     assert row.skipped and row.value is None
     reminder = client.get(cleared.headers["Location"]).get_data(as_text=True)
     assert "Some questions are not answered" in reminder
+
+
+@pytest.mark.parametrize(
+    ("language", "heading"), [("en", "Diary for Tuesday 1 December"), ("zh_Hans", "12月1日周二的日记")]
+)
+def test_each_diary_names_its_day(app, session, factory, now, language, heading):
+    enrolled = factory.patient(language=language, pin=None)
+    tp = factory.timepoint(enrolled, instruments=[DIARY], respondent="self", target_date=dt.date(2026, 12, 1))
+    session.commit()
+    client = isolated_client(app)
+    sign_in(client, enrolled.token, pin=None)
+    assert heading in client.get("/p/").get_data(as_text=True)
+    assert heading in client.get(f"/p/t/{tp.id}/{DIARY}/1").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("arm", "ommaya"), [("A", True), ("B", False)])
+def test_ommaya_wording_only_with_a_reservoir(app, session, factory, arm, ommaya):
+    enrolled = factory.patient(language="en", pin=None, arm=arm)
+    tp = factory.timepoint(enrolled, instruments=[DIARY], respondent="self")
+    session.commit()
+    client = isolated_client(app)
+    sign_in(client, enrolled.token, pin=None)
+    plan = responses.page_plan(responses.registry().get(DIARY), enrolled.patient)
+    page = client.get(f"/p/t/{tp.id}/{DIARY}/{plan[-1].number}").get_data(as_text=True)
+    assert ("Ommaya" in page) is ommaya
+    assert "Last 24 hours: alertness" in page
