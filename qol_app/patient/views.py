@@ -722,7 +722,7 @@ def _keep_answers(error: Exception | None):
         tp = db.session.get(Timepoint, tp_id) if isinstance(tp_id, int) else None
         if tp is None or session.get(stash.HINT) != tp.patient_id or instrument_id not in tp.instruments:
             _use_signed_out_locale()
-            return _render("patient/signed_out.html", 401, expired=True, kept=True)
+            return _render("patient/signed_out.html", 401, expired=bool(g.get("session_expired")), kept=True)
         _use_locale(tp.patient.language)
         owner = tp.patient
         mode, status = "signed_out", 401
@@ -736,6 +736,7 @@ def _keep_answers(error: Exception | None):
         status,
         confirm_skip=request.form.get("confirm_skip", ""),
         kept=mode,
+        expired=bool(g.get("session_expired")),
         safety=safety(owner),
     )
 

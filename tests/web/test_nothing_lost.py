@@ -98,3 +98,33 @@ def test_no_grant_for_a_patient_without_a_pin(app, session, factory):
     phone = isolated_client(app)
     sign_in(phone, enrolled.token, pin=None)
     assert phone.get_cookie(devices.COOKIE, path="/p/") is None
+
+
+def test_a_page_sent_after_signing_out_on_purpose_does_not_claim_an_automatic_sign_out(app, session, factory):
+    enrolled = factory.patient(language="en")
+    tp = factory.timepoint(enrolled, instruments=[EQ5D], respondent="self")
+    session.commit()
+    phone = isolated_client(app)
+    sign_in(phone, enrolled.token)
+    url = f"/p/t/{tp.id}/{EQ5D}/1"
+    open_page = phone.get(url).get_data(as_text=True)
+    phone.post("/p/logout", data=page_form(phone.get("/p/").get_data(as_text=True)))
+    late = phone.post(url, data=page_form(open_page) | {"mo": "2", "nav": "next"})
+    body = late.get_data(as_text=True)
+    assert late.status_code == 401 and "kept on this phone" in body
+    assert "For your safety" not in body and "You are signed out" in body
+
+
+def test_signing_out_from_a_red_diary_page_still_shows_the_call_page(app, session, factory):
+    enrolled = factory.patient(language="en")
+    tp = factory.timepoint(enrolled, instruments=["symptom_diary"], respondent="self")
+    session.commit()
+    phone = isolated_client(app)
+    sign_in(phone, enrolled.token)
+    from qol_app.services import responses
+
+    plan = responses.page_plan(responses.registry().get("symptom_diary"), enrolled.patient)
+    number = next(p.number for p in plan if "seizure" in p.item_ids)
+    out = _post_page(phone, f"/p/t/{tp.id}/symptom_diary/{number}", {"seizure": "1"}, "signout")
+    assert out.status_code == 200 and 'href="tel:' in out.get_data(as_text=True)
+    assert phone.get("/p/").status_code == 302  # and signed out
