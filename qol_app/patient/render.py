@@ -188,7 +188,7 @@ def review_rows(
     """The form's pages with their answers; ``numbers`` maps (instrument, page) to the page's number
     in the visit; ``only_missing`` keeps only items left out or not answered (pages without any
     are dropped)."""
-    rows = svc.answers_of(session, survey.response)
+    rows = svc.answers_of(session, survey.response) if survey.response is not None else {}
     pages = []
     for plan in survey.plans:
         entries = []

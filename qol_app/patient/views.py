@@ -799,7 +799,7 @@ def _render_review(tp: Timepoint, surveys: list[Survey], form: SubmitForm, statu
     rows = [
         page
         for survey in surveys
-        if not survey.submitted and survey.response is not None
+        if not survey.submitted  # a form never opened is listed whole: nothing is sent unseen
         for page in review_rows(db.session, survey, numbers, only_missing=True)
     ]
     return _render(

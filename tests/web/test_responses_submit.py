@@ -28,6 +28,7 @@ from tests.factories import (
     fill_visit,
     isolated_client,
     page_form,
+    send_page,
     sign_in,
     submit_form,
 )
@@ -334,3 +335,18 @@ def test_overdue_timepoint_can_still_be_sent(app, factory, session, now):
     assert submit_form(client, fill_form(client, tp.id, "eortc_qlq_c30", C30_ANSWERS)).status_code == 302
     session.expire_all()
     assert session.get(Timepoint, tp.id).status == "completed"
+
+
+def test_the_visit_review_lists_a_form_never_opened(app, factory, session):
+    enrolled = factory.patient(pin=None, language="en")
+    tp = factory.timepoint(enrolled, instruments=[C30, "eq5d5l"], respondent="self")
+    client = _signed_in(app, enrolled)
+    url = f"/p/t/{tp.id}/{C30}/1"
+    for _ in range(20):  # the QLQ-C30 only, then straight to the review
+        response = send_page(client, url, C30_ANSWERS)
+        url = response.headers["Location"]
+        if "/eq5d5l/" in url:
+            break
+    review = client.get(f"/p/t/{tp.id}/submit").get_data(as_text=True)
+    assert "You left out these questions" in review and review.count('href="/p/t/') >= 2
+    assert f'href="/p/t/{tp.id}/eq5d5l/1"' in review
