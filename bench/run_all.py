@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bench_scoring": ([], []),
     "bench_planner": ([], []),
+    "bench_burden": ([], []),
     "bench_web": ([], ["--seconds", "2", "--rounds", "1"]),
     "bench_dashboard": ([], ["--patients", "500", "--site-patients", "200", "--repeat", "1"]),
     "bench_sweep": ([], ["--patients", "300"]),

@@ -509,11 +509,11 @@ def _expect(response: Response, label: str, *statuses: int) -> Response:
 
 
 def visit(browser: Browser, token: str, pin: str | None, *, record=None, think=None, choose=None) -> int:
-    """Sign in with the personal link and PIN, answer every form of the open visit, Send each.
+    """Sign in with the personal link and PIN, answer every open visit (all its forms), Send each visit.
 
     ``record(label, response)`` sees every request (labels: "link", "sign-in", "home", "start",
     "respondent", "respondent POST", "page", "page POST", "review", "send", "done");
-    ``think()`` is called after each page a person would read. Returns the forms sent.
+    ``think()`` is called after each page a person would read. Returns the visits sent (one Send each).
     """
     record = record or (lambda label, response: None)
     think = think or (lambda: None)

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "STAFF_IDLE_MINUTES": 30,
     "PIN_MAX_FAILURES": 5,
     "PIN_LOCK_MINUTES": 15,
+    # A patient who signed in with a PIN may sign in again on the same device with the PIN alone.
+    "PATIENT_DEVICE_DAYS": 30,
     # A session ends this long after sign-in, however active (idle limits above).
     "STAFF_SESSION_MAX_HOURS": 12,
     "PATIENT_SESSION_MAX_HOURS": 12,

@@ -219,13 +219,48 @@ def fill_form(client, tp_id: int, instrument_id: str, answers: dict, *, max_page
         response = send_page(client, url, answers)
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
         url = response.headers["Location"]
+        if url.endswith("/call"):  # a red finding: the call page, then on with the form
+            url = continue_after_call(client, url)
         if url.endswith("/submit"):
             return url
     raise AssertionError("form never reached its review page")
 
 
+def continue_after_call(client, call_url: str) -> str:
+    """Open the call page shown after a red finding and press its "continue" button; returns where
+    it leads (the next page to answer, or the review)."""
+    import re
+
+    page = client.get(call_url)
+    assert page.status_code == 200 and 'href="tel:' in page.get_data(as_text=True), page.status_code
+    onward = re.search(r'href="(/p/t/\d+)"', page.get_data(as_text=True))
+    assert onward, "the call page has no way to continue"
+    response = client.get(onward.group(1))
+    assert response.status_code == 302, response.status_code
+    return response.headers["Location"]
+
+
+def fill_visit(client, tp_id: int, answers: dict, *, max_pages: int = 40) -> list[str]:
+    """Answer the whole visit of a timepoint (every form's pages in sequence, from where it resumes),
+    confirming skips when reminded; returns the URLs answered, the visit's review URL last."""
+    start = client.get(f"/p/t/{tp_id}")
+    assert start.status_code == 302, start.status_code
+    url, seen = start.headers["Location"], []
+    for _ in range(max_pages * 2):
+        if url.endswith("/call"):
+            url = continue_after_call(client, url)
+        if url.endswith(f"/p/t/{tp_id}/submit"):
+            seen.append(url)
+            return seen
+        seen.append(url)
+        response = send_page(client, url, answers)
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        url = response.headers["Location"]
+    raise AssertionError("visit never reached its review page")
+
+
 def submit_form(client, review_url: str):
-    """Open the review page and press Send."""
+    """Open the (visit's) review page and press Send."""
     page = client.get(review_url)
     assert page.status_code == 200, page.status_code
     return client.post(review_url, data=page_form(page.get_data(as_text=True)))

@@ -19,7 +19,7 @@ from flask_babel import lazy_gettext as _l
 from wtforms import DecimalField, Field, HiddenField, IntegerField, RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.i18n import messages_path
-from wtforms.validators import NumberRange, Optional, Regexp
+from wtforms.validators import NumberRange, Optional, Regexp, ValidationError
 
 from qol_app.inputs import Form
 from qol_app.instruments.wording import LocalizedItem, LocalizedPage
@@ -31,15 +31,48 @@ class LocaleDecimalField(DecimalField):
 
     def process_formdata(self, valuelist: list[Any]) -> None:
         if valuelist and isinstance(valuelist[0], str):
-            valuelist = [valuelist[0].strip().replace(",", ".").replace("，", ".")]
-        super().process_formdata(valuelist)
+            valuelist = [valuelist[0].strip().replace(",", ".").replace("，", ".").replace("。", ".")]
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(str(NOT_A_NUMBER)) from None
         if isinstance(self.data, decimal.Decimal) and not self.data.is_finite():
             self.data = None
-            raise ValueError(self.gettext("Not a valid decimal value."))
+            raise ValueError(str(NOT_A_NUMBER))
+
+
+#: Plain words for patients (WTForms' own say "Not a valid decimal value").
+NOT_A_NUMBER = _l("Please write the number with digits only, for example 37.5.")
+NOT_A_WHOLE_NUMBER = _l("Please write a whole number with digits only, for example 70.")
+NOT_AN_OPTION = _l("Please tap one of the answers below.")
+
+
+class PlainIntegerField(IntegerField):
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        if valuelist and isinstance(valuelist[0], str):
+            valuelist = [valuelist[0].strip()]
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(str(NOT_A_WHOLE_NUMBER)) from None
+
+
+class PlainRadioField(RadioField):
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(str(NOT_AN_OPTION)) from None
+
+    def pre_validate(self, form: Any) -> None:
+        try:
+            super().pre_validate(form)
+        except ValidationError:
+            raise ValidationError(str(NOT_AN_OPTION)) from None
 
 
 def _choice(item: LocalizedItem) -> Field:
-    return RadioField(
+    return PlainRadioField(
         item.text,
         choices=[SelectChoice(option.code, option.label) for option in item.options],
         coerce=int,
@@ -66,7 +99,7 @@ def _number(item: LocalizedItem) -> Field:
 
 def _vas(item: LocalizedItem) -> Field:
     spec = item.item
-    return IntegerField(
+    return PlainIntegerField(
         item.text,
         validators=[
             Optional(),

@@ -350,11 +350,12 @@ def _bounds(fields: Mapping[str, Node], *, integer: bool) -> tuple[float, float]
 
 
 def _page(node: Node, languages: tuple[str, ...]) -> Page:
-    fields = node.fields(("id", "title", "items"))
+    fields = node.fields(("id", "title", "items"), ("title_untagged",))
     return Page(
         id=fields["id"].ident(),
         title=fields["title"].as_text(languages),
         items=tuple(entry.ident() for entry in fields["items"].as_list(min_len=1)),
+        title_untagged=fields["title_untagged"].as_text(languages) if "title_untagged" in fields else None,
     )
 
 

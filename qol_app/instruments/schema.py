@@ -135,6 +135,8 @@ class Page:
     id: str
     title: Text
     items: tuple[str, ...]
+    #: The title when the page's tagged items are not shown (e.g. no Ommaya reservoir).
+    title_untagged: Text | None = None
 
 
 @dataclass(frozen=True)

@@ -291,6 +291,13 @@ class LocalizedPage:
     id: str
     title: str
     items: tuple[LocalizedItem, ...]
+    title_untagged: str | None = None  # the title when its tagged items are not shown
+
+    def title_for(self, shown: tuple[str, ...]) -> str:
+        """The title that fits the items shown (the untagged one when some are left out)."""
+        if self.title_untagged and len(shown) < len(self.items):
+            return self.title_untagged
+        return self.title
 
 
 @dataclass(frozen=True)
@@ -391,7 +398,12 @@ def _shipped(instrument: Instrument, locale: str) -> LocalizedInstrument:
         licensed=False,
         source=None,
         pages=tuple(
-            LocalizedPage(page.id, page.title[locale], tuple(item_view(instrument.item(i)) for i in page.items))
+            LocalizedPage(
+                page.id,
+                page.title[locale],
+                tuple(item_view(instrument.item(i)) for i in page.items),
+                page.title_untagged[locale] if page.title_untagged else None,
+            )
             for page in instrument.pages
         ),
     )
@@ -422,7 +434,12 @@ def _overlaid(instrument: Instrument, locale: str, overlay: WordingOverlay) -> L
         licensed=True,
         source=overlay.source,
         pages=tuple(
-            LocalizedPage(page.id, page_title(page.id), tuple(item_view(instrument.item(i)) for i in page.items))
+            LocalizedPage(
+                page.id,
+                page_title(page.id),
+                tuple(item_view(instrument.item(i)) for i in page.items),
+                page.title_untagged[locale] if page.title_untagged and page.id not in overlay.pages else None,
+            )
             for page in instrument.pages
         ),
     )

@@ -2,6 +2,7 @@
 
 from qol_app.models.alerts import Alert
 from qol_app.models.audit import AuditChainHead, AuditEvent
+from qol_app.models.devices import DeviceGrant
 from qol_app.models.exports import ExportJob
 from qol_app.models.locks import DataLock, DemoRecord
 from qol_app.models.notifications import OutboxMessage, ReminderLink, SchedulerHeartbeat, SchedulerLease
@@ -18,6 +19,7 @@ __all__ = [
     "AuditEvent",
     "DataLock",
     "DemoRecord",
+    "DeviceGrant",
     "ExportJob",
     "LoginSession",
     "OutboxMessage",

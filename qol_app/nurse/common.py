@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from flask import current_app, g
+from flask_babel import gettext as _
 
 from qol_app import auth, policy
 from qol_app.i18n import local_date, local_datetime, select_locale
@@ -60,6 +61,30 @@ def _alert_reasons(alert) -> str:
     return "; ".join(out)
 
 
+def _alert_source(alert) -> str:
+    """Where the alert's answers came from, in words: above all, saved answers not sent (yet)."""
+    if alert.source == "saved_not_sent":
+        if alert.response is not None and alert.response.status == "submitted":
+            return str(_("raised from saved answers before sending; sent since"))
+        return str(_("saved, not sent: the patient has not pressed Send"))
+    if alert.source == "staff_entry":
+        return str(_("entered by staff"))
+    if alert.source == "correction":
+        return str(_("raised by a staff correction"))
+    return str(_("sent by the patient"))
+
+
+def _alert_changes(alert) -> str:
+    """The triggering answers changed since the alert: "seizure 1 → 0"."""
+    skipped = str(_("skipped"))
+    parts = []
+    for item_id, now_value in sorted((alert.changed_answers or {}).items()):
+        before = (alert.triggering_answers or {}).get(item_id)
+        after = skipped if now_value == "skipped" else f"{now_value:g}" if isinstance(now_value, float) else now_value
+        parts.append(f"{item_id} {before} → {after}")
+    return "; ".join(parts)
+
+
 def _instrument_names() -> dict[str, str]:
     """Instrument id -> its short name in the reader's language (the id when that language has none).
 
@@ -98,6 +123,8 @@ def _template_helpers() -> dict[str, Any]:
         "fmt_date": _fmt_date,
         "pct": _pct,
         "alert_reasons": _alert_reasons,
+        "alert_source": _alert_source,
+        "alert_changes": _alert_changes,
         "instrument_names": _instrument_names(),
         "EVENT_LABELS": EVENT_LABELS,
         "CALL_OUTCOME_LABELS": CALL_OUTCOME_LABELS,

@@ -20,6 +20,17 @@ from qol_app.models import Alert, Patient, Response, Timepoint
 from qol_app.services import responses as svc
 
 
+def diary_day(target: dt.date, locale: str) -> str:
+    """ "Diary for Tuesday 1 December": the day a diary is about, weekday first (late diaries too)."""
+    from babel.dates import format_date, format_skeleton
+
+    if locale.startswith("en"):
+        day = format_date(target, "EEEE d MMMM", locale=locale)
+    else:
+        day = format_skeleton("MMMMEEEEd", target, locale=locale)
+    return _("Diary for %(day)s", day=day)
+
+
 def safety(patient: Patient) -> dict[str, str]:
     """Phone numbers for the "not watched around the clock" note on every signed-in page."""
     site = patient.site
@@ -64,7 +75,7 @@ def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt
                 titles[instrument_id] = svc.localized(session, reg.get(instrument_id), locale).title
             forms.append((titles[instrument_id], statuses.get(instrument_id) == "submitted"))
         if tp.kind == "diary":
-            heading = _("Symptom diary for %(date)s", date=local_date(tp.target_date, locale))
+            heading = diary_day(tp.target_date, locale)
         else:
             heading = _("Questionnaires")
         items.append(
@@ -167,8 +178,17 @@ def answer_label(survey: Any, item_id: str, value: float) -> str:
     return f"{text} {item.unit}" if item.unit else text
 
 
-def review_rows(session: Session, survey: Any) -> list[ReviewPage]:
-    rows = svc.answers_of(session, survey.response)
+def review_rows(
+    session: Session,
+    survey: Any,
+    numbers: Mapping[tuple[str, int], int] | None = None,
+    *,
+    only_missing: bool = False,
+) -> list[ReviewPage]:
+    """The form's pages with their answers; ``numbers`` maps (instrument, page) to the page's number
+    in the visit; ``only_missing`` keeps only items left out or not answered (pages without any
+    are dropped)."""
+    rows = svc.answers_of(session, survey.response) if survey.response is not None else {}
     pages = []
     for plan in survey.plans:
         entries = []
@@ -176,6 +196,8 @@ def review_rows(session: Session, survey: Any) -> list[ReviewPage]:
             row = rows.get(item_id)
             value = svc.typed_value(survey.instrument, item_id, row)
             state = "open" if row is None else ("skipped" if value is None else "answered")
+            if only_missing and state == "answered":
+                continue
             entries.append(
                 ReviewRow(
                     svc.item_number(survey.instrument, item_id),
@@ -184,10 +206,12 @@ def review_rows(session: Session, survey: Any) -> list[ReviewPage]:
                     state,
                 )
             )
+        if only_missing and not entries:
+            continue
         pages.append(
             ReviewPage(
-                plan.number,
-                survey.texts.page(plan.page_id).title,
+                (numbers or {}).get((survey.instrument.id, plan.number), plan.number),
+                survey.texts.page(plan.page_id).title_for(plan.item_ids),
                 entries,
                 url_for(
                     "patient.page", timepoint_id=survey.tp.id, instrument_id=survey.instrument.id, page_no=plan.number

@@ -26,10 +26,10 @@ from qol_app.locking import lock_exempt, lock_target, signed_in_patient_lock
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash
 from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
-from qol_app.patient.render import emergency_context, field_views, home_items, item_html, review_rows, safety
+from qol_app.patient.render import diary_day, emergency_context, field_views, home_items, item_html, review_rows, safety
 from qol_app.redirects import safe_next
 from qol_app.security import ParticipationEnded, current_actor, patient_required
-from qol_app.services import audit, reminder_links
+from qol_app.services import audit, devices, reminder_links
 from qol_app.services import responses as svc
 from qol_app.services.enrolment import find_by_token
 
@@ -148,8 +148,11 @@ def link_sign_in(token: str):
     return _sign_in(patient)
 
 
-def _sign_in(patient: Any, reminder: reminder_links.Lookup | None = None):
-    """Check the PIN and start the patient's session; after a reminder link, go to its form."""
+def _sign_in(patient: Any, reminder: reminder_links.Lookup | None = None, grant: Any = None):
+    """Check the PIN and start the patient's session; after a reminder link, go to its form.
+
+    Signing in with a PIN gives this device a grant (a cookie) to sign in again with the PIN alone
+    after signing out; ``grant`` is that grant when it is what is being used."""
     if patient.status != "active":
         return _ended(patient)
     _use_locale(session.get("plang") or patient.language)
@@ -201,11 +204,27 @@ def _sign_in(patient: Any, reminder: reminder_links.Lookup | None = None):
     audit.record(
         db.session, actor, "sign_in", patient, patient_id=patient.id, site_id=patient.site_id, new=via, now=now
     )
+    token = None
+    if grant is not None:
+        grant.last_used_at = now
+    elif patient.pin_hash is not None:
+        token = devices.issue(db.session, patient, now, config["PATIENT_DEVICE_DAYS"])
     db.session.commit()
     target = stash.page_for(patient)
     if target is None and reminder is not None:
         target = url_for("patient.start", timepoint_id=reminder.timepoint.id)
-    return redirect(target or url_for("patient.home"))
+    response = redirect(target or url_for("patient.home"))
+    if token is not None:
+        response.set_cookie(
+            devices.COOKIE,
+            token,
+            max_age=config["PATIENT_DEVICE_DAYS"] * 86400,
+            path="/p/",
+            secure=config["SESSION_COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
 
 
 @_on_csrf_error(link_sign_in)
@@ -274,6 +293,21 @@ def logout():
     return redirect(url_for("patient.signed_out"))
 
 
+def _sign_out(saved: svc.PageSaved, tp: Timepoint):
+    """Sign out from a survey page whose answers were just saved (the caller has not committed)."""
+    patient, now = g.patient, auth.now()
+    audit.record(
+        db.session, current_actor(), "sign_out", patient, patient_id=patient.id, site_id=patient.site_id, now=now
+    )
+    auth.end("logout", now)
+    db.session.commit()
+    if saved.call_now:  # signed out, but never without the call page after a red finding
+        alert = db.session.scalar(select(Alert).where(Alert.id == saved.alert.alert.id))
+        context = emergency_context(patient, alert)
+        return _render("patient/emergency.html", tp=None, sent=False, signed_in=False, **context)
+    return redirect(url_for("patient.signed_out", saved=1))
+
+
 @_on_csrf_error(logout)
 def _logout_anyway(error: Exception):
     """Signing out must work on a shared phone even from a page left open too long (a forged
@@ -291,7 +325,41 @@ def signed_out():
     if g.get("ended_patient") is not None or (last is not None and last.status != "active"):
         return _ended(g.get("ended_patient") or last)
     _use_signed_out_locale()
-    return _render("patient/signed_out.html", expired=request.args.get("expired") == "1", kept=stash.has_any())
+    grant = _device_grant(last)
+    return _render(
+        "patient/signed_out.html",
+        expired=request.args.get("expired") == "1",
+        saved=request.args.get("saved") == "1",
+        kept=stash.has_any(),
+        form=SignInForm(formdata=None) if grant is not None else None,
+    )
+
+
+def _device_grant(patient: Any) -> Any:
+    """This device's live grant for the patient who last signed in here, if it has one."""
+    grant = devices.find(db.session, request.cookies.get(devices.COOKIE), auth.now())
+    if grant is None or patient is None or grant.patient_id != patient.id:
+        return None
+    return grant
+
+
+@bp.post("/signed-out")
+@lock_exempt  # signing in changes no trial data; a locked patient then sees the closed page
+def signed_out_sign_in():
+    """Back in on the same device after signing out: the device's grant plus the PIN."""
+    if g.get("patient") is not None:
+        return redirect(url_for("patient.home"))
+    last = _last_patient()
+    grant = _device_grant(last)
+    if grant is None:  # another device, a revoked or expired grant: the personal link is the way in
+        _use_signed_out_locale()
+        return _render("patient/signed_out.html", 403, refused=True, kept=stash.has_any())
+    return _sign_in(last, grant=grant)
+
+
+@_on_csrf_error(signed_out_sign_in)
+def _signed_out_page_expired(error: Exception):
+    return redirect(url_for("patient.signed_out"))
 
 
 def _last_patient() -> Any:
@@ -383,17 +451,18 @@ def _timepoint_or_404(timepoint_id: int) -> Timepoint:
 def start(timepoint_id: int):
     """Resume where the patient left off, on this or any other device."""
     tp = _timepoint_or_404(timepoint_id)
-    step = svc.next_step(db.session, tp, g.patient)
-    if step is None:
+    point = svc.resume_point(db.session, tp, g.patient)
+    if point is None:
         return redirect(url_for("patient.home"))
     if not svc.is_due(tp, auth.now()):
         return _render("patient/closed.html", 410)
     if tp.respondent is None:
         return redirect(url_for("patient.respondent", timepoint_id=tp.id))
-    instrument_id, page_no = step
-    if page_no is None:
-        return redirect(url_for("patient.review", timepoint_id=tp.id, instrument_id=instrument_id))
-    return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=page_no))
+    if isinstance(point, svc.VisitPage):
+        return redirect(
+            url_for("patient.page", timepoint_id=tp.id, instrument_id=point.instrument_id, page_no=point.page_no)
+        )
+    return redirect(url_for("patient.review", timepoint_id=tp.id))
 
 
 @bp.route("/t/<int:timepoint_id>/respondent", methods=["GET", "POST"])
@@ -438,6 +507,7 @@ class Survey:
     plans: list[svc.PagePlan]
     response: Response | None
     answered: dict[str, float]  # stored values by item id
+    owner: Any = None  # the patient
 
     @property
     def submitted(self) -> bool:
@@ -462,9 +532,8 @@ def _survey_or_404(timepoint_id: int, instrument_id: str, patient: Any) -> Surve
     rows = svc.load_survey(db.session, patient, timepoint_id, instrument)
     if rows is None:
         abort(404)
-    return Survey(
-        rows.timepoint, instrument, rows.texts, svc.page_plan(instrument, patient), rows.response, rows.answered
-    )
+    plans = svc.page_plan(instrument, patient)
+    return Survey(rows.timepoint, instrument, rows.texts, plans, rows.response, rows.answered, patient)
 
 
 def _gate(survey: Survey) -> Any:
@@ -510,14 +579,19 @@ def _render_page(
         "client_time": clock[0] or "",
         "client_offset": "" if clock[1] is None else str(clock[1]),
     }
+    visit = svc.visit_pages(db.session, survey.tp, survey.owner)
+    here = svc.visit_page(visit, survey.instrument.id, page_no)
     return _render(
         "patient/page.html",
         status,
         survey=survey,
         plan=plan,
         page_no=page_no,
-        page_count=len(survey.plans),
+        visit_no=here.number if here else page_no,
+        visit_count=len(visit) if here else len(survey.plans),
         page=survey.texts.page(plan.page_id),
+        page_title=survey.texts.page(plan.page_id).title_for(plan.item_ids),
+        day=diary_day(survey.tp.target_date, survey.texts.locale) if survey.tp.kind == "diary" else None,
         fields=fields,
         hidden=hidden,
         reminded=reminded,
@@ -559,19 +633,29 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
             confirm_skip=form.confirm_skip.data or "",
             invalid=True,
         )
-    backwards = request.form.get("nav") == "back"
+    nav = request.form.get("nav") or "next"
+    switch = nav[5:] if nav.startswith("lang:") and normalise(nav[5:]) in supported() else None
+    leaving = nav == "signout"
+    backwards = nav == "back"
     optional = {i for i in plan.item_ids if survey.instrument.item(i).optional}
-    skip = optional if backwards else optional | form.confirmed_skips()
+    # Going back, switching language or signing out saves what is ticked without asking about the rest.
+    skip = optional if (backwards or switch or leaving) else optional | form.confirmed_skips()
+    posted = form.answers()
+    # A saved number rubbed out: stored as an explicit skip (never the old value kept silently),
+    # and the patient is reminded of it as of any question left out.
+    cleared = {i for i in plan.item_ids if posted.get(i) is None and survey.answered.get(i) is not None}
+    remind_cleared = cleared - skip
+    skip = skip | cleared
     now, actor = auth.now(), current_actor()
     response = survey.response or svc.start_response(db.session, actor, tp, survey.texts, now)
     client_time, client_offset = form.client_clock()
     try:
-        unanswered = svc.save_page(
+        saved = svc.save_page(
             db.session,
             actor,
             response,
             plan.item_ids,
-            form.answers(),
+            posted,
             auth.now,  # read once the form is locked
             skip=skip,
             client_time=client_time,
@@ -584,17 +668,40 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     except svc.PatientInactive:
         db.session.rollback()
         return _ended(g.patient)
+    if leaving:
+        return _sign_out(saved, tp)
+    if switch:
+        _set_language(actor, g.patient, normalise(switch), auth.now())
     db.session.commit()
-    here = {"timepoint_id": tp.id, "instrument_id": instrument_id}
-    if backwards:
-        if page_no == 1:
-            return redirect(url_for("patient.home"))
-        return redirect(url_for("patient.page", page_no=page_no - 1, **here))
-    if unanswered:
-        return redirect(url_for("patient.page", page_no=page_no, missing=".".join(unanswered), **here))
-    if page_no < len(survey.plans):
-        return redirect(url_for("patient.page", page_no=page_no + 1, **here))
-    return redirect(url_for("patient.review", **here))
+    if saved.call_now:  # a red finding: the call page first, before anything else
+        return redirect(url_for("patient.call", timepoint_id=tp.id))
+    if switch:
+        return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=page_no))
+    unanswered = saved.unanswered + sorted(remind_cleared - set(saved.unanswered))
+    if unanswered and not backwards:
+        return redirect(
+            url_for(
+                "patient.page",
+                timepoint_id=tp.id,
+                instrument_id=instrument_id,
+                page_no=page_no,
+                missing=".".join(unanswered),
+            )
+        )
+    return redirect(_visit_neighbour(tp, instrument_id, page_no, -1 if backwards else 1))
+
+
+def _visit_neighbour(tp: Timepoint, instrument_id: str, page_no: int, step: int) -> str:
+    """The visit's page before or after this one (across forms); the review after the last, home before the first."""
+    visit = svc.visit_pages(db.session, tp, g.patient)
+    here = svc.visit_page(visit, instrument_id, page_no)
+    index = (here.number - 1 if here else 0) + step
+    if index < 0:
+        return url_for("patient.home")
+    if index >= len(visit):
+        return url_for("patient.review", timepoint_id=tp.id)
+    target = visit[index]
+    return url_for("patient.page", timepoint_id=tp.id, instrument_id=target.instrument_id, page_no=target.page_no)
 
 
 @_on_csrf_error(page)
@@ -615,7 +722,7 @@ def _keep_answers(error: Exception | None):
         tp = db.session.get(Timepoint, tp_id) if isinstance(tp_id, int) else None
         if tp is None or session.get(stash.HINT) != tp.patient_id or instrument_id not in tp.instruments:
             _use_signed_out_locale()
-            return _render("patient/signed_out.html", 401, expired=True, kept=True)
+            return _render("patient/signed_out.html", 401, expired=bool(g.get("session_expired")), kept=True)
         _use_locale(tp.patient.language)
         owner = tp.patient
         mode, status = "signed_out", 401
@@ -629,32 +736,49 @@ def _keep_answers(error: Exception | None):
         status,
         confirm_skip=request.form.get("confirm_skip", ""),
         kept=mode,
+        expired=bool(g.get("session_expired")),
         safety=safety(owner),
     )
 
 
-@bp.route("/t/<int:timepoint_id>/<instrument_id>/submit", methods=["GET", "POST"])
+def _visit_surveys(tp: Timepoint) -> list[Survey]:
+    """Every form of the visit, as the patient sees it."""
+    return [_survey_or_404(tp.id, instrument_id, g.patient) for instrument_id in tp.instruments]
+
+
+def _visit_gate(tp: Timepoint, surveys: list[Survey]) -> Any:
+    if all(s.submitted for s in surveys):
+        return _render("patient/already.html", tp=tp, texts=None)
+    if not svc.is_due(tp, auth.now()):
+        return _render("patient/closed.html", 410)
+    if tp.respondent is None:
+        return redirect(url_for("patient.respondent", timepoint_id=tp.id))
+    return None
+
+
+@bp.route("/t/<int:timepoint_id>/submit", methods=["GET", "POST"])
 @patient_required
 @lock_target("signed_in_patient", reads=True)
-def review(timepoint_id: int, instrument_id: str):
-    """Review every answer, then send the form (once, whatever the number of taps or devices)."""
-    survey = _survey_or_404(timepoint_id, instrument_id, g.patient)
-    tp = survey.tp
-    gate = _gate(survey)
+def review(timepoint_id: int):
+    """One review of the whole visit (only what was skipped), then one Send for all its forms."""
+    tp = _timepoint_or_404(timepoint_id)
+    surveys = _visit_surveys(tp)
+    gate = _visit_gate(tp, surveys)
     if gate is not None:
         return gate
-    if survey.response is None:
-        return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=1))
+    if all(s.response is None for s in surveys if not s.submitted):
+        return redirect(url_for("patient.start", timepoint_id=tp.id))
     form = SubmitForm()
     if form.validate_on_submit():
         client_time, client_offset = form.client_clock()
         try:
-            result = svc.submit(
+            result = svc.submit_visit(
                 db.session,
                 current_actor(),
-                survey.response,
+                tp,
                 g.patient,
-                auth.now,  # read once the form is locked
+                auth.now,  # read once the forms are locked
+                texts_for=lambda instrument: svc.localized(db.session, instrument, g.patient.language),
                 client_time=client_time,
                 client_offset=client_offset,
             )
@@ -663,15 +787,31 @@ def review(timepoint_id: int, instrument_id: str):
             return _ended(g.patient)
         if result.already:
             db.session.rollback()
-            return _render("patient/already.html", tp=tp, texts=survey.texts)
+            return _render("patient/already.html", tp=tp, texts=None)
         db.session.commit()
-        return redirect(url_for("patient.done", timepoint_id=tp.id, instrument_id=instrument_id))
-    return _render_review(survey, form)
+        return redirect(url_for("patient.done", timepoint_id=tp.id))
+    return _render_review(tp, surveys, form)
 
 
-def _render_review(survey: Survey, form: SubmitForm, status: int = 200, **extra: Any):
-    rows = review_rows(db.session, survey)
-    return _render("patient/review.html", status, survey=survey, rows=rows, form=form, client_clock=True, **extra)
+def _render_review(tp: Timepoint, surveys: list[Survey], form: SubmitForm, status: int = 200, **extra: Any):
+    visit = svc.visit_pages(db.session, tp, g.patient)
+    numbers = {(p.instrument_id, p.page_no): p.number for p in visit}
+    rows = [
+        page
+        for survey in surveys
+        if not survey.submitted  # a form never opened is listed whole: nothing is sent unseen
+        for page in review_rows(db.session, survey, numbers, only_missing=True)
+    ]
+    return _render(
+        "patient/review.html",
+        status,
+        tp=tp,
+        day=diary_day(tp.target_date, g.patient.language) if tp.kind == "diary" else None,
+        rows=rows,
+        form=form,
+        client_clock=True,
+        **extra,
+    )
 
 
 @_on_csrf_error(review)
@@ -681,27 +821,55 @@ def _review_expired(error: Exception):
         return _ended(g.ended_patient)
     if g.get("patient") is None:
         return redirect(url_for("patient.signed_out", expired=1))
-    args = request.view_args or {}
-    survey = _survey_or_404(args.get("timepoint_id", 0), args.get("instrument_id", ""), g.patient)
-    gate = _gate(survey)
-    if gate is not None or survey.response is None:
-        return gate or redirect(url_for("patient.start", timepoint_id=survey.tp.id))
-    return _render_review(survey, SubmitForm(formdata=None), 400, stale=True)
+    tp = _timepoint_or_404((request.view_args or {}).get("timepoint_id", 0))
+    surveys = _visit_surveys(tp)
+    gate = _visit_gate(tp, surveys)
+    if gate is not None:
+        return gate
+    return _render_review(tp, surveys, SubmitForm(formdata=None), 400, stale=True)
 
 
+@bp.get("/t/<int:timepoint_id>/call")
+@patient_required
+def call(timepoint_id: int):
+    """Right after the page whose answers made a red alert: call for help now, then carry on."""
+    tp = _timepoint_or_404(timepoint_id)
+    alert = db.session.scalar(
+        select(Alert)
+        .join(Response, Response.id == Alert.response_id)
+        .where(Response.timepoint_id == tp.id, Alert.level == "red")
+        .order_by(Alert.id)
+        .limit(1)
+    )
+    if alert is None:
+        return redirect(url_for("patient.start", timepoint_id=tp.id))
+    sent = svc.next_step(db.session, tp, g.patient) is None
+    return _render("patient/emergency.html", tp=tp, sent=sent, **emergency_context(g.patient, alert))
+
+
+@bp.get("/t/<int:timepoint_id>/done")
+@patient_required
+def done(timepoint_id: int):
+    """After the visit's Send: the urgent instruction for a red diary, else one thank-you."""
+    tp = _timepoint_or_404(timepoint_id)
+    if svc.resume_point(db.session, tp, g.patient) is not None:
+        return redirect(url_for("patient.start", timepoint_id=tp.id))
+    alerts = db.session.scalars(
+        select(Alert).join(Response, Response.id == Alert.response_id).where(Response.timepoint_id == tp.id)
+    ).all()
+    red = next((a for a in alerts if a.level == "red"), None)
+    if red is not None:
+        return _render("patient/emergency.html", tp=tp, sent=True, **emergency_context(g.patient, red))
+    return _render("patient/done.html", tp=tp, amber=bool(alerts))
+
+
+@bp.get("/t/<int:timepoint_id>/<instrument_id>/submit")
 @bp.get("/t/<int:timepoint_id>/<instrument_id>/done")
 @patient_required
-def done(timepoint_id: int, instrument_id: str):
-    """After sending: the urgent instruction for a red diary, else thanks and what comes next."""
-    survey = _survey_or_404(timepoint_id, instrument_id, g.patient)
-    tp = survey.tp
-    if not survey.submitted:
-        return redirect(url_for("patient.start", timepoint_id=tp.id))
-    alert = db.session.scalar(select(Alert).where(Alert.response_id == survey.response.id))
-    if alert is not None and alert.initial_level == "red":
-        return _render("patient/emergency.html", **emergency_context(g.patient, alert))
-    step = svc.next_step(db.session, tp, g.patient) if svc.is_due(tp, auth.now()) else None
-    next_title = None
-    if step is not None:
-        next_title = svc.localized(db.session, svc.registry().get(step[0]), survey.texts.locale).title
-    return _render("patient/done.html", tp=tp, texts=survey.texts, next_title=next_title, amber=alert is not None)
+def form_pages_moved(timepoint_id: int, instrument_id: str):
+    """One form's review and thank-you pages became the visit's (old links and open pages)."""
+    tp = _timepoint_or_404(timepoint_id)
+    if instrument_id not in tp.instruments:
+        abort(404)
+    endpoint = "patient.review" if request.path.endswith("/submit") else "patient.done"
+    return redirect(url_for(endpoint, timepoint_id=tp.id))

@@ -7,6 +7,7 @@ commit, each at most once thanks to the unique ``dedupe_key``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Mapping
@@ -18,9 +19,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from qol_app.alerts import AlertRuleSet, default_rules_path, evaluate, load_alert_rules, needs_escalation
+from qol_app.alerts import AlertResult, AlertRuleSet, default_rules_path, evaluate, load_alert_rules, needs_escalation
 from qol_app.errors import N_, ServiceError
 from qol_app.models import Alert, OutboxMessage, Patient, Response, SiteMembership, StaffUser
+from qol_app.models.alerts import SOURCES
 from qol_app.services import audit
 from qol_app.services.audit import Actor
 
@@ -43,32 +45,95 @@ def rule_set() -> AlertRuleSet:
     return _load(str(Path(path)), config.get("QUESTIONNAIRE_DIR"))
 
 
-def raise_for_response(
-    session: Session, actor: Actor, response: Response, answers: Mapping[str, int | float | None], now: dt.datetime
-) -> Alert | None:
-    """Evaluate a submitted diary; store an alert (red or amber) with the triggering answers.
+@dataclasses.dataclass(frozen=True)
+class Evaluated:
+    """What one evaluation of a form's stored answers did to its alert."""
 
-    Red alerts notify the site's nurses at once; amber ones wait on the nurses' list and escalate
-    if nobody acknowledges them in time (``escalate_overdue``). Other instruments: None.
+    alert: Alert | None  # the form's alert, if it has one (new or earlier)
+    raised: bool = False  # a new alert was stored by this evaluation
+    rose: bool = False  # an existing alert went from amber to red
+
+    @property
+    def became_red(self) -> bool:
+        """This evaluation made the form's alert red (the patient is shown the call page now)."""
+        return self.alert is not None and self.alert.level == "red" and (self.raised or self.rose)
+
+
+def _form_alert(session: Session, response: Response) -> Alert | None:
+    """The alert of the form ``response`` belongs to, whichever of its revisions raised it."""
+    return session.scalar(
+        select(Alert)
+        .join(Response, Response.id == Alert.response_id)
+        .where(Response.timepoint_id == response.timepoint_id, Response.instrument_id == response.instrument_id)
+        .order_by(Alert.id)
+        .limit(1)
+        .execution_options(populate_existing=True)
+    )
+
+
+def evaluate_form(
+    session: Session,
+    actor: Actor,
+    response: Response,
+    answers: Mapping[str, int | float | None],
+    now: dt.datetime,
+    *,
+    source: str,
+) -> Evaluated:
+    """Evaluate a diary's stored answers (every saved page, staff entry, correction and Send).
+
+    One alert per form: the first red or amber result stores it (red notifies the site's nurses
+    at once); later evaluations only raise its level (amber to red, audited, nurses notified)
+    and add newly fired rules, never store a second one or lower it. If an answer that triggered
+    it has changed since, the alert stays and ``changed_answers`` records the answers as they
+    are now. ``source`` is one of ``models.alerts.SOURCES``. Other instruments: nothing.
     """
     rules = rule_set()
     if response.instrument_id != rules.instrument:
-        return None
+        return Evaluated(None)
+    if source not in SOURCES:
+        raise ValueError(f"unknown alert source {source!r}")
     result = evaluate(rules, answers)
-    if result.level is None:
-        return None
+    alert = _form_alert(session, response)
+    patient = session.get(Patient, response.patient_id)
+    if alert is None:
+        if result.level is None:
+            return Evaluated(None)
+        alert = _store(session, actor, response, patient, result, source, now)
+        return Evaluated(alert, raised=True)
+    rose = _rise(session, actor, alert, patient, result, now)
+    _note_changes(session, actor, alert, patient, answers, now)
+    return Evaluated(alert, rose=rose)
+
+
+def _fired(result: AlertResult) -> list[dict]:
+    return [{"id": t.rule_id, "level": t.level, "rules_version": result.rules_version} for t in result.triggered]
+
+
+def _store(
+    session: Session,
+    actor: Actor,
+    response: Response,
+    patient: Patient,
+    result: AlertResult,
+    source: str,
+    now: dt.datetime,
+) -> Alert | None:
     alert = Alert(
         patient_id=response.patient_id,
         response_id=response.id,
         level=result.level,
         initial_level=result.level,
-        rules=[{"id": t.rule_id, "level": t.level, "rules_version": result.rules_version} for t in result.triggered],
+        rules=_fired(result),
         triggering_answers=dict(result.answers),
+        source=source,
         raised_at=now,
     )
-    session.add(alert)
-    session.flush()
-    patient = session.get(Patient, response.patient_id)
+    try:
+        with session.begin_nested():
+            session.add(alert)
+    except IntegrityError:  # the same form raised it on another device in the same instant
+        return _form_alert(session, response)
     audit.record(
         session,
         actor,
@@ -76,12 +141,93 @@ def raise_for_response(
         alert,
         patient_id=patient.id,
         site_id=patient.site_id,
-        new={"level": alert.level, "rules": [r["id"] for r in alert.rules], "answers": alert.triggering_answers},
+        new={
+            "level": alert.level,
+            "rules": [r["id"] for r in alert.rules],
+            "answers": alert.triggering_answers,
+            "source": source,
+        },
         now=now,
     )
     if alert.level == "red":
         notify_nurses(session, alert, patient, now)
     return alert
+
+
+def _rise(
+    session: Session, actor: Actor, alert: Alert, patient: Patient, result: AlertResult, now: dt.datetime
+) -> bool:
+    """Add newly fired rules and their answers; amber becomes red if a red rule fired (audited)."""
+    known = {r["id"] for r in alert.rules}
+    added = [r for r in _fired(result) if r["id"] not in known]
+    if not added:
+        return False
+    red = result.level == "red" and alert.level == "amber"
+    old = {"level": alert.level, "rules": sorted(known)}
+    values: dict = {
+        "rules": [*alert.rules, *added],
+        "triggering_answers": {**dict(result.answers), **alert.triggering_answers},
+    }
+    if red:
+        values.update(level="red", escalated_at=now)
+        if alert.acknowledged_at is not None:  # amber was handled; a red finding must be seen again
+            old.update(acknowledged_by=alert.acknowledged_by, action=alert.action_taken)
+            values.update(acknowledged_at=None, acknowledged_by=None, action_taken=None)
+    won = session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.level == alert.level)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(alert)
+    if not won:  # pragma: no cover - another evaluation of the same form got there first
+        return False
+    audit.record(
+        session,
+        actor,
+        "raise_alert_level" if red else "add_alert_rules",
+        alert,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old=old,
+        new={"level": alert.level, "rules": sorted(r["id"] for r in alert.rules)},
+        now=now,
+    )
+    if red:
+        notify_nurses(session, alert, patient, now)
+    return red
+
+
+def _note_changes(
+    session: Session,
+    actor: Actor,
+    alert: Alert,
+    patient: Patient,
+    answers: Mapping[str, int | float | None],
+    now: dt.datetime,
+) -> None:
+    """Record the triggering answers that are now different (the alert itself stays as raised)."""
+    changed = {
+        item_id: ("skipped" if answers.get(item_id) is None else answers[item_id])
+        for item_id, value in alert.triggering_answers.items()
+        if answers.get(item_id) != value
+    }
+    if changed == (alert.changed_answers or {}):
+        return
+    old = alert.changed_answers
+    alert.changed_answers = changed or None
+    audit.record(
+        session,
+        actor,
+        "alert_answers_changed",
+        alert,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old={"changed_answers": old},
+        new={"changed_answers": alert.changed_answers},
+        now=now,
+    )
+    session.flush()
 
 
 def site_nurses(session: Session, site_id: int) -> list[StaffUser]:

@@ -32,6 +32,7 @@ from qol_app.scheduling.timewindows import local_date_of, local_day_start, zone
 from qol_app.scoring import score_detail
 from qol_app.scoring.answers import check_answers
 from qol_app.services import audit, wording
+from qol_app.services.alerts import Evaluated
 from qol_app.services.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -256,23 +257,65 @@ def typed_number(instrument: Instrument, item_id: str, value: float) -> int | fl
     return int(value) if instrument.item(item_id).kind in ("choice", "vas") else float(value)
 
 
-def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, int | None] | None:
-    """Where a patient resumes: (instrument id, first page with an unanswered item; None = review).
+@dataclasses.dataclass(frozen=True)
+class VisitPage:
+    """One page of a visit: the pages of all the timepoint's unsent forms, numbered through."""
 
-    None when every form of the timepoint is submitted. An explicit skip counts as handled.
-    """
+    number: int  # 1-based across the visit ("page 5 of 13")
+    instrument_id: str
+    page_no: int  # the page's number within its form (as in the URL)
+    item_ids: tuple[str, ...]
+
+
+def visit_pages(session: Session, tp: Timepoint, patient: Patient) -> list[VisitPage]:
+    """The visit as the patient answers it: each form not yet sent, its pages in order."""
     reg = registry()
+    sent = set(
+        session.scalars(
+            select(Response.instrument_id).where(
+                Response.timepoint_id == tp.id, Response.revision == 0, Response.status == "submitted"
+            )
+        )
+    )
+    pages: list[VisitPage] = []
     for instrument_id in tp.instruments:
-        response = original_response(session, tp.id, instrument_id)
-        if response is not None and response.status == "submitted":
+        if instrument_id in sent:
             continue
-        instrument = reg.get(instrument_id)
-        stored = answers_of(session, response) if response is not None else {}
-        for plan in page_plan(instrument, patient):
-            if any(item_id not in stored for item_id in plan.item_ids):
-                return instrument_id, plan.number
-        return instrument_id, None
-    return None
+        for plan in page_plan(reg.get(instrument_id), patient):
+            pages.append(VisitPage(len(pages) + 1, instrument_id, plan.number, plan.item_ids))
+    return pages
+
+
+def visit_page(pages: list[VisitPage], instrument_id: str, page_no: int) -> VisitPage | None:
+    return next((p for p in pages if (p.instrument_id, p.page_no) == (instrument_id, page_no)), None)
+
+
+def resume_point(session: Session, tp: Timepoint, patient: Patient) -> VisitPage | str | None:
+    """Where a patient resumes the visit: the first page with an unanswered item, ``"review"``
+    once every page is answered (an explicit skip counts), None once every form is sent."""
+    pages = visit_pages(session, tp, patient)
+    if not pages:
+        return None
+    stored: dict[str, set[str]] = {}
+    for page in pages:
+        if page.instrument_id not in stored:
+            response = original_response(session, tp.id, page.instrument_id)
+            stored[page.instrument_id] = set(answers_of(session, response)) if response is not None else set()
+        if any(item_id not in stored[page.instrument_id] for item_id in page.item_ids):
+            return page
+    return "review"
+
+
+def next_step(session: Session, tp: Timepoint, patient: Patient) -> tuple[str, int | None] | None:
+    """Where a patient resumes: (instrument id, page; ``("", None)`` = the visit's review), None
+    when every form of the timepoint is sent."""
+    point = resume_point(session, tp, patient)
+    if point is None:
+        return None
+    if point == "review":
+        return "", None
+    assert isinstance(point, VisitPage)
+    return point.instrument_id, point.page_no
 
 
 # ---------------------------------------------------------------- writing
@@ -433,8 +476,11 @@ def save_page(
     client_time: str | None = None,
     client_offset: int | None = None,
     texts: LocalizedInstrument | None = None,
-) -> list[str]:
-    """Store one page's answers; return the items left unanswered (for the gentle reminder).
+    alert_source: str = "saved_not_sent",
+) -> PageSaved:
+    """Store one page's answers; return the items left unanswered (for the gentle reminder) and
+    what the alert rules made of the form's stored answers (diaries: evaluated on every save,
+    ``alert_source`` telling the nurse where they came from).
 
     An empty item becomes an explicit skip only when it is in ``skip`` (the patient saw the
     reminder, or the item is optional); otherwise it is left without a row and returned.
@@ -479,7 +525,45 @@ def save_page(
         audit.record(session, actor, "save_answers", response, new=created, **common)
     if new:
         audit.record(session, actor, "change_answers", response, old=old, new=new, **common)
-    return unanswered
+    alert = None
+    if created or new:
+        alert = _evaluate_alerts(session, actor, response, now, source=alert_source)
+    return PageSaved(unanswered, alert)
+
+
+@dataclasses.dataclass(frozen=True)
+class PageSaved:
+    """A saved page: the items left unanswered, and the alert outcome (diaries only)."""
+
+    unanswered: list[str]
+    alert: Evaluated | None = None
+
+    @property
+    def call_now(self) -> bool:
+        """This save made the form's alert red: show the patient the call page next."""
+        return self.alert is not None and self.alert.became_red
+
+
+def _evaluate_alerts(
+    session: Session,
+    actor: Actor,
+    response: Response,
+    now: dt.datetime,
+    *,
+    source: str,
+    answers: Mapping[str, int | float | None] | None = None,
+) -> Evaluated | None:
+    """Run the alert rules over every stored answer of a diary (None for other instruments)."""
+    from qol_app.services import alerts
+
+    if response.instrument_id != alerts.rule_set().instrument:
+        return None
+    if answers is None:
+        instrument = registry().get(response.instrument_id)
+        answers = {
+            item_id: typed_value(instrument, item_id, row) for item_id, row in answers_of(session, response).items()
+        }
+    return alerts.evaluate_form(session, actor, response, answers, now, source=source)
 
 
 def _write_answers(
@@ -603,10 +687,60 @@ def submit(
     )
     store_scores(session, response, answers, now)
     completed = _complete_timepoint(session, actor, tp, patient, now)
-    from qol_app.services import alerts
-
-    alert = alerts.raise_for_response(session, actor, response, answers, now)
+    source = "sent" if response.mode == "web" else "staff_entry"
+    outcome = _evaluate_alerts(session, actor, response, now, source=source, answers=answers)
+    alert = outcome.alert if outcome is not None else None
     return Submitted(response, alert=alert, timepoint_completed=completed)
+
+
+@dataclasses.dataclass(frozen=True)
+class VisitSent:
+    """The visit's Send: each form submitted by this call, or ``already`` if nothing was left."""
+
+    submitted: list[Submitted]
+    already: bool = False
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return [s.alert for s in self.submitted if s.alert is not None]
+
+
+def submit_visit(
+    session: Session,
+    actor: Actor,
+    tp: Timepoint,
+    patient: Patient,
+    now: dt.datetime | Clock,
+    *,
+    texts_for: Callable[[Instrument], LocalizedInstrument] | None = None,
+    client_time: str | None = None,
+    client_offset: int | None = None,
+) -> VisitSent:
+    """Send every form of the visit at once: one Send, one submission per form, in one transaction.
+
+    The timepoint's row lock serialises two Sends (double tap, two tabs, two devices): the second
+    finds every form submitted and returns ``already=True``, changing nothing. A form never
+    opened is started and sent with every item skipped. Storage stays one response per instrument.
+    """
+    session.scalar(
+        select(Timepoint.id).where(Timepoint.id == tp.id).with_for_update().execution_options(populate_existing=True)
+    )
+    session.refresh(tp)
+    reg = registry()
+    done: list[Submitted] = []
+    for instrument_id in tp.instruments:
+        response = original_response(session, tp.id, instrument_id, fresh=True)
+        if response is not None and response.status == "submitted":
+            continue
+        _require_active(session, actor, patient.id)
+        if response is None:
+            instrument = reg.get(instrument_id)
+            texts = texts_for(instrument) if texts_for else localized(session, instrument, patient.language)
+            response = start_response(session, actor, tp, texts, read_clock(now))
+        result = submit(session, actor, response, patient, now, client_time=client_time, client_offset=client_offset)
+        if not result.already:
+            done.append(result)
+    return VisitSent(done, already=not done)
 
 
 def store_scores(
@@ -708,7 +842,8 @@ def correct_response(
     """A staff correction: a new submitted revision superseding ``response``, which is never edited.
 
     ``answers`` holds only the items to change (None = explicit skip); all other answers are
-    carried over. The new revision is scored; corrections raise no new patient alerts. Raises
+    carried over. The new revision is scored and its answers checked by the alert rules (the
+    form's one alert is raised or updated, never duplicated). Raises
     ``ValueError`` (not the current submitted revision, no reason, invalid answer) or
     ``PermissionError`` (not the staff member's site).
     """
@@ -777,6 +912,7 @@ def correct_response(
         now=now,
     )
     store_scores(session, revision, merged, now)
+    _evaluate_alerts(session, _staff_actor(actor_staff, actor), revision, now, source="correction", answers=merged)
     return revision
 
 
@@ -838,7 +974,7 @@ def enter_on_behalf(
         )
         response.mode, response.entered_by = mode, actor_staff.id
     shown = presented_items(instrument, patient)
-    save_page(session, who, response, shown, typed, now, skip=shown)
+    save_page(session, who, response, shown, typed, now, skip=shown, alert_source="staff_entry")
     return submit(session, who, response, patient, now, completed_on=completed_on)
 
 

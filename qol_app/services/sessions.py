@@ -45,4 +45,8 @@ def end_all(
     result = session.execute(
         stmt.values(ended_at=now, end_reason=reason[:16]).execution_options(synchronize_session=False)
     )
+    if subject_type == "patient":  # whatever ends a patient's sessions also ends the way back in
+        from qol_app.services import devices
+
+        devices.revoke_all(session, subject_id, reason, now)
     return result.rowcount

@@ -86,12 +86,12 @@ def seed(live_server) -> Seed:
             "respondent": f"/p/t/{who.id}/respondent",
             "page": f"/p/t/{half.id}/{C30}/1",
             "reminder": f"/p/t/{half.id}/{C30}/1?missing=q3.q4.q5",
-            "review": f"/p/t/{half.id}/{C30}/submit",
-            "confirmation": f"/p/t/{sent.id}/eq5d5l/done",
+            "review": f"/p/t/{half.id}/submit",
+            "confirmation": f"/p/t/{sent.id}/done",
             "not_found": "/p/t/999999",
         },
         red_token=red.token,
-        red_done=f"/p/t/{diary.id}/symptom_diary/done",
+        red_done=f"/p/t/{diary.id}/done",
     )
 
 
@@ -99,7 +99,7 @@ def _sign_in(page, base: str, token: str, pin: str | None = None) -> None:
     page.goto(f"{base}/p/l/{token}")
     if pin:
         page.fill("#pin", pin)
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     page.wait_for_url(re.compile(r".*/p/.*"))
 
 
@@ -123,7 +123,7 @@ def test_fill_the_qlq_c30_in_chinese_on_a_phone(browser, live_server, seed):
     assert page.get_attribute("html", "lang") == "zh-Hans"
     _accessible(page, "link page")
     page.fill("#pin", seed.main_pin)
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     page.wait_for_url(f"{base}/p/")
     assert seed.main_token not in page.url
     _accessible(page, "home")
@@ -132,7 +132,7 @@ def test_fill_the_qlq_c30_in_chinese_on_a_phone(browser, live_server, seed):
     page.wait_for_url(re.compile(r".*/respondent$"))
     _accessible(page, "respondent question")
     page.check("input[name=respondent][value=self]")
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     page.wait_for_url(re.compile(rf".*/{C30}/1$"))
     assert "长距离步行有困难" in page.content()
     _accessible(page, "survey page")
@@ -148,7 +148,7 @@ def test_fill_the_qlq_c30_in_chinese_on_a_phone(browser, live_server, seed):
             page.locator("button[value=next]").click()
     assert page.url.endswith("/submit")
     _accessible(page, "review")
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     page.wait_for_url(re.compile(r".*/done$"))
     assert page.locator("h1").inner_text().strip()
     _accessible(page, "confirmation")
@@ -239,8 +239,65 @@ def test_reminder_link_pages_on_a_small_phone(browser, live_server, seed):
     _accessible(page, "reminder link sign-in")
     _no_sideways_scroll(page, "reminder link sign-in")
     page.fill("#pin", seed.main_pin)
-    page.locator("main button[type=submit]").click()
+    page.locator("main button[type=submit].primary").click()
     # Straight to the form (or, as here once it was sent earlier in this module, to the home page).
     page.wait_for_url(re.compile(rf".*/p/(t/{seed.main_tp}(/.*)?)?$"))
     assert "/p/r/" not in page.url
     context.close()
+
+
+#: What a patient can tap: links, buttons, fields; a radio or checkbox is tapped through its label.
+_TARGETS = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea')) {
+    const target = (el.type === 'radio' || el.type === 'checkbox') ? (el.closest('label') || el) : el;
+    const r = target.getBoundingClientRect();
+    const style = getComputedStyle(target);
+    if (style.visibility === 'hidden' || style.display === 'none' || r.width <= 1 || r.right <= 0) continue;
+    out.push({what: target.outerHTML.slice(0, 80), w: r.width, h: r.height});
+  }
+  return out;
+}"""
+
+
+def _targets_big_enough(page, label: str) -> int:
+    small = [t for t in page.evaluate(_TARGETS) if t["w"] < 44 or t["h"] < 44]
+    assert small == [], f"{label} ({page.url}): targets under 44 x 44 px: {small}"
+    return len(page.evaluate(_TARGETS))
+
+
+def test_every_target_is_44px_and_axe_passes_in_both_languages(browser, live_server, seed):
+    """Every interactive element on every patient page type is at least 44 x 44 CSS px at 320 px,
+    in Chinese and in English, and axe still reports no violation."""
+    context = browser.new_context(viewport={"width": 320, "height": 640}, locale="zh-CN")
+    page = context.new_page()
+    base = live_server.url
+    checked = 0
+    for language in ("zh_Hans", "en"):
+        page.goto(f"{base}/p/l/{seed.main_token}")
+        checked += _targets_big_enough(page, "link page")
+        _sign_in(page, base, seed.layout_token)
+        if page.get_attribute("html", "lang") != language.replace("_", "-"):
+            with page.expect_navigation():
+                page.locator("header .langs button").first.click()
+        assert page.get_attribute("html", "lang") == language.replace("_", "-")
+        for label, path in seed.urls.items():
+            page.goto(base + path)
+            checked += _targets_big_enough(page, f"{label} [{language}]")
+            _accessible(page, f"{label} [{language}]")
+        page.goto(base + seed.urls["home"])
+        with page.expect_navigation():
+            page.locator("form.signout button").click()
+        checked += _targets_big_enough(page, f"signed out [{language}]")
+        _accessible(page, f"signed out [{language}]")
+        _sign_in(page, base, seed.red_token)
+        for label, path in (("emergency", seed.red_done), ("call", seed.red_done.replace("/done", "/call"))):
+            page.goto(base + path)
+            checked += _targets_big_enough(page, f"{label} [{language}]")
+    # Back to Chinese for the rest of the module.
+    _sign_in(page, base, seed.layout_token)
+    if page.get_attribute("html", "lang") != "zh-Hans":
+        with page.expect_navigation():
+            page.locator("header .langs button").first.click()
+    context.close()
+    assert checked > 50

@@ -69,7 +69,7 @@ def _patient(port: int, token: str, tp_id: int, pages, ledger: Ledger, rng: rand
         with ledger.lock:
             ledger.saved.update({(tp_id, item): float(value) for item, value in answers.items()})
             ledger.acks += 1
-    review = f"/p/t/{tp_id}/{BN20}/submit"
+    review = f"/p/t/{tp_id}/submit"
     reply = client.post(review, client.get(review).hidden())
     assert reply.status == 302, reply.body[:300]
     with ledger.lock:

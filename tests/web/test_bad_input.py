@@ -120,7 +120,7 @@ def test_ids_beyond_the_integer_range_are_a_404(session, world):
         (world["patient"], f"/p/t/{HUGE}", "GET"),
         (world["patient"], f"/p/t/{HUGE}/respondent", "POST"),
         (world["patient"], f"/p/t/{tp.id}/{DIARY}/{HUGE}", "POST"),
-        (world["patient"], f"/p/t/{HUGE}/{DIARY}/submit", "GET"),
+        (world["patient"], f"/p/t/{HUGE}/submit", "GET"),
         (world["staff"], f"/staff/patients/{HUGE}", "GET"),
         (world["staff"], f"/staff/patients/{pid}/timepoints/{HUGE}/reason", "POST"),
         (world["staff"], f"/staff/patients/{pid}/events/{HUGE}/move", "GET"),

@@ -210,6 +210,7 @@ ROUTES: dict[str, tuple[str, dict[str, list[str]]]] = {
     "patient.reminder_sign_in": ("anonymous", {"pin": ["123456", "000000"]}),
     "patient.link_sign_in": ("anonymous", {"pin": ["123456", "000000"]}),
     "patient.logout": ("patient", {}),
+    "patient.signed_out_sign_in": ("anonymous", {"pin": ["123456", "000000"]}),
     "patient.language": ("patient", {"lang": ["en", "zh_Hans"], "next": ["/p/"]}),
     "patient.respondent": (
         "patient",
@@ -223,7 +224,7 @@ ROUTES: dict[str, tuple[str, dict[str, list[str]]]] = {
             "confirm_skip": ["temperature", "temperature,chills"],
             "client_time": ["2026-03-10T12:00:00+08:00"],
             "client_offset": ["480", "-300"],
-            "nav": ["next", "back"],
+            "nav": ["next", "back", "lang:en", "signout"],
         },
     ),
     "patient.review": ("patient", {"client_time": ["2026-03-10T12:00"], "client_offset": ["480"]}),
@@ -362,10 +363,11 @@ class World:
             "patient.reminder_sign_in": f"/p/r/{self.reminder}",
             "patient.link_sign_in": f"/p/l/{self.token}",
             "patient.logout": "/p/logout",
+            "patient.signed_out_sign_in": "/p/signed-out",
             "patient.language": "/p/language",
             "patient.respondent": f"/p/t/{self.diary.id}/respondent",
             "patient.page": f"/p/t/{self.diary.id}/{DIARY}/1",
-            "patient.review": f"/p/t/{self.diary.id}/{DIARY}/submit",
+            "patient.review": f"/p/t/{self.diary.id}/submit",
             "stats.export": "/stats/export",
         }
 

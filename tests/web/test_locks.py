@@ -196,7 +196,7 @@ def test_patient_sees_closed_forms_under_a_lock_and_can_answer_after_release(app
         ("POST", page_url),
         ("GET", f"/p/t/{tp.id}"),
         ("POST", f"/p/t/{tp.id}/respondent"),
-        ("POST", f"/p/t/{tp.id}/eortc_qlq_c30/submit"),
+        ("POST", f"/p/t/{tp.id}/submit"),
     ]:
         response = client.open(url, method=method, data=form | {"q1": "2", "respondent": "self"})
         body = response.get_data(as_text=True)

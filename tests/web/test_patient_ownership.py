@@ -89,16 +89,16 @@ def test_another_patients_timepoint_is_a_404_on_every_route(app, session, two_pa
 def test_foreign_sub_ids_within_ones_own_timepoint(app, session, two_patients):
     client, a, b, tp_a, tp_b = two_patients
     page = app.url_map._rules_by_endpoint["patient.page"][0]
-    review = app.url_map._rules_by_endpoint["patient.review"][0]
+    moved = app.url_map._rules_by_endpoint["patient.form_pages_moved"][0]
     for url in (
         _url(page, tp_a.id, instrument="eortc_qlq_c30"),  # an instrument this timepoint does not hold
         _url(page, tp_a.id, instrument="no_such_instrument"),
         _url(page, tp_a.id, page_no=99),
         _url(page, tp_a.id, page_no=0),
-        _url(review, tp_a.id, instrument="eortc_qlq_c30"),
     ):
         for method in ("GET", "POST"):
             assert client.open(url, method=method, data=EQ).status_code == 404, (method, url)
+    assert client.get(_url(moved, tp_a.id, instrument="eortc_qlq_c30")).status_code == 404
     assert session.scalar(select(func.count()).select_from(Response).where(Response.timepoint_id == tp_a.id)) == 0
 
 

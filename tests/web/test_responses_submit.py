@@ -25,8 +25,10 @@ from qol_app.scoring import SCORING_VERSION, score
 from tests.factories import (
     Factory,
     fill_form,
+    fill_visit,
     isolated_client,
     page_form,
+    send_page,
     sign_in,
     submit_form,
 )
@@ -82,9 +84,10 @@ def test_submit_scores_and_reads_only_afterwards(app, factory, session, now):
     del answers["q7"]  # left out: becomes an explicit skip after the reminder
     review = fill_form(client, tp.id, C30, answers)
     page = client.get(review).get_data(as_text=True)
-    assert "Left out" in page and "Check your answers" in page
+    assert "Check your answers" in page and "You left out these questions" in page
+    assert page.count("<li>") == 1 and "<li>7. " in page  # only what was left out is listed
     sent = submit_form(client, review)
-    assert sent.status_code == 302 and sent.headers["Location"].endswith(f"/p/t/{tp.id}/{C30}/done")
+    assert sent.status_code == 302 and sent.headers["Location"].endswith(f"/p/t/{tp.id}/done")
     done = client.get(sent.headers["Location"]).get_data(as_text=True)
     assert "Your answers were sent" in done
 
@@ -123,20 +126,37 @@ def test_double_submit_gives_one_submission(app, factory, session):
     )
 
 
-def test_timepoint_completes_only_when_every_form_is_sent(app, factory, session):
+def test_a_visit_of_three_forms_is_one_send_and_three_responses(app, factory, session):
     enrolled = factory.patient(pin=None, language="en")
-    tp = factory.timepoint(enrolled, instruments=[C30, "eq5d5l"], respondent="self")
+    tp = factory.timepoint(enrolled, instruments=[C30, "eortc_qlq_bn20", "eq5d5l"], respondent="self")
     client = _signed_in(app, enrolled)
-    sent = submit_form(client, fill_form(client, tp.id, C30, C30_ANSWERS))
-    assert "Next: EQ-5D-5L" in client.get(sent.headers["Location"]).get_data(as_text=True)
+    eq = {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 70}
+    first = client.get(f"/p/t/{tp.id}/{C30}/1").get_data(as_text=True)
+    urls = fill_visit(client, tp.id, C30_ANSWERS | eq)  # the BN20 shares item ids q1-q20
+    total = len(urls) - 1
+    assert f"Page 1 of {total}" in first
+    assert [u for u in urls if "/eq5d5l/" in u][0].endswith("/eq5d5l/1")  # straight on after the BN20
     assert session.get(Timepoint, tp.id).status == "open"
-    assert client.get(f"/p/t/{tp.id}").headers["Location"].endswith(f"/p/t/{tp.id}/eq5d5l/1")
-    submit_form(client, fill_form(client, tp.id, "eq5d5l", {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 70}))
+    review = urls[-1]
+    sent = submit_form(client, review)
+    assert sent.status_code == 302 and sent.headers["Location"].endswith(f"/p/t/{tp.id}/done")
+    assert "Your answers were sent" in client.get(sent.headers["Location"]).get_data(as_text=True)
     session.expire_all()
     assert session.get(Timepoint, tp.id).status == "completed"
-    eq = _response(session, tp, "eq5d5l")
-    values = {s.scale: s.value for s in session.scalars(select(Score).where(Score.response_id == eq.id))}
+    rows = session.scalars(select(Response).where(Response.timepoint_id == tp.id)).all()
+    assert sorted((r.instrument_id, r.status) for r in rows) == [
+        ("eortc_qlq_bn20", "submitted"),
+        (C30, "submitted"),
+        ("eq5d5l", "submitted"),
+    ]
+    eq_row = _response(session, tp, "eq5d5l")
+    values = {s.scale: s.value for s in session.scalars(select(Score).where(Score.response_id == eq_row.id))}
     assert values["VAS"] == 70 and values["INDEX"] == pytest.approx(0.955, abs=1e-3)
+    again = client.post(review, data=page_form(client.get("/p/").get_data(as_text=True)))
+    assert again.status_code == 200 and "already sent" in again.get_data(as_text=True)
+    assert (
+        session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "submit_response")) == 3
+    )
     assert client.get("/p/").get_data(as_text=True).count('href="/p/t/') == 0
 
 
@@ -315,3 +335,18 @@ def test_overdue_timepoint_can_still_be_sent(app, factory, session, now):
     assert submit_form(client, fill_form(client, tp.id, "eortc_qlq_c30", C30_ANSWERS)).status_code == 302
     session.expire_all()
     assert session.get(Timepoint, tp.id).status == "completed"
+
+
+def test_the_visit_review_lists_a_form_never_opened(app, factory, session):
+    enrolled = factory.patient(pin=None, language="en")
+    tp = factory.timepoint(enrolled, instruments=[C30, "eq5d5l"], respondent="self")
+    client = _signed_in(app, enrolled)
+    url = f"/p/t/{tp.id}/{C30}/1"
+    for _ in range(20):  # the QLQ-C30 only, then straight to the review
+        response = send_page(client, url, C30_ANSWERS)
+        url = response.headers["Location"]
+        if "/eq5d5l/" in url:
+            break
+    review = client.get(f"/p/t/{tp.id}/submit").get_data(as_text=True)
+    assert "You left out these questions" in review and review.count('href="/p/t/') >= 2
+    assert f'href="/p/t/{tp.id}/eq5d5l/1"' in review
