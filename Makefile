@@ -6,6 +6,9 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 CATALOGS := qol_app/translations
 LINTED := qol_app tests bench scripts deploy setup.py
+# pytest-xdist workers: one per core. Modules sharing one costly fixture (a browser, a two-node
+# stack) carry an xdist_group mark so loadgroup keeps them on one worker.
+TEST_WORKERS ?= auto
 
 .PHONY: run test lint catalogs compile-catalogs bench dist smoke
 
@@ -33,7 +36,7 @@ run: compile-catalogs
 
 ## Lint and format checks, then the whole test suite (SQLite, plus PostgreSQL when a server answers).
 test: lint compile-catalogs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check --no-cache $(LINTED)
