@@ -41,6 +41,7 @@ test: lint compile-catalogs
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check --no-cache $(LINTED)
 	$(BIN)/ruff format --no-cache --check $(LINTED)
+	$(BIN)/lint-imports --no-cache --no-logo
 
 ## Re-extract UI strings and update the catalogs (then translate and commit the .po files).
 catalogs: $(VENV)/.app-installed
