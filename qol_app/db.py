@@ -220,7 +220,7 @@ class Database:
     """The one session registry; ``db.session`` is the session of the current app context."""
 
     def __init__(self) -> None:
-        self.session = scoped_session(_new_session, scopefunc=_scope)
+        self.sessions: scoped_session[Session] = scoped_session(_new_session, scopefunc=_scope)
 
     def init_app(self, app: Flask) -> None:
         try:
@@ -234,7 +234,12 @@ class Database:
         app.teardown_appcontext(self._remove)
 
     def _remove(self, exc: BaseException | None) -> None:
-        self.session.remove()
+        self.sessions.remove()
+
+    @property
+    def session(self) -> Session:
+        """The session of the current app context (made on first use, removed with the context)."""
+        return self.sessions()
 
     @property
     def engine(self) -> Engine:

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import yaml
 
@@ -46,7 +46,7 @@ def frozen_text(values: Mapping[str, str]) -> Text:
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _StrictLoader(_Base):  # type: ignore[misc]
+class _StrictLoader(_Base):
     """Safe YAML loader that rejects duplicate keys (PyYAML keeps the last)."""
 
 
@@ -111,7 +111,7 @@ class Node:
     def mapping(self) -> Mapping[Any, Any]:
         if not isinstance(self.value, Mapping):
             self.fail(f"expected mapping, got {_type(self.value)}")
-        return cast(Mapping[Any, Any], self.value)
+        return self.value
 
     def entries(self) -> Iterator[tuple[Any, Node]]:
         for key in self.mapping():
