@@ -6,7 +6,9 @@ from typing import Any
 
 from flask import Flask
 
-__version__ = "0.1.0"
+from qol_app.version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -21,6 +23,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from qol_app import i18n, logs, security, web
     from qol_app.extensions import csrf, db
+    from qol_app.services import protocol
 
     trusted = int(app.config.get("TRUSTED_PROXIES") or 0)
     if trusted:
@@ -31,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted, x_proto=trusted, x_host=trusted)  # type: ignore[method-assign]
 
     db.init_app(app)
+    protocol.init_app(app)  # instrument registry, schedule, alert rules, settings: for the services
     # Sessions are resolved before the CSRF check so its error page knows who is asking.
     security.init_app(app)
     logs.init_app(app)

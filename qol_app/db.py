@@ -7,12 +7,16 @@ context, and tests can bind them to one connection inside a transaction that is 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import weakref
 from typing import Any
 
 from flask import Flask, current_app
 from flask.globals import app_ctx
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
+from sqlalchemy.event import listen
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
@@ -21,6 +25,8 @@ from sqlalchemy.types import TypeDecorator
 
 #: Key in ``Session.info`` under which a session carries the audit key (see ``services.audit``).
 AUDIT_KEY_INFO = "qol_audit_key"
+#: The ``prev_hash`` of the audit chain's first event (and of an empty chain's head).
+GENESIS = "0" * 64
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -101,6 +107,89 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+# ---- one lock order: the chain head before any row --------------------------------------------
+#: Statements that take row locks: DML (also as a writable CTE) and SELECT ... FOR UPDATE/SHARE.
+_TAKES_ROW_LOCKS = re.compile(
+    r"(^|\()\s*(INSERT|UPDATE|DELETE|MERGE)\b|\bFOR\s+(UPDATE|NO\s+KEY\s+UPDATE|SHARE|KEY\s+SHARE)\b", re.IGNORECASE
+)
+#: Functions that lock the head themselves (``record``'s statements).
+_LOCK_FUNCTIONS = ("audit_lock_head", "audit_append")
+_LOCK_HEAD = "SELECT head_count FROM audit_lock_head()"
+#: Before migration i18a (a database being migrated on an engine with this hook): the table itself.
+_LOCK_HEAD_TABLE = "SELECT 1 FROM audit_chain_head WHERE id = 1 FOR UPDATE"
+_CREATE_HEAD = (
+    f"INSERT INTO audit_chain_head (id, last_hash, count) VALUES (1, '{GENESIS}', 0) ON CONFLICT (id) DO NOTHING"
+)
+_HAS_LOCK_FUNCTION = "SELECT to_regprocedure('audit_lock_head()') IS NOT NULL"
+#: Key in the DBAPI connection's ``info``: the lock function exists (cached once seen).
+_FUNCTION_SEEN = "qol_audit_lock_function"
+#: Key in the DBAPI connection's ``info``: (a weak reference to) the root transaction holding the head.
+_HEAD_HELD_BY = "qol_audit_head_held_by"
+
+
+def lock_head_first(engine: Engine) -> None:
+    """Make every transaction on ``engine`` lock the chain head before it takes any row lock.
+
+    Why: ``record`` holds the head until commit, so a transaction recording twice (a sweep
+    batch: row A, event, row B, event) holds the head while it waits for B, and one that locked
+    B first (a patient's submission, a nurse's event) waits for the head: PostgreSQL aborts one
+    (40P01). Head first is then the one lock order, and writers queue instead. It applies to
+    every writer, audited or not (login-session touches too): at the first write nobody knows
+    whether an event follows, and a writer holding rows without the head can still close a
+    cycle. Reads lock nothing and never wait here.
+
+    PostgreSQL only (``make_engine`` installs it; a SQLite writer locks the whole database).
+    A missing head row is created (count 0) so there is something to lock. ROLLBACK TO
+    SAVEPOINT releases locks taken inside, so the next write locks again. Alembic migrates on
+    an engine of its own, without this hook.
+    """
+    listen(engine, "before_cursor_execute", _take_head_first)
+    listen(engine, "rollback_savepoint", _forget_head)
+
+
+def _take_head_first(
+    conn: Connection,
+    cursor: DBAPICursor,
+    statement: str,
+    parameters: Any,
+    context: ExecutionContext | None,
+    executemany: bool,
+) -> None:
+    """``before_cursor_execute``: lock the head before the transaction's first row-locking statement."""
+    transaction = conn.get_transaction()
+    held = conn.info.get(_HEAD_HELD_BY)
+    if transaction is None or (held is not None and held() is transaction):
+        return
+    locks_rows = _TAKES_ROW_LOCKS.search(statement) is not None
+    if any(name in statement for name in _LOCK_FUNCTIONS) or (locks_rows and "audit_chain_head" in statement):
+        conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)  # locking the head itself: first anyway
+        return
+    if not locks_rows:
+        return
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is None or getattr(dbapi_connection, "autocommit", False):
+        return  # each statement is its own transaction: nothing to order
+    lock = dbapi_connection.cursor()
+    try:
+        if not conn.info.get(_FUNCTION_SEEN):
+            lock.execute(_HAS_LOCK_FUNCTION)
+            conn.info[_FUNCTION_SEEN] = bool(lock.fetchone()[0])
+        if conn.info[_FUNCTION_SEEN]:
+            lock.execute(_LOCK_HEAD)  # creates a missing head itself
+        else:
+            lock.execute(_LOCK_HEAD_TABLE)
+            if lock.fetchone() is None:
+                lock.execute(_CREATE_HEAD)
+                lock.execute(_LOCK_HEAD_TABLE)
+    finally:
+        lock.close()
+    conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)  # the next transaction is a new object: locks again
+
+
+def _forget_head(conn: Connection, name: str, context: Any) -> None:
+    conn.info.pop(_HEAD_HELD_BY, None)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create the engine for a configured URL with settings that suit each backend."""
     if url.startswith("sqlite"):
@@ -109,8 +198,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_pre_ping", True)
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "postgresql":
-        from qol_app.services.audit import lock_head_first  # imported here: it imports the models
-
         lock_head_first(engine)
     return engine
 
@@ -133,7 +220,7 @@ class Database:
     """The one session registry; ``db.session`` is the session of the current app context."""
 
     def __init__(self) -> None:
-        self.session = scoped_session(_new_session, scopefunc=_scope)
+        self.sessions: scoped_session[Session] = scoped_session(_new_session, scopefunc=_scope)
 
     def init_app(self, app: Flask) -> None:
         try:
@@ -147,7 +234,12 @@ class Database:
         app.teardown_appcontext(self._remove)
 
     def _remove(self, exc: BaseException | None) -> None:
-        self.session.remove()
+        self.sessions.remove()
+
+    @property
+    def session(self) -> Session:
+        """The session of the current app context (made on first use, removed with the context)."""
+        return self.sessions()
 
     @property
     def engine(self) -> Engine:

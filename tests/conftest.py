@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
 from qol_app import create_app
 from qol_app.db import Base, make_engine
 from qol_app.migrations import alembic_config
+from tests.factories import Factory, IsolatedClient
 
 PG_ADMIN_URL = os.environ.get("QOL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("QOL_REQUIRE_POSTGRES") == "1"
@@ -135,6 +137,7 @@ def _config(url: str, tmp: Path) -> dict:
 def app(rollback_engine: Engine, database_url: str, tmp_path: Path):
     """An app whose session lives in a transaction rolled back after the test."""
     application = create_app(_config(database_url, tmp_path))
+    application.test_client_class = IsolatedClient  # each request its own app context and ``g``
     application.extensions["qol_db"]["engine"].dispose()
     connection = rollback_engine.connect()
     outer = connection.begin()
@@ -151,6 +154,7 @@ def app(rollback_engine: Engine, database_url: str, tmp_path: Path):
 def committing_app(engine: Engine, database_url: str, tmp_path: Path):
     """An app that really commits (for concurrency tests); every table is emptied afterwards."""
     application = create_app(_config(database_url, tmp_path))
+    application.test_client_class = IsolatedClient
     application.extensions["qol_db"]["engine"].dispose()
     application.extensions["qol_db"]["engine"] = engine
     application.extensions["qol_db"]["bind"] = engine
@@ -165,6 +169,20 @@ def wipe(engine: Engine) -> None:
             conn.execute(text("SET LOCAL session_replication_role = replica"))
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
+
+
+#: Argon2id at test cost (argon2-cffi's defaults take ~0.5 s per hash or check on this machine).
+QUICK_ARGON2 = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def quick_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every in-process hash and check uses real Argon2id at the cheapest cost; a test marked
+    ``real_argon2`` keeps the production cost (tests/unit/test_passwords.py checks it). Processes
+    a test starts (gunicorn, the scheduler) hash at the production cost."""
+    if request.node.get_closest_marker("real_argon2") is None:
+        monkeypatch.setattr("qol_app.passwords._hasher", QUICK_ARGON2)
+        monkeypatch.setattr("qol_app.passwords._pin_hasher", QUICK_ARGON2)
 
 
 @pytest.fixture
@@ -186,8 +204,6 @@ def now() -> dt.datetime:
 
 @pytest.fixture
 def factory(session, now):
-    from tests.factories import Factory
-
     return Factory(session, now)
 
 

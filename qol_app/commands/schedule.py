@@ -22,10 +22,10 @@ def schedule_group() -> None:
 
 def _load(path: str):
     from qol_app.scheduling import ScheduleError
-    from qol_app.services.timepoints import _load_schedule
+    from qol_app.services.protocol import Protocol
 
     try:
-        return _load_schedule(str(Path(path).resolve()), current_app.config.get("QUESTIONNAIRE_DIR"))
+        return Protocol({**current_app.config, "SCHEDULE_FILE": path}).schedule
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from exc
 

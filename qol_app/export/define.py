@@ -17,10 +17,10 @@ from xml.etree import ElementTree as ET
 
 import pyarrow.compute as pc
 
-from qol_app import __version__
 from qol_app.export.schema import Dataset
 from qol_app.export.sdtm import QRS_CODES, SPONSOR_CODES
 from qol_app.export.writers.base import utc_iso
+from qol_app.version import __version__
 
 ODM = "http://www.cdisc.org/ns/odm/v1.3"
 DEF = "http://www.cdisc.org/ns/def/v2.1"

@@ -25,7 +25,6 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy.orm import Session
 
-from qol_app import __version__
 from qol_app.export import build, programs
 from qol_app.export.build import DATASETS, ExportSpec
 from qol_app.export.manifest import build_manifest, sha256_file, write_zip
@@ -37,6 +36,7 @@ from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE
 from qol_app.scoring import SCORING_VERSION
 from qol_app.services import audit, locks
 from qol_app.services.audit import Actor
+from qol_app.version import __version__
 
 TABULAR_FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "xpt", "dta", "sav")
 STANDARD_FORMATS: tuple[str, ...] = ("fhir", "sdtm")

@@ -3,8 +3,11 @@ validated, immutable ``Instrument`` objects.
 
     from qol_app.instruments import get_registry
     c30 = get_registry().get("eortc_qlq_c30")
-    form = c30.localized("zh_Hans")            # or .localized(locale, overlay)
+    form = localize(c30, "zh_Hans")            # or localize(c30, locale, overlay)
     for page in form.pages: page.title, [(i.id, i.kind, i.text, i.options) for i in page.items]
+
+Inside, imports point one way: ``datafile`` (strict YAML, field paths) -> ``schema`` (the
+immutable values) -> ``wording`` (overlays, localized views) -> ``loader`` (files into a registry).
 """
 
 from qol_app.instruments.loader import (
@@ -17,6 +20,7 @@ from qol_app.instruments.loader import (
     load_registry,
     load_value_set,
     parse_instrument,
+    parse_overlay,
 )
 from qol_app.instruments.schema import (
     Condition,
@@ -37,8 +41,8 @@ from qol_app.instruments.wording import (
     LocalizedPage,
     WordingOverlay,
     WordingOverlayError,
+    localize,
     overlay_text,
-    parse_overlay,
     read_overlay,
     validate_overlay,
 )
@@ -68,6 +72,7 @@ __all__ = [
     "load_instrument",
     "load_registry",
     "load_value_set",
+    "localize",
     "overlay_text",
     "parse_instrument",
     "parse_overlay",

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from qol_app.instruments.wording import LocalizedInstrument, WordingOverlay
+from qol_app.instruments.datafile import InstrumentFileError, Text, frozen_text
 
-#: Text per locale, e.g. ``{"en": "Pain", "zh_Hans": "疼痛"}`` (read-only).
-Text = Mapping[str, str]
+__all__ = ["InstrumentFileError", "Text", "frozen_text"]  # re-exported: defined with the file reader
 
 ItemKind = Literal["choice", "number", "vas"]
 Grading = Literal["severity", "frequency"]
@@ -58,29 +56,8 @@ HIGHER_IS_BETTER_BY_TYPE: Mapping[str, bool] = MappingProxyType(
 )
 
 
-class InstrumentFileError(ValueError):
-    """A questionnaire data file is malformed.
-
-    The message names the file and the field path so a data editor can fix it
-    without reading code, e.g. ``eortc_qlq_c30.yaml: items[3].options[0].code:
-    expected integer``.
-    """
-
-    def __init__(self, file: str, path: str, problem: str) -> None:
-        self.file = file
-        self.path = path
-        self.problem = problem
-        where = f"{file}: {path}" if path else file
-        super().__init__(f"{where}: {problem}")
-
-
 class MissingLanguageError(ValueError):
     """Instrument text is not available in the requested locale (never falls back)."""
-
-
-def frozen_text(values: Mapping[str, str]) -> Text:
-    """Read-only copy of a per-locale text mapping."""
-    return MappingProxyType(dict(values))
 
 
 @dataclass(frozen=True)
@@ -265,14 +242,3 @@ class Instrument:
             if page.id == page_id:
                 return page
         raise ValueError(f"{self.id}: unknown page {page_id!r}")
-
-    def localized(self, locale: str, overlay: WordingOverlay | None = None) -> LocalizedInstrument:
-        """Texts for rendering in ``locale``: shipped wording, or ``overlay``'s.
-
-        Raises ``MissingLanguageError`` when the locale is neither shipped nor
-        provided by the overlay; there is no fallback language.
-        """
-        # Imported here: wording.py builds on this module.
-        from qol_app.instruments.wording import localize
-
-        return localize(self, locale, overlay)

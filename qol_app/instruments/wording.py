@@ -6,7 +6,8 @@ every item, every option label, the title and the instructions. The overlay
 replaces the shipped descriptive labels wholesale; it is validated against the
 instrument so a form is never rendered half official, half paraphrased.
 
-API for importers (e.g. a CLI that stores overlays in the database)::
+API for importers (e.g. a CLI that stores overlays in the database), from ``qol_app.instruments``
+(``parse_overlay`` lives in ``loader.py``: it finds the overlay's instrument in the registry)::
 
     overlay = parse_overlay(Path("c30-zh.yaml"))   # read + validate, or raise
     overlay.instrument, overlay.language, overlay.wording_version, overlay.source
@@ -41,7 +42,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from qol_app.instruments.loader import Node, Registry, get_registry, read_yaml
+from qol_app.instruments.datafile import Node, read_yaml
 from qol_app.instruments.schema import (
     Instrument,
     InstrumentFileError,
@@ -214,29 +215,6 @@ def validate_overlay(overlay: WordingOverlay, instrument: Instrument) -> None:
         for page in instrument.pages:
             if page.id not in overlay.pages:
                 fail(f"pages.{page.id}", f"missing title: {instrument.id} ships no {overlay.language!r} page titles")
-
-
-def parse_overlay(
-    source: str | Path,
-    *,
-    instrument: Instrument | None = None,
-    registry: Registry | None = None,
-    name: str | None = None,
-) -> WordingOverlay:
-    """Read an overlay and validate it against its instrument.
-
-    The instrument is ``instrument`` if given, else the one the overlay names
-    in ``registry`` (default: the shipped questionnaires). Raises
-    ``WordingOverlayError`` naming the file and field.
-    """
-    overlay = read_overlay(source, name=name)
-    if instrument is None:
-        try:
-            instrument = (registry or get_registry()).get(overlay.instrument)
-        except ValueError as exc:
-            raise WordingOverlayError(overlay.file, "instrument", str(exc)) from None
-    validate_overlay(overlay, instrument)
-    return overlay
 
 
 def overlay_text(overlay: WordingOverlay) -> str:

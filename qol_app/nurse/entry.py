@@ -16,7 +16,7 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from qol_app import policy
 from qol_app.db import db
-from qol_app.instruments.forms import build_page_form
+from qol_app.instrument_forms import build_page_form
 from qol_app.instruments.wording import LocalizedPage
 from qol_app.locking import lock_target
 from qol_app.models import Response, Timepoint

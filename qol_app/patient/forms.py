@@ -1,5 +1,5 @@
 """Small fixed forms of the patient pages (survey page forms are built per page in
-``qol_app.instruments.forms``). Labels are lazy so each request gets its own language."""
+``qol_app.instrument_forms``). Labels are lazy so each request gets its own language."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, InputRequired, Length, Optional, ValidationError
 
 from qol_app.inputs import Form
-from qol_app.instruments.forms import client_clock
+from qol_app.instrument_forms import client_clock
 from qol_app.services.responses import RELATIONSHIPS
 
 RESPONDENT_LABELS = {

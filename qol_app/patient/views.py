@@ -20,8 +20,8 @@ from werkzeug.exceptions import HTTPException
 from qol_app import auth
 from qol_app.db import db
 from qol_app.i18n import normalise, supported
+from qol_app.instrument_forms import PageForm, build_page_form, client_clock
 from qol_app.instruments import Instrument, LocalizedInstrument, MissingLanguageError, WordingOverlayError
-from qol_app.instruments.forms import PageForm, build_page_form, client_clock
 from qol_app.locking import lock_exempt, lock_target, signed_in_patient_lock
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash

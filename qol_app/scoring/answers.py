@@ -49,6 +49,6 @@ def value_problem(item: Item, value: object) -> str | None:
         return f"{value!r} is not a finite number"
     low = -math.inf if item.min is None else item.min  # the loader requires bounds
     high = math.inf if item.max is None else item.max
-    if not low <= value <= high:
+    if not low <= float(value) <= high:
         return f"{value!r} is outside {low:g}..{high:g}"
     return None

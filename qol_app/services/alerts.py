@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 from collections.abc import Mapping
-from pathlib import Path
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
@@ -19,30 +17,17 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from qol_app.alerts import AlertResult, AlertRuleSet, default_rules_path, evaluate, load_alert_rules, needs_escalation
+from qol_app.alerts import AlertResult, AlertRuleSet, evaluate, needs_escalation
 from qol_app.errors import N_, ServiceError
 from qol_app.models import Alert, OutboxMessage, Patient, Response, SiteMembership, StaffUser
 from qol_app.models.alerts import SOURCES
-from qol_app.services import audit
+from qol_app.services import audit, protocol
 from qol_app.services.audit import Actor
-
-
-@functools.lru_cache(maxsize=4)
-def _load(path: str, questionnaire_dir: str | None) -> AlertRuleSet:
-    """Rules checked against the item ids of the instrument they name (a typo fails loudly here)."""
-    from qol_app.instruments import get_registry
-
-    instrument = get_registry(questionnaire_dir).get(load_alert_rules(path).instrument)
-    return load_alert_rules(path, known_items=set(instrument.item_ids))
 
 
 def rule_set() -> AlertRuleSet:
     """The configured alert rules (``ALERT_RULES_FILE``, default the shipped CONQUER file), loaded once."""
-    from flask import current_app, has_app_context
-
-    config = current_app.config if has_app_context() else {}
-    path = config.get("ALERT_RULES_FILE") or default_rules_path()
-    return _load(str(Path(path)), config.get("QUESTIONNAIRE_DIR"))
+    return protocol.current().alert_rules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,9 +268,7 @@ def notify_nurses(session: Session, alert: Alert, patient: Patient, now: dt.date
 
 def _message(alert: Alert, patient: Patient, language: str | None) -> tuple[str, str, str]:
     """Subject, body and the level word, in the nurse's own language."""
-    from flask import current_app, has_app_context
-
-    base = current_app.config.get("PUBLIC_BASE_URL", "") if has_app_context() else ""
+    base = protocol.current().settings.get("PUBLIC_BASE_URL", "")
     with force_locale(language or "en"):
         if alert.level == "red":
             subject = _("RED symptom alert: patient %(study_id)s", study_id=patient.study_id)
@@ -309,7 +292,7 @@ def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, 
     Queued notifications not yet sent are skipped. ``PermissionError`` outside the staff
     member's sites; ``ValueError`` without an action.
     """
-    from qol_app.policy import can
+    from qol_app.access import can
 
     if not can(staff, "alert.acknowledge", alert):
         raise PermissionError(f"{staff.username} may not acknowledge alerts of this site")

@@ -21,7 +21,7 @@ On PostgreSQL the application's role cannot write the audit tables at all: it ap
 ``audit_lock_head()`` and ``audit_append(...)``, SECURITY DEFINER functions owned by the
 migration role (``qol db create-app-role`` sets the role up), and a trigger refuses UPDATE,
 DELETE and TRUNCATE. Appending locks the single head row until commit; on PostgreSQL every
-writing transaction takes that lock before its first row lock (:func:`lock_head_first`), so
+writing transaction takes that lock before its first row lock (:func:`qol_app.db.lock_head_first`), so
 there is one lock order.
 """
 
@@ -33,20 +33,14 @@ import decimal
 import hashlib
 import hmac
 import json
-import re
-import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
-from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
-from sqlalchemy.event import listen
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from qol_app.db import AUDIT_KEY_INFO, UTCDateTime
+from qol_app.db import AUDIT_KEY_INFO, GENESIS, UTCDateTime
 from qol_app.models.audit import AuditChainHead, AuditEvent
-
-GENESIS = "0" * 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +218,7 @@ def record(
 
     Pending changes are flushed first, so the event follows what it describes. The chain head
     stays locked until the caller commits; on PostgreSQL the transaction already took that lock
-    before its first write (:func:`lock_head_first`), which is what keeps a transaction that
+    before its first write (:func:`qol_app.db.lock_head_first`), which is what keeps a transaction that
     records several events from deadlocking with one that locked a row they touch.
     """
     session.flush()
@@ -251,89 +245,6 @@ def record(
     }
     _append(conn, key, values)
     return AuditEvent(**values)
-
-
-# ---- one lock order: the chain head before any row --------------------------------------------
-#: Statements that take row locks: DML (also as a writable CTE) and SELECT ... FOR UPDATE/SHARE.
-_TAKES_ROW_LOCKS = re.compile(
-    r"(^|\()\s*(INSERT|UPDATE|DELETE|MERGE)\b|\bFOR\s+(UPDATE|NO\s+KEY\s+UPDATE|SHARE|KEY\s+SHARE)\b", re.IGNORECASE
-)
-#: Functions that lock the head themselves (``record``'s statements).
-_LOCK_FUNCTIONS = ("audit_lock_head", "audit_append")
-_LOCK_HEAD = "SELECT head_count FROM audit_lock_head()"
-#: Before migration i18a (a database being migrated on an engine with this hook): the table itself.
-_LOCK_HEAD_TABLE = "SELECT 1 FROM audit_chain_head WHERE id = 1 FOR UPDATE"
-_CREATE_HEAD = (
-    f"INSERT INTO audit_chain_head (id, last_hash, count) VALUES (1, '{GENESIS}', 0) ON CONFLICT (id) DO NOTHING"
-)
-_HAS_LOCK_FUNCTION = "SELECT to_regprocedure('audit_lock_head()') IS NOT NULL"
-#: Key in the DBAPI connection's ``info``: the lock function exists (cached once seen).
-_FUNCTION_SEEN = "qol_audit_lock_function"
-#: Key in the DBAPI connection's ``info``: (a weak reference to) the root transaction holding the head.
-_HEAD_HELD_BY = "qol_audit_head_held_by"
-
-
-def lock_head_first(engine: Engine) -> None:
-    """Make every transaction on ``engine`` lock the chain head before it takes any row lock.
-
-    Why: ``record`` holds the head until commit, so a transaction recording twice (a sweep
-    batch: row A, event, row B, event) holds the head while it waits for B, and one that locked
-    B first (a patient's submission, a nurse's event) waits for the head: PostgreSQL aborts one
-    (40P01). Head first is then the one lock order, and writers queue instead. It applies to
-    every writer, audited or not (login-session touches too): at the first write nobody knows
-    whether an event follows, and a writer holding rows without the head can still close a
-    cycle. Reads lock nothing and never wait here.
-
-    PostgreSQL only (``make_engine`` installs it; a SQLite writer locks the whole database).
-    A missing head row is created (count 0) so there is something to lock. ROLLBACK TO
-    SAVEPOINT releases locks taken inside, so the next write locks again. Alembic migrates on
-    an engine of its own, without this hook.
-    """
-    listen(engine, "before_cursor_execute", _take_head_first)
-    listen(engine, "rollback_savepoint", _forget_head)
-
-
-def _take_head_first(
-    conn: Connection,
-    cursor: DBAPICursor,
-    statement: str,
-    parameters: Any,
-    context: ExecutionContext | None,
-    executemany: bool,
-) -> None:
-    """``before_cursor_execute``: lock the head before the transaction's first row-locking statement."""
-    transaction = conn.get_transaction()
-    held = conn.info.get(_HEAD_HELD_BY)
-    if transaction is None or (held is not None and held() is transaction):
-        return
-    locks_rows = _TAKES_ROW_LOCKS.search(statement) is not None
-    if any(name in statement for name in _LOCK_FUNCTIONS) or (locks_rows and "audit_chain_head" in statement):
-        conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)  # locking the head itself: first anyway
-        return
-    if not locks_rows:
-        return
-    dbapi_connection = conn.connection.dbapi_connection
-    if dbapi_connection is None or getattr(dbapi_connection, "autocommit", False):
-        return  # each statement is its own transaction: nothing to order
-    lock = dbapi_connection.cursor()
-    try:
-        if not conn.info.get(_FUNCTION_SEEN):
-            lock.execute(_HAS_LOCK_FUNCTION)
-            conn.info[_FUNCTION_SEEN] = bool(lock.fetchone()[0])
-        if conn.info[_FUNCTION_SEEN]:
-            lock.execute(_LOCK_HEAD)  # creates a missing head itself
-        else:
-            lock.execute(_LOCK_HEAD_TABLE)
-            if lock.fetchone() is None:
-                lock.execute(_CREATE_HEAD)
-                lock.execute(_LOCK_HEAD_TABLE)
-    finally:
-        lock.close()
-    conn.info[_HEAD_HELD_BY] = weakref.ref(transaction)  # the next transaction is a new object: locks again
-
-
-def _forget_head(conn: Connection, name: str, context: Any) -> None:
-    conn.info.pop(_HEAD_HELD_BY, None)
 
 
 #: Audit actions that record a read of the data (an export, its download), not a change of it.

@@ -62,6 +62,7 @@ def check_config(
     """
     production = is_production(config) if production is None else production
     if backends is None:
+        import qol_app.notify.sms  # noqa: F401 - registers the shipped gateways (alibaba, tencent, webhook)
         from qol_app.notify.channels import MAIL_BACKENDS, SMS_GATEWAYS
 
         backends = {"MAIL_BACKEND": MAIL_BACKENDS, "SMS_BACKEND": SMS_GATEWAYS}

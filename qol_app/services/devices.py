@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qol_app.models import DeviceGrant, Patient
@@ -48,13 +48,3 @@ def find(session: Session, token: str | None, now: dt.datetime) -> DeviceGrant |
     if patient is None or patient.status != "active" or patient.pin_hash is None:
         return None
     return grant
-
-
-def revoke_all(session: Session, patient_id: int, reason: str, now: dt.datetime) -> int:
-    """Revoke every live grant of the patient (new link, new PIN, status recorded); returns how many."""
-    return session.execute(
-        update(DeviceGrant)
-        .where(DeviceGrant.patient_id == patient_id, DeviceGrant.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason[:16])
-        .execution_options(synchronize_session=False)
-    ).rowcount

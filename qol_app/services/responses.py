@@ -24,6 +24,7 @@ from qol_app.instruments import (
     LocalizedInstrument,
     Registry,
     get_registry,
+    localize,
 )
 from qol_app.instruments.wording import WordingOverlay as OverlayText
 from qol_app.models import Alert, Answer, Patient, Response, Score, StaffUser, Timepoint
@@ -31,7 +32,7 @@ from qol_app.models.responses import MODES, RESPONDENTS
 from qol_app.scheduling.timewindows import local_date_of, local_day_start, zone
 from qol_app.scoring import score_detail
 from qol_app.scoring.answers import check_answers
-from qol_app.services import audit, wording
+from qol_app.services import audit, protocol, wording
 from qol_app.services.alerts import Evaluated
 from qol_app.services.audit import Actor
 
@@ -82,11 +83,7 @@ class AlreadySubmitted(Exception):
 
 def registry(directory: str | None = None) -> Registry:
     """The instrument registry of the configured questionnaire directory (loaded once)."""
-    if directory is None:
-        from flask import current_app, has_app_context
-
-        directory = current_app.config.get("QUESTIONNAIRE_DIR") if has_app_context() else None
-    return get_registry(directory)
+    return protocol.current().registry if directory is None else get_registry(directory)
 
 
 def active_overlay(session: Session, instrument: Instrument, locale: str) -> OverlayText | None:
@@ -101,7 +98,7 @@ def localized(session: Session, instrument: Instrument, locale: str) -> Localize
 
     Raises ``MissingLanguageError`` (or ``WordingOverlayError`` for a broken overlay).
     """
-    return instrument.localized(locale, active_overlay(session, instrument, locale))
+    return localize(instrument, locale, active_overlay(session, instrument, locale))
 
 
 # ---------------------------------------------------------------- what to show
@@ -219,7 +216,7 @@ def load_survey(session: Session, patient: Patient, timepoint_id: int, instrumen
     ).first()
     if row is None or instrument.id not in row[0].instruments:
         return None
-    texts = instrument.localized(patient.language, wording.overlay_by_digest(session, row[2], registry()))
+    texts = localize(instrument, patient.language, wording.overlay_by_digest(session, row[2], registry()))
     return SurveyRows(row[0], row[1], texts, row[3] or {})
 
 
@@ -814,7 +811,7 @@ def _staff_actor(staff: StaffUser, actor: Actor | None) -> Actor:
 
 
 def _check_staff(staff: StaffUser, patient: Patient, action: str = "patient.edit") -> None:
-    from qol_app.policy import can
+    from qol_app.access import can
 
     if not can(staff, action, patient):
         raise PermissionError(f"{staff.username} may not change forms of patient {patient.study_id}")

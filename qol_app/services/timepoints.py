@@ -26,13 +26,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any, Self
 
-from flask import current_app
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -40,7 +37,6 @@ from sqlalchemy.orm import Session
 from qol_app.errors import N_, ServiceError
 from qol_app.models import Patient, Response, ScheduleAmendment, Site, Timepoint, TreatmentEvent
 from qol_app.scheduling import (
-    SCHEDULES_DIR,
     Amendment,
     EventFact,
     ExistingTimepoint,
@@ -50,13 +46,12 @@ from qol_app.scheduling import (
     Schedule,
     derive_status,
     diff,
-    load_schedule,
     local_date_of,
     plan,
 )
 from qol_app.scheduling.planner import END_STATUSES
 from qol_app.scheduling.timewindows import zone
-from qol_app.services import audit, locks
+from qol_app.services import audit, locks, protocol
 from qol_app.services.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -108,16 +103,7 @@ def configured_schedule(config: Mapping[str, Any] | None = None) -> Schedule:
     Instrument ids are checked against the questionnaire registry, so a typo stops the
     process at start-up instead of producing forms nobody can open.
     """
-    config = current_app.config if config is None else config
-    path = config.get("SCHEDULE_FILE") or SCHEDULES_DIR / "conquer.yaml"
-    return _load_schedule(str(Path(path).resolve()), config.get("QUESTIONNAIRE_DIR"))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_schedule(path: str, questionnaire_dir: str | None) -> Schedule:
-    from qol_app.instruments.loader import get_registry
-
-    return load_schedule(path, known_instruments=set(get_registry(questionnaire_dir)))
+    return (protocol.current() if config is None else protocol.Protocol(config)).schedule
 
 
 # ---- amendments ----------------------------------------------------------------------------

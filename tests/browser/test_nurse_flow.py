@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser_nurse")]  # one browser, one worker
 
 TABLET = {"width": 768, "height": 1024}
 PASSWORD = "browser nurse password"

@@ -14,7 +14,7 @@ from qol_app.services import responses as svc
 from qol_app.services.audit import Actor
 from tests.factories import Factory
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser_patient")]  # one browser, one worker
 
 PHONE = {"width": 390, "height": 844}
 AXE_OPTIONS = {

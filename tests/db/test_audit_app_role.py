@@ -23,8 +23,7 @@ from qol_app.db import db
 from qol_app.models import AuditChainHead, AuditEvent, Response
 from qol_app.services import audit
 from tests.conftest import AUDIT_KEY, _config, wipe
-from tests.factories import Factory, fill_form, isolated_client, sign_in, submit_form
-from tests.web.test_nurse_support import login
+from tests.factories import Factory, fill_form, isolated_client, login, sign_in, submit_form
 
 T = dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC)
 

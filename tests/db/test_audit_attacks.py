@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from qol_app.models import AuditChainHead, AuditEvent
 from qol_app.services import audit
 from qol_app.services.audit import Actor
-from tests.web.test_audit import tamper
+from tests.factories import tamper
 
 ACTOR = Actor.system("tests")
 T = dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC)

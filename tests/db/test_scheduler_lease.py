@@ -18,8 +18,7 @@ from qol_app.scheduler.lock import LeaseLock, lock_for
 from qol_app.scheduler.process import build_scheduler
 from qol_app.services import heartbeat
 from tests.conftest import AUDIT_KEY
-from tests.factories import isolated_client
-from tests.web.test_nurse_support import login, no_csrf
+from tests.factories import isolated_client, login, no_csrf
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from deploy.stack import BIN, NURSE, Browser, Stack, forms, hidden, main_form
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("two_nodes")]  # one stack, one worker
 
 
 @pytest.fixture(scope="module")

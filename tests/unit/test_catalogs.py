@@ -8,6 +8,8 @@ import pytest
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
 
+pytestmark = pytest.mark.xdist_group("catalogs")  # one pybabel extract, one worker
+
 ROOT = Path(__file__).resolve().parents[2]
 TRANSLATIONS = ROOT / "qol_app" / "translations"
 

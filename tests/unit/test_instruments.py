@@ -19,6 +19,7 @@ from qol_app.instruments import (
     load_instrument,
     load_registry,
     load_value_set,
+    localize,
     parse_instrument,
 )
 
@@ -49,7 +50,7 @@ def test_shipped_file_loads_and_is_complete_in_every_language(path: Path) -> Non
     assert instrument.id == path.stem
     assert instrument.languages == ("en", "zh_Hans")
     for locale in instrument.languages:
-        form = instrument.localized(locale)
+        form = localize(instrument, locale)
         assert form.title and form.instructions
         assert [page.id for page in form.pages] == [page.id for page in instrument.pages]
         assert {item.id for item in form.items} == set(instrument.item_ids)
@@ -157,7 +158,7 @@ def test_diary_items_codes_and_gradings() -> None:
 
 
 def test_localized_gives_texts_for_rendering() -> None:
-    form = get_registry().get("eortc_qlq_c30").localized("zh_Hans")
+    form = localize(get_registry().get("eortc_qlq_c30"), "zh_Hans")
     assert form.locale == "zh_Hans" and not form.licensed
     assert form.wording_version == "own-descriptive:3.0"
     assert form.page("p1").title == "体力活动"
@@ -165,14 +166,14 @@ def test_localized_gives_texts_for_rendering() -> None:
     assert form.option_label("q9", 1) == "完全没有"
     assert [o.code for o in form.item("q30").options] == [1, 2, 3, 4, 5, 6, 7]
     assert form.item("q30").kind == "choice"
-    vas = get_registry().get("eq5d5l").localized("en").item("vas")
+    vas = localize(get_registry().get("eq5d5l"), "en").item("vas")
     assert vas.anchors is not None and vas.anchors[0].startswith("0")
 
 
 @pytest.mark.parametrize("locale", ["fr", "zh_Hant", "zh", "EN", ""])
 def test_localized_unknown_locale_raises(locale: str) -> None:
     with pytest.raises(MissingLanguageError, match=repr(locale)):
-        get_registry().get("eortc_qlq_c30").localized(locale)
+        localize(get_registry().get("eortc_qlq_c30"), locale)
 
 
 # ------------------------------------------------------------------ malformed files

@@ -389,3 +389,23 @@ def test_score_detail_metadata() -> None:
     assert detail.value_set is None
     assert detail.scores == score("eortc_qlq_c30", FULL_C30)
     assert SCORING_VERSION.count(".") == 2
+
+
+# ---- mutation-testing survivors (make mutate) --------------------------------------------------
+def test_the_half_rule_needs_at_least_one_answer():
+    """An empty scale is never scored, even though 0 of 0 is 'at least half'."""
+    from qol_app.scoring.eortc import half_rule
+
+    assert not half_rule(0, 0)
+    assert half_rule(1, 1) and half_rule(1, 2) and not half_rule(1, 3) and half_rule(2, 3)
+
+
+def test_n_items_answered_uses_the_registry_it_is_given(tmp_path):
+    """A site's registry (here a renamed copy of the C30) is the one counted, not the shipped one."""
+    from qol_app.instruments import DEFAULT_DIRECTORY, load_registry
+
+    text = (DEFAULT_DIRECTORY / "eortc_qlq_c30.yaml").read_text(encoding="utf-8")
+    (tmp_path / "site_c30.yaml").write_text(text.replace("id: eortc_qlq_c30", "id: site_c30", 1), encoding="utf-8")
+    registry = load_registry(DEFAULT_DIRECTORY, tmp_path)
+    answers = {"q1": 1, "q2": 2}
+    assert n_items_answered("site_c30", answers, registry=registry) == n_items_answered("eortc_qlq_c30", answers)

@@ -95,3 +95,11 @@ def test_time_to_deterioration_errors() -> None:
         time_to_deterioration(C30, "PF2", [(0, 80.0), (42, 80.0), (21, 50.0)])
     with pytest.raises(ValueError, match="unknown scale 'XX'"):
         time_to_deterioration(C30, "XX", [])
+
+
+def test_time_to_deterioration_default_threshold_is_ten_points() -> None:
+    """Killed a mutmut survivor (default 10 -> 11): exactly 10 points worse is a deterioration."""
+    series = [(0, 70.0), (21, 65.0), (42, 60.0), (63, 50.0)]
+    assert time_to_deterioration(C30, "PF2", series) == 42
+    assert time_to_deterioration(C30, "PF2", series, 10.0) == 42
+    assert time_to_deterioration(C30, "PF2", series, 10.5) == 63

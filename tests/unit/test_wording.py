@@ -14,6 +14,7 @@ from qol_app.instruments import (
     MissingLanguageError,
     WordingOverlayError,
     get_registry,
+    localize,
     overlay_text,
     parse_overlay,
     read_overlay,
@@ -56,7 +57,7 @@ def test_example_overlay_is_valid_and_placeholder() -> None:
 def test_overlay_renders_instead_of_shipped_wording() -> None:
     c30 = get_registry().get("eortc_qlq_c30")
     overlay = parse_overlay(EXAMPLE)
-    form = c30.localized("zh_Hans", overlay)
+    form = localize(c30, "zh_Hans", overlay)
     assert form.licensed and form.source == overlay.source
     assert form.wording_version == "example-zh_Hans-0"
     assert form.title == "[Official title goes here]"
@@ -71,7 +72,7 @@ def test_overlay_renders_instead_of_shipped_wording() -> None:
 def test_overlay_for_other_locale_is_refused() -> None:
     c30 = get_registry().get("eortc_qlq_c30")
     with pytest.raises(MissingLanguageError, match="'zh_Hans', not 'en'"):
-        c30.localized("en", parse_overlay(EXAMPLE))
+        localize(c30, "en", parse_overlay(EXAMPLE))
 
 
 def test_unknown_item_id_is_named() -> None:
@@ -110,7 +111,7 @@ def test_item_may_override_its_option_set() -> None:
         parse_overlay(dump(data))
     data["options"]["q29"] = {c: f"[q29 {c}]" for c in range(1, 8)}
     data["options"]["q30"] = {c: f"[q30 {c}]" for c in range(1, 8)}
-    form = get_registry().get("eortc_qlq_c30").localized("zh_Hans", parse_overlay(dump(data)))
+    form = localize(get_registry().get("eortc_qlq_c30"), "zh_Hans", parse_overlay(dump(data)))
     assert form.option_label("q30", 2) == "[q30 2]"
 
 
@@ -148,7 +149,7 @@ def test_json_overlay_with_string_codes(tmp_path: Path) -> None:
     path = tmp_path / "eq-zh.json"
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     overlay = parse_overlay(path)
-    form = get_registry().get("eq5d5l").localized("zh_Hans", overlay)
+    form = localize(get_registry().get("eq5d5l"), "zh_Hans", overlay)
     assert form.option_label("mo", 5) == "[mobility 5]"
     assert form.item("vas").anchors == ("[worst]", "[best]")
 
@@ -166,10 +167,10 @@ def test_language_not_shipped_needs_page_titles() -> None:
         parse_overlay(dump(data))
     data["pages"] = {"p1": "[頁一]", "p2": "[頁二]"}
     eq = get_registry().get("eq5d5l")
-    form = eq.localized("zh_Hant", parse_overlay(dump(data)))
+    form = localize(eq, "zh_Hant", parse_overlay(dump(data)))
     assert form.page("p2").title == "[頁二]"
     with pytest.raises(MissingLanguageError):
-        eq.localized("zh_Hant")
+        localize(eq, "zh_Hant")
 
 
 def test_overlay_text_round_trips() -> None:

@@ -19,8 +19,7 @@ from sqlalchemy import func, select
 from qol_app.models import Patient, TreatmentEvent
 from qol_app.services import locks, treatment_events
 from qol_app.services.enrolment import enroll_patient
-from tests.factories import STAFF_PASSWORD, add_call_task, isolated_client
-from tests.web.test_nurse_support import add_alert, add_response, login, no_csrf
+from tests.factories import STAFF_PASSWORD, add_alert, add_call_task, add_response, isolated_client, login, no_csrf
 
 ROLES = ("anonymous", "nurse", "investigator", "statistician", "admin", "monitor", "data_manager", "nurse_nosite")
 STAFF = set(ROLES) - {"anonymous"}

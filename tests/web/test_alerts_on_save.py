@@ -96,7 +96,15 @@ def test_a_changed_trigger_keeps_the_alert_and_shows_the_change(session, factory
 def test_staff_entry_raises_one_alert_marked_as_staff_entry(session, factory, now):
     enrolled, nurse, tp, _actor, _response = _diary(session, factory, now)
     result = responses.enter_on_behalf(
-        session, nurse, tp, DIARY, CALM | {"temperature": 38.5}, now, mode="interview", respondent="self"
+        session,
+        nurse,
+        tp,
+        DIARY,
+        CALM | {"temperature": 38.5},
+        now,
+        mode="interview",
+        respondent="self",
+        completed_on=tp.window_start,
     )
     (alert,) = _alerts(session, enrolled.patient.id)
     assert result.alert.id == alert.id and (alert.level, alert.source) == ("red", "staff_entry")

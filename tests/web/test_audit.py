@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from qol_app.models import AuditChainHead, AuditEvent
 from qol_app.services import audit
+from tests.factories import tamper
 
 
 def _events(session):
@@ -63,14 +64,6 @@ def test_verify_cli_reports_intact(app, factory, session):
     result = CliRunner().invoke(app.cli, ["audit", "verify"], obj=None, standalone_mode=False)
     assert result.exception is None, result.output
     assert "intact" in result.output
-
-
-def tamper(session, sql, **params):
-    """Change rows behind the app's back, the way an attacker with the owner's access would."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL session_replication_role = replica"))
-    session.execute(text(sql), params)
-    session.expire_all()
 
 
 #: Another value for each column (by name), as an attacker would write it.

@@ -15,19 +15,10 @@ from sqlalchemy import func, select
 
 from qol_app.inputs import MAX_DB_INT
 from qol_app.models import Alert, Answer, AuditEvent, Patient, Response
-from tests.factories import isolated_client, page_form, sign_in
-from tests.web.test_nurse_support import add_alert, add_timepoint, login, no_csrf
+from tests.factories import add_alert, add_timepoint, isolated_client, login, no_csrf, page_form, sign_in
 
 HUGE = 10**20
 DIARY = "symptom_diary"
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    for name in ("_hasher", "_pin_hasher"):
-        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from qol_app.scheduler.jobs import run_sweep
 from qol_app.services import treatment_events
 from qol_app.services.audit import Actor
 from tests.db.conftest import RecordingChannel
-from tests.web.test_nurse_support import login, no_csrf
+from tests.factories import login, no_csrf
 
 H = dt.timedelta(hours=1)
 D = dt.timedelta(days=1)

@@ -24,8 +24,7 @@ from qol_app import policy
 from qol_app.models import Patient
 from qol_app.services import compliance, worklist
 from qol_app.services.compliance import FormGroup, Group
-from tests.factories import isolated_client
-from tests.web.test_nurse_support import add_response, add_timepoint, login, no_csrf
+from tests.factories import add_response, add_timepoint, isolated_client, login, no_csrf
 
 D = dt.date
 UTC = dt.UTC
@@ -340,7 +339,7 @@ def test_query_count_does_not_grow_with_patients(app, session, factory, data, no
 
 def test_work_list_categories_and_order(session, factory, now):
     from qol_app.models import OutboxMessage
-    from tests.web.test_nurse_support import add_alert
+    from tests.factories import add_alert
 
     site, other = factory.site(code="W1"), factory.site(code="W2")
     p1, p2, p3 = (factory.patient(site, pin=None, study_id=f"W1-{i}").patient for i in (1, 2, 3))

@@ -172,8 +172,7 @@ def test_demo_dashboard_and_export_have_the_same_numerators_and_denominators(app
 
 
 def test_dashboard_page_shows_forms_and_diary_days(app, session, factory, visit, now):
-    from tests.factories import isolated_client
-    from tests.web.test_nurse_support import login, no_csrf
+    from tests.factories import isolated_client, login, no_csrf
 
     patient, _tp = visit
     no_csrf(app)

@@ -273,7 +273,7 @@ def _download(client, app, data: dict) -> bytes:
 
 
 def _login(client, user) -> None:
-    from tests.web.test_nurse_support import login
+    from tests.factories import login
 
     login(client, user)
 

@@ -27,8 +27,16 @@ from qol_app.inputs import MAX_DB_INT
 from qol_app.models import Answer, Response
 from qol_app.services import responses
 from qol_app.services.audit import Actor
-from tests.factories import STAFF_PASSWORD, add_call_task, isolated_client, sign_in
-from tests.web.test_nurse_support import add_alert, add_response, add_timepoint, login
+from tests.factories import (
+    STAFF_PASSWORD,
+    add_alert,
+    add_call_task,
+    add_response,
+    add_timepoint,
+    isolated_client,
+    login,
+    sign_in,
+)
 
 EXAMPLES = int(os.environ.get("QOL_FUZZ_EXAMPLES", "50"))
 DIARY, C30 = "symptom_diary", "eortc_qlq_c30"
@@ -433,14 +441,6 @@ def _body(fields: dict[str, list[str]]):
     optional = {name: value(valid) for name, valid in fields.items()}
     optional["unexpected_field"] = st.sampled_from(HOSTILE)
     return st.fixed_dictionaries({}, optional=optional)
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    for name in ("_hasher", "_pin_hasher"):
-        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

@@ -99,9 +99,11 @@ def test_fresh_database_to_first_enrolled_patient_with_commands_only(fresh_url, 
 
     # What the commands made works on the web: the nurse sees the patient, the patient's link opens.
     from qol_app import create_app
+    from tests.factories import IsolatedClient
 
     app = create_app({"DATABASE_URL": fresh_url, "SECRET_KEY": "go-live-secret-0123456789abcdef0123456789", "TESTING": True,
                       "WTF_CSRF_ENABLED": False, "ENV": "production"})  # fmt: skip
+    app.test_client_class = IsolatedClient  # the requests below run inside the test's app context
     try:
         with app.app_context():
             nurse = app.test_client()

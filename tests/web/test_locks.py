@@ -18,8 +18,16 @@ from qol_app.locking import WRITE_METHODS, declared_target, is_declared
 from qol_app.models import AuditEvent, DataLock, Patient, Timepoint, TreatmentEvent
 from qol_app.services import locks, timepoints, treatment_events
 from qol_app.services.audit import Actor
-from tests.factories import add_call_task, hidden_fields, isolated_client, sign_in
-from tests.web.test_nurse_support import add_alert, add_response, login, no_csrf
+from tests.factories import (
+    add_alert,
+    add_call_task,
+    add_response,
+    hidden_fields,
+    isolated_client,
+    login,
+    no_csrf,
+    sign_in,
+)
 
 ACTOR = Actor.system("tests")
 

@@ -9,8 +9,7 @@ from sqlalchemy import select
 
 from qol_app.models import AuditEvent, LoginSession, StaffUser
 from qol_app.passwords import check_secret
-from tests.factories import STAFF_PASSWORD, isolated_client
-from tests.web.test_nurse_support import csrf_token, login, no_csrf
+from tests.factories import STAFF_PASSWORD, csrf_token, isolated_client, login, no_csrf
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from sqlalchemy import select
 from qol_app.charts import Point, heat_level, trajectory_svg
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.services import timepoints
-from tests.factories import isolated_client
-from tests.web.test_nurse_support import login, no_csrf
+from tests.factories import isolated_client, login, no_csrf
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from qol_app.auth import token_hash
 from qol_app.models import AuditEvent, Patient, Timepoint, TreatmentEvent
 from qol_app.passwords import check_secret
 from qol_app.services import compliance
-from tests.web.test_nurse_support import add_timepoint, login, no_csrf
+from tests.factories import add_timepoint, login, no_csrf
 
 LINK_RE = re.compile(r"<code>(http[^<]+)</code>")
 PIN_RE = re.compile(r'class="pin(?: big)?">(?:<span class="label">[^<]*</span> )?<strong>(\d+)</strong>')

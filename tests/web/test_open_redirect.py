@@ -11,8 +11,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import pytest
 
 from qol_app.redirects import is_local_path, safe_next
-from tests.factories import hidden_fields, isolated_client, sign_in
-from tests.web.test_nurse_support import login, no_csrf
+from tests.factories import hidden_fields, isolated_client, login, no_csrf, sign_in
 
 CORPUS = [
     "//evil.example/phish",
@@ -84,14 +83,6 @@ def test_the_helper_keeps_site_paths(target):
 def test_within_limits_the_area():
     assert safe_next("/staff/", "/p/", within="/p/") == "/p/"
     assert safe_next("/p/t/1/x/1", "/p/", within="/p/") == "/p/t/1/x/1"
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    for name in ("_hasher", "_pin_hasher"):
-        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def test_staff_sign_in_never_leaves_the_site(app, factory):

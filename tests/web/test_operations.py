@@ -17,6 +17,7 @@ from qol_app.notify.channels import SMS_GATEWAYS, register_sms_gateway
 from qol_app.paths import QUESTIONNAIRE_DIR
 from qol_app.services import heartbeat
 from qol_app.services.config_check import check_config
+from tests.factories import IsolatedClient
 
 SAFE = {
     "ENV": "production",
@@ -41,6 +42,7 @@ def make_app():
 
     def make(**config):
         application = create_app({"TESTING": True, "SECRET_KEY": "x"} | config)
+        application.test_client_class = IsolatedClient
         made.append(application)
         return application
 

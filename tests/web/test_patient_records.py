@@ -11,8 +11,7 @@ from qol_app.models import AuditEvent, Response, Timepoint
 from qol_app.services import patient_records, timepoints, treatment_events
 from qol_app.services.audit import Actor
 from qol_app.services.patient_records import DisplayPreference
-from tests.factories import isolated_client
-from tests.web.test_nurse_support import add_response, login, no_csrf
+from tests.factories import add_response, isolated_client, login, no_csrf
 
 ACTOR = Actor.system("tests")
 

@@ -16,15 +16,6 @@ def client(app):
     return isolated_client(app)
 
 
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    """Real Argon2id, with test-sized cost (the production cost makes each PIN check ~0.1 s)."""
-    from argon2 import PasswordHasher
-
-    for name in ("_hasher", "_pin_hasher"):
-        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
 def _counts(session):
     return (
         session.scalar(select(func.count()).select_from(LoginSession)),

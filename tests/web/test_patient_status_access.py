@@ -16,21 +16,12 @@ from sqlalchemy import func, select, update
 from qol_app.models import Answer, AuditEvent, LoginSession, Patient, Response, Timepoint
 from qol_app.services import responses, treatment_events
 from qol_app.services.audit import Actor
-from tests.factories import fill_form, isolated_client, page_form, sign_in
-from tests.web.test_nurse_support import login, no_csrf
+from tests.factories import fill_form, isolated_client, login, no_csrf, page_form, sign_in
 
 EQ5D = "eq5d5l"
 EQ = {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 80}
 KIND = "This link is no longer in use"
 KIND_ZH = "此链接已停用"
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    for name in ("_hasher", "_pin_hasher"):
-        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

@@ -266,10 +266,10 @@ def test_instrument_text_is_in_the_patient_language(app, factory):
 
 def test_memoised_item_html_is_the_macro_output_for_every_state(app):
     """Items are rendered once per (item, number, chosen code); the result must equal a fresh render."""
-    from qol_app.instruments import get_registry
+    from qol_app.instruments import get_registry, localize
     from qol_app.patient.render import FieldView, item_html
 
-    texts = get_registry().get(C30).localized("zh_Hans")
+    texts = localize(get_registry().get(C30), "zh_Hans")
     macro = app.jinja_env.get_template("macros/fields.html").module.item_field
     with app.test_request_context("/"):
         for item in texts.items[:3] + texts.items[-1:]:

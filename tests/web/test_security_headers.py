@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
 from qol_app.security import CSP
 from qol_app.services import treatment_events
 from qol_app.services.audit import Actor
-from tests.factories import isolated_client, sign_in
-from tests.web.test_nurse_support import add_alert, add_response, login, no_csrf
+from tests.factories import add_alert, add_response, isolated_client, login, no_csrf, sign_in
 
 HEADERS = {
     "Content-Security-Policy": CSP,
@@ -32,14 +29,6 @@ def check(response, what: str) -> None:
     assert response.headers.get("X-Request-ID"), what
     if "/static/" not in what:
         assert response.headers.get("Cache-Control") == "no-store", what
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    for name in ("_hasher", "_pin_hasher"):
-        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def test_every_route_sends_the_security_headers(app, factory, session, now):

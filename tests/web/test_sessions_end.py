@@ -6,16 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from qol_app.models import LoginSession
-from tests.factories import STAFF_PASSWORD, isolated_client, sign_in
-from tests.web.test_nurse_support import login, no_csrf
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    for name in ("_hasher", "_pin_hasher"):
-        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+from tests.factories import STAFF_PASSWORD, isolated_client, login, no_csrf, sign_in
 
 
 @pytest.mark.parametrize("action", ["generate", "set", "remove"])

@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from qol_app.models import AuditEvent, RecoveryCode, SignInThrottle, StaffUser
 from qol_app.passwords import check_password, common_passwords
-from tests.factories import STAFF_PASSWORD, TEST_TOTP_SECRET, isolated_client
-from tests.web.test_nurse_support import login, no_csrf, totp_code
+from tests.factories import STAFF_PASSWORD, TEST_TOTP_SECRET, isolated_client, login, no_csrf, totp_code
 
 WRONG = "not the password at all"
 

@@ -10,8 +10,7 @@ from sqlalchemy import select
 from qol_app.models import AuditEvent, Site, Timepoint
 from qol_app.services import sites
 from qol_app.services.audit import Actor
-from tests.factories import isolated_client
-from tests.web.test_nurse_support import login, no_csrf
+from tests.factories import isolated_client, login, no_csrf
 
 ADD = ["sites", "add", "S07", "--name", "Sichuan Cancer Hospital", "--timezone", "Asia/Shanghai"]
 

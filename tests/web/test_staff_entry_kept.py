@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from qol_app.models import LoginSession, Response
-from tests.factories import STAFF_PASSWORD, isolated_client
-from tests.web.test_nurse_support import csrf_token
+from tests.factories import STAFF_PASSWORD, csrf_token, isolated_client
 
 DIARY = "symptom_diary"
 TYPED = {
@@ -22,14 +21,6 @@ TYPED = {
     "headache": "3",
     "seizure": "0",
 }
-
-
-@pytest.fixture(autouse=True)
-def quick_argon2(monkeypatch):
-    from argon2 import PasswordHasher
-
-    for name in ("_hasher", "_pin_hasher"):
-        monkeypatch.setattr(f"qol_app.passwords.{name}", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

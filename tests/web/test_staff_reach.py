@@ -13,8 +13,8 @@ from qol_app.models import AuditEvent, OutboxMessage, StaffUser
 from qol_app.notify.channels import build_channels
 from qol_app.notify.templates import app_renderer
 from qol_app.services import alerts, notifications
+from tests.factories import add_alert, login, no_csrf
 from tests.loopback import Answer, http_server, smtp_server
-from tests.web.test_nurse_support import add_alert, login, no_csrf
 
 
 def test_admin_sets_a_staff_phone_and_email_with_audit(app, client, session, factory):

@@ -18,8 +18,7 @@ from sqlalchemy import select
 from qol_app.models import Timepoint
 from qol_app.services import locks, timepoints, treatment_events
 from qol_app.services.audit import Actor
-from tests.factories import isolated_client
-from tests.web.test_nurse_support import add_alert, add_response, add_timepoint, login, no_csrf
+from tests.factories import add_alert, add_response, add_timepoint, isolated_client, login, no_csrf
 
 ACTOR = Actor.system("tests")
 #: Data shown on staff pages that is not UI text (names of instruments, formats, zones, people).

@@ -1,4 +1,5 @@
-"""WTForms for instrument pages: one fresh ``FlaskForm`` subclass per instrument/page/locale.
+"""WTForms for instrument pages: one fresh ``FlaskForm`` subclass per instrument/page/locale (web
+layer, beside ``inputs.py``; the instruments themselves are plain values in ``instruments/``).
 
 Field types come from a registry keyed by item kind, field names are item ids and the
 submitted data are codes (never labels). No field is required: a patient may skip any
