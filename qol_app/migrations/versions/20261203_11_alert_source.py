@@ -23,6 +23,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("alerts", schema=None) as batch_op:
-        batch_op.drop_constraint("ck_alerts_source", type_="check")
+        batch_op.drop_constraint(op.f("ck_alerts_source"), type_="check")
         batch_op.drop_column("changed_answers")
         batch_op.drop_column("source")
