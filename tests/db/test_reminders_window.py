@@ -174,7 +174,10 @@ def test_retracted_death_brings_the_call_task_back_without_repeating_reminders(
     (task,) = messages_of(session, tp.id, "call_task")
     assert task.status == "skipped" and task.last_error == "patient died"
 
-    treatment_events.set_patient_status(session, NURSE, patient, "active", reason="wrong patient's record", now=at + H)
+    # A recorded death is not overwritten by another status: its retraction is a correction.
+    treatment_events.correct_death(
+        session, NURSE, patient, status="active", reason="wrong patient's record", now=at + H
+    )
     session.commit()
     assert c1(session, patient).status == "open"
     sweep(app, at + 2 * H, channels)
