@@ -30,7 +30,7 @@ compile-catalogs: $(VENV)/.app-installed
 ## Run the app on SQLite in instance/ with demo data (http://$(HOST):$(PORT)), with its scheduler.
 run: compile-catalogs
 	$(BIN)/qol db upgrade
-	$(BIN)/qol demo
+	QOL_PUBLIC_BASE_URL=http://$(HOST):$(PORT) $(BIN)/qol demo
 	$(BIN)/qol scheduler & sched=$$!; trap 'kill $$sched 2>/dev/null' EXIT INT TERM; \
 	QOL_SESSION_COOKIE_SECURE=0 $(BIN)/qol run --host $(HOST) --port $(PORT)
 
