@@ -31,7 +31,7 @@ compile-catalogs: $(VENV)/.app-installed
 run: compile-catalogs
 	$(BIN)/qol db upgrade
 	QOL_PUBLIC_BASE_URL=http://$(HOST):$(PORT) $(BIN)/qol demo
-	$(BIN)/qol scheduler & sched=$$!; trap 'kill $$sched 2>/dev/null' EXIT INT TERM; \
+	QOL_PUBLIC_BASE_URL=http://$(HOST):$(PORT) $(BIN)/qol scheduler & sched=$$!; trap 'kill $$sched 2>/dev/null' EXIT INT TERM; \
 	QOL_SESSION_COOKIE_SECURE=0 $(BIN)/qol run --host $(HOST) --port $(PORT)
 
 ## Lint and format checks, then the whole test suite (SQLite, plus PostgreSQL when a server answers),
