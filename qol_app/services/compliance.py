@@ -135,10 +135,6 @@ class FormCell(Cell):
             return None
         return self.received / self.randomized
 
-    def add_form(self, status: str, late: bool, reason: str | None, received: bool) -> None:
-        self.add(status, late, reason, 1)
-        self.received += int(received)
-
 
 @dataclasses.dataclass(frozen=True)
 class FormGroup:
@@ -332,88 +328,108 @@ def _form_cells(
         .group_by(Answer.response_id)
         .subquery()
     )
-    # Instants are compared in SQL (the rows carry flags, not datetimes: thousands of rows).
-    revisions: dict[tuple[int, str], list[_Revision]] = defaultdict(list)
-    for tp_id, inst, revision, started, submitted, late, n, first in session.execute(
-        select(
-            Response.timepoint_id,
-            Response.instrument_id,
-            Response.revision,
-            case((Response.started_at <= now, 1), else_=0),
-            case((and_(Response.status == "submitted", Response.submitted_at <= now), 1), else_=0),
-            case((Response.submitted_at >= Timepoint.closes_at, 1), else_=0),
-            func.coalesce(answered.c.n, 0),
-            case((answered.c.first <= now, 1), else_=0),
-        )
-        .join(Timepoint, Timepoint.id == Response.timepoint_id)
-        .join(Patient, Patient.id == Response.patient_id)
-        .outerjoin(answered, answered.c.response_id == Response.id)
-        .where(scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
-    ):
-        revisions[(tp_id, inst)].append(_Revision(revision, bool(started), bool(submitted), bool(late), n, bool(first)))
     phase = case(
         (Timepoint.closes_at > now, literal("open")),
         (Timepoint.grace_closes_at > now, literal("overdue")),
         else_=literal("closed"),
     )
-    rows = session.execute(
+    # Derived columns in a subquery, grouped on its plain columns (see ``compute``).
+    tps = (
         select(
-            Timepoint.id,
-            Patient.site_id,
-            Patient.arm,
-            Timepoint.kind,
-            Timepoint.rule_id,
-            Timepoint.key,
-            cast(Timepoint.instruments, String),  # parsed once per distinct list, not per row
-            phase,
-            Timepoint.not_expected_reason,
-            Timepoint.missed_reason,
+            Timepoint.id.label("id"),
+            Patient.site_id.label("site_id"),
+            Patient.arm.label("arm"),
+            Timepoint.kind.label("kind"),
+            Timepoint.rule_id.label("rule_id"),
+            case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
+            cast(Timepoint.instruments, String).label("instruments"),
+            phase.label("phase"),
+            Timepoint.not_expected_reason.label("not_expected"),
+            Timepoint.missed_reason.label("reason"),
+            Timepoint.closes_at.label("closes_at"),
         )
         .join(Patient, Patient.id == Timepoint.patient_id)
         .where(scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
+        .subquery()
     )
+    facts = [tps.c[name] for name in _FACTS]
+    session.flush()
+    conn = session.connection()  # Core rows, instants compared in SQL: no per-row conversions
+    lists: dict[str | None, tuple[str, ...]] = {}
+
+    def parsed(text: str | None) -> tuple[str, ...]:
+        if text not in lists:
+            lists[text] = tuple(json.loads(text) if text else ())
+        return lists[text]
+
+    # 1. Every form as if nothing had been started (one row per timepoint group) ...
+    counts: Counter[tuple[object, ...]] = Counter()
+    for *fact, n in conn.execute(select(*facts, func.count()).group_by(*facts)):
+        site_id, arm, kind, rule_id, group_key, instruments, tp_phase, not_expected, reason = fact
+        status = form_rules.status_in_phase(tp_phase, submitted=False, started=False, not_expected_reason=not_expected)
+        for inst in parsed(instruments):
+            counts[(site_id, arm, kind, rule_id, group_key, inst, status, False, reason, False)] += n
+    # 2. ... then each form with revisions moved to what its revisions make of it.
+    revisions: dict[tuple[int, str], list[_Revision]] = defaultdict(list)
+    tp_facts: dict[int, tuple[object, ...]] = {}
+    for tp_id, inst, revision, started, submitted, late, n, first, *fact in conn.execute(
+        select(
+            tps.c.id,
+            Response.instrument_id,
+            Response.revision,
+            case((Response.started_at <= now, 1), else_=0),
+            case((and_(Response.status == "submitted", Response.submitted_at <= now), 1), else_=0),
+            case((Response.submitted_at >= tps.c.closes_at, 1), else_=0),
+            func.coalesce(answered.c.n, 0),
+            case((answered.c.first <= now, 1), else_=0),
+            *facts,
+        )
+        .join(tps, tps.c.id == Response.timepoint_id)
+        .outerjoin(answered, answered.c.response_id == Response.id)
+    ):
+        revisions[(tp_id, inst)].append(_Revision(revision, bool(started), bool(submitted), bool(late), n, bool(first)))
+        tp_facts[tp_id] = tuple(fact)
+    for (tp_id, inst), revs in revisions.items():
+        site_id, arm, kind, rule_id, group_key, instruments, tp_phase, not_expected, reason = tp_facts[tp_id]
+        if inst not in parsed(instruments):  # not a form of this timepoint
+            continue
+        current, started = form_rules.current_of(revs, started=_started, submitted=_submitted)
+        submitted = current is not None and current.submitted
+        status = form_rules.status_in_phase(
+            tp_phase, submitted=submitted, started=started, not_expected_reason=not_expected
+        )
+        n = 0
+        if current is not None:  # the earliest answer's time was compared with now in SQL
+            first = now if current.first_by_now else None
+            n = form_rules.answered_items(current.n_answered, first, submitted=submitted, as_of=now)
+        received = form_rules.is_received(status, n, received_rule)
+        late = any(r.revision == 0 and r.submitted and r.late for r in revs)
+        base = form_rules.status_in_phase(tp_phase, submitted=False, started=False, not_expected_reason=not_expected)
+        counts[(site_id, arm, kind, rule_id, group_key, inst, base, False, reason, False)] -= 1
+        counts[(site_id, arm, kind, rule_id, group_key, inst, status, late, reason, received)] += 1
+
     by_form: dict[tuple[FormGroup, str], FormCell] = {}
     by_site: dict[tuple[int, str, str], FormCell] = {}
-    groups: dict[tuple[str, str, str | None, str], FormGroup] = {}
-    is_received, answered_items, status_in_phase = (
-        form_rules.is_received,
-        form_rules.answered_items,
-        form_rules.status_in_phase,
-    )
-    no_revisions: list[_Revision] = []
-    lists: dict[str | None, tuple[str, ...]] = {}
-    for tp_id, site_id, arm, kind, rule_id, key, instruments, tp_phase, not_expected, reason in rows:
-        group_key = None if kind == "diary" else key
-        if instruments not in lists:
-            lists[instruments] = tuple(json.loads(instruments) if instruments else ())
-        for inst in lists[instruments]:
-            revs = revisions.get((tp_id, inst), no_revisions)
-            current, started = form_rules.current_of(revs, started=_started, submitted=_submitted)
-            submitted = current is not None and current.submitted
-            status = status_in_phase(tp_phase, submitted=submitted, started=started, not_expected_reason=not_expected)
-            if status is None:
-                continue
-            n = 0
-            if current is not None:
-                # answered_items on flags: the earliest answer's time was compared with now in SQL
-                first = now if current.first_by_now else None
-                n = answered_items(current.n_answered, first, submitted=submitted, as_of=now)
-            received = is_received(status, n, received_rule)
-            late = any(r.revision == 0 and r.submitted and r.late for r in revs)
-            group = groups.get((kind, rule_id, group_key, inst))
-            if group is None:
-                group = groups[(kind, rule_id, group_key, inst)] = FormGroup(kind, rule_id, group_key, inst)
-            cell = by_form.get((group, arm))
-            if cell is None:
-                cell = by_form[(group, arm)] = FormCell(randomized=randomized.get(arm, 0), kind=kind)
-            cell.add_form(status, late, reason, received)
-            site_cell = by_site.get((site_id, kind, arm))
-            if site_cell is None:
-                site_cell = by_site[(site_id, kind, arm)] = FormCell(
-                    randomized=randomized_by_site.get((site_id, arm), 0), kind=kind
-                )
-            site_cell.add_form(status, late, reason, received)
+    for (site_id, arm, kind, rule_id, group_key, inst, status, late, reason, received), n in counts.items():
+        if n <= 0 or status is None:
+            continue
+        group = FormGroup(kind, rule_id, group_key, inst)  # type: ignore[arg-type]
+        cell = by_form.get((group, arm))  # type: ignore[arg-type]
+        if cell is None:
+            cell = by_form[(group, arm)] = FormCell(randomized=randomized.get(arm, 0), kind=kind)  # type: ignore[index, arg-type]
+        site_cell = by_site.get((site_id, kind, arm))  # type: ignore[arg-type]
+        if site_cell is None:
+            site_cell = by_site[(site_id, kind, arm)] = FormCell(  # type: ignore[index]
+                randomized=randomized_by_site.get((site_id, arm), 0),
+                kind=kind,  # type: ignore[arg-type]
+            )
+        for target in (cell, site_cell):
+            target.add(status, bool(late), reason, n)  # type: ignore[arg-type]
+            target.received += n if received else 0
     return by_form, by_site
+
+
+_FACTS = ("site_id", "arm", "kind", "rule_id", "group_key", "instruments", "phase", "not_expected", "reason")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
