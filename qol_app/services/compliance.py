@@ -35,7 +35,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, Select, String, Subquery, and_, case, cast, func, literal, select
+from sqlalchemy import ColumnElement, Select, String, Subquery, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from qol_app.errors import N_, ServiceError
@@ -329,25 +329,20 @@ def _form_cells(
         (Timepoint.grace_closes_at > now, literal("overdue")),
         else_=literal("closed"),
     )
+    columns = [
+        Patient.site_id.label("site_id"),
+        Patient.arm.label("arm"),
+        Timepoint.kind.label("kind"),
+        Timepoint.rule_id.label("rule_id"),
+        case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
+        cast(Timepoint.instruments, String).label("instruments"),
+        phase.label("phase"),
+        Timepoint.not_expected_reason.label("not_expected"),
+        Timepoint.missed_reason.label("reason"),
+    ]
+    where = (scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
     # Derived columns in a subquery, grouped on its plain columns (see ``compute``).
-    tps = (
-        select(
-            Timepoint.id.label("id"),
-            Patient.site_id.label("site_id"),
-            Patient.arm.label("arm"),
-            Timepoint.kind.label("kind"),
-            Timepoint.rule_id.label("rule_id"),
-            case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
-            cast(Timepoint.instruments, String).label("instruments"),
-            phase.label("phase"),
-            Timepoint.not_expected_reason.label("not_expected"),
-            Timepoint.missed_reason.label("reason"),
-            Timepoint.closes_at.label("closes_at"),
-        )
-        .join(Patient, Patient.id == Timepoint.patient_id)
-        .where(scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
-        .subquery()
-    )
+    tps = select(*columns).join(Patient, Patient.id == Timepoint.patient_id).where(*where).subquery()
     facts = [tps.c[name] for name in _FACTS]
     session.flush()
     conn = session.connection()  # Core rows, instants compared in SQL: no per-row conversions
@@ -367,7 +362,7 @@ def _form_cells(
             counts[(site_id, arm, kind, rule_id, group_key, inst, status, False, reason, False)] += n
     # 2. ... then the forms with revisions moved to what their revisions make of them: one row
     # per distinct (timepoint group, instrument, form facts), the rules applied once per row.
-    for *fact, inst, started, submitted, late, answers, n in conn.execute(_started_form_facts(tps, now)):
+    for *fact, inst, started, submitted, late, answers, n in conn.execute(_started_form_facts(columns, where, now)):
         site_id, arm, kind, rule_id, group_key, instruments, tp_phase, not_expected, reason = fact
         if inst not in parsed(instruments):  # not a form of this timepoint
             continue
@@ -407,9 +402,13 @@ def _form_cells(
 _FACTS = ("site_id", "arm", "kind", "rule_id", "group_key", "instruments", "phase", "not_expected", "reason")
 
 
-def started_form_facts(tps: Subquery, now: dt.datetime) -> Subquery:
-    """Each form with revisions of the timepoints ``tps`` (a subquery with ``id`` and
-    ``closes_at``) at ``now``, one row per (``tp_id``, ``inst``), one GROUP BY:
+def started_form_facts(
+    columns: Sequence[ColumnElement[object]], where: Sequence[ColumnElement[bool]], now: dt.datetime
+) -> Subquery:
+    """Each form with revisions of the timepoints matching ``where`` (conditions on ``Timepoint``
+    and ``Patient``) at ``now``, one row per (``tp_id``, ``inst``) with the timepoint's
+    ``columns`` (labelled expressions over its and its patient's columns), one GROUP BY (on the
+    primary keys: the timepoint's columns depend on them):
 
     * ``started``, ``submitted`` (0/1): a revision started, and one sent, by ``now``;
     * ``late`` (0/1): revision 0 sent by ``now``, at or after the window closed;
@@ -430,49 +429,44 @@ def started_form_facts(tps: Subquery, now: dt.datetime) -> Subquery:
     answers = case((select(Answer.id).where(not_skipped).exists(), 2), else_=0) + case(
         (select(Answer.id).where(not_skipped, Answer.answered_at <= now).exists(), 1), else_=0
     )
-    current = case(
-        (sent, (Response.revision + 2) * 4 + answers),
-        (and_(begun, Response.revision == 0), 4 + answers),
-        else_=0,
-    )
-    late = and_(Response.revision == 0, sent_at_all, Response.submitted_at >= tps.c.closes_at)
+    candidate = or_(sent, and_(begun, Response.revision == 0))
+    rank = case((sent, Response.revision + 2), (candidate, 1), else_=0)
+    current = rank * 4 + case((candidate, answers), else_=0)
+    late = and_(Response.revision == 0, sent_at_all, Response.submitted_at >= Timepoint.closes_at)
     return (
         select(
-            Response.timepoint_id.label("tp_id"),
+            Timepoint.id.label("tp_id"),
+            *columns,
             Response.instrument_id.label("inst"),
             func.max(case((begun, 1), else_=0)).label("started"),
             func.max(case((sent, 1), else_=0)).label("submitted"),
             func.max(case((late, 1), else_=0)).label("late"),
             func.max(current).label("current"),
         )
-        .join(tps, tps.c.id == Response.timepoint_id)
-        .group_by(Response.timepoint_id, Response.instrument_id)
+        .join(Timepoint, Timepoint.id == Response.timepoint_id)
+        .join(Patient, Patient.id == Timepoint.patient_id)
+        .where(*where)
+        .group_by(Timepoint.id, Patient.id, Response.instrument_id)
         .subquery()
     )
 
 
-def _started_form_facts(tps: Subquery, now: dt.datetime) -> Select[tuple[object, ...]]:
+def _started_form_facts(
+    columns: Sequence[ColumnElement[object]], where: Sequence[ColumnElement[bool]], now: dt.datetime
+) -> Select[tuple[object, ...]]:
     """Forms with revisions counted by (timepoint facts, instrument, started, submitted, late,
     answers of the current revision: 2 if any item is answered + 1 if one was by ``now``)."""
-    forms = started_form_facts(tps, now)
+    forms = started_form_facts(columns, where, now)
     # Derived columns in a subquery, grouped on its plain columns (see ``compute``).
     flags = select(
-        forms.c.tp_id,
+        *(forms.c[name] for name in _FACTS),
         forms.c.inst,
         forms.c.started,
         forms.c.submitted,
         forms.c.late,
         (forms.c.current % 4).label("answers"),
     ).subquery()
-    columns = [
-        *(tps.c[name] for name in _FACTS),
-        flags.c.inst,
-        flags.c.started,
-        flags.c.submitted,
-        flags.c.late,
-        flags.c.answers,
-    ]
-    return select(*columns, func.count()).join(tps, tps.c.id == flags.c.tp_id).group_by(*columns)
+    return select(*flags.c, func.count()).group_by(*flags.c)
 
 
 def form_totals(result: Compliance, kind: str, arm: str) -> FormCell:
