@@ -129,7 +129,9 @@ R = TypeVar("R", bound=Revision)
 def current_revision(revisions: Iterable[R], as_of: dt.datetime) -> tuple[R | None, bool]:
     """(current revision, started?) of one form at ``as_of`` from its revisions (any order; each
     with ``revision``, ``status``, ``started_at``, ``submitted_at``): the newest submitted by then,
-    else the unfinished revision 0 started by then (None if none was started)."""
+    else the unfinished revision 0 started by then (None if none was started). Its SQL twin,
+    ``services.compliance.started_form_facts``, is tested against it
+    (tests/web/test_compliance_aggregate.py)."""
     return current_of(
         revisions,
         started=lambda r: r.started_at <= as_of,

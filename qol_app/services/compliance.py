@@ -35,7 +35,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, select
+from sqlalchemy import ColumnElement, Select, String, Subquery, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from qol_app.errors import N_, ServiceError
@@ -218,9 +218,11 @@ def compute(
     """Compliance over the patients matching ``scope`` (a condition on ``Patient``, e.g. the policy's).
 
     Five queries whatever the number of patients: randomized counts, timepoint status counts
-    (one GROUP BY over site, arm, group, status, lateness and reason), the timepoints and the
-    revisions (with their answered-item counts) behind the per-form figures, respondent/mode
-    counts. ``received_rule``: ``COMPLIANCE_RECEIVED_RULE`` (``scheduling.forms``).
+    (one GROUP BY over site, arm, group, status, lateness and reason), two aggregates behind the
+    per-form figures (timepoint groups; forms with revisions grouped by what their revisions
+    make of them, see :func:`started_form_facts`), respondent/mode counts. The rules of
+    ``scheduling.forms`` are applied once per aggregate row, not per form. ``received_rule``:
+    ``COMPLIANCE_RECEIVED_RULE`` (``scheduling.forms``).
     """
     form_rules.check_rule(received_rule)
     randomized_by_site: dict[tuple[int, str], int] = {
@@ -322,36 +324,25 @@ def _form_cells(
 ) -> tuple[dict[tuple[FormGroup, str], FormCell], dict[tuple[int, str, str], FormCell]]:
     """Per-form cells: every form of every uncancelled timepoint open by ``now``, its status from
     its own revisions (``scheduling.forms``, as in exports), received or not."""
-    answered = (
-        select(Answer.response_id, func.count().label("n"), func.min(Answer.answered_at).label("first"))
-        .where(Answer.skipped.is_(False))
-        .group_by(Answer.response_id)
-        .subquery()
-    )
     phase = case(
         (Timepoint.closes_at > now, literal("open")),
         (Timepoint.grace_closes_at > now, literal("overdue")),
         else_=literal("closed"),
     )
+    columns = [
+        Patient.site_id.label("site_id"),
+        Patient.arm.label("arm"),
+        Timepoint.kind.label("kind"),
+        Timepoint.rule_id.label("rule_id"),
+        case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
+        cast(Timepoint.instruments, String).label("instruments"),
+        phase.label("phase"),
+        Timepoint.not_expected_reason.label("not_expected"),
+        Timepoint.missed_reason.label("reason"),
+    ]
+    where = (scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
     # Derived columns in a subquery, grouped on its plain columns (see ``compute``).
-    tps = (
-        select(
-            Timepoint.id.label("id"),
-            Patient.site_id.label("site_id"),
-            Patient.arm.label("arm"),
-            Timepoint.kind.label("kind"),
-            Timepoint.rule_id.label("rule_id"),
-            case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
-            cast(Timepoint.instruments, String).label("instruments"),
-            phase.label("phase"),
-            Timepoint.not_expected_reason.label("not_expected"),
-            Timepoint.missed_reason.label("reason"),
-            Timepoint.closes_at.label("closes_at"),
-        )
-        .join(Patient, Patient.id == Timepoint.patient_id)
-        .where(scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
-        .subquery()
-    )
+    tps = select(*columns).join(Patient, Patient.id == Timepoint.patient_id).where(*where).subquery()
     facts = [tps.c[name] for name in _FACTS]
     session.flush()
     conn = session.connection()  # Core rows, instants compared in SQL: no per-row conversions
@@ -369,44 +360,23 @@ def _form_cells(
         status = form_rules.status_in_phase(tp_phase, submitted=False, started=False, not_expected_reason=not_expected)
         for inst in parsed(instruments):
             counts[(site_id, arm, kind, rule_id, group_key, inst, status, False, reason, False)] += n
-    # 2. ... then each form with revisions moved to what its revisions make of it.
-    revisions: dict[tuple[int, str], list[_Revision]] = defaultdict(list)
-    tp_facts: dict[int, tuple[object, ...]] = {}
-    for tp_id, inst, revision, started, submitted, late, n, first, *fact in conn.execute(
-        select(
-            tps.c.id,
-            Response.instrument_id,
-            Response.revision,
-            case((Response.started_at <= now, 1), else_=0),
-            case((and_(Response.status == "submitted", Response.submitted_at <= now), 1), else_=0),
-            case((Response.submitted_at >= tps.c.closes_at, 1), else_=0),
-            func.coalesce(answered.c.n, 0),
-            case((answered.c.first <= now, 1), else_=0),
-            *facts,
-        )
-        .join(tps, tps.c.id == Response.timepoint_id)
-        .outerjoin(answered, answered.c.response_id == Response.id)
-    ):
-        revisions[(tp_id, inst)].append(_Revision(revision, bool(started), bool(submitted), bool(late), n, bool(first)))
-        tp_facts[tp_id] = tuple(fact)
-    for (tp_id, inst), revs in revisions.items():
-        site_id, arm, kind, rule_id, group_key, instruments, tp_phase, not_expected, reason = tp_facts[tp_id]
+    # 2. ... then the forms with revisions moved to what their revisions make of them: one row
+    # per distinct (timepoint group, instrument, form facts), the rules applied once per row.
+    for *fact, inst, started, submitted, late, answers, n in conn.execute(_started_form_facts(columns, where, now)):
+        site_id, arm, kind, rule_id, group_key, instruments, tp_phase, not_expected, reason = fact
         if inst not in parsed(instruments):  # not a form of this timepoint
             continue
-        current, started = form_rules.current_of(revs, started=_started, submitted=_submitted)
-        submitted = current is not None and current.submitted
         status = form_rules.status_in_phase(
-            tp_phase, submitted=submitted, started=started, not_expected_reason=not_expected
+            tp_phase, submitted=bool(submitted), started=bool(started), not_expected_reason=not_expected
         )
-        n = 0
-        if current is not None:  # the earliest answer's time was compared with now in SQL
-            first = now if current.first_by_now else None
-            n = form_rules.answered_items(current.n_answered, first, submitted=submitted, as_of=now)
-        received = form_rules.is_received(status, n, received_rule)
-        late = any(r.revision == 0 and r.submitted and r.late for r in revs)
+        # Whether any item is answered is all ``is_received`` asks of the count; the earliest
+        # answer's time was compared with ``now`` in SQL.
+        first = now if answers & 1 else None
+        answered = form_rules.answered_items(1 if answers & 2 else 0, first, submitted=bool(submitted), as_of=now)
+        received = form_rules.is_received(status, answered, received_rule)
         base = form_rules.status_in_phase(tp_phase, submitted=False, started=False, not_expected_reason=not_expected)
-        counts[(site_id, arm, kind, rule_id, group_key, inst, base, False, reason, False)] -= 1
-        counts[(site_id, arm, kind, rule_id, group_key, inst, status, late, reason, received)] += 1
+        counts[(site_id, arm, kind, rule_id, group_key, inst, base, False, reason, False)] -= n
+        counts[(site_id, arm, kind, rule_id, group_key, inst, status, bool(late), reason, received)] += n
 
     by_form: dict[tuple[FormGroup, str], FormCell] = {}
     by_site: dict[tuple[int, str, str], FormCell] = {}
@@ -432,24 +402,71 @@ def _form_cells(
 _FACTS = ("site_id", "arm", "kind", "rule_id", "group_key", "instruments", "phase", "not_expected", "reason")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Revision:
-    """A revision's facts at ``now`` (compared in SQL)."""
+def started_form_facts(
+    columns: Sequence[ColumnElement[object]], where: Sequence[ColumnElement[bool]], now: dt.datetime
+) -> Subquery:
+    """Each form with revisions of the timepoints matching ``where`` (conditions on ``Timepoint``
+    and ``Patient``) at ``now``, one row per (``tp_id``, ``inst``) with the timepoint's
+    ``columns`` (labelled expressions over its and its patient's columns), one GROUP BY (on the
+    primary keys: the timepoint's columns depend on them):
 
-    revision: int
-    started: bool
-    submitted: bool
-    late: bool
-    n_answered: int
-    first_by_now: bool
+    * ``started``, ``submitted`` (0/1): a revision started, and one sent, by ``now``;
+    * ``late`` (0/1): revision 0 sent by ``now``, at or after the window closed;
+    * ``current``: the current revision of ``scheduling.forms.current_revision`` (the newest
+      revision started and sent by ``now``, else revision 0 if started by then, else none) as a
+      number ``rank * 4 + answers``, where ``rank`` is revision + 2 for a sent revision, 1 for an
+      unsent revision 0 (0 when there is no current revision) and ``answers`` (``current % 4``) is
+      2 if any item of it is answered (not skipped) plus 1 if one was by ``now``: the maximum
+      over the form's revisions picks the current one and its answers.
+
+    This is ``current_revision`` in SQL: tests/web/test_compliance_aggregate.py checks that the
+    two agree on every form of awkward data, at many instants.
+    """
+    begun = Response.started_at <= now
+    sent = and_(begun, Response.status == "submitted", Response.submitted_at <= now)
+    sent_at_all = and_(Response.status == "submitted", Response.submitted_at <= now)
+    not_skipped = and_(Answer.response_id == Response.id, Answer.skipped.is_(False))
+    answers = case((select(Answer.id).where(not_skipped).exists(), 2), else_=0) + case(
+        (select(Answer.id).where(not_skipped, Answer.answered_at <= now).exists(), 1), else_=0
+    )
+    candidate = or_(sent, and_(begun, Response.revision == 0))
+    rank = case((sent, Response.revision + 2), (candidate, 1), else_=0)
+    current = rank * 4 + case((candidate, answers), else_=0)
+    late = and_(Response.revision == 0, sent_at_all, Response.submitted_at >= Timepoint.closes_at)
+    return (
+        select(
+            Timepoint.id.label("tp_id"),
+            *columns,
+            Response.instrument_id.label("inst"),
+            func.max(case((begun, 1), else_=0)).label("started"),
+            func.max(case((sent, 1), else_=0)).label("submitted"),
+            func.max(case((late, 1), else_=0)).label("late"),
+            func.max(current).label("current"),
+        )
+        .join(Timepoint, Timepoint.id == Response.timepoint_id)
+        .join(Patient, Patient.id == Timepoint.patient_id)
+        .where(*where)
+        .group_by(Timepoint.id, Patient.id, Response.instrument_id)
+        .subquery()
+    )
 
 
-def _started(r: _Revision) -> bool:
-    return r.started
-
-
-def _submitted(r: _Revision) -> bool:
-    return r.submitted
+def _started_form_facts(
+    columns: Sequence[ColumnElement[object]], where: Sequence[ColumnElement[bool]], now: dt.datetime
+) -> Select[tuple[object, ...]]:
+    """Forms with revisions counted by (timepoint facts, instrument, started, submitted, late,
+    answers of the current revision: 2 if any item is answered + 1 if one was by ``now``)."""
+    forms = started_form_facts(columns, where, now)
+    # Derived columns in a subquery, grouped on its plain columns (see ``compute``).
+    flags = select(
+        *(forms.c[name] for name in _FACTS),
+        forms.c.inst,
+        forms.c.started,
+        forms.c.submitted,
+        forms.c.late,
+        (forms.c.current % 4).label("answers"),
+    ).subquery()
+    return select(*flags.c, func.count()).group_by(*flags.c)
 
 
 def form_totals(result: Compliance, kind: str, arm: str) -> FormCell:
