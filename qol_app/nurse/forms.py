@@ -356,7 +356,9 @@ class PatientDetailsForm(Form):
 
 
 #: Labels of the display preferences (keys of services.patient_records.DISPLAY_PREFERENCES).
-PREFERENCE_LABELS: dict[str, object] = {}
+PREFERENCE_LABELS: dict[str, object] = {
+    "large_print": _l("Large print: one question per screen, big answer buttons"),
+}
 
 
 def details_form_class(preferences) -> type[PatientDetailsForm]:
