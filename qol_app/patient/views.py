@@ -635,6 +635,7 @@ def _render_page(
         hidden=hidden,
         reminded=reminded,
         client_clock=True,
+        listen=True,
         **extra,
     )
 

@@ -1,7 +1,8 @@
 """Large print on a 320 x 640 phone: a QLQ-C30 answered item by item (one tap each) with a Back
 that keeps the answer, with and without JavaScript; text >= 24 px and answer buttons >= 64 px
 measured; axe 0 violations (WCAG 2.1 AA and enhanced contrast) in both languages; no sideways
-scroll at 200 % zoom. Uses the live server of ``tests/browser/conftest.py``."""
+scroll at 200 % zoom. Read-aloud: no button without a voice, the script loads under the CSP, and
+with a voice given to the page the button speaks the item and its options in the page language. Uses the live server of ``tests/browser/conftest.py``."""
 
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ def seed(live_server):
         factory = Factory(db.session, utcnow())
         site = factory.site(code="LP1", contact_phone="021-5555-0177", emergency_phone="120")
         out = []
-        for _ in range(3):  # a visit with JavaScript, one without, one for the measurements
+        # visits: with JavaScript, without, for the measurements; read-aloud in large print, then not
+        for n in range(5):
             enrolled = factory.patient(site, language="zh_Hans", pin=PIN)
-            enrolled.patient.display_preferences = {"large_print": True}
+            enrolled.patient.display_preferences = {"large_print": True} if n < 4 else None
             tp = factory.timepoint(enrolled, instruments=[C30], respondent="self")
             out.append((enrolled.token, tp.id, enrolled.patient.id))
         db.session.commit()
@@ -150,4 +152,68 @@ def test_large_print_sizes_contrast_and_axe_in_both_languages(browser, live_serv
     page.goto(f"{base}/p/t/{tp_id}/{C30}/1?item=2")
     width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert width[0] <= width[1], width
+    context.close()
+
+
+#: Records Content-Security-Policy violations, before any page script runs.
+_CSP_WATCH = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
+"""
+
+#: A speech-synthesis voice for the page (Debian's headless Chromium has none): speak() is recorded.
+_FAKE_VOICE = """
+window.__spoken = [];
+const voices = [{lang: 'en-US', name: 'Fake English'}, {lang: 'zh-CN', name: 'Fake Mandarin'}];
+Object.defineProperty(window, 'speechSynthesis', {configurable: true, value: {
+  getVoices: () => voices, cancel: () => {}, addEventListener: () => {},
+  speak: u => window.__spoken.push({text: u.text, lang: u.lang}),
+}});
+window.SpeechSynthesisUtterance = function (text) { this.text = text; };
+"""
+
+
+def _open(browser, live_server, token, path, *scripts):
+    context = browser.new_context(viewport=SMALL, locale="zh-CN")
+    for script in scripts:
+        context.add_init_script(script)
+    page = context.new_page()
+    _sign_in(page, live_server.url, token)
+    page.goto(live_server.url + path)
+    page.wait_for_load_state("load")
+    return context, page
+
+
+@pytest.mark.parametrize("large", [True, False], ids=["large-print", "default"])
+def test_without_a_voice_no_listen_button_and_the_script_loads_under_the_csp(browser, live_server, seed, large):
+    token, tp_id, _ = seed[3 if large else 4]
+    context, page = _open(browser, live_server, token, f"/p/t/{tp_id}/{C30}/1", _CSP_WATCH)
+    assert page.get_attribute("html", "data-listen-script") == "loaded"
+    assert page.evaluate("window.__csp") == []
+    assert page.locator("button.listen").count() == 0
+    context.close()
+
+
+@pytest.mark.parametrize("large", [True, False], ids=["large-print", "default"])
+def test_with_a_voice_the_listen_button_speaks_the_item_and_its_options(browser, live_server, seed, large):
+    from qol_app.db import db
+    from qol_app.services import responses as svc
+
+    token, tp_id, _ = seed[3 if large else 4]
+    with live_server.app.app_context():
+        texts = svc.localized(db.session, svc.registry().get(C30), "zh_Hans")
+        item = texts.item("q1")
+        instructions = texts.instructions
+        expected = "\n".join([item.text, *[o.label for o in item.options]])
+    context, page = _open(browser, live_server, token, f"/p/t/{tp_id}/{C30}/1", _CSP_WATCH, _FAKE_VOICE)
+    assert page.evaluate("window.__csp") == []
+    buttons = page.locator("button.listen")
+    assert buttons.count() == (2 if large else 6)  # instructions and the item (each item of the page)
+    assert buttons.first.inner_text() == "朗读"
+    buttons.nth(1).click()
+    buttons.first.click()
+    spoken = page.evaluate("window.__spoken")
+    assert spoken == [{"text": expected, "lang": "zh-CN"}, {"text": instructions.strip(), "lang": "zh-CN"}]
+    if large:
+        _accessible(page, "item page with listen buttons")
     context.close()
