@@ -70,7 +70,7 @@ def set_display_preference(
     Returns whether it changed. ServiceError for an unregistered key.
     """
     current = dict(patient.display_preferences or {})
-    cleaned = _clean_preferences({**current, key: value}) or None
+    cleaned = clean_preferences({**current, key: value}) or None
     if cleaned == (current or None):
         return False
     patient.display_preferences = cleaned
@@ -100,7 +100,9 @@ def _require_reason(reason: str | None) -> str:
     return reason[:255]
 
 
-def _clean_preferences(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def clean_preferences(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The registered preferences that differ from their default (None when none); ServiceError
+    for an unknown key."""
     if not values:
         return None
     out: dict[str, Any] = {}
@@ -147,7 +149,7 @@ def update_details(
             N_("Unknown time zone %(timezone)s (use an IANA name such as Asia/Shanghai)."), timezone=values["timezone"]
         )
     if "display_preferences" in values:
-        values["display_preferences"] = _clean_preferences(values["display_preferences"])
+        values["display_preferences"] = clean_preferences(values["display_preferences"])
     old, new = audit.changes(patient, list(values), values)
     if not new:
         return {}

@@ -7,10 +7,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from qol_app.models import Answer, AuditEvent, Response
+from qol_app.models import Answer, AuditEvent, Patient, Response
 from qol_app.services import patient_records
 from qol_app.services.audit import Actor
-from tests.factories import hidden_fields, isolated_client, sign_in
+from tests.factories import hidden_fields, isolated_client, login, no_csrf, sign_in
 
 C30 = "eortc_qlq_c30"
 
@@ -146,3 +146,22 @@ def test_staff_set_large_print_on_the_patient_record(enrolled, session, now):
         now=now,
     )
     assert patient_records.display_preference(enrolled.patient, "large_print") is True
+
+
+def test_staff_choose_large_print_at_enrolment_audited(app, factory, session):
+    no_csrf(app)
+    site = factory.site()
+    nurse = factory.staff("nurse", sites=[site])
+    staff = isolated_client(app)
+    login(staff, nurse)
+    assert "pref_large_print" in staff.get("/staff/patients/new").get_data(as_text=True)
+    base = {"site_id": site.id, "arm": "A", "randomization_date": "2026-03-01", "language": "en"}
+    assert (
+        staff.post("/staff/patients/new", data=base | {"study_id": "LP-1", "pref_large_print": "y"}).status_code == 200
+    )
+    assert staff.post("/staff/patients/new", data=base | {"study_id": "LP-2"}).status_code == 200
+    first = session.scalar(select(Patient).where(Patient.study_id == "LP-1"))
+    second = session.scalar(select(Patient).where(Patient.study_id == "LP-2"))
+    assert first.display_preferences == {"large_print": True} and second.display_preferences is None
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "enroll", AuditEvent.patient_id == first.id))
+    assert event.new["display_preferences"] == {"large_print": True}
