@@ -1,6 +1,6 @@
 """Patient burden of one full baseline visit (QLQ-C30 + QLQ-BN20 + EQ-5D-5L) on a 320 x 640 phone.
 
-Run:  .venv/bin/python bench/bench_burden.py [--source DIR] [--lang zh_Hans]
+Run:  .venv/bin/python bench/bench_burden.py [--source DIR] [--lang zh_Hans] [--large-print]
 Chromium (Debian's) walks the visit as a patient would, from the personal link to the last
 thank-you: who is answering, every question page, each review, each Send, each thank-you.
 Reported: page loads, taps (a tick, a typed number or a button press each), screen heights
@@ -9,6 +9,9 @@ scrolling needed to reach its last button), and how many reviews, Sends and than
 ``--source`` points at another checkout of the app (e.g. an export of an older commit) to measure
 it the same way ("before" and "after"). Target: one review and one Send per visit, and at most
 half the screen heights of the per-form flow.
+``--large-print`` walks the same visit in large print (one item per screen, one tap per answer
+button) and also reports the weight of one large-print item page with its CSS and scripts,
+gzipped (target: at most 20 KB).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def _server(app):
     return server
 
 
-def _seed(app, lang: str) -> tuple[str, int]:
+def _seed(app, lang: str, large_print: bool = False) -> tuple[str, int]:
     import datetime as dt
 
     from qol_app.db import db, utcnow
@@ -49,12 +52,14 @@ def _seed(app, lang: str) -> tuple[str, int]:
         factory = Factory(db.session, now - dt.timedelta(seconds=1))
         site = factory.site(contact_phone="021-5555-0100", emergency_phone="120")
         enrolled = factory.patient(site, language=lang, pin=None)
+        if large_print:
+            enrolled.patient.display_preferences = {"large_print": True}
         tp = factory.timepoint(enrolled, instruments=FORMS)
         db.session.commit()
         return enrolled.token, tp.id
 
 
-def walk(base: str, token: str, tp_id: int, lang: str) -> dict[str, float]:
+def walk(base: str, token: str, tp_id: int, lang: str) -> dict[str, float]:  # noqa: C901
     from playwright.sync_api import sync_playwright
 
     counts = {"page loads": 0, "taps": 0, "screen heights": 0.0, "reviews": 0, "sends": 0, "thank-yous": 0}
@@ -100,6 +105,10 @@ def walk(base: str, token: str, tp_id: int, lang: str) -> dict[str, float]:
                 if more.count() == 0:
                     break
                 tap(f"main a.button.primary[href='/p/t/{tp_id}']")
+            elif page.locator("#survey button.answer").count():  # large print: one tap on an answer
+                if "weight" not in counts:
+                    counts["weight"] = _weight(page)
+                tap("#survey button.answer >> nth=1")
             elif re.search(r"/\d+(\?.*)?$", url):
                 names = page.evaluate(
                     "[...new Set([...document.querySelectorAll('#survey input[type=radio], main form input[type=radio]')]"
@@ -120,10 +129,26 @@ def walk(base: str, token: str, tp_id: int, lang: str) -> dict[str, float]:
     return counts
 
 
+def _weight(page) -> float:
+    """KB, gzipped: the page's HTML plus each stylesheet and script it loads."""
+    import gzip
+
+    urls = page.evaluate(
+        "[location.href, ...[...document.querySelectorAll('link[rel=stylesheet], script[src]')]"
+        ".map(e => e.href || e.src)]"
+    )
+    total = 0
+    for url in urls:
+        body = page.context.request.get(url).body()
+        total += len(gzip.compress(body, 9))
+    return total / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--lang", default="zh_Hans")
+    parser.add_argument("--large-print", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(args.source.resolve()))
     from alembic import command
@@ -137,11 +162,14 @@ def main() -> None:
         app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SESSION_COOKIE_SECURE": False})
         server = _server(app)
         try:
-            token, tp_id = _seed(app, args.lang)
+            token, tp_id = _seed(app, args.lang, args.large_print)
             counts = walk(f"http://127.0.0.1:{server.server_port}", token, tp_id, args.lang)
         finally:
             server.shutdown()
-    print(f"baseline visit, {args.lang}, 320 x 640, source {args.source}")
+    mode = "large print" if args.large_print else "default"
+    print(f"baseline visit, {args.lang}, 320 x 640, {mode}, source {args.source}")
+    if "weight" in counts:
+        counts["weight"] = f"{counts['weight']:.1f} KB gzip (item page + CSS + scripts)"
     for name, value in counts.items():
         print(f"  {name:15} {value:.1f}" if isinstance(value, float) else f"  {name:15} {value}")
 

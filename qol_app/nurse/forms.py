@@ -96,6 +96,11 @@ class EnrolForm(Form):
     )
     with_pin = BooleanField(_l("Protect the link with a PIN"), default=True)
 
+    preference_keys: tuple[str, ...] = ()
+
+    def preferences(self) -> dict[str, bool]:
+        return {key: bool(self[f"pref_{key}"].data) for key in self.preference_keys}
+
 
 class RotateLinkForm(Form):
     reason = reason_field(_l("Why is a new link needed?"))
@@ -356,7 +361,19 @@ class PatientDetailsForm(Form):
 
 
 #: Labels of the display preferences (keys of services.patient_records.DISPLAY_PREFERENCES).
-PREFERENCE_LABELS: dict[str, object] = {}
+PREFERENCE_LABELS: dict[str, object] = {
+    "large_print": _l("Large print: one question per screen, big answer buttons"),
+}
+
+
+def enrol_form_class(preferences) -> type[EnrolForm]:
+    """The enrolment form with one checkbox per registered display preference."""
+    fields = {
+        f"pref_{key}": BooleanField(PREFERENCE_LABELS.get(key, key), default=spec.default)
+        for key, spec in preferences.items()
+    }
+    fields["preference_keys"] = tuple(preferences)
+    return type("EnrolFormWithPreferences", (EnrolForm,), fields)
 
 
 def details_form_class(preferences) -> type[PatientDetailsForm]:

@@ -34,6 +34,7 @@ ACTION_LABELS = {
     "correct_randomization": _l("Randomization corrected"),
     "set_status": _l("Status changed"),
     "set_language": _l("Language changed"),
+    "display_preference": _l("Display changed by the patient"),
     "rotate_link": _l("New personal link"),
     "set_pin": _l("PIN changed"),
     "sign_in": _l("Signed in"),

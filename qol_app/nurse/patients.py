@@ -16,7 +16,6 @@ from qol_app.nurse import bp, cards, clinical, patient_data
 from qol_app.nurse.common import current_actor, now
 from qol_app.nurse.forms import (
     AcknowledgeForm,
-    EnrolForm,
     EventForm,
     MissedReasonForm,
     PatientStatusForm,
@@ -25,6 +24,7 @@ from qol_app.nurse.forms import (
     RotateLinkForm,
     choices,
     details_form_class,
+    enrol_form_class,
 )
 from qol_app.security import staff_required
 from qol_app.services import compliance, enrolment, locks, notifications, patient_records
@@ -58,7 +58,7 @@ def patients():
 def enrol():
     """Enrol a patient, then show the personal link once as a QR card (never stored in clear)."""
     sites = [s for s in policy.visible_sites(db.session, g.staff) if policy.can(g.staff, "patient.enroll", s)]
-    form = EnrolForm()
+    form = enrol_form_class(patient_records.DISPLAY_PREFERENCES)()
     form.site_id.choices = choices((s.id, f"{s.code} · {s.name}") for s in sites)
     if request.method == "GET" and sites:
         form.language.data = sites[0].default_language
@@ -81,6 +81,7 @@ def enrol():
                     email=form.email.data or None,
                     phone=form.phone.data or None,
                     with_pin=form.with_pin.data,
+                    display_preferences=form.preferences(),
                     now=now(),
                 )
                 clinical.plan_timepoints(db.session, current_actor(), enrolled.patient, now())

@@ -39,6 +39,13 @@ class LanguageForm(Form):
     next = HiddenField()  # where to go back to: checked by qol_app.redirects.safe_next, never here
 
 
+class LargePrintForm(Form):
+    """The one-tap switch between large print and the usual pages."""
+
+    on = StringField(validators=[InputRequired(), AnyOf(["0", "1"])])
+    next = HiddenField()  # checked by qol_app.redirects.safe_next
+
+
 class RespondentForm(Form):
     respondent = RadioField(
         _l("Who is filling in the questionnaires today?"),

@@ -25,11 +25,11 @@ from qol_app.instruments import Instrument, LocalizedInstrument, MissingLanguage
 from qol_app.locking import lock_exempt, lock_target, signed_in_patient_lock
 from qol_app.models import Alert, Response, Timepoint
 from qol_app.patient import bp, signin, stash
-from qol_app.patient.forms import LanguageForm, RespondentForm, SignInForm, SubmitForm
+from qol_app.patient.forms import LanguageForm, LargePrintForm, RespondentForm, SignInForm, SubmitForm
 from qol_app.patient.render import diary_day, emergency_context, field_views, home_items, item_html, review_rows, safety
 from qol_app.redirects import safe_next
 from qol_app.security import ParticipationEnded, current_actor, patient_required
-from qol_app.services import audit, devices, reminder_links
+from qol_app.services import audit, devices, patient_records, reminder_links
 from qol_app.services import responses as svc
 from qol_app.services.enrolment import find_by_token
 
@@ -44,7 +44,13 @@ def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]
     patient = g.get("patient")
     context.setdefault("safety", safety(patient) if patient is not None else None)
     context.setdefault("signed_in", patient is not None)
+    context.setdefault("large_print", _large_print(patient))
     return render_template(template, **context), status
+
+
+def _large_print(patient: Any) -> bool:
+    """Whether the patient's pages are in large print (one item per screen)."""
+    return patient is not None and bool(patient_records.display_preference(patient, "large_print"))
 
 
 def _error(code: int, **context: Any) -> tuple[str, int]:
@@ -398,6 +404,25 @@ def _language_expired(error: Exception):
     return redirect(safe_next(request.form.get("next"), url_for("patient.home"), within="/p/"))
 
 
+@bp.post("/large-print")
+@patient_required
+@lock_exempt  # a display choice, not trial data: a locked patient can still read (as for the language)
+def large_print():
+    """One tap from any page: large print (one item per screen) on or off; stored on the patient, audited."""
+    form = LargePrintForm()
+    if form.validate_on_submit():
+        patient_records.set_display_preference(
+            db.session, current_actor(), g.patient, "large_print", form.on.data == "1", now=auth.now()
+        )
+        db.session.commit()
+    return redirect(safe_next(request.form.get("next"), url_for("patient.home"), within="/p/"))
+
+
+@_on_csrf_error(large_print)
+def _large_print_expired(error: Exception):
+    return redirect(safe_next(request.form.get("next"), url_for("patient.home"), within="/p/"))
+
+
 def _set_language(actor: audit.Actor, patient: Any, lang: str, now: dt.datetime) -> None:
     old = patient.language
     if old == lang:
@@ -566,13 +591,19 @@ def _render_page(
     *,
     errors: Mapping[str, Sequence[str]] | None = None,
     confirm_skip: str = "",
+    item_no: int | None = None,
     **extra: Any,
 ):
-    """The page with ``values`` pre-filled (saved, kept or posted text per item id)."""
+    """The page with ``values`` pre-filled (saved, kept or posted text per item id).
+
+    ``item_no`` (large print): only that item of the page (1-based), in its own small form.
+    """
     plan = survey.plan(page_no)
-    numbers = {i: svc.item_number(survey.instrument, i) for i in plan.item_ids}
-    reminded = [(numbers[i], survey.texts.item(i).text) for i in extra.pop("missing", [])]
-    fields = [item_html(f) for f in field_views(survey.texts, plan.item_ids, numbers, values, errors or {})]
+    shown = plan.item_ids if item_no is None else [plan.item_ids[item_no - 1]]
+    numbers = {i: svc.item_number(survey.instrument, i) for i in shown}
+    reminded = [(numbers[i], survey.texts.item(i).text) for i in extra.pop("missing", []) if i in numbers]
+    views = field_views(survey.texts, shown, numbers, values, errors or {})
+    fields = [item_html(f) for f in views]
     clock = client_clock(values.get("client_time"), values.get("client_offset"))
     hidden = {
         "confirm_skip": confirm_skip,
@@ -581,8 +612,16 @@ def _render_page(
     }
     visit = svc.visit_pages(db.session, survey.tp, survey.owner)
     here = svc.visit_page(visit, survey.instrument.id, page_no)
+    if item_no is not None:
+        hidden["item"] = str(item_no)
+        extra.update(
+            item_no=item_no,
+            item_count=len(plan.item_ids),
+            item_view=views[0],
+            back_url=_item_back_url(survey, visit, here, page_no, item_no),
+        )
     return _render(
-        "patient/page.html",
+        "patient/item.html" if item_no is not None else "patient/page.html",
         status,
         survey=survey,
         plan=plan,
@@ -596,6 +635,7 @@ def _render_page(
         hidden=hidden,
         reminded=reminded,
         client_clock=True,
+        listen=True,
         **extra,
     )
 
@@ -615,13 +655,22 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     gate = _gate(survey)
     if gate is not None:
         return gate
+    item_no = _item_no(plan, request.values.get("item")) if _large_print(g.patient) else None
     if request.method == "GET":
         restored = stash.take_for(tp.id, instrument_id, page_no)
         values = _saved_values(survey, plan) | (restored or {})
         missing = [i for i in (request.args.get("missing") or "").split(".") if i in plan.item_ids and i not in values]
         return _render_page(
-            survey, page_no, values, confirm_skip=",".join(missing), missing=missing, restored=bool(restored)
+            survey,
+            page_no,
+            values,
+            confirm_skip=",".join(missing),
+            missing=missing,
+            restored=bool(restored),
+            item_no=item_no,
         )
+    if item_no is not None:
+        return _save_item(survey, plan, page_no, item_no)
     form = survey.form_class(plan)()
     if not form.validate_on_submit():
         return _render_page(
@@ -689,6 +738,93 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
             )
         )
     return redirect(_visit_neighbour(tp, instrument_id, page_no, -1 if backwards else 1))
+
+
+def _item_no(plan: svc.PagePlan, raw: str | None) -> int:
+    """The item of the page shown in large print: ``raw`` is 1-based, or ``last``; item 1 otherwise."""
+    count = len(plan.item_ids)
+    if raw == "last":
+        return count
+    try:
+        number = int(raw or 1)
+    except ValueError:
+        number = 1
+    return min(max(number, 1), count)
+
+
+def _item_back_url(survey: Survey, visit: Sequence[Any], here: Any, page_no: int, item_no: int) -> str:
+    """Back from one item (large print): the item before, across pages and forms; home before the first.
+
+    A plain link: going back posts nothing, so it can never change or lose an answer."""
+    tp = survey.tp
+    if item_no > 1:
+        return url_for(
+            "patient.page", timepoint_id=tp.id, instrument_id=survey.instrument.id, page_no=page_no, item=item_no - 1
+        )
+    index = (here.number - 1 if here else 0) - 1
+    if index < 0:
+        return url_for("patient.home")
+    target = visit[index]
+    return url_for(
+        "patient.page", timepoint_id=tp.id, instrument_id=target.instrument_id, page_no=target.page_no, item="last"
+    )
+
+
+def _save_item(survey: Survey, plan: svc.PagePlan, page_no: int, item_no: int):
+    """Large print: save the one item posted (one tap on an answer), then show the next item.
+
+    An item already answered and posted without an answer (Next) keeps its answer; an item
+    never answered is asked about once, as on a whole page, then left out."""
+    tp, item_id = survey.tp, plan.item_ids[item_no - 1]
+    page = survey.texts.page(plan.page_id)
+    form = build_page_form(survey.instrument.id, page, [survey.texts.item(item_id)], survey.texts.locale)()
+    if not form.validate_on_submit():
+        return _render_page(
+            survey,
+            page_no,
+            request.form,
+            422,
+            errors=form.errors,
+            confirm_skip=form.confirm_skip.data or "",
+            invalid=True,
+            item_no=item_no,
+        )
+    posted = form.answers()
+    here = dict(timepoint_id=tp.id, instrument_id=survey.instrument.id, page_no=page_no)
+    if posted.get(item_id) is None and survey.answered.get(item_id) is not None:
+        saved = None  # Next past an answered item: nothing to change
+    else:
+        optional = {item_id} if survey.instrument.item(item_id).optional else set()
+        now, actor = auth.now(), current_actor()
+        response = survey.response or svc.start_response(db.session, actor, tp, survey.texts, now)
+        client_time, client_offset = form.client_clock()
+        try:
+            saved = svc.save_page(
+                db.session,
+                actor,
+                response,
+                [item_id],
+                posted,
+                auth.now,
+                skip=optional | form.confirmed_skips(),
+                client_time=client_time,
+                client_offset=client_offset,
+                texts=survey.texts,
+            )
+        except svc.AlreadySubmitted:
+            db.session.rollback()
+            return _render("patient/already.html", tp=tp, texts=survey.texts)
+        except svc.PatientInactive:
+            db.session.rollback()
+            return _ended(g.patient)
+        db.session.commit()
+        if saved.call_now:
+            return redirect(url_for("patient.call", timepoint_id=tp.id))
+        if saved.unanswered:
+            return redirect(url_for("patient.page", **here, item=item_no, missing=item_id))
+    if item_no < len(plan.item_ids):
+        return redirect(url_for("patient.page", **here, item=item_no + 1))
+    return redirect(_visit_neighbour(tp, survey.instrument.id, page_no, 1))
 
 
 def _visit_neighbour(tp: Timepoint, instrument_id: str, page_no: int, step: int) -> str:

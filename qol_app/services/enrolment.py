@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -63,8 +65,14 @@ def enroll_patient(
     phone: str | None = None,
     with_pin: bool = True,
     pin: str | None = None,
+    display_preferences: Mapping[str, Any] | None = None,
 ) -> Enrolled:
-    """Create a patient with a fresh personal link (and PIN); the token is returned once, never stored."""
+    """Create a patient with a fresh personal link (and PIN); the token is returned once, never stored.
+
+    ``display_preferences``: keys of ``patient_records.DISPLAY_PREFERENCES`` (ServiceError for another)."""
+    from qol_app.services.patient_records import clean_preferences
+
+    preferences = clean_preferences(display_preferences)
     if arm not in ("A", "B"):
         raise ServiceError(N_("The arm must be A or B."))
     if session.scalar(select(Patient.id).where(Patient.study_id == study_id)) is not None:
@@ -85,6 +93,7 @@ def enroll_patient(
         link_token_hash=token_hash(token),
         pin_hash=hash_pin(pin) if pin else None,
         created_at=now,
+        display_preferences=preferences,
     )
     session.add(patient)
     session.flush()
@@ -95,7 +104,9 @@ def enroll_patient(
         patient,
         patient_id=patient.id,
         site_id=site.id,
-        new={f: getattr(patient, f) for f in AUDITED_FIELDS} | {"pin_set": pin is not None},
+        new={f: getattr(patient, f) for f in AUDITED_FIELDS}
+        | {"pin_set": pin is not None}
+        | ({"display_preferences": preferences} if preferences else {}),
         now=now,
     )
     return Enrolled(patient, token, pin)

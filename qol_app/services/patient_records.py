@@ -48,9 +48,49 @@ class DisplayPreference:
     default: Any
 
 
-#: The preferences a patient's pages honour, by key. Empty until one is implemented (large
-#: print comes next); the edit form and :func:`update_details` take whatever is registered here.
-DISPLAY_PREFERENCES: dict[str, DisplayPreference] = {}
+#: The preferences a patient's pages honour, by key; the edit form and :func:`update_details`
+#: take whatever is registered here.
+#: ``large_print``: one item per screen, text of at least 24 px, full-width answer buttons at
+#: least 64 px tall, enhanced contrast (WCAG 1.4.6).
+DISPLAY_PREFERENCES: dict[str, DisplayPreference] = {
+    "large_print": DisplayPreference("large_print", "bool", False),
+}
+
+
+def display_preference(patient: Patient, key: str) -> Any:
+    """The patient's value of a registered preference (its default when not set)."""
+    return (patient.display_preferences or {}).get(key, DISPLAY_PREFERENCES[key].default)
+
+
+def set_display_preference(
+    session: Session, actor: Actor, patient: Patient, key: str, value: Any, *, now: dt.datetime
+) -> bool:
+    """Set one display preference (the patient's own one-tap choice); audited, no reason asked.
+
+    Returns whether it changed. ServiceError for an unregistered key.
+    """
+    current = dict(patient.display_preferences or {})
+    cleaned = clean_preferences({**current, key: value}) or None
+    if cleaned == (current or None):
+        return False
+    patient.display_preferences = cleaned
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "display_preference",
+        patient,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        old={key: display_preference_of(current, key)},
+        new={key: display_preference_of(cleaned, key)},
+        now=now,
+    )
+    return True
+
+
+def display_preference_of(values: Mapping[str, Any] | None, key: str) -> Any:
+    return (values or {}).get(key, DISPLAY_PREFERENCES[key].default)
 
 
 def _require_reason(reason: str | None) -> str:
@@ -60,7 +100,9 @@ def _require_reason(reason: str | None) -> str:
     return reason[:255]
 
 
-def _clean_preferences(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def clean_preferences(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The registered preferences that differ from their default (None when none); ServiceError
+    for an unknown key."""
     if not values:
         return None
     out: dict[str, Any] = {}
@@ -107,7 +149,7 @@ def update_details(
             N_("Unknown time zone %(timezone)s (use an IANA name such as Asia/Shanghai)."), timezone=values["timezone"]
         )
     if "display_preferences" in values:
-        values["display_preferences"] = _clean_preferences(values["display_preferences"])
+        values["display_preferences"] = clean_preferences(values["display_preferences"])
     old, new = audit.changes(patient, list(values), values)
     if not new:
         return {}

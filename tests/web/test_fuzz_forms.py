@@ -220,6 +220,7 @@ ROUTES: dict[str, tuple[str, dict[str, list[str]]]] = {
     "patient.logout": ("patient", {}),
     "patient.signed_out_sign_in": ("anonymous", {"pin": ["123456", "000000"]}),
     "patient.language": ("patient", {"lang": ["en", "zh_Hans"], "next": ["/p/"]}),
+    "patient.large_print": ("patient", {"on": ["0", "1"], "next": ["/p/", "/p/?item=2"]}),
     "patient.respondent": (
         "patient",
         {"respondent": ["self", "self_assisted", "proxy"], "relationship": ["child", "friend", "spouse"]},
@@ -373,6 +374,7 @@ class World:
             "patient.logout": "/p/logout",
             "patient.signed_out_sign_in": "/p/signed-out",
             "patient.language": "/p/language",
+            "patient.large_print": "/p/large-print",
             "patient.respondent": f"/p/t/{self.diary.id}/respondent",
             "patient.page": f"/p/t/{self.diary.id}/{DIARY}/1",
             "patient.review": f"/p/t/{self.diary.id}/submit",
