@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import weakref
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from flask import Flask, current_app
 from flask.globals import app_ctx
-from sqlalchemy import JSON, Connection, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, CursorResult, DateTime, MetaData, Result, Table, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
 from sqlalchemy.event import listen
@@ -64,8 +64,19 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 class Base(DeclarativeBase):
+    #: Every model here is mapped to a ``Table`` (SQLAlchemy types it as the wider ``FromClause``).
+    __table__: ClassVar[Table]
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE/DELETE/INSERT matched.
+
+    ``Session.execute`` is typed as returning ``Result``; for a DML statement it is a ``CursorResult``.
+    """
+    return cast("CursorResult[Any]", result).rowcount
 
 
 class json_object_agg(GenericFunction[Any]):  # noqa: N801 - named as the SQL function

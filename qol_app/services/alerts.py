@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qol_app.alerts import AlertResult, AlertRuleSet, evaluate, needs_escalation
+from qol_app.db import rowcount
 from qol_app.errors import N_, ServiceError
 from qol_app.models import Alert, OutboxMessage, Patient, Response, SiteMembership, StaffUser
 from qol_app.models.alerts import SOURCES
@@ -158,12 +159,14 @@ def _rise(
         if alert.acknowledged_at is not None:  # amber was handled; a red finding must be seen again
             old.update(acknowledged_by=alert.acknowledged_by, action=alert.action_taken)
             values.update(acknowledged_at=None, acknowledged_by=None, action_taken=None)
-    won = session.execute(
-        update(Alert)
-        .where(Alert.id == alert.id, Alert.level == alert.level)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(Alert)
+            .where(Alert.id == alert.id, Alert.level == alert.level)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(alert)
     if not won:  # pragma: no cover - another evaluation of the same form got there first
         return False
@@ -299,12 +302,14 @@ def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, 
     action = (action or "").strip()
     if not action:
         raise ServiceError(N_("Say what was done."))
-    won = session.execute(
-        update(Alert)
-        .where(Alert.id == alert.id, Alert.acknowledged_at.is_(None))
-        .values(acknowledged_at=now, acknowledged_by=staff.id, action_taken=action[:255])
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(Alert)
+            .where(Alert.id == alert.id, Alert.acknowledged_at.is_(None))
+            .values(acknowledged_at=now, acknowledged_by=staff.id, action_taken=action[:255])
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(alert)
     if not won:
         return False
@@ -346,12 +351,14 @@ def escalate_overdue(session: Session, now: dt.datetime) -> int:
     for alert in candidates:
         if not needs_escalation(alert.level, alert.raised_at, alert.acknowledged_at, now, hours):
             continue
-        won = session.execute(
-            update(Alert)
-            .where(Alert.id == alert.id, Alert.level == "amber", Alert.acknowledged_at.is_(None))
-            .values(level="red", escalated_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        won = rowcount(
+            session.execute(
+                update(Alert)
+                .where(Alert.id == alert.id, Alert.level == "amber", Alert.acknowledged_at.is_(None))
+                .values(level="red", escalated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        )
         if not won:
             continue
         session.refresh(alert)

@@ -60,6 +60,7 @@ from babel.dates import format_date
 from sqlalchemy import String, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from qol_app.db import rowcount
 from qol_app.models import OutboxMessage, Patient, Site, StaffUser, Timepoint
 from qol_app.models.notifications import CALL_OUTCOMES
 from qol_app.notify.channels import Channel, DeliveryError, Outgoing, Receipt
@@ -258,12 +259,14 @@ def retire_stale(session: Session, now: dt.datetime, *, actor: Actor = SCHEDULER
 
 def _skip(session: Session, message_id: int, from_status: str, why: str, now: dt.datetime) -> bool:
     return (
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.status == from_status)
-            .values(status="skipped", last_error=why[:255], sent_at=None, dedupe_key=_void())
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.status == from_status)
+                .values(status="skipped", last_error=why[:255], sent_at=None, dedupe_key=_void())
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
 
@@ -371,12 +374,14 @@ def queue_reminders(
         new_rows.append(_message(kind, key, row, n, channel, window, now, settings, render))
         if kind == "reminder" and n > 1:
             older = [reminder_key(row.id, window, m, c) for m in range(1, n) for c in PATIENT_CHANNELS]
-            counts["superseded"] += session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.dedupe_key.in_(older), OutboxMessage.status == "queued")
-                .values(status="skipped", last_error=f"superseded by r{n}", dedupe_key=_void())
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            counts["superseded"] += rowcount(
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.dedupe_key.in_(older), OutboxMessage.status == "queued")
+                    .values(status="skipped", last_error=f"superseded by r{n}", dedupe_key=_void())
+                    .execution_options(synchronize_session=False)
+                )
+            )
     for message_id, values in _insert_ignoring_duplicates(session, new_rows):
         counts["skipped" if values["status"] == "skipped" else values["kind"]] += 1
         _audit_queued(session, message_id, values, now)
@@ -454,31 +459,37 @@ def _reminder_text(row, n: int, channel: str, language: str, render: Renderer) -
 
 def skip_pending_for_patient(session: Session, patient_id: int, reason: str) -> int:
     """Skip every queued message and open call task of a patient (death, withdrawal); returns the count."""
-    return session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.patient_id == patient_id, OutboxMessage.status.in_(("queued", "open")))
-        .values(status="skipped", last_error=reason[:255], dedupe_key=_void())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return rowcount(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.patient_id == patient_id, OutboxMessage.status.in_(("queued", "open")))
+            .values(status="skipped", last_error=reason[:255], dedupe_key=_void())
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 # ---- sending --------------------------------------------------------------------------------
 def _recover_interrupted(session: Session, ids: list[int]) -> int:
-    return session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
-        .values(status="queued", sent_at=None, last_error="interrupted while sending; retried")
-    ).rowcount
+    return rowcount(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+            .values(status="queued", sent_at=None, last_error="interrupted while sending; retried")
+        )
+    )
 
 
 def _claim(session: Session, message_id: int, now: dt.datetime) -> bool:
     return (
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.status == "queued")
-            .values(status="sending", attempts=OutboxMessage.attempts + 1, sent_at=now)  # sent_at: claim time
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.status == "queued")
+                .values(status="sending", attempts=OutboxMessage.attempts + 1, sent_at=now)  # sent_at: claim time
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
 
@@ -698,12 +709,14 @@ def record_call_outcome(
     if task.kind != "call_task":
         raise CallTaskError("not a call task")
     note = (note or "").strip()[:255] or None
-    won = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == task.id, OutboxMessage.status == "open")
-        .values(status="done", outcome=outcome, outcome_at=now, outcome_by=staff_id, outcome_note=note)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == task.id, OutboxMessage.status == "open")
+            .values(status="done", outcome=outcome, outcome_at=now, outcome_by=staff_id, outcome_note=note)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(task)
     if not won:
         raise CallTaskError("this call task is already closed")

@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from qol_app.db import json_object_agg
+from qol_app.db import json_object_agg, rowcount
 from qol_app.errors import N_, ServiceError
 from qol_app.instruments import (
     Instrument,
@@ -651,12 +651,14 @@ def submit(
     values: dict = {"status": "submitted", "submitted_at": now, "completed_on": completed_on}
     if client_time or client_offset is not None:
         values.update(client_time=client_time, client_utc_offset_minutes=client_offset)
-    won = session.execute(
-        update(Response)
-        .where(Response.id == response.id, Response.status == "in_progress")
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(Response)
+            .where(Response.id == response.id, Response.status == "in_progress")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(response)
     if not won:  # pragma: no cover - the row lock says it is ours
         return Submitted(response, already=True)
