@@ -421,7 +421,10 @@ def labelled(columns: Sequence[Column], registry: Registry) -> tuple[Column, ...
             if names["en"] != scale.name["en"]:  # the same code in two instruments: say both
                 for loc in LOCALES:
                     names[loc] = fit_words(f"{names[loc]} / {scale.name[loc]}", MAX_LABEL_CHARS)
-    codes: dict[str, Mapping[Code, LabelText]] = {"instrument": instruments, "scale": scales}
+    codes: dict[str, Mapping[Code, LabelText]] = {  # re-keyed as codes (Mapping keys are invariant)
+        "instrument": {code: names for code, names in instruments.items()},
+        "scale": {code: names for code, names in scales.items()},
+    }
     return tuple(dataclasses.replace(c, value_labels=codes[c.name]) if c.name in codes else c for c in columns)
 
 

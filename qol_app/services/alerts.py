@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
@@ -81,7 +82,7 @@ def evaluate_form(
         raise ValueError(f"unknown alert source {source!r}")
     result = evaluate(rules, answers)
     alert = _form_alert(session, response)
-    patient = session.get(Patient, response.patient_id)
+    patient = session.get_one(Patient, response.patient_id)
     if alert is None:
         if result.level is None:
             return Evaluated(None)
@@ -149,7 +150,7 @@ def _rise(
     if not added:
         return False
     red = result.level == "red" and alert.level == "amber"
-    old = {"level": alert.level, "rules": sorted(known)}
+    old: dict[str, Any] = {"level": alert.level, "rules": sorted(known)}
     values: dict = {
         "rules": [*alert.rules, *added],
         "triggering_answers": {**dict(result.answers), **alert.triggering_answers},

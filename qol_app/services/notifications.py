@@ -58,6 +58,7 @@ from typing import Any
 
 from babel.dates import format_date
 from sqlalchemy import String, cast, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from qol_app.db import rowcount
@@ -276,10 +277,7 @@ def _insert_ignoring_duplicates(session: Session, rows: Sequence[dict[str, Any]]
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING; returns (id, row) of the rows that were new."""
     if not rows:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     inserted = []
     for row in rows:  # one by one (they are few); RETURNING says whether this one was new
         stmt = (
@@ -577,7 +575,7 @@ def send_due(
             counts["lost_claim"] += 1
             continue
         checkpoint()  # the claim is visible to every other scheduler before anything is sent
-        msg = session.get(OutboxMessage, message_id, populate_existing=True)
+        msg = session.get_one(OutboxMessage, message_id, populate_existing=True)
         outcome = _deliver_one(session, msg, now, channels, settings, checkpoint)
         counts[outcome] += 1
         if outcome == "failed" and render is not None:
@@ -603,7 +601,13 @@ def _deliver_one(session, msg: OutboxMessage, now, channels, settings, checkpoin
         msg.attempts -= 1
         return "deferred"
     body, params = msg.body, dict(msg.params or {})
-    if msg.kind == "reminder" and verdict.timepoint is not None:
+    # a reminder is always queued for a patient's timepoint (the ids narrow the types only)
+    if (
+        msg.kind == "reminder"
+        and verdict.timepoint is not None
+        and msg.patient_id is not None
+        and msg.timepoint_id is not None
+    ):
         token = reminder_links.issue(
             session,
             patient_id=msg.patient_id,

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -491,7 +492,11 @@ def save_page(
     _lock_in_progress(session, response)
     _require_active(session, actor, response.patient_id)
     now = read_clock(now)
-    common = {"patient_id": response.patient_id, "site_id": response.timepoint.patient.site_id, "now": now}
+    common: dict[str, Any] = {
+        "patient_id": response.patient_id,
+        "site_id": response.timepoint.patient.site_id,
+        "now": now,
+    }
     if texts is not None and (response.language, response.wording_version) != (texts.locale, texts.wording_version):
         old_wording = {"language": response.language, "wording_version": response.wording_version}
         response.language, response.wording_version = texts.locale, texts.wording_version[:64]
@@ -641,7 +646,7 @@ def submit(
     ``now`` may be a clock, read once the form's row is locked (see :func:`save_page`).
     ``PatientInactive`` when the patient submits after being recorded as died, withdrawn or lost.
     """
-    tp = session.scalar(select(Timepoint).where(Timepoint.id == response.timepoint_id).with_for_update())
+    tp = session.scalars(select(Timepoint).where(Timepoint.id == response.timepoint_id).with_for_update()).one()
     try:
         _lock_in_progress(session, response)
     except AlreadySubmitted:
@@ -846,7 +851,7 @@ def correct_response(
     ``ValueError`` (not the current submitted revision, no reason, invalid answer) or
     ``PermissionError`` (not the staff member's site).
     """
-    patient = session.get(Patient, response.patient_id)
+    patient = session.get_one(Patient, response.patient_id)
     _check_staff(actor_staff, patient, "response.correct")
     if not reason or not reason.strip():
         raise ServiceError(N_("A correction needs a reason."))
