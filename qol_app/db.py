@@ -184,7 +184,8 @@ def _take_head_first(
     try:
         if not conn.info.get(_FUNCTION_SEEN):
             lock.execute(_HAS_LOCK_FUNCTION)
-            conn.info[_FUNCTION_SEEN] = bool(lock.fetchone()[0])
+            (seen,) = lock.fetchone() or (None,)  # a SELECT of one value: always one row
+            conn.info[_FUNCTION_SEEN] = bool(seen)
         if conn.info[_FUNCTION_SEEN]:
             lock.execute(_LOCK_HEAD)  # creates a missing head itself
         else:
@@ -214,7 +215,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _scope() -> int:
-    return id(app_ctx._get_current_object())
+    return id(app_ctx._get_current_object())  # type: ignore[attr-defined]  # a LocalProxy, typed as AppContext
 
 
 def _new_session() -> Session:
@@ -231,7 +232,8 @@ class Database:
     """The one session registry; ``db.session`` is the session of the current app context."""
 
     def __init__(self) -> None:
-        self.sessions: scoped_session[Session] = scoped_session(_new_session, scopefunc=_scope)
+        # scoped_session calls any factory; its stubs ask for a sessionmaker
+        self.sessions: scoped_session[Session] = scoped_session(_new_session, scopefunc=_scope)  # type: ignore[arg-type]
 
     def init_app(self, app: Flask) -> None:
         try:
