@@ -73,7 +73,7 @@ def patient_clause(user: StaffUser | None) -> ColumnElement[bool]:
     return site_clause(user, Patient.site_id)
 
 
-def scoped_patients(user: StaffUser | None) -> Select[tuple[Patient]]:
+def scoped_patients(user: StaffUser | None) -> Select[Patient]:
     """``select(Patient)`` already limited to what the user may see."""
     return select(Patient).where(patient_clause(user))
 

@@ -97,15 +97,15 @@ def load_current(now: dt.datetime) -> None:
                 session.pop(ENDED, None)
         return
     found = db.session.execute(_SESSION_QUERY, {"token_hash": token_hash(token)}).first()
-    row = found[0] if found is not None else None
+    row, found_patient = (found[0], found[1]) if found is not None else (None, None)
     if row is not None:
         g.expired_subject = (row.subject_type, row.subject_id)  # replaced by g.patient/g.staff if valid
     if row is None or row.ended_at is not None:
         session.pop("sid", None)
         g.session_expired = True
-        if row is not None and found[1] is not None and found[1].status != "active":
-            g.ended_patient = found[1]
-            session[ENDED] = found[1].id
+        if row is not None and found_patient is not None and found_patient.status != "active":
+            g.ended_patient = found_patient
+            session[ENDED] = found_patient.id
         return
     expired = (
         "idle"
@@ -121,7 +121,7 @@ def load_current(now: dt.datetime) -> None:
         g.session_expired = True
         return
     if row.subject_type == "patient":
-        patient = found[1]
+        patient = found_patient
         if patient is None or patient.status != "active":
             # Recorded as died, withdrawn or lost: the status service ends the sessions; this
             # also holds for a status written any other way.

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import weakref
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from flask import Flask, current_app
 from flask.globals import app_ctx
-from sqlalchemy import JSON, Connection, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, CursorResult, DateTime, MetaData, Result, Table, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
 from sqlalchemy.event import listen
@@ -64,8 +64,19 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 class Base(DeclarativeBase):
+    #: Every model here is mapped to a ``Table`` (SQLAlchemy types it as the wider ``FromClause``).
+    __table__: ClassVar[Table]
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE/DELETE/INSERT matched.
+
+    ``Session.execute`` is typed as returning ``Result``; for a DML statement it is a ``CursorResult``.
+    """
+    return cast("CursorResult[Any]", result).rowcount
 
 
 class json_object_agg(GenericFunction[Any]):  # noqa: N801 - named as the SQL function
@@ -173,7 +184,8 @@ def _take_head_first(
     try:
         if not conn.info.get(_FUNCTION_SEEN):
             lock.execute(_HAS_LOCK_FUNCTION)
-            conn.info[_FUNCTION_SEEN] = bool(lock.fetchone()[0])
+            (seen,) = lock.fetchone() or (None,)  # a SELECT of one value: always one row
+            conn.info[_FUNCTION_SEEN] = bool(seen)
         if conn.info[_FUNCTION_SEEN]:
             lock.execute(_LOCK_HEAD)  # creates a missing head itself
         else:
@@ -203,7 +215,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _scope() -> int:
-    return id(app_ctx._get_current_object())
+    return id(app_ctx._get_current_object())  # type: ignore[attr-defined]  # a LocalProxy, typed as AppContext
 
 
 def _new_session() -> Session:
@@ -220,7 +232,8 @@ class Database:
     """The one session registry; ``db.session`` is the session of the current app context."""
 
     def __init__(self) -> None:
-        self.sessions: scoped_session[Session] = scoped_session(_new_session, scopefunc=_scope)
+        # scoped_session calls any factory; its stubs ask for a sessionmaker
+        self.sessions: scoped_session[Session] = scoped_session(_new_session, scopefunc=_scope)  # type: ignore[arg-type]
 
     def init_app(self, app: Flask) -> None:
         try:

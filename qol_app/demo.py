@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import random
 from collections.abc import Callable, Iterator
+from typing import TypedDict
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -53,14 +54,24 @@ SITES = (
         contact_phone="0991-555-0202",
     ),
 )
-STAFF = (
-    dict(username="nurse.s01", full_name="Demo nurse (S01)", role="nurse", sites=("S01",), language="zh_Hans"),
-    dict(username="nurse.s02", full_name="Demo nurse (S02)", role="nurse", sites=("S02",), language="en"),
-    dict(
+
+
+class StaffSpec(TypedDict):
+    username: str
+    full_name: str
+    role: str
+    sites: tuple[str, ...]
+    language: str
+
+
+STAFF: tuple[StaffSpec, ...] = (
+    StaffSpec(username="nurse.s01", full_name="Demo nurse (S01)", role="nurse", sites=("S01",), language="zh_Hans"),
+    StaffSpec(username="nurse.s02", full_name="Demo nurse (S02)", role="nurse", sites=("S02",), language="en"),
+    StaffSpec(
         username="investigator", full_name="Demo investigator", role="investigator", sites=("S01", "S02"), language="en"
     ),
-    dict(username="statistician", full_name="Demo statistician", role="statistician", sites=(), language="en"),
-    dict(username="admin", full_name="Demo administrator", role="admin", sites=("S01", "S02"), language="en"),
+    StaffSpec(username="statistician", full_name="Demo statistician", role="statistician", sites=(), language="en"),
+    StaffSpec(username="admin", full_name="Demo administrator", role="admin", sites=("S01", "S02"), language="en"),
 )
 
 
@@ -81,7 +92,11 @@ class DemoRefused(RuntimeError):
     """The database holds data ``qol demo`` did not create."""
 
 
-TABLES = {"sites": Site, "staff_users": StaffUser, "patients": Patient}
+TABLES: dict[str, type[Site] | type[StaffUser] | type[Patient]] = {
+    "sites": Site,
+    "staff_users": StaffUser,
+    "patients": Patient,
+}
 
 
 def mark(session: Session, entity_type: str, entity_id: int) -> None:
@@ -151,21 +166,21 @@ def ensure_sites_and_staff(session: Session, now: dt.datetime, secret: str = "")
             sites[spec["code"]] = site
     session.flush()
     existing = set(session.scalars(select(StaffUser.username)).all())
-    for spec in STAFF:
-        if spec["username"] in existing:
+    for staff in STAFF:
+        if staff["username"] in existing:
             continue
         user = StaffUser(
-            username=spec["username"],
-            full_name=spec["full_name"],
-            role=spec["role"],
-            language=spec["language"],
-            email=f"{spec['username']}@demo.invalid",
-            password_hash=hash_secret(demo_password(spec["username"])),
+            username=staff["username"],
+            full_name=staff["full_name"],
+            role=staff["role"],
+            language=staff["language"],
+            email=f"{staff['username']}@demo.invalid",
+            password_hash=hash_secret(demo_password(staff["username"])),
             created_at=now,
         )
-        user.memberships = [SiteMembership(site_id=sites[c].id) for c in spec["sites"]]
-        if spec["role"] == "admin":  # admins must use a second factor: give the demo one a known key
-            user.totp_secret = demo_totp_secret(secret, spec["username"])
+        user.memberships = [SiteMembership(site_id=sites[c].id) for c in staff["sites"]]
+        if staff["role"] == "admin":  # admins must use a second factor: give the demo one a known key
+            user.totp_secret = demo_totp_secret(secret, staff["username"])
             user.totp_enabled_at = now
         session.add(user)
         session.flush()
@@ -469,6 +484,8 @@ def handle_old_alerts(session: Session, now: dt.datetime) -> None:
         if site_id not in nurses:
             nurses[site_id] = _site_nurse(session, site_id)
         nurse = nurses[site_id]
+        if nurse is None:  # as in give_missed_reasons: a site without a nurse is left as it is
+            continue
         when = alert.raised_at + dt.timedelta(hours=3)
         action = (
             "Called the patient; advised to come to clinic" if alert.level == "red" else "Called; symptoms settling"

@@ -87,7 +87,8 @@ def init_app(app: Flask) -> None:
         timezone_selector=select_timezone,
         default_translation_directories=str(_translations_dir(app)),
     )
-    app.jinja_env.install_gettext_callables(gettext=_gettext, ngettext=_ngettext, newstyle=True)
+    # added to the environment by the jinja2.ext.i18n extension (Flask-Babel loads it)
+    app.jinja_env.install_gettext_callables(gettext=_gettext, ngettext=_ngettext, newstyle=True)  # type: ignore[attr-defined]
     app.jinja_env.globals["LANGUAGE_NAMES"] = LANGUAGE_NAMES
     app.jinja_env.filters["local_date"] = lambda d: local_date(d, select_locale())
     app.context_processor(lambda: {"html_lang": select_locale().replace("_", "-"), "current_locale": select_locale()})

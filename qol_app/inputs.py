@@ -57,7 +57,8 @@ class Form(FlaskForm):
 
     class Meta:
         def wrap_formdata(self, form: Any, formdata: Any) -> Any:
-            wrapped = super().wrap_formdata(form, formdata)
+            # wtforms combines the Meta classes of the form's bases at runtime (FlaskForm.Meta)
+            wrapped = super().wrap_formdata(form, formdata)  # type: ignore[misc]
             if wrapped is None and formdata is _Auto and request.method == "POST":
                 # A POST with an empty body is a form sent empty, not one never sent: without this
                 # every field would take its default and pass (an export of everything, say).
@@ -68,7 +69,7 @@ class Form(FlaskForm):
             multiline = issubclass(unbound_field.field_class, TextAreaField)
             own = tuple(unbound_field.kwargs.get("filters", ()))
             options = dict(options, filters=(_refuse_control_characters(multiline), *own))
-            return super().bind_field(form, unbound_field, options)
+            return super().bind_field(form, unbound_field, options)  # type: ignore[misc]
 
 
 class DatabaseInt(IntegerConverter):

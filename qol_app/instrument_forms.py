@@ -30,6 +30,8 @@ class LocaleDecimalField(DecimalField):
     """A decimal that also accepts a comma as the decimal separator (37,5); only finite numbers
     (``NaN``, ``sNaN`` and ``Infinity`` parse as decimals, but are not answers)."""
 
+    data: decimal.Decimal | None
+
     def process_formdata(self, valuelist: list[Any]) -> None:
         if valuelist and isinstance(valuelist[0], str):
             valuelist = [valuelist[0].strip().replace(",", ".").replace("，", ".").replace("。", ".")]
@@ -100,6 +102,8 @@ def _number(item: LocalizedItem) -> Field:
 
 def _vas(item: LocalizedItem) -> Field:
     spec = item.item
+    if spec.min is None or spec.max is None:  # the instrument schema requires both on a VAS item
+        raise ValueError(f"VAS item {spec.id!r} has no min or max")
     return PlainIntegerField(
         item.text,
         validators=[
@@ -122,7 +126,7 @@ CLIENT_OFFSET = re.compile(r"^[+-]?[0-9]{1,4}$")
 
 
 #: WTForms' own message catalogs by locale: Flask-WTF loads one from disk on every request.
-_WTFORMS_CATALOGS: dict[str, support.Translations] = {}
+_WTFORMS_CATALOGS: dict[str, support.NullTranslations] = {}
 
 
 def _wtforms_catalog() -> support.NullTranslations | None:
@@ -160,7 +164,8 @@ class PageForm(Form):
     class Meta:
         def get_translations(self, form: Any) -> Any:
             if not current_app.config.get("WTF_I18N_ENABLED", True):
-                return super().get_translations(form)
+                # wtforms combines the Meta classes of the form's bases at runtime (FlaskForm.Meta)
+                return super().get_translations(form)  # type: ignore[misc]
             return _TRANSLATIONS
 
     # Item ids the patient was already reminded of; sending them empty again stores explicit skips.

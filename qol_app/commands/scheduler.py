@@ -42,7 +42,7 @@ def scheduler_group(ctx: click.Context, once: bool, wait: bool, interval: int | 
     from qol_app.scheduler.process import DEFAULT_INTERVAL_SECONDS
 
     _logging()
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy, typed as Flask
     try:
         if once:
             report = run_once(app, wait=wait)

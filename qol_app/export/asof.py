@@ -31,6 +31,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import overload
 from zoneinfo import ZoneInfo
 
 from qol_app.scheduling import forms
@@ -270,6 +271,12 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+@overload
+def local_day(instant: dt.datetime, tz: str) -> dt.date: ...
+@overload
+def local_day(instant: None, tz: str) -> None: ...
+@overload
+def local_day(instant: dt.datetime | None, tz: str) -> dt.date | None: ...
 def local_day(instant: dt.datetime | None, tz: str) -> dt.date | None:
     """The patient's local calendar date of an instant."""
     return None if instant is None else instant.astimezone(zone(tz)).date()

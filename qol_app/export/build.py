@@ -34,8 +34,10 @@ from qol_app.export.schema import (
     MAX_LABEL_CHARS,
     ROW_BATCH,
     XPT_LABEL,
+    Code,
     Column,
     Dataset,
+    LabelText,
     Spool,
     bi,
     columns_table,
@@ -266,10 +268,10 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     by_pk = {p.pk: p for p in patients}
     events = {pk: asof.events_at(rows, as_of) for pk, rows in source.events().items() if pk in by_pk}
     alerts: list[AlertFacts] = []
-    for pk, rows in source.alerts().items():
+    for pk, alert_rows in source.alerts().items():
         if pk in by_pk:
-            for seq, row in enumerate(rows, start=1):
-                alert = asof.alert_at(row, by_pk[pk], seq, as_of)
+            for seq, alert_row in enumerate(alert_rows, start=1):
+                alert = asof.alert_at(alert_row, by_pk[pk], seq, as_of)
                 if alert is not None and filters.in_range(local_day(alert.raised_at, by_pk[pk].tz)):
                     alerts.append(alert)
     alerts.sort(key=lambda a: (a.patient.study_id, a.seq))
@@ -394,7 +396,7 @@ def form_facts(form: Form, trial: Trial) -> _FormFacts:
         days_from_rand=((done_day or tp.target_date) - rand).days,
         window=None if moment is None else ("late" if is_late(tp, moment) else "on_time"),
         respondent=response.respondent if response is not None else None,
-        relationship=relationship_code(response.relationship) if proxy else None,
+        relationship=relationship_code(response.relationship) if proxy and response is not None else None,
         mode=response.mode if response is not None else None,
         language=response.language if response is not None else None,
         revision=response.revision if response is not None else None,
@@ -419,7 +421,10 @@ def labelled(columns: Sequence[Column], registry: Registry) -> tuple[Column, ...
             if names["en"] != scale.name["en"]:  # the same code in two instruments: say both
                 for loc in LOCALES:
                     names[loc] = fit_words(f"{names[loc]} / {scale.name[loc]}", MAX_LABEL_CHARS)
-    codes = {"instrument": instruments, "scale": scales}
+    codes: dict[str, Mapping[Code, LabelText]] = {  # re-keyed as codes (Mapping keys are invariant)
+        "instrument": {code: names for code, names in instruments.items()},
+        "scale": {code: names for code, names in scales.items()},
+    }
     return tuple(dataclasses.replace(c, value_labels=codes[c.name]) if c.name in codes else c for c in columns)
 
 
@@ -887,7 +892,7 @@ def alerts(trial: Trial) -> Dataset:
 
 def item_codes(trial: Trial) -> Dataset:
     """item_codes: every item's answer codes and labels (en, zh_Hans); no database access."""
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for inst in trial.spec.instruments:
         instrument = trial.catalog.registry.get(inst)
         for number, item in enumerate(instrument.items, start=1):

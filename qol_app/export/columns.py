@@ -22,8 +22,8 @@ def col(
     codes: Mapping[Code, LabelText] | None = None,
     description: str = "",
     *,
-    xpt: str | None = None,
-    xpt_label: str | None = None,
+    xpt: str = "",
+    xpt_label: str = "",
 ) -> Column:
     return Column(name, kind, bi(en, zh), codes, description, xpt, xpt_label)
 

@@ -164,17 +164,18 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
                 continue
             item = instrument.item(link)
             entry: dict[str, Any] = {"linkId": link, "text": item.text.get(response.language) or item.text["en"]}
-            if skipped[at] or values[at] is None:
+            answer = values[at]
+            if skipped[at] or answer is None:
                 entry["extension"] = [{"url": DATA_ABSENT_REASON, "valueCode": "asked-declined"}]
             elif item.kind == "choice":
-                value = int(values[at])
+                value = int(answer)
                 display = next((o.label[response.language] for o in item.options if o.code == value), str(value))
                 system = f"{base}/CodeSystem/{fhir_id(form.instrument_id)}-{link}"
                 entry["answer"] = [{"valueCoding": {"system": system, "code": str(value), "display": display}}]
             elif item.kind == "vas":
-                entry["answer"] = [{"valueInteger": int(values[at])}]
+                entry["answer"] = [{"valueInteger": int(answer)}]
             else:
-                entry["answer"] = [{"valueDecimal": float(values[at])}]
+                entry["answer"] = [{"valueDecimal": float(answer)}]
             items.append(entry)
         done = form.status == "completed"
         moment = response.first_submitted_at if done else response.started_at
@@ -283,7 +284,9 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
                 who = f"Patient/{patient_id}"
                 if response.respondent == "proxy":
                     relationship = (
-                        response.relationship if response.relationship in cols.RELATIONSHIP_STANDARD else "other"
+                        response.relationship
+                        if response.relationship is not None and response.relationship in cols.RELATIONSHIP_STANDARD
+                        else "other"
                     )
                     person = related_person(patient_id, relationship)
                     people.setdefault(person["id"], person)

@@ -44,8 +44,8 @@ def sas_program(datasets: Sequence[Dataset], widths: Mapping[str, Mapping[str, i
                 formats.setdefault(_format_name(column), column)
     for name, column in formats.items():
         pairs = " ".join(
-            f"{_sas_text(str(code))}={_sas_text(text['en'])}" for code, text in column.value_labels.items()
-        )  # type: ignore[union-attr]
+            f"{_sas_text(str(code))}={_sas_text(text['en'])}" for code, text in (column.value_labels or {}).items()
+        )
         lines.append(f"  value {name} {pairs};")
     lines += ["run;", ""]
     for dataset in datasets:

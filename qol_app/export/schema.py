@@ -111,20 +111,20 @@ class Column:
     label: LabelText
     value_labels: Mapping[Code, LabelText] | None = None
     description: str = ""
-    xpt: str | None = None
-    xpt_label: str | None = None
+    xpt: str = ""  # empty: derived in __post_init__ (so always set afterwards)
+    xpt_label: str = ""
 
     def __post_init__(self) -> None:
         check_name(self.name)
         if self.type not in COLUMN_TYPES:
             raise ValueError(f"column {self.name!r}: unknown type {self.type!r}")
         _check_label(self.label, f"column {self.name!r}")
-        if self.xpt is None:
+        if not self.xpt:
             if len(self.name) > XPT_NAME:
                 raise ValueError(f"column {self.name!r}: longer than 8 characters, so it needs an explicit XPT name")
             object.__setattr__(self, "xpt", self.name.upper())
         check_xpt_name(self.xpt, what=f"column {self.name!r}")
-        if self.xpt_label is None:
+        if not self.xpt_label:
             object.__setattr__(self, "xpt_label", self.label["en"])
         check_xpt_label(self.xpt_label, what=f"column {self.name!r}")
         if self.value_labels is None:
@@ -253,8 +253,8 @@ class Dataset:
     label: LabelText
     columns: tuple[Column, ...]
     table: pa.Table = field(repr=False)
-    xpt: str | None = None
-    xpt_label: str | None = None
+    xpt: str = ""  # empty: derived in __post_init__ (so always set afterwards)
+    xpt_label: str = ""
     xpt_drop: tuple[str, ...] = ()
     spool: Spool | None = field(default=None, repr=False)
     """When set, the rows are in the spool and ``table`` is empty (the schema only)."""
@@ -341,7 +341,7 @@ def table_of(columns: Sequence[Column], rows: Iterable[Sequence[Any]], batch: in
     """A table of ``columns`` from row tuples (values already of the columns' types; None = missing),
     converted ``batch`` rows at a time so that Python tuples never hold a large table."""
     names = [c.name for c in columns]
-    parts = []
+    parts: list[pa.RecordBatch] = []
     iterator = iter(rows)
     while True:
         chunk = list(itertools.islice(iterator, batch))
@@ -438,7 +438,7 @@ def data_dictionary(datasets: Iterable[Dataset]) -> Dataset:
 
     One row per variable, then one row per labelled code of that variable. Only schemas are read.
     """
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for dataset in datasets:
         for position, column in enumerate(dataset.columns, start=1):
             head = (dataset.name, dataset.xpt, column.name, column.xpt, position, column.type)

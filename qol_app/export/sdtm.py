@@ -292,10 +292,10 @@ def _qs_records(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[tuple[An
             first = (studyid, "QS", usubjid, seq[usubjid], grp, testcd, test, cat)
             tail = (evaluator, evlint, evintx, visitnum, visit_name, qsdtc, qsdy)
             unit = ascii_text(item.unit) if item.unit else None
-            if skipped[n] or values[n] is None:
+            value = values[n]
+            if skipped[n] or value is None:
                 yield first + (None, None, None, None, None, "NOT DONE", SKIPPED_REASON, None) + tail
                 continue
-            value = values[n]
             if item.kind == "choice":
                 code = int(value)
                 label = next((o.label["en"] for o in item.options if o.code == code), str(code))
@@ -334,7 +334,11 @@ def suppqs(trial: Trial, *, studyid: str) -> Dataset:
             "QSMODE": cols.MODE_LABELS[response.mode]["en"].upper() if response.mode in cols.MODE_LABELS else None,
         }
         if response.respondent == "proxy":
-            relationship = response.relationship if response.relationship in cols.RELATIONSHIP_LABELS else "other"
+            relationship = (
+                response.relationship
+                if response.relationship is not None and response.relationship in cols.RELATIONSHIP_LABELS
+                else "other"
+            )
             values["QSRELPR"] = cols.RELATIONSHIP_LABELS[relationship]["en"].upper()
         for qnam, qval in values.items():
             if qval:

@@ -93,17 +93,17 @@ class Source:
         self.filters = filters
         self.instruments = tuple(instruments)
 
-    def _rows(self, stmt: Select[Any]) -> list[Any]:
+    def _rows(self, stmt: Select[*tuple[Any, ...]]) -> Sequence[Any]:
         return self.session.connection().execute(stmt).all()
 
-    def _selected_patients(self, stmt: Select[Any]) -> Select[Any]:
+    def _selected_patients(self, stmt: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
         if self.filters.sites:
             stmt = stmt.where(Patient.site_id.in_(select(Site.id).where(Site.code.in_(self.filters.sites))))
         if self.filters.arms:
             stmt = stmt.where(Patient.arm.in_(self.filters.arms))
         return stmt
 
-    def _selected_responses(self) -> Select[Any]:
+    def _selected_responses(self) -> Select[*tuple[Any, ...]]:
         return self._selected_patients(
             select(Response.id)
             .join(Patient, Response.patient_id == Patient.id)
@@ -197,7 +197,7 @@ class Source:
             out[(response.timepoint_pk, response.instrument_id)].append(response)
         return out
 
-    def _arrow(self, stmt: Select[Any], schema: pa.Schema) -> pa.Table:
+    def _arrow(self, stmt: Select[*tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
         result = self.session.connection().execute(stmt.execution_options(yield_per=BATCH))
         batches = []
         for rows in result.partitions():

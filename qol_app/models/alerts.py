@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CheckConstraint, ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -11,6 +11,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from qol_app.db import Base
 from qol_app.models.trial import Patient
 from qol_app.models.types import created_at, intpk, patient_fk, str16, str255
+
+if TYPE_CHECKING:
+    from qol_app.models.responses import Response
 
 #: Where an alert's answers came from: a patient's saved page before Send, the patient's Send,
 #: a staff-entered form, a staff correction.
@@ -46,4 +49,4 @@ class Alert(Base):
     action_taken: Mapped[str255 | None]
 
     patient: Mapped[Patient] = relationship()
-    response: Mapped[Response | None] = relationship()  # noqa: F821 - models.responses, loaded with the models
+    response: Mapped[Response | None] = relationship()

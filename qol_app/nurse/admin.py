@@ -223,7 +223,7 @@ def user_sites(user_id: int):
     if not form.validate_on_submit() or op not in ("add", "remove"):
         flash(_("Choose a site."), "error")
         return _user_page(target, 422, membership_form=form)
-    site = db.session.get(Site, form.site_id.data)
+    site = db.session.get_one(Site, form.site_id.data)
     if op == "add":
         staff_service.add_site(db.session, current_actor(), target, site, now=now())
     elif not (form.reason.data or "").strip():

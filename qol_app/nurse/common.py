@@ -53,7 +53,7 @@ def _alert_reasons(alert) -> str:
 
     rules, locale, out = rule_set(), select_locale(), []
     for entry in alert.rules or []:
-        rule_id = entry.get("id") if isinstance(entry, dict) else str(entry)
+        rule_id = entry["id"] if isinstance(entry, dict) else str(entry)  # stored rules always carry an id
         try:
             out.append(rules.rule(rule_id).description(locale))
         except KeyError:

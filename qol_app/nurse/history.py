@@ -69,7 +69,9 @@ class Row:
 
 
 def _who(events: list[AuditEvent], session: Session) -> dict[int, str]:
-    ids = {int(e.actor_id) for e in events if e.actor_type == "staff" and (e.actor_id or "").isdigit()}
+    ids = {
+        int(e.actor_id) for e in events if e.actor_type == "staff" and e.actor_id is not None and e.actor_id.isdigit()
+    }
     names = {
         uid: f"{name} ({username})"
         for uid, name, username in session.execute(
@@ -78,7 +80,7 @@ def _who(events: list[AuditEvent], session: Session) -> dict[int, str]:
     }
     out = {}
     for e in events:
-        if e.actor_type == "staff" and (e.actor_id or "").isdigit():
+        if e.actor_type == "staff" and e.actor_id is not None and e.actor_id.isdigit():
             out[e.id] = names.get(int(e.actor_id), f"staff {e.actor_id}")
         elif e.actor_type == "patient":
             out[e.id] = str(_l("the patient"))
@@ -113,7 +115,9 @@ def rows_of(events: list[AuditEvent], session: Session, identifiable: bool) -> l
 
 def more_url(before: int) -> str:
     """This page's address (filters kept) continuing after event ``before``."""
-    args = {k: v for k, v in request.args.items() if k != "before"}
+    if request.endpoint is None:
+        raise RuntimeError("more_url needs a routed request")
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "before"}
     return url_for(request.endpoint, **(request.view_args or {}), **args, before=before)
 
 

@@ -10,7 +10,7 @@ they press Save again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from typing import Any
 
 from flask import g, session
 from werkzeug.datastructures import MultiDict
@@ -24,7 +24,7 @@ MAX_FIELDS = 120
 _NOT_KEPT = {"csrf_token"}
 
 
-def keep(path: str, form: Mapping, now: dt.datetime) -> bool:
+def keep(path: str, form: MultiDict[str, Any], now: dt.datetime) -> bool:
     """Keep what was posted to ``path``; False when there was nothing worth keeping."""
     fields = [
         (k, v)

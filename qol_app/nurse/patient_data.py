@@ -91,7 +91,7 @@ def load(session: Session, patient: Patient, now: dt.datetime, locale: str) -> P
             .order_by(TreatmentEvent.date, TreatmentEvent.id)
         )
     )
-    alerts = [
+    alerts: list[tuple[Alert, StaffUser | None]] = [  # outer join: None when not acknowledged
         (alert, by)
         for alert, by in session.execute(
             select(Alert, StaffUser)
@@ -162,13 +162,13 @@ def _charts(session: Session, patient: Patient, locale: str) -> list[InstrumentC
 
 
 def _describe(points: list[Point], baseline: float | None) -> str:
-    scored = [p for p in points if p.value is not None]
+    scored = [(p, p.value) for p in points if p.value is not None]
     if not scored:
         return _("No score yet.")
-    latest = scored[-1]
-    text = _("%(n)s scores; latest %(value).1f on %(label)s.", n=len(scored), value=latest.value, label=latest.label)
+    latest, value = scored[-1]
+    text = _("%(n)s scores; latest %(value).1f on %(label)s.", n=len(scored), value=value, label=latest.label)
     if baseline is not None:
-        text += " " + _("Baseline %(value).1f; change %(change)+.1f.", value=baseline, change=latest.value - baseline)
+        text += " " + _("Baseline %(value).1f; change %(change)+.1f.", value=baseline, change=value - baseline)
     return text
 
 

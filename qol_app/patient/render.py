@@ -142,7 +142,7 @@ def item_html(view: FieldView) -> Markup:
     if hit is not None and hit[0] is view.item:
         return hit[1]
     env = current_app.jinja_env
-    html = env.get_template("macros/fields.html").module.item_field(view)
+    html = env.get_template("macros/fields.html").module.item_field(view)  # type: ignore[attr-defined]  # a macro
     if cacheable and not env.auto_reload:
         if len(_ITEM_HTML) >= _ITEM_HTML_MAX:
             _ITEM_HTML.clear()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import and_, case, or_, update
 from sqlalchemy.orm import Session
 
+from qol_app.db import rowcount
 from qol_app.models import Patient
 from qol_app.passwords import check_secret, hash_pin, pin_needs_rehash
 from qol_app.services import audit
@@ -80,7 +82,7 @@ def check_pin(
     if attempt >= max_failures:
         return Outcome(False, locked_until=_lock(session, actor, patient, attempt, now, lock_minutes))
     session.refresh(patient)
-    common = {"patient_id": patient.id, "site_id": patient.site_id, "now": now}
+    common: dict[str, Any] = {"patient_id": patient.id, "site_id": patient.site_id, "now": now}
     audit.record(session, actor, "pin_failed", patient, new={"failures": attempt}, **common)
     return Outcome(False, tries_left=max_failures - attempt)
 
@@ -90,12 +92,14 @@ def _lock(
 ) -> dt.datetime:
     """Lock the patient out from ``now`` (unless another attempt already did); the lock's end."""
     until = now + dt.timedelta(minutes=minutes)
-    locked = session.execute(
-        update(Patient)
-        .where(Patient.id == patient.id, or_(Patient.pin_locked_until.is_(None), Patient.pin_locked_until <= now))
-        .values(pin_failures=0, pin_locked_until=until)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    locked = rowcount(
+        session.execute(
+            update(Patient)
+            .where(Patient.id == patient.id, or_(Patient.pin_locked_until.is_(None), Patient.pin_locked_until <= now))
+            .values(pin_failures=0, pin_locked_until=until)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(patient)
     if locked:
         audit.record(

@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import refresh
@@ -57,14 +57,17 @@ def _error(code: int, **context: Any) -> tuple[str, int]:
     return _render("patient/error.html", code, code=code, **context)
 
 
-def _on_csrf_error(view: Any) -> Callable[[Callable[[Exception], Any]], Callable[[Exception], Any]]:
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+def _on_csrf_error(view: Any) -> Callable[[_Handler], _Handler]:
     """Register ``handler`` for a view whose POST failed the CSRF check (see ``security._csrf_error``).
 
     It runs as an error handler, where an ``abort(404)`` would turn into a 500: HTTP errors
     raised inside are rendered here instead.
     """
 
-    def register(handler: Callable[[Exception], Any]) -> Callable[[Exception], Any]:
+    def register(handler: _Handler) -> _Handler:
         @functools.wraps(handler)
         def safe(error: Exception) -> Any:
             try:
@@ -307,8 +310,9 @@ def _sign_out(saved: svc.PageSaved, tp: Timepoint):
     )
     auth.end("logout", now)
     db.session.commit()
-    if saved.call_now:  # signed out, but never without the call page after a red finding
-        alert = db.session.scalar(select(Alert).where(Alert.id == saved.alert.alert.id))
+    # signed out, but never without the call page after a red finding (call_now: there is an alert)
+    if saved.call_now and saved.alert is not None and saved.alert.alert is not None:
+        alert = db.session.scalars(select(Alert).where(Alert.id == saved.alert.alert.id)).one()
         context = emergency_context(patient, alert)
         return _render("patient/emergency.html", tp=None, sent=False, signed_in=False, **context)
     return redirect(url_for("patient.signed_out", saved=1))
@@ -320,7 +324,7 @@ def _logout_anyway(error: Exception):
     sign-out harms nobody)."""
     if g.get("patient") is None:
         return redirect(url_for("patient.signed_out"))
-    return logout.__wrapped__()
+    return logout.__wrapped__()  # type: ignore[attr-defined]  # set by functools.wraps in patient_required
 
 
 @bp.get("/signed-out")
@@ -719,8 +723,8 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
         return _ended(g.patient)
     if leaving:
         return _sign_out(saved, tp)
-    if switch:
-        _set_language(actor, g.patient, normalise(switch), auth.now())
+    if switch and (lang := normalise(switch)) is not None:  # (never None: switch is a supported language)
+        _set_language(actor, g.patient, lang, auth.now())
     db.session.commit()
     if saved.call_now:  # a red finding: the call page first, before anything else
         return redirect(url_for("patient.call", timepoint_id=tp.id))
@@ -864,6 +868,8 @@ def _keep_answers(error: Exception | None):
         mode, status = "signed_out", 401
     else:
         owner, mode, status = patient, "stale", 400
+    if not (isinstance(tp_id, int) and isinstance(instrument_id, str) and isinstance(page_no, int)):
+        abort(404)  # (never: the page route's converters give these types)
     survey = _survey_or_404(tp_id, instrument_id, owner)
     return _render_page(
         survey,

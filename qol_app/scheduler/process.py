@@ -45,18 +45,18 @@ def build_scheduler(app: Flask, lock: SchedulerLock, interval_seconds: int) -> B
     def sweep() -> None:
         if not lock.check():
             log.critical("the scheduler lock was lost (database connection gone?); stopping")
-            scheduler.lock_lost = True  # type: ignore[attr-defined]
+            scheduler.lock_lost = True
             with contextlib.suppress(SchedulerNotRunningError):  # a signal stopped it meanwhile
                 scheduler.shutdown(wait=False)
             return
         run_sweep(app)
 
-    scheduler.lock_lost = False  # type: ignore[attr-defined]
+    scheduler.lock_lost = False
 
     def renew() -> None:
         if not lock.check():
             log.critical("the scheduler lease could not be renewed (taken over?); stopping")
-            scheduler.lock_lost = True  # type: ignore[attr-defined]
+            scheduler.lock_lost = True
             with contextlib.suppress(SchedulerNotRunningError):
                 scheduler.shutdown(wait=False)
 
@@ -134,5 +134,5 @@ def run_forever(app: Flask, *, interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
         lock.release()
         forget_instance(app)
         log.info("scheduler stopped")
-    if scheduler.lock_lost:  # type: ignore[attr-defined]
+    if scheduler.lock_lost:
         raise LockLost("the scheduler lock was lost while running; stopped to avoid running unguarded")

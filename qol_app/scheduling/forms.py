@@ -139,7 +139,14 @@ def current_revision(revisions: Iterable[R], as_of: dt.datetime) -> tuple[R | No
     )
 
 
-T = TypeVar("T")
+class Numbered(Protocol):
+    """Any row with a revision number (0 = the patient's, >0 = a correction)."""
+
+    @property
+    def revision(self) -> int: ...
+
+
+T = TypeVar("T", bound=Numbered)
 
 
 def current_of(
@@ -147,11 +154,11 @@ def current_of(
 ) -> tuple[T | None, bool]:
     """The rule of :func:`current_revision` over any rows that tell whether each was started and
     submitted by the time in question (each row has ``revision``)."""
-    begun = [r for r in sorted(revisions, key=lambda r: r.revision) if started(r)]  # type: ignore[attr-defined]
+    begun = [r for r in sorted(revisions, key=lambda r: r.revision) if started(r)]
     done = [r for r in begun if submitted(r)]
     if done:
         return done[-1], True
-    return next((r for r in begun if r.revision == 0), None), bool(begun)  # type: ignore[attr-defined]
+    return next((r for r in begun if r.revision == 0), None), bool(begun)
 
 
 #: The reason code of a missed or partial form for which no reason was recorded (yet): exports are

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qol_app.alerts import AlertResult, AlertRuleSet, evaluate, needs_escalation
+from qol_app.db import rowcount
 from qol_app.errors import N_, ServiceError
 from qol_app.models import Alert, OutboxMessage, Patient, Response, SiteMembership, StaffUser
 from qol_app.models.alerts import SOURCES
@@ -80,7 +82,7 @@ def evaluate_form(
         raise ValueError(f"unknown alert source {source!r}")
     result = evaluate(rules, answers)
     alert = _form_alert(session, response)
-    patient = session.get(Patient, response.patient_id)
+    patient = session.get_one(Patient, response.patient_id)
     if alert is None:
         if result.level is None:
             return Evaluated(None)
@@ -148,7 +150,7 @@ def _rise(
     if not added:
         return False
     red = result.level == "red" and alert.level == "amber"
-    old = {"level": alert.level, "rules": sorted(known)}
+    old: dict[str, Any] = {"level": alert.level, "rules": sorted(known)}
     values: dict = {
         "rules": [*alert.rules, *added],
         "triggering_answers": {**dict(result.answers), **alert.triggering_answers},
@@ -158,12 +160,14 @@ def _rise(
         if alert.acknowledged_at is not None:  # amber was handled; a red finding must be seen again
             old.update(acknowledged_by=alert.acknowledged_by, action=alert.action_taken)
             values.update(acknowledged_at=None, acknowledged_by=None, action_taken=None)
-    won = session.execute(
-        update(Alert)
-        .where(Alert.id == alert.id, Alert.level == alert.level)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(Alert)
+            .where(Alert.id == alert.id, Alert.level == alert.level)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(alert)
     if not won:  # pragma: no cover - another evaluation of the same form got there first
         return False
@@ -299,12 +303,14 @@ def acknowledge(session: Session, actor: Actor, alert: Alert, staff: StaffUser, 
     action = (action or "").strip()
     if not action:
         raise ServiceError(N_("Say what was done."))
-    won = session.execute(
-        update(Alert)
-        .where(Alert.id == alert.id, Alert.acknowledged_at.is_(None))
-        .values(acknowledged_at=now, acknowledged_by=staff.id, action_taken=action[:255])
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(Alert)
+            .where(Alert.id == alert.id, Alert.acknowledged_at.is_(None))
+            .values(acknowledged_at=now, acknowledged_by=staff.id, action_taken=action[:255])
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(alert)
     if not won:
         return False
@@ -346,12 +352,14 @@ def escalate_overdue(session: Session, now: dt.datetime) -> int:
     for alert in candidates:
         if not needs_escalation(alert.level, alert.raised_at, alert.acknowledged_at, now, hours):
             continue
-        won = session.execute(
-            update(Alert)
-            .where(Alert.id == alert.id, Alert.level == "amber", Alert.acknowledged_at.is_(None))
-            .values(level="red", escalated_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        won = rowcount(
+            session.execute(
+                update(Alert)
+                .where(Alert.id == alert.id, Alert.level == "amber", Alert.acknowledged_at.is_(None))
+                .values(level="red", escalated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        )
         if not won:
             continue
         session.refresh(alert)

@@ -182,8 +182,9 @@ def _append(conn: Connection, key: bytes, values: dict[str, Any]) -> None:
         row = conn.execute(_TOUCH_HEAD).first()
         if row is None:
             conn.execute(insert(_HEAD).values(id=1, last_hash=GENESIS, count=0, mac=None))
-            row = (0, GENESIS)
-        count, prev = row
+            count, prev = 0, GENESIS
+        else:
+            count, prev = row
     values["id"] = count + 1
     values["prev_hash"] = prev
     values["hash"] = event_mac(key, values)

@@ -34,6 +34,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, Subquery, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
@@ -263,7 +264,7 @@ def compute(
         facts.c.is_late,
         facts.c.reason,
     ]
-    rows = session.execute(select(*columns, func.count()).group_by(*columns)).all()
+    rows: Sequence[Any] = session.execute(select(*columns, func.count()).group_by(*columns)).all()
 
     by_group: dict[tuple[Group, str], Cell] = {}
     by_site: dict[tuple[int, str, str], Cell] = {}

@@ -93,8 +93,9 @@ def grant_app_role(conn: Connection, role: str, *, password: str | None = None) 
             text("SELECT tablename FROM pg_tables WHERE schemaname = :s ORDER BY tablename"), {"s": schema}
         ).scalars()
     )
-    audit_sequence = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": f"{schema}.audit_events"})
-    audit_sequence = audit_sequence.scalar()
+    audit_sequence = conn.execute(
+        text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": f"{schema}.audit_events"}
+    ).scalar()
     sequences = tuple(
         name
         for name in conn.execute(

@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from qol_app.db import rowcount
 from qol_app.export.manifest import sha256_file
 from qol_app.export.run import ExportRequest, ExportSettings, count_steps, run_export
 from qol_app.instruments import Registry
@@ -69,7 +70,7 @@ def mark_stale(session: Session, now: dt.datetime) -> int:
         .where(ExportJob.status == "running", ExportJob.heartbeat_at < now - STALE_AFTER)
         .values(status="failed", finished_at=now, error="interrupted: the export process stopped")
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 def claim_next(session: Session, now: dt.datetime) -> ExportJob | None:
@@ -85,7 +86,7 @@ def claim_next(session: Session, now: dt.datetime) -> ExportJob | None:
             .where(ExportJob.id == job_id, ExportJob.status == "queued")
             .values(status="running", started_at=now, heartbeat_at=now)
         )
-        if claimed.rowcount:
+        if rowcount(claimed):
             session.flush()
             job = session.get(ExportJob, job_id)
             session.refresh(job)

@@ -31,7 +31,8 @@ def readiness(session: Session, now: dt.datetime, *, heads: Collection[str], sta
         session.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         session.rollback()
-        reason = str(exc.orig if getattr(exc, "orig", None) is not None else exc).splitlines()[0][:200]
+        orig = getattr(exc, "orig", None)
+        reason = str(orig if orig is not None else exc).splitlines()[0][:200]
         return [
             Check("database", False, f"unreachable: {type(exc).__name__}: {reason}"),
             Check("migrations", False, "not checked: no database"),

@@ -120,7 +120,13 @@ def also_running(session: Session, now: dt.datetime, within: dt.timedelta) -> tu
         return ()
     newest = max(rows, key=lambda r: r.last_run_at)
     overlapping = [
-        r for r in rows if r is not newest and r.started_at <= newest.last_run_at and newest.started_at <= r.last_run_at
+        r
+        for r in rows
+        if r is not newest
+        and r.started_at is not None  # (all are: the filter above; this narrows the type)
+        and newest.started_at is not None
+        and r.started_at <= newest.last_run_at
+        and newest.started_at <= r.last_run_at
     ]
     return tuple((r.host, r.pid) for r in [newest, *overlapping]) if overlapping else ()
 

@@ -154,7 +154,9 @@ def lock(
         "data_lock",
         row,
         patient_id=patient_id,
-        site_id=site_id if site_id is not None else (patient.site_id if patient_id is not None else None),
+        site_id=site_id
+        if site_id is not None
+        else (patient.site_id if patient is not None and patient_id is not None else None),
         new={"scope": scope, "site_id": site_id, "patient_id": patient_id, "locked_at": at},
         reason=reason,
         now=now,

@@ -58,8 +58,10 @@ from typing import Any
 
 from babel.dates import format_date
 from sqlalchemy import String, cast, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from qol_app.db import rowcount
 from qol_app.models import OutboxMessage, Patient, Site, StaffUser, Timepoint
 from qol_app.models.notifications import CALL_OUTCOMES
 from qol_app.notify.channels import Channel, DeliveryError, Outgoing, Receipt
@@ -258,12 +260,14 @@ def retire_stale(session: Session, now: dt.datetime, *, actor: Actor = SCHEDULER
 
 def _skip(session: Session, message_id: int, from_status: str, why: str, now: dt.datetime) -> bool:
     return (
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.status == from_status)
-            .values(status="skipped", last_error=why[:255], sent_at=None, dedupe_key=_void())
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.status == from_status)
+                .values(status="skipped", last_error=why[:255], sent_at=None, dedupe_key=_void())
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
 
@@ -273,10 +277,7 @@ def _insert_ignoring_duplicates(session: Session, rows: Sequence[dict[str, Any]]
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING; returns (id, row) of the rows that were new."""
     if not rows:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     inserted = []
     for row in rows:  # one by one (they are few); RETURNING says whether this one was new
         stmt = (
@@ -371,12 +372,14 @@ def queue_reminders(
         new_rows.append(_message(kind, key, row, n, channel, window, now, settings, render))
         if kind == "reminder" and n > 1:
             older = [reminder_key(row.id, window, m, c) for m in range(1, n) for c in PATIENT_CHANNELS]
-            counts["superseded"] += session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.dedupe_key.in_(older), OutboxMessage.status == "queued")
-                .values(status="skipped", last_error=f"superseded by r{n}", dedupe_key=_void())
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            counts["superseded"] += rowcount(
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.dedupe_key.in_(older), OutboxMessage.status == "queued")
+                    .values(status="skipped", last_error=f"superseded by r{n}", dedupe_key=_void())
+                    .execution_options(synchronize_session=False)
+                )
+            )
     for message_id, values in _insert_ignoring_duplicates(session, new_rows):
         counts["skipped" if values["status"] == "skipped" else values["kind"]] += 1
         _audit_queued(session, message_id, values, now)
@@ -454,31 +457,37 @@ def _reminder_text(row, n: int, channel: str, language: str, render: Renderer) -
 
 def skip_pending_for_patient(session: Session, patient_id: int, reason: str) -> int:
     """Skip every queued message and open call task of a patient (death, withdrawal); returns the count."""
-    return session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.patient_id == patient_id, OutboxMessage.status.in_(("queued", "open")))
-        .values(status="skipped", last_error=reason[:255], dedupe_key=_void())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return rowcount(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.patient_id == patient_id, OutboxMessage.status.in_(("queued", "open")))
+            .values(status="skipped", last_error=reason[:255], dedupe_key=_void())
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 # ---- sending --------------------------------------------------------------------------------
 def _recover_interrupted(session: Session, ids: list[int]) -> int:
-    return session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
-        .values(status="queued", sent_at=None, last_error="interrupted while sending; retried")
-    ).rowcount
+    return rowcount(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+            .values(status="queued", sent_at=None, last_error="interrupted while sending; retried")
+        )
+    )
 
 
 def _claim(session: Session, message_id: int, now: dt.datetime) -> bool:
     return (
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.status == "queued")
-            .values(status="sending", attempts=OutboxMessage.attempts + 1, sent_at=now)  # sent_at: claim time
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.status == "queued")
+                .values(status="sending", attempts=OutboxMessage.attempts + 1, sent_at=now)  # sent_at: claim time
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
 
@@ -566,7 +575,7 @@ def send_due(
             counts["lost_claim"] += 1
             continue
         checkpoint()  # the claim is visible to every other scheduler before anything is sent
-        msg = session.get(OutboxMessage, message_id, populate_existing=True)
+        msg = session.get_one(OutboxMessage, message_id, populate_existing=True)
         outcome = _deliver_one(session, msg, now, channels, settings, checkpoint)
         counts[outcome] += 1
         if outcome == "failed" and render is not None:
@@ -592,7 +601,13 @@ def _deliver_one(session, msg: OutboxMessage, now, channels, settings, checkpoin
         msg.attempts -= 1
         return "deferred"
     body, params = msg.body, dict(msg.params or {})
-    if msg.kind == "reminder" and verdict.timepoint is not None:
+    # a reminder is always queued for a patient's timepoint (the ids narrow the types only)
+    if (
+        msg.kind == "reminder"
+        and verdict.timepoint is not None
+        and msg.patient_id is not None
+        and msg.timepoint_id is not None
+    ):
         token = reminder_links.issue(
             session,
             patient_id=msg.patient_id,
@@ -698,12 +713,14 @@ def record_call_outcome(
     if task.kind != "call_task":
         raise CallTaskError("not a call task")
     note = (note or "").strip()[:255] or None
-    won = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == task.id, OutboxMessage.status == "open")
-        .values(status="done", outcome=outcome, outcome_at=now, outcome_by=staff_id, outcome_note=note)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == task.id, OutboxMessage.status == "open")
+            .values(status="done", outcome=outcome, outcome_at=now, outcome_by=staff_id, outcome_note=note)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(task)
     if not won:
         raise CallTaskError("this call task is already closed")

@@ -95,8 +95,8 @@ def find(session: Session, token: str, now: dt.datetime) -> Lookup | None:
     link = session.scalar(select(ReminderLink).where(ReminderLink.token_hash == token_hash(token)))
     if link is None:
         return None
-    patient = session.get(Patient, link.patient_id)
-    tp = session.get(Timepoint, link.timepoint_id)
+    patient = session.get_one(Patient, link.patient_id)
+    tp = session.get_one(Timepoint, link.timepoint_id)
     refused = None
     if link.superseded_at is not None:
         refused = "superseded"

@@ -12,12 +12,13 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from qol_app.db import json_object_agg
+from qol_app.db import json_object_agg, rowcount
 from qol_app.errors import N_, ServiceError
 from qol_app.instruments import (
     Instrument,
@@ -491,7 +492,11 @@ def save_page(
     _lock_in_progress(session, response)
     _require_active(session, actor, response.patient_id)
     now = read_clock(now)
-    common = {"patient_id": response.patient_id, "site_id": response.timepoint.patient.site_id, "now": now}
+    common: dict[str, Any] = {
+        "patient_id": response.patient_id,
+        "site_id": response.timepoint.patient.site_id,
+        "now": now,
+    }
     if texts is not None and (response.language, response.wording_version) != (texts.locale, texts.wording_version):
         old_wording = {"language": response.language, "wording_version": response.wording_version}
         response.language, response.wording_version = texts.locale, texts.wording_version[:64]
@@ -641,7 +646,7 @@ def submit(
     ``now`` may be a clock, read once the form's row is locked (see :func:`save_page`).
     ``PatientInactive`` when the patient submits after being recorded as died, withdrawn or lost.
     """
-    tp = session.scalar(select(Timepoint).where(Timepoint.id == response.timepoint_id).with_for_update())
+    tp = session.scalars(select(Timepoint).where(Timepoint.id == response.timepoint_id).with_for_update()).one()
     try:
         _lock_in_progress(session, response)
     except AlreadySubmitted:
@@ -651,12 +656,14 @@ def submit(
     values: dict = {"status": "submitted", "submitted_at": now, "completed_on": completed_on}
     if client_time or client_offset is not None:
         values.update(client_time=client_time, client_utc_offset_minutes=client_offset)
-    won = session.execute(
-        update(Response)
-        .where(Response.id == response.id, Response.status == "in_progress")
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rowcount(
+        session.execute(
+            update(Response)
+            .where(Response.id == response.id, Response.status == "in_progress")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(response)
     if not won:  # pragma: no cover - the row lock says it is ours
         return Submitted(response, already=True)
@@ -844,7 +851,7 @@ def correct_response(
     ``ValueError`` (not the current submitted revision, no reason, invalid answer) or
     ``PermissionError`` (not the staff member's site).
     """
-    patient = session.get(Patient, response.patient_id)
+    patient = session.get_one(Patient, response.patient_id)
     _check_staff(actor_staff, patient, "response.correct")
     if not reason or not reason.strip():
         raise ServiceError(N_("A correction needs a reason."))

@@ -14,6 +14,7 @@ import hashlib
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from qol_app.db import rowcount
 from qol_app.models import DeviceGrant, LoginSession
 
 
@@ -47,15 +48,17 @@ def end_all(
     )
     if subject_type == "patient":  # whatever ends a patient's sessions also ends the way back in
         revoke_device_grants(session, subject_id, reason, now)
-    return result.rowcount
+    return rowcount(result)
 
 
 def revoke_device_grants(session: Session, patient_id: int, reason: str, now: dt.datetime) -> int:
     """Revoke every live device grant of the patient (the way back in on a device: services/devices);
     returns how many."""
-    return session.execute(
-        update(DeviceGrant)
-        .where(DeviceGrant.patient_id == patient_id, DeviceGrant.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason[:16])
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return rowcount(
+        session.execute(
+            update(DeviceGrant)
+            .where(DeviceGrant.patient_id == patient_id, DeviceGrant.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason[:16])
+            .execution_options(synchronize_session=False)
+        )
+    )

@@ -58,7 +58,8 @@ def locked_until(session: Session, *, username: str, address: str, now: dt.datet
             T.locked_until > now,
         )
     ).all()
-    return max(rows) if rows else None
+    times = [t for t in rows if t is not None]  # all are (locked_until > now); narrows the type
+    return max(times) if times else None
 
 
 def _bump(session: Session, scope: str, key: str, now: dt.datetime, window: dt.timedelta) -> int:

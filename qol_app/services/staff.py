@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -55,7 +56,7 @@ def create_user(
     email: str | None = None,
     phone: str | None = None,
     language: str = "en",
-    sites: list[Site] = (),
+    sites: Sequence[Site] = (),
 ) -> StaffUser:
     """A new active account with the given memberships (``phone``: for SMS alerts)."""
     username = username.strip()

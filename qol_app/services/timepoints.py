@@ -28,9 +28,9 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Self
+from typing import Any, Self, cast
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import Label, Row, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,7 +49,8 @@ from qol_app.scheduling import (
     local_date_of,
     plan,
 )
-from qol_app.scheduling.planner import END_STATUSES
+from qol_app.scheduling.planner import END_STATUSES, EndStatus
+from qol_app.scheduling.status import Status
 from qol_app.scheduling.timewindows import zone
 from qol_app.services import audit, locks, protocol
 from qol_app.services.audit import Actor
@@ -132,8 +133,8 @@ def amendment_in_force(session: Session, schedule: Schedule) -> Amendment | None
 # ---- facts from rows ------------------------------------------------------------------------
 def patient_facts(patient: Patient, today: dt.date) -> PatientFacts:
     """The planner's view of a patient; an end status without a date counts from ``today``."""
-    end_status = patient.status if patient.status in END_STATUSES else None
-    end_date = None
+    end_status = cast("EndStatus", patient.status) if patient.status in END_STATUSES else None
+    end_date: dt.date | None = None
     if end_status is not None:
         end_date = patient.status_date
         if end_date is None:
@@ -144,7 +145,7 @@ def patient_facts(patient: Patient, today: dt.date) -> PatientFacts:
         randomization_date=patient.randomization_date,
         timezone=patient.tz,
         end_status=end_status,
-        end_date=end_date,  # type: ignore[arg-type]
+        end_date=end_date,
         enrolled_at=patient.created_at,
     )
 
@@ -325,31 +326,31 @@ def _apply(ctx: _Ctx, changes: ReconcilePlan, rows, planned, live_ids) -> Reconc
     for item in changes.to_reactivate:
         ctx.update(by_key[item.existing.key], item.planned, "reactivate", reactivate=True)
         result.reactivated += 1
-    for item in changes.to_cancel:
-        row = by_key[item.existing.key]
-        why = item.reason
+    for cancel in changes.to_cancel:
+        row = by_key[cancel.existing.key]
+        why = cancel.reason
         if why == "no_longer_planned" and row.anchor_event_id is not None and row.anchor_event_id not in live_ids:
             why = "anchor_event_deleted"  # diff cannot tell: we store only the primary anchor
         ctx.set_state(row, "cancel", status="cancelled", cancel_reason=why)
         result.cancelled += 1
-    for item in changes.to_mark_not_expected:
-        row = by_key[item.existing.key]
-        if item.planned is not None:
-            ctx.update(row, item.planned, "not_expected")
+    for mark in changes.to_mark_not_expected:
+        row = by_key[mark.existing.key]
+        if mark.planned is not None:
+            ctx.update(row, mark.planned, "not_expected")
         else:
-            ctx.set_state(row, "not_expected", status="not_expected", not_expected_reason=item.reason)
+            ctx.set_state(row, "not_expected", status="not_expected", not_expected_reason=mark.reason)
         result.not_expected += 1
     # diff() compares dates, instruments and (not tracked here) source events; the stored
     # anchor and UTC instants can still differ (an event re-entered with the same date, a
     # patient's timezone corrected): refresh those too, never on started/completed rows.
     planned_by_key = {tp.key: tp for tp in planned}
-    for item in changes.untouched:
-        row = by_key[item.key]
-        tp = planned_by_key.get(item.key)
-        if tp is None or item.started or item.completed or item.cancelled:
+    for kept in changes.untouched:
+        row = by_key[kept.key]
+        fresh = planned_by_key.get(kept.key)
+        if fresh is None or kept.started or kept.completed or kept.cancelled:
             continue
-        if any(getattr(row, f) != v for f, v in _planned_values(tp).items()):
-            ctx.update(row, tp, "move")
+        if any(getattr(row, f) != v for f, v in _planned_values(fresh).items()):
+            ctx.update(row, fresh, "move")
             result.moved += 1
     return result
 
@@ -477,6 +478,7 @@ def patients_due_for_reconcile(
         prefix = rule.key.split("{", 1)[0]
         if prefix:  # lets the (patient_id, key) unique index find the rule's rows
             tp_filter += [Timepoint.key >= prefix, Timepoint.key < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        cols: list[Label[Any]]
         if rule.anchor == "randomization":
             cols = [
                 Patient.randomization_date.label("anchor_date"),
@@ -615,7 +617,7 @@ def _candidates(session: Session, now: dt.datetime) -> list[Any]:
         "open": Timepoint.closes_at <= now,
         "overdue": Timepoint.grace_closes_at <= now,
     }
-    rows = []
+    rows: list[Row[Any]] = []
     for status, crossed in boundaries.items():
         rows += session.execute(select(*cols).where(Timepoint.status == status, or_(crossed, data_changed))).all()
     return sorted(rows, key=lambda r: r.id)
@@ -670,7 +672,7 @@ def sweep_statuses(
     sites = _site_ids(session, {row.patient_id for row, _new in changes})
     for start in range(0, len(changes), batch):
         chunk = changes[start : start + batch]
-        groups: dict[tuple[str, str], list[Any]] = collections.defaultdict(list)
+        groups: dict[tuple[str, Status], list[Any]] = collections.defaultdict(list)
         for row, new in chunk:
             groups[(row.status, new)].append(row)
         for (old, new), rows in groups.items():

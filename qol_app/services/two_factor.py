@@ -19,6 +19,7 @@ import pyotp
 from sqlalchemy import delete, or_, update
 from sqlalchemy.orm import Session
 
+from qol_app.db import rowcount
 from qol_app.errors import N_, ServiceError
 from qol_app.models import RecoveryCode, StaffUser
 from qol_app.services import audit
@@ -130,27 +131,33 @@ def verify(session: Session, user: StaffUser, code: str, *, now: dt.datetime) ->
         return None
     step = _matching_step(user.totp_secret or "", code, now)
     if step is not None:
-        won = session.execute(
-            update(StaffUser)
-            .where(
-                StaffUser.id == user.id,
-                or_(StaffUser.totp_last_step.is_(None), StaffUser.totp_last_step < step),
+        won = rowcount(
+            session.execute(
+                update(StaffUser)
+                .where(
+                    StaffUser.id == user.id,
+                    or_(StaffUser.totp_last_step.is_(None), StaffUser.totp_last_step < step),
+                )
+                .values(totp_last_step=step)
+                .execution_options(synchronize_session=False)
             )
-            .values(totp_last_step=step)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         if won:
             user.totp_last_step = step
             return Verified("totp")
         return None
     if len(normalise_recovery_code(code)) != _CODE_GROUPS * _GROUP:
         return None
-    used = session.execute(
-        update(RecoveryCode)
-        .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == _hash(code), RecoveryCode.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    used = rowcount(
+        session.execute(
+            update(RecoveryCode)
+            .where(
+                RecoveryCode.user_id == user.id, RecoveryCode.code_hash == _hash(code), RecoveryCode.used_at.is_(None)
+            )
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if not used:
         return None
     left = recovery_codes_left(session, user)

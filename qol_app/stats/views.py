@@ -43,13 +43,15 @@ def _recent_exports(limit: int = 10) -> list[dict]:
     events = db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == "export").order_by(AuditEvent.id.desc()).limit(limit)
     ).all()
-    ids = {int(e.actor_id) for e in events if e.actor_type == "staff" and (e.actor_id or "").isdigit()}
+    ids = {
+        int(e.actor_id) for e in events if e.actor_type == "staff" and e.actor_id is not None and e.actor_id.isdigit()
+    }
     names = dict(db.session.execute(select(StaffUser.id, StaffUser.username).where(StaffUser.id.in_(ids))).all())
     return [
         {
             "at": e.occurred_at,
             "who": names.get(int(e.actor_id), e.actor_id)
-            if e.actor_type == "staff" and (e.actor_id or "").isdigit()
+            if e.actor_type == "staff" and e.actor_id is not None and e.actor_id.isdigit()
             else f"{e.actor_type}:{e.actor_id}",
             **(e.new or {}),
         }

@@ -198,12 +198,12 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     out += extension(20, 1, b"UTF-8")
     if text_labels:
         data = bytearray()
-        for var, labels in text_labels:
+        for var, text_codes in text_labels:
             name = var.column.name.encode()
-            data += _i(len(name)) + name + _i(var.width, len(labels))
-            for value, text in labels.items():
+            data += _i(len(name)) + name + _i(var.width, len(text_codes))
+            for code, text in text_codes.items():
                 encoded = fit_bytes(text, 120).encode()
-                data += _i(var.width) + _padded(value.encode(), var.width) + _i(len(encoded)) + encoded
+                data += _i(var.width) + _padded(code.encode(), var.width) + _i(len(encoded)) + encoded
         out += extension(21, 1, bytes(data))
     missing = bytearray()
     for var in variables:
