@@ -794,7 +794,7 @@ def _save_item(survey: Survey, plan: svc.PagePlan, page_no: int, item_no: int):
             item_no=item_no,
         )
     posted = form.answers()
-    here = dict(timepoint_id=tp.id, instrument_id=survey.instrument.id, page_no=page_no)
+    here: dict[str, Any] = dict(timepoint_id=tp.id, instrument_id=survey.instrument.id, page_no=page_no)
     if posted.get(item_id) is None and survey.answered.get(item_id) is not None:
         saved = None  # Next past an answered item: nothing to change
     else:

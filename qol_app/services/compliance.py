@@ -330,7 +330,7 @@ def _form_cells(
         (Timepoint.grace_closes_at > now, literal("overdue")),
         else_=literal("closed"),
     )
-    columns = [
+    columns: list[Any] = [
         Patient.site_id.label("site_id"),
         Patient.arm.label("arm"),
         Timepoint.kind.label("kind"),
@@ -355,7 +355,7 @@ def _form_cells(
         return lists[text]
 
     # 1. Every form as if nothing had been started (one row per timepoint group) ...
-    counts: Counter[tuple[object, ...]] = Counter()
+    counts: Counter[tuple[Any, ...]] = Counter()
     for *fact, n in conn.execute(select(*facts, func.count()).group_by(*facts)):
         site_id, arm, kind, rule_id, group_key, instruments, tp_phase, not_expected, reason = fact
         status = form_rules.status_in_phase(tp_phase, submitted=False, started=False, not_expected_reason=not_expected)
@@ -363,7 +363,8 @@ def _form_cells(
             counts[(site_id, arm, kind, rule_id, group_key, inst, status, False, reason, False)] += n
     # 2. ... then the forms with revisions moved to what their revisions make of them: one row
     # per distinct (timepoint group, instrument, form facts), the rules applied once per row.
-    for *fact, inst, started, submitted, late, answers, n in conn.execute(_started_form_facts(columns, where, now)):
+    for row in conn.execute(_started_form_facts(columns, where, now)):
+        *fact, inst, started, submitted, late, answers, n = tuple[Any, ...](row)
         site_id, arm, kind, rule_id, group_key, instruments, tp_phase, not_expected, reason = fact
         if inst not in parsed(instruments):  # not a form of this timepoint
             continue
@@ -384,18 +385,18 @@ def _form_cells(
     for (site_id, arm, kind, rule_id, group_key, inst, status, late, reason, received), n in counts.items():
         if n <= 0 or status is None:
             continue
-        group = FormGroup(kind, rule_id, group_key, inst)  # type: ignore[arg-type]
-        cell = by_form.get((group, arm))  # type: ignore[arg-type]
+        group = FormGroup(kind, rule_id, group_key, inst)
+        cell = by_form.get((group, arm))
         if cell is None:
-            cell = by_form[(group, arm)] = FormCell(randomized=randomized.get(arm, 0), kind=kind)  # type: ignore[index, arg-type]
-        site_cell = by_site.get((site_id, kind, arm))  # type: ignore[arg-type]
+            cell = by_form[(group, arm)] = FormCell(randomized=randomized.get(arm, 0), kind=kind)
+        site_cell = by_site.get((site_id, kind, arm))
         if site_cell is None:
-            site_cell = by_site[(site_id, kind, arm)] = FormCell(  # type: ignore[index]
+            site_cell = by_site[(site_id, kind, arm)] = FormCell(
                 randomized=randomized_by_site.get((site_id, arm), 0),
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
             )
         for target in (cell, site_cell):
-            target.add(status, bool(late), reason, n)  # type: ignore[arg-type]
+            target.add(status, bool(late), reason, n)
             target.received += n if received else 0
     return by_form, by_site
 
