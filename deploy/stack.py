@@ -474,9 +474,11 @@ def hidden(form_html: str) -> dict[str, str]:
 
 
 def main_form(html: str) -> str:
-    """The page's own form (not the language switch or the sign-out button)."""
+    """The page's own form (not the language switch, the large-print switch or the sign-out button)."""
     for action, inner in forms(html):
-        if "/language" not in action and "/logout" not in action and "lang" not in hidden(inner):
+        if all(other not in action for other in ("/language", "/logout", "/large-print")) and "lang" not in hidden(
+            inner
+        ):
             return inner
     raise ValueError("no form on the page")
 
