@@ -689,10 +689,11 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
     nav = request.form.get("nav") or "next"
     switch = nav[5:] if nav.startswith("lang:") and normalise(nav[5:]) in supported() else None
     leaving = nav == "signout"
+    enlarge = nav == "large_print"  # the large-print switch: saves the ticks, then one item per screen
     backwards = nav == "back"
     optional = {i for i in plan.item_ids if survey.instrument.item(i).optional}
     # Going back, switching language or signing out saves what is ticked without asking about the rest.
-    skip = optional if (backwards or switch or leaving) else optional | form.confirmed_skips()
+    skip = optional if (backwards or switch or leaving or enlarge) else optional | form.confirmed_skips()
     posted = form.answers()
     # A saved number rubbed out: stored as an explicit skip (never the old value kept silently),
     # and the patient is reminded of it as of any question left out.
@@ -725,10 +726,12 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
         return _sign_out(saved, tp)
     if switch and (lang := normalise(switch)) is not None:  # (never None: switch is a supported language)
         _set_language(actor, g.patient, lang, auth.now())
+    if enlarge:
+        patient_records.set_display_preference(db.session, actor, g.patient, "large_print", True, now=auth.now())
     db.session.commit()
     if saved.call_now:  # a red finding: the call page first, before anything else
         return redirect(url_for("patient.call", timepoint_id=tp.id))
-    if switch:
+    if switch or enlarge:
         return redirect(url_for("patient.page", timepoint_id=tp.id, instrument_id=instrument_id, page_no=page_no))
     unanswered = saved.unanswered + sorted(remind_cleared - set(saved.unanswered))
     if unanswered and not backwards:

@@ -165,3 +165,19 @@ def test_staff_choose_large_print_at_enrolment_audited(app, factory, session):
     assert first.display_preferences == {"large_print": True} and second.display_preferences is None
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "enroll", AuditEvent.patient_id == first.id))
     assert event.new["display_preferences"] == {"large_print": True}
+
+
+def test_large_print_from_a_multi_item_page_keeps_what_was_ticked(app, enrolled, factory, session):
+    tp = factory.timepoint(enrolled, respondent="self", instruments=[C30])
+    client = _client(app, enrolled)
+    url = f"/p/t/{tp.id}/{C30}/1"
+    page = client.get(url).get_data(as_text=True)
+    assert 'form="survey" name="nav" value="large_print"' in page  # the switch belongs to the page's form
+    data = hidden_fields(re.search(r'<form method="post" novalidate id="survey".*?</form>', page, re.DOTALL).group(0))
+    response = client.post(url, data=data | {"q1": "2", "q2": "3", "nav": "large_print"})
+    assert response.status_code == 302 and response.headers["Location"] == url
+    assert _answers(session, tp) == {"q1": 2, "q2": 3}  # ticked, saved, nothing else asked
+    session.expire_all()
+    assert session.get(Patient, enrolled.patient.id).display_preferences.get("large_print") is True
+    body = client.get(url).get_data(as_text=True)
+    assert body.count('class="answer"') == 4  # now one item per screen
