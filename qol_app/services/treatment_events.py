@@ -273,17 +273,7 @@ def set_patient_status(
         raise ServiceError(N_("Unknown patient status %(status)s."), status=status)
     if patient.status == "died" and status != "died":
         raise ServiceError(N_("A recorded death stays recorded. Correct the death record if it was entered in error."))
-    if status in END_STATUSES:
-        if status_date is None:
-            raise ServiceError(N_("The date of this status is required."))
-        _check_date(patient, status_date, now, "status")
-    else:
-        status_date = None
-    new_values = {"status": status, "status_date": status_date, "status_reason": reason}
-    old, new = audit.changes(patient, STATUS_FIELDS, new_values)
-    if not (set(new) - {"status_reason"}):
-        return ReconcileResult()
-    return _change_status(session, actor, patient, new_values, old, new, "set_status", now=now, schedule=schedule)
+    return _record_status(session, actor, patient, status, status_date, reason, "set_status", now, schedule)
 
 
 def correct_death(
@@ -313,6 +303,26 @@ def correct_death(
         status_date = death_date
     if status not in PATIENT_STATUSES:
         raise ServiceError(N_("Unknown patient status %(status)s."), status=status)
+    return _record_status(
+        session, actor, patient, status, status_date, reason, "correct_death", now, schedule, "correction"
+    )
+
+
+def _record_status(
+    session: Session,
+    actor: Actor,
+    patient: Patient,
+    status: str,
+    status_date: dt.date | None,
+    reason: str,
+    action: str,
+    now: dt.datetime,
+    schedule: Schedule | None,
+    kind: str = "set",
+) -> ReconcileResult:
+    """The checks and change both ``set_patient_status`` and ``correct_death`` make once the
+    status is known: an end status needs its date (checked), any other drops it; nothing changes
+    when only the reason would."""
     if status in END_STATUSES:
         if status_date is None:
             raise ServiceError(N_("The date of this status is required."))
@@ -323,9 +333,7 @@ def correct_death(
     old, new = audit.changes(patient, STATUS_FIELDS, new_values)
     if not (set(new) - {"status_reason"}):
         return ReconcileResult()
-    return _change_status(
-        session, actor, patient, new_values, old, new, "correct_death", now=now, schedule=schedule, kind="correction"
-    )
+    return _change_status(session, actor, patient, new_values, old, new, action, now=now, schedule=schedule, kind=kind)
 
 
 def _change_status(
