@@ -681,13 +681,14 @@ def qol_wide(trial: Trial) -> Dataset:
 @dataclasses.dataclass(frozen=True)
 class ItemRows:
     """Every item of every form with a response, in form and item order: the form (index into
-    ``forms``), item id and number, and the answer's position in ``Trial.answers`` (null: not
-    presented). The items dataset, SDTM QS and the FHIR bundle all read it."""
+    ``forms``), item id and number (null: an item of another version of the instrument), and the
+    answer's position in ``Trial.answers`` (null: not presented). The items dataset, SDTM QS and
+    the FHIR bundle all read it."""
 
     forms: list[Form]
     form_at: pa.Array
-    item: list[str]
-    number: list[int | None]
+    item: pa.Array
+    number: pa.Array
     at: pa.Array
 
 
@@ -719,24 +720,21 @@ def item_rows(trial: Trial) -> ItemRows:
     rest = answers.filter(other)
     for pk, item in zip(rest["response_id"].to_pylist(), rest["item_id"].to_pylist()):
         extras.setdefault(pk, []).append(item)
-    shared: dict[str, tuple[tuple[str, ...], tuple[int | None, ...], np.ndarray]] = {}
+    shared: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for inst in instruments:
         ids = catalog.items(inst)
-        shared[inst] = (ids, tuple(range(1, len(ids) + 1)), np.array([item_ids[i] for i in ids], np.int64))
+        shared[inst] = (np.array([item_ids[i] for i in ids], np.int64), np.arange(1, len(ids) + 1, dtype=np.int64))
     segments = []
     for form in forms:
         pk = form.response.pk  # type: ignore[union-attr]
         segment = shared[form.instrument_id]
         if pk in extras:
-            more = sorted(extras[pk])
-            ids = segment[0] + tuple(more)
-            codes = np.concatenate([segment[2], np.array([item_ids[i] for i in more], np.int64)])
-            segment = (ids, segment[1] + (None,) * len(more), codes)
+            more = np.array([item_ids[i] for i in sorted(extras[pk])], np.int64)
+            segment = (np.concatenate([segment[0], more]), np.concatenate([segment[1], np.zeros(len(more), np.int64)]))
         segments.append(segment)
     lengths = np.array([len(seg[0]) for seg in segments], np.int64)
-    items = list(itertools.chain.from_iterable(seg[0] for seg in segments))
-    numbers = list(itertools.chain.from_iterable(seg[1] for seg in segments))
-    codes = np.concatenate([seg[2] for seg in segments]) if segments else np.empty(0, np.int64)
+    codes = np.concatenate([seg[0] for seg in segments]) if segments else np.empty(0, np.int64)
+    numbers = np.concatenate([seg[1] for seg in segments]) if segments else np.empty(0, np.int64)
     form_pks = np.array([f.response.pk for f in forms], np.int64)  # type: ignore[union-attr]
     keys = np.repeat(form_pks, lengths) * width + codes
     form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int64), lengths), pa.int64())
@@ -744,7 +742,9 @@ def item_rows(trial: Trial) -> ItemRows:
         at = pc.index_in(pa.array(keys, pa.int64()), value_set=answer_keys)
     else:
         at = pa.nulls(len(keys), pa.int32())
-    return ItemRows(forms, form_at, items, numbers, at)
+    item = pa.array(names, pa.string()).take(pa.array(codes, pa.int64()))
+    number = pa.array(numbers, pa.int64(), mask=numbers == 0)
+    return ItemRows(forms, form_at, item, number, at)
 
 
 def _all_items(catalog: Catalog) -> set[str]:

@@ -42,6 +42,7 @@ from qol_app.export.writers.base import utc_iso
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 ITEM_TYPES = {"choice": "choice", "vas": "integer", "number": "decimal"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-.]+")
+_MISSING: Any = object()
 EXTENSIONS = {
     "respondent": (
         "Respondent",
@@ -143,9 +144,32 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
     iso = spec.iso_dates
     day_url = f"{base}/StructureDefinition/study-day"
     answers = trial.answers
-    values = answers["value"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.item)
-    skipped = answers["skipped"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.item)
+    values = answers["value"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.at)
+    skipped = answers["skipped"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.at)
     presented = pc.is_valid(rows.at).to_pylist()
+    links = rows.item.to_pylist()
+    entries: dict[tuple[str, str, str, float | None], dict[str, Any] | None] = {}
+
+    def item_entry(instrument_id: str, link: str, language: str, answer: float | None) -> dict[str, Any] | None:
+        """One item of a response (shared by every response with the same answer; never changed)."""
+        instrument = catalog.registry.get(instrument_id)
+        if not instrument.has_item(link):
+            return None
+        item = instrument.item(link)
+        entry: dict[str, Any] = {"linkId": link, "text": item.text.get(language) or item.text["en"]}
+        if answer is None:
+            entry["extension"] = [{"url": DATA_ABSENT_REASON, "valueCode": "asked-declined"}]
+        elif item.kind == "choice":
+            value = int(answer)
+            display = next((o.label[language] for o in item.options if o.code == value), str(value))
+            system = f"{base}/CodeSystem/{fhir_id(instrument_id)}-{link}"
+            entry["answer"] = [{"valueCoding": {"system": system, "code": str(value), "display": display}}]
+        elif item.kind == "vas":
+            entry["answer"] = [{"valueInteger": int(answer)}]
+        else:
+            entry["answer"] = [{"valueDecimal": float(answer)}]
+        return entry
+
     per_form: dict[int, list[int]] = {}
     for n, (f, shown) in enumerate(zip(rows.form_at.to_pylist(), presented)):
         if shown:
@@ -154,29 +178,17 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
     def response_resource(form: Form, n: int, patient_id: str, who: str) -> tuple[dict[str, Any], str]:
         response, patient = form.response, form.patient
         assert response is not None
-        instrument = catalog.registry.get(form.instrument_id)
         code = timepoint_code(form.timepoint.key, patient.randomization_date, iso)
         rid = fhir_id(f"{patient.study_id}-{code}-{short_name(form.instrument_id)}")
         items = []
         for at in per_form.get(n, ()):
-            link = rows.item[at]
-            if not instrument.has_item(link):
-                continue
-            item = instrument.item(link)
-            entry: dict[str, Any] = {"linkId": link, "text": item.text.get(response.language) or item.text["en"]}
-            answer = values[at]
-            if skipped[at] or answer is None:
-                entry["extension"] = [{"url": DATA_ABSENT_REASON, "valueCode": "asked-declined"}]
-            elif item.kind == "choice":
-                value = int(answer)
-                display = next((o.label[response.language] for o in item.options if o.code == value), str(value))
-                system = f"{base}/CodeSystem/{fhir_id(form.instrument_id)}-{link}"
-                entry["answer"] = [{"valueCoding": {"system": system, "code": str(value), "display": display}}]
-            elif item.kind == "vas":
-                entry["answer"] = [{"valueInteger": int(answer)}]
-            else:
-                entry["answer"] = [{"valueDecimal": float(answer)}]
-            items.append(entry)
+            answer = None if skipped[at] else values[at]
+            key = (form.instrument_id, links[at], response.language, answer)
+            entry = entries.get(key, _MISSING)
+            if entry is _MISSING:
+                entry = entries[key] = item_entry(form.instrument_id, links[at], response.language, answer)
+            if entry is not None:
+                items.append(entry)
         done = form.status == "completed"
         moment = response.first_submitted_at if done else response.started_at
         status = ("amended" if response.revision > 0 else "completed") if done else "in-progress"

@@ -354,16 +354,6 @@ def table_of(columns: Sequence[Column], rows: Iterable[Sequence[Any]], batch: in
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
-def spool_of(columns: Sequence[Column], rows: Iterable[Sequence[Any]], batch: int = 50_000) -> Spool:
-    """``table_of`` into a Spool: row tuples converted and spooled ``batch`` rows at a time."""
-    names = [c.name for c in columns]
-    sink = Spool(columns)
-    iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, batch)):
-        sink.append(columns_table(columns, dict(zip(names, zip(*chunk)))))
-    return sink.finish()
-
-
 def columns_table(columns: Sequence[Column], data: Mapping[str, Any]) -> pa.Table:
     """A table of ``columns`` from column name -> values (a sequence or an Arrow array)."""
     arrays = []

@@ -31,12 +31,23 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from qol_app.export import columns as cols
 from qol_app.export.asof import local_day, zone
-from qol_app.export.build import ItemRows, Trial, ascii_text, day_of, fit_words, ordered_instruments, timepoint_code
-from qol_app.export.schema import Column, Dataset, bi, spool_of, table_of
+from qol_app.export.build import (
+    FORMS_PER_PART,
+    ItemRows,
+    Trial,
+    ascii_text,
+    day_of,
+    fit_words,
+    ordered_instruments,
+    timepoint_code,
+)
+from qol_app.export.schema import Column, Dataset, Spool, bi, columns_table, table_of
 
 SKIPPED_REASON = "SKIPPED BY RESPONDENT"
 NOT_RECORDED = "NOT RECORDED"
@@ -235,84 +246,188 @@ def group_id(instrument_id: str, visitnum: float) -> str:
     return f"{category(instrument_id)[0]}-{visitnum:g}"
 
 
-def _qs_records(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[tuple[Any, ...]]:
-    spec, catalog = trial.spec, trial.catalog
-    tests = test_codes(trial)
-    answers = trial.answers
-    values = answers["value"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.item)
-    skipped = answers["skipped"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.item)
-    form_at = rows.form_at.to_pylist()
-    presented = pc.is_valid(rows.at).to_pylist()
-    items_of: dict[int, list[int]] = {}
-    for n, (f, shown) in enumerate(zip(form_at, presented)):
-        if shown:
-            items_of.setdefault(f, []).append(n)
+def _qs_forms(trial: Trial, rows: ItemRows, studyid: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The forms QS has records of, in output order, with what their records share (one row per
+    form: USUBJID, QSGRPID, QSCAT, QSBLFL, QSEVAL, VISITNUM, VISIT, QSDTC, QSDY, missed reason),
+    for each row of ``rows`` the position of its form here (-1: none), and the positions of the
+    missed forms (one QSALL record each)."""
+    spec = trial.spec
     responded = {id(form): n for n, form in enumerate(rows.forms)}
-    seq: dict[str, int] = {}
-
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    item_form = np.full(len(rows.forms), -1, np.int64)
+    missed: list[int] = []
     for form in trial.in_range():
         if form.status in ("pending", "not_expected"):
             continue
+        if form.status != "missed" and (form.response is None or id(form) not in responded):
+            continue
         patient, tp = form.patient, form.timepoint
         rand = patient.randomization_date
-        usubjid = f"{studyid}-{patient.study_id}"
         visitnum, visit_name = visit(tp.key, timepoint_code(tp.key, rand, spec.iso_dates), day_of(tp.target_date, rand))
-        grp = group_id(form.instrument_id, visitnum)
-        cat = category(form.instrument_id)[2]
+        n = len(columns[0])
         if form.status == "missed":
+            missed.append(n)
             reason = MISSED_REASONS.get(form.missing_reason or "", NOT_RECORDED)
-            seq[usubjid] = seq.get(usubjid, 0) + 1
-            planned = tp.target_date.isoformat() if spec.iso_dates else None
-            yield (
-                (studyid, "QS", usubjid, seq[usubjid], grp, "QSALL", "Questionnaire", cat)
-                + (None, None, None, None, None, "NOT DONE", reason, None, None, None, None, visitnum, visit_name)
-                + (planned, day_of(tp.target_date, rand))
+            qsdtc = tp.target_date.isoformat() if spec.iso_dates else None
+            qsdy, evaluator, base = day_of(tp.target_date, rand), None, None
+        else:
+            item_form[responded[id(form)]] = n
+            response = form.response
+            assert response is not None
+            moment = response.first_submitted_at if form.status == "completed" else response.started_at
+            local = moment.astimezone(zone(patient.tz)) if moment is not None else None
+            qsdtc = (
+                local.replace(tzinfo=None).isoformat(timespec="seconds")
+                if local is not None and spec.iso_dates
+                else None
             )
+            qsdy = day_of(local_day(moment, patient.tz), rand)
+            evaluator = EVALUATORS.get(response.respondent)
+            base = "Y" if tp.key == spec.baseline_key and form.status == "completed" else None
+            reason = None
+        values: tuple[Any, ...] = (f"{studyid}-{patient.study_id}", group_id(form.instrument_id, visitnum))
+        values += (category(form.instrument_id)[2], base, evaluator, visitnum, visit_name, qsdtc, qsdy, reason)
+        for column, value in zip(columns, values):
+            column.append(value)
+    names = ("USUBJID", "QSGRPID", "QSCAT", "QSBLFL", "QSEVAL", "VISITNUM", "VISIT", "QSDTC", "QSDY", "reason")
+    types = [pa.string()] * 5 + [pa.float64(), pa.string(), pa.string(), pa.int64(), pa.string()]
+    table = pa.table([pa.array(c, t) for c, t in zip(columns, types)], names=names)
+    return (
+        table,
+        item_form.take(rows.form_at.to_numpy()) if len(rows.forms) else np.empty(0, np.int64),
+        np.array(missed, np.int64),
+    )
+
+
+def _qs_parts(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[pa.Table]:
+    """QS records a part of the forms at a time: the forms' shared values repeated beside each
+    presented item's own (test code, result), looked up per distinct (item, answer)."""
+    catalog = trial.catalog
+    per_form, form_of_row, missed = _qs_forms(trial, rows, studyid)
+    tests = test_codes(trial)
+    # one test row per (instrument, item number): its codes and the item itself
+    test_index: dict[tuple[str, int], int] = {}
+    test_rows: list[tuple[str, str, str | None, str | None]] = []
+    test_items: list[Any] = []
+    for inst in ordered_instruments(catalog.registry):
+        instrument = catalog.registry.get(inst)
+        for number, (item, codes) in enumerate(zip(instrument.items, tests[inst]), start=1):
+            test_index[(inst, number)] = len(test_rows)
+            test_rows.append(codes)
+            test_items.append(item)
+    inst_codes = {inst: n for n, inst in enumerate(ordered_instruments(catalog.registry))}
+    form_inst = pa.array([inst_codes[f.instrument_id] for f in rows.forms], pa.int64())
+    base_of = np.array(
+        [test_index.get((inst, 1), 0) - 1 for inst in ordered_instruments(catalog.registry)], np.int64
+    )  # test row of item 1 of each instrument, minus one
+    answers = trial.answers
+    presented = pc.and_(pc.is_valid(rows.at), pc.is_valid(rows.number))  # items of another version: no test code
+    keep = np.flatnonzero(presented.to_numpy(zero_copy_only=False) & (form_of_row >= 0))
+    at = rows.at.take(pa.array(keep, pa.int64()))
+    number = rows.number.take(pa.array(keep, pa.int64())).to_numpy()
+    test = base_of[form_inst.take(rows.form_at.take(pa.array(keep, pa.int64()))).to_numpy()] + number
+    value = answers["value"].take(at) if len(answers) else pa.nulls(len(keep), pa.float64())
+    skipped = answers["skipped"].take(at) if len(answers) else pa.nulls(len(keep), pa.bool_())
+    done = pc.and_(pc.invert(pc.fill_null(skipped, False)), pc.is_valid(value))
+    value = pc.if_else(done, value, pa.scalar(None, pa.float64()))
+    # the result cells of each distinct (test, value): few, so formatted in Python
+    encoded = pc.dictionary_encode(value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value)
+    distinct = encoded.dictionary.to_pylist()
+    codes = pc.fill_null(encoded.indices.cast(pa.int64()), len(distinct)).to_numpy()
+    keys = test * (len(distinct) + 1) + codes
+    unique, position = np.unique(keys, return_inverse=True)
+    cells: list[tuple[Any, ...]] = []
+    for key in unique.tolist():
+        t, v = divmod(key, len(distinct) + 1)
+        testcd, name, evlint, evintx = test_rows[t]
+        item = test_items[t]
+        head = (testcd, name)
+        tail = (evlint, evintx)
+        if v == len(distinct):
+            cells.append(head + (None, None, None, None, None, "NOT DONE", SKIPPED_REASON, False) + tail)
             continue
-        response = form.response
-        if response is None or id(form) not in responded:
+        answer = distinct[v]
+        unit = ascii_text(item.unit) if item.unit else None
+        if item.kind == "choice":
+            code = int(answer)
+            label = next((o.label["en"] for o in item.options if o.code == code), str(code))
+            orres, stresc = ascii_text(label), str(code)
+        else:
+            stresc = repr(float(answer)).removesuffix(".0")
+            orres = stresc
+        cells.append(head + (orres, unit, stresc, float(answer), unit, None, None, True) + tail)
+    cell_names = (
+        *("QSTESTCD", "QSTEST", "QSORRES", "QSORRESU", "QSSTRESC", "QSSTRESN", "QSSTRESU", "QSSTAT"),
+        *("QSREASND", "answered", "QSEVLINT", "QSEVINTX"),
+    )
+    cell_types = [pa.string()] * 5 + [pa.float64()] + [pa.string()] * 3 + [pa.bool_(), pa.string(), pa.string()]
+    cell_table = pa.table(
+        [pa.array(list(c), t) for c, t in zip(zip(*cells), cell_types)]
+        if cells
+        else [pa.array([], t) for t in cell_types],
+        names=cell_names,
+    )
+    # record order: by form, a missed form's one record or a form's items in order
+    record_form = np.concatenate([missed, form_of_row[keep]])
+    order = np.argsort(record_form, kind="stable")
+    record_form = record_form[order]
+    cell_of = np.concatenate([np.full(len(missed), -1, np.int64), position.astype(np.int64)])[order]
+    first_of_patient = _group_starts(per_form["USUBJID"].combine_chunks(), record_form)
+    bounds = np.searchsorted(record_form, np.arange(0, len(per_form) + FORMS_PER_PART, FORMS_PER_PART))
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        if start == stop and start:
             continue
-        moment = response.first_submitted_at if form.status == "completed" else response.started_at
-        local = moment.astimezone(zone(patient.tz)) if moment is not None else None
-        qsdtc = (
-            local.replace(tzinfo=None).isoformat(timespec="seconds") if local is not None and spec.iso_dates else None
-        )
-        qsdy = day_of(local_day(moment, patient.tz), rand)
-        evaluator = EVALUATORS.get(response.respondent)
-        base = "Y" if tp.key == spec.baseline_key and form.status == "completed" else None
-        instrument = catalog.registry.get(form.instrument_id)
-        by_item = dict(zip(catalog.items(form.instrument_id), tests[form.instrument_id]))
-        for n in items_of.get(responded[id(form)], ()):
-            item_id = rows.item[n]
-            if item_id not in by_item:
-                continue  # an item of another instrument version: no test code for it
-            testcd, test, evlint, evintx = by_item[item_id]
-            item = instrument.item(item_id)
-            seq[usubjid] = seq.get(usubjid, 0) + 1
-            first = (studyid, "QS", usubjid, seq[usubjid], grp, testcd, test, cat)
-            tail = (evaluator, evlint, evintx, visitnum, visit_name, qsdtc, qsdy)
-            unit = ascii_text(item.unit) if item.unit else None
-            value = values[n]
-            if skipped[n] or value is None:
-                yield first + (None, None, None, None, None, "NOT DONE", SKIPPED_REASON, None) + tail
-                continue
-            if item.kind == "choice":
-                code = int(value)
-                label = next((o.label["en"] for o in item.options if o.code == code), str(code))
-                orres, stresc = ascii_text(label), str(code)
-            else:
-                stresc = repr(float(value)).removesuffix(".0")
-                orres = stresc
-            yield first + (orres, unit, stresc, float(value), unit, None, None, base) + tail
+        forms_at = pa.array(record_form[start:stop], pa.int64())
+        shared = per_form.take(forms_at)
+        cell_at = cell_of[start:stop]
+        cell = cell_table.take(pa.array(cell_at, pa.int64(), mask=cell_at < 0))
+        is_missed = pa.array(cell_at < 0)
+        answered = pc.fill_null(cell["answered"], False)
+        count = stop - start
+        data = {
+            "STUDYID": pa.array([studyid] * count, pa.string()),
+            "DOMAIN": pa.array(["QS"] * count, pa.string()),
+            "USUBJID": shared["USUBJID"],
+            "QSSEQ": pa.array(np.arange(start, stop) - first_of_patient[start:stop] + 1, pa.int64()),
+            "QSGRPID": shared["QSGRPID"],
+            "QSTESTCD": pc.if_else(is_missed, "QSALL", cell["QSTESTCD"]),
+            "QSTEST": pc.if_else(is_missed, "Questionnaire", cell["QSTEST"]),
+            "QSCAT": shared["QSCAT"],
+            "QSSTAT": pc.if_else(is_missed, "NOT DONE", cell["QSSTAT"]),
+            "QSREASND": pc.if_else(is_missed, shared["reason"], cell["QSREASND"]),
+            "QSBLFL": pc.if_else(answered, shared["QSBLFL"], pa.scalar(None, pa.string())),
+            "QSEVAL": shared["QSEVAL"],
+            "VISITNUM": shared["VISITNUM"],
+            "VISIT": shared["VISIT"],
+            "QSDTC": shared["QSDTC"],
+            "QSDY": shared["QSDY"],
+        }
+        for name in ("QSORRES", "QSORRESU", "QSSTRESC", "QSSTRESN", "QSSTRESU", "QSEVLINT", "QSEVINTX"):
+            data[name] = cell[name]
+        yield columns_table(QS_COLUMNS, data)
+
+
+def _group_starts(usubjid: pa.Array, record_form: np.ndarray) -> np.ndarray:
+    """For each record (by form, in order), the position of its subject's first record."""
+    if not len(record_form):
+        return np.empty(0, np.int64)
+    subject = pc.dictionary_encode(usubjid).indices.to_numpy()[record_form]
+    change = np.flatnonzero(np.concatenate([[True], subject[1:] != subject[:-1]]))
+    return np.repeat(change, np.diff(np.concatenate([change, [len(record_form)]])))
 
 
 def qs(trial: Trial, rows: ItemRows, *, studyid: str, spool: bool = False) -> Dataset:
     """QS (``spool``: its rows kept in a temporary file instead of memory)."""
-    records = _qs_records(trial, rows, studyid)
+    parts = _qs_parts(trial, rows, studyid)
     if spool:
-        sink = spool_of(QS_COLUMNS, records, batch=10_000)
+        sink = Spool(QS_COLUMNS)
+        for part in parts:
+            sink.append(part)
+        sink.finish()
         return Dataset("qs", bi("Questionnaires", "问卷"), QS_COLUMNS, sink.schema.empty_table(), xpt="QS", spool=sink)
-    return Dataset("qs", bi("Questionnaires", "问卷"), QS_COLUMNS, table_of(QS_COLUMNS, records), xpt="QS")
+    tables = list(parts)
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return Dataset("qs", bi("Questionnaires", "问卷"), QS_COLUMNS, table, xpt="QS")
 
 
 def suppqs(trial: Trial, *, studyid: str) -> Dataset:
