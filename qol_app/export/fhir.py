@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from qol_app.export import columns as cols
@@ -42,7 +44,6 @@ from qol_app.export.writers.base import utc_iso
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 ITEM_TYPES = {"choice": "choice", "vas": "integer", "number": "decimal"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-.]+")
-_MISSING: Any = object()
 EXTENSIONS = {
     "respondent": (
         "Respondent",
@@ -137,18 +138,35 @@ def related_person(patient_id: str, relationship: str) -> dict[str, Any]:
     }
 
 
-def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> Path:
-    """Write the bundle to ``path``, one patient's resources at a time; same data -> same bytes."""
-    base = base_url.rstrip("/")
-    spec, catalog = trial.spec, trial.catalog
-    iso = spec.iso_dates
-    day_url = f"{base}/StructureDefinition/study-day"
+def _item_entries(
+    trial: Trial, rows: ItemRows, base: str
+) -> tuple[list[dict[str, Any] | None], np.ndarray, np.ndarray]:
+    """The response items of ``rows``: one entry per distinct (instrument, item, language, answer),
+    shared by every response that gives it (never changed once made); for each row the number of
+    its entry (-1: not presented), and where each form's rows start and stop."""
+    catalog = trial.catalog
+    forms = rows.forms
+    kinds = sorted({(f.instrument_id, f.response.language) for f in forms})  # type: ignore[union-attr]
+    kind_of = {kind: n for n, kind in enumerate(kinds)}
+    form_kind = np.array([kind_of[(f.instrument_id, f.response.language)] for f in forms], np.int64)  # type: ignore[union-attr]
     answers = trial.answers
-    values = answers["value"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.at)
-    skipped = answers["skipped"].take(rows.at).to_pylist() if len(answers) else [None] * len(rows.at)
-    presented = pc.is_valid(rows.at).to_pylist()
-    links = rows.item.to_pylist()
-    entries: dict[tuple[str, str, str, float | None], dict[str, Any] | None] = {}
+    if len(answers):
+        value = answers["value"].take(rows.at).combine_chunks()
+        skipped = pc.fill_null(answers["skipped"].take(rows.at).combine_chunks(), False)
+        value = pc.if_else(skipped, pa.scalar(None, pa.float64()), value)
+    else:
+        value = pa.nulls(len(rows.at), pa.float64())
+    links = pc.dictionary_encode(rows.item)
+    link_names = links.dictionary.to_pylist()
+    given = pc.dictionary_encode(value)
+    distinct = given.dictionary.to_pylist()
+    answer_code = pc.fill_null(given.indices.cast(pa.int64()), len(distinct)).to_numpy()
+    form_at = rows.form_at.to_numpy()
+    keys = (form_kind[form_at] * len(link_names) + links.indices.to_numpy()) * (len(distinct) + 1) + answer_code
+    presented = pc.is_valid(rows.at).to_numpy(zero_copy_only=False)
+    unique, inverse = np.unique(keys[presented], return_inverse=True)
+    entry_of = np.full(len(keys), -1, np.int64)
+    entry_of[presented] = inverse
 
     def item_entry(instrument_id: str, link: str, language: str, answer: float | None) -> dict[str, Any] | None:
         """One item of a response (shared by every response with the same answer; never changed)."""
@@ -160,20 +178,35 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
         if answer is None:
             entry["extension"] = [{"url": DATA_ABSENT_REASON, "valueCode": "asked-declined"}]
         elif item.kind == "choice":
-            value = int(answer)
-            display = next((o.label[language] for o in item.options if o.code == value), str(value))
+            code = int(answer)
+            display = next((o.label[language] for o in item.options if o.code == code), str(code))
             system = f"{base}/CodeSystem/{fhir_id(instrument_id)}-{link}"
-            entry["answer"] = [{"valueCoding": {"system": system, "code": str(value), "display": display}}]
+            entry["answer"] = [{"valueCoding": {"system": system, "code": str(code), "display": display}}]
         elif item.kind == "vas":
             entry["answer"] = [{"valueInteger": int(answer)}]
         else:
             entry["answer"] = [{"valueDecimal": float(answer)}]
         return entry
 
-    per_form: dict[int, list[int]] = {}
-    for n, (f, shown) in enumerate(zip(rows.form_at.to_pylist(), presented)):
-        if shown:
-            per_form.setdefault(f, []).append(n)
+    entries = []
+    for key in unique.tolist():
+        rest, answer = divmod(key, len(distinct) + 1)
+        kind, link = divmod(rest, len(link_names))
+        instrument_id, language = kinds[kind]
+        entries.append(
+            item_entry(instrument_id, link_names[link], language, None if answer == len(distinct) else distinct[answer])
+        )
+    bounds = np.searchsorted(form_at, np.arange(len(forms) + 1))
+    return entries, entry_of, bounds
+
+
+def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> Path:
+    """Write the bundle to ``path``, one patient's resources at a time; same data -> same bytes."""
+    base = base_url.rstrip("/")
+    spec = trial.spec
+    iso = spec.iso_dates
+    day_url = f"{base}/StructureDefinition/study-day"
+    entries, entry_of, bounds = _item_entries(trial, rows, base)
 
     def response_resource(form: Form, n: int, patient_id: str, who: str) -> tuple[dict[str, Any], str]:
         response, patient = form.response, form.patient
@@ -181,12 +214,8 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
         code = timepoint_code(form.timepoint.key, patient.randomization_date, iso)
         rid = fhir_id(f"{patient.study_id}-{code}-{short_name(form.instrument_id)}")
         items = []
-        for at in per_form.get(n, ()):
-            answer = None if skipped[at] else values[at]
-            key = (form.instrument_id, links[at], response.language, answer)
-            entry = entries.get(key, _MISSING)
-            if entry is _MISSING:
-                entry = entries[key] = item_entry(form.instrument_id, links[at], response.language, answer)
+        for at in entry_of[bounds[n] : bounds[n + 1]].tolist():
+            entry = entries[at] if at >= 0 else None
             if entry is not None:
                 items.append(entry)
         done = form.status == "completed"

@@ -373,6 +373,7 @@ def _qs_parts(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[pa.Table]:
     record_form = record_form[order]
     cell_of = np.concatenate([np.full(len(missed), -1, np.int64), position.astype(np.int64)])[order]
     first_of_patient = _group_starts(per_form["USUBJID"].combine_chunks(), record_form)
+    del keep, at, number, test, value, skipped, done, encoded, codes, keys, unique, position, form_of_row
     bounds = np.searchsorted(record_form, np.arange(0, len(per_form) + FORMS_PER_PART, FORMS_PER_PART))
     for start, stop in zip(bounds[:-1], bounds[1:]):
         if start == stop and start:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from functools import lru_cache
 
 #: Larger than any score's denominator, small enough that the nearest fraction with at most this
 #: denominator to a stored double is the exact score it was rounded from (two such fractions differ
@@ -21,12 +22,14 @@ MAX_DENOMINATOR = 10**6
 ULPS = 4
 
 
+@lru_cache(maxsize=1 << 14)
 def exact(value: int | float | Fraction) -> Fraction:
     """The exact rational a number stands for: an int or Fraction as is; a float as the nearest
     fraction with a denominator of at most ``MAX_DENOMINATOR`` when it lies within ``ULPS`` units
     in the last place (so ``exact(float(Fraction(200, 3))) == Fraction(200, 3)``,
     ``exact(0.066) == Fraction(33, 500)``, and a score stored with float noise by scoring 1.0.0,
-    59.999999999999986, is 60); any other float as the binary value it holds."""
+    59.999999999999986, is 60); any other float as the binary value it holds. Memoised: scores
+    take few distinct values, and equal keys (1, 1.0, -0.0 and 0.0) stand for the same fraction."""
     if isinstance(value, int | Fraction):
         return Fraction(value)
     binary = Fraction(value)
