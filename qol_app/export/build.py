@@ -277,14 +277,12 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     alerts.sort(key=lambda a: (a.patient.study_id, a.seq))
 
     submitted = [f.response.pk for f in forms if f.response is not None and f.response.submitted]
-    scores = source.scores()
-    scores = scores.filter(pc.is_in(scores["response_id"], value_set=pa.array(submitted, pa.int64())))
+    scores = source.scores(keep=pa.array(submitted, pa.int64()))
     scores = pa.concat_tables([scores, unconfirmed_scores(source, forms, spec)])
 
     def answers() -> pa.Table:
         current = {f.response.pk: f.response for f in forms if f.response is not None}
-        table = source.answers()
-        table = table.filter(pc.is_in(table["response_id"], value_set=pa.array(list(current), pa.int64())))
+        table = source.answers(keep=pa.array(list(current), pa.int64()))
         unfinished = pa.array([pk for pk, r in current.items() if not r.submitted], pa.int64())
         if len(unfinished):
             check = pc.is_in(table["response_id"], value_set=unfinished)
@@ -438,10 +436,6 @@ def _find(keys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray) -> pa.Ar
     return pa.array(order[pos].astype(np.int32), pa.int32(), mask=~found)
 
 
-def _codes(values: pa.Array, index: Mapping[str, int]) -> pa.Array:
-    return pa.array([index[v] for v in values.to_pylist()], pa.int64())
-
-
 # ---------------------------------------------------------------- (a) scores, long
 
 
@@ -467,22 +461,40 @@ def _assemble(columns: Sequence[Column], parts: Iterable[pa.Table], spool: bool)
 
 def qol_long(trial: Trial, *, spool: bool = False) -> Dataset:
     """qol_long: every scale of every expected form, scored or not (built a part of the forms at a
-    time; ``spool`` keeps the rows in a temporary file instead of memory)."""
+    time; ``spool`` keeps the rows in a temporary file instead of memory).
+
+    Per form: its own values (``form_facts``) and its scales, the instrument's in order, then any
+    other scale stored for it, sorted. Per scale row, column-wise: the stored score found by
+    (response, scale), the baseline score by (patient, instrument, scale), and the change and
+    deterioration computed once per distinct (instrument, scale, baseline, score)."""
     catalog, spec = trial.catalog, trial.spec
     forms = trial.in_range()
     scores = trial.scores
-    scale_ids = {code: n for n, code in enumerate(sorted(set(scores["scale"].to_pylist()) | _all_scales(catalog)))}
-    width = len(scale_ids) + 1
-    score_keys = pc.add(pc.multiply(scores["response_id"], width), _codes(scores["scale"], scale_ids))
-    order = np.argsort(score_keys.to_numpy(), kind="stable")  # searched per part (a hash set per part costs more)
-    sorted_keys = score_keys.to_numpy()[order]
+    names = sorted(set(pc.unique(scores["scale"]).to_pylist()) | _all_scales(catalog))
+    scale_ids = {code: n for n, code in enumerate(names)}
+    width = len(names) + 1
+    score_codes = pc.index_in(scores["scale"], value_set=pa.array(names, pa.string())).cast(pa.int64())
+    score_keys = pc.add(pc.multiply(scores["response_id"], width), score_codes).to_numpy()
+    order = np.argsort(score_keys, kind="stable")  # searched per part (a hash set per part costs more)
+    sorted_keys = score_keys[order]
+    instruments = ordered_instruments(catalog.registry)
+    inst_number = {inst: n for n, inst in enumerate(instruments)}
 
+    scored = [f for f in forms if f.response is not None and has_scores(f)]
     extras: dict[int, list[str]] = {}
-    if len(scores):
-        inst_of = {f.response.pk: f.instrument_id for f in forms if f.response is not None and has_scores(f)}
-        for pk, scale in zip(scores["response_id"].to_pylist(), scores["scale"].to_pylist()):
-            if pk in inst_of and scale not in catalog.scales(inst_of[pk]):
-                extras.setdefault(pk, []).append(scale)
+    if len(scores) and scored:
+        scored_pks = pa.array([f.response.pk for f in scored], pa.int64())  # type: ignore[union-attr]
+        scored_inst = pa.array([inst_number[f.instrument_id] for f in scored], pa.int64())
+        known_keys = pa.array(
+            [inst_number[inst] * width + scale_ids[code] for inst in instruments for code in catalog.scales(inst)],
+            pa.int64(),
+        )
+        of_form = pc.index_in(scores["response_id"], value_set=scored_pks)
+        own = pc.is_in(pc.add(pc.multiply(scored_inst.take(of_form), width), score_codes), value_set=known_keys)
+        rest = scores.filter(pc.and_(pc.is_valid(of_form), pc.invert(own)))  # scales of another version
+        for pk, scale in zip(rest["response_id"].to_pylist(), rest["scale"].to_pylist()):
+            extras.setdefault(pk, []).append(scale)
+
     baseline: dict[tuple[int, str], dict[str, float]] = {}
     base_pks = {
         f.response.pk: f
@@ -495,18 +507,24 @@ def qol_long(trial: Trial, *, spool: bool = False) -> Dataset:
             if value is not None:
                 form = base_pks[pk]
                 baseline.setdefault((form.patient.pk, form.instrument_id), {})[scale] = value
-    offsets = {inst: [scale_ids[code] for code in catalog.scales(inst)] for inst in catalog.registry}
+    base_index = {
+        ((patient * len(instruments) + inst_number[inst]) * width + scale_ids[code]): value
+        for (patient, inst), by_scale in baseline.items()
+        for code, value in by_scale.items()
+    }
+    base_order = np.array(sorted(base_index), np.int64)
+    base_values = pa.array([base_index[k] for k in base_order.tolist()], pa.float64())
+    shared = {inst: np.array([scale_ids[code] for code in catalog.scales(inst)], np.int64) for inst in instruments}
+    names_array = pa.array(names, pa.string())
     form_columns = [c.name for c in cols.LONG_COLUMNS if c.name not in _LONG_ROW_COLUMNS]
     head_columns = [c for c in cols.LONG_COLUMNS if c.name in form_columns]
     columns = labelled(cols.LONG_COLUMNS, catalog.registry)
 
     def part(first: int, stop: int) -> pa.Table:
         head: list[tuple[Any, ...]] = []
-        form_at: list[int] = []
-        scale_col: list[str] = []
-        keys: list[int] = []
-        bases: list[float | None] = []
-        compare: list[bool] = []
+        segments: list[np.ndarray] = []
+        known = np.empty(stop - first, np.int64)  # the instrument's own scales (the rest: extras)
+        per_form = np.empty((stop - first, 4), np.int64)  # response pk (-1: no scores), patient, instrument, baseline?
         for n in range(first, stop):
             form = forms[n]
             f = form_facts(form, trial)
@@ -518,46 +536,36 @@ def qol_long(trial: Trial, *, spool: bool = False) -> Dataset:
                 + (tp.rule_id, f.target_day, f.completed_day, f.days_from_rand, f.window, tp.anchor_kind)
                 + (tp.anchor_number, f.anchor_day, f.revision, is_base, form.received, is_confirmed(form))
             )
-            known = catalog.scales(inst)
             response = form.response
-            pk = response.pk if response is not None and has_scores(form) else None
-            extra = tuple(sorted(extras.get(pk, ()))) if pk is not None else ()
-            scales = known + extra
-            form_at.extend([n - first] * len(scales))
-            scale_col.extend(scales)
-            if pk is None:
-                keys.extend([-1] * len(scales))
-            else:
-                keys.extend(
-                    [pk * width + at for at in offsets[inst]] + [pk * width + scale_ids[code] for code in extra]
-                )
-            base = baseline.get((patient.pk, inst), {})
-            values_at = [base.get(code) for code in scales]
-            bases.extend(values_at)
-            if is_base:
-                compare.extend([False] * len(scales))
-            else:
-                compare.extend([v is not None for v in values_at[: len(known)]] + [False] * len(extra))
-        at = _find(np.array(keys, np.int64), sorted_keys, order)
-        values = scores["value"].take(at).to_pylist() if len(scores) else [None] * len(keys)
-        changes: list[float | None] = [None] * len(values)
-        worse: list[bool | None] = [None] * len(values)
-        compare_with = catalog.compare
-        for n in itertools.compress(range(len(values)), compare):
-            value = values[n]
-            if value is not None:
-                changes[n], worse[n] = compare_with(
-                    forms[first + form_at[n]].instrument_id, scale_col[n], bases[n], value
-                )
+            pk = response.pk if response is not None and has_scores(form) else -1
+            segment = shared[inst]
+            known[n - first] = len(segment)
+            if pk in extras:
+                more = np.array([scale_ids[code] for code in sorted(extras[pk])], np.int64)
+                segment = np.concatenate([segment, more])
+            segments.append(segment)
+            per_form[n - first] = (pk, patient.pk, inst_number[inst], is_base)
+        lengths = np.array([len(seg) for seg in segments], np.int64)
+        codes = np.concatenate(segments) if segments else np.empty(0, np.int64)
+        form_at = np.repeat(np.arange(stop - first, dtype=np.int64), lengths)
+        extra = np.arange(len(codes)) - np.repeat(np.cumsum(lengths) - lengths, lengths) >= known[form_at]
+        pk, patient, inst, is_base = (per_form[form_at, k] for k in range(4))
+        at = _find(np.where(pk >= 0, pk * width + codes, -1), sorted_keys, order)
+        base_at = _find((patient * len(instruments) + inst) * width + codes, base_order, np.arange(len(base_order)))
+        bases = base_values.take(base_at)
+        values = scores["value"].take(at) if len(scores) else pa.nulls(len(codes), pa.float64())
+        compare = ~is_base.astype(bool) & ~extra & pc.is_valid(base_at).to_numpy(zero_copy_only=False)
+        compare &= pc.is_valid(values).to_numpy(zero_copy_only=False)
+        changes, worse = _compared(catalog, instruments, names, inst, codes, bases, values, compare)
         repeated = table_of(head_columns, head).take(pa.array(form_at, pa.int64()))
         data = {name: repeated[name] for name in form_columns} | {
-            "scale": scale_col,
+            "scale": names_array.take(pa.array(codes, pa.int64())),
             "score": values,
-            "n_items": scores["n_items"].take(at) if len(scores) else [None] * len(keys),
+            "n_items": scores["n_items"].take(at) if len(scores) else pa.nulls(len(codes), pa.int64()),
             "baseline_score": bases,
             "change": changes,
             "deteriorated": worse,
-            "scoring_version": scores["scoring_version"].take(at) if len(scores) else [None] * len(keys),
+            "scoring_version": scores["scoring_version"].take(at) if len(scores) else pa.nulls(len(codes), pa.string()),
         }
         return columns_table(columns, data)
 
@@ -571,6 +579,52 @@ def qol_long(trial: Trial, *, spool: bool = False) -> Dataset:
         xpt="QOLLONG",
         xpt_label="QoL scores, long (one row per scale)",
         spool=sink,
+    )
+
+
+def _compared(
+    catalog: Catalog,
+    instruments: Sequence[str],
+    names: Sequence[str],
+    inst: np.ndarray,
+    codes: np.ndarray,
+    bases: pa.Array,
+    values: pa.Array | pa.ChunkedArray,
+    compare: np.ndarray,
+) -> tuple[pa.Array, pa.Array]:
+    """(change, deteriorated) of the rows where ``compare`` holds (null elsewhere): the rule of
+    ``Catalog.compare`` applied once per distinct (instrument, scale, baseline, score)."""
+    rows = np.flatnonzero(compare)
+    if not len(rows):
+        return pa.nulls(len(compare), pa.float64()), pa.nulls(len(compare), pa.bool_())
+    picked = pa.array(rows, pa.int64())
+    base = pc.dictionary_encode(bases.take(picked))
+    value = pc.dictionary_encode(
+        pc.take(values, picked).combine_chunks() if isinstance(values, pa.ChunkedArray) else values.take(picked)
+    )
+    n_base, n_value = len(base.dictionary), len(value.dictionary)
+    keys = ((inst[rows] * len(names) + codes[rows]) * n_base + base.indices.to_numpy()) * n_value
+    keys += value.indices.to_numpy()
+    unique, inverse = np.unique(keys, return_inverse=True)
+    base_values, score_values = base.dictionary.to_pylist(), value.dictionary.to_pylist()
+    results = []
+    for key in unique.tolist():
+        rest, v = divmod(key, n_value)
+        rest, b = divmod(rest, n_base)
+        i, code = divmod(rest, len(names))
+        results.append(catalog.compare(instruments[i], names[code], base_values[b], score_values[v]))
+    change = np.full(len(compare), np.nan)
+    change[rows] = np.array([r[0] if r[0] is not None else np.nan for r in results], np.float64)[inverse]
+    flags = [r[1] for r in results]
+    worse = np.zeros(len(compare), np.int8)
+    worse_known = np.zeros(len(compare), bool)
+    worse[rows] = np.array([bool(f) for f in flags], np.int8)[inverse]
+    worse_known[rows] = np.array([f is not None for f in flags], bool)[inverse]
+    changed = np.zeros(len(compare), bool)
+    changed[rows] = np.array([r[0] is not None for r in results], bool)[inverse]
+    return (
+        pa.array(change, pa.float64(), mask=~changed),
+        pa.array(worse.astype(bool), pa.bool_(), mask=~worse_known),
     )
 
 

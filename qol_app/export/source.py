@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -197,30 +198,39 @@ class Source:
             out[(response.timepoint_pk, response.instrument_id)].append(response)
         return out
 
-    def _arrow(self, stmt: Select[*tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    def _arrow(self, stmt: Select[*tuple[Any, ...]], schema: pa.Schema, keep: pa.Array | None) -> pa.Table:
+        """The rows as an Arrow table, read BATCH at a time; with ``keep``, only the rows whose
+        ``response_id`` is in it (dropped batch by batch, so the whole read is never held)."""
         result = self.session.connection().execute(stmt.execution_options(yield_per=BATCH))
         batches = []
         for rows in result.partitions():
             columns = list(zip(*rows))
-            batches.append(pa.record_batch([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema))
+            batch = pa.record_batch([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
+            if keep is not None:
+                batch = batch.filter(pc.is_in(batch.column("response_id"), value_set=keep))
+            batches.append(batch)
         return pa.Table.from_batches(batches, schema=schema)
 
-    def scores(self) -> pa.Table:
-        """Stored scores of the selection's responses (``SCORE_SCHEMA``)."""
+    def scores(self, keep: pa.Array | None = None) -> pa.Table:
+        """Stored scores of the selection's responses (``SCORE_SCHEMA``); of the responses in
+        ``keep`` (int64 response pks) only, when given."""
         return self._arrow(
             select(Score.response_id, Score.scale, Score.value, Score.n_items, Score.scoring_version).where(
                 Score.response_id.in_(self._selected_responses())
             ),
             SCORE_SCHEMA,
+            keep,
         )
 
-    def answers(self) -> pa.Table:
-        """Stored answers of the selection's responses (``ANSWER_SCHEMA``)."""
+    def answers(self, keep: pa.Array | None = None) -> pa.Table:
+        """Stored answers of the selection's responses (``ANSWER_SCHEMA``); of the responses in
+        ``keep`` (int64 response pks) only, when given."""
         return self._arrow(
             select(Answer.response_id, Answer.item_id, Answer.value, Answer.skipped).where(
                 Answer.response_id.in_(self._selected_responses())
             ),
             ANSWER_SCHEMA,
+            keep,
         )
 
     def status_history(self) -> dict[int, list[StatusRow]]:

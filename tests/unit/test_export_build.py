@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from qol_app.export import asof, build
@@ -61,6 +62,11 @@ def c30(level: int, ql: int) -> dict:
     return {f"q{i}": level for i in range(1, 29)} | {"q29": ql, "q30": ql}
 
 
+def _kept(table, keep):
+    """Source's ``keep``: only the rows of the given responses."""
+    return table if keep is None else table.filter(pc.is_in(table["response_id"], value_set=keep))
+
+
 class FakeSource:
     """The stored rows of one patient: baseline, cycle 1 (proxy, then corrected), cycle 2 missed."""
 
@@ -113,11 +119,11 @@ class FakeSource:
             out.setdefault((r.timepoint_pk, r.instrument_id), []).append(r)
         return out
 
-    def scores(self):
-        return pa.table(list(zip(*self._scores)), schema=SCORE_SCHEMA)
+    def scores(self, keep=None):
+        return _kept(pa.table(list(zip(*self._scores)), schema=SCORE_SCHEMA), keep)
 
-    def answers(self):
-        return pa.table(list(zip(*self._answers)), schema=ANSWER_SCHEMA)
+    def answers(self, keep=None):
+        return _kept(pa.table(list(zip(*self._answers)), schema=ANSWER_SCHEMA), keep)
 
     def answer_times(self, pks):
         return {}
