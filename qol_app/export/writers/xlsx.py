@@ -87,8 +87,9 @@ class _Strings:
         return f'{_HEAD}<sst xmlns="{_MAIN}" count="{count}" uniqueCount="{count}">{items}</sst>'.encode()
 
 
-def _cells(column: Column, values: pa.Array, refs: pa.Array) -> pa.Array:
-    """Each row's cell XML for one column (null: no cell); text already as shared-string numbers."""
+def _cells(column: Column, values: pa.Array, letters: str, numbers: pa.Array) -> pa.Array:
+    """Each row's cell XML for one column (null: no cell), the cell reference made of the column's
+    ``letters`` and the row ``numbers``; text already as shared-string numbers."""
     if column.type == "string":
         body, attrs = values.cast(pa.string()), '" t="s"><v>'
     elif column.type == "boolean":
@@ -102,7 +103,9 @@ def _cells(column: Column, values: pa.Array, refs: pa.Array) -> pa.Array:
         body, attrs = serial.cast(pa.string()), f'" s="{STYLE_DATETIME}"><v>'
     else:
         body, attrs = values.cast(pa.string()), '"><v>'
-    return pc.binary_join_element_wise(refs, attrs, body, "</v></c>", "", null_handling="emit_null")
+    return pc.binary_join_element_wise(
+        f'<c r="{letters}', numbers, attrs, body, "</v></c>", "", null_handling="emit_null"
+    )
 
 
 def _joined(values: pa.Array) -> memoryview | bytes:
@@ -128,12 +131,7 @@ def _sheet_rows(
             numbers = pa.array(np.arange(first_row, first_row + count), pa.int64()).cast(pa.string())
             first_row += count
             cells = [
-                _cells(
-                    column,
-                    values[n].slice(start, count),
-                    pc.binary_join_element_wise(f'<c r="{_letters(n)}', numbers, ""),
-                )
-                for n, column in enumerate(columns)
+                _cells(column, values[n].slice(start, count), _letters(n), numbers) for n, column in enumerate(columns)
             ]
             content = pc.binary_join_element_wise(*cells, "", null_handling="replace", null_replacement="")
             del cells  # hold one copy of the XML at a time
