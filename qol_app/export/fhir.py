@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -138,12 +139,16 @@ def related_person(patient_id: str, relationship: str) -> dict[str, Any]:
     }
 
 
-def _item_entries(
-    trial: Trial, rows: ItemRows, base: str
-) -> tuple[list[dict[str, Any] | None], np.ndarray, np.ndarray]:
-    """The response items of ``rows``: one entry per distinct (instrument, item, language, answer),
-    shared by every response that gives it (never changed once made); for each row the number of
-    its entry (-1: not presented), and where each form's rows start and stop."""
+def _dumps(value: Any) -> str:
+    """The bundle's JSON encoding: sorted keys, no spaces, UTF-8 text as is."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _item_entries(trial: Trial, rows: ItemRows, base: str) -> tuple[list[str | None], np.ndarray, np.ndarray]:
+    """The response items of ``rows`` as JSON: one per distinct (instrument, item, language,
+    answer), encoded once and shared by every response that gives it (None: an item the
+    instrument does not have); for each row the number of its entry (-1: not presented), and
+    where each form's rows start and stop."""
     catalog = trial.catalog
     forms = rows.forms
     kinds = sorted({(f.instrument_id, f.response.language) for f in forms})  # type: ignore[union-attr]
@@ -193,9 +198,10 @@ def _item_entries(
         rest, answer = divmod(key, len(distinct) + 1)
         kind, link = divmod(rest, len(link_names))
         instrument_id, language = kinds[kind]
-        entries.append(
-            item_entry(instrument_id, link_names[link], language, None if answer == len(distinct) else distinct[answer])
+        entry = item_entry(
+            instrument_id, link_names[link], language, None if answer == len(distinct) else distinct[answer]
         )
+        entries.append(None if entry is None else _dumps(entry))
     bounds = np.searchsorted(form_at, np.arange(len(forms) + 1))
     return entries, entry_of, bounds
 
@@ -287,14 +293,20 @@ def write_bundle(trial: Trial, rows: ItemRows, path: Path, *, base_url: str) -> 
             f'{{"resourceType":"Bundle","type":"collection","timestamp":{json.dumps(utc_iso(spec.as_of))},"entry":['
         )
         first = True
+        placeholder = f"qol-items-{uuid.uuid4().hex}"  # stands for a response's items while it is encoded
 
         def emit(resource: Mapping[str, Any]) -> None:
+            """Write one entry; a response's items are JSON already (``_item_entries``), put in
+            where a placeholder stands for them."""
             nonlocal first
+            items = resource.get("item") if resource["resourceType"] == "QuestionnaireResponse" else None
+            if items:
+                resource = {**resource, "item": placeholder}
             entry = {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource}
-            out.write(
-                ("\n" if first else ",\n")
-                + json.dumps(entry, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-            )
+            text = _dumps(entry)
+            if items:
+                text = text.replace(f'"{placeholder}"', f"[{','.join(items)}]", 1)
+            out.write(("\n" if first else ",\n") + text)
             first = False
 
         for key in EXTENSIONS:
