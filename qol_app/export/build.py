@@ -792,10 +792,11 @@ def item_rows(trial: Trial) -> ItemRows:
     form_pks = np.array([f.response.pk for f in forms], np.int64)  # type: ignore[union-attr]
     keys = np.repeat(form_pks, lengths) * width + codes
     form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int64), lengths), pa.int64())
-    if len(answers):
-        at = pc.index_in(pa.array(keys, pa.int64()), value_set=answer_keys)
-    else:
-        at = pa.nulls(len(keys), pa.int32())
+    del answer_inst, known, other, rest, of_form
+    answer_np = answer_keys.to_numpy()
+    order = np.argsort(answer_np, kind="stable")
+    at = _find(keys, answer_np[order], order)  # each item's answer (null: not presented)
+    del answer_keys, answer_np, order, keys
     item = pa.array(names, pa.string()).take(pa.array(codes, pa.int64()))
     number = pa.array(numbers, pa.int64(), mask=numbers == 0)
     return ItemRows(forms, form_at, item, number, at)
