@@ -2,13 +2,14 @@
 export dataset as an Arrow table, each built once per export and handed to every writer.
 
     trial = load(Source(session, spec.filters, spec.instruments), spec)
-    long = qol_long(trial, spec)          # a schema.Dataset
+    long = qol_long(trial)                # a schema.Dataset
 
 ``load`` reads the database once (patients, timepoints, responses, events, alerts; scores and
 answers as Arrow tables) and keeps only what counted at the as-of time. The dataset functions
 are pure over that: per-form values are computed in Python (a form is the unit of every rule),
 per-scale and per-item rows are the form's values repeated (``take``) beside the scores and
-answers looked up by key (``index_in``); no clock, no database.
+answers found by key (a sorted search), and what derives from a value alone (change from
+baseline, a QS result, a FHIR item) is computed once per distinct value; no clock, no database.
 """
 
 from __future__ import annotations
