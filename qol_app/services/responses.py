@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
@@ -92,6 +92,12 @@ def active_overlay(session: Session, instrument: Instrument, locale: str) -> Ove
     return wording.active_overlay(
         session, instrument.id, locale, instrument_version=instrument.version, registry=registry()
     )
+
+
+def localized_many(session: Session, instruments: Sequence[Instrument], locale: str) -> list[LocalizedInstrument]:
+    """``localized`` for several instruments with one overlay query."""
+    overlays = wording.active_overlays(session, [(i.id, i.version) for i in instruments], locale, registry=registry())
+    return [localize(i, locale, overlays[i.id]) for i in instruments]
 
 
 def localized(session: Session, instrument: Instrument, locale: str) -> LocalizedInstrument:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,30 @@ def active_overlay(
     return overlay_by_digest(
         session, session.scalar(select(active_digest(instrument_id, language, instrument_version))), registry
     )
+
+
+def active_overlays(
+    session: Session, instruments: Sequence[tuple[str, str]], language: str, *, registry: Registry | None = None
+) -> dict[str, Overlay | None]:
+    """``active_overlay`` for several ``(instrument id, version)`` pairs in one query (a home page
+    lists every form of its visits)."""
+    if not instruments:
+        return {}
+    wanted = dict(instruments)
+    rows = session.execute(
+        select(WordingOverlay.instrument_id, WordingOverlay.instrument_version, WordingOverlay.sha256)
+        .where(
+            WordingOverlay.instrument_id.in_(wanted),
+            WordingOverlay.language == language,
+            WordingOverlay.active.is_(True),
+        )
+        .order_by(WordingOverlay.id)
+    ).all()
+    digests: dict[str, str] = {}
+    for instrument_id, version, sha256 in rows:  # the newest active row wins, as in active_digest
+        if wanted[instrument_id] == version:
+            digests[instrument_id] = sha256
+    return {i: overlay_by_digest(session, digests.get(i), registry) for i in wanted}
 
 
 def active_digest(instrument_id: Any, language: Any, instrument_version: Any) -> ScalarSelect[str]:
