@@ -198,8 +198,8 @@ def evaluate(rule_set: AlertRuleSet, answers: Mapping[str, Answer]) -> AlertResu
     _check_answers(rule_set.items, answers)
     fired: list[TriggeredRule] = []
     for rule in rule_set.rules:
-        matched, items = _match(rule.condition, answers)
-        if matched:
+        items = _match(rule.condition, answers)
+        if items is not None:
             recorded = {i: cast(Number, answers[i]) for i in items}
             fired.append(TriggeredRule(rule.id, rule.level, rule.descriptions, MappingProxyType(recorded)))
     fired.sort(key=lambda t: LEVELS.index(t.level))  # stable: file order within a level
@@ -214,26 +214,22 @@ def evaluate(rule_set: AlertRuleSet, answers: Mapping[str, Answer]) -> AlertResu
     )
 
 
-def _match(condition: Condition, answers: Mapping[str, Answer]) -> tuple[bool, tuple[str, ...]]:
-    """Whether ``condition`` holds and which items satisfied it.
+def _match(condition: Condition, answers: Mapping[str, Answer]) -> tuple[str, ...] | None:
+    """The items that satisfied ``condition``, or None when it does not hold.
 
     No short-circuit: every satisfied branch of an ``any`` is reported, so the
     record shows both neck stiffness and vomiting when both were present.
     """
     if isinstance(condition, Comparison):
         answer = answers.get(condition.item)
-        if answer is None:
-            return False, ()
-        ok = _COMPARATORS[condition.op](answer, condition.value)
-        return ok, (condition.item,) if ok else ()
+        if answer is None or not _COMPARATORS[condition.op](answer, condition.value):
+            return None
+        return (condition.item,)
     results = [_match(c, answers) for c in condition.conditions]
-    if isinstance(condition, AllOf):
-        ok = all(r[0] for r in results)
-    else:
-        ok = any(r[0] for r in results)
-    if not ok:
-        return False, ()
-    return True, _unique(i for r in results if r[0] for i in r[1])
+    held = [r for r in results if r is not None]
+    if not held or (isinstance(condition, AllOf) and len(held) < len(results)):
+        return None
+    return _unique(i for r in held for i in r)
 
 
 def _check_answers(items: frozenset[str], answers: Mapping[str, Answer]) -> None:

@@ -255,6 +255,13 @@ def test_default_rules_file_loads(rules: AlertRuleSet) -> None:
     assert rules.rule("red_seizure").level == "red"
 
 
+def test_rule_lookup_by_id(rules: AlertRuleSet) -> None:
+    for rule in rules.rules:
+        assert rules.rule(rule.id) is rule
+    with pytest.raises(KeyError, match="no_such_rule"):
+        rules.rule("no_such_rule")
+
+
 def test_known_items_are_optional() -> None:
     assert load_alert_rules(default_rules_path()).rules
 
