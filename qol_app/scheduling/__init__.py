@@ -25,7 +25,7 @@ from .reconcile import (
     apply_plan,
     diff,
 )
-from .rules import SCHEDULES_DIR, Rule, Schedule, ScheduleError, load_schedule, parse_schedule
+from .rules import SCHEDULES_DIR, Rule, Schedule, load_schedule, parse_schedule
 from .status import STATUSES, Status, derive_status, is_late
 from .timewindows import local_date_of, local_day_start
 
@@ -44,7 +44,6 @@ __all__ = [
     "ReconcilePlan",
     "Rule",
     "Schedule",
-    "ScheduleError",
     "Source",
     "Status",
     "Update",
