@@ -47,7 +47,8 @@ from qol_app.scheduling import (
     derive_status,
     load_schedule,
     local_date_of,
-    plan,
+    local_day_start,
+    plan_ahead,
 )
 from qol_app.scheduling.timewindows import zone
 from qol_app.services.notifications import reminder_key, window_key
@@ -152,7 +153,9 @@ def build(url: str, n_patients: int, seed: int = 7) -> dict[str, int]:
             for e in hist
         ]
         facts = PatientFacts(arm, rand, site["timezone"], "died" if died else None, end if died else None)
-        for tp in plan(schedule, facts, hist, today):
+        ahead = plan_ahead(schedule, facts, hist, today)
+        patients[-1]["replan_at"] = None if ahead.changes_on is None else local_day_start(ahead.changes_on, tz)
+        for tp in ahead.timepoints:
             tid = next(tp_ids)
             completed = started = None
             if tp.expected and tp.opens_at < NOW - dt.timedelta(hours=2):

@@ -9,11 +9,13 @@ from .planner import (
     Anchor,
     EventFact,
     PatientFacts,
+    Plan,
     PlannedTimepoint,
     PlanningError,
     Source,
     diary_key,
     plan,
+    plan_ahead,
 )
 from .reconcile import (
     Amendment,
@@ -39,6 +41,7 @@ __all__ = [
     "ExistingTimepoint",
     "MarkNotExpected",
     "PatientFacts",
+    "Plan",
     "PlannedTimepoint",
     "PlanningError",
     "ReconcilePlan",
@@ -57,4 +60,5 @@ __all__ = [
     "local_day_start",
     "parse_schedule",
     "plan",
+    "plan_ahead",
 ]
