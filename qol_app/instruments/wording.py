@@ -42,16 +42,15 @@ from typing import Any, NoReturn
 
 import yaml
 
-from qol_app.instruments.datafile import Node, read_yaml
+from qol_app.datafile import DataFileError, Node, read_yaml
 from qol_app.instruments.schema import (
     Instrument,
-    InstrumentFileError,
     Item,
     MissingLanguageError,
 )
 
 
-class WordingOverlayError(InstrumentFileError):
+class WordingOverlayError(DataFileError):
     """An overlay file is malformed or does not match its instrument."""
 
 
@@ -105,7 +104,7 @@ def read_overlay(source: str | Path, *, name: str | None = None) -> WordingOverl
         try:
             text = source.read_text(encoding="utf-8")
         except OSError as exc:
-            raise WordingOverlayError(file, "", f"cannot read: {exc.strerror}") from None
+            raise WordingOverlayError(file, "", f"cannot read file: {exc.strerror or exc}") from None
     else:
         if "\n" not in source and source.strip().endswith((".yaml", ".yml", ".json")):
             raise WordingOverlayError(
@@ -118,8 +117,8 @@ def read_overlay(source: str | Path, *, name: str | None = None) -> WordingOverl
         return _read(Node(file, "", read_yaml(text, file)))
     except WordingOverlayError:
         raise
-    except InstrumentFileError as exc:
-        raise WordingOverlayError(exc.file, exc.path, exc.problem) from None
+    except DataFileError as exc:
+        raise WordingOverlayError(exc.file, exc.field, exc.problem) from None
 
 
 def _read(root: Node) -> WordingOverlay:
