@@ -16,6 +16,8 @@ turn them into the facts of the as-of time, and nothing else in the export repea
 - an event counts once recorded and until deleted, on the date (and with the cycle length) it had
   then; an alert once raised, its escalation and acknowledgement once they happened.
 
+- a patient's arm, randomization date, time zone and language are the ones of then (a correction
+  recorded later is rewound through the value it replaced);
 - a patient's status is the last one recorded by then (the status history, with the time each
   was recorded): a death recorded later, or a correction recorded later, is not known yet;
 - a timepoint's missed reason and not-expected reason are the last recorded by then (the audit
@@ -59,6 +61,12 @@ class PatientRow:
     status: str
     status_date: dt.date | None
     created_at: dt.datetime
+    site_tz: str | None = None  # the site's zone (``tz`` when the patient has none of their own)
+
+
+#: Patient fields a correction changes (``correct_randomization``, ``patient_details``): rewound to
+#: their value at the as-of time. ``timezone`` None is the site's zone.
+PATIENT_REWOUND_FIELDS = ("arm", "randomization_date", "timezone", "language")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -315,12 +323,23 @@ def known(made_at: dt.datetime | None, as_of: dt.datetime) -> bool:
     return made_at is not None and made_at <= as_of
 
 
-def patient_at(row: PatientRow, as_of: dt.datetime, history: Sequence[StatusRow] = ()) -> PatientFacts | None:
+def patient_at(
+    row: PatientRow,
+    as_of: dt.datetime,
+    history: Sequence[StatusRow] = (),
+    changes: Sequence[ChangeRow] = (),
+) -> PatientFacts | None:
     """The patient at ``as_of``; None if not enrolled by then. With a status ``history``, the
     status is the last one recorded by ``as_of`` (active before any); without one (rows older than
-    the history), the stored status."""
+    the history), the stored status. Arm, randomization date, time zone and language are the ones
+    of then: a correction recorded later (``changes``, in the order recorded) is rewound."""
     if not known(row.created_at, as_of):
         return None
+    then = _rewind(changes, PATIENT_REWOUND_FIELDS, as_of)
+    if "timezone" in then:
+        then["tz"] = then.pop("timezone") or row.site_tz or row.tz
+    if then:
+        row = dataclasses.replace(row, **then)
     current, current_date = row.status, row.status_date
     if history:
         recorded = [h for h in history if known(h.recorded_at, as_of)]
@@ -329,6 +348,16 @@ def patient_at(row: PatientRow, as_of: dt.datetime, history: Sequence[StatusRow]
     return PatientFacts(
         row.pk, row.study_id, row.site, row.arm, row.randomization_date, row.tz, row.language, status, status_date
     )
+
+
+def _rewind(history: Iterable[ChangeRow], fields: Sequence[str], as_of: dt.datetime) -> dict[str, Any]:
+    """Each of ``fields`` changed after ``as_of``, with the value it had then: the value the first
+    later change replaced (``history`` in the order recorded)."""
+    then: dict[str, Any] = {}
+    for change in history:
+        if change.field in fields and change.field not in then and not known(change.at, as_of):
+            then[change.field] = change.before
+    return then
 
 
 def patient_status_at(status: str, status_date: dt.date | None, as_of_day: dt.date) -> tuple[str, dt.date | None]:
@@ -406,11 +435,7 @@ def timepoints_at(
 def rewound(row: TimepointRow, history: Sequence[ChangeRow], as_of: dt.datetime) -> dict[str, Any]:
     """The :data:`REWOUND_FIELDS` that changed after ``as_of``, each with the value it had then:
     the value the first later change replaced (``history`` is in the order recorded)."""
-    then: dict[str, Any] = {}
-    for change in history:
-        if change.field in REWOUND_FIELDS and change.field not in then and not known(change.at, as_of):
-            then[change.field] = change.before
-    return then
+    return _rewind(history, REWOUND_FIELDS, as_of)
 
 
 def recorded_value(history: Sequence[ChangeRow], field: str, as_of: dt.datetime, fallback: str | None) -> str | None:
@@ -494,10 +519,7 @@ def events_at(
     for i, r in enumerate(rows):
         if not known(r.created_at, as_of) or known(r.deleted_at, as_of):
             continue
-        then: dict[str, Any] = {}
-        for change in (history or {}).get(r.pk, ()):
-            if change.field in EVENT_REWOUND_FIELDS and change.field not in then and not known(change.at, as_of):
-                then[change.field] = change.before
+        then = _rewind((history or {}).get(r.pk, ()), EVENT_REWOUND_FIELDS, as_of)
         moved = moved or bool(then)
         values = {"date": r.date, "cycle_length_days": r.cycle_length_days, **then}
         out.append((i, EventFacts(r.kind, r.number, values["date"], values["cycle_length_days"])))

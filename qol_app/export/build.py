@@ -238,8 +238,14 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     as_of, filters = spec.as_of, spec.filters
     wanted = set(spec.instruments)
     statuses = source.status_history()
+    corrected = source.patient_history()
     patients = [
-        p for p in (asof.patient_at(row, as_of, statuses.get(row.pk, ())) for row in source.patients()) if p is not None
+        p
+        for p in (
+            asof.patient_at(row, as_of, statuses.get(row.pk, ()), corrected.get(row.pk, ()))
+            for row in source.patients()
+        )
+        if p is not None
     ]
     timepoints = source.timepoints()
     changes = source.timepoint_history()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from qol_app.export.asof import (
     EVENT_REWOUND_FIELDS,
     HISTORY_FIELDS,
+    PATIENT_REWOUND_FIELDS,
     REWOUND_FIELDS,
     AlertRow,
     ChangeRow,
@@ -146,7 +147,7 @@ class Source:
             ).join(Site, Patient.site_id == Site.id)
         )
         rows = [
-            PatientRow(pk, sid, site, arm, rand, tz or site_tz, lang, status, sdate, created)
+            PatientRow(pk, sid, site, arm, rand, tz or site_tz, lang, status, sdate, created, site_tz)
             for pk, sid, site, arm, rand, tz, site_tz, lang, status, sdate, created in self._rows(stmt)
         ]
         return sorted(rows, key=lambda p: p.study_id)
@@ -332,6 +333,29 @@ class Source:
             pk: [EventRow(*r) for r in sorted(rows, key=lambda r: (r[3], r[1], r[2] or 0, r[7]))]
             for pk, rows in out.items()
         }
+
+    def patient_history(self) -> dict[int, list[ChangeRow]]:
+        """Patient pk -> the recorded corrections of ``PATIENT_REWOUND_FIELDS`` (randomization,
+        details), from the audit trail, with the value each replaced, in chain order."""
+        stmt = self._selected_patients(
+            select(AuditEvent.patient_id, AuditEvent.occurred_at, AuditEvent.old, AuditEvent.new, AuditEvent.id)
+            .join(Patient, AuditEvent.patient_id == Patient.id)
+            .where(
+                AuditEvent.entity_type == "patients",
+                AuditEvent.action.in_(("correct_randomization", "patient_details")),
+            )
+        )
+        out: dict[int, list[ChangeRow]] = defaultdict(list)
+        for pk, at, old, new, _id in sorted(self._rows(stmt), key=lambda r: r[4]):
+            if not isinstance(new, dict) or not isinstance(old, dict):
+                continue
+            for field in PATIENT_REWOUND_FIELDS:
+                if field in new and field in old:
+                    before = old[field]
+                    if field == "randomization_date" and before:
+                        before = dt.date.fromisoformat(before)
+                    out[pk].append(ChangeRow(at, field, new[field], before))
+        return out
 
     def event_history(self) -> dict[int, list[ChangeRow]]:
         """Event pk -> the recorded corrections of its date and cycle length (``EVENT_REWOUND_FIELDS``),

@@ -143,6 +143,9 @@ class FakeSource:
     def event_history(self):
         return {}
 
+    def patient_history(self):
+        return {}
+
     def alerts(self):
         return {}
 

@@ -18,7 +18,7 @@ from qol_app.export.run import ExportRequest, ExportSettings, run_export
 from qol_app.export.source import ExportFilters
 from qol_app.models import AuditEvent, PatientStatusChange, Timepoint, TreatmentEvent
 from qol_app.scheduling import SCHEDULES_DIR, load_schedule
-from qol_app.services import audit, compliance, schedules, treatment_events
+from qol_app.services import audit, compliance, patient_records, schedules, treatment_events
 from qol_app.services.audit import Actor
 from tests.factories import Factory
 
@@ -228,3 +228,26 @@ def test_as_of_export_leaves_out_a_timepoint_cancelled_then_and_reactivated_late
     second = _export(session, tmp_path, "b")
     assert second.zip_path.read_bytes() == first.zip_path.read_bytes()
     assert len(_forms_of(_export(session, tmp_path, "c", as_of=LATER), "sys-c1"))
+
+
+def test_as_of_export_keeps_the_randomization_of_its_time_after_a_correction(session, story, tmp_path):
+    """Re-anchoring (a corrected randomization date and arm) moves the calendar timepoints and every
+    study day; a past snapshot keeps the ones of its time."""
+    patient, _nurse = story
+    first = _export(session, tmp_path, "a", now=AS_OF + dt.timedelta(hours=1))
+    assert set(_forms_of(first, "sys-c1")["target_day"]) == {"22"}
+    patient_records.correct_randomization(
+        session,
+        NURSE,
+        patient,
+        reason="randomized the day before",
+        randomization_date=ENROLLED.date() - DAY,
+        arm="B",
+        now=LATER - DAY,
+    )
+    session.flush()
+    second = _export(session, tmp_path, "b")
+    assert second.zip_path.read_bytes() == first.zip_path.read_bytes()
+    current = _export(session, tmp_path, "c", as_of=LATER)
+    assert set(_forms_of(current, "sys-c1")["target_day"]) == {"23"}
+    assert set(_csv(current, "patients.csv")["arm"]) == {"B"}
