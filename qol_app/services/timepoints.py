@@ -87,7 +87,8 @@ AUDITED_FIELDS = (
     "schedule_version",
 )
 #: Administrative reason of a form whose window (grace included) had closed before the event that
-#: creates it was recorded: never offered to the patient, so never a patient-related miss.
+#: creates it was recorded, or that a correction moved into a past the patient never had open
+#: (``_Ctx.create``, ``_Ctx.update``): never offered to the patient, so never a patient-related miss.
 NOT_OFFERED = "not_offered"
 
 Checkpoint = Callable[[], None]
@@ -404,7 +405,9 @@ class _Ctx:
         row.status = derive_status(
             row, self.now, submitted=False, started=False, not_expected_reason=row.not_expected_reason
         )
-        if tp.not_offered and row.status == "missed":
+        # Never offered: the event was recorded late (the plan says so), or the row is created only
+        # now with its window already closed (e.g. an event date corrected to an earlier day).
+        if (tp.not_offered or row.grace_closes_at <= self.now) and row.status == "missed":
             row.missed_reason = NOT_OFFERED
         try:
             with self.session.begin_nested():
@@ -422,19 +425,31 @@ class _Ctx:
         if reactivate:
             values["cancel_reason"] = None
         before = {f: getattr(row, f) for f in AUDITED_FIELDS}
+        offered = self._offered(row, tp)
         for name, value in values.items():
             setattr(row, name, value)
         new_status = self._derive(row)
         if new_status != row.status:
             row.status = new_status
             row.status_changed_at = self.now
-        if tp.not_offered and row.status == "missed" and row.missed_reason is None:
+        never_offered = not offered and row.grace_closes_at <= self.now
+        if never_offered and row.status == "missed" and row.missed_reason is None:
             row.missed_reason = NOT_OFFERED
-        elif row.missed_reason == NOT_OFFERED and not (tp.not_offered and row.status == "missed"):
+        elif row.missed_reason == NOT_OFFERED and not (never_offered and row.status == "missed"):
             row.missed_reason = None  # offered after all (e.g. moved into the future): the nurse list asks
         old, new = audit.changes(_Snapshot(before), list(AUDITED_FIELDS), {f: getattr(row, f) for f in AUDITED_FIELDS})
         self.session.flush()
         self._audit(action, row, old, new)
+
+    def _offered(self, row: Timepoint, tp: PlannedTimepoint) -> bool:
+        """Was the patient ever offered ``row`` on a day of its new window ``tp``? Only while the
+        row existed, was live (not cancelled or not expected) and had its old window open: a
+        window moved wholly into that past was never offered (CLINICAL.md §2, late entry)."""
+        live_until = row.status_changed_at if row.status in ("cancelled", "not_expected") else self.now
+        if row.missed_reason == NOT_OFFERED or live_until is None:
+            return False
+        start = max(row.opens_at, tp.opens_at, row.created_at)
+        return start < min(row.grace_closes_at, tp.grace_closes_at, live_until)
 
     def set_state(self, row: Timepoint, action: str, **values: Any) -> None:
         old, new = audit.changes(row, list(values), values)
