@@ -109,25 +109,54 @@ def configured_schedule(config: Mapping[str, Any] | None = None) -> Schedule:
 
 
 # ---- amendments ----------------------------------------------------------------------------
+def _newest_amendment(session: Session) -> ScheduleAmendment | None:
+    return session.scalars(
+        select(ScheduleAmendment).order_by(ScheduleAmendment.applied_at.desc(), ScheduleAmendment.id.desc()).limit(1)
+    ).first()
+
+
+def schedule_in_force(session: Session) -> str | None:
+    """The schedule version (id@version) the stored plan follows: the newest applied amendment's,
+    else the one that created the newest timepoint; None while the database holds neither."""
+    row = _newest_amendment(session)
+    return row.version_label if row is not None else _planned_version(session)
+
+
+def _planned_version(session: Session) -> str | None:
+    return session.scalars(
+        select(Timepoint.schedule_version)
+        .where(Timepoint.schedule_version.is_not(None))
+        .order_by(Timepoint.id.desc())  # the newest row, found from the end of the primary key
+        .limit(1)
+    ).first()
+
+
+def schedule_drift(session: Session, schedule: Schedule) -> str | None:
+    """The version in force (:func:`schedule_in_force`) when it is not ``schedule``'s, else None:
+    the configured file changed (an upgrade, an edit) without ``qol schedule apply``."""
+    in_force = schedule_in_force(session)
+    return in_force if in_force is not None and in_force != schedule.version_label else None
+
+
 def amendment_in_force(session: Session, schedule: Schedule) -> Amendment | None:
     """The newest applied amendment (``qol schedule apply``) as the planner's :class:`Amendment`.
 
     None when no amendment was ever applied (the schedule file alone decides). A ServiceError when
-    the newest amendment is another schedule version than ``schedule``: planning with a file that
-    is not the one in force would rewrite what the amendment planned, so nothing is planned until
-    ``SCHEDULE_FILE`` names the applied file.
+    the version in force (:func:`schedule_in_force`: the newest amendment's, else the one that
+    planned the stored timepoints) is another than ``schedule``'s: planning with a file that is not
+    the one in force would rewrite what it planned (the past included, without an amendment's
+    effective date), so nothing is planned until ``qol schedule apply`` and ``SCHEDULE_FILE`` agree.
     """
-    row = session.scalars(
-        select(ScheduleAmendment).order_by(ScheduleAmendment.applied_at.desc(), ScheduleAmendment.id.desc()).limit(1)
-    ).first()
-    if row is None:
-        return None
-    if row.version_label != schedule.version_label:
+    row = _newest_amendment(session)
+    applied = row.version_label if row is not None else _planned_version(session)
+    if applied is not None and applied != schedule.version_label:
         raise ServiceError(
             N_("The schedule in force is %(applied)s, but the configured schedule file is %(configured)s."),
-            applied=row.version_label,
+            applied=applied,
             configured=schedule.version_label,
         )
+    if row is None:
+        return None
     return Amendment(row.version_label, row.effective_date, row.applied_at)
 
 
