@@ -238,8 +238,14 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     as_of, filters = spec.as_of, spec.filters
     wanted = set(spec.instruments)
     statuses = source.status_history()
+    corrected = source.patient_history()
     patients = [
-        p for p in (asof.patient_at(row, as_of, statuses.get(row.pk, ())) for row in source.patients()) if p is not None
+        p
+        for p in (
+            asof.patient_at(row, as_of, statuses.get(row.pk, ()), corrected.get(row.pk, ()))
+            for row in source.patients()
+        )
+        if p is not None
     ]
     timepoints = source.timepoints()
     changes = source.timepoint_history()
@@ -247,13 +253,8 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     answered = source.answer_summary()
     forms: list[Form] = []
     for patient in patients:
-        for row in timepoints.get(patient.pk, ()):
-            in_range = filters.in_range(row.target_date)
-            if not in_range and row.key != spec.baseline_key:
-                continue
-            tp = asof.timepoint_at(row, as_of, in_range=in_range, history=changes.get(row.pk, ()))
-            if tp is None:
-                continue
+        rows = timepoints.get(patient.pk, ())
+        for tp in asof.timepoints_at(rows, as_of, changes, filters.in_range, spec.baseline_key):
             for inst in tp.instruments:
                 if inst not in wanted:
                     continue
@@ -266,7 +267,8 @@ def load(source: Source, spec: ExportSpec) -> Trial:
                     n = answered_items(n, first, submitted=response is not None and response.submitted, as_of=as_of)
                     forms.append(Form(patient, tp, inst, status, response, is_received(status, n, spec.received_rule)))
     by_pk = {p.pk: p for p in patients}
-    events = {pk: asof.events_at(rows, as_of) for pk, rows in source.events().items() if pk in by_pk}
+    moves = source.event_history()
+    events = {pk: asof.events_at(rows, as_of, moves) for pk, rows in source.events().items() if pk in by_pk}
     alerts: list[AlertFacts] = []
     for pk, alert_rows in source.alerts().items():
         if pk in by_pk:

@@ -89,7 +89,8 @@ AUDITED_FIELDS = (
     "schedule_version",
 )
 #: Administrative reason of a form whose window (grace included) had closed before the event that
-#: creates it was recorded: never offered to the patient, so never a patient-related miss.
+#: creates it was recorded, or that a correction moved into a past the patient never had open
+#: (``_Ctx.create``, ``_Ctx.update``): never offered to the patient, so never a patient-related miss.
 NOT_OFFERED = "not_offered"
 
 Checkpoint = Callable[[], None]
@@ -110,25 +111,54 @@ def configured_schedule(config: Mapping[str, Any] | None = None) -> Schedule:
 
 
 # ---- amendments ----------------------------------------------------------------------------
+def _newest_amendment(session: Session) -> ScheduleAmendment | None:
+    return session.scalars(
+        select(ScheduleAmendment).order_by(ScheduleAmendment.applied_at.desc(), ScheduleAmendment.id.desc()).limit(1)
+    ).first()
+
+
+def schedule_in_force(session: Session) -> str | None:
+    """The schedule version (id@version) the stored plan follows: the newest applied amendment's,
+    else the one that created the newest timepoint; None while the database holds neither."""
+    row = _newest_amendment(session)
+    return row.version_label if row is not None else _planned_version(session)
+
+
+def _planned_version(session: Session) -> str | None:
+    return session.scalars(
+        select(Timepoint.schedule_version)
+        .where(Timepoint.schedule_version.is_not(None))
+        .order_by(Timepoint.id.desc())  # the newest row, found from the end of the primary key
+        .limit(1)
+    ).first()
+
+
+def schedule_drift(session: Session, schedule: Schedule) -> str | None:
+    """The version in force (:func:`schedule_in_force`) when it is not ``schedule``'s, else None:
+    the configured file changed (an upgrade, an edit) without ``qol schedule apply``."""
+    in_force = schedule_in_force(session)
+    return in_force if in_force is not None and in_force != schedule.version_label else None
+
+
 def amendment_in_force(session: Session, schedule: Schedule) -> Amendment | None:
     """The newest applied amendment (``qol schedule apply``) as the planner's :class:`Amendment`.
 
     None when no amendment was ever applied (the schedule file alone decides). A ServiceError when
-    the newest amendment is another schedule version than ``schedule``: planning with a file that
-    is not the one in force would rewrite what the amendment planned, so nothing is planned until
-    ``SCHEDULE_FILE`` names the applied file.
+    the version in force (:func:`schedule_in_force`: the newest amendment's, else the one that
+    planned the stored timepoints) is another than ``schedule``'s: planning with a file that is not
+    the one in force would rewrite what it planned (the past included, without an amendment's
+    effective date), so nothing is planned until ``qol schedule apply`` and ``SCHEDULE_FILE`` agree.
     """
-    row = session.scalars(
-        select(ScheduleAmendment).order_by(ScheduleAmendment.applied_at.desc(), ScheduleAmendment.id.desc()).limit(1)
-    ).first()
-    if row is None:
-        return None
-    if row.version_label != schedule.version_label:
+    row = _newest_amendment(session)
+    applied = row.version_label if row is not None else _planned_version(session)
+    if applied is not None and applied != schedule.version_label:
         raise ServiceError(
             N_("The schedule in force is %(applied)s, but the configured schedule file is %(configured)s."),
-            applied=row.version_label,
+            applied=applied,
             configured=schedule.version_label,
         )
+    if row is None:
+        return None
     return Amendment(row.version_label, row.effective_date, row.applied_at)
 
 
@@ -416,7 +446,9 @@ class _Ctx:
         row.status = derive_status(
             row, self.now, submitted=False, started=False, not_expected_reason=row.not_expected_reason
         )
-        if tp.not_offered and row.status == "missed":
+        # Never offered: the event was recorded late (the plan says so), or the row is created only
+        # now with its window already closed (e.g. an event date corrected to an earlier day).
+        if (tp.not_offered or row.grace_closes_at <= self.now) and row.status == "missed":
             row.missed_reason = NOT_OFFERED
         try:
             with self.session.begin_nested():
@@ -434,19 +466,31 @@ class _Ctx:
         if reactivate:
             values["cancel_reason"] = None
         before = {f: getattr(row, f) for f in AUDITED_FIELDS}
+        offered = self._offered(row, tp)
         for name, value in values.items():
             setattr(row, name, value)
         new_status = self._derive(row)
         if new_status != row.status:
             row.status = new_status
             row.status_changed_at = self.now
-        if tp.not_offered and row.status == "missed" and row.missed_reason is None:
+        never_offered = not offered and row.grace_closes_at <= self.now
+        if never_offered and row.status == "missed" and row.missed_reason is None:
             row.missed_reason = NOT_OFFERED
-        elif row.missed_reason == NOT_OFFERED and not (tp.not_offered and row.status == "missed"):
+        elif row.missed_reason == NOT_OFFERED and not (never_offered and row.status == "missed"):
             row.missed_reason = None  # offered after all (e.g. moved into the future): the nurse list asks
         old, new = audit.changes(_Snapshot(before), list(AUDITED_FIELDS), {f: getattr(row, f) for f in AUDITED_FIELDS})
         self.session.flush()
         self._audit(action, row, old, new)
+
+    def _offered(self, row: Timepoint, tp: PlannedTimepoint) -> bool:
+        """Was the patient ever offered ``row`` on a day of its new window ``tp``? Only while the
+        row existed, was live (not cancelled or not expected) and had its old window open: a
+        window moved wholly into that past was never offered (CLINICAL.md §2, late entry)."""
+        live_until = row.status_changed_at if row.status in ("cancelled", "not_expected") else self.now
+        if row.missed_reason == NOT_OFFERED or live_until is None:
+            return False
+        start = max(row.opens_at, tp.opens_at, row.created_at)
+        return start < min(row.grace_closes_at, tp.grace_closes_at, live_until)
 
     def set_state(self, row: Timepoint, action: str, **values: Any) -> None:
         old, new = audit.changes(row, list(values), values)
