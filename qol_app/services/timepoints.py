@@ -542,12 +542,18 @@ def reconcile_all(
     reported, not allowed to stop the others; ``checkpoint`` runs after each patient.
     """
     schedule = schedule or configured_schedule()
+    result = ReconcileAllResult()
+    try:  # a schedule file that is not the one in force plans nobody: say so once, each sweep
+        amendment_in_force(session, schedule)
+    except ServiceError as exc:
+        log.error("reconcile refused: %s", exc)
+        result.errors.append(str(exc))
+        return result
     ids = (
         session.scalars(select(Patient.id).order_by(Patient.id)).all()
         if full
         else patients_due_for_reconcile(session, now)
     )
-    result = ReconcileAllResult()
     frozen = locks.locked_patient_ids(session, ids, now)  # locked data take no writes, scheduler's included
     for pid in ids:
         if pid in frozen:
