@@ -182,3 +182,72 @@ def test_a_form_saved_only_in_large_print_says_so(app, session, visit):
     assert 'class="answer" name="q1"' in page
     send_page(client, url, {"q1": 2}, aid_listen="1")
     assert _presentation(session, tp) == ("large_print", True, False)
+
+
+def test_the_nurse_patient_page_shows_how_each_form_was_shown(app, session, factory, visit):
+    from tests.factories import login, no_csrf
+
+    enrolled, tp = visit
+    client = _client(app, enrolled)
+    send_page(client, f"/p/t/{tp.id}/{C30}/1", {f"q{n}": 1 for n in range(1, 6)}, aid_audio="1")
+    nurse = factory.staff("nurse", sites=[enrolled.patient.site])
+    staff = isolated_client(app)
+    no_csrf(app)
+    login(staff, nurse)
+    page = staff.get(f"/staff/patients/{enrolled.patient.id}").get_data(as_text=True)
+    shown = re.findall(r'<span class="shown">([^<]*)</span>', page)
+    assert shown == ["EORTC QLQ-C30: Normal text · recordings played"], shown
+    enrolled.patient.display_preferences = {"large_print": True}
+    session.flush()
+    send_page(client, f"/p/t/{tp.id}/{C30}/2", {"q6": 1}, aid_listen="1")
+    page = staff.get(f"/staff/patients/{enrolled.patient.id}").get_data(as_text=True)
+    shown = re.findall(r'<span class="shown">([^<]*)</span>', page)
+    assert shown == ["EORTC QLQ-C30: Normal text and large print · read aloud · recordings played"], shown
+
+
+def test_the_forms_export_carries_display_mode_and_aids_per_form(app, session, factory, visit, tmp_path):
+    import datetime as dt
+    import io
+    import zipfile
+
+    import pandas as pd
+
+    from qol_app.export.run import ExportRequest, ExportSettings, run_export
+    from qol_app.export.source import ExportFilters
+    from qol_app.services.audit import Actor
+
+    enrolled, tp = visit
+    other = factory.timepoint(enrolled, instruments=(C30,), respondent="self", key="sys-c1")
+    client = _client(app, enrolled)
+    send_page(client, f"/p/t/{tp.id}/{C30}/1", {f"q{n}": 1 for n in range(1, 6)}, aid_audio="1")
+    enrolled.patient.display_preferences = {"large_print": True}
+    session.flush()
+    send_page(client, f"/p/t/{other.id}/{C30}/1", {"q1": 3}, aid_listen="1")
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    result = run_export(
+        session,
+        ExportRequest(formats=("csv", "xpt"), filters=ExportFilters(), as_of=at),
+        tmp_path / "out",
+        actor=Actor.system("tests"),
+        now=at,
+        settings=ExportSettings(),
+    )
+    archive = zipfile.ZipFile(result.zip_path)
+
+    def read(name):
+        return pd.read_csv(io.BytesIO(archive.read(name)), dtype=str, keep_default_na=False)
+
+    forms = read("forms.csv")
+    rows = forms[forms["instrument"] == C30].set_index("timepoint")[["display_mode", "read_aloud", "audio_used"]]
+    assert sorted(rows.values.tolist()) == [["default", "0", "1"], ["large_print", "1", "0"]], rows
+    dictionary = read("data_dictionary.csv")
+    defined = dictionary[
+        (dictionary["dataset"] == "forms") & dictionary["variable"].isin(["display_mode", "read_aloud", "audio_used"])
+    ]
+    heads = defined[defined["code"] == ""]
+    assert heads["xpt_name"].tolist() == ["DISPMODE", "READALD", "AUDIOUSE"]
+    assert all(len(label) <= 40 for label in heads["xpt_label"])
+    codes = defined[(defined["variable"] == "display_mode") & (defined["code"] != "")]
+    assert codes["code"].tolist() == ["default", "large_print", "mixed"]
+    assert "Large print, one item per screen" in codes["code_label_en"].tolist()
+    assert any(name.endswith("forms.xpt") for name in archive.namelist())
