@@ -109,6 +109,9 @@ class ResponseRow:
     submitted_at: dt.datetime | None
     entered_by: int | None = None
     completed_on: dt.date | None = None  # paper/interview: the date the patient completed it
+    display_mode: str | None = None  # how the patient's pages showed it (default, large_print, mixed)
+    read_aloud_used: bool | None = None
+    audio_used: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -253,6 +256,10 @@ class ResponseFacts:
     corrections: tuple[Correction, ...] = ()
     #: Paper or interview form: the patient-local date the patient completed it (window, study day).
     completed_on: dt.date | None = None
+    #: How the patient's pages showed it, and whether read-aloud or a recording was played.
+    display_mode: str | None = None
+    read_aloud_used: bool | None = None
+    audio_used: bool | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -491,6 +498,9 @@ def response_at(revisions: Sequence[ResponseRow], as_of: dt.datetime) -> tuple[R
         first_at,
         corrections,
         first.completed_on if first is not None and first in done else None,
+        row.display_mode,
+        row.read_aloud_used,
+        row.audio_used,
     )
     return facts, True
 

@@ -805,6 +805,14 @@ def items(trial: Trial, rows: ItemRows | None = None, *, spool: bool = False) ->
 # ---------------------------------------------------------------- (d) expected forms
 
 
+def _presentation(form: Form) -> tuple[str | None, bool | None, bool | None]:
+    """display_mode, read_aloud, audio_used of the form's current response (empty without one)."""
+    response = form.response
+    if response is None:
+        return None, None, None
+    return response.display_mode, response.read_aloud_used, response.audio_used
+
+
 def forms(trial: Trial) -> Dataset:
     """forms: every expected timepoint x instrument with status and missing reason."""
     rows = []
@@ -817,6 +825,7 @@ def forms(trial: Trial) -> Dataset:
             + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
             + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
             + (f.respondent, f.relationship, f.mode, f.language, f.revision, form.received)
+            + _presentation(form)
         )
     columns = labelled(cols.FORMS_COLUMNS, trial.catalog.registry)
     return _dataset(

@@ -206,6 +206,9 @@ class Source:
                 Response.submitted_at,
                 Response.entered_by,
                 Response.completed_on,
+                Response.display_mode,
+                Response.read_aloud_used,
+                Response.audio_used,
             )
             .join(Patient, Response.patient_id == Patient.id)
             .where(Response.instrument_id.in_(self.instruments))
