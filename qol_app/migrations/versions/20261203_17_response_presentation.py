@@ -1,7 +1,7 @@
 """Licensed-wording recordings, and how each response was shown (display mode, read-aloud, audio).
 
 Revision ID: i17a
-Revises: i11b
+Revises: i12r
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import qol_app.db
 
 revision = "i17a"
-down_revision = "i11b"
+down_revision = "i12r"
 branch_labels = None
 depends_on = None
 
