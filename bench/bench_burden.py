@@ -11,7 +11,8 @@ it the same way ("before" and "after"). Target: one review and one Send per visi
 half the screen heights of the per-form flow.
 ``--large-print`` walks the same visit in large print (one item per screen, one tap per answer
 button) and also reports the weight of one large-print item page with its CSS and scripts,
-gzipped (target: at most 20 KB).
+gzipped (target: at most 20 KB), and on how many item screens the last answer button, and the
+Back/Next row, end within the first 640 px screen (no scrolling needed to answer).
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ def walk(base: str, token: str, tp_id: int, lang: str) -> dict[str, float]:  # n
             elif page.locator("#survey button.answer").count():  # large print: one tap on an answer
                 if "weight" not in counts:
                     counts["weight"] = _weight(page)
+                answers, nav = page.evaluate(
+                    "['#survey .answers', '#survey .nav'].map(s => document.querySelector(s).getBoundingClientRect().bottom)"
+                )
+                fit = counts.setdefault("item screens", [0, 0, 0])
+                fit[0] += 1
+                fit[1] += answers <= SMALL["height"]
+                fit[2] += nav <= SMALL["height"]
                 tap("#survey button.answer >> nth=1")
             elif re.search(r"/\d+(\?.*)?$", url):
                 names = page.evaluate(
@@ -170,6 +178,9 @@ def main() -> None:
     print(f"baseline visit, {args.lang}, 320 x 640, {mode}, source {args.source}")
     if "weight" in counts:
         counts["weight"] = f"{counts['weight']:.1f} KB gzip (item page + CSS + scripts)"
+    if "item screens" in counts:
+        total, answers, nav = counts["item screens"]
+        counts["item screens"] = f"{total}: answers within the first screen on {answers}, Back/Next too on {nav}"
     for name, value in counts.items():
         print(f"  {name:15} {value:.1f}" if isinstance(value, float) else f"  {name:15} {value}")
 

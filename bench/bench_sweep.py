@@ -10,7 +10,12 @@ trust-auth server; dropped afterwards unless --keep). Then it times:
 1. a warm-up sweep (absorbs whatever the generator left for the scheduler to do),
 2. a sweep when nothing changed (target < 2 s; the status step alone is printed too),
 3. a sweep after the clock moved so that ~1% of timepoints change status (plus the reminders,
-   call tasks and follow-up extensions that come with it).
+   call tasks and follow-up extensions that come with it),
+4. a full reconcile of every patient (``reconcile_all(full=True)``), rolled back: what the sweep
+   would cost if it replanned everyone instead of the patients whose plan can change.
+
+Each line gives wall time and this process's CPU time (the machine may be shared; on PostgreSQL
+the server's CPU is not included).
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ from qol_app.scheduling import (
     derive_status,
     load_schedule,
     local_date_of,
-    plan,
+    local_day_start,
+    plan_ahead,
 )
 from qol_app.scheduling.timewindows import zone
 from qol_app.services.notifications import reminder_key, window_key
-from qol_app.services.timepoints import sweep_statuses
+from qol_app.services.timepoints import reconcile_all, sweep_statuses
 
 OUT = Path(__file__).resolve().parent / "out"
 NOW = dt.datetime(2026, 6, 1, 3, 17, tzinfo=dt.UTC)  # 11:17 in Shanghai: reminders allowed
@@ -147,7 +153,9 @@ def build(url: str, n_patients: int, seed: int = 7) -> dict[str, int]:
             for e in hist
         ]
         facts = PatientFacts(arm, rand, site["timezone"], "died" if died else None, end if died else None)
-        for tp in plan(schedule, facts, hist, today):
+        ahead = plan_ahead(schedule, facts, hist, today)
+        patients[-1]["replan_at"] = None if ahead.changes_on is None else local_day_start(ahead.changes_on, tz)
+        for tp in ahead.timepoints:
             tid = next(tp_ids)
             completed = started = None
             if tp.expected and tp.opens_at < NOW - dt.timedelta(hours=2):
@@ -253,11 +261,11 @@ def one_percent_later(app, fraction: float = 0.01) -> tuple[dt.datetime, int]:
 
 
 def timed(label: str, app, now: dt.datetime) -> float:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = run_sweep(app, now, channels=CHANNELS)
-    took = time.perf_counter() - started
+    took, cpu = time.perf_counter() - started, time.process_time() - cpu
     steps = ", ".join(f"{name} {secs * 1000:.0f} ms" for name, secs in report.seconds.items())
-    print(f"  {label:<22} {took:7.3f} s   [{steps}]")
+    print(f"  {label:<22} {took:7.3f} s  cpu {cpu:6.3f} s   [{steps}]")
     changes = "; ".join(f"{name}: {value}" for name, value in report.steps.items())
     print(f"  {'':<22} {changes}")
     if report.errors:
@@ -274,14 +282,24 @@ def bench(name: str, url: str, patients: int) -> None:
     timed("warm-up sweep", app, NOW)
     timed("no-change sweep", app, NOW)
     with app.app_context():
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         counts_status = sweep_statuses(db.session, NOW)
         db.session.commit()
-        print(f"  {'no-change status step':<22} {time.perf_counter() - started:7.3f} s   ({dict(counts_status)})")
+        took, cpu = time.perf_counter() - started, time.process_time() - cpu
+        print(f"  {'no-change status step':<22} {took:7.3f} s  cpu {cpu:6.3f} s   ({dict(counts_status)})")
     later, k = one_percent_later(app)
     print(f"  clock +{(later - NOW).total_seconds() / 3600:.1f} h: {k} timepoints (1%) cross a boundary")
     timed("1%-changed sweep", app, later)
     timed("no-change after that", app, later)
+    with app.app_context():
+        started, cpu = time.perf_counter(), time.process_time()
+        result = reconcile_all(db.session, later, full=True)
+        took, cpu = time.perf_counter() - started, time.process_time() - cpu
+        db.session.rollback()
+        print(
+            f"  {'full reconcile':<22} {took:7.3f} s  cpu {cpu:6.3f} s   "
+            f"({result.patients} patients, {result.changes.changed} changes, rolled back)"
+        )
     app.extensions["qol_db"]["engine"].dispose()
 
 

@@ -595,7 +595,7 @@ def _seed(n_patients: int) -> dict:
     from qol_app import create_app
     from qol_app.db import db, utcnow
     from qol_app.models import Site
-    from qol_app.passwords import hash_secret
+    from qol_app.passwords import hash_pin
     from qol_app.services import staff, timepoints
     from qol_app.services.audit import Actor
     from qol_app.services.enrolment import enroll_patient
@@ -622,7 +622,7 @@ def _seed(n_patients: int) -> dict:
         )
         # Randomised tomorrow (site time): the baseline window (7 days before, until that day) is open.
         tomorrow = now.astimezone(ZoneInfo(site.timezone)).date() + dt.timedelta(days=1)
-        pin_hash = hash_secret(PIN)  # one hash for all: hashing thousands of PINs would take minutes
+        pin_hash = hash_pin(PIN)  # one hash for all, as enrolment makes it (hash_pin), so no sign-in rehashes
         out = []
         for i in range(n_patients):
             enrolled = enroll_patient(

@@ -173,6 +173,9 @@ class PageForm(Form):
     # Not validated: an odd device clock is dropped by ``client_clock``, never a refused page.
     client_time = HiddenField()
     client_offset = HiddenField()
+    # Set to 1 by static/listen.js when the read-aloud or a recording is played on the page.
+    aid_listen = HiddenField()
+    aid_audio = HiddenField()
 
     item_ids: tuple[str, ...] = ()
 
@@ -189,6 +192,10 @@ class PageForm(Form):
 
     def client_clock(self) -> tuple[str | None, int | None]:
         return client_clock(self.client_time.data, self.client_offset.data)
+
+    def aids(self) -> tuple[bool, bool]:
+        """(read-aloud played, recording played) on this page, as the script reported them."""
+        return self.aid_listen.data == "1", self.aid_audio.data == "1"
 
 
 def client_clock(time_text: str | None, offset_text: str | None) -> tuple[str | None, int | None]:

@@ -91,6 +91,11 @@ def _before_request() -> None:
     auth.load_current(auth.now())
 
 
+#: Endpoints whose responses set their own caching: static files, and the licensed recordings
+#: (private, immutable under their hash; no health data in them).
+CACHEABLE = frozenset({"static", "patient.audio"})
+
+
 def _security_headers(response: Any) -> Any:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CSP)
@@ -101,8 +106,11 @@ def _security_headers(response: Any) -> Any:
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     if current_app.config["SESSION_COOKIE_SECURE"]:
         headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    if request.endpoint != "static":
-        # Health data: never keep pages in shared caches or the back-forward cache.
+    if request.endpoint not in CACHEABLE or (
+        request.endpoint != "static" and response.status_code not in (200, 206, 304)
+    ):
+        # Health data: never keep pages in shared caches or the back-forward cache (nor a
+        # recording's redirect to sign in or its 404).
         headers["Cache-Control"] = "no-store"
     headers["X-Request-ID"] = g.get("request_id", "")
     return response

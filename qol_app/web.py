@@ -29,10 +29,12 @@ def init_app(app: Flask) -> None:
 
     @app.get("/readyz")
     def readyz():
-        """Ready: database reachable, schema at the newest migration, scheduler heartbeat fresh (else 503)."""
+        """Ready: database reachable, schema at the newest migration, scheduler heartbeat fresh, the
+        configured schedule in force (else 503)."""
         from qol_app import auth
         from qol_app.db import db
         from qol_app.migrations import head_revisions
+        from qol_app.services import protocol
         from qol_app.services.health import readiness
 
         checks = readiness(
@@ -40,6 +42,7 @@ def init_app(app: Flask) -> None:
             auth.now(),
             heads=head_revisions(),
             stale_minutes=int(current_app.config.get("SCHEDULER_STALE_MINUTES") or 30),
+            schedule_version=protocol.current().schedule.version_label,
         )
         db.session.rollback()
         ready = all(check.ok for check in checks)

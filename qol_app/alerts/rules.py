@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import math
 import operator
-import re
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, cast
 
-import yaml
-
+from qol_app.datafile import Node, read_file
 from qol_app.paths import QUESTIONNAIRE_DIR
 
 Level: TypeAlias = Literal["red", "amber"]
@@ -50,21 +48,6 @@ _COMPARATORS: Final[Mapping[str, Callable[[Number, Any], bool]]] = MappingProxyT
         "in": lambda answer, values: answer in values,
     }
 )
-_RULE_ID: Final = re.compile(r"^[a-z][a-z0-9_]*$")
-_TOP_KEYS: Final = frozenset({"version", "instrument", "settings", "rules"})
-_SETTINGS_KEYS: Final = frozenset({"amber_review_hours", "amber_escalation_hours"})
-_RULE_KEYS: Final = frozenset({"id", "level", "description", "condition"})
-_LEAF_KEYS: Final = frozenset({"item", "op", "value"})
-
-
-class AlertRulesError(ValueError):
-    """A rules file is malformed; the message names the file and the field."""
-
-    def __init__(self, path: str, field: str, problem: str) -> None:
-        super().__init__(f"{path}: {field}: {problem}")
-        self.path = path
-        self.field = field
-        self.problem = problem
 
 
 # --------------------------------------------------------------------------
@@ -198,8 +181,8 @@ def evaluate(rule_set: AlertRuleSet, answers: Mapping[str, Answer]) -> AlertResu
     _check_answers(rule_set.items, answers)
     fired: list[TriggeredRule] = []
     for rule in rule_set.rules:
-        matched, items = _match(rule.condition, answers)
-        if matched:
+        items = _match(rule.condition, answers)
+        if items is not None:
             recorded = {i: cast(Number, answers[i]) for i in items}
             fired.append(TriggeredRule(rule.id, rule.level, rule.descriptions, MappingProxyType(recorded)))
     fired.sort(key=lambda t: LEVELS.index(t.level))  # stable: file order within a level
@@ -214,26 +197,22 @@ def evaluate(rule_set: AlertRuleSet, answers: Mapping[str, Answer]) -> AlertResu
     )
 
 
-def _match(condition: Condition, answers: Mapping[str, Answer]) -> tuple[bool, tuple[str, ...]]:
-    """Whether ``condition`` holds and which items satisfied it.
+def _match(condition: Condition, answers: Mapping[str, Answer]) -> tuple[str, ...] | None:
+    """The items that satisfied ``condition``, or None when it does not hold.
 
     No short-circuit: every satisfied branch of an ``any`` is reported, so the
     record shows both neck stiffness and vomiting when both were present.
     """
     if isinstance(condition, Comparison):
         answer = answers.get(condition.item)
-        if answer is None:
-            return False, ()
-        ok = _COMPARATORS[condition.op](answer, condition.value)
-        return ok, (condition.item,) if ok else ()
+        if answer is None or not _COMPARATORS[condition.op](answer, condition.value):
+            return None
+        return (condition.item,)
     results = [_match(c, answers) for c in condition.conditions]
-    if isinstance(condition, AllOf):
-        ok = all(r[0] for r in results)
-    else:
-        ok = any(r[0] for r in results)
-    if not ok:
-        return False, ()
-    return True, _unique(i for r in results if r[0] for i in r[1])
+    held = [r for r in results if r is not None]
+    if not held or (isinstance(condition, AllOf) and len(held) < len(results)):
+        return None
+    return _unique(i for r in held for i in r)
 
 
 def _check_answers(items: frozenset[str], answers: Mapping[str, Answer]) -> None:
@@ -266,145 +245,82 @@ def load_alert_rules(path: str | Path, known_items: set[str] | None = None) -> A
 
     ``known_items`` (usually the diary instrument's item ids) lets a typo in an
     item id fail at load time instead of producing a rule that never fires.
-    Raises AlertRulesError naming the file and field on any problem.
+    Raises :class:`~qol_app.datafile.DataFileError` naming the file (``path`` as given) and field.
     """
-    src = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AlertRulesError(src, "<file>", f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise AlertRulesError(src, "<yaml>", str(exc)) from exc
-    return _Parser(src, None if known_items is None else frozenset(known_items)).rule_set(data)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys, which PyYAML silently overwrites."""
-
-
-def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, Hashable):
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+    return _Parser(None if known_items is None else frozenset(known_items)).rule_set(read_file(path))
 
 
 @dataclass(frozen=True)
 class _Parser:
-    source: str
     known_items: frozenset[str] | None
 
-    def fail(self, field: str, problem: str) -> AlertRulesError:
-        return AlertRulesError(self.source, field, problem)
-
-    def mapping(self, data: Any, field: str, keys: frozenset[str], required: frozenset[str]) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise self.fail(field, f"expected a mapping, got {type(data).__name__}")
-        unknown = sorted(str(k) for k in data if k not in keys)
-        if unknown:
-            raise self.fail(field, f"unknown key(s) {unknown}; allowed {sorted(keys)}")
-        missing = sorted(required - data.keys())
-        if missing:
-            raise self.fail(field, f"missing key(s) {missing}")
-        return data
-
-    def rule_set(self, data: Any) -> AlertRuleSet:
-        top = self.mapping(data, "<top>", _TOP_KEYS, _TOP_KEYS)
-        version = top["version"]
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise self.fail("version", f"must be a positive integer, got {version!r}")
-        instrument = top["instrument"]
-        if not isinstance(instrument, str) or not instrument:
-            raise self.fail("instrument", f"must be a non-empty string, got {instrument!r}")
-        raw_rules = top["rules"]
-        if not isinstance(raw_rules, list) or not raw_rules:
-            raise self.fail("rules", "must be a non-empty list")
-        rules = tuple(self.rule(r, f"rules[{n}]") for n, r in enumerate(raw_rules))
+    def rule_set(self, root: Node) -> AlertRuleSet:
+        top = root.fields(("version", "instrument", "settings", "rules"))
+        version = top["version"].as_int(minimum=1)
+        instrument = top["instrument"].ident()
+        settings = self.settings(top["settings"])
+        nodes = top["rules"].as_list(min_len=1)
+        rules = tuple(self.rule(node) for node in nodes)
         seen: set[str] = set()
-        for n, r in enumerate(rules):
-            if r.id in seen:
-                raise self.fail(f"rules[{n}].id", f"duplicate rule id {r.id!r}")
-            seen.add(r.id)
-        return AlertRuleSet(self.source, version, instrument, self.settings(top["settings"]), rules)
+        for node, rule in zip(nodes, rules, strict=True):
+            if rule.id in seen:
+                node.child("id").fail(f"duplicate rule id {rule.id!r}")
+            seen.add(rule.id)
+        return AlertRuleSet(root.file, version, instrument, settings, rules)
 
-    def settings(self, data: Any) -> AlertSettings:
-        raw = self.mapping(data, "settings", _SETTINGS_KEYS, _SETTINGS_KEYS)
-        for key in sorted(_SETTINGS_KEYS):
-            v = raw[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
-                raise self.fail(f"settings.{key}", f"must be a positive number of hours, got {v!r}")
-        return AlertSettings(
-            amber_review_hours=raw["amber_review_hours"],
-            amber_escalation_hours=raw["amber_escalation_hours"],
-        )
+    def settings(self, node: Node) -> AlertSettings:
+        raw = node.fields(("amber_review_hours", "amber_escalation_hours"))
+        hours = {key: self.hours(value) for key, value in raw.items()}
+        return AlertSettings(hours["amber_review_hours"], hours["amber_escalation_hours"])
 
-    def rule(self, data: Any, field: str) -> AlertRule:
-        raw = self.mapping(data, field, _RULE_KEYS, _RULE_KEYS)
-        rule_id = raw["id"]
-        if not isinstance(rule_id, str) or not _RULE_ID.match(rule_id):
-            raise self.fail(f"{field}.id", f"must match {_RULE_ID.pattern}, got {rule_id!r}")
-        field = f"{field}({rule_id})"
-        level = raw["level"]
-        if level not in LEVELS:
-            raise self.fail(f"{field}.level", f"must be one of {list(LEVELS)}, got {level!r}")
+    def hours(self, node: Node) -> float:
+        value = node.as_number()
+        if value <= 0:
+            node.fail(f"must be a positive number of hours, got {node.value!r}")
+        return value
+
+    def rule(self, node: Node) -> AlertRule:
+        raw = node.fields(("id", "level", "description", "condition"))
+        rule_id = raw["id"].ident()
+        named = node.labelled(rule_id)  # rules[3](red_fever).condition...: a nurse-readable path
         return AlertRule(
             id=rule_id,
-            level=level,
-            condition=self.condition(raw["condition"], f"{field}.condition"),
-            descriptions=self.descriptions(raw["description"], f"{field}.description"),
+            level=cast(Level, named.child("level").choice(LEVELS)),
+            condition=self.condition(named.child("condition")),
+            descriptions=MappingProxyType(
+                {loc: text.strip() for loc, text in named.child("description").as_text(REQUIRED_LOCALES).items()}
+            ),
         )
 
-    def descriptions(self, data: Any, field: str) -> Mapping[str, str]:
-        locales = frozenset(REQUIRED_LOCALES)
-        raw = self.mapping(data, field, locales, locales)
-        for locale in REQUIRED_LOCALES:
-            text = raw[locale]
-            if not isinstance(text, str) or not text.strip():
-                raise self.fail(f"{field}.{locale}", "must be a non-empty string")
-        return MappingProxyType({loc: raw[loc].strip() for loc in REQUIRED_LOCALES})
-
-    def condition(self, data: Any, field: str) -> Condition:
-        if not isinstance(data, dict):
-            raise self.fail(field, f"expected a mapping, got {type(data).__name__}")
+    def condition(self, node: Node) -> Condition:
+        data = node.mapping()
         if data.keys() & {"all", "any"}:
             if len(data) != 1:
-                raise self.fail(field, f"'all'/'any' must be the only key, got {sorted(map(str, data))}")
-            ((kind, children),) = data.items()
-            if not isinstance(children, list) or not children:
-                raise self.fail(f"{field}.{kind}", "must be a non-empty list of conditions")
-            parsed = tuple(self.condition(c, f"{field}.{kind}[{n}]") for n, c in enumerate(children))
+                node.fail(f"'all'/'any' must be the only key, got {', '.join(map(str, data))}")
+            ((kind, _),) = data.items()
+            children = node.child(kind).as_list(min_len=1)
+            parsed = tuple(self.condition(child) for child in children)
             return AllOf(parsed) if kind == "all" else AnyOf(parsed)
-        return self.comparison(data, field)
+        return self.comparison(node)
 
-    def comparison(self, data: Any, field: str) -> Comparison:
-        raw = self.mapping(data, field, _LEAF_KEYS, _LEAF_KEYS)
-        item, op, value = raw["item"], raw["op"], raw["value"]
-        if not isinstance(item, str) or not item:
-            raise self.fail(f"{field}.item", f"must be a non-empty string, got {item!r}")
+    def comparison(self, node: Node) -> Comparison:
+        raw = node.fields(("item", "op", "value"))
+        item = raw["item"].as_str()
         if self.known_items is not None and item not in self.known_items:
-            raise self.fail(f"{field}.item", f"unknown item {item!r}; known {sorted(self.known_items)}")
-        if op not in _COMPARATORS:
-            raise self.fail(f"{field}.op", f"unknown op {op!r}; allowed {sorted(_COMPARATORS)}")
+            raw["item"].fail(f"unknown item {item!r}; known {', '.join(sorted(self.known_items))}")
+        if not isinstance(raw["op"].value, str) or raw["op"].value not in _COMPARATORS:
+            raw["op"].fail(f"unknown op {raw['op'].value!r}; allowed {', '.join(_COMPARATORS)}")
+        op = cast(Op, raw["op"].value)
         if op == "in":
-            if not isinstance(value, list) or not value:
-                raise self.fail(f"{field}.value", "op 'in' needs a non-empty list of numbers")
-            for n, v in enumerate(value):
-                self.number(v, f"{field}.value[{n}]")
-            return Comparison(item, op, tuple(value))
-        return Comparison(item, op, self.number(value, f"{field}.value"))
+            values = raw["value"]
+            if not isinstance(values.value, list) or not values.value:
+                values.fail("op 'in' needs a non-empty list of numbers")
+            return Comparison(item, op, tuple(self.number(v) for v in values.as_list()))
+        return Comparison(item, op, self.number(raw["value"]))
 
-    def number(self, value: Any, field: str) -> Number:
+    def number(self, node: Node) -> Number:
         # YAML 1.1 reads yes/no/on/off as booleans; demand the 0/1 codes instead.
+        value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(field, f"must be a finite number (use codes, e.g. 0/1), got {value!r}")
+            node.fail(f"must be a finite number (use codes, e.g. 0/1), got {value!r}")
         return value

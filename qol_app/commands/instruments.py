@@ -43,8 +43,8 @@ def list_instruments() -> None:
 def import_wording(file: Path, imported_by: str | None) -> None:
     """Load a site's licensed official wording (one instrument, one language) from FILE."""
     from qol_app.auth import now
+    from qol_app.datafile import DataFileError
     from qol_app.db import db
-    from qol_app.instruments import InstrumentFileError
     from qol_app.services.audit import Actor
     from qol_app.services.responses import registry
     from qol_app.services.wording import import_overlay
@@ -58,7 +58,7 @@ def import_wording(file: Path, imported_by: str | None) -> None:
             imported_by=imported_by,
             registry=registry(),
         )
-    except (InstrumentFileError, ValueError) as exc:
+    except (DataFileError, ValueError) as exc:
         click.echo(f"not imported: {exc}", err=True)
         sys.exit(1)
     db.session.commit()

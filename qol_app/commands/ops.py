@@ -21,8 +21,9 @@ def check(production: bool, no_database: bool) -> None:
 
     In production (QOL_ENV=production, or --production) unsafe settings are errors: a missing or
     well-known secret key, cookies without Secure, log-only mail or SMS backends, a base URL that is
-    not https://, debug on. Elsewhere they are warnings. Data files (instruments, schedule, alert
-    rules) must load, and the database must answer and be at the newest migration.
+    not https://, debug on, a schedule file whose version is not the one the database was planned
+    with (run `qol schedule apply`). Elsewhere they are warnings. Data files (instruments, schedule,
+    alert rules) must load, and the database must answer and be at the newest migration.
     """
     from qol_app.config import is_production
     from qol_app.services import alerts, timepoints
@@ -40,7 +41,7 @@ def check(production: bool, no_database: bool) -> None:
         }
     )
     if not no_database:
-        findings += _database_findings()
+        findings += _database_findings(config, "error" if production else "warning")
     click.echo(f"qol check ({'production' if production else 'development'} rules)")
     for finding in findings:
         click.echo(f"{LABELS[finding.level]} {finding.setting}: {finding.message}")
@@ -51,17 +52,26 @@ def check(production: bool, no_database: bool) -> None:
         sys.exit(1)
 
 
-def _database_findings():
+def _database_findings(config, unsafe: str):
     from qol_app import auth
     from qol_app.db import db
     from qol_app.migrations import head_revisions
-    from qol_app.services.config_check import Finding
+    from qol_app.services import timepoints
+    from qol_app.services.config_check import Finding, schedule_finding
     from qol_app.services.health import readiness
 
     checks = readiness(db.session, auth.now(), heads=head_revisions(), stale_minutes=1)
     db.session.rollback()
     # The scheduler heartbeat is /readyz's business: `qol check` runs before the scheduler starts.
-    return [Finding("ok" if c.ok else "error", "DATABASE_URL", f"{c.name}: {c.detail}") for c in checks[:2]]
+    findings = [Finding("ok" if c.ok else "error", "DATABASE_URL", f"{c.name}: {c.detail}") for c in checks[:2]]
+    if all(c.ok for c in checks[:2]):
+        try:
+            schedule = timepoints.configured_schedule(config)
+        except Exception:  # noqa: BLE001 - a schedule that does not load is already reported above
+            return findings
+        findings.append(schedule_finding(schedule.version_label, timepoints.schedule_in_force(db.session), unsafe))
+        db.session.rollback()
+    return findings
 
 
 @click.command("backup")

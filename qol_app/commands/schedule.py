@@ -21,12 +21,12 @@ def schedule_group() -> None:
 
 
 def _load(path: str):
-    from qol_app.scheduling import ScheduleError
+    from qol_app.datafile import DataFileError
     from qol_app.services.protocol import Protocol
 
     try:
         return Protocol({**current_app.config, "SCHEDULE_FILE": path}).schedule
-    except ScheduleError as exc:
+    except DataFileError as exc:
         raise click.ClickException(str(exc)) from exc
 
 

@@ -13,25 +13,30 @@ turn them into the facts of the as-of time, and nothing else in the export repea
 - a form's status follows the clock at ``as_of`` (``scheduling.status.derive_status``):
   ``partial`` / ``missed`` after the grace period, ``pending`` while the window or its grace
   period runs, and forms not yet open are left out;
-- an event counts once recorded and until deleted; an alert once raised, its escalation and
-  acknowledgement once they happened.
+- an event counts once recorded and until deleted, on the date (and with the cycle length) it had
+  then; an alert once raised, its escalation and acknowledgement once they happened.
 
+- a patient's arm, randomization date, time zone and language are the ones of then (a correction
+  recorded later is rewound through the value it replaced);
 - a patient's status is the last one recorded by then (the status history, with the time each
   was recorded): a death recorded later, or a correction recorded later, is not known yet;
 - a timepoint's missed reason and not-expected reason are the last recorded by then (the audit
   trail records each change with its time): a reason entered later is not known yet (the form
-  then carries ``not_recorded``), and a reactivation recorded later leaves it not expected.
-
-Timepoint dates are the ones stored now.
+  then carries ``not_recorded``), and a reactivation recorded later leaves it not expected;
+- a timepoint's planned fields (dates, window instants, instruments, anchor) and its status are
+  the ones it had then: a later move (a corrected event or randomization date, an amendment, a
+  time zone correction), cancellation or reactivation is rewound through the value each later
+  change replaced (the audit trail records it), so the timepoint keeps its dates of that time,
+  and it is listed and filtered by its target date of that time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import overload
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from qol_app.scheduling import forms
@@ -56,6 +61,12 @@ class PatientRow:
     status: str
     status_date: dt.date | None
     created_at: dt.datetime
+    site_tz: str | None = None  # the site's zone (``tz`` when the patient has none of their own)
+
+
+#: Patient fields a correction changes (``correct_randomization``, ``patient_details``): rewound to
+#: their value at the as-of time. ``timezone`` None is the site's zone.
+PATIENT_REWOUND_FIELDS = ("arm", "randomization_date", "timezone", "language")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,6 +109,9 @@ class ResponseRow:
     submitted_at: dt.datetime | None
     entered_by: int | None = None
     completed_on: dt.date | None = None  # paper/interview: the date the patient completed it
+    display_mode: str | None = None  # how the patient's pages showed it (default, large_print, mixed)
+    read_aloud_used: bool | None = None
+    audio_used: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,6 +123,11 @@ class EventRow:
     cycle_length_days: int | None
     created_at: dt.datetime
     deleted_at: dt.datetime | None
+    pk: int = 0
+
+
+#: Event fields a correction changes (``move_event``): rewound to their value at the as-of time.
+EVENT_REWOUND_FIELDS = ("date", "cycle_length_days")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -120,17 +139,37 @@ class StatusRow:
     recorded_at: dt.datetime
 
 
-#: Timepoint fields whose recorded changes (audit trail) decide their value at the as-of time.
+#: Timepoint fields whose recorded changes (audit trail) decide their value at the as-of time:
+#: the value last recorded by then.
 HISTORY_FIELDS = ("missed_reason", "not_expected_reason")
+#: Timepoint fields rewound to the value they had at the as-of time: a change recorded later is
+#: undone through the value it replaced (``ChangeRow.before``; every move and status change records it).
+REWOUND_FIELDS = (
+    "rule_id",
+    "kind",
+    "instruments",
+    "anchor_kind",
+    "anchor_number",
+    "anchor_date",
+    "target_date",
+    "window_start",
+    "window_end",
+    "opens_at",
+    "closes_at",
+    "grace_closes_at",
+    "status",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChangeRow:
-    """A recorded change of one timepoint field: when, which field, the new value."""
+    """A recorded change of one timepoint field: when, which field, the new value and the value it
+    replaced (typed as the column: dates, aware UTC instants, a tuple of instruments)."""
 
     at: dt.datetime
     field: str
-    value: str | None
+    value: Any
+    before: Any = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -217,6 +256,10 @@ class ResponseFacts:
     corrections: tuple[Correction, ...] = ()
     #: Paper or interview form: the patient-local date the patient completed it (window, study day).
     completed_on: dt.date | None = None
+    #: How the patient's pages showed it, and whether read-aloud or a recording was played.
+    display_mode: str | None = None
+    read_aloud_used: bool | None = None
+    audio_used: bool | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -287,12 +330,23 @@ def known(made_at: dt.datetime | None, as_of: dt.datetime) -> bool:
     return made_at is not None and made_at <= as_of
 
 
-def patient_at(row: PatientRow, as_of: dt.datetime, history: Sequence[StatusRow] = ()) -> PatientFacts | None:
+def patient_at(
+    row: PatientRow,
+    as_of: dt.datetime,
+    history: Sequence[StatusRow] = (),
+    changes: Sequence[ChangeRow] = (),
+) -> PatientFacts | None:
     """The patient at ``as_of``; None if not enrolled by then. With a status ``history``, the
     status is the last one recorded by ``as_of`` (active before any); without one (rows older than
-    the history), the stored status."""
+    the history), the stored status. Arm, randomization date, time zone and language are the ones
+    of then: a correction recorded later (``changes``, in the order recorded) is rewound."""
     if not known(row.created_at, as_of):
         return None
+    then = _rewind(changes, PATIENT_REWOUND_FIELDS, as_of)
+    if "timezone" in then:
+        then["tz"] = then.pop("timezone") or row.site_tz or row.tz
+    if then:
+        row = dataclasses.replace(row, **then)
     current, current_date = row.status, row.status_date
     if history:
         recorded = [h for h in history if known(h.recorded_at, as_of)]
@@ -301,6 +355,16 @@ def patient_at(row: PatientRow, as_of: dt.datetime, history: Sequence[StatusRow]
     return PatientFacts(
         row.pk, row.study_id, row.site, row.arm, row.randomization_date, row.tz, row.language, status, status_date
     )
+
+
+def _rewind(history: Iterable[ChangeRow], fields: Sequence[str], as_of: dt.datetime) -> dict[str, Any]:
+    """Each of ``fields`` changed after ``as_of``, with the value it had then: the value the first
+    later change replaced (``history`` in the order recorded)."""
+    then: dict[str, Any] = {}
+    for change in history:
+        if change.field in fields and change.field not in then and not known(change.at, as_of):
+            then[change.field] = change.before
+    return then
 
 
 def patient_status_at(status: str, status_date: dt.date | None, as_of_day: dt.date) -> tuple[str, dt.date | None]:
@@ -315,11 +379,19 @@ def timepoint_at(
 ) -> TimepointFacts | None:
     """The timepoint at ``as_of``; None when it did not exist yet or was cancelled by then.
 
-    Its missed reason and not-expected reason are the ones recorded by ``as_of`` (the last
-    recorded change of each in ``history``); a field without any recorded change keeps the
-    stored value (the reason) or the rule of :func:`not_expected_at`."""
-    if not counts_at(row.status, row.status_changed_at, row.created_at, as_of):
+    Its planned fields and status are the ones it had at ``as_of`` (:func:`rewound`); its missed
+    reason and not-expected reason the ones recorded by ``as_of`` (the last recorded change of each
+    in ``history``); a field without any recorded change keeps the stored value (the reason) or the
+    rule of :func:`not_expected_at`."""
+    if row.created_at > as_of:
         return None
+    then = rewound(row, history, as_of)
+    if "status" in then:  # changed later: its value then decides (a status then was recorded by then)
+        if then["status"] == "cancelled":
+            return None
+    elif not counts_at(row.status, row.status_changed_at, row.created_at, as_of):
+        return None
+    row = dataclasses.replace(row, **then) if then else row
     missed = recorded_value(history, "missed_reason", as_of, row.missed_reason)
     not_expected = not_expected_at(row.not_expected_reason, row.status_changed_at, as_of)
     not_expected = recorded_value(history, "not_expected_reason", as_of, not_expected)
@@ -342,6 +414,35 @@ def timepoint_at(
         not_expected,
         in_range,
     )
+
+
+def timepoints_at(
+    rows: Iterable[TimepointRow],
+    as_of: dt.datetime,
+    history: Mapping[int, Sequence[ChangeRow]],
+    in_range: Callable[[dt.date], bool],
+    reference_key: str | None = None,
+) -> list[TimepointFacts]:
+    """A patient's timepoints at ``as_of`` (:func:`timepoint_at`) whose target date then is
+    ``in_range``, plus the ``reference_key`` one (the baseline) out of range with
+    ``in_range=False``; by target date, key and id as of then."""
+    out = []
+    for row in rows:
+        tp = timepoint_at(row, as_of, history=history.get(row.pk, ()))
+        if tp is None:
+            continue
+        if not in_range(tp.target_date):
+            if tp.key != reference_key:
+                continue
+            tp = dataclasses.replace(tp, in_range=False)
+        out.append(tp)
+    return sorted(out, key=lambda t: (t.target_date, t.key, t.pk))
+
+
+def rewound(row: TimepointRow, history: Sequence[ChangeRow], as_of: dt.datetime) -> dict[str, Any]:
+    """The :data:`REWOUND_FIELDS` that changed after ``as_of``, each with the value it had then:
+    the value the first later change replaced (``history`` is in the order recorded)."""
+    return _rewind(history, REWOUND_FIELDS, as_of)
 
 
 def recorded_value(history: Sequence[ChangeRow], field: str, as_of: dt.datetime, fallback: str | None) -> str | None:
@@ -397,6 +498,9 @@ def response_at(revisions: Sequence[ResponseRow], as_of: dt.datetime) -> tuple[R
         first_at,
         corrections,
         first.completed_on if first is not None and first in done else None,
+        row.display_mode,
+        row.read_aloud_used,
+        row.audio_used,
     )
     return facts, True
 
@@ -414,13 +518,24 @@ def answer_counts(response: ResponseFacts, answered_at: dt.datetime, as_of: dt.d
     return response.submitted or known(answered_at, as_of)
 
 
-def events_at(rows: Iterable[EventRow], as_of: dt.datetime) -> list[EventFacts]:
-    """Events recorded by ``as_of`` and not deleted by then, in the given order."""
-    return [
-        EventFacts(r.kind, r.number, r.date, r.cycle_length_days)
-        for r in rows
-        if known(r.created_at, as_of) and not known(r.deleted_at, as_of)
-    ]
+def events_at(
+    rows: Iterable[EventRow], as_of: dt.datetime, history: Mapping[int, Sequence[ChangeRow]] | None = None
+) -> list[EventFacts]:
+    """Events recorded by ``as_of`` and not deleted by then, with the date and cycle length they had
+    then (a correction recorded later is rewound through ``history``, event pk -> its changes in
+    the order recorded); in the given order, or by date then if a correction moved one."""
+    out: list[tuple[int, EventFacts]] = []
+    moved = False
+    for i, r in enumerate(rows):
+        if not known(r.created_at, as_of) or known(r.deleted_at, as_of):
+            continue
+        then = _rewind((history or {}).get(r.pk, ()), EVENT_REWOUND_FIELDS, as_of)
+        moved = moved or bool(then)
+        values = {"date": r.date, "cycle_length_days": r.cycle_length_days, **then}
+        out.append((i, EventFacts(r.kind, r.number, values["date"], values["cycle_length_days"])))
+    if moved:
+        out.sort(key=lambda item: (item[1].date, item[1].kind, item[1].number or 0, item[0]))
+    return [facts for _i, facts in out]
 
 
 def alert_at(row: AlertRow, patient: PatientFacts, seq: int, as_of: dt.datetime) -> AlertFacts | None:

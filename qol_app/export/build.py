@@ -239,8 +239,14 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     as_of, filters = spec.as_of, spec.filters
     wanted = set(spec.instruments)
     statuses = source.status_history()
+    corrected = source.patient_history()
     patients = [
-        p for p in (asof.patient_at(row, as_of, statuses.get(row.pk, ())) for row in source.patients()) if p is not None
+        p
+        for p in (
+            asof.patient_at(row, as_of, statuses.get(row.pk, ()), corrected.get(row.pk, ()))
+            for row in source.patients()
+        )
+        if p is not None
     ]
     timepoints = source.timepoints()
     changes = source.timepoint_history()
@@ -248,13 +254,8 @@ def load(source: Source, spec: ExportSpec) -> Trial:
     answered = source.answer_summary()
     forms: list[Form] = []
     for patient in patients:
-        for row in timepoints.get(patient.pk, ()):
-            in_range = filters.in_range(row.target_date)
-            if not in_range and row.key != spec.baseline_key:
-                continue
-            tp = asof.timepoint_at(row, as_of, in_range=in_range, history=changes.get(row.pk, ()))
-            if tp is None:
-                continue
+        rows = timepoints.get(patient.pk, ())
+        for tp in asof.timepoints_at(rows, as_of, changes, filters.in_range, spec.baseline_key):
             for inst in tp.instruments:
                 if inst not in wanted:
                     continue
@@ -267,7 +268,8 @@ def load(source: Source, spec: ExportSpec) -> Trial:
                     n = answered_items(n, first, submitted=response is not None and response.submitted, as_of=as_of)
                     forms.append(Form(patient, tp, inst, status, response, is_received(status, n, spec.received_rule)))
     by_pk = {p.pk: p for p in patients}
-    events = {pk: asof.events_at(rows, as_of) for pk, rows in source.events().items() if pk in by_pk}
+    moves = source.event_history()
+    events = {pk: asof.events_at(rows, as_of, moves) for pk, rows in source.events().items() if pk in by_pk}
     alerts: list[AlertFacts] = []
     for pk, alert_rows in source.alerts().items():
         if pk in by_pk:
@@ -859,6 +861,14 @@ def items(trial: Trial, rows: ItemRows | None = None, *, spool: bool = False) ->
 # ---------------------------------------------------------------- (d) expected forms
 
 
+def _presentation(form: Form) -> tuple[str | None, bool | None, bool | None]:
+    """display_mode, read_aloud, audio_used of the form's current response (empty without one)."""
+    response = form.response
+    if response is None:
+        return None, None, None
+    return response.display_mode, response.read_aloud_used, response.audio_used
+
+
 def forms(trial: Trial) -> Dataset:
     """forms: every expected timepoint x instrument with status and missing reason."""
     rows = []
@@ -871,6 +881,7 @@ def forms(trial: Trial) -> Dataset:
             + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
             + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
             + (f.respondent, f.relationship, f.mode, f.language, f.revision, form.received)
+            + _presentation(form)
         )
     columns = labelled(cols.FORMS_COLUMNS, trial.catalog.registry)
     return _dataset(

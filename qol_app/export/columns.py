@@ -378,6 +378,43 @@ LONG_COLUMNS: tuple[Column, ...] = (
 )
 """qol_long: one row per patient x timepoint x instrument x scale (every expected form)."""
 
+DISPLAY_MODE_LABELS: Mapping[Code, LabelText] = {
+    "default": bi("Normal text", "常规字体"),
+    "large_print": bi("Large print, one item per screen", "大字模式（每屏一题）"),
+    "mixed": bi("Both (switched while filling in)", "两者（填写中切换）"),
+}
+PRESENTATION_NOTE = (
+    "How the patient's own pages showed the form (recorded at each save; a staff correction keeps the "
+    "original's). Empty for forms staff entered and forms saved before this was recorded. Read-aloud "
+    "and recordings are known only where the browser ran the page's script. The current value: for a "
+    "form still in progress at the as-of time it may include later saves."
+)
+DISPLAY_MODE = col(
+    "display_mode",
+    "string",
+    "Display mode of the patient's pages",
+    "患者页面显示模式",
+    DISPLAY_MODE_LABELS,
+    PRESENTATION_NOTE,
+    xpt="DISPMODE",
+)
+READ_ALOUD = col(
+    "read_aloud",
+    "boolean",
+    "Read-aloud played by the patient",
+    "患者使用了朗读",
+    description=PRESENTATION_NOTE,
+    xpt="READALD",
+)
+AUDIO_USED = col(
+    "audio_used",
+    "boolean",
+    "Site recording played by the patient",
+    "患者播放了研究中心录音",
+    description=PRESENTATION_NOTE,
+    xpt="AUDIOUSE",
+)
+
 FORMS_COLUMNS: tuple[Column, ...] = (
     PATIENT_ID,
     SITE,
@@ -419,6 +456,9 @@ FORMS_COLUMNS: tuple[Column, ...] = (
     LANGUAGE,
     REVISION,
     RECEIVED,
+    DISPLAY_MODE,
+    READ_ALOUD,
+    AUDIO_USED,
 )
 """forms: every expected timepoint x instrument with its status and missing reason."""
 

@@ -20,7 +20,10 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from qol_app.export.asof import (
+    EVENT_REWOUND_FIELDS,
     HISTORY_FIELDS,
+    PATIENT_REWOUND_FIELDS,
+    REWOUND_FIELDS,
     AlertRow,
     ChangeRow,
     EventRow,
@@ -43,6 +46,22 @@ from qol_app.models import (
 )
 
 BATCH = 50_000
+_CHANGED_FIELDS = tuple(dict.fromkeys((*HISTORY_FIELDS, *REWOUND_FIELDS)))
+_DATE_FIELDS = frozenset({"anchor_date", "target_date", "window_start", "window_end"})
+_INSTANT_FIELDS = frozenset({"opens_at", "closes_at", "grace_closes_at"})
+
+
+def _typed(field: str, value: Any) -> Any:
+    """An audited timepoint value (JSON: ISO dates, UTC ISO instants, lists) typed as its column."""
+    if value is None:
+        return None
+    if field in _DATE_FIELDS:
+        return dt.date.fromisoformat(value)
+    if field in _INSTANT_FIELDS:
+        return dt.datetime.fromisoformat(value).astimezone(dt.UTC)
+    if field == "instruments":
+        return tuple(value)
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +148,7 @@ class Source:
             ).join(Site, Patient.site_id == Site.id)
         )
         rows = [
-            PatientRow(pk, sid, site, arm, rand, tz or site_tz, lang, status, sdate, created)
+            PatientRow(pk, sid, site, arm, rand, tz or site_tz, lang, status, sdate, created, site_tz)
             for pk, sid, site, arm, rand, tz, site_tz, lang, status, sdate, created in self._rows(stmt)
         ]
         return sorted(rows, key=lambda p: p.study_id)
@@ -188,6 +207,9 @@ class Source:
                 Response.submitted_at,
                 Response.entered_by,
                 Response.completed_on,
+                Response.display_mode,
+                Response.read_aloud_used,
+                Response.audio_used,
             )
             .join(Patient, Response.patient_id == Patient.id)
             .where(Response.instrument_id.in_(self.instruments))
@@ -250,20 +272,24 @@ class Source:
         return out
 
     def timepoint_history(self) -> dict[int, list[ChangeRow]]:
-        """Timepoint pk -> the recorded changes of its missed reason and not-expected reason, from
-        the audit trail (where every change is recorded with its time), in chain order."""
+        """Timepoint pk -> the recorded changes of its reasons (``HISTORY_FIELDS``), planned fields and
+        status (``REWOUND_FIELDS``), from the audit trail (where every change is recorded with its
+        time, the new value and the one it replaced), in chain order, typed as the columns."""
         stmt = self._selected_patients(
-            select(AuditEvent.entity_id, AuditEvent.occurred_at, AuditEvent.new, AuditEvent.id)
+            select(AuditEvent.entity_id, AuditEvent.occurred_at, AuditEvent.old, AuditEvent.new, AuditEvent.id)
             .join(Patient, AuditEvent.patient_id == Patient.id)
             .where(AuditEvent.entity_type.in_(("timepoint", "timepoints")))
         )
         out: dict[int, list[ChangeRow]] = defaultdict(list)
-        for entity_id, at, new, _id in sorted(self._rows(stmt), key=lambda r: r[3]):
+        for entity_id, at, old, new, _id in sorted(self._rows(stmt), key=lambda r: r[4]):
             if not isinstance(new, dict) or not str(entity_id or "").isdigit():
                 continue
-            for field in HISTORY_FIELDS:
+            old = old if isinstance(old, dict) else {}
+            for field in _CHANGED_FIELDS:
                 if field in new:
-                    out[int(entity_id)].append(ChangeRow(at, field, new[field]))
+                    out[int(entity_id)].append(
+                        ChangeRow(at, field, _typed(field, new[field]), _typed(field, old.get(field)))
+                    )
         return out
 
     def answer_summary(self) -> dict[int, tuple[int, dt.datetime]]:
@@ -317,9 +343,50 @@ class Source:
         for row in self._rows(stmt):
             out[row[0]].append(tuple(row))
         return {
-            pk: [EventRow(*r[:7]) for r in sorted(rows, key=lambda r: (r[3], r[1], r[2] or 0, r[7]))]
+            pk: [EventRow(*r) for r in sorted(rows, key=lambda r: (r[3], r[1], r[2] or 0, r[7]))]
             for pk, rows in out.items()
         }
+
+    def patient_history(self) -> dict[int, list[ChangeRow]]:
+        """Patient pk -> the recorded corrections of ``PATIENT_REWOUND_FIELDS`` (randomization,
+        details), from the audit trail, with the value each replaced, in chain order."""
+        stmt = self._selected_patients(
+            select(AuditEvent.patient_id, AuditEvent.occurred_at, AuditEvent.old, AuditEvent.new, AuditEvent.id)
+            .join(Patient, AuditEvent.patient_id == Patient.id)
+            .where(
+                AuditEvent.entity_type == "patients",
+                AuditEvent.action.in_(("correct_randomization", "patient_details")),
+            )
+        )
+        out: dict[int, list[ChangeRow]] = defaultdict(list)
+        for pk, at, old, new, _id in sorted(self._rows(stmt), key=lambda r: r[4]):
+            if not isinstance(new, dict) or not isinstance(old, dict):
+                continue
+            for field in PATIENT_REWOUND_FIELDS:
+                if field in new and field in old:
+                    before = old[field]
+                    if field == "randomization_date" and before:
+                        before = dt.date.fromisoformat(before)
+                    out[pk].append(ChangeRow(at, field, new[field], before))
+        return out
+
+    def event_history(self) -> dict[int, list[ChangeRow]]:
+        """Event pk -> the recorded corrections of its date and cycle length (``EVENT_REWOUND_FIELDS``),
+        from the audit trail, with the value each replaced, in chain order."""
+        stmt = self._selected_patients(
+            select(AuditEvent.entity_id, AuditEvent.occurred_at, AuditEvent.old, AuditEvent.new, AuditEvent.id)
+            .join(Patient, AuditEvent.patient_id == Patient.id)
+            .where(AuditEvent.entity_type == "treatment_event", AuditEvent.action == "move_event")
+        )
+        out: dict[int, list[ChangeRow]] = defaultdict(list)
+        for entity_id, at, old, new, _id in sorted(self._rows(stmt), key=lambda r: r[4]):
+            if not isinstance(new, dict) or not isinstance(old, dict) or not str(entity_id or "").isdigit():
+                continue
+            for field in EVENT_REWOUND_FIELDS:
+                if field in new and field in old:
+                    before = dt.date.fromisoformat(old[field]) if field == "date" and old[field] else old[field]
+                    out[int(entity_id)].append(ChangeRow(at, field, new[field], before))
+        return out
 
     def alerts(self) -> dict[int, list[AlertRow]]:
         """Patient pk -> its alerts, by time raised and id; rule ids only (never stored values or text)."""

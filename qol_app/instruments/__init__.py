@@ -6,8 +6,8 @@ validated, immutable ``Instrument`` objects.
     form = localize(c30, "zh_Hans")            # or localize(c30, locale, overlay)
     for page in form.pages: page.title, [(i.id, i.kind, i.text, i.options) for i in page.items]
 
-Inside, imports point one way: ``datafile`` (strict YAML, field paths) -> ``schema`` (the
-immutable values) -> ``wording`` (overlays, localized views) -> ``loader`` (files into a registry).
+Inside, imports point one way: ``schema`` (the immutable values, read with the data-file kit
+``qol_app.datafile``) -> ``wording`` (overlays, localized views) -> ``loader`` (files into a registry).
 """
 
 from qol_app.instruments.loader import (
@@ -25,7 +25,6 @@ from qol_app.instruments.loader import (
 from qol_app.instruments.schema import (
     Condition,
     Instrument,
-    InstrumentFileError,
     Item,
     MissingLanguageError,
     Option,
@@ -51,7 +50,6 @@ __all__ = [
     "DEFAULT_DIRECTORY",
     "Condition",
     "Instrument",
-    "InstrumentFileError",
     "Item",
     "LocalizedInstrument",
     "LocalizedItem",

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from qol_app.instruments.datafile import Node, read_yaml
+from qol_app.datafile import DataFileError, Node, read_file, read_yaml
 from qol_app.instruments.schema import (
     EORTC_TYPES,
     FORMULAS,
@@ -26,7 +26,6 @@ from qol_app.instruments.schema import (
     WORDINGS,
     Condition,
     Instrument,
-    InstrumentFileError,
     Item,
     Option,
     Page,
@@ -69,22 +68,23 @@ _DEFAULT_FORMULA = {"functional": "functional", "symptom": "symptom", "global": 
 
 
 def load_instrument(path: str | Path) -> Instrument:
-    """Read and validate one instrument file (``InstrumentFileError`` if malformed)."""
+    """Read and validate one instrument file (``DataFileError`` naming the file name and field
+    if malformed)."""
     path = Path(path)
     file = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InstrumentFileError(file, "", f"cannot read: {exc.strerror}") from None
-    instrument = parse_instrument(text, file)
+    instrument = _instrument(read_file(path, file))
     if path.suffix == ".yaml" and instrument.id != path.stem:
-        raise InstrumentFileError(file, "id", f"{instrument.id!r} does not match the file name {path.stem!r}")
+        raise DataFileError(file, "id", f"{instrument.id!r} does not match the file name {path.stem!r}")
     return instrument
 
 
 def parse_instrument(text: str, file: str = "<text>") -> Instrument:
     """Validate instrument YAML text; ``file`` is used in error messages."""
-    root = Node(file, "", read_yaml(text, file))
+    return _instrument(Node(file, "", read_yaml(text, file)))
+
+
+def _instrument(root: Node) -> Instrument:
+    file = root.file
     top = root.fields(
         ("id", "version", "name", "instructions", "languages", "wording", "pages", "items", "scales"),
         ("option_sets", "paper_number_offset"),
@@ -367,11 +367,7 @@ def load_value_set(path: str | Path) -> ValueSet:
     """Read one value-set file and verify its published check values."""
     path = Path(path)
     file = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InstrumentFileError(file, "", f"cannot read: {exc.strerror}") from None
-    top = Node(file, "", read_yaml(text, file)).fields(
+    top = read_file(path, file).fields(
         ("name", "instrument", "title", "source", "dimensions", "decrements"),
         ("constant", "checks"),
     )
@@ -478,19 +474,19 @@ def load_registry(directory: str | Path, *overrides: str | Path) -> Registry:
     set_files: dict[str, str] = {}
     for folder in folders:
         if not folder.is_dir():
-            raise InstrumentFileError(str(folder), "", "questionnaire folder does not exist")
+            raise DataFileError(str(folder), "", "questionnaire folder does not exist")
         here: dict[str, Instrument] = {}
         for path in instrument_files(folder):
             instrument = load_instrument(path)
             if instrument.id in here:
-                raise InstrumentFileError(path.name, "id", f"duplicate instrument id {instrument.id!r}")
+                raise DataFileError(path.name, "id", f"duplicate instrument id {instrument.id!r}")
             here[instrument.id] = instrument
         instruments.update(here)
         sets_here: dict[str, ValueSet] = {}
         for path in sorted((folder / VALUE_SET_SUBDIR).glob("*.yaml")):
             value_set = load_value_set(path)
             if value_set.name in sets_here:
-                raise InstrumentFileError(path.name, "name", f"duplicate value set {value_set.name!r}")
+                raise DataFileError(path.name, "name", f"duplicate value set {value_set.name!r}")
             sets_here[value_set.name] = value_set
             set_files[value_set.name] = path.name
         value_sets.update(sets_here)
@@ -501,13 +497,13 @@ def load_registry(directory: str | Path, *overrides: str | Path) -> Registry:
             if scale.value_set is not None:
                 vs = value_sets.get(scale.value_set)
                 if vs is None or vs.instrument != instrument.id:
-                    raise InstrumentFileError(
+                    raise DataFileError(
                         instrument.source_file,
                         f"scales[{index}].value_set",
                         f"no value set {scale.value_set!r} for {instrument.id!r}",
                     )
                 if vs.dimensions != scale.items:
-                    raise InstrumentFileError(
+                    raise DataFileError(
                         instrument.source_file,
                         f"scales[{index}].items",
                         f"do not match the dimensions of value set {vs.name!r}",
@@ -518,15 +514,13 @@ def load_registry(directory: str | Path, *overrides: str | Path) -> Registry:
 def _check_value_set(file: str, value_set: ValueSet, instruments: Mapping[str, Instrument]) -> None:
     instrument = instruments.get(value_set.instrument)
     if instrument is None:
-        raise InstrumentFileError(file, "instrument", f"unknown instrument {value_set.instrument!r}")
+        raise DataFileError(file, "instrument", f"unknown instrument {value_set.instrument!r}")
     for dim in value_set.dimensions:
         if not instrument.has_item(dim):
-            raise InstrumentFileError(file, "dimensions", f"{dim!r} is not an item of {instrument.id!r}")
+            raise DataFileError(file, "dimensions", f"{dim!r} is not an item of {instrument.id!r}")
         codes = set(instrument.item(dim).codes)
         if set(value_set.decrements[dim]) != codes:
-            raise InstrumentFileError(
-                file, f"decrements.{dim}", f"levels must be exactly the item codes {sorted(codes)}"
-            )
+            raise DataFileError(file, f"decrements.{dim}", f"levels must be exactly the item codes {sorted(codes)}")
 
 
 @functools.lru_cache(maxsize=8)

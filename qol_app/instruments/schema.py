@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from qol_app.instruments.datafile import InstrumentFileError, Text, frozen_text
+from qol_app.datafile import Text, frozen_text
 
-__all__ = ["InstrumentFileError", "Text", "frozen_text"]  # re-exported: defined with the file reader
+__all__ = ["Text", "frozen_text"]  # re-exported: defined with the file reader (qol_app.datafile)
 
 ItemKind = Literal["choice", "number", "vas"]
 Grading = Literal["severity", "frequency"]

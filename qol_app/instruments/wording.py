@@ -30,28 +30,36 @@ File format (see ``qol_app/questionnaires/wording-overlay.example.yaml``)::
     anchors: {vas: {min: ..., max: ...}}   # every vas item
     pages: {p1: ...}                 # optional while the instrument ships this
                                      # language (shipped page titles are kept)
+    audio:                           # optional: the site's recordings of these texts
+      instructions: audio/intro.wav  #   paths relative to the overlay file's folder
+      items: {q1: audio/q1.wav, ...} #   every item
+      options: {eortc4: {1: ...}}    #   optional; per option set or item, every code
+
+On import, ``load_recordings`` reads and checks each recording and replaces its path by
+``sha256:<hex>`` (the stored overlay names recordings by content, never by a file path).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
 import yaml
 
-from qol_app.instruments.datafile import Node, read_yaml
+from qol_app.datafile import DataFileError, Node, read_yaml
 from qol_app.instruments.schema import (
     Instrument,
-    InstrumentFileError,
     Item,
     MissingLanguageError,
 )
 
 
-class WordingOverlayError(InstrumentFileError):
+class WordingOverlayError(DataFileError):
     """An overlay file is malformed or does not match its instrument."""
 
 
@@ -65,7 +73,47 @@ _REQUIRED = (
     "instructions",
     "items",
 )
-_OPTIONAL = ("options", "anchors", "pages")
+_OPTIONAL = ("options", "anchors", "pages", "audio")
+
+#: A stored recording reference: the SHA-256 of the recording's bytes.
+DIGEST_REF = re.compile(r"^sha256:([0-9a-f]{64})$")
+MAX_RECORDING_BYTES = 8 * 1024 * 1024  # a spoken item is seconds long; this is generous
+
+
+@dataclass(frozen=True)
+class OverlayAudio:
+    """An overlay's recordings: one reference per text. On import a reference is a file path
+    relative to the overlay file's folder; once stored it is ``sha256:<hex>``."""
+
+    instructions: str
+    items: Mapping[str, str]
+    options: Mapping[str, Mapping[int, str]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def option_refs(self, item: Item) -> Mapping[int, str] | None:
+        """Recordings of ``item``'s options: its own entry, else its option set's, else None."""
+        if item.id in self.options:
+            return self.options[item.id]
+        if item.option_set is not None:
+            return self.options.get(item.option_set)
+        return None
+
+    def refs(self) -> Iterator[tuple[str, str]]:
+        """(field path, reference) of every recording, in file order."""
+        yield "audio.instructions", self.instructions
+        for item_id, ref in self.items.items():
+            yield f"audio.items.{item_id}", ref
+        for key, refs in self.options.items():
+            for code, ref in refs.items():
+                yield f"audio.options.{key}.{code}", ref
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording's bytes, as checked on import."""
+
+    sha256: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -83,6 +131,7 @@ class WordingOverlay:
     options: Mapping[str, Mapping[int, str]] = field(default_factory=lambda: MappingProxyType({}))
     anchors: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     pages: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    audio: OverlayAudio | None = None
     file: str = "<text>"
 
     def option_labels(self, item: Item) -> Mapping[int, str] | None:
@@ -105,7 +154,7 @@ def read_overlay(source: str | Path, *, name: str | None = None) -> WordingOverl
         try:
             text = source.read_text(encoding="utf-8")
         except OSError as exc:
-            raise WordingOverlayError(file, "", f"cannot read: {exc.strerror}") from None
+            raise WordingOverlayError(file, "", f"cannot read file: {exc.strerror or exc}") from None
     else:
         if "\n" not in source and source.strip().endswith((".yaml", ".yml", ".json")):
             raise WordingOverlayError(
@@ -118,8 +167,8 @@ def read_overlay(source: str | Path, *, name: str | None = None) -> WordingOverl
         return _read(Node(file, "", read_yaml(text, file)))
     except WordingOverlayError:
         raise
-    except InstrumentFileError as exc:
-        raise WordingOverlayError(exc.file, exc.path, exc.problem) from None
+    except DataFileError as exc:
+        raise WordingOverlayError(exc.file, exc.field, exc.problem) from None
 
 
 def _read(root: Node) -> WordingOverlay:
@@ -146,8 +195,20 @@ def _read(root: Node) -> WordingOverlay:
         options=MappingProxyType(options),
         anchors=MappingProxyType(anchors),
         pages=_strings(top["pages"]) if "pages" in top else MappingProxyType({}),
+        audio=_audio(top["audio"]) if "audio" in top else None,
         file=root.file,
     )
+
+
+def _audio(node: Node) -> OverlayAudio:
+    top = node.fields(("instructions", "items"), ("options",))
+    options: dict[str, Mapping[int, str]] = {}
+    for key, child in top["options"].entries() if "options" in top else ():
+        refs: dict[int, str] = {}
+        for code, ref in child.entries():
+            refs[_code(Node(node.file, ref.path, code))] = ref.as_str()
+        options[str(key)] = MappingProxyType(refs)
+    return OverlayAudio(top["instructions"].as_str(), _strings(top["items"]), MappingProxyType(options))
 
 
 def _code(node: Node) -> int:
@@ -215,6 +276,118 @@ def validate_overlay(overlay: WordingOverlay, instrument: Instrument) -> None:
         for page in instrument.pages:
             if page.id not in overlay.pages:
                 fail(f"pages.{page.id}", f"missing title: {instrument.id} ships no {overlay.language!r} page titles")
+    if overlay.audio is not None:
+        _validate_audio(overlay.audio, instrument, fail)
+
+
+def _validate_audio(audio: OverlayAudio, instrument: Instrument, fail: Any) -> None:
+    """Recordings, when given, cover the instructions and every item (a form is never read out
+    half); option recordings are optional, but an option set or item listed covers all its codes."""
+    for item_id in audio.items:
+        if not instrument.has_item(item_id):
+            fail(f"audio.items.{item_id}", f"unknown item id {item_id!r}")
+    for item in instrument.items:
+        if item.id not in audio.items:
+            fail(f"audio.items.{item.id}", f"missing recording for item {item.id!r}")
+    sets = set(instrument.option_sets)
+    for key, refs in audio.options.items():
+        if key in sets:
+            codes = {option.code for option in instrument.option_sets[key]}
+        elif instrument.has_item(key) and instrument.item(key).kind == "choice":
+            codes = set(instrument.item(key).codes)
+        else:
+            fail(f"audio.options.{key}", f"{key!r} is neither a choice item nor an option set")
+        for code in refs:
+            if code not in codes:
+                fail(f"audio.options.{key}.{code}", f"{code} is not a code of {key!r}")
+        for code in sorted(codes - set(refs)):
+            fail(f"audio.options.{key}.{code}", "missing recording")
+
+
+#: Leading bytes of the audio formats browsers play, and the content type each is served as.
+_AUDIO_FORMATS: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"RIFF", "audio/wav"),  # RIFF ... WAVE: checked below
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"fLaC", "audio/flac"),
+    (4, b"ftyp", "audio/mp4"),
+    (0, b"\x1a\x45\xdf\xa3", "audio/webm"),
+)
+
+
+def sniff_audio(data: bytes) -> str | None:
+    """The content type of a recording from its first bytes (never from its file name), or None."""
+    for offset, magic, content_type in _AUDIO_FORMATS:
+        if data[offset : offset + len(magic)] == magic:
+            if content_type == "audio/wav" and data[8:12] != b"WAVE":
+                return None
+            return content_type
+    if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:  # an MPEG audio frame without ID3 tag
+        return "audio/mpeg"
+    return None
+
+
+def load_recordings(overlay: WordingOverlay, directory: Path) -> tuple[WordingOverlay, dict[str, Recording]]:
+    """Read every recording an overlay file names, relative to ``directory`` (the overlay file's
+    folder); return the overlay naming them by digest, and the recordings by digest.
+
+    Raises ``WordingOverlayError`` naming the file and field for a path outside ``directory``,
+    a file that is missing, unreadable, empty, too large or not a known audio format.
+    """
+    if overlay.audio is None:
+        return overlay, {}
+    base = directory.resolve()
+    found: dict[str, Recording] = {}
+    digests: dict[str, str] = {}
+
+    def load(path: str, ref: str) -> str:
+        if ref in digests:
+            return digests[ref]
+
+        def fail(problem: str) -> NoReturn:
+            raise WordingOverlayError(overlay.file, path, f"{ref}: {problem}")
+
+        relative = Path(ref)
+        if relative.is_absolute() or ".." in relative.parts:
+            fail("give a path relative to the overlay file's folder, inside it")
+        target = (base / relative).resolve()
+        if not target.is_relative_to(base):
+            fail("the recording is outside the overlay file's folder")
+        try:
+            with target.open("rb") as handle:
+                data = handle.read(MAX_RECORDING_BYTES + 1)
+        except OSError as exc:
+            fail(f"cannot read: {exc.strerror or exc}")
+        if not data:
+            fail("the file is empty")
+        if len(data) > MAX_RECORDING_BYTES:
+            fail(f"larger than {MAX_RECORDING_BYTES // (1024 * 1024)} MB")
+        content_type = sniff_audio(data)
+        if content_type is None:
+            fail("not a recording in a format browsers play (WAV, MP3, Ogg, FLAC, MP4/M4A, WebM)")
+        digest = hashlib.sha256(data).hexdigest()
+        found[digest] = Recording(digest, content_type, data)
+        digests[ref] = f"sha256:{digest}"
+        return digests[ref]
+
+    audio = overlay.audio
+    stored = OverlayAudio(
+        instructions=load("audio.instructions", audio.instructions),
+        items=MappingProxyType({i: load(f"audio.items.{i}", ref) for i, ref in audio.items.items()}),
+        options=MappingProxyType(
+            {
+                key: MappingProxyType({code: load(f"audio.options.{key}.{code}", ref) for code, ref in refs.items()})
+                for key, refs in audio.options.items()
+            }
+        ),
+    )
+    return replace(overlay, audio=stored), found
+
+
+def recording_digest(ref: str | None) -> str | None:
+    """The hex digest of a stored reference (``sha256:<hex>``); None for a file path or nothing."""
+    match = DIGEST_REF.match(ref or "")
+    return match.group(1) if match else None
 
 
 def overlay_text(overlay: WordingOverlay) -> str:
@@ -231,6 +404,13 @@ def overlay_text(overlay: WordingOverlay) -> str:
         "options": {key: dict(labels) for key, labels in overlay.options.items()},
         "anchors": {key: {"min": lo, "max": hi} for key, (lo, hi) in overlay.anchors.items()},
         "pages": dict(overlay.pages),
+        "audio": {}
+        if overlay.audio is None
+        else {
+            "instructions": overlay.audio.instructions,
+            "items": dict(overlay.audio.items),
+            **({"options": {k: dict(v) for k, v in overlay.audio.options.items()}} if overlay.audio.options else {}),
+        },
     }
     return yaml.safe_dump(
         {key: value for key, value in data.items() if value != {}}, allow_unicode=True, sort_keys=False
@@ -244,6 +424,7 @@ def overlay_text(overlay: WordingOverlay) -> str:
 class LocalizedOption:
     code: int
     label: str
+    audio: str | None = None  # the recording's sha256 (a site's licensed audio), if any
 
 
 @dataclass(frozen=True)
@@ -254,6 +435,7 @@ class LocalizedItem:
     text: str
     options: tuple[LocalizedOption, ...] = ()
     anchors: tuple[str, str] | None = None
+    audio: str | None = None  # the recording's sha256 (a site's licensed audio), if any
 
     @property
     def id(self) -> str:
@@ -296,6 +478,7 @@ class LocalizedInstrument:
     licensed: bool
     source: str | None
     pages: tuple[LocalizedPage, ...]
+    instructions_audio: str | None = None  # the recording's sha256, if any
 
     @property
     def items(self) -> tuple[LocalizedItem, ...]:
@@ -388,13 +571,19 @@ def _shipped(instrument: Instrument, locale: str) -> LocalizedInstrument:
 
 
 def _overlaid(instrument: Instrument, locale: str, overlay: WordingOverlay) -> LocalizedInstrument:
+    audio = overlay.audio
+
     def item_view(item: Item) -> LocalizedItem:
         labels = overlay.option_labels(item) or {}
+        clips = (audio.option_refs(item) if audio is not None else None) or {}
         return LocalizedItem(
             item=item,
             text=overlay.items[item.id],
-            options=tuple(LocalizedOption(o.code, labels[o.code]) for o in item.options),
+            options=tuple(
+                LocalizedOption(o.code, labels[o.code], recording_digest(clips.get(o.code))) for o in item.options
+            ),
             anchors=overlay.anchors.get(item.id),
+            audio=recording_digest(audio.items.get(item.id)) if audio is not None else None,
         )
 
     def page_title(page_id: str) -> str:
@@ -420,4 +609,5 @@ def _overlaid(instrument: Instrument, locale: str, overlay: WordingOverlay) -> L
             )
             for page in instrument.pages
         ),
+        instructions_audio=recording_digest(audio.instructions) if audio is not None else None,
     )

@@ -6,7 +6,7 @@ from qol_app.models.devices import DeviceGrant
 from qol_app.models.exports import ExportJob
 from qol_app.models.locks import DataLock, DemoRecord
 from qol_app.models.notifications import OutboxMessage, ReminderLink, SchedulerHeartbeat, SchedulerLease
-from qol_app.models.responses import Answer, Response, Score, WordingOverlay
+from qol_app.models.responses import Answer, Response, Score, WordingAudio, WordingOverlay
 from qol_app.models.schedule import ScheduleAmendment, Timepoint
 from qol_app.models.sessions import LoginSession
 from qol_app.models.staff import RecoveryCode, SignInThrottle, SiteMembership, StaffUser
@@ -38,5 +38,6 @@ __all__ = [
     "StaffUser",
     "Timepoint",
     "TreatmentEvent",
+    "WordingAudio",
     "WordingOverlay",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from qol_app.db import Base
@@ -14,6 +14,7 @@ from qol_app.models.types import created_at, intpk, str16, str32, str64, str255
 
 RESPONDENTS = ("self", "self_assisted", "proxy")
 MODES = ("web", "site_tablet", "interview", "paper_transcribed")
+DISPLAY_MODES = ("default", "large_print", "mixed")
 
 
 class Response(Base):
@@ -30,6 +31,7 @@ class Response(Base):
         CheckConstraint("respondent IN ('self', 'self_assisted', 'proxy')", name="respondent"),
         CheckConstraint("mode IN ('web', 'site_tablet', 'interview', 'paper_transcribed')", name="mode"),
         CheckConstraint("status IN ('in_progress', 'submitted')", name="status"),
+        CheckConstraint("display_mode IN ('default', 'large_print', 'mixed')", name="display_mode"),
     )
 
     id: Mapped[intpk]
@@ -56,6 +58,16 @@ class Response(Base):
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id"), index=True)
     correction_reason: Mapped[str255 | None]
     scoring_error: Mapped[str255 | None] = mapped_column(doc="Set when scoring failed; the form is kept for staff")
+    display_mode: Mapped[str16 | None] = mapped_column(
+        doc="How the patient's pages showed the form: default, large_print (one item per screen) or mixed "
+        "(both, across its saves); None for forms staff entered and forms saved before this was recorded"
+    )
+    read_aloud_used: Mapped[bool | None] = mapped_column(
+        doc="The patient played the browser's read-aloud on the form's pages (known only with JavaScript)"
+    )
+    audio_used: Mapped[bool | None] = mapped_column(
+        doc="The patient played a site recording on the form's pages (known only with JavaScript)"
+    )
 
     timepoint: Mapped[Timepoint] = relationship()
     answers: Mapped[list[Answer]] = relationship(back_populates="response", order_by="Answer.id")
@@ -113,3 +125,20 @@ class WordingOverlay(Base):
     active: Mapped[bool] = mapped_column(default=True)
     imported_at: Mapped[created_at]
     imported_by: Mapped[str64 | None]
+
+
+class WordingAudio(Base):
+    """A recording of licensed wording (a site's validated audio), stored by the SHA-256 of its bytes.
+
+    In the database beside the overlays that name it, so every web worker serves the same bytes,
+    and a backup holds the recordings a patient heard with the answers.
+    """
+
+    __tablename__ = "wording_audio"
+
+    id: Mapped[intpk]
+    sha256: Mapped[str64] = mapped_column(unique=True)
+    content_type: Mapped[str32] = mapped_column(doc="From the file's first bytes on import, never its name")
+    size: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    imported_at: Mapped[created_at]

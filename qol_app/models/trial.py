@@ -14,6 +14,8 @@ from qol_app.models.types import created_at, intpk, patient_fk, site_fk, str16, 
 ARMS = ("A", "B")
 PATIENT_STATUSES = ("active", "died", "withdrawn", "lost")
 EVENT_KINDS = ("intrathecal_dose", "systemic_cycle", "progression", "end_of_treatment")
+#: ``Patient.replan_at`` of a patient never planned: due at the next sweep.
+REPLAN_NOW = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class Site(Base):
@@ -61,6 +63,10 @@ class Patient(Base):
     pin_failures: Mapped[int] = mapped_column(default=0)
     pin_locked_until: Mapped[dt.datetime | None]
     created_at: Mapped[created_at]
+    # When the calendar alone next changes the patient's plan (a recurring follow-up reaching the
+    # lookahead horizon: the planner's Plan.changes_on, local midnight in UTC); NULL: never. Set
+    # by every reconcile; the sweep reconciles the patients whose instant has come.
+    replan_at: Mapped[dt.datetime | None] = mapped_column(index=True, default=REPLAN_NOW)
 
     site: Mapped[Site] = relationship(back_populates="patients")
     events: Mapped[list[TreatmentEvent]] = relationship(back_populates="patient", order_by="TreatmentEvent.date")

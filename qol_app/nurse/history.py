@@ -54,6 +54,7 @@ ACTION_LABELS = {
     "start_response": _l("Form started"),
     "save_answers": _l("Answers saved"),
     "change_answers": _l("Answers changed"),
+    "presentation": _l("Display and listening recorded"),
     "submit": _l("Form sent"),
     "correct_response": _l("Form corrected"),
     "data_lock": _l("Locked"),

@@ -37,6 +37,11 @@ MODE_LABELS = {
     "interview": _l("Interview"),
     "paper_transcribed": _l("Paper, transcribed"),
 }
+DISPLAY_MODE_LABELS = {
+    "default": _l("Normal text"),
+    "large_print": _l("Large print"),
+    "mixed": _l("Normal text and large print"),
+}
 RESPONDENT_LABELS = {
     "self": _l("Patient alone"),
     "self_assisted": _l("Patient with help"),

@@ -59,6 +59,8 @@ class PatientData:
     diary: DiaryGrid
     alerts: list[tuple[Alert, StaffUser | None]]
     submitted: dict[int, dict[str, int]]  # timepoint id -> instrument -> id of its current submitted revision
+    #: timepoint id -> how the patient's own forms were shown: (instrument, display mode, read-aloud, recordings)
+    shown: dict[int, list[tuple[str, str, bool, bool]]] = dataclasses.field(default_factory=dict)
 
 
 def _current_responses(patient_id: int):
@@ -84,6 +86,19 @@ def load(session: Session, patient: Patient, now: dt.datetime, locale: str) -> P
         select(Response.id, Response.timepoint_id, Response.instrument_id).where(*_current_responses(patient.id))
     ):
         submitted[tp_id][instrument_id] = response_id
+    shown: dict[int, list[tuple[str, str, bool, bool]]] = defaultdict(list)
+    for tp_id, instrument_id, mode, read_aloud, audio in session.execute(
+        select(
+            Response.timepoint_id,
+            Response.instrument_id,
+            Response.display_mode,
+            Response.read_aloud_used,
+            Response.audio_used,
+        )
+        .where(Response.patient_id == patient.id, Response.revision == 0, Response.display_mode.is_not(None))
+        .order_by(Response.timepoint_id, Response.id)
+    ):
+        shown[tp_id].append((instrument_id, mode or "default", bool(read_aloud), bool(audio)))
     events = list(
         session.scalars(
             select(TreatmentEvent)
@@ -107,6 +122,7 @@ def load(session: Session, patient: Patient, now: dt.datetime, locale: str) -> P
         diary=_diary(session, patient, timeline, locale),
         alerts=alerts,
         submitted=dict(submitted),
+        shown=dict(shown),
     )
 
 

@@ -59,21 +59,20 @@ class DueItem:
 def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt.datetime) -> list[DueItem]:
     locale = select_locale()
     reg = svc.registry()
-    titles: dict[str, str] = {}
+    statuses: dict[int, dict[str, str]] = {tp.id: {} for tp in tps}
+    if tps:
+        rows = session.execute(
+            select(Response.timepoint_id, Response.instrument_id, Response.status).where(
+                Response.timepoint_id.in_(list(statuses)), Response.revision == 0
+            )
+        )
+        for timepoint_id, instrument_id, status in rows:
+            statuses[timepoint_id][instrument_id] = status
+    instruments = [reg.get(i) for i in dict.fromkeys(i for tp in tps for i in tp.instruments)]
+    titles = {i.id: texts.title for i, texts in zip(instruments, svc.localized_many(session, instruments, locale))}
     items = []
     for tp in tps:
-        statuses = dict(
-            session.execute(
-                select(Response.instrument_id, Response.status).where(
-                    Response.timepoint_id == tp.id, Response.revision == 0
-                )
-            ).all()
-        )
-        forms = []
-        for instrument_id in tp.instruments:
-            if instrument_id not in titles:
-                titles[instrument_id] = svc.localized(session, reg.get(instrument_id), locale).title
-            forms.append((titles[instrument_id], statuses.get(instrument_id) == "submitted"))
+        forms = [(titles[i], statuses[tp.id].get(i) == "submitted") for i in tp.instruments]
         if tp.kind == "diary":
             heading = diary_day(tp.target_date, locale)
         else:
@@ -84,7 +83,7 @@ def home_items(session: Session, patient: Patient, tps: list[Timepoint], now: dt
                 forms,
                 deadline_text(tp, now, locale),
                 now >= tp.closes_at,
-                bool(statuses),
+                bool(statuses[tp.id]),
                 url_for("patient.start", timepoint_id=tp.id),
             )
         )

@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import io
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from flask import abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import abort, current_app, g, redirect, render_template, request, send_file, session, url_for
 from flask_babel import refresh
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
@@ -29,7 +30,7 @@ from qol_app.patient.forms import LanguageForm, LargePrintForm, RespondentForm, 
 from qol_app.patient.render import diary_day, emergency_context, field_views, home_items, item_html, review_rows, safety
 from qol_app.redirects import safe_next
 from qol_app.security import ParticipationEnded, current_actor, patient_required
-from qol_app.services import audit, devices, patient_records, reminder_links
+from qol_app.services import audit, devices, patient_records, reminder_links, wording
 from qol_app.services import responses as svc
 from qol_app.services.enrolment import find_by_token
 
@@ -451,6 +452,35 @@ def _local_time(value: dt.datetime, tz: str) -> str:
     return local_datetime(value, tz, select_locale())
 
 
+# ---------------------------------------------------------------- recordings
+
+
+#: A recording never changes under its hash: the browser may keep it (privately) for a year.
+RECORDING_MAX_AGE = 365 * 24 * 3600
+
+
+@bp.get("/audio/<string(length=64):sha256>")
+@patient_required
+def audio(sha256: str):
+    """A site's licensed recording (``<audio>`` on the survey pages), for signed-in patients only.
+
+    Looked up by the SHA-256 of its bytes (no file path is ever taken from the URL), served with
+    the content type found on import, byte ranges (phones' media players ask for them) and a
+    private, immutable cache lifetime; the ETag is the hash."""
+    if any(c not in "0123456789abcdef" for c in sha256):
+        abort(404)
+    clip = wording.recording(db.session, sha256)
+    if clip is None:
+        abort(404)
+    response = send_file(
+        io.BytesIO(clip.data), mimetype=clip.content_type, conditional=True, etag=sha256, max_age=RECORDING_MAX_AGE
+    )
+    response.cache_control.public = False
+    response.cache_control.private = True
+    response.cache_control.immutable = True
+    return response
+
+
 # ---------------------------------------------------------------- home
 
 
@@ -613,6 +643,9 @@ def _render_page(
         "confirm_skip": confirm_skip,
         "client_time": clock[0] or "",
         "client_offset": "" if clock[1] is None else str(clock[1]),
+        # what was played on this page (static/listen.js sets 1); kept when the page comes back
+        "aid_listen": "1" if values.get("aid_listen") == "1" else "",
+        "aid_audio": "1" if values.get("aid_audio") == "1" else "",
     }
     visit = svc.visit_pages(db.session, survey.tp, survey.owner)
     here = svc.visit_page(visit, survey.instrument.id, page_no)
@@ -715,6 +748,7 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
             client_time=client_time,
             client_offset=client_offset,
             texts=survey.texts,
+            presentation=svc.Presentation("default", *form.aids()),
         )
     except svc.AlreadySubmitted:
         db.session.rollback()
@@ -798,8 +832,16 @@ def _save_item(survey: Survey, plan: svc.PagePlan, page_no: int, item_no: int):
         )
     posted = form.answers()
     here: dict[str, Any] = dict(timepoint_id=tp.id, instrument_id=survey.instrument.id, page_no=page_no)
+    shown = svc.Presentation("large_print", *form.aids())
     if posted.get(item_id) is None and survey.answered.get(item_id) is not None:
-        saved = None  # Next past an answered item: nothing to change
+        saved = None  # Next past an answered item: no answer to change, only what was played
+        if survey.response is not None:
+            try:
+                svc.note_presentation(db.session, current_actor(), survey.response, shown, auth.now())
+            except svc.AlreadySubmitted:
+                db.session.rollback()
+                return _render("patient/already.html", tp=tp, texts=survey.texts)
+            db.session.commit()
     else:
         optional = {item_id} if survey.instrument.item(item_id).optional else set()
         now, actor = auth.now(), current_actor()
@@ -817,6 +859,7 @@ def _save_item(survey: Survey, plan: svc.PagePlan, page_no: int, item_no: int):
                 client_time=client_time,
                 client_offset=client_offset,
                 texts=survey.texts,
+                presentation=shown,
             )
         except svc.AlreadySubmitted:
             db.session.rollback()

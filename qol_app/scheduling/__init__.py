@@ -9,11 +9,13 @@ from .planner import (
     Anchor,
     EventFact,
     PatientFacts,
+    Plan,
     PlannedTimepoint,
     PlanningError,
     Source,
     diary_key,
     plan,
+    plan_ahead,
 )
 from .reconcile import (
     Amendment,
@@ -25,7 +27,7 @@ from .reconcile import (
     apply_plan,
     diff,
 )
-from .rules import SCHEDULES_DIR, Rule, Schedule, ScheduleError, load_schedule, parse_schedule
+from .rules import SCHEDULES_DIR, Rule, Schedule, load_schedule, parse_schedule
 from .status import STATUSES, Status, derive_status, is_late
 from .timewindows import local_date_of, local_day_start
 
@@ -39,12 +41,12 @@ __all__ = [
     "ExistingTimepoint",
     "MarkNotExpected",
     "PatientFacts",
+    "Plan",
     "PlannedTimepoint",
     "PlanningError",
     "ReconcilePlan",
     "Rule",
     "Schedule",
-    "ScheduleError",
     "Source",
     "Status",
     "Update",
@@ -58,4 +60,5 @@ __all__ = [
     "local_day_start",
     "parse_schedule",
     "plan",
+    "plan_ahead",
 ]

@@ -71,6 +71,8 @@ def status_in_phase(phase: str, *, submitted: bool, started: bool, not_expected_
         return None
     if phase in ("open", "overdue"):
         return "pending"
+    if phase != "closed":
+        raise ValueError(f"unknown window phase {phase!r} (known: {', '.join(PHASES)})")
     return "partial" if started else "missed"
 
 

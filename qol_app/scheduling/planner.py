@@ -18,7 +18,10 @@ Decisions (see also the schedule format in :mod:`.rules`):
 * Recurring rules stop at the lookahead horizon (``today + lookahead_days``;
   once a patient has ended, ``min(today, end_date) + lookahead_days``, so a
   dead patient does not accrue new rows every day), at ``max_count`` and at
-  ``study_end_days`` after randomization.
+  ``study_end_days`` after randomization. The horizon is the only thing
+  ``today`` changes, so :func:`plan_ahead` can say on which day the plan next
+  changes by itself (``Plan.changes_on``): the sweep replans a patient then,
+  not every day.
 * Event keys use ``{n}`` = the event's number, or (if absent) its 1-based
   order among events of that kind by (date, id). Staff-entered numbers are
   preferred: an order-based key shifts when an earlier event is inserted.
@@ -51,10 +54,12 @@ __all__ = [
     "EventFact",
     "PatientFacts",
     "PlannedTimepoint",
+    "Plan",
     "PlanningError",
     "Source",
     "diary_key",
     "plan",
+    "plan_ahead",
 ]
 
 EndStatus = Literal["died", "withdrawn", "lost"]
@@ -194,6 +199,18 @@ class _Draft:
     extra_instruments: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A patient's timepoints on ``today``, and the first later day they differ by the calendar alone."""
+
+    timepoints: list[PlannedTimepoint]
+    #: The patient-local day on which a recurring rule's next occurrence reaches the lookahead
+    #: horizon, the first day after ``today`` whose plan (same schedule, events and end status)
+    #: differs; None when the calendar alone never changes it (no recurring rule left, or it ends
+    #: at ``max_count``, at ``study_end_days`` or with the patient's end status).
+    changes_on: date | None
+
+
 def plan(
     schedule: Schedule,
     patient: PatientFacts,
@@ -205,6 +222,16 @@ def plan(
     ``today`` is the patient-local date; it only bounds recurring rules
     (lookahead), so everything else is the same whatever day it is computed.
     """
+    return plan_ahead(schedule, patient, events, today).timepoints
+
+
+def plan_ahead(
+    schedule: Schedule,
+    patient: PatientFacts,
+    events: Iterable[EventFact],
+    today: date,
+) -> Plan:
+    """:func:`plan`, and the day it next changes because the calendar moved on (:class:`Plan`)."""
     if patient.arm not in schedule.arms:
         raise PlanningError(f"arm {patient.arm!r} is not in schedule {schedule.id!r} ({', '.join(schedule.arms)})")
     anchors = _anchors_by_kind(patient, events)
@@ -216,11 +243,12 @@ def plan(
     )
 
     drafts: dict[str, _Draft] = {}
+    beyond: list[date] = []  # window starts of the first occurrences past the horizon
     for order, rule in enumerate(schedule.rules):
         if not rule.applies_to(patient.arm):
             continue
         for info in anchors.get(rule.anchor, ()):
-            for draft in _drafts_for(rule, order, info, horizon, study_end):
+            for draft in _drafts_for(rule, order, info, horizon, study_end, beyond):
                 _add(drafts, draft)
 
     tz = zone(patient.timezone)
@@ -234,7 +262,7 @@ def plan(
     open_at_end = schedule.open_forms_at_end == "not_expected"
     planned = [_finish(draft, patient, day_start, open_at_end) for draft in drafts.values()]
     planned.sort(key=lambda tp: (tp.target_date, tp.window_start, tp.key))
-    return planned
+    return Plan(planned, _changes_on(schedule, patient, beyond))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -283,13 +311,29 @@ def _horizon(schedule: Schedule, patient: PatientFacts, today: date) -> date:
     return base + timedelta(days=schedule.lookahead_days)
 
 
+def _changes_on(schedule: Schedule, patient: PatientFacts, beyond: list[date]) -> date | None:
+    """The first day whose horizon (:func:`_horizon`) reaches one of the window starts ``beyond``.
+
+    Each lies past today's horizon, so the day is after today. Once the patient has ended the
+    horizon stops at ``end_date + lookahead_days``: a window starting later never comes.
+    """
+    lookahead = timedelta(days=schedule.lookahead_days)
+    days = [start - lookahead for start in beyond]
+    if patient.end_date is not None:
+        days = [day for day in days if day <= patient.end_date]
+    return min(days, default=None)
+
+
 def _drafts_for(
     rule: Rule,
     order: int,
     info: _AnchorInfo,
     horizon: date,
     study_end: date | None,
+    beyond: list[date],
 ) -> Iterable[_Draft]:
+    """The rule's drafts for one anchor; a recurring rule stopped by the horizon adds the window
+    start of its first occurrence past it to ``beyond``."""
     anchor, n = info.anchor, info.n
     if rule.days is not None:  # diary: one draft per day, the day is the window
         for day in range(rule.days.first, rule.days.last + 1):
@@ -338,7 +382,10 @@ def _drafts_for(
     k = 1
     while rule.repeat.max_count is None or k <= rule.repeat.max_count:
         candidate = draft(offset + (k - 1) * rule.repeat.every_days, k)
-        if candidate.window_start > horizon or (study_end is not None and candidate.target > study_end):
+        if study_end is not None and candidate.target > study_end:
+            return
+        if candidate.window_start > horizon:
+            beyond.append(candidate.window_start)
             return
         yield candidate
         k += 1

@@ -38,7 +38,7 @@ def zone(name: str) -> ZoneInfo:
 
 def local_day_start(day: date, tz: ZoneInfo) -> datetime:
     """First UTC instant of local calendar ``day`` in ``tz`` (see module doc for DST)."""
-    local = datetime.combine(day, time(0, 0), tzinfo=tz).replace(fold=0)
+    local = datetime.combine(day, time(), tzinfo=tz).replace(fold=0)
     return local.astimezone(UTC)
 
 

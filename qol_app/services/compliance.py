@@ -218,10 +218,11 @@ def compute(
 ) -> Compliance:
     """Compliance over the patients matching ``scope`` (a condition on ``Patient``, e.g. the policy's).
 
-    Five queries whatever the number of patients: randomized counts, timepoint status counts
-    (one GROUP BY over site, arm, group, status, lateness and reason), two aggregates behind the
-    per-form figures (timepoint groups; forms with revisions grouped by what their revisions
-    make of them, see :func:`started_form_facts`), respondent/mode counts. The rules of
+    Four queries whatever the number of patients: randomized counts, one GROUP BY over the
+    timepoints (site, arm, group, effective status, lateness and reason for the timepoint table,
+    with instruments, window phase and not-expected reason where the per-form count starts), the
+    forms with revisions grouped by what their revisions make of them (see
+    :func:`started_form_facts`), respondent/mode counts. The rules of
     ``scheduling.forms`` are applied once per aggregate row, not per form. ``received_rule``:
     ``COMPLIANCE_RECEIVED_RULE`` (``scheduling.forms``).
     """
@@ -236,39 +237,14 @@ def compute(
     for (_site, arm), n in randomized_by_site.items():
         randomized[arm] += n
 
-    # Derived columns in a subquery: GROUP BY on its plain columns, because PostgreSQL with
-    # server-side parameters would not match a CASE repeated in GROUP BY to the one selected.
-    late = case((and_(Timepoint.completed_at.is_not(None), Timepoint.completed_at >= Timepoint.closes_at), 1), else_=0)
-    facts = (
-        select(
-            Patient.site_id.label("site_id"),
-            Patient.arm.label("arm"),
-            Timepoint.kind.label("kind"),
-            Timepoint.rule_id.label("rule_id"),
-            case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
-            effective_status(now).label("eff_status"),
-            late.label("is_late"),
-            Timepoint.missed_reason.label("reason"),
-        )
-        .join(Patient, Patient.id == Timepoint.patient_id)
-        .where(scope)
-        .subquery()
-    )
-    columns = [
-        facts.c.site_id,
-        facts.c.arm,
-        facts.c.kind,
-        facts.c.rule_id,
-        facts.c.group_key,
-        facts.c.eff_status,
-        facts.c.is_late,
-        facts.c.reason,
-    ]
-    rows: Sequence[Any] = session.execute(select(*columns, func.count()).group_by(*columns)).all()
+    # One pass over the timepoints serves both tables: grouped by what the timepoint table needs
+    # (effective status, lateness, reason) and what the per-form count starts from (instruments,
+    # window phase, not-expected reason, opened by now), a few hundred rows.
+    rows = _timepoint_facts(session, scope, now)
 
     by_group: dict[tuple[Group, str], Cell] = {}
     by_site: dict[tuple[int, str, str], Cell] = {}
-    for site_id, arm, kind, rule_id, tp_key, st, is_late, reason, n in rows:
+    for site_id, arm, kind, rule_id, tp_key, st, is_late, reason, *_form_facts, n in rows:
         if st in ("cancelled", "scheduled"):
             continue
         group = Group(kind, rule_id, tp_key)
@@ -288,7 +264,7 @@ def compute(
         respondents[arm][respondent] += n
         modes[arm][mode] += n
 
-    by_form, by_site_form = _form_cells(session, scope, now, received_rule, randomized, randomized_by_site)
+    by_form, by_site_form = _form_cells(session, scope, now, received_rule, randomized, randomized_by_site, rows)
 
     order = {rule: i for i, rule in enumerate(rule_order)}
 
@@ -315,6 +291,46 @@ def compute(
     )
 
 
+def _phase(now: dt.datetime) -> ColumnElement[str]:
+    """Where ``now`` falls for an opened window: open, overdue (grace period) or closed."""
+    return case(
+        (Timepoint.closes_at > now, literal("open")),
+        (Timepoint.grace_closes_at > now, literal("overdue")),
+        else_=literal("closed"),
+    )
+
+
+def _timepoint_facts(session: Session, scope: ColumnElement[bool], now: dt.datetime) -> Sequence[Any]:
+    """The scope's timepoints counted by (site, arm, kind, rule, group key, effective status,
+    late, missed reason, instruments, phase, not-expected reason, opened by ``now``): the rows of
+    the timepoint table (the first eight) and the start of the per-form count (the rest), one scan."""
+    late = case((and_(Timepoint.completed_at.is_not(None), Timepoint.completed_at >= Timepoint.closes_at), 1), else_=0)
+    # Derived columns in a subquery: GROUP BY on its plain columns, because PostgreSQL with
+    # server-side parameters would not match a CASE repeated in GROUP BY to the one selected.
+    facts = (
+        select(
+            Patient.site_id.label("site_id"),
+            Patient.arm.label("arm"),
+            Timepoint.kind.label("kind"),
+            Timepoint.rule_id.label("rule_id"),
+            case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
+            effective_status(now).label("eff_status"),
+            late.label("is_late"),
+            Timepoint.missed_reason.label("reason"),
+            cast(Timepoint.instruments, String).label("instruments"),
+            _phase(now).label("phase"),
+            Timepoint.not_expected_reason.label("not_expected"),
+            case((Timepoint.opens_at <= now, 1), else_=0).label("opened"),
+        )
+        .join(Patient, Patient.id == Timepoint.patient_id)
+        .where(scope)
+        .subquery()
+    )
+    columns = list(facts.c)
+    session.flush()
+    return session.connection().execute(select(*columns, func.count()).group_by(*columns)).all()
+
+
 def _form_cells(
     session: Session,
     scope: ColumnElement[bool],
@@ -322,14 +338,11 @@ def _form_cells(
     received_rule: str,
     randomized: Mapping[str, int],
     randomized_by_site: Mapping[tuple[int, str], int],
+    timepoint_facts: Sequence[Any],
 ) -> tuple[dict[tuple[FormGroup, str], FormCell], dict[tuple[int, str, str], FormCell]]:
     """Per-form cells: every form of every uncancelled timepoint open by ``now``, its status from
-    its own revisions (``scheduling.forms``, as in exports), received or not."""
-    phase = case(
-        (Timepoint.closes_at > now, literal("open")),
-        (Timepoint.grace_closes_at > now, literal("overdue")),
-        else_=literal("closed"),
-    )
+    its own revisions (``scheduling.forms``, as in exports), received or not. ``timepoint_facts``:
+    :func:`_timepoint_facts` of the same scope and ``now``."""
     columns: list[Any] = [
         Patient.site_id.label("site_id"),
         Patient.arm.label("arm"),
@@ -337,14 +350,11 @@ def _form_cells(
         Timepoint.rule_id.label("rule_id"),
         case((Timepoint.kind == "diary", None), else_=Timepoint.key).label("group_key"),
         cast(Timepoint.instruments, String).label("instruments"),
-        phase.label("phase"),
+        _phase(now).label("phase"),
         Timepoint.not_expected_reason.label("not_expected"),
         Timepoint.missed_reason.label("reason"),
     ]
     where = (scope, Timepoint.status != "cancelled", Timepoint.opens_at <= now)
-    # Derived columns in a subquery, grouped on its plain columns (see ``compute``).
-    tps = select(*columns).join(Patient, Patient.id == Timepoint.patient_id).where(*where).subquery()
-    facts = [tps.c[name] for name in _FACTS]
     session.flush()
     conn = session.connection()  # Core rows, instants compared in SQL: no per-row conversions
     lists: dict[str | None, tuple[str, ...]] = {}
@@ -354,11 +364,26 @@ def _form_cells(
             lists[text] = tuple(json.loads(text) if text else ())
         return lists[text]
 
-    # 1. Every form as if nothing had been started (one row per timepoint group) ...
+    # 1. Every form of an uncancelled timepoint opened by now, as if nothing had been started ...
     counts: Counter[tuple[Any, ...]] = Counter()
-    for *fact, n in conn.execute(select(*facts, func.count()).group_by(*facts)):
-        site_id, arm, kind, rule_id, group_key, instruments, tp_phase, not_expected, reason = fact
-        status = form_rules.status_in_phase(tp_phase, submitted=False, started=False, not_expected_reason=not_expected)
+    for (
+        site_id,
+        arm,
+        kind,
+        rule_id,
+        group_key,
+        eff,
+        _late,
+        reason,
+        instruments,
+        tp_phase,
+        ne,
+        opened,
+        n,
+    ) in timepoint_facts:
+        if eff == "cancelled" or not opened:  # the effective status is cancelled exactly when the stored one is
+            continue
+        status = form_rules.status_in_phase(tp_phase, submitted=False, started=False, not_expected_reason=ne)
         for inst in parsed(instruments):
             counts[(site_id, arm, kind, rule_id, group_key, inst, status, False, reason, False)] += n
     # 2. ... then the forms with revisions moved to what their revisions make of them: one row

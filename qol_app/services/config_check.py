@@ -168,6 +168,21 @@ def _deployment(config: Mapping[str, Any], production: bool) -> Iterator[Finding
         yield Finding("error", "COMPLIANCE_RECEIVED_RULE", f"{rule} is not one of {', '.join(RECEIVED_RULES)}")
 
 
+def schedule_finding(configured: str, in_force: str | None, unsafe: str) -> Finding:
+    """``SCHEDULE_FILE`` against the version the database was planned with (``in_force``; None for
+    an empty database): a different version changed without ``qol schedule apply``, and nothing is
+    re-planned until the two agree."""
+    if in_force is None or in_force == configured:
+        return Finding("ok", "SCHEDULE_FILE", f"{configured}, the version in force")
+    return Finding(
+        unsafe,
+        "SCHEDULE_FILE",
+        f"is {configured}, but the database was planned with {in_force}: nothing is re-planned until "
+        f"`qol schedule apply <file> --effective DATE` makes {configured} the version in force "
+        f"(or SCHEDULE_FILE names the {in_force} file again)",
+    )
+
+
 def data_files(load: Mapping[str, Callable[[], Any]]) -> list[Finding]:
     """Load each data set (instruments, schedule, alert rules); a failure is an error naming it."""
     findings = []

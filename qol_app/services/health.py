@@ -1,5 +1,7 @@
 """Readiness: can this node serve? The database answers, its schema is at the newest migration,
-and the scheduler has swept recently (else reminders and statuses silently stop)."""
+the scheduler has swept recently (else reminders and statuses silently stop), and the configured
+schedule is the version in force (else no event a nurse records is planned, and the scheduler's
+re-planning stops, until ``qol schedule apply``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from qol_app.services import heartbeat
+from qol_app.services import heartbeat, timepoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,11 +23,21 @@ class Check:
     detail: str
 
 
-def readiness(session: Session, now: dt.datetime, *, heads: Collection[str], stale_minutes: int) -> list[Check]:
-    """The three checks, in order (database, migrations, scheduler); never raises for a down database.
+def readiness(
+    session: Session,
+    now: dt.datetime,
+    *,
+    heads: Collection[str],
+    stale_minutes: int,
+    schedule_version: str | None = None,
+) -> list[Check]:
+    """The checks, in order (database, migrations, scheduler, and with ``schedule_version`` the
+    schedule); never raises for a down database.
 
     ``heads`` is the set of revisions a migrated database is at; ``stale_minutes`` how old the
-    scheduler's last successful sweep may be. Reads only; the caller ends the transaction.
+    scheduler's last successful sweep may be; ``schedule_version`` the configured schedule's
+    id@version, compared with the version in force (``timepoints.schedule_in_force``). Reads
+    only; the caller ends the transaction.
     """
     try:
         session.execute(text("SELECT 1"))
@@ -50,6 +62,7 @@ def readiness(session: Session, now: dt.datetime, *, heads: Collection[str], sta
     else:
         at = ", ".join(sorted(current)) or "no schema"
         checks.append(Check("migrations", False, f"at {at}, head is {', '.join(sorted(wanted))}: run qol db upgrade"))
+    migrated = current == wanted
     try:
         beat = heartbeat.status(session, now, stale_minutes)
     except SQLAlchemyError:
@@ -61,4 +74,21 @@ def readiness(session: Session, now: dt.datetime, *, heads: Collection[str], sta
         checks.append(Check("scheduler", False, f"stale: last successful sweep {last}, limit {stale_minutes} min"))
     else:
         checks.append(Check("scheduler", True, f"last successful sweep {beat.last_ok_at:%Y-%m-%dT%H:%M:%SZ}"))
+    if schedule_version is not None:
+        checks.append(_schedule(session, schedule_version) if migrated else Check("schedule", False, "not checked"))
     return checks
+
+
+def _schedule(session: Session, configured: str) -> Check:
+    try:
+        in_force = timepoints.schedule_in_force(session)
+    except SQLAlchemyError:
+        session.rollback()
+        return Check("schedule", False, "schedule tables unreadable")
+    if in_force is not None and in_force != configured:
+        return Check(
+            "schedule",
+            False,
+            f"configured {configured}, in force {in_force}: run qol schedule apply <file> --effective DATE",
+        )
+    return Check("schedule", True, f"{configured} in force" if in_force else f"{configured} (nothing planned yet)")

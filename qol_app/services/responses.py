@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
@@ -92,6 +92,12 @@ def active_overlay(session: Session, instrument: Instrument, locale: str) -> Ove
     return wording.active_overlay(
         session, instrument.id, locale, instrument_version=instrument.version, registry=registry()
     )
+
+
+def localized_many(session: Session, instruments: Sequence[Instrument], locale: str) -> list[LocalizedInstrument]:
+    """``localized`` for several instruments with one overlay query."""
+    overlays = wording.active_overlays(session, [(i.id, i.version) for i in instruments], locale, registry=registry())
+    return [localize(i, locale, overlays[i.id]) for i in instruments]
 
 
 def localized(session: Session, instrument: Instrument, locale: str) -> LocalizedInstrument:
@@ -475,6 +481,7 @@ def save_page(
     client_offset: int | None = None,
     texts: LocalizedInstrument | None = None,
     alert_source: str = "saved_not_sent",
+    presentation: Presentation | None = None,
 ) -> PageSaved:
     """Store one page's answers; return the items left unanswered (for the gentle reminder) and
     what the alert rules made of the form's stored answers (diaries: evaluated on every save,
@@ -487,7 +494,8 @@ def save_page(
     patient no longer active). ``texts`` is the wording this page was shown in: if the patient
     switched language mid-form, the form records the new one. ``now`` may be a clock (a callable):
     it is then read once the form's row is locked, so answers saved by whoever held the lock are
-    never stamped after a submission that waited for it.
+    never stamped after a submission that waited for it. ``presentation`` (patient pages) is how
+    the page was shown and whether read-aloud or a recording was played on it (``Presentation``).
     """
     _lock_in_progress(session, response)
     _require_active(session, actor, response.patient_id)
@@ -527,10 +535,80 @@ def save_page(
         audit.record(session, actor, "save_answers", response, new=created, **common)
     if new:
         audit.record(session, actor, "change_answers", response, old=old, new=new, **common)
+    if presentation is not None:
+        _record_presentation(session, actor, response, presentation, common)
     alert = None
     if created or new:
         alert = _evaluate_alerts(session, actor, response, now, source=alert_source)
     return PageSaved(unanswered, alert)
+
+
+@dataclasses.dataclass(frozen=True)
+class Presentation:
+    """How a patient's page showed a form on one save: the display mode (``default`` or
+    ``large_print``) and whether the patient played the read-aloud or a recording on it."""
+
+    display_mode: str
+    read_aloud: bool = False
+    audio: bool = False
+
+    def __post_init__(self) -> None:
+        if self.display_mode not in ("default", "large_print"):
+            raise ValueError(f"unknown display mode {self.display_mode!r}")
+
+
+def note_presentation(
+    session: Session, actor: Actor, response: Response, presentation: Presentation, now: dt.datetime
+) -> None:
+    """Record ``presentation`` on a form without saving answers (Next past an answered item).
+
+    Raises ``AlreadySubmitted`` for a form that is no longer in progress."""
+    if _presentation_after(response, presentation) == _presentation_of(response):
+        return
+    _lock_in_progress(session, response)
+    common = {"patient_id": response.patient_id, "site_id": response.timepoint.patient.site_id, "now": now}
+    _record_presentation(session, actor, response, presentation, common)
+
+
+def _presentation_of(response: Response) -> dict[str, Any]:
+    return {
+        "display_mode": response.display_mode,
+        "read_aloud_used": response.read_aloud_used,
+        "audio_used": response.audio_used,
+    }
+
+
+def _presentation_after(response: Response, shown: Presentation) -> dict[str, Any]:
+    """The form's presentation once ``shown`` is added: ``mixed`` after both display modes; read-aloud
+    and recordings count as used once played on any page."""
+    mode = response.display_mode
+    return {
+        "display_mode": shown.display_mode if mode in (None, shown.display_mode) else "mixed",
+        "read_aloud_used": bool(response.read_aloud_used) or shown.read_aloud,
+        "audio_used": bool(response.audio_used) or shown.audio,
+    }
+
+
+def _record_presentation(
+    session: Session, actor: Actor, response: Response, shown: Presentation, common: dict[str, Any]
+) -> None:
+    """Store what changed of the form's presentation, audited in the same save (``presentation``)."""
+    old, new = _presentation_of(response), _presentation_after(response, shown)
+    if old == new:
+        return
+    response.display_mode = new["display_mode"]
+    response.read_aloud_used = new["read_aloud_used"]
+    response.audio_used = new["audio_used"]
+    changed = [name for name in new if old[name] != new[name]]
+    audit.record(
+        session,
+        actor,
+        "presentation",
+        response,
+        old={name: old[name] for name in changed},
+        new={name: new[name] for name in changed},
+        **common,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -880,6 +958,9 @@ def correct_response(
         respondent=response.respondent,
         respondent_relationship=response.respondent_relationship,
         mode=response.mode,
+        display_mode=response.display_mode,  # how the patient was shown the form it corrects
+        read_aloud_used=response.read_aloud_used,
+        audio_used=response.audio_used,
         status="submitted",
         started_at=now,
         submitted_at=now,

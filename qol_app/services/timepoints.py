@@ -5,7 +5,8 @@ Two writers keep ``timepoints`` true:
 * :func:`reconcile_patient` recomputes a patient's plan from scratch (schedule + live events +
   end status) and applies :func:`qol_app.scheduling.diff` to the stored rows. It runs
   synchronously after every event or status change, and from the sweep for patients whose
-  recurring follow-ups reach the lookahead horizon (:func:`reconcile_all`).
+  plan the calendar has changed since (:func:`reconcile_all`): each reconcile stores the day
+  the planner names for that (``Plan.changes_on``) as ``Patient.replan_at``.
 * :func:`sweep_statuses` moves rows to the status :func:`qol_app.scheduling.derive_status`
   gives at ``now``. It only reads rows that can be due for a change (live statuses past a
   window boundary), so a sweep that changes nothing costs a few index probes.
@@ -30,12 +31,12 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Self, cast
 
-from sqlalchemy import Label, Row, exists, func, or_, select, update
+from sqlalchemy import Row, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qol_app.errors import N_, ServiceError
-from qol_app.models import Patient, Response, ScheduleAmendment, Site, Timepoint, TreatmentEvent
+from qol_app.models import Patient, Response, ScheduleAmendment, Timepoint, TreatmentEvent
 from qol_app.scheduling import (
     Amendment,
     EventFact,
@@ -47,7 +48,8 @@ from qol_app.scheduling import (
     derive_status,
     diff,
     local_date_of,
-    plan,
+    local_day_start,
+    plan_ahead,
 )
 from qol_app.scheduling.planner import END_STATUSES, EndStatus
 from qol_app.scheduling.status import Status
@@ -87,7 +89,8 @@ AUDITED_FIELDS = (
     "schedule_version",
 )
 #: Administrative reason of a form whose window (grace included) had closed before the event that
-#: creates it was recorded: never offered to the patient, so never a patient-related miss.
+#: creates it was recorded, or that a correction moved into a past the patient never had open
+#: (``_Ctx.create``, ``_Ctx.update``): never offered to the patient, so never a patient-related miss.
 NOT_OFFERED = "not_offered"
 
 Checkpoint = Callable[[], None]
@@ -108,25 +111,54 @@ def configured_schedule(config: Mapping[str, Any] | None = None) -> Schedule:
 
 
 # ---- amendments ----------------------------------------------------------------------------
+def _newest_amendment(session: Session) -> ScheduleAmendment | None:
+    return session.scalars(
+        select(ScheduleAmendment).order_by(ScheduleAmendment.applied_at.desc(), ScheduleAmendment.id.desc()).limit(1)
+    ).first()
+
+
+def schedule_in_force(session: Session) -> str | None:
+    """The schedule version (id@version) the stored plan follows: the newest applied amendment's,
+    else the one that created the newest timepoint; None while the database holds neither."""
+    row = _newest_amendment(session)
+    return row.version_label if row is not None else _planned_version(session)
+
+
+def _planned_version(session: Session) -> str | None:
+    return session.scalars(
+        select(Timepoint.schedule_version)
+        .where(Timepoint.schedule_version.is_not(None))
+        .order_by(Timepoint.id.desc())  # the newest row, found from the end of the primary key
+        .limit(1)
+    ).first()
+
+
+def schedule_drift(session: Session, schedule: Schedule) -> str | None:
+    """The version in force (:func:`schedule_in_force`) when it is not ``schedule``'s, else None:
+    the configured file changed (an upgrade, an edit) without ``qol schedule apply``."""
+    in_force = schedule_in_force(session)
+    return in_force if in_force is not None and in_force != schedule.version_label else None
+
+
 def amendment_in_force(session: Session, schedule: Schedule) -> Amendment | None:
     """The newest applied amendment (``qol schedule apply``) as the planner's :class:`Amendment`.
 
     None when no amendment was ever applied (the schedule file alone decides). A ServiceError when
-    the newest amendment is another schedule version than ``schedule``: planning with a file that
-    is not the one in force would rewrite what the amendment planned, so nothing is planned until
-    ``SCHEDULE_FILE`` names the applied file.
+    the version in force (:func:`schedule_in_force`: the newest amendment's, else the one that
+    planned the stored timepoints) is another than ``schedule``'s: planning with a file that is not
+    the one in force would rewrite what it planned (the past included, without an amendment's
+    effective date), so nothing is planned until ``qol schedule apply`` and ``SCHEDULE_FILE`` agree.
     """
-    row = session.scalars(
-        select(ScheduleAmendment).order_by(ScheduleAmendment.applied_at.desc(), ScheduleAmendment.id.desc()).limit(1)
-    ).first()
-    if row is None:
-        return None
-    if row.version_label != schedule.version_label:
+    row = _newest_amendment(session)
+    applied = row.version_label if row is not None else _planned_version(session)
+    if applied is not None and applied != schedule.version_label:
         raise ServiceError(
             N_("The schedule in force is %(applied)s, but the configured schedule file is %(configured)s."),
-            applied=row.version_label,
+            applied=applied,
             configured=schedule.version_label,
         )
+    if row is None:
+        return None
     return Amendment(row.version_label, row.effective_date, row.applied_at)
 
 
@@ -230,6 +262,8 @@ class Preview:
     planned: list[PlannedTimepoint]
     with_responses: set[int]
     live_ids: set[int]
+    #: When the calendar alone next changes the plan (UTC), None: never (``Patient.replan_at``).
+    replan_at: dt.datetime | None
 
 
 def preview_patient(
@@ -240,12 +274,14 @@ def preview_patient(
     amendment: Amendment | None,
 ) -> Preview:
     """What :func:`reconcile_patient` would change for ``patient`` at ``now``; writes nothing."""
-    today = local_date_of(now, zone(patient.tz))
+    tz = zone(patient.tz)
+    today = local_date_of(now, tz)
     events = session.scalars(
         select(TreatmentEvent).where(TreatmentEvent.patient_id == patient.id, TreatmentEvent.deleted_at.is_(None))
     ).all()
     facts = patient_facts(patient, today)
-    planned = plan(schedule, facts, event_facts(events), today)
+    ahead = plan_ahead(schedule, facts, event_facts(events), today)
+    planned = ahead.timepoints
     rows = list(session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).all())
     with_responses = set(
         session.scalars(select(Response.timepoint_id).where(Response.patient_id == patient.id).distinct())
@@ -253,7 +289,8 @@ def preview_patient(
     existing = [_existing(row, row.id in with_responses) for row in rows]
     live_ids = {e.id for e in events}
     changes = diff(existing, planned, patient=facts, live_event_ids=live_ids, amendment=amendment)
-    return Preview(changes, rows, planned, with_responses, live_ids)
+    replan_at = None if ahead.changes_on is None else local_day_start(ahead.changes_on, tz)
+    return Preview(changes, rows, planned, with_responses, live_ids, replan_at)
 
 
 def reconcile_patient(
@@ -269,7 +306,9 @@ def reconcile_patient(
     """Make the patient's timepoint rows match a fresh plan; idempotent.
 
     Creates, moves, cancels (never deletes), marks not expected and reactivates rows, one
-    audit row each, with ``reason`` (e.g. the nurse's reason for moving a cycle) attached.
+    audit row each, with ``reason`` (e.g. the nurse's reason for moving a cycle) attached, and
+    stores when the calendar next changes the plan (``Patient.replan_at``, not audited: it is
+    derived, like the status sweep's bookkeeping).
     Started or completed rows are never touched, nor (under an amendment) rows of an earlier
     schedule version whose window opens before its effective date. ``amendment``: True (default)
     looks up :func:`amendment_in_force`. New rows store ``schedule.version_label``. A row
@@ -286,6 +325,9 @@ def reconcile_patient(
     ctx = _Ctx(session, actor, patient, now, reason, p.with_responses, schedule.version_label)
     result = _apply(ctx, p.changes, p.rows, p.planned, p.live_ids)
     _settle_started(ctx, p.rows, p.planned, result)
+    if patient.replan_at != p.replan_at:
+        patient.replan_at = p.replan_at
+        session.flush()
     return result
 
 
@@ -404,7 +446,9 @@ class _Ctx:
         row.status = derive_status(
             row, self.now, submitted=False, started=False, not_expected_reason=row.not_expected_reason
         )
-        if tp.not_offered and row.status == "missed":
+        # Never offered: the event was recorded late (the plan says so), or the row is created only
+        # now with its window already closed (e.g. an event date corrected to an earlier day).
+        if (tp.not_offered or row.grace_closes_at <= self.now) and row.status == "missed":
             row.missed_reason = NOT_OFFERED
         try:
             with self.session.begin_nested():
@@ -422,19 +466,31 @@ class _Ctx:
         if reactivate:
             values["cancel_reason"] = None
         before = {f: getattr(row, f) for f in AUDITED_FIELDS}
+        offered = self._offered(row, tp)
         for name, value in values.items():
             setattr(row, name, value)
         new_status = self._derive(row)
         if new_status != row.status:
             row.status = new_status
             row.status_changed_at = self.now
-        if tp.not_offered and row.status == "missed" and row.missed_reason is None:
+        never_offered = not offered and row.grace_closes_at <= self.now
+        if never_offered and row.status == "missed" and row.missed_reason is None:
             row.missed_reason = NOT_OFFERED
-        elif row.missed_reason == NOT_OFFERED and not (tp.not_offered and row.status == "missed"):
+        elif row.missed_reason == NOT_OFFERED and not (never_offered and row.status == "missed"):
             row.missed_reason = None  # offered after all (e.g. moved into the future): the nurse list asks
         old, new = audit.changes(_Snapshot(before), list(AUDITED_FIELDS), {f: getattr(row, f) for f in AUDITED_FIELDS})
         self.session.flush()
         self._audit(action, row, old, new)
+
+    def _offered(self, row: Timepoint, tp: PlannedTimepoint) -> bool:
+        """Was the patient ever offered ``row`` on a day of its new window ``tp``? Only while the
+        row existed, was live (not cancelled or not expected) and had its old window open: a
+        window moved wholly into that past was never offered (CLINICAL.md §2, late entry)."""
+        live_until = row.status_changed_at if row.status in ("cancelled", "not_expected") else self.now
+        if row.missed_reason == NOT_OFFERED or live_until is None:
+            return False
+        start = max(row.opens_at, tp.opens_at, row.created_at)
+        return start < min(row.grace_closes_at, tp.grace_closes_at, live_until)
 
     def set_state(self, row: Timepoint, action: str, **values: Any) -> None:
         old, new = audit.changes(row, list(values), values)
@@ -451,87 +507,17 @@ class _Snapshot:
 
 
 # ---- reconcile_all: extend recurring follow-ups ---------------------------------------------
-def patients_due_for_reconcile(
-    session: Session,
-    now: dt.datetime,
-    schedule: Schedule | None = None,
-    amendment: Amendment | None | bool = True,
-) -> list[int]:
-    """Patients whose plan would change because the calendar moved on (cheap when none do).
+def patients_due_for_reconcile(session: Session, now: dt.datetime) -> list[int]:
+    """Patients whose plan the calendar has changed by ``now``: ``replan_at <= now`` (an index probe).
 
-    Two cases: a recurring rule's next occurrence has reached ``today + lookahead`` (one
-    grouped probe per recurring rule through the (patient_id, key) index), and patients
-    with no timepoint rows at all (e.g. enrolled but never reconciled). Everything else a
-    plan depends on changes only through services that reconcile synchronously. Under an
-    amendment, occurrences it does not create (opening before its effective date, anchor
-    recorded before it was applied) are skipped, as :func:`reconcile_patient` skips them.
+    The planner names that instant at each reconcile (``Plan.changes_on``: a recurring rule's
+    next occurrence reaching the lookahead horizon); a patient never reconciled is due at once.
+    Everything else a plan depends on changes only through services that reconcile
+    synchronously. Under an amendment an occurrence it does not create (opening before its
+    effective date) still makes the patient due on its day; that reconcile changes nothing and
+    stores the next instant.
     """
-    schedule = schedule or configured_schedule()
-    if amendment is True:
-        amendment = amendment_in_force(session, schedule)
-    due: set[int] = set(session.scalars(select(Patient.id).where(~exists().where(Timepoint.patient_id == Patient.id))))
-    tz_col = func.coalesce(Patient.timezone, Site.timezone)
-    for rule in schedule.rules:
-        if rule.repeat is None or rule.key is None or rule.target is None or rule.window is None:
-            continue
-        tp_filter = [Timepoint.patient_id == Patient.id, Timepoint.rule_id == rule.id]
-        prefix = rule.key.split("{", 1)[0]
-        if prefix:  # lets the (patient_id, key) unique index find the rule's rows
-            tp_filter += [Timepoint.key >= prefix, Timepoint.key < prefix[:-1] + chr(ord(prefix[-1]) + 1)]
-        cols: list[Label[Any]]
-        if rule.anchor == "randomization":
-            cols = [
-                Patient.randomization_date.label("anchor_date"),
-                Patient.randomization_date.label("c"),
-                Patient.created_at.label("recorded_at"),
-            ]
-            base = select(Patient.id).select_from(Patient)
-        else:
-            tp_filter.append(Timepoint.anchor_event_id == TreatmentEvent.id)
-            cols = [
-                TreatmentEvent.date.label("anchor_date"),
-                TreatmentEvent.cycle_length_days.label("c"),
-                TreatmentEvent.created_at.label("recorded_at"),
-            ]
-            base = (
-                select(Patient.id)
-                .select_from(TreatmentEvent)
-                .join(Patient, Patient.id == TreatmentEvent.patient_id)
-                .where(TreatmentEvent.kind == rule.anchor, TreatmentEvent.deleted_at.is_(None))
-            )
-        last = select(func.max(Timepoint.window_start)).where(*tp_filter).correlate_except(Timepoint).scalar_subquery()
-        count = select(func.count(Timepoint.id)).where(*tp_filter).correlate_except(Timepoint).scalar_subquery()
-        query = (
-            base.add_columns(tz_col, Patient.randomization_date, *cols, last.label("last"), count.label("n"))
-            .join(Site, Site.id == Patient.site_id)
-            .where(Patient.status == "active", Patient.arm.in_(sorted(rule.arms)))
-        )
-        for pid, tz, randomized, anchor_date, cycle_length, recorded_at, last_start, n in session.execute(query):
-            if pid in due:
-                continue
-            if last_start is None:
-                if rule.anchor == "randomization":
-                    cycle_length = None  # the column stands in for a cycle length only for events
-                offset = rule.target.offset(cycle_length or rule.cycle_length_days)
-                next_target = anchor_date + dt.timedelta(days=offset)
-                if amendment and recorded_at < amendment.applied_at:
-                    opens = next_target - dt.timedelta(days=rule.window.before)
-                    if opens < amendment.effective:  # not created by the amendment: the first one it creates
-                        skipped = -(-(amendment.effective - opens).days // rule.repeat.every_days)
-                        next_target += dt.timedelta(days=skipped * rule.repeat.every_days)
-                        n += skipped
-            else:
-                next_target = last_start + dt.timedelta(days=rule.repeat.every_days + rule.window.before)
-            if rule.repeat.max_count is not None and n >= rule.repeat.max_count:
-                continue
-            if schedule.study_end_days is not None and next_target > randomized + dt.timedelta(
-                days=schedule.study_end_days
-            ):
-                continue
-            horizon = local_date_of(now, zone(tz)) + dt.timedelta(days=schedule.lookahead_days)
-            if next_target - dt.timedelta(days=rule.window.before) <= horizon:
-                due.add(pid)
-    return sorted(due)
+    return list(session.scalars(select(Patient.id).where(Patient.replan_at <= now).order_by(Patient.id)))
 
 
 @dataclasses.dataclass
@@ -556,12 +542,18 @@ def reconcile_all(
     reported, not allowed to stop the others; ``checkpoint`` runs after each patient.
     """
     schedule = schedule or configured_schedule()
+    result = ReconcileAllResult()
+    try:  # a schedule file that is not the one in force plans nobody: say so once, each sweep
+        amendment_in_force(session, schedule)
+    except ServiceError as exc:
+        log.error("reconcile refused: %s", exc)
+        result.errors.append(str(exc))
+        return result
     ids = (
         session.scalars(select(Patient.id).order_by(Patient.id)).all()
         if full
-        else patients_due_for_reconcile(session, now, schedule)
+        else patients_due_for_reconcile(session, now)
     )
-    result = ReconcileAllResult()
     frozen = locks.locked_patient_ids(session, ids, now)  # locked data take no writes, scheduler's included
     for pid in ids:
         if pid in frozen:

@@ -1,11 +1,22 @@
 // Optional enhancement: a "listen" button beside the instructions and each item that reads them
 // (and the item's answer options) aloud with the browser's own speech synthesis. The button is
 // added only when the browser has a voice for the page's language; nothing is sent anywhere.
+// It also notes on the page's form when the read-aloud or a site's recording (<audio>) is played,
+// so the saved response records it (hidden fields aid_listen and aid_audio).
 (function () {
   "use strict";
   var synth = window.speechSynthesis;
   var root = document.documentElement;
   root.setAttribute("data-listen-script", "loaded");
+
+  function mark(name) {
+    var fields = document.querySelectorAll("input[type=hidden][name=" + name + "]");
+    for (var i = 0; i < fields.length; i++) { fields[i].value = "1"; }
+  }
+  // "play" does not bubble: listen in the capture phase for every <audio> of the page
+  document.addEventListener("play", function (event) {
+    if (event.target && event.target.tagName === "AUDIO") { mark("aid_audio"); }
+  }, true);
   if (!synth || typeof synth.getVoices !== "function" || !window.SpeechSynthesisUtterance) { return; }
   var page = (root.getAttribute("lang") || "").toLowerCase();
 
@@ -56,6 +67,7 @@
         var options = el.hasAttribute("data-listen-options") ? group.querySelectorAll("[data-listen-option]") : [];
         Array.prototype.forEach.call(options, function (o) { parts.push(textOf(o)); });
         say(parts, voice() || chosen);
+        mark("aid_listen");
       });
       el.insertAdjacentElement("afterend", button);
     });

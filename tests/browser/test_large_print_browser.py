@@ -33,10 +33,11 @@ def seed(live_server):
         factory = Factory(db.session, utcnow())
         site = factory.site(code="LP1", contact_phone="021-5555-0177", emergency_phone="120")
         out = []
-        # visits: with JavaScript, without, for the measurements; read-aloud in large print, then not
-        for n in range(5):
+        # visits: with JavaScript, without, for the measurements; read-aloud in large print, then not;
+        # the whole visit at 200 % zoom
+        for n in range(6):
             enrolled = factory.patient(site, language="zh_Hans", pin=PIN)
-            enrolled.patient.display_preferences = {"large_print": True} if n < 4 else None
+            enrolled.patient.display_preferences = {"large_print": True} if n != 4 else None
             tp = factory.timepoint(enrolled, instruments=[C30], respondent="self")
             out.append((enrolled.token, tp.id, enrolled.patient.id))
         db.session.commit()
@@ -146,12 +147,47 @@ def test_large_print_sizes_contrast_and_axe_in_both_languages(browser, live_serv
             page.goto(base + path)
             _measure(page, f"{path} [{language}]")
             _accessible(page, f"{path} [{language}]")
+            if language == "zh_Hans" and path.endswith("item=3"):  # a two-line question: its four answers on one screen
+                bottom = page.evaluate("document.querySelector('.answers').getBoundingClientRect().bottom")
+                assert bottom <= SMALL["height"], bottom
         page.goto(f"{base}/p/")
         _accessible(page, f"home [{language}]")
     page.set_viewport_size(ZOOMED)
     page.goto(f"{base}/p/t/{tp_id}/{C30}/1?item=2")
     width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert width[0] <= width[1], width
+    context.close()
+
+
+_WIDTHS = """() => {
+  const doc = document.documentElement;
+  const wide = [...document.querySelectorAll('main *')].filter(el => el.getBoundingClientRect().right > doc.clientWidth + 0.5);
+  return {scroll: doc.scrollWidth, client: doc.clientWidth, wide: wide.slice(0, 3).map(el => el.outerHTML.slice(0, 80))};
+}"""
+
+
+def test_a_whole_large_print_visit_at_200_percent_zoom_never_scrolls_sideways(browser, live_server, seed):
+    """The full QLQ-C30 at 200 % zoom of the 320 px phone (a 160 x 320 CSS-pixel viewport): no
+    screen, from the first item to the review, is wider than the viewport."""
+    token, tp_id, _ = seed[5]
+    base = live_server.url
+    context = browser.new_context(viewport=SMALL, locale="zh-CN")
+    page = context.new_page()
+    _sign_in(page, base, token)
+    page.set_viewport_size(ZOOMED)
+    page.goto(f"{base}/p/t/{tp_id}")
+    screens = 0
+    while "/submit" not in page.url:
+        widths = page.evaluate(_WIDTHS)
+        assert widths["scroll"] <= widths["client"], (page.url, widths)
+        assert page.locator("button.answer").count() >= 2
+        with page.expect_navigation():
+            page.locator("button.answer").first.click()
+        screens += 1
+    assert screens == 30
+    widths = page.evaluate(_WIDTHS)
+    assert widths["scroll"] <= widths["client"], (page.url, widths)
+    assert len(_stored(live_server, tp_id)) == 30
     context.close()
 
 

@@ -133,23 +133,23 @@ def test_switch_to_a_calendar_schedule_touches_no_past_form(session, trial, cale
         schedules.apply(session, CLI, schedule, EFFECTIVE, now, source=path)
 
 
-def test_the_reconcile_probe_agrees_with_the_planner_under_an_amendment(session, trial, calendar, now):
+def test_the_sweep_misses_no_patient_whose_plan_changes_under_an_amendment(session, trial, calendar, now):
     path, schedule = calendar
     schedules.apply(session, CLI, schedule, EFFECTIVE, now, source=path)
+    amendment = timepoints.amendment_in_force(session, schedule)
     seen_due = 0
     for days in (0, 7, 30, 61, 120):
         at = now + days * D
-        amendment = timepoints.amendment_in_force(session, schedule)
-        due = set(timepoints.patients_due_for_reconcile(session, at, schedule))
+        due = set(timepoints.patients_due_for_reconcile(session, at))
         would_change = {
             p.id for p in trial if timepoints.preview_patient(session, p, at, schedule, amendment).changes.has_changes
         }
-        assert due == would_change, days
-        seen_due += len(due)
+        assert would_change <= due, days
+        seen_due += len(would_change)
         for pid in sorted(due):
             timepoints.reconcile_patient(session, NURSE, session.get(Patient, pid), at, schedule=schedule)
+        assert timepoints.patients_due_for_reconcile(session, at) == []  # each reconcile moved replan_at on
     assert seen_due > 0  # the calendar's occurrences reached the horizon on the way
-    assert timepoints.patients_due_for_reconcile(session, now + 120 * D, schedule) == []
 
 
 def test_schedule_cli_show_diff_apply(app, session, trial, calendar, now):

@@ -226,6 +226,38 @@ def test_patients_without_any_timepoint_are_reconciled(session, factory, now):
     assert fresh.id not in timepoints.patients_due_for_reconcile(session, now)
 
 
+def test_the_sweep_replans_each_patient_on_the_day_the_calendar_changes_its_plan(session, factory, now):
+    """Daily sweeps over five months: after each, every patient's rows match a fresh plan (none
+    missed), and the sweep replanned only patients whose plan had changed (none for nothing)."""
+    site = factory.site(code="RP1")
+    patients = [factory.patient(site, arm=arm, randomization_date=RAND).patient for arm in "ABB"]
+    for patient, days_ago in zip(patients, (1, 4, 6), strict=True):
+        timepoints.reconcile_patient(session, NURSE, patient, now)
+        treatment_events.record_event(
+            session, NURSE, patient, kind="end_of_treatment", date=(now - days_ago * D).date(), now=now
+        )
+    dying = patients[2]
+    schedule = timepoints.configured_schedule()
+    replanned = 0
+    for day in range(150):
+        at = now + day * D
+        if day == 60:
+            treatment_events.set_patient_status(
+                session, NURSE, dying, "died", status_date=at.date(), reason="reported by family", now=at
+            )
+            assert dying.replan_at is None  # nothing more comes by itself
+        result = timepoints.reconcile_all(session, at)
+        assert result.errors == []
+        assert result.changes.created >= result.patients, f"day {day}: a patient replanned for nothing"
+        replanned += result.patients
+        for patient in patients:
+            preview = timepoints.preview_patient(session, patient, at, schedule, None)
+            assert not preview.changes.has_changes, f"day {day}: the sweep missed {patient.study_id}"
+    fus = {p.study_id: sorted(k for k in timepoints_of(session, p) if k.startswith("fu-")) for p in patients}
+    assert [len(keys) for keys in fus.values()] == [5, 5, 2], fus  # fu-k opens to view 16 + 28(k-1) days after EOT
+    assert replanned == 12
+
+
 def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch):
     assert timepoints.reconcile_patient(session, NURSE, patient, now).created == 1
     baseline = timepoints_of(session, patient)["baseline"]

@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qol_app.alerts import (
-    AlertRulesError,
     AlertRuleSet,
     default_rules_path,
     escalation_due_at,
@@ -27,6 +26,7 @@ from qol_app.alerts import (
     load_alert_rules,
     needs_escalation,
 )
+from qol_app.datafile import DataFileError
 
 # fmt: off
 DIARY_ITEMS = frozenset({
@@ -255,6 +255,13 @@ def test_default_rules_file_loads(rules: AlertRuleSet) -> None:
     assert rules.rule("red_seizure").level == "red"
 
 
+def test_rule_lookup_by_id(rules: AlertRuleSet) -> None:
+    for rule in rules.rules:
+        assert rules.rule(rule.id) is rule
+    with pytest.raises(KeyError, match="no_such_rule"):
+        rules.rule("no_such_rule")
+
+
 def test_known_items_are_optional() -> None:
     assert load_alert_rules(default_rules_path()).rules
 
@@ -299,16 +306,16 @@ INVALID = [
     pytest.param(_set(("rules", 6, "condition", "all", 0, "value"), 2), "rules[6](red_ommaya_infection).condition.all[0].value", "non-empty list", id="in-scalar"),
     pytest.param(_set(("rules", 6, "condition", "all", 0, "value"), [2, "3"]), "condition.all[0].value[1]", "finite number", id="in-bad-member"),
     pytest.param(_set(("rules", 4, "condition", "any"), []), "rules[4](red_neuro_deficit).condition.any", "non-empty list", id="empty-any"),
-    pytest.param(_set(("rules", 0, "condition", "threshold"), 1), "rules[0](red_seizure).condition", "unknown key(s) ['threshold']", id="unknown-leaf-key"),
-    pytest.param(_delete(("rules", 0, "condition", "op")), "rules[0](red_seizure).condition", "missing key(s) ['op']", id="missing-op"),
-    pytest.param(_set(("rules", 0, "conditon"), {}), "rules[0]", "unknown key(s) ['conditon']", id="misspelt-rule-key"),
-    pytest.param(_delete(("rules", 0, "description", "zh_Hans")), "rules[0](red_seizure).description", "missing key(s) ['zh_Hans']", id="missing-locale"),
+    pytest.param(_set(("rules", 0, "condition", "threshold"), 1), "rules[0](red_seizure).condition.threshold", "unknown field", id="unknown-leaf-key"),
+    pytest.param(_delete(("rules", 0, "condition", "op")), "rules[0](red_seizure).condition.op", "missing required field", id="missing-op"),
+    pytest.param(_set(("rules", 0, "conditon"), {}), "rules[0].conditon", "unknown field", id="misspelt-rule-key"),
+    pytest.param(_delete(("rules", 0, "description", "zh_Hans")), "rules[0](red_seizure).description.zh_Hans", "missing text", id="missing-locale"),
     pytest.param(_set(("rules", 0, "description", "en"), " "), "rules[0](red_seizure).description.en", "non-empty", id="blank-description"),
-    pytest.param(_set(("rules", 0, "id"), "Red Seizure"), "rules[0].id", "must match", id="bad-id"),
+    pytest.param(_set(("rules", 0, "id"), "Red Seizure"), "rules[0].id", "does not match", id="bad-id"),
     pytest.param(_duplicate_first_rule, "rules[14].id", "duplicate rule id 'red_seizure'", id="duplicate-id"),
     pytest.param(_set(("settings", "amber_escalation_hours"), 0), "settings.amber_escalation_hours", "positive", id="zero-hours"),
-    pytest.param(_delete(("settings", "amber_review_hours")), "settings", "missing key(s) ['amber_review_hours']", id="missing-setting"),
-    pytest.param(_set(("version",), "1"), "version", "positive integer", id="bad-version"),
+    pytest.param(_delete(("settings", "amber_review_hours")), "settings.amber_review_hours", "missing required field", id="missing-setting"),
+    pytest.param(_set(("version",), "1"), "version", "expected integer", id="bad-version"),
     pytest.param(_set(("rules",), []), "rules", "non-empty list", id="no-rules"),
 ]
 # fmt: on
@@ -322,10 +329,10 @@ def test_loader_rejects_invalid_files(
     mutate(data)
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(AlertRulesError) as excinfo:
+    with pytest.raises(DataFileError) as excinfo:
         load_alert_rules(path, set(DIARY_ITEMS))
     err = excinfo.value
-    assert err.path == str(path)
+    assert err.file == str(path)
     assert field in err.field
     assert problem in err.problem
     assert str(path) in str(err) and field in str(err)
@@ -342,12 +349,12 @@ def test_loader_rejects_duplicate_yaml_keys(tmp_path: Path) -> None:
     )
     path = tmp_path / "dup.yaml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(AlertRulesError, match=r"dup\.yaml.*duplicate key 'value'"):
+    with pytest.raises(DataFileError, match=r"dup\.yaml.*duplicate key 'value'"):
         load_alert_rules(path)
 
 
 def test_loader_reports_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(AlertRulesError, match="nope.yaml"):
+    with pytest.raises(DataFileError, match="nope.yaml"):
         load_alert_rules(tmp_path / "nope.yaml")
 
 

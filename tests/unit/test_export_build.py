@@ -3,6 +3,7 @@ hands ``build.load`` the rows ``source.Source`` would read."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pyarrow as pa
@@ -145,6 +146,12 @@ class FakeSource:
     def events(self):
         return {}
 
+    def event_history(self):
+        return {}
+
+    def patient_history(self):
+        return {}
+
     def alerts(self):
         return {}
 
@@ -172,6 +179,38 @@ def test_as_of_rules_pick_what_was_known_then():
     assert asof.counts_at("cancelled", AS_OF + dt.timedelta(days=1), CREATED, AS_OF)  # cancelled later: counts
     assert asof.not_expected_at("died", AS_OF + dt.timedelta(days=1), AS_OF) is None
     assert asof.patient_status_at("died", dt.date(2026, 5, 1), AS_OF.date()) == ("active", None)
+
+
+def test_a_timepoint_moved_later_keeps_its_dates_order_and_range_of_the_as_of_time():
+    """Rewound through the values later changes replaced: dates, order, the date filter, cancellation."""
+    moved_at = AS_OF + dt.timedelta(days=2)
+    a = tp(1, "sys-c1", dt.date(2026, 2, 20))  # moved later to 10 March
+    b = tp(2, "sys-c2", dt.date(2026, 3, 1))
+    c = tp(3, "sys-c3", dt.date(2026, 3, 5), status="scheduled")  # cancelled then, reactivated later
+    old_a = dt.date(2026, 2, 5)
+    history = {
+        1: [
+            asof.ChangeRow(AS_OF - dt.timedelta(days=9), "target_date", a.target_date, old_a),
+            asof.ChangeRow(moved_at, "target_date", dt.date(2026, 3, 10), a.target_date),
+            asof.ChangeRow(moved_at + dt.timedelta(days=1), "target_date", dt.date(2026, 3, 12), dt.date(2026, 3, 10)),
+        ],
+        3: [
+            asof.ChangeRow(AS_OF - dt.timedelta(days=1), "status", "cancelled", "scheduled"),
+            asof.ChangeRow(moved_at, "status", "scheduled", "cancelled"),
+        ],
+    }
+    a = dataclasses.replace(a, target_date=dt.date(2026, 3, 12))
+    rows = [b, c, a]  # the stored order (by today's target date)
+    everything = asof.timepoints_at(rows, AS_OF, history, lambda day: True)
+    assert [(t.key, t.target_date) for t in everything] == [("sys-c1", dt.date(2026, 2, 20)), ("sys-c2", b.target_date)]
+    february = asof.timepoints_at(rows, AS_OF, history, lambda day: day.month == 2)
+    assert [t.key for t in february] == ["sys-c1"]
+    later = asof.timepoints_at(rows, moved_at + dt.timedelta(days=1), history, lambda day: True)
+    assert [(t.key, t.target_date) for t in later] == [
+        ("sys-c2", b.target_date),
+        ("sys-c3", c.target_date),
+        ("sys-c1", dt.date(2026, 3, 12)),
+    ]
 
 
 def test_long_file_has_every_scale_and_direction_aware_change():

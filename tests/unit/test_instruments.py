@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from qol_app.datafile import DataFileError
 from qol_app.instruments import (
     DEFAULT_DIRECTORY,
-    InstrumentFileError,
     MissingLanguageError,
     get_registry,
     instrument_files,
@@ -259,7 +259,7 @@ def test_malformed_file_names_file_and_field(
 ) -> None:
     data = c30_data()
     mutate(data)
-    with pytest.raises(InstrumentFileError) as caught:
+    with pytest.raises(DataFileError) as caught:
         load_instrument(write(tmp_path, data))
     assert str(caught.value).startswith(f"eortc_qlq_c30.yaml: {message}"), str(caught.value)
 
@@ -267,16 +267,16 @@ def test_malformed_file_names_file_and_field(
 def test_error_carries_file_and_path(tmp_path: Path) -> None:
     data = c30_data()
     _inline_options(data)
-    with pytest.raises(InstrumentFileError) as caught:
+    with pytest.raises(DataFileError) as caught:
         load_instrument(write(tmp_path, data))
-    assert (caught.value.file, caught.value.path) == ("eortc_qlq_c30.yaml", "items[3].options[0].code")
+    assert (caught.value.file, caught.value.field) == ("eortc_qlq_c30.yaml", "items[3].options[0].code")
     assert isinstance(caught.value, ValueError)
 
 
 def test_missing_zh_text_is_a_load_error_not_a_fallback(tmp_path: Path) -> None:
     data = c30_data()
     del data["items"][29]["text"]["zh_Hans"]
-    with pytest.raises(InstrumentFileError, match=r"items\[29\]\.text\.zh_Hans"):
+    with pytest.raises(DataFileError, match=r"items\[29\]\.text\.zh_Hans"):
         load_registry(_registry_dir(tmp_path, data))
 
 
@@ -288,18 +288,18 @@ def _registry_dir(tmp_path: Path, data: dict[str, Any]) -> Path:
 def test_invalid_yaml_names_file(tmp_path: Path) -> None:
     path = tmp_path / "eortc_qlq_c30.yaml"
     path.write_text("id: [unclosed\n", encoding="utf-8")
-    with pytest.raises(InstrumentFileError, match=r"^eortc_qlq_c30\.yaml: not valid YAML"):
+    with pytest.raises(DataFileError, match=r"^eortc_qlq_c30\.yaml: not valid YAML"):
         load_instrument(path)
 
 
 def test_duplicate_yaml_key_is_an_error() -> None:
     text = C30_FILE.read_text(encoding="utf-8").replace('version: "3.0"', 'version: "3.0"\nversion: "3.1"', 1)
-    with pytest.raises(InstrumentFileError, match="duplicate key 'version'"):
+    with pytest.raises(DataFileError, match="duplicate key 'version'"):
         parse_instrument(text, "c30.yaml")
 
 
 def test_top_level_must_be_a_mapping() -> None:
-    with pytest.raises(InstrumentFileError, match="^x.yaml: expected mapping, got list"):
+    with pytest.raises(DataFileError, match="^x.yaml: expected mapping, got list"):
         parse_instrument("- 1\n", "x.yaml")
 
 
@@ -307,22 +307,22 @@ def test_number_and_vas_bounds_checked(tmp_path: Path) -> None:
     diary = yaml.safe_load((DEFAULT_DIRECTORY / "symptom_diary.yaml").read_text(encoding="utf-8"))
     bad = copy.deepcopy(diary)
     bad["items"][0]["max"] = 30.0
-    with pytest.raises(InstrumentFileError, match=r"items\[0\]\.max: max 30 must be greater"):
+    with pytest.raises(DataFileError, match=r"items\[0\]\.max: max 30 must be greater"):
         load_instrument(write(tmp_path, bad, "symptom_diary.yaml"))
     bad = copy.deepcopy(diary)
     bad["items"][0]["step"] = -0.1
-    with pytest.raises(InstrumentFileError, match=r"items\[0\]\.step"):
+    with pytest.raises(DataFileError, match=r"items\[0\]\.step"):
         load_instrument(write(tmp_path, bad, "symptom_diary.yaml"))
     eq = yaml.safe_load((DEFAULT_DIRECTORY / "eq5d5l.yaml").read_text(encoding="utf-8"))
     eq["items"][5]["max"] = 99.5
-    with pytest.raises(InstrumentFileError, match=r"items\[5\]\.max: expected integer"):
+    with pytest.raises(DataFileError, match=r"items\[5\]\.max: expected integer"):
         load_instrument(write(tmp_path, eq, "eq5d5l.yaml"))
 
 
 def test_scale_conditions_are_checked(tmp_path: Path) -> None:
     br23 = yaml.safe_load((DEFAULT_DIRECTORY / "eortc_qlq_br23.yaml").read_text(encoding="utf-8"))
     br23["scales"][3]["not_applicable_if"] = [{"item": "q15", "in": [9]}]
-    with pytest.raises(InstrumentFileError, match=r"scales\[3\]\.not_applicable_if\[0\]\.in\[0\]: 9 is not a code"):
+    with pytest.raises(DataFileError, match=r"scales\[3\]\.not_applicable_if\[0\]\.in\[0\]: 9 is not a code"):
         load_instrument(write(tmp_path, br23, "eortc_qlq_br23.yaml"))
 
 
@@ -345,7 +345,7 @@ def _cn_2017() -> dict[str, Any]:
 def test_value_set_checks_verified_at_load(tmp_path: Path) -> None:
     data = _cn_2017()
     data["decrements"]["mo"][5] = 0.355
-    with pytest.raises(InstrumentFileError, match=r"checks\.55555: value set gives -0\.401"):
+    with pytest.raises(DataFileError, match=r"checks\.55555: value set gives -0\.401"):
         load_value_set(write(tmp_path, data, "vs.yaml"))
 
 
@@ -353,14 +353,14 @@ def test_value_set_must_fit_the_instrument(tmp_path: Path) -> None:
     data = _cn_2017()
     del data["checks"]
     data["decrements"]["mo"][6] = 0.4
-    with pytest.raises(InstrumentFileError, match=r"decrements\.mo: levels must be exactly"):
+    with pytest.raises(DataFileError, match=r"decrements\.mo: levels must be exactly"):
         load_registry(_copy_eq_dir(tmp_path, data))
 
 
 def test_index_scale_needs_its_value_set(tmp_path: Path) -> None:
     data = _cn_2017()
     data["name"] = "UK_2018"
-    with pytest.raises(InstrumentFileError, match=r"eq5d5l\.yaml: scales\[0\]\.value_set: no value set 'CN_2017'"):
+    with pytest.raises(DataFileError, match=r"eq5d5l\.yaml: scales\[0\]\.value_set: no value set 'CN_2017'"):
         load_registry(_copy_eq_dir(tmp_path, data))
 
 

@@ -9,7 +9,7 @@ window_end + 1; grace likewise.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cache
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,7 @@ from qol_app.scheduling import (
     local_day_start,
     plan,
 )
+from qol_app.scheduling.timewindows import day_after_start
 
 SCHEDULES = [
     load_schedule(SCHEDULES_DIR / "conquer.yaml"),
@@ -179,3 +180,27 @@ def test_diary_day_length_on_transition_days(name: str, day: date, hours: int) -
     tp = next(t for t in plan(SCHEDULES[0], patient, events, day) if t.key == f"diary-{day.isoformat()}")
     assert tp.opens_at.astimezone(tz).replace(tzinfo=None) == datetime.combine(day, time(0))
     assert tp.closes_at - tp.opens_at == timedelta(hours=hours)
+
+
+class _NoOffset(tzinfo):
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+def test_day_boundaries_are_utc_instants_of_the_patients_zone() -> None:
+    shanghai = ZoneInfo("Asia/Shanghai")
+    start = local_day_start(date(2026, 3, 3), shanghai)
+    assert start == datetime(2026, 3, 2, 16, tzinfo=UTC) and start.tzinfo is UTC
+    end = day_after_start(date(2026, 3, 3), shanghai)
+    assert end == datetime(2026, 3, 3, 16, tzinfo=UTC) and end.tzinfo is UTC
+    assert local_date_of(datetime(2026, 3, 2, 16, tzinfo=UTC), shanghai) == date(2026, 3, 3)
+    assert local_date_of(datetime(2026, 3, 2, 15, 59, tzinfo=UTC), shanghai) == date(2026, 3, 2)
+
+
+@pytest.mark.parametrize("instant", [datetime(2026, 3, 3, 12), datetime(2026, 3, 3, 12, tzinfo=_NoOffset())])
+def test_local_date_of_refuses_a_naive_instant(instant: datetime) -> None:
+    with pytest.raises(ValueError, match="^instant must be timezone-aware$"):
+        local_date_of(instant, ZoneInfo("Asia/Shanghai"))

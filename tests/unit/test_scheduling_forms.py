@@ -10,11 +10,15 @@ import pytest
 
 from qol_app.scheduling.forms import (
     NOT_RECORDED,
+    PHASES,
+    answered_items,
     current_revision,
     form_status,
     is_expected,
     is_received,
     reason_code,
+    status_in_phase,
+    window_phase,
 )
 from qol_app.scheduling.status import derive_status
 
@@ -77,3 +81,35 @@ def test_current_revision_is_the_newest_sent_by_then():
     assert current_revision([fix, own], t - dt.timedelta(hours=1)) == (None, False)
     saved = Rev(0, "in_progress", t)
     assert current_revision([saved], t + dt.timedelta(days=1)) == (saved, True)
+
+
+def test_window_phase_names_each_phase_and_status_refuses_unknown_ones():
+    window = Window()
+    phases = [window_phase(window, OPENS + dt.timedelta(days=d)) for d in (-1, 0, 8, 11)]
+    assert phases == ["scheduled", "open", "overdue", "closed"] == list(PHASES)
+    with pytest.raises(ValueError, match=r"unknown window phase .missed. \(known: scheduled, open, overdue, closed\)"):
+        status_in_phase("missed", submitted=False, started=False, not_expected_reason=None)
+
+
+def test_unknown_received_rule_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown received rule 'some' \(known: any_answer, submitted_answer\)"):
+        is_received("completed", 1, "some")
+
+
+def test_answered_items_of_an_unfinished_revision_count_from_its_first_saved_answer():
+    t = OPENS + dt.timedelta(days=1)
+    assert answered_items(4, None, submitted=True, as_of=t) == 4
+    assert answered_items(4, t, submitted=False, as_of=t) == 4
+    assert answered_items(4, t + dt.timedelta(seconds=1), submitted=False, as_of=t) == 0
+    assert answered_items(4, None, submitted=False, as_of=t) == 0
+
+
+def test_a_correction_counts_from_the_moment_it_was_sent():
+    t = OPENS + dt.timedelta(days=1)
+    own = Rev(0, "submitted", t, t + dt.timedelta(hours=1))
+    fix = Rev(1, "submitted", t + dt.timedelta(days=3), t + dt.timedelta(days=3, hours=1))
+    between = t + dt.timedelta(days=3, minutes=30)  # the correction begun, not yet sent
+    assert current_revision([own, fix], between) == (own, True)
+    assert current_revision([own, fix], fix.submitted_at) == (fix, True)  # sent at that very instant
+    unsent = Rev(1, "submitted", t + dt.timedelta(days=3), None)
+    assert current_revision([own, unsent], t + dt.timedelta(days=9)) == (own, True)

@@ -15,9 +15,11 @@ from qol_app.scheduling import (
     PatientFacts,
     PlannedTimepoint,
     PlanningError,
+    Schedule,
     load_schedule,
     parse_schedule,
     plan,
+    plan_ahead,
 )
 
 CONQUER = load_schedule(SCHEDULES_DIR / "conquer.yaml")
@@ -392,3 +394,64 @@ def test_merged_diary_day_is_offered_when_any_of_its_events_was_recorded_in_time
     tps = by_key(plan(CONQUER, patient("A"), [cyc, late], RAND))  # dose days 15..21 March
     assert [k for k in sorted(tps) if tps[k].not_offered] == [f"diary-2026-03-{d}" for d in (19, 20, 21)]
     assert len(tps["diary-2026-03-18"].sources) == 2  # a nadir day too: offered
+
+
+# --------------------------------------------------------------------------- plan_ahead
+
+
+def _tiny(lookahead: int, study_end: int | None) -> Schedule:
+    rule = {
+        "kind": "questionnaire",
+        "anchor": "randomization",
+        "instruments": ["eq5d5l"],
+        "window": {"before": 3, "after": 3},
+    }
+    return parse_schedule(
+        {
+            "schema_version": 1,
+            "id": "tiny",
+            "arms": ["A", "B"],
+            "lookahead_days": lookahead,
+            "study_end_days": study_end,
+            "rules": [
+                {**rule, "id": "cal", "arms": "both", "key": "cal-{k}", "target": {"offset_days": 21},
+                 "repeat": {"every_days": 21}},
+                {**rule, "id": "few", "arms": ["B"], "key": "few-{k}", "target": {"offset_days": 7},
+                 "repeat": {"every_days": 10, "max_count": 3}},
+            ],
+        },
+        source="inline",
+    )  # fmt: skip
+
+
+EOT = EventFact(9, "end_of_treatment", date(2026, 5, 1))
+AHEAD = [
+    pytest.param(CONQUER, patient("A"), [EOT], 12, id="conquer-follow-up"),
+    pytest.param(CONQUER, patient("B", end_status="died", end_date=date(2026, 9, 20)), [EOT], 5, id="conquer-died"),
+    pytest.param(CONQUER, patient("B"), [cycle(1, RAND + D, 1)], 0, id="conquer-no-recurring"),
+    pytest.param(CALENDAR, patient("A"), [], 19, id="fixed-calendar"),
+    pytest.param(_tiny(10, 200), patient("B"), [], 11, id="study-end-and-max-count"),
+    pytest.param(_tiny(0, None), patient("B", end_status="lost", end_date=RAND + 90 * D), [], 7, id="lookahead-0-lost"),
+]
+
+
+@pytest.mark.parametrize(("schedule", "facts", "events", "changes"), AHEAD)
+def test_plan_ahead_names_the_day_the_plan_changes_by_itself(
+    schedule: Schedule, facts: PatientFacts, events: list[EventFact], changes: int
+) -> None:
+    """Day by day over a year: the plan changes on exactly the day the day before announced."""
+    current = plan_ahead(schedule, facts, events, RAND)
+    seen = 0
+    for day in (RAND + k * D for k in range(1, 400)):
+        later = plan_ahead(schedule, facts, events, day)
+        assert later.timepoints == plan(schedule, facts, events, day)
+        if later.timepoints != current.timepoints:
+            assert current.changes_on == day, f"the plan changed on {day}, announced {current.changes_on}"
+            seen += 1
+        else:
+            assert current.changes_on != day, f"{day} was announced, but nothing changed"
+            assert later.changes_on == current.changes_on
+        current = later
+    assert seen == changes
+    if changes:
+        assert current.changes_on is None or current.changes_on > RAND + 399 * D

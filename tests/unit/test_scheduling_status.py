@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
 import pytest
 
@@ -87,3 +87,21 @@ def test_is_late() -> None:
     assert is_late(TP, TP.grace_closes_at + timedelta(days=1))
     assert not is_late(TP, (TP.closes_at - EPS).astimezone(timezone(timedelta(hours=-5))))
     assert TP.closes_at.tzinfo is not None and TP.closes_at.utcoffset() == UTC.utcoffset(None)
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that knows no offset: the datetime is as good as naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+@pytest.mark.parametrize("value", [datetime(2026, 3, 3, 12), datetime(2026, 3, 3, 12, tzinfo=_NoOffset())])
+def test_naive_instants_are_refused_naming_the_argument(value: datetime) -> None:
+    with pytest.raises(ValueError, match="^now_utc must be a timezone-aware"):
+        derive_status(TP, value, submitted=False, started=False, not_expected_reason=None)
+    with pytest.raises(ValueError, match="^submitted_at must be a timezone-aware"):
+        is_late(TP, value)

@@ -182,3 +182,68 @@ def test_overlay_text_round_trips() -> None:
         overlay.pages,
         overlay.wording_version,
     )
+
+
+# ---------------------------------------------------------------- recordings
+
+
+def _with_audio(tmp_path: Path) -> Path:
+    from tests.audio_overlay import write_overlay
+
+    return write_overlay(tmp_path)
+
+
+def test_recordings_are_read_stored_by_digest_and_round_trip(tmp_path: Path) -> None:
+    import hashlib
+
+    from qol_app.instruments.wording import load_recordings
+    from tests.audio_overlay import wav_bytes
+
+    overlay = parse_overlay(_with_audio(tmp_path))
+    assert overlay.audio is not None and overlay.audio.items["q1"] == "audio/q1.wav"
+    stored, recordings = load_recordings(overlay, tmp_path)
+    assert len(recordings) == 42 and {r.content_type for r in recordings.values()} == {"audio/wav"}
+    q1 = hashlib.sha256(wav_bytes(310)).hexdigest()
+    assert stored.audio is not None and stored.audio.items["q1"] == f"sha256:{q1}"
+    assert recordings[q1].data == wav_bytes(310)
+    again = parse_overlay(overlay_text(stored))
+    assert again.audio == stored.audio
+    view = localize(get_registry().get("eortc_qlq_c30"), "zh_Hans", again)
+    assert view.item("q1").audio == q1
+    assert view.item("q1").options[0].audio == hashlib.sha256(wav_bytes(710)).hexdigest()
+    assert view.item("q29").options[6].audio == hashlib.sha256(wav_bytes(870)).hexdigest()
+    assert view.instructions_audio == hashlib.sha256(wav_bytes(200)).hexdigest()
+    # an overlay read from its file names paths, not recordings: nothing to play yet
+    assert localize(get_registry().get("eortc_qlq_c30"), "zh_Hans", overlay).item("q1").audio is None
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"RIFF\x00\x00\x00\x00WAVEfmt ", "audio/wav"),
+        (b"RIFF\x00\x00\x00\x00AVI LIST", None),
+        (b"ID3\x04\x00", "audio/mpeg"),
+        (b"\xff\xfb\x90\x00", "audio/mpeg"),
+        (b"OggS\x00\x02", "audio/ogg"),
+        (b"fLaC\x00\x00", "audio/flac"),
+        (b"\x00\x00\x00\x20ftypM4A ", "audio/mp4"),
+        (b"\x1a\x45\xdf\xa3\x01", "audio/webm"),
+        (b"<html><body>", None),
+        (b"", None),
+    ],
+)
+def test_recording_formats_are_told_by_their_first_bytes(data: bytes, expected: str | None) -> None:
+    from qol_app.instruments.wording import sniff_audio
+
+    assert sniff_audio(data) == expected
+
+
+def test_option_recordings_are_optional_but_complete(tmp_path: Path) -> None:
+    path = _with_audio(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    without = text[: text.index("  options:\n    eortc4:\n      1: audio/")]
+    path.write_text(without, encoding="utf-8")
+    assert parse_overlay(path).audio.options == {}  # type: ignore[union-attr]
+    path.write_text(text.replace("      3: audio/eortc4-3.wav\n", ""), encoding="utf-8")
+    with pytest.raises(WordingOverlayError, match=r"audio\.options\.eortc4\.3: missing recording"):
+        parse_overlay(path)

@@ -334,7 +334,7 @@ def test_query_count_does_not_grow_with_patients(app, session, factory, data, no
         counts.append((n_compute, n_services, n_page))
     print(f"\nqueries (compliance, +work list, dashboard page) with 10 and 40 patients: {counts}")
     assert counts[0] == counts[1]
-    assert counts[0][0] == 5
+    assert counts[0][0] == 4
 
 
 def test_work_list_categories_and_order(session, factory, now):

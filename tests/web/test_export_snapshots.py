@@ -16,8 +16,9 @@ from sqlalchemy import select
 from qol_app.errors import ServiceError
 from qol_app.export.run import ExportRequest, ExportSettings, run_export
 from qol_app.export.source import ExportFilters
-from qol_app.models import AuditEvent, PatientStatusChange, Timepoint
-from qol_app.services import audit, compliance, treatment_events
+from qol_app.models import AuditEvent, PatientStatusChange, Timepoint, TreatmentEvent
+from qol_app.scheduling import SCHEDULES_DIR, load_schedule
+from qol_app.services import audit, compliance, patient_records, schedules, treatment_events
 from qol_app.services.audit import Actor
 from tests.factories import Factory
 
@@ -143,3 +144,110 @@ def test_a_death_stays_recorded_and_is_corrected_as_its_own_act(session, story, 
 
     with pytest.raises(ServiceError, match="Only a recorded death"):
         treatment_events.correct_death(session, NURSE, patient, reason="again", now=corrected_at + DAY)
+
+
+def _forms_of(result, key):
+    forms = _csv(result, "forms.csv")
+    return forms[forms["timepoint"] == key]
+
+
+def _cycle(session, patient):
+    return session.scalars(
+        select(TreatmentEvent).where(TreatmentEvent.patient_id == patient.id, TreatmentEvent.kind == "systemic_cycle")
+    ).one()
+
+
+def test_as_of_export_keeps_the_dates_of_its_time_after_an_event_date_is_corrected(session, story, tmp_path):
+    patient, _nurse = story
+    first = _export(session, tmp_path, "a", now=AS_OF + dt.timedelta(hours=1))
+    before = _forms_of(first, "sys-c1")
+    assert set(before["target_day"]) == {"22"}  # cycle day 21 of a cycle given on 6 January
+    assert len(_forms_of(first, "diary-d16")) and not len(_forms_of(first, "diary-d8"))  # 20, 12 January
+
+    # After the as-of time the nurse corrects cycle 1 to 5 January: its forms move a day earlier,
+    # one nadir diary day is added (12 January) and one cancelled (20 January).
+    treatment_events.move_event(
+        session, NURSE, _cycle(session, patient), date=ENROLLED.date(), reason="wrong day", now=LATER - DAY
+    )
+    session.flush()
+    moved = {tp.key: tp for tp in session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id))}
+    assert moved["sys-c1"].target_date == dt.date(2026, 1, 25)
+    assert moved["diary-2026-01-20"].status == "cancelled" and "diary-2026-01-12" in moved
+
+    second = _export(session, tmp_path, "b")
+    assert second.zip_path.read_bytes() == first.zip_path.read_bytes()
+
+    # Without an as-of (now), the export shows the new dates.
+    current = _export(session, tmp_path, "c", as_of=LATER)
+    assert set(_forms_of(current, "sys-c1")["target_day"]) == {"21"}
+    assert len(_forms_of(current, "diary-d8")) and not len(_forms_of(current, "diary-d16"))
+
+
+def test_as_of_export_keeps_the_dates_of_its_time_after_an_amendment(session, story, tmp_path, app):
+    patient, _nurse = story
+    first = _export(session, tmp_path, "a", now=AS_OF + dt.timedelta(hours=1))
+    assert set(_forms_of(first, "sys-c1")["window_start_day"]) == {"19"}  # 23 January (study day 1 = 5 January)
+
+    # Applied after the as-of time, effective from before it: the post-cycle window opens 5 days
+    # before its target instead of 3.
+    text = (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "conquer-v3.yaml"
+    path.write_text(
+        text.replace('version: "2"', 'version: "3"').replace(
+            "window: {before: 3, after: 3", "window: {before: 5, after: 3"
+        ),
+        encoding="utf-8",
+    )
+    result = schedules.apply(session, NURSE, load_schedule(path), dt.date(2026, 1, 20), LATER - DAY, source=path)
+    session.flush()
+    assert result.changes.moved == 1
+    tp = session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id, Timepoint.key == "sys-c1")).one()
+    assert tp.window_start == dt.date(2026, 1, 21) and tp.schedule_version == "conquer_default@2"
+
+    second = _export(session, tmp_path, "b")
+    assert second.zip_path.read_bytes() == first.zip_path.read_bytes()
+    current = _export(session, tmp_path, "c", as_of=LATER)
+    assert set(_forms_of(current, "sys-c1")["window_start_day"]) == {"17"}
+
+
+def test_as_of_export_leaves_out_a_timepoint_cancelled_then_and_reactivated_later(session, story, tmp_path):
+    """A status changed after the as-of time is rewound too: cancelled then is cancelled in the export."""
+    patient, _nurse = story
+    cycle = _cycle(session, patient)
+    treatment_events.delete_event(session, NURSE, cycle, reason="entered in error", now=AS_OF - 2 * DAY)
+    session.flush()
+    first = _export(session, tmp_path, "a", now=AS_OF + dt.timedelta(hours=1))
+    assert not len(_forms_of(first, "sys-c1"))
+
+    treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=ENROLLED.date() + DAY, number=1, now=LATER - DAY
+    )
+    session.flush()
+    tp = session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id, Timepoint.key == "sys-c1")).one()
+    assert tp.status != "cancelled"
+    second = _export(session, tmp_path, "b")
+    assert second.zip_path.read_bytes() == first.zip_path.read_bytes()
+    assert len(_forms_of(_export(session, tmp_path, "c", as_of=LATER), "sys-c1"))
+
+
+def test_as_of_export_keeps_the_randomization_of_its_time_after_a_correction(session, story, tmp_path):
+    """Re-anchoring (a corrected randomization date and arm) moves the calendar timepoints and every
+    study day; a past snapshot keeps the ones of its time."""
+    patient, _nurse = story
+    first = _export(session, tmp_path, "a", now=AS_OF + dt.timedelta(hours=1))
+    assert set(_forms_of(first, "sys-c1")["target_day"]) == {"22"}
+    patient_records.correct_randomization(
+        session,
+        NURSE,
+        patient,
+        reason="randomized the day before",
+        randomization_date=ENROLLED.date() - DAY,
+        arm="B",
+        now=LATER - DAY,
+    )
+    session.flush()
+    second = _export(session, tmp_path, "b")
+    assert second.zip_path.read_bytes() == first.zip_path.read_bytes()
+    current = _export(session, tmp_path, "c", as_of=LATER)
+    assert set(_forms_of(current, "sys-c1")["target_day"]) == {"23"}
+    assert set(_csv(current, "patients.csv")["arm"]) == {"B"}

@@ -17,7 +17,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from qol_app.export.run import FORMATS, ExportSettings
-from tests.web.test_export_stats import SECRET_TEXTS, _export, _read_csv, trial  # noqa: F401 - fixture
+from tests.web.conftest import SECRET_TEXTS, export, read_csv
 
 ISO = {"iso_dates": True, "settings": ExportSettings(iso_dates_allowed=True)}
 NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3", "def": "http://www.cdisc.org/ns/def/v2.1"}
@@ -29,8 +29,8 @@ def _xpt(archive: zipfile.ZipFile, name: str) -> pd.DataFrame:
 
 
 @pytest.fixture
-def sdtm(session, trial, tmp_path):  # noqa: F811
-    return zipfile.ZipFile(_export(session, tmp_path, formats=("sdtm",), **ISO).zip_path)
+def sdtm(session, export_trial, tmp_path):
+    return zipfile.ZipFile(export(session, tmp_path, formats=("sdtm",), **ISO).zip_path)
 
 
 def test_qs_uses_cdisc_qrs_codes_and_the_sdtm_rules(sdtm):
@@ -77,7 +77,7 @@ def test_suppqs_dm_ts_tv_and_dates_only_with_iso(sdtm, session, tmp_path):
     assert dict(zip(ts["TSPARMCD"], ts["TSVAL"]))["REGID"] == "NCT06230055"
     tv = _xpt(sdtm, "tv.xpt")
     assert set(qs["VISITNUM"]) <= set(tv["VISITNUM"]) and tv["VISITNUM"].is_unique
-    plain = zipfile.ZipFile(_export(session, tmp_path, formats=("sdtm",), name="plain").zip_path)
+    plain = zipfile.ZipFile(export(session, tmp_path, formats=("sdtm",), name="plain").zip_path)
     assert _xpt(plain, "qs.xpt")["QSDTC"].isna().all() and _xpt(plain, "dm.xpt")["RFSTDTC"].isna().all()
     assert _xpt(plain, "qs.xpt")["QSDY"].notna().all()
 
@@ -114,7 +114,7 @@ def test_define_xml_is_define_2_1_and_agrees_with_the_datasets(sdtm):
     assert decodes == dict(zip(qs["QSTESTCD"], qs["QSTEST"]))
 
 
-def test_fhir_bundle_has_provenance_standard_codes_and_defined_extensions(session, trial, tmp_path):  # noqa: F811
+def test_fhir_bundle_has_provenance_standard_codes_and_defined_extensions(session, export_trial, tmp_path):
     from qol_app.models import Response
 
     proxy = session.query(Response).filter(Response.respondent == "proxy").all()
@@ -122,7 +122,7 @@ def test_fhir_bundle_has_provenance_standard_codes_and_defined_extensions(sessio
         response.respondent_relationship = "child"
     session.flush()
     settings = ExportSettings.from_config({"PUBLIC_BASE_URL": "https://qol.example.org/", "EXPORT_ISO_DATES": True})
-    archive = zipfile.ZipFile(_export(session, tmp_path, formats=("fhir",), settings=settings, iso_dates=True).zip_path)
+    archive = zipfile.ZipFile(export(session, tmp_path, formats=("fhir",), settings=settings, iso_dates=True).zip_path)
     text = archive.read("fhir_bundle.json").decode()
     bundle = json.loads(text)
     Bundle.model_validate(bundle)
@@ -139,26 +139,26 @@ def test_fhir_bundle_has_provenance_standard_codes_and_defined_extensions(sessio
     (provenance,) = by_type["Provenance"]
     assert provenance["target"] == [{"reference": f"QuestionnaireResponse/{amended['id']}"}]
     assert provenance["recorded"] == "2026-03-05T00:00:00Z" and provenance["activity"]["coding"][0]["code"] == "UPDATE"
-    assert provenance["agent"][0]["who"]["identifier"]["value"] == str(trial.nurse.id)
-    assert SECRET_TEXTS[3] not in text and trial.nurse.username not in text
+    assert provenance["agent"][0]["who"]["identifier"]["value"] == str(export_trial.nurse.id)
+    assert SECRET_TEXTS[3] not in text and export_trial.nurse.username not in text
     (person,) = by_type["RelatedPerson"]
     assert person["relationship"][0]["coding"][0]["code"] == "CHILD"
     assert amended["author"]["reference"] == f"RelatedPerson/{person['id']}"
     chinese = next(r for r in by_type["QuestionnaireResponse"] if r["language"] == "zh-Hans" and "item" in r)
     assert re.search(r"[\u4e00-\u9fff]", chinese["item"][0]["text"])  # item text in the response's language
-    plain = zipfile.ZipFile(_export(session, tmp_path, formats=("fhir",), name="plain").zip_path)
+    plain = zipfile.ZipFile(export(session, tmp_path, formats=("fhir",), name="plain").zip_path)
     masked = json.loads(plain.read("fhir_bundle.json"))
     Bundle.model_validate(masked)
     (provenance,) = [e["resource"] for e in masked["entry"] if e["resource"]["resourceType"] == "Provenance"]
     assert "recorded" not in provenance and provenance["_recorded"]["extension"][0]["valueCode"] == "masked"
 
 
-def test_xpt_files_are_version_5_with_stata_labels_and_import_programs(session, trial, tmp_path):  # noqa: F811
-    result = _export(session, tmp_path, formats=FORMATS)
+def test_xpt_files_are_version_5_with_stata_labels_and_import_programs(session, export_trial, tmp_path):
+    result = export(session, tmp_path, formats=FORMATS)
     archive = zipfile.ZipFile(result.zip_path)
     manifest = json.loads(archive.read("manifest.json"))
     assert manifest["xpt_left_out"]["item_codes.xpt"] == ["label_zh_hans"]
-    dictionary = _read_csv(archive, "data_dictionary.csv")
+    dictionary = read_csv(archive, "data_dictionary.csv")
     variables = dictionary[dictionary["code"] == ""]
     for name in [n for n in archive.namelist() if n.endswith(".xpt") and n != "data_dictionary.xpt"]:
         (tmp_path / name).write_bytes(archive.read(name))

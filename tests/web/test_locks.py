@@ -79,6 +79,9 @@ class Ward:
             randomization_date=dt.date(2026, 1, 1),
             enrolled_at=dt.datetime(2026, 1, 1, 4, tzinfo=dt.UTC),  # in time: the baseline was offered
         ).patient
+        # Planned at enrolment, as the enrolment page does: a baseline created only later, its
+        # window closed by then, would never have been offered (not_offered, no nurse's reason).
+        timepoints.reconcile_patient(session, ACTOR, self.patient, dt.datetime(2026, 1, 1, 4, tzinfo=dt.UTC))
         self.event, _ = treatment_events.record_event(
             session, ACTOR, self.patient, kind="systemic_cycle", date=dt.date(2026, 1, 5), now=now
         )

@@ -12,10 +12,12 @@ from sqlalchemy import select
 from qol_app.auth import token_hash
 from qol_app.models import AuditEvent, Patient, Timepoint, TreatmentEvent
 from qol_app.passwords import check_secret
-from qol_app.services import compliance
+from qol_app.services import compliance, timepoints, treatment_events
+from qol_app.services.audit import Actor
 from tests.factories import add_timepoint, login, no_csrf
 
 LINK_RE = re.compile(r"<code>(http[^<]+)</code>")
+DAY = dt.timedelta(days=1)
 PIN_RE = re.compile(r'class="pin(?: big)?">(?:<span class="label">[^<]*</span> )?<strong>(\d+)</strong>')
 
 
@@ -272,3 +274,82 @@ def test_intrathecal_dose_entered_5_days_late_is_not_offered_not_missed(client, 
     total = compliance.totals(compliance.compute(session, Patient.id == pid, now), "diary", "A")
     assert (total.not_offered, total.missed, total.expected) == (3, 0, 3)
     assert "Not offered" in dash
+
+
+def _dose_corrected_five_days_earlier(session, factory, site, now, correct):
+    """A dose of 8 March recorded that day (diaries 9-15 March), corrected on 10 March (noon) to
+    3 March by ``correct(event, date)``: diaries 4-10 March. Cycle 1, given and recorded on
+    8 March, is corrected to 10 February: its form's window (26 February - 4 March) lies wholly
+    before the correction, while the old one (25-31 March) had not opened yet."""
+    enrolled = factory.patient(site, arm="A", randomization_date=dt.date(2026, 2, 9), enrolled_at=now - 29 * DAY)
+    patient = enrolled.patient
+    recorded = now - 2 * DAY
+    dose, _r = treatment_events.record_event(
+        session, Actor.system("tests"), patient, kind="intrathecal_dose", date=dt.date(2026, 3, 8), now=recorded
+    )
+    cycle, _r = treatment_events.record_event(
+        session, Actor.system("tests"), patient, kind="systemic_cycle", date=dt.date(2026, 3, 8), now=recorded
+    )
+    timepoints.sweep_statuses(session, recorded + DAY)  # 9 March: diary 9 March open
+    session.flush()
+    correct(dose, dt.date(2026, 3, 3))
+    correct(cycle, dt.date(2026, 2, 10))
+    session.expire_all()
+    return {
+        tp.key: tp
+        for tp in session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id).order_by(Timepoint.id))
+    }
+
+
+def _assert_never_offered_days_are_not_offered(tps):
+    for day in range(4, 9):  # grace (the next day) over when the correction was recorded
+        tp = tps[f"diary-2026-03-0{day}"]
+        assert (tp.status, tp.missed_reason) == ("missed", "not_offered"), day
+    assert tps["diary-2026-03-09"].status == "overdue" and tps["diary-2026-03-09"].missed_reason is None
+    assert tps["diary-2026-03-10"].status == "open"
+    assert all(tps[f"diary-2026-03-{d}"].status == "cancelled" for d in range(11, 16))
+    assert (tps["sys-c1"].status, tps["sys-c1"].missed_reason) == ("missed", "not_offered")
+    # No patient-related miss without a reason came out of the correction (baseline: enrolled late).
+    assert [k for k, tp in tps.items() if tp.status == "missed" and tp.missed_reason is None] == []
+
+
+def test_an_event_date_corrected_into_the_past_keeps_never_offered_days_not_offered(session, factory, site, now):
+    """CLINICAL.md §2 late entry, for a correction: the re-planned days whose window had closed when
+    the correction was recorded were never offered; days still open are offered."""
+
+    def correct(event, date):
+        treatment_events.move_event(session, Actor.system("tests"), event, date=date, reason="wrong day", now=now)
+
+    _assert_never_offered_days_are_not_offered(_dose_corrected_five_days_earlier(session, factory, site, now, correct))
+
+
+def test_the_nurse_page_correcting_an_event_date_into_the_past(client, session, factory, site, nurse, now):
+    def correct(event, date):
+        url = f"/staff/patients/{event.patient_id}/events/{event.id}/move"
+        assert client.post(url, data={"date": date.isoformat(), "reason": "wrong day"}).status_code == 302
+
+    tps = _dose_corrected_five_days_earlier(session, factory, site, now, correct)
+    _assert_never_offered_days_are_not_offered(tps)
+    dash = client.get("/staff/").get_data(as_text=True)
+    assert all(f"/timepoints/{tps[f'diary-2026-03-0{d}'].id}/reason" not in dash for d in range(4, 9))
+
+
+def test_a_shorter_window_after_the_next_cycle_stays_a_patient_miss(session, factory, site, now):
+    """The next cycle, recorded early, closes cycle 1's form window the day before it: the form was
+    offered (its window was open until then), so a miss is the patient's, not administrative."""
+    enrolled = factory.patient(site, arm="B", randomization_date=dt.date(2026, 2, 1), enrolled_at=now - 40 * DAY)
+    actor = Actor.system("tests")
+    treatment_events.record_event(
+        session, actor, enrolled.patient, kind="systemic_cycle", date=dt.date(2026, 2, 1), now=now - 37 * DAY
+    )
+    # Cycle 1's form: window 18-24 February, open since 18 February. Cycle 2 given on 20 February,
+    # recorded on 23 February: the window ends on 19 February.
+    treatment_events.record_event(
+        session, actor, enrolled.patient, kind="systemic_cycle", date=dt.date(2026, 2, 20), now=now - 15 * DAY
+    )
+    session.expire_all()
+    tp = session.scalars(
+        select(Timepoint).where(Timepoint.patient_id == enrolled.patient.id, Timepoint.key == "sys-c1")
+    ).one()
+    assert tp.grace_end == dt.date(2026, 2, 19)
+    assert (tp.status, tp.missed_reason) == ("missed", None)

@@ -8,14 +8,18 @@ import logging
 
 import pytest
 import yaml
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from qol_app import create_app, logs
+from qol_app.db import db
 from qol_app.instruments import get_registry
 from qol_app.instruments.loader import clear_registry_cache
+from qol_app.models import Timepoint
 from qol_app.notify.channels import SMS_GATEWAYS, register_sms_gateway
 from qol_app.paths import QUESTIONNAIRE_DIR
-from qol_app.services import heartbeat
+from qol_app.scheduler.jobs import run_sweep
+from qol_app.services import heartbeat, schedules, timepoints
+from qol_app.services.audit import Actor
 from qol_app.services.config_check import check_config
 from tests.factories import IsolatedClient
 
@@ -80,7 +84,7 @@ def test_readyz_when_everything_is_fine(app, client, session, now):
     response = client.get("/readyz")
     assert response.status_code == 200, response.json
     assert response.json["status"] == "ready"
-    assert set(response.json["checks"]) == {"database", "migrations", "scheduler"}
+    assert set(response.json["checks"]) == {"database", "migrations", "scheduler", "schedule"}
     assert response.headers["Cache-Control"] == "no-store"
 
 
@@ -324,3 +328,78 @@ def test_forms_work_over_https_although_pages_send_no_referer(app, factory, sess
     form = {"csrf_token": hidden_fields(page.get_data(as_text=True))["csrf_token"], "pin": "123456"}
     response = client.post(f"/p/l/{enrolled.token}", data=form, base_url="https://localhost")
     assert response.status_code == 302, response.get_data(as_text=True)[:300]
+
+
+# ---- schedule drift: the configured file is not the version in force ----------------------
+@pytest.fixture
+def upgraded(session, factory, now):
+    """A database planned with conquer_default@1 (as the i14a migration marks older rows), while the
+    configured file is conquer_default@2: an upgrade without ``qol schedule apply``."""
+    site = factory.site(code="DR1")
+    enrolled = factory.patient(site, arm="B", randomization_date=now.date() - dt.timedelta(days=2))
+    timepoints.reconcile_patient(session, Actor.system("tests"), enrolled.patient, now)
+    assert session.scalar(select(Timepoint.schedule_version).limit(1)) == "conquer_default@2"
+    session.execute(text("UPDATE timepoints SET schedule_version = 'conquer_default@1'"))
+    session.commit()
+    return enrolled.patient
+
+
+def test_check_command_reports_a_schedule_file_that_is_not_the_version_in_force(app, acme_gateway, upgraded, now):
+    runner = app.test_cli_runner()
+    app.config.update(SAFE | {"DATABASE_URL": app.config["DATABASE_URL"]})
+    result = runner.invoke(args=["check"])
+    assert result.exit_code == 1, result.output
+    assert (
+        "ERROR   SCHEDULE_FILE: is conquer_default@2, but the database was planned with conquer_default@1"
+        in result.output
+    )
+    assert "qol schedule apply" in result.output
+    app.config["ENV"] = "development"
+    result = runner.invoke(args=["check"])
+    assert result.exit_code == 0 and "WARNING SCHEDULE_FILE: is conquer_default@2" in result.output
+
+    # Applied from an effective date: the file is the version in force, and the check is quiet.
+    schedule = timepoints.configured_schedule(app.config)
+    schedules.apply(
+        db.session, Actor.system("cli"), schedule, now.date(), now, source=schedule.source or "conquer.yaml"
+    )
+    db.session.commit()
+    app.config["ENV"] = "production"
+    result = runner.invoke(args=["check"])
+    assert result.exit_code == 0, result.output
+    assert "ok      SCHEDULE_FILE: conquer_default@2, the version in force" in result.output
+
+
+def test_readyz_fails_when_the_schedule_file_is_not_the_version_in_force(client, session, upgraded, now):
+    heartbeat.beat(session, now - dt.timedelta(minutes=2))
+    session.commit()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    check = response.json["checks"]["schedule"]
+    assert check["ok"] is False
+    assert check["detail"] == (
+        "configured conquer_default@2, in force conquer_default@1: run qol schedule apply <file> --effective DATE"
+    )
+    assert all(response.json["checks"][name]["ok"] for name in ("database", "migrations", "scheduler"))
+
+
+def test_the_scheduler_replans_nothing_under_a_schedule_drift_and_says_so(app, session, upgraded, now, caplog):
+    """Without an amendment, planning with the new file would rewrite the past: the sweep's
+    reconcile refuses (logged, in the heartbeat's error); statuses still move."""
+    before = {
+        tp.key: (tp.target_date, tp.status)
+        for tp in session.scalars(select(Timepoint).where(Timepoint.patient_id == upgraded.id))
+    }
+    with caplog.at_level(logging.ERROR, logger="qol_app.scheduler"):
+        report = run_sweep(app, now + dt.timedelta(days=10), channels={})
+    message = "The schedule in force is conquer_default@1, but the configured schedule file is conquer_default@2."
+    assert any(message in error for error in report.errors), report.errors
+    assert message in caplog.text
+    assert "statuses" in report.steps
+    session.expire_all()
+    after = {
+        tp.key: (tp.target_date, tp.status)
+        for tp in session.scalars(select(Timepoint).where(Timepoint.patient_id == upgraded.id))
+    }
+    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+    assert heartbeat.status(session, now + dt.timedelta(days=10), 30).last_error

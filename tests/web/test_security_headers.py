@@ -27,8 +27,24 @@ def check(response, what: str) -> None:
     for name, value in HEADERS.items():
         assert response.headers.get(name) == value, f"{what}: {name} is {response.headers.get(name)!r}"
     assert response.headers.get("X-Request-ID"), what
-    if "/static/" not in what:
+    if "/p/audio/" in what and response.status_code == 200:  # a licensed recording, immutable under its hash
+        directives = {d.strip() for d in response.headers.get("Cache-Control", "").split(",")}
+        assert directives == {"private", "max-age=31536000", "immutable"}, what
+    elif "/static/" not in what:
         assert response.headers.get("Cache-Control") == "no-store", what
+
+
+def _recording(session, now) -> str:
+    """A stored recording (as an overlay's import leaves it), for ``/p/audio/<sha256>``."""
+    import hashlib
+
+    from qol_app.models import WordingAudio
+
+    data = b"RIFF\x24\x00\x00\x00WAVEfmt "
+    digest = hashlib.sha256(data).hexdigest()
+    session.add(WordingAudio(sha256=digest, content_type="audio/wav", size=len(data), data=data, imported_at=now))
+    session.flush()
+    return digest
 
 
 def test_every_route_sends_the_security_headers(app, factory, session, now):
@@ -59,6 +75,7 @@ def test_every_route_sends_the_security_headers(app, factory, session, now):
         "lock_id": 1,  # none: the 404 page carries the headers too
         "job_id": 1,
         "task_id": 1,
+        "sha256": _recording(session, now),
     }
 
     clients = {"anonymous": isolated_client(app), "patient": isolated_client(app)}

@@ -71,3 +71,24 @@ def test_patient_sees_the_licensed_wording_and_response_records_it(app, factory,
 
     response = session.scalar(select(Response).where(Response.timepoint_id == tp.id))
     assert response.wording_version == "example-zh_Hans-0"
+
+
+def test_home_page_titles_come_from_the_active_overlay_of_each_form(app, factory, session):
+    """The home page fetches every form's overlay in one query; each form keeps its own title."""
+    from tests.factories import isolated_client, sign_in
+
+    assert _invoke(app, "import-wording", str(EXAMPLE)).exit_code == 0
+    enrolled = factory.patient(language="zh_Hans", pin=None)
+    factory.timepoint(enrolled, instruments=("eortc_qlq_c30", "eq5d5l"))
+    session.flush()
+    client = isolated_client(app)
+    sign_in(client, enrolled.token, pin=None)
+    home = client.get("/p/").get_data(as_text=True)
+    overlay = active_overlay(session, "eortc_qlq_c30", "zh_Hans")
+    assert overlay.title in home
+    with app.app_context():
+        from qol_app.instruments.wording import localize
+        from qol_app.services import protocol
+
+        shipped = localize(protocol.current().registry.get("eq5d5l"), "zh_Hans").title
+    assert shipped in home and overlay.title != shipped
