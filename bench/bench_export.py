@@ -242,11 +242,12 @@ ALL_FORMATS = ("csv", "xlsx", "parquet", "xpt", "dta", "sav", "fhir", "sdtm")
 
 def _run_export(url: str, out: str, formats: tuple[str, ...]) -> tuple[float, float]:
     """One export as the job runner does it; returns (wall, cpu) seconds."""
-    from qol_app.export.run import ExportRequest, run_export
+    from qol_app.export.run import ExportRequest
     from qol_app.export.source import ExportFilters
     from qol_app.instruments import get_registry
     from qol_app.services import audit
     from qol_app.services.audit import Actor
+    from qol_app.services.exports import run_export
 
     registry = get_registry()
     engine = make_engine(url)

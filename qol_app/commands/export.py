@@ -61,9 +61,10 @@ def export(
     from qol_app.auth import now
     from qol_app.db import db
     from qol_app.export.manifest import sha256_file
-    from qol_app.export.run import ExportRequest, ExportSettings, count_steps, parse_as_of, run_export
+    from qol_app.export.run import ExportRequest, ExportSettings, count_steps, parse_as_of
     from qol_app.export.source import ExportFilters
     from qol_app.services.audit import Actor
+    from qol_app.services.exports import run_export
     from qol_app.services.responses import registry
 
     at = now()

@@ -27,15 +27,13 @@ from sqlalchemy.orm import Session
 
 from qol_app.export import build, programs
 from qol_app.export.build import DATASETS, ExportSpec
-from qol_app.export.manifest import build_manifest, sha256_file, write_zip
+from qol_app.export.manifest import build_manifest, write_zip
 from qol_app.export.schema import LOCALES, Dataset, data_dictionary
 from qol_app.export.source import ExportFilters, Source
 from qol_app.export.writers import WRITERS, write_dataset
 from qol_app.instruments import Registry, get_registry
 from qol_app.scheduling.forms import COMPLIANCE_RECEIVED_RULE
 from qol_app.scoring import SCORING_VERSION
-from qol_app.services import audit, locks
-from qol_app.services.audit import Actor
 from qol_app.version import __version__
 
 TABULAR_FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "xpt", "dta", "sav")
@@ -183,15 +181,16 @@ class ExportRequest:
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportResult:
+class Written:
+    """What :func:`write_export` made: the zip, its manifest, the kept files' folder if asked."""
+
     zip_path: Path
     manifest: dict[str, Any]
-    audit_event_id: int
     files_dir: Path | None = None
 
 
 def count_steps(request: ExportRequest) -> int:
-    """How many progress steps ``run_export`` reports for ``request`` (its progress total)."""
+    """How many progress steps ``write_export`` reports for ``request`` (its progress total)."""
     tabular = request.tabular
     steps = 1 + 1  # read, zip
     if tabular:
@@ -210,19 +209,22 @@ SPOOLED = frozenset({"qol_long", "items"})
 """Datasets large enough to be built a part at a time into a temporary file (so are SDTM QS)."""
 
 
-def run_export(
+def write_export(
     session: Session,
     request: ExportRequest,
     out_dir: Path,
     *,
-    actor: Actor,
     now: dt.datetime,
+    data_lock: Any,
+    audit_head: Any,
     settings: ExportSettings = ExportSettings(),
     registry: Registry | None = None,
     progress: Progress | None = None,
     keep_files: bool = False,
-) -> ExportResult:
-    """Write ``<out_dir>/<stem>.zip`` (files + manifest.json) and audit it; returns where and what.
+) -> Written:
+    """Write ``<out_dir>/<stem>.zip`` (files + manifest.json); returns where and what. Auditing it
+    is the caller's (``services.exports.run_export``), as are the manifest's ``data_lock`` and
+    ``audit_head`` (the data lock and the audit chain head at the as-of time).
 
     ``keep_files`` also leaves the files in ``<out_dir>/<stem>/``. Raises ValueError for an as-of
     time in the future, PermissionError when ISO dates are asked for but not enabled by an admin.
@@ -264,7 +266,7 @@ def run_export(
             instrument_versions={inst: registry.get(inst).version for inst in spec.instruments},
             filters=request.filters.describe(),
             as_of=request.as_of,
-            data_lock=locks.describe(session, request.as_of),
+            data_lock=data_lock,
         )
         manifest["options"] = {
             "formats": list(request.formats),
@@ -275,7 +277,7 @@ def run_export(
             "studyid": settings.studyid,
             "compliance_received_rule": settings.received_rule,
         }
-        manifest["audit_head"] = audit.head_at(session, request.as_of)
+        manifest["audit_head"] = audit_head
         manifest["rows"] = rows
         manifest["xpt_left_out"] = left_out
         manifest["notes"] = list(NOTES)
@@ -288,23 +290,7 @@ def run_export(
             work.rename(kept)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    event = audit.record(
-        session,
-        actor,
-        "export",
-        entity_type="export",
-        entity_id=request.stem,
-        new={
-            "as_of": request.as_of,
-            "filters": request.filters.describe(),
-            "options": manifest["options"],
-            "files": {f["name"]: f["sha256"] for f in manifest["files"]},
-            "zip": zip_path.name,
-            "zip_sha256": sha256_file(zip_path),
-        },
-        now=now,
-    )
-    return ExportResult(zip_path, manifest, event.id, kept)
+    return Written(zip_path, manifest, kept)
 
 
 def _write_files(

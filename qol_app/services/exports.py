@@ -14,26 +14,90 @@ running job whose heartbeat is older than ``STALE_AFTER`` (its process died) is 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from qol_app.db import rowcount
 from qol_app.export.manifest import sha256_file
-from qol_app.export.run import ExportRequest, ExportSettings, count_steps, run_export
+from qol_app.export.run import ExportRequest, ExportSettings, Progress, count_steps, write_export
 from qol_app.instruments import Registry
 from qol_app.models import ExportJob
+from qol_app.services import audit, locks
 from qol_app.services.audit import Actor
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER = dt.timedelta(minutes=15)
 KEEP_FOR = dt.timedelta(days=7)
+
+
+DEFAULT_SETTINGS = ExportSettings()
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    zip_path: Path
+    manifest: dict[str, Any]
+    audit_event_id: int
+    files_dir: Path | None = None
+
+
+def run_export(
+    session: Session,
+    request: ExportRequest,
+    out_dir: Path,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    settings: ExportSettings = DEFAULT_SETTINGS,
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+    keep_files: bool = False,
+) -> ExportResult:
+    """Write ``<out_dir>/<stem>.zip`` (``export.run.write_export``) with the data lock and audit
+    chain head at the as-of time in its manifest, and audit it; returns where and what.
+
+    Raises ValueError for an as-of time in the future, PermissionError when ISO dates are asked for
+    but not enabled by an admin.
+    """
+    written = write_export(
+        session,
+        request,
+        out_dir,
+        now=now,
+        data_lock=locks.describe(session, request.as_of),
+        audit_head=audit.head_at(session, request.as_of),
+        settings=settings,
+        registry=registry,
+        progress=progress,
+        keep_files=keep_files,
+    )
+    manifest = written.manifest
+    event = audit.record(
+        session,
+        actor,
+        "export",
+        entity_type="export",
+        entity_id=request.stem,
+        new={
+            "as_of": request.as_of,
+            "filters": request.filters.describe(),
+            "options": manifest["options"],
+            "files": {f["name"]: f["sha256"] for f in manifest["files"]},
+            "zip": written.zip_path.name,
+            "zip_sha256": sha256_file(written.zip_path),
+        },
+        now=now,
+    )
+    return ExportResult(written.zip_path, manifest, event.id, written.files_dir)
 
 
 def request_export(session: Session, staff_id: int, request: ExportRequest, now: dt.datetime) -> ExportJob:

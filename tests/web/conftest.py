@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qol_app.export.run import ExportRequest, ExportSettings, run_export
+from qol_app.export.run import ExportRequest, ExportSettings
 from qol_app.export.source import ExportFilters
 from qol_app.services import alerts, responses
 from qol_app.services.audit import Actor
+from qol_app.services.exports import run_export
 
 UTC = dt.UTC
 C30, EQ5D, DIARY = "eortc_qlq_c30", "eq5d5l", "symptom_diary"

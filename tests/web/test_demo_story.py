@@ -10,10 +10,11 @@ import zipfile
 import pandas as pd
 from sqlalchemy import func, select
 
-from qol_app.export.run import ExportRequest, ExportSettings, run_export
+from qol_app.export.run import ExportRequest, ExportSettings
 from qol_app.export.source import ExportFilters
 from qol_app.models import Answer, AuditEvent, Patient, Response, Timepoint, TreatmentEvent
 from qol_app.services.audit import Actor, verify
+from qol_app.services.exports import run_export
 
 
 def _story(session) -> list[tuple]:

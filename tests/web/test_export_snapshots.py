@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from qol_app.errors import ServiceError
-from qol_app.export.run import ExportRequest, ExportSettings, run_export
+from qol_app.export.run import ExportRequest, ExportSettings
 from qol_app.export.source import ExportFilters
 from qol_app.models import AuditEvent, PatientStatusChange, Timepoint, TreatmentEvent
 from qol_app.scheduling import SCHEDULES_DIR, load_schedule
 from qol_app.services import audit, compliance, patient_records, schedules, treatment_events
 from qol_app.services.audit import Actor
+from qol_app.services.exports import run_export
 from tests.factories import Factory
 
 UTC = dt.UTC

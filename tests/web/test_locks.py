@@ -269,8 +269,9 @@ def test_lock_pages_for_admins_and_data_managers_lock_and_release_with_audit(app
 
 
 def test_export_manifest_records_the_lock_state(app, session, factory, now):
-    from qol_app.export.run import ExportRequest, run_export
+    from qol_app.export.run import ExportRequest
     from qol_app.export.source import ExportFilters
+    from qol_app.services.exports import run_export
 
     site = factory.site(code="LK6")
     patient = factory.patient(site).patient

@@ -197,12 +197,13 @@ def test_paper_form_entered_days_after_it_was_filled_counts_from_its_date(app, s
 
     import pandas as pd
 
-    from qol_app.export.run import ExportRequest, ExportSettings, run_export
+    from qol_app.export.run import ExportRequest, ExportSettings
     from qol_app.export.source import ExportFilters
     from qol_app.models import Patient
     from qol_app.scheduling import is_late
     from qol_app.services import compliance
     from qol_app.services.audit import Actor
+    from qol_app.services.exports import run_export
 
     no_csrf(app)
     site = factory.site(code="PP1")

@@ -212,9 +212,10 @@ def test_the_forms_export_carries_display_mode_and_aids_per_form(app, session, f
 
     import pandas as pd
 
-    from qol_app.export.run import ExportRequest, ExportSettings, run_export
+    from qol_app.export.run import ExportRequest, ExportSettings
     from qol_app.export.source import ExportFilters
     from qol_app.services.audit import Actor
+    from qol_app.services.exports import run_export
 
     enrolled, tp = visit
     other = factory.timepoint(enrolled, instruments=(C30,), respondent="self", key="sys-c1")
