@@ -246,7 +246,7 @@ def load(source: Source, spec: ExportSpec) -> Trial:
             asof.patient_at(row, as_of, statuses.get(row.pk, ()), corrected.get(row.pk, ()))
             for row in source.patients()
         )
-        if p is not None
+        if p is not None and (not filters.arms or p.arm in filters.arms)  # the arm of then (Source)
     ]
     timepoints = source.timepoints()
     changes = source.timepoint_history()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from qol_app.export.asof import (
@@ -104,6 +104,10 @@ ANSWER_SCHEMA = pa.schema(
 )
 
 
+#: The audited acts that correct a patient's ``PATIENT_REWOUND_FIELDS`` (the arm among them).
+PATIENT_CORRECTIONS = ("correct_randomization", "patient_details")
+
+
 class Source:
     """The stored rows of one export's selection (patients of the chosen sites and arms, forms of
     the chosen instruments)."""
@@ -120,7 +124,15 @@ class Source:
         if self.filters.sites:
             stmt = stmt.where(Patient.site_id.in_(select(Site.id).where(Site.code.in_(self.filters.sites))))
         if self.filters.arms:
-            stmt = stmt.where(Patient.arm.in_(self.filters.arms))
+            # A later arm correction must not move a patient into or out of a past snapshot: a
+            # patient whose arm was ever corrected is read too, and ``build.load`` keeps the ones
+            # whose arm at the as-of time is selected.
+            corrected = select(AuditEvent.patient_id).where(
+                AuditEvent.entity_type == "patients",
+                AuditEvent.action.in_(PATIENT_CORRECTIONS),
+                AuditEvent.patient_id.is_not(None),
+            )
+            stmt = stmt.where(or_(Patient.arm.in_(self.filters.arms), Patient.id.in_(corrected)))
         return stmt
 
     def _selected_responses(self) -> Select[*tuple[Any, ...]]:
@@ -355,7 +367,7 @@ class Source:
             .join(Patient, AuditEvent.patient_id == Patient.id)
             .where(
                 AuditEvent.entity_type == "patients",
-                AuditEvent.action.in_(("correct_randomization", "patient_details")),
+                AuditEvent.action.in_(PATIENT_CORRECTIONS),
             )
         )
         out: dict[int, list[ChangeRow]] = defaultdict(list)

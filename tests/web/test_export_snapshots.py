@@ -252,3 +252,30 @@ def test_as_of_export_keeps_the_randomization_of_its_time_after_a_correction(ses
     current = _export(session, tmp_path, "c", as_of=LATER)
     assert set(_forms_of(current, "sys-c1")["target_day"]) == {"23"}
     assert set(_csv(current, "patients.csv")["arm"]) == {"B"}
+
+
+def test_an_arm_filtered_snapshot_keeps_the_patients_of_its_time_after_an_arm_correction(session, story, tmp_path):
+    """``--arm A`` as of T selects the patients in arm A at T: a later correction to B neither
+    drops the patient from that snapshot nor lets it into an arm-B snapshot of T."""
+    patient, _nurse = story
+
+    def by_arm(name, arm, *, as_of=AS_OF, now=LATER):
+        request = ExportRequest(formats=("csv",), filters=ExportFilters(arms=(arm,)), as_of=as_of)
+        return run_export(session, request, tmp_path / name, actor=NURSE, now=now, settings=ExportSettings())
+
+    first = by_arm("a", "A", now=AS_OF + dt.timedelta(hours=1))
+    assert list(_csv(first, "patients.csv")["patient_id"]) == ["S9-001"]
+    patient_records.correct_randomization(
+        session,
+        NURSE,
+        patient,
+        reason="arm entered wrongly",
+        randomization_date=patient.randomization_date,
+        arm="B",
+        now=LATER - DAY,
+    )
+    session.flush()
+    assert by_arm("b", "A").zip_path.read_bytes() == first.zip_path.read_bytes()
+    assert list(_csv(by_arm("c", "B"), "patients.csv")["patient_id"]) == []
+    assert list(_csv(by_arm("d", "B", as_of=LATER), "patients.csv")["patient_id"]) == ["S9-001"]
+    assert list(_csv(by_arm("e", "A", as_of=LATER), "patients.csv")["patient_id"]) == []
