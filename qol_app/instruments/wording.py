@@ -246,19 +246,7 @@ def validate_overlay(overlay: WordingOverlay, instrument: Instrument) -> None:
     for item in instrument.items:
         if item.id not in overlay.items:
             fail(f"items.{item.id}", f"missing text for item {item.id!r}")
-    sets = set(instrument.option_sets)
-    for key, labels in overlay.options.items():
-        if key in sets:
-            codes = {option.code for option in instrument.option_sets[key]}
-        elif instrument.has_item(key) and instrument.item(key).kind == "choice":
-            codes = set(instrument.item(key).codes)
-        else:
-            fail(f"options.{key}", f"{key!r} is neither a choice item nor an option set")
-        for code in labels:
-            if code not in codes:
-                fail(f"options.{key}.{code}", f"{code} is not a code of {key!r}")
-        for code in sorted(codes - set(labels)):
-            fail(f"options.{key}.{code}", "missing label")
+    _check_option_codes(overlay.options, instrument, fail, "options", "missing label")
     for item in instrument.items:
         if item.kind == "choice" and overlay.option_labels(item) is None:
             fail(f"options.{item.id}", f"missing labels for item {item.id!r}")
@@ -280,6 +268,26 @@ def validate_overlay(overlay: WordingOverlay, instrument: Instrument) -> None:
         _validate_audio(overlay.audio, instrument, fail)
 
 
+def _check_option_codes(
+    entries: Mapping[str, Mapping[int, Any]], instrument: Instrument, fail: Any, field: str, missing: str
+) -> None:
+    """Each key of ``entries`` is an option set or a choice item of ``instrument``, and its entries
+    cover exactly that key's codes (an overlay's labels, or its recordings)."""
+    sets = set(instrument.option_sets)
+    for key, given in entries.items():
+        if key in sets:
+            codes = {option.code for option in instrument.option_sets[key]}
+        elif instrument.has_item(key) and instrument.item(key).kind == "choice":
+            codes = set(instrument.item(key).codes)
+        else:
+            fail(f"{field}.{key}", f"{key!r} is neither a choice item nor an option set")
+        for code in given:
+            if code not in codes:
+                fail(f"{field}.{key}.{code}", f"{code} is not a code of {key!r}")
+        for code in sorted(codes - set(given)):
+            fail(f"{field}.{key}.{code}", missing)
+
+
 def _validate_audio(audio: OverlayAudio, instrument: Instrument, fail: Any) -> None:
     """Recordings, when given, cover the instructions and every item (a form is never read out
     half); option recordings are optional, but an option set or item listed covers all its codes."""
@@ -289,19 +297,7 @@ def _validate_audio(audio: OverlayAudio, instrument: Instrument, fail: Any) -> N
     for item in instrument.items:
         if item.id not in audio.items:
             fail(f"audio.items.{item.id}", f"missing recording for item {item.id!r}")
-    sets = set(instrument.option_sets)
-    for key, refs in audio.options.items():
-        if key in sets:
-            codes = {option.code for option in instrument.option_sets[key]}
-        elif instrument.has_item(key) and instrument.item(key).kind == "choice":
-            codes = set(instrument.item(key).codes)
-        else:
-            fail(f"audio.options.{key}", f"{key!r} is neither a choice item nor an option set")
-        for code in refs:
-            if code not in codes:
-                fail(f"audio.options.{key}.{code}", f"{code} is not a code of {key!r}")
-        for code in sorted(codes - set(refs)):
-            fail(f"audio.options.{key}.{code}", "missing recording")
+    _check_option_codes(audio.options, instrument, fail, "audio.options", "missing recording")
 
 
 #: Leading bytes of the audio formats browsers play, and the content type each is served as.
