@@ -427,3 +427,11 @@ def tamper(session, sql, **params):
         session.execute(text("SET LOCAL session_replication_role = replica"))
     session.execute(text(sql), params)
     session.expire_all()
+
+
+def browser_sign_in(page, base: str, token: str, pin: str) -> None:
+    """In Chromium (Playwright): open the personal link, type the PIN, sign in."""
+    page.goto(f"{base}/p/l/{token}")
+    page.fill("#pin", pin)
+    with page.expect_navigation():
+        page.locator("main button[type=submit].primary").click()

@@ -91,11 +91,7 @@ class OverlayAudio:
 
     def option_refs(self, item: Item) -> Mapping[int, str] | None:
         """Recordings of ``item``'s options: its own entry, else its option set's, else None."""
-        if item.id in self.options:
-            return self.options[item.id]
-        if item.option_set is not None:
-            return self.options.get(item.option_set)
-        return None
+        return _of_item(self.options, item)
 
     def refs(self) -> Iterator[tuple[str, str]]:
         """(field path, reference) of every recording, in file order."""
@@ -136,11 +132,16 @@ class WordingOverlay:
 
     def option_labels(self, item: Item) -> Mapping[int, str] | None:
         """Labels for ``item``: its own entry, else its option set's, else None."""
-        if item.id in self.options:
-            return self.options[item.id]
-        if item.option_set is not None:
-            return self.options.get(item.option_set)
-        return None
+        return _of_item(self.options, item)
+
+
+def _of_item(options: Mapping[str, Mapping[int, str]], item: Item) -> Mapping[int, str] | None:
+    """The entry of ``options`` (labels or recordings, keyed by item or option set) for ``item``."""
+    if item.id in options:
+        return options[item.id]
+    if item.option_set is not None:
+        return options.get(item.option_set)
+    return None
 
 
 def read_overlay(source: str | Path, *, name: str | None = None) -> WordingOverlay:

@@ -710,15 +710,7 @@ def page(timepoint_id: int, instrument_id: str, page_no: int):
         return _save_item(survey, plan, page_no, item_no)
     form = survey.form_class(plan)()
     if not form.validate_on_submit():
-        return _render_page(
-            survey,
-            page_no,
-            request.form,
-            422,
-            errors=form.errors,
-            confirm_skip=form.confirm_skip.data or "",
-            invalid=True,
-        )
+        return _refused(survey, page_no, form)
     nav = request.form.get("nav") or "next"
     switch = nav[5:] if nav.startswith("lang:") and normalise(nav[5:]) in supported() else None
     leaving = nav == "signout"
@@ -811,6 +803,20 @@ def _item_back_url(survey: Survey, visit: Sequence[Any], here: Any, page_no: int
     )
 
 
+def _refused(survey: Survey, page_no: int, form: PageForm, item_no: int | None = None) -> tuple[str, int]:
+    """The page (or large-print item) again with what was posted and WTForms' messages (422)."""
+    return _render_page(
+        survey,
+        page_no,
+        request.form,
+        422,
+        errors=form.errors,
+        confirm_skip=form.confirm_skip.data or "",
+        invalid=True,
+        item_no=item_no,
+    )
+
+
 def _save_item(survey: Survey, plan: svc.PagePlan, page_no: int, item_no: int):
     """Large print: save the one item posted (one tap on an answer), then show the next item.
 
@@ -820,16 +826,7 @@ def _save_item(survey: Survey, plan: svc.PagePlan, page_no: int, item_no: int):
     page = survey.texts.page(plan.page_id)
     form = build_page_form(survey.instrument.id, page, [survey.texts.item(item_id)], survey.texts.locale)()
     if not form.validate_on_submit():
-        return _render_page(
-            survey,
-            page_no,
-            request.form,
-            422,
-            errors=form.errors,
-            confirm_skip=form.confirm_skip.data or "",
-            invalid=True,
-            item_no=item_no,
-        )
+        return _refused(survey, page_no, form, item_no)
     posted = form.answers()
     here: dict[str, Any] = dict(timepoint_id=tp.id, instrument_id=survey.instrument.id, page_no=page_no)
     shown = svc.Presentation("large_print", *form.aids())

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from tests.factories import browser_sign_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser_audio")]
 
 SMALL = {"width": 320, "height": 640}
@@ -57,10 +59,7 @@ def seed(live_server, tmp_path_factory):
 
 
 def _sign_in(page, base: str, token: str) -> None:
-    page.goto(f"{base}/p/l/{token}")
-    page.fill("#pin", PIN)
-    with page.expect_navigation():
-        page.locator("main button[type=submit].primary").click()
+    browser_sign_in(page, base, token, PIN)
 
 
 def _presentation(live_server, tp_id: int):

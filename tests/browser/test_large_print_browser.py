@@ -11,6 +11,8 @@ import re
 import pytest
 from sqlalchemy import select
 
+from tests.factories import browser_sign_in
+
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser_large_print")]
 
 SMALL = {"width": 320, "height": 640}
@@ -45,10 +47,7 @@ def seed(live_server):
 
 
 def _sign_in(page, base: str, token: str) -> None:
-    page.goto(f"{base}/p/l/{token}")
-    page.fill("#pin", PIN)
-    with page.expect_navigation():
-        page.locator("main button[type=submit].primary").click()
+    browser_sign_in(page, base, token, PIN)
 
 
 def _accessible(page, label: str) -> None:
