@@ -117,6 +117,55 @@ def test_cycle_without_length_uses_default_and_without_number_uses_order() -> No
     assert tps["sys-c2"].target_date == date(2026, 4, 21)  # default 21 days: day 21
 
 
+def test_the_first_cycles_window_closes_before_the_second_of_three_cycles() -> None:
+    start = date(2026, 3, 4)  # cycle 2 given early (day 19), cycle 3 on time after it
+    events = [cycle(1, start, 1), cycle(2, start + 18 * D, 2), cycle(3, start + 39 * D, 3)]
+    tps = by_key(plan(CONQUER, patient("B"), events, RAND))
+    assert (tps["sys-c1"].window_start, tps["sys-c1"].window_end) == (start + 17 * D, start + 17 * D)
+    assert tps["sys-c2"].window_end == start + 38 * D
+
+
+def test_two_cycles_recorded_on_one_day_do_not_cut_each_others_window() -> None:
+    start = date(2026, 3, 4)
+    tps = by_key(plan(CONQUER, patient("B"), [cycle(1, start, 1), cycle(2, start, 2)], RAND))
+    for key in ("sys-c1", "sys-c2"):
+        assert (tps[key].window_start, tps[key].window_end) == (start + 17 * D, start + 23 * D)
+
+
+def test_a_randomization_rule_keyed_with_n_numbers_it_1() -> None:
+    schedule = parse_schedule(
+        {
+            "schema_version": 1,
+            "id": "screening",
+            "arms": ["A", "B"],
+            "lookahead_days": 35,
+            "rules": [
+                {
+                    "id": "screen",
+                    "kind": "questionnaire",
+                    "anchor": "randomization",
+                    "arms": "both",
+                    "instruments": ["eq5d5l"],
+                    "key": "screen-{n}",
+                    "target": {"offset_days": 0},
+                    "window": {"before": 0, "after": 7},
+                }
+            ],
+        },
+        source="inline",
+    )
+    assert [tp.key for tp in plan(schedule, patient(), [], RAND)] == ["screen-1"]
+
+
+def test_a_patient_enrolled_after_the_baseline_grace_closed_was_never_offered_it() -> None:
+    # baseline: window to RAND, grace to RAND + 3 days: closes RAND + 4 days 00:00 in Shanghai
+    closes = datetime(2026, 3, 5, 16, 0, tzinfo=UTC)
+    (late,) = plan(CONQUER, replace(patient(), enrolled_at=closes), [], RAND)
+    assert late.grace_closes_at == closes and late.not_offered
+    (in_time,) = plan(CONQUER, replace(patient(), enrolled_at=closes - timedelta(hours=1)), [], RAND)
+    assert not in_time.not_offered
+
+
 def test_intrathecal_diary_days_1_to_7_arm_a_only() -> None:
     dose = date(2026, 3, 10)
     events = [EventFact("it-1", "intrathecal_dose", dose, 1)]
@@ -378,6 +427,17 @@ def test_plan_is_deterministic_and_sorted() -> None:
     assert order == sorted(order)
 
 
+def test_same_day_events_without_numbers_are_numbered_by_id_whatever_the_input_order() -> None:
+    events = [EventFact(7, "progression", date(2026, 4, 1)), EventFact(3, "progression", date(2026, 4, 1))]
+    for given in (events, events[::-1]):
+        tps = by_key(plan(CONQUER, patient(), given, RAND))
+        assert (tps["prog-1"].anchor.event_id, tps["prog-2"].anchor.event_id) == (3, 7)
+    mixed = [EventFact("imported-1", "progression", date(2026, 4, 1)), EventFact(9, "progression", date(2026, 4, 1))]
+    for given in (mixed, mixed[::-1]):  # integer ids (the database's) before text ids (imports)
+        tps = by_key(plan(CONQUER, patient(), given, RAND))
+        assert (tps["prog-1"].anchor.event_id, tps["prog-2"].anchor.event_id) == (9, "imported-1")
+
+
 def test_data_errors_raise_planning_error() -> None:
     eots = [
         EventFact(1, "end_of_treatment", date(2026, 5, 1)),
@@ -389,7 +449,7 @@ def test_data_errors_raise_planning_error() -> None:
         plan(CONQUER, patient(), [cycle(1, date(2026, 3, 4), 1), cycle(2, date(2026, 4, 4), 1)], RAND)
     with pytest.raises(PlanningError, match="event id 1 appears twice"):
         plan(CONQUER, patient(), [cycle(1, date(2026, 3, 4), 1), cycle(1, date(2026, 4, 4), 2)], RAND)
-    with pytest.raises(PlanningError, match="arm 'C'"):
+    with pytest.raises(PlanningError, match=re.escape("arm 'C' is not in schedule 'conquer_default' (A, B)")):
         plan(CONQUER, patient("C"), [], RAND)
 
 
@@ -419,7 +479,7 @@ def test_a_key_collision_names_both_rules_and_their_anchors() -> None:
 def test_input_validation() -> None:
     with pytest.raises(ValueError, match="unknown IANA timezone"):
         patient(tz="Mars/Olympus")
-    with pytest.raises(ValueError, match="together"):
+    with pytest.raises(ValueError, match="^end_status and end_date must be given together$"):
         patient(end_status="died")
     with pytest.raises(ValueError, match="end_status"):
         patient(end_status="moved", end_date=RAND)
@@ -427,6 +487,8 @@ def test_input_validation() -> None:
         EventFact(1, "surgery", RAND)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cycle_length_days"):
         cycle(1, RAND, 1, 0)
+    with pytest.raises(ValueError, match="number must be a positive integer, got True"):
+        cycle(1, RAND, True)  # type: ignore[arg-type]  # a yes/no read from a file is not cycle 1
 
 
 def test_late_entered_dose_marks_days_whose_grace_ended_as_not_offered() -> None:
