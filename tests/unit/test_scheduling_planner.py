@@ -443,7 +443,9 @@ def test_data_errors_raise_planning_error() -> None:
         EventFact(1, "end_of_treatment", date(2026, 5, 1)),
         EventFact(2, "end_of_treatment", date(2026, 6, 1)),
     ]
-    with pytest.raises(PlanningError, match="'eot' produced twice.*check for duplicate event numbers or repeated"):
+    with pytest.raises(
+        PlanningError, match=r"'eot' produced twice .*\); check for duplicate event numbers or repeated one-off events$"
+    ):
         plan(CONQUER, patient(), eots, RAND)
     with pytest.raises(PlanningError, match="'sys-c1' produced twice"):
         plan(CONQUER, patient(), [cycle(1, date(2026, 3, 4), 1), cycle(2, date(2026, 4, 4), 1)], RAND)
