@@ -212,3 +212,14 @@ def seen_across_backends() -> dict:
     """A place for a test parametrised over both databases to leave what it saw, so the run on the
     second backend can compare with the first (e.g. the demo story must be the same on both)."""
     return {}
+
+
+@pytest.fixture
+def site_c30_registry(tmp_path: Path):
+    """The shipped instruments plus ``site_c30``, a renamed copy of the QLQ-C30 that only this
+    registry knows: a function given it must use it, not the shipped registry."""
+    from qol_app.instruments import DEFAULT_DIRECTORY, load_registry
+
+    text = (DEFAULT_DIRECTORY / "eortc_qlq_c30.yaml").read_text(encoding="utf-8")
+    (tmp_path / "site_c30.yaml").write_text(text.replace("id: eortc_qlq_c30", "id: site_c30", 1), encoding="utf-8")
+    return load_registry(DEFAULT_DIRECTORY, tmp_path)

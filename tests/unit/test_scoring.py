@@ -400,12 +400,20 @@ def test_the_half_rule_needs_at_least_one_answer():
     assert half_rule(1, 1) and half_rule(1, 2) and not half_rule(1, 3) and half_rule(2, 3)
 
 
-def test_n_items_answered_uses_the_registry_it_is_given(tmp_path):
+def test_n_items_answered_uses_the_registry_it_is_given(site_c30_registry):
     """A site's registry (here a renamed copy of the C30) is the one counted, not the shipped one."""
-    from qol_app.instruments import DEFAULT_DIRECTORY, load_registry
-
-    text = (DEFAULT_DIRECTORY / "eortc_qlq_c30.yaml").read_text(encoding="utf-8")
-    (tmp_path / "site_c30.yaml").write_text(text.replace("id: eortc_qlq_c30", "id: site_c30", 1), encoding="utf-8")
-    registry = load_registry(DEFAULT_DIRECTORY, tmp_path)
     answers = {"q1": 1, "q2": 2}
-    assert n_items_answered("site_c30", answers, registry=registry) == n_items_answered("eortc_qlq_c30", answers)
+    assert n_items_answered("site_c30", answers, registry=site_c30_registry) == n_items_answered(
+        "eortc_qlq_c30", answers
+    )
+
+
+def test_scale_info_names_each_scales_items_and_the_summary_components() -> None:
+    info = scale_info("eortc_qlq_c30")
+    assert all(code == scale.code for code, scale in info.items())
+    assert info["PF2"].items == ("q1", "q2", "q3", "q4", "q5") and info["PF2"].components == ()
+    sumsc = info["SUMSC"]
+    assert sumsc.components == ("PF2", "RF2", "EF", "CF", "SF")
+    assert sumsc.inverted_components == ("FA", "NV", "PA", "DY", "SL", "AP", "CO", "DI")
+    assert (sumsc.score_min, sumsc.score_max) == (0.0, 100.0)  # a mean of 0-100 scores, not item codes
+    assert len(sumsc.items) == sumsc.n_items == 27

@@ -103,3 +103,18 @@ def test_time_to_deterioration_default_threshold_is_ten_points() -> None:
     assert time_to_deterioration(C30, "PF2", series) == 42
     assert time_to_deterioration(C30, "PF2", series, 10.0) == 42
     assert time_to_deterioration(C30, "PF2", series, 10.5) == 63
+
+
+def test_a_series_may_hold_two_visits_on_one_day() -> None:
+    series = [(0, 80.0), (28, 75.0), (28, 60.0)]  # e.g. a web form and a paper form the same day
+    assert time_to_deterioration(C30, "PF2", series) == 28
+
+
+def test_change_functions_use_the_registry_they_are_given(site_c30_registry) -> None:
+    """``site_c30`` exists only in the site's registry: the shipped one would refuse it."""
+    r = site_c30_registry
+    assert change_from_baseline("site_c30", "PF2", 80.0, 70.0, registry=r) == -10.0
+    assert is_deteriorated("site_c30", "PF2", 80.0, 70.0, registry=r) is True
+    assert time_to_deterioration("site_c30", "PF2", [(0, 80.0), (28, 75.0), (56, 70.0)], registry=r) == 56
+    with pytest.raises(ValueError, match="site_c30"):
+        change_from_baseline("site_c30", "PF2", 80.0, 70.0)
