@@ -417,3 +417,37 @@ def test_scale_info_names_each_scales_items_and_the_summary_components() -> None
     assert sumsc.inverted_components == ("FA", "NV", "PA", "DY", "SL", "AP", "CO", "DI")
     assert (sumsc.score_min, sumsc.score_max) == (0.0, 100.0)  # a mean of 0-100 scores, not item codes
     assert len(sumsc.items) == sumsc.n_items == 27
+
+
+def _site_eq5d_registry(folder):
+    """``site_eq5d``: the EQ-5D-5L with its VAS listed before the index, scored with ``SITE_2026``,
+    a copy of the China value set made for it."""
+    from qol_app.instruments import DEFAULT_DIRECTORY, load_registry
+
+    vas = "  - {code: VAS, type: vas, items: [vas], name: {en: EQ VAS, zh_Hans: EQ VAS 自评健康分}}\n"
+    text = (DEFAULT_DIRECTORY / "eq5d5l.yaml").read_text(encoding="utf-8")
+    assert vas in text
+    text = text.replace(vas, "").replace("scales:\n", "scales:\n" + vas).replace("id: eq5d5l", "id: site_eq5d", 1)
+    (folder / "site_eq5d.yaml").write_text(text.replace("value_set: CN_2017", "value_set: SITE_2026"), "utf-8")
+    value_set = (DEFAULT_DIRECTORY / "value_sets" / "eq5d5l_cn_2017.yaml").read_text(encoding="utf-8")
+    (folder / "value_sets").mkdir()
+    (folder / "value_sets" / "site_2026.yaml").write_text(
+        value_set.replace("name: CN_2017", "name: SITE_2026").replace("instrument: eq5d5l", "instrument: site_eq5d"),
+        "utf-8",
+    )
+    return load_registry(DEFAULT_DIRECTORY, folder)
+
+
+def test_the_eq5d_index_does_not_depend_on_the_order_of_the_scales(tmp_path) -> None:
+    registry = _site_eq5d_registry(tmp_path)
+    assert [scale.code for scale in registry.get("site_eq5d").scales] == ["VAS", "INDEX"]
+    answers = {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 70}
+    detail = score_detail("site_eq5d", answers, registry=registry)
+    assert detail.scores == {"VAS": 70.0, "INDEX": 0.955} and detail.value_set == "SITE_2026"
+
+
+def test_a_value_set_made_for_another_instrument_is_refused(tmp_path) -> None:
+    registry = _site_eq5d_registry(tmp_path)
+    answers = {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 70}
+    with pytest.raises(ValueError, match="^value set 'SITE_2026' does not apply to eq5d5l$"):
+        score_detail("eq5d5l", answers, value_set="SITE_2026", registry=registry)
