@@ -257,6 +257,30 @@ def test_default_rules_file_loads(rules: AlertRuleSet) -> None:
     assert rules.rule("red_seizure").level == "red"
 
 
+def test_loaded_rules_name_their_file_and_version(rules: AlertRuleSet) -> None:
+    assert rules.source == str(default_rules_path()) and rules.version == 1
+    assert evaluate(rules, diary(seizure=1)).rules_version == 1  # stored with every alert it raises
+
+
+@pytest.mark.parametrize("hours", [0.5, 1, 48])
+def test_any_positive_number_of_hours_is_a_valid_setting(tmp_path: Path, hours: float) -> None:
+    data = _default_data()
+    data["settings"]["amber_review_hours"] = hours
+    path = tmp_path / "hours.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert load_alert_rules(path).settings.amber_review_hours == hours
+
+
+def test_op_in_with_a_single_number_is_refused_with_a_hint(tmp_path: Path) -> None:
+    data = _default_data()
+    data["rules"][6]["condition"]["all"][0]["value"] = 2
+    path = tmp_path / "in.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(DataFileError) as excinfo:
+        load_alert_rules(path)
+    assert excinfo.value.problem == "op 'in' needs a non-empty list of numbers"
+
+
 def test_rule_lookup_by_id(rules: AlertRuleSet) -> None:
     for rule in rules.rules:
         assert rules.rule(rule.id) is rule
@@ -299,9 +323,9 @@ def _duplicate_first_rule(data: dict[str, Any]) -> None:
 
 # fmt: off
 INVALID = [
-    pytest.param(_set(("rules", 0, "condition", "item"), "seizures"), "rules[0](red_seizure).condition.item", "unknown item 'seizures'", id="unknown-item"),
+    pytest.param(_set(("rules", 0, "condition", "item"), "seizures"), "rules[0](red_seizure).condition.item", f"unknown item 'seizures'; known {', '.join(sorted(DIARY_ITEMS))}", id="unknown-item"),
     pytest.param(_set(("rules", 3, "condition", "all", 1, "any", 0, "item"), "neck"), "rules[3](red_headache_meningism).condition.all[1].any[0].item", "unknown item", id="unknown-nested-item"),
-    pytest.param(_set(("rules", 2, "condition", "op"), ">="), "rules[2](red_fever).condition.op", "unknown op '>='", id="bad-op"),
+    pytest.param(_set(("rules", 2, "condition", "op"), ">="), "rules[2](red_fever).condition.op", "unknown op '>='; allowed ge, gt, le, lt, eq, in", id="bad-op"),
     pytest.param(_set(("rules", 0, "level"), "orange"), "rules[0](red_seizure).level", "'orange'", id="bad-level"),
     pytest.param(_set(("rules", 0, "condition", "value"), True), "rules[0](red_seizure).condition.value", "0/1", id="yaml-yes-value"),
     pytest.param(_set(("rules", 0, "condition", "value"), "1"), "rules[0](red_seizure).condition.value", "finite number", id="string-value"),
@@ -318,6 +342,8 @@ INVALID = [
     pytest.param(_set(("settings", "amber_escalation_hours"), 0), "settings.amber_escalation_hours", "positive", id="zero-hours"),
     pytest.param(_delete(("settings", "amber_review_hours")), "settings.amber_review_hours", "missing required field", id="missing-setting"),
     pytest.param(_set(("version",), "1"), "version", "expected integer", id="bad-version"),
+    pytest.param(_set(("version",), 0), "version", "must be >= 1, got 0", id="version-0"),
+    pytest.param(_set(("rules", 3, "condition", "item"), "fever"), "rules[3](red_headache_meningism).condition", "'all'/'any' must be the only key, got all, item", id="all-and-item"),
     pytest.param(_set(("rules",), []), "rules", "non-empty list", id="no-rules"),
 ]
 # fmt: on
