@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -451,3 +452,17 @@ def test_a_value_set_made_for_another_instrument_is_refused(tmp_path) -> None:
     answers = {"mo": 1, "sc": 1, "ua": 2, "pd": 1, "ad": 1, "vas": 70}
     with pytest.raises(ValueError, match="^value set 'SITE_2026' does not apply to eq5d5l$"):
         score_detail("eq5d5l", answers, value_set="SITE_2026", registry=registry)
+
+
+def test_a_value_set_constant_is_subtracted_once_unless_the_profile_is_full_health() -> None:
+    """Value sets such as the EQ-5D-3L UK tariff subtract a constant for any problem at all."""
+    from fractions import Fraction
+
+    from qol_app.scoring.eq5d import eq5d_index
+
+    cn = get_registry().value_set("CN_2017")
+    with_constant = replace(cn, name="TEST_CONSTANT", constant=0.05)
+    full_health = dict.fromkeys(cn.dimensions, 1)
+    assert eq5d_index(full_health, with_constant) == 1
+    assert eq5d_index(full_health | {"mo": 2}, with_constant) == Fraction("0.884")  # 1 - 0.066 - 0.05
+    assert eq5d_index(full_health | {"mo": 2, "sc": 3}, with_constant) == Fraction("0.768")  # - 0.116 too
