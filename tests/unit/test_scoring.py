@@ -313,6 +313,8 @@ def test_diary_worst_zero_is_a_value() -> None:
         ("eortc_qlq_c30", {"q1": 0}, "'q1': 0 is not one of the codes 1, 2, 3, 4"),
         ("eortc_qlq_c30", {"q1": 5}, "'q1': 5 is not one of"),
         ("eortc_qlq_c30", {"q29": 8}, "'q29': 8 is not one of the codes 1, 2, 3, 4, 5, 6, 7"),
+        ("eortc_qlq_c30", {"q1": None, "q2": 9}, "'q2': 9 is not one of the codes"),  # after a skipped item
+        ("eortc_qlq_c30", {"q1": None, "q99": 1}, "unknown item id 'q99'"),
         ("eortc_qlq_c30", {"q2": True}, "'q2': True is a bool"),
         ("eortc_qlq_c30", {"q2": 2.0}, "'q2': 2.0 is not an integer code"),
         ("eortc_qlq_c30", {"q2": "2"}, "'q2': '2' is not an integer code"),
