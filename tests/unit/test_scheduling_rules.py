@@ -142,6 +142,8 @@ def _mutations() -> list[tuple[str, Any, str]]:
         (set_rule("follow_up", ["key"], "fu"), "rules[6].key", "{k}"),
         (set_rule("follow_up", ["repeat", "every_days"], 0), "rules[6].repeat.every_days", ">= 1"),
         (set_rule("nadir_diary", ["cycle_days", "last"], 3), "rules[3].cycle_days.last", ">= 8"),
+        (set_rule("intrathecal_diary", ["days", "first"], -1), "rules[2].days.first", ">= 0"),  # before the dose
+        (set_rule("nadir_diary", ["cycle_days", "first"], 0), "rules[3].cycle_days.first", ">= 1"),  # day 1 = dose
         (set_rule("nadir_diary", ["key"], "nadir"), "rules[3].key", "unknown field"),
         (drop_rule_field("end_of_treatment", "window"), "rules[5].window", "required"),
         (set_rule("end_of_treatment", ["grace_days"], "three"), "rules[5].grace_days", "integer"),
@@ -186,3 +188,32 @@ def test_duplicate_yaml_key_and_bad_syntax_name_the_file(tmp_path: Path) -> None
 def test_top_level_must_be_mapping() -> None:
     with pytest.raises(DataFileError, match=r"^inline: expected mapping, got list"):
         parse_schedule(["not", "a", "mapping"], source="inline")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "problem"),
+    [
+        (lambda r: r["target"].update(offset_days=20), "rules[1].target", "give exactly one of offset_days, cycle_day"),
+        (
+            lambda r: r.update(anchor="progression", key="p-{n}"),
+            "rules[1].target.cycle_day",
+            "cycle days are only valid with anchor systemic_cycle",
+        ),
+    ],
+    ids=["offset-and-cycle-day", "cycle-day-off-cycle"],
+)
+def test_cycle_day_errors_say_what_to_change(tmp_path: Path, mutate: Any, field: str, problem: str) -> None:
+    """The whole problem text, as the protocol editor reads it."""
+    data = _base()
+    mutate(_rule(data, "after_systemic_cycle"))
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == (field, problem)
+
+
+def test_cycle_days_in_a_format_1_file_ask_for_format_2(tmp_path: Path) -> None:
+    data = _base()
+    data["schema_version"] = 1
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == ("rules[1].target.cycle_day", "cycle days need schema_version: 2")
