@@ -117,6 +117,36 @@ def test_cycle_without_length_uses_default_and_without_number_uses_order() -> No
     assert tps["sys-c2"].target_date == date(2026, 4, 21)  # default 21 days: day 21
 
 
+def test_format_1_cycle_length_target_is_the_day_the_next_cycle_would_start() -> None:
+    # format 1 counted "cycle_length" as anchor + length (format 2 says cycle day N instead)
+    schedule = parse_schedule(
+        {
+            "schema_version": 1,
+            "id": "old",
+            "arms": ["A", "B"],
+            "lookahead_days": 35,
+            "defaults": {"cycle_length_days": 28},
+            "rules": [
+                {
+                    "id": "after_cycle",
+                    "kind": "questionnaire",
+                    "anchor": "systemic_cycle",
+                    "arms": "both",
+                    "instruments": ["eq5d5l"],
+                    "key": "c{n}",
+                    "target": {"offset_days": "cycle_length"},
+                    "window": {"before": 3, "after": 3},
+                }
+            ],
+        },
+        source="inline",
+    )
+    start = date(2026, 3, 4)
+    events = [cycle(1, start, 1, 21), cycle(2, start + 21 * D, 2, 14), cycle(3, start + 35 * D, 3, None)]
+    tps = by_key(plan(schedule, patient("B"), events, RAND))
+    assert [tps[k].target_date for k in ("c1", "c2", "c3")] == [start + 21 * D, start + 35 * D, start + 63 * D]
+
+
 def test_the_first_cycles_window_closes_before_the_second_of_three_cycles() -> None:
     start = date(2026, 3, 4)  # cycle 2 given early (day 19), cycle 3 on time after it
     events = [cycle(1, start, 1), cycle(2, start + 18 * D, 2), cycle(3, start + 39 * D, 3)]

@@ -147,6 +147,11 @@ def _mutations() -> list[tuple[str, Any, str]]:
         (set_rule("nadir_diary", ["key"], "nadir"), "rules[3].key", "unknown field"),
         (drop_rule_field("end_of_treatment", "window"), "rules[5].window", "required"),
         (set_rule("end_of_treatment", ["grace_days"], "three"), "rules[5].grace_days", "integer"),
+        (
+            set_rule("end_of_treatment", ["target", "offset_days"], "30"),
+            "rules[5].target.offset_days",
+            "expected integer or 'cycle_length', got str",
+        ),
         (set_rule("end_of_treatment", ["key"], "diary-eot"), "rules[5].key", "reserved"),
         (dup_rule, "rules[7].id", "duplicate rule id"),
     ]
@@ -199,8 +204,13 @@ def test_top_level_must_be_mapping() -> None:
             "rules[1].target.cycle_day",
             "cycle days are only valid with anchor systemic_cycle",
         ),
+        (
+            lambda r: r.update(anchor="progression", key="p-{n}", target={"offset_days": "cycle_length"}),
+            "rules[1].target.offset_days",
+            "cycle_length is only valid with anchor systemic_cycle",
+        ),
     ],
-    ids=["offset-and-cycle-day", "cycle-day-off-cycle"],
+    ids=["offset-and-cycle-day", "cycle-day-off-cycle", "cycle-length-off-cycle"],
 )
 def test_cycle_day_errors_say_what_to_change(tmp_path: Path, mutate: Any, field: str, problem: str) -> None:
     """The whole problem text, as the protocol editor reads it."""
