@@ -147,6 +147,38 @@ def test_format_1_cycle_length_target_is_the_day_the_next_cycle_would_start() ->
     assert [tps[k].target_date for k in ("c1", "c2", "c3")] == [start + 21 * D, start + 35 * D, start + 63 * D]
 
 
+def test_cycle_day_n_targets_administration_plus_n_minus_1_with_the_files_default_grace() -> None:
+    schedule = parse_schedule(
+        {
+            "schema_version": 2,
+            "version": "t1",
+            "id": "midcycle",
+            "arms": ["A", "B"],
+            "lookahead_days": 35,
+            "defaults": {"grace_days": {"questionnaire": 5}},
+            "rules": [
+                {
+                    "id": "mid",
+                    "kind": "questionnaire",
+                    "anchor": "systemic_cycle",
+                    "arms": "both",
+                    "instruments": ["eq5d5l"],
+                    "key": "mid-c{n}",
+                    "target": {"cycle_day": 15},
+                    "window": {"before": 0, "after": 0},
+                }
+            ],
+        },
+        source="inline",
+    )
+    start = date(2026, 3, 4)
+    tp = by_key(plan(schedule, patient("B"), [cycle(1, start, 1)], RAND))["mid-c1"]
+    assert (tp.target_date, tp.grace_end) == (start + 14 * D, start + 19 * D)  # day 15; 5 grace days
+    assert schedule.rule("mid").grace_days == 5
+    with pytest.raises(KeyError, match="no_such_rule"):
+        schedule.rule("no_such_rule")
+
+
 def test_the_first_cycles_window_closes_before_the_second_of_three_cycles() -> None:
     start = date(2026, 3, 4)  # cycle 2 given early (day 19), cycle 3 on time after it
     events = [cycle(1, start, 1), cycle(2, start + 18 * D, 2), cycle(3, start + 39 * D, 3)]
