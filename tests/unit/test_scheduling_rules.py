@@ -139,6 +139,7 @@ def _mutations() -> list[tuple[str, Any, str]]:
         ),
         (set_rule("progression", ["key"], "prog"), "rules[4].key", "{n}"),
         (set_rule("progression", ["key"], "prog-{x}"), "rules[4].key", "placeholder"),
+        (set_rule("progression", ["key"], "prog-{n"), "rules[4].key", "invalid template 'prog-{n'"),
         (set_rule("follow_up", ["key"], "fu"), "rules[6].key", "{k}"),
         (set_rule("follow_up", ["repeat", "every_days"], 0), "rules[6].repeat.every_days", ">= 1"),
         (set_rule("nadir_diary", ["cycle_days", "last"], 3), "rules[3].cycle_days.last", ">= 8"),
@@ -227,3 +228,14 @@ def test_cycle_days_in_a_format_1_file_ask_for_format_2(tmp_path: Path) -> None:
     with pytest.raises(DataFileError) as info:
         load_schedule(_write(tmp_path, data))
     assert (info.value.field, info.value.problem) == ("rules[1].target.cycle_day", "cycle days need schema_version: 2")
+
+
+def test_parsed_data_is_named_by_its_source_and_checked_against_known_instruments() -> None:
+    data = _base()
+    assert parse_schedule(data, source="amendment 3").source == "amendment 3"
+    with pytest.raises(DataFileError) as info:
+        parse_schedule({**data, "lookahead_days": -1}, source="amendment 3")
+    assert (info.value.file, info.value.field) == ("amendment 3", "lookahead_days")
+    _rule(data, "baseline")["instruments"] = ["eortc_qlq_c31"]
+    with pytest.raises(DataFileError, match=r"rules\[0\]\.instruments\[0\]: unknown instrument 'eortc_qlq_c31'"):
+        parse_schedule(data, source="amendment 3", known_instruments=INSTRUMENTS)
