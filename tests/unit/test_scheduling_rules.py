@@ -239,3 +239,21 @@ def test_parsed_data_is_named_by_its_source_and_checked_against_known_instrument
     _rule(data, "baseline")["instruments"] = ["eortc_qlq_c31"]
     with pytest.raises(DataFileError, match=r"rules\[0\]\.instruments\[0\]: unknown instrument 'eortc_qlq_c31'"):
         parse_schedule(data, source="amendment 3", known_instruments=INSTRUMENTS)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "key", "problem"),
+    [
+        ("after_systemic_cycle", "sys-c{n:02d}", "placeholders in 'sys-c{n:02d}' take no format spec or conversion"),
+        ("after_systemic_cycle", "sys-c{n!r}", "placeholders in 'sys-c{n!r}' take no format spec or conversion"),
+        ("after_systemic_cycle", "Sys-C{n}", "'Sys-C{n}' must give lower-case letters, digits, '-' or '_'"),
+        ("follow_up", "fu", "a repeating rule needs {k} (the occurrence number) in its key"),
+        ("end_of_treatment", "eot-{k}", "{k} is only meaningful with repeat"),
+    ],
+)
+def test_key_template_errors_say_what_to_change(tmp_path: Path, rule_id: str, key: str, problem: str) -> None:
+    data = _base()
+    _rule(data, rule_id)["key"] = key
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert info.value.problem == problem
