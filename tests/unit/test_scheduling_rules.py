@@ -257,3 +257,17 @@ def test_key_template_errors_say_what_to_change(tmp_path: Path, rule_id: str, ke
     with pytest.raises(DataFileError) as info:
         load_schedule(_write(tmp_path, data))
     assert info.value.problem == problem
+
+
+def test_arms_all_means_every_arm_of_the_schedule(tmp_path: Path) -> None:
+    data = _base()
+    _rule(data, "intrathecal_diary")["arms"] = "all"
+    assert load_schedule(_write(tmp_path, data)).rule("intrathecal_diary").arms == frozenset({"A", "B"})
+
+
+def test_an_instrument_listed_twice_is_refused(tmp_path: Path) -> None:
+    data = _base()
+    _rule(data, "baseline")["instruments"] = ["eq5d5l", "eortc_qlq_c30", "eq5d5l"]
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == ("rules[0].instruments", "lists an instrument twice")
