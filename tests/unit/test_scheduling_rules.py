@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from qol_app.datafile import DataFileError
-from qol_app.scheduling import SCHEDULES_DIR, load_schedule, parse_schedule
+from qol_app.scheduling import SCHEDULES_DIR, EventFact, PatientFacts, load_schedule, parse_schedule, plan
 from qol_app.scheduling.rules import Target, Window
 
 INSTRUMENTS = {"eortc_qlq_c30", "eortc_qlq_bn20", "eq5d5l", "symptom_diary"}
@@ -129,7 +130,9 @@ def _mutations() -> list[tuple[str, Any, str]]:
         (set_rule("baseline", ["window", "before"], -2), "rules[0].window.before", ">= 0"),
         (set_rule("baseline", ["window", "befor"], 2), "rules[0].window.befor", "unknown field"),
         (set_rule("baseline", ["anchor"], "randomisation"), "rules[0].anchor", "is not one of"),
-        (set_rule("baseline", ["arms"], ["C"]), "rules[0].arms[0]", "unknown arm"),
+        (set_rule("baseline", ["arms"], ["C"]), "rules[0].arms[0]", "unknown arm 'C' (schedule arms: A, B)"),
+        (top("defaults", {"grace_days": {"questionnaire": -1}}), "defaults.grace_days.questionnaire", ">= 0"),
+        (top("defaults", {"cycle_length_days": 0}), "defaults.cycle_length_days", ">= 1"),
         (set_rule("baseline", ["kind"], "survey"), "rules[0].kind", "is not one of"),
         (set_rule("baseline", ["instruments"], []), "rules[0].instruments", "non-empty"),
         (
@@ -271,3 +274,28 @@ def test_an_instrument_listed_twice_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataFileError) as info:
         load_schedule(_write(tmp_path, data))
     assert (info.value.field, info.value.problem) == ("rules[0].instruments", "lists an instrument twice")
+
+
+def test_defaults_and_per_rule_cycle_lengths(tmp_path: Path) -> None:
+    def target(data: dict[str, Any]) -> Any:
+        schedule = load_schedule(_write(tmp_path, data))
+        patient = PatientFacts("B", date(2026, 3, 2), "Asia/Shanghai")
+        cycle = EventFact(1, "systemic_cycle", date(2026, 3, 4))  # no length recorded
+        return {tp.key: tp for tp in plan(schedule, patient, [cycle], date(2026, 3, 2))}["sys-c1"].target_date
+
+    data = _base()
+    data["defaults"] = {"grace_days": {"questionnaire": 0, "diary": 0}, "cycle_length_days": 1}
+    schedule = load_schedule(_write(tmp_path, data))  # no grace at all and 1-day cycles are allowed
+    assert (schedule.rule("baseline").grace_days, schedule.rule("nadir_diary").grace_days) == (0, 0)
+    data["defaults"] = {"grace_days": {"questionnaire": 2}}  # no cycle length: 21 days
+    assert target(data) == date(2026, 3, 24)  # cycle day 21
+    _rule(data, "after_systemic_cycle")["cycle_length_days"] = 28  # the rule's own default
+    assert target(data) == date(2026, 3, 31)  # cycle day 28
+
+
+def test_a_rule_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    data = _base()
+    data["rules"][1] = ["after_systemic_cycle"]
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert info.value.field == "rules[1]" and "expected mapping" in info.value.problem
