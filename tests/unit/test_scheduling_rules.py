@@ -299,3 +299,36 @@ def test_a_rule_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataFileError) as info:
         load_schedule(_write(tmp_path, data))
     assert info.value.field == "rules[1]" and "expected mapping" in info.value.problem
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "changes", "field", "problem"),
+    [
+        ("baseline", {"description": 7}, "rules[0].description", "expected string, got int"),
+        ("baseline", {"grace_days": -1}, "rules[0].grace_days", "must be >= 0, got -1"),
+        ("after_systemic_cycle", {"cycle_length_days": 0}, "rules[1].cycle_length_days", "must be >= 1, got 0"),
+        (
+            "nadir_diary",
+            {"anchor": "intrathecal_dose"},
+            "rules[3].cycle_days",
+            "cycle days are only valid with anchor systemic_cycle",
+        ),
+    ],
+)
+def test_rule_field_errors(tmp_path: Path, rule_id: str, changes: dict[str, Any], field: str, problem: str) -> None:
+    data = _base()
+    _rule(data, rule_id).update(changes)
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == (field, problem)
+
+
+def test_rule_description_grace_and_cycle_length_are_read_as_written(tmp_path: Path) -> None:
+    data = _base()
+    _rule(data, "baseline").update(description="Before the first dose", grace_days=0)
+    _rule(data, "after_systemic_cycle")["cycle_length_days"] = 1
+    del _rule(data, "progression")["description"]
+    schedule = load_schedule(_write(tmp_path, data))
+    assert (schedule.rule("baseline").description, schedule.rule("baseline").grace_days) == ("Before the first dose", 0)
+    assert schedule.rule("after_systemic_cycle").cycle_length_days == 1
+    assert schedule.rule("progression").description == ""
