@@ -306,6 +306,13 @@ def test_a_rule_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     [
         ("baseline", {"description": 7}, "rules[0].description", "expected string, got int"),
         ("baseline", {"grace_days": -1}, "rules[0].grace_days", "must be >= 0, got -1"),
+        (
+            "follow_up",
+            {"repeat": {"every_days": 28, "max_count": 0}},
+            "rules[6].repeat.max_count",
+            "must be >= 1, got 0",
+        ),
+        ("baseline", {"window": {"before": 7, "after": -1}}, "rules[0].window.after", "must be >= 0, got -1"),
         ("after_systemic_cycle", {"cycle_length_days": 0}, "rules[1].cycle_length_days", "must be >= 1, got 0"),
         (
             "nadir_diary",
@@ -332,3 +339,21 @@ def test_rule_description_grace_and_cycle_length_are_read_as_written(tmp_path: P
     assert (schedule.rule("baseline").description, schedule.rule("baseline").grace_days) == ("Before the first dose", 0)
     assert schedule.rule("after_systemic_cycle").cycle_length_days == 1
     assert schedule.rule("progression").description == ""
+
+
+def test_arms_are_listed_once_each_with_plain_names(tmp_path: Path) -> None:
+    data = _base()
+    data["arms"] = ["A", "B", "A"]
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == ("arms", "lists an arm twice")
+    data["arms"] = ["A", "arm B"]
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert info.value.field == "arms[1]" and "does not match" in info.value.problem
+
+
+def test_a_repeat_may_stop_after_one_occurrence(tmp_path: Path) -> None:
+    data = _base()
+    _rule(data, "follow_up")["repeat"] = {"every_days": 28, "max_count": 1}
+    assert load_schedule(_write(tmp_path, data)).rule("follow_up").repeat.max_count == 1  # type: ignore[union-attr]
