@@ -335,6 +335,7 @@ def test_rule_description_grace_and_cycle_length_are_read_as_written(tmp_path: P
     _rule(data, "baseline").update(description="Before the first dose", grace_days=0)
     _rule(data, "after_systemic_cycle")["cycle_length_days"] = 1
     del _rule(data, "progression")["description"]
+    data["description"] = "Amendment 3: follow-up every 4 weeks"  # the file's own description is optional
     schedule = load_schedule(_write(tmp_path, data))
     assert (schedule.rule("baseline").description, schedule.rule("baseline").grace_days) == ("Before the first dose", 0)
     assert schedule.rule("after_systemic_cycle").cycle_length_days == 1
