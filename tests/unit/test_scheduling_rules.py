@@ -358,3 +358,26 @@ def test_a_repeat_may_stop_after_one_occurrence(tmp_path: Path) -> None:
     data = _base()
     _rule(data, "follow_up")["repeat"] = {"every_days": 28, "max_count": 1}
     assert load_schedule(_write(tmp_path, data)).rule("follow_up").repeat.max_count == 1  # type: ignore[union-attr]
+
+
+def test_an_integer_protocol_version_is_read_as_text(tmp_path: Path) -> None:
+    data = _base()
+    data["version"] = 2  # `version: 2` in YAML
+    assert load_schedule(_write(tmp_path, data)).version_label == "conquer_default@2"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("version", True, "expected string, got bool True"),
+        ("version", -1, "'-1' does not match ^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"),
+        ("schema_version", 0, "must be >= 1, got 0"),
+        ("schema_version", 3, "unsupported version 3 (this code reads 1, 2)"),
+    ],
+)
+def test_version_errors(tmp_path: Path, key: str, value: object, problem: str) -> None:
+    data = _base()
+    data[key] = value
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == (key, problem)
