@@ -381,3 +381,32 @@ def test_version_errors(tmp_path: Path, key: str, value: object, problem: str) -
     with pytest.raises(DataFileError) as info:
         load_schedule(_write(tmp_path, data))
     assert (info.value.field, info.value.problem) == (key, problem)
+
+
+def test_a_format_1_file_is_version_1_and_titles_default_to_the_id(tmp_path: Path) -> None:
+    data = _base()
+    data.update(schema_version=1, study_end_days=1)  # a study of one day is short, but allowed
+    del data["version"]
+    for rule in data["rules"]:  # format 1 has no cycle days
+        if "cycle_days" in rule:
+            del rule["cycle_days"]
+            rule["days"] = {"first": 7, "last": 14}
+        if rule.get("target") == {"cycle_day": "last"}:
+            rule["target"], rule["window"] = {"offset_days": "cycle_length"}, {"before": 3, "after": 3}
+    schedule = load_schedule(_write(tmp_path, data))
+    assert (schedule.version, schedule.version_label, schedule.study_end_days) == ("1", "conquer_default@1", 1)
+    assert schedule.title == data["title"]
+    del data["title"]
+    assert load_schedule(_write(tmp_path, data)).title == "conquer_default"
+    data["study_end_days"] = 0
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == ("study_end_days", "must be >= 1, got 0")
+
+
+def test_a_format_2_file_needs_a_protocol_version(tmp_path: Path) -> None:
+    data = _base()
+    del data["version"]
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == ("version", "missing required field")
