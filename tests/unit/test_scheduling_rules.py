@@ -410,3 +410,31 @@ def test_a_format_2_file_needs_a_protocol_version(tmp_path: Path) -> None:
     with pytest.raises(DataFileError) as info:
         load_schedule(_write(tmp_path, data))
     assert (info.value.field, info.value.problem) == ("version", "missing required field")
+
+
+def test_a_key_template_or_rule_id_used_twice_is_refused_naming_the_other_rule(tmp_path: Path) -> None:
+    data = _base()
+    _rule(data, "end_of_treatment")["key"] = "baseline"
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == (
+        "rules[5].key",
+        "key template 'baseline' already used by rule 'baseline'",
+    )
+    data = _base()
+    data["rules"].append(copy.deepcopy(data["rules"][0]))
+    with pytest.raises(DataFileError) as info:
+        load_schedule(_write(tmp_path, data))
+    assert (info.value.field, info.value.problem) == ("rules[7].id", "duplicate rule id 'baseline' (also rules[0])")
+
+
+def test_without_defaults_an_unlengthed_cycle_lasts_21_days(tmp_path: Path) -> None:
+    data = _base()
+    del data["defaults"]
+    schedule = load_schedule(_write(tmp_path, data))
+    patient = PatientFacts("B", date(2026, 3, 2), "Asia/Shanghai")
+    tps = {
+        tp.key: tp
+        for tp in plan(schedule, patient, [EventFact(1, "systemic_cycle", date(2026, 3, 4))], date(2026, 3, 2))
+    }
+    assert tps["sys-c1"].target_date == date(2026, 3, 24)  # cycle day 21
