@@ -438,3 +438,13 @@ def test_without_defaults_an_unlengthed_cycle_lasts_21_days(tmp_path: Path) -> N
         for tp in plan(schedule, patient, [EventFact(1, "systemic_cycle", date(2026, 3, 4))], date(2026, 3, 2))
     }
     assert tps["sys-c1"].target_date == date(2026, 3, 24)  # cycle day 21
+
+
+def test_forms_open_at_the_end_are_not_expected_unless_the_file_says_otherwise(tmp_path: Path) -> None:
+    data = _base()
+    del data["open_forms_at_end"]
+    schedule = load_schedule(_write(tmp_path, data))
+    assert schedule.open_forms_at_end == "not_expected"
+    died = PatientFacts("B", date(2026, 3, 2), "Asia/Shanghai", end_status="died", end_date=date(2026, 3, 4))
+    (baseline,) = plan(schedule, died, [], date(2026, 3, 4))  # still in its grace days on the day of death
+    assert not baseline.expected
