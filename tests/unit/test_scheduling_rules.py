@@ -378,9 +378,10 @@ def test_an_integer_protocol_version_is_read_as_text(tmp_path: Path) -> None:
 def test_version_errors(tmp_path: Path, key: str, value: object, problem: str) -> None:
     data = _base()
     data[key] = value
+    path = _write(tmp_path, data)
     with pytest.raises(DataFileError) as info:
-        load_schedule(_write(tmp_path, data))
-    assert (info.value.field, info.value.problem) == (key, problem)
+        load_schedule(path)
+    assert (info.value.file, info.value.field, info.value.problem) == (str(path), key, problem)
 
 
 def test_a_format_1_file_is_version_1_and_titles_default_to_the_id(tmp_path: Path) -> None:
