@@ -223,8 +223,21 @@ def test_figures_equal_hand_counts(session, data, now):
     d = f.cell(diary, "A")
     assert (d.expected, d.completed, d.missed, d.not_expected, d.reasons) == (2, 1, 1, 1, {"forgot": 1})
 
+    # The questionnaire total of arm A sums its timepoints; the denominator per randomized stays 3.
     q_a = compliance.totals(f, "questionnaire", "A")
-    assert (q_a.expected, q_a.completed, q_a.not_expected) == (5, 3, 1)
+    assert _counts(q_a) == {
+        "randomized": 3,
+        "on_time": 2,
+        "late": 1,
+        "partial": 0,
+        "missed": 2,
+        "pending": 0,
+        "not_expected": 1,
+        "expected": 5,
+    }
+    assert (q_a.completed, q_a.rate_randomized, q_a.reasons) == (3, 1.0, {"too_ill": 1, "hospitalised": 1})
+    q_b = compliance.totals(f, "questionnaire", "B")
+    assert (q_b.randomized, q_b.partial, q_b.missed, q_b.pending, q_b.without_reason) == (2, 1, 1, 2, 2)
 
     assert f.help_share("A") == (1, 0, 4) and f.help_share("B") == (0, 1, 1)  # 4: with a1's diary
     assert f.modes["A"] == {"web": 3, "interview": 1}
@@ -248,8 +261,26 @@ def test_form_figures_equal_hand_counts(session, data, now):
     assert (a1.expected, a1.received, a1.not_expected, a1.rate_randomized) == (2, 1, 1, pytest.approx(1 / 3))
     d = f.form_cell(diary, "A")
     assert (d.expected, d.received, d.missed, d.not_expected, d.rate, d.rate_randomized) == (2, 1, 1, 1, 0.5, None)
+    # The dashboard's footer: every questionnaire form of an arm summed, per randomized too.
     total = compliance.form_totals(f, "questionnaire", "A")
-    assert (total.expected, total.received, total.not_expected) == (5, 3, 1)
+    assert _counts(total) == {
+        "randomized": 3,
+        "on_time": 2,
+        "late": 1,
+        "partial": 0,
+        "missed": 2,
+        "pending": 0,
+        "not_expected": 1,
+        "expected": 5,
+    }
+    assert (total.received, total.rate, total.rate_randomized) == (3, pytest.approx(3 / 5), 1.0)
+    assert total.reasons == {"too_ill": 1, "hospitalised": 1}
+    # b2's sys-c1 form (window open) and b1's sys-c2 form (in its grace period) are not decided yet.
+    assert f.form_cell(c1, "B").pending == 1
+    total_b = compliance.form_totals(f, "questionnaire", "B")
+    assert (total_b.randomized, total_b.expected, total_b.received, total_b.missed, total_b.pending) == (2, 3, 1, 2, 2)
+    diaries = compliance.form_totals(f, "diary", "A")
+    assert (diaries.kind, diaries.expected, diaries.received, diaries.rate_randomized) == ("diary", 2, 1, None)
 
 
 def test_site_comparison_for_several_sites(session, factory, data, now):
