@@ -296,3 +296,85 @@ def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypa
     result = timepoints.reconcile_patient(session, NURSE, patient, now)
     assert result.created == 0 and audit_count(session) == before
     assert session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).one().key == "baseline"
+
+
+def test_a_cycle_moved_back_reopens_its_cancelled_diary_days_and_the_counts_match_the_audit(
+    session, patient, cycle, now
+):
+    """Cycle 1 entered two days late, then back: the nadir-diary days the first move dropped come
+    back live without the cancellation reason, the days both plans share follow the cycle's date
+    (re-anchored), and each reported count equals its audit rows."""
+    later = treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now)
+    tps = timepoints_of(session, patient)
+    assert [(tps[f"diary-2026-03-{d}"].status, tps[f"diary-2026-03-{d}"].cancel_reason) for d in (10, 11)] == [
+        ("cancelled", "no_longer_planned"),
+        ("cancelled", "no_longer_planned"),
+    ]
+    assert {tps[f"diary-2026-03-{d}"].anchor_date for d in range(12, 20)} == {C1 + 2 * D}
+    moves = [a.new["key"] for a in _audits(session, "move")]
+    assert moves == ["sys-c1", *(f"diary-2026-03-{d}" for d in range(12, 18))]
+    assert (later.created, later.moved, later.cancelled, later.reactivated) == (2, 7, 2, 0)
+
+    back = treatment_events.move_event(session, NURSE, cycle, date=C1, reason="typo corrected", now=now)
+    tps = timepoints_of(session, patient)
+    assert (back.created, back.moved, back.cancelled, back.reactivated) == (0, 7, 2, 2)
+    assert len(_audits(session, "move")) == 14
+    assert (tps["diary-2026-03-10"].status, tps["diary-2026-03-10"].cancel_reason) == ("open", None)
+    assert (tps["diary-2026-03-11"].status, tps["diary-2026-03-11"].cancel_reason) == ("scheduled", None)
+    assert [tps[f"diary-2026-03-{d}"].status for d in (18, 19)] == ["cancelled", "cancelled"]
+    assert {tps[f"diary-2026-03-{d}"].anchor_date for d in range(10, 18)} == {C1}
+    assert tps["sys-c1"].target_date == C1 + 20 * D
+    reactivations = _audits(session, "reactivate")
+    assert sorted(a.new["key"] for a in reactivations) == ["diary-2026-03-10", "diary-2026-03-11"]
+    assert all(a.old["cancel_reason"] == "no_longer_planned" and a.new["cancel_reason"] is None for a in reactivations)
+
+
+def test_a_death_recorded_late_marks_a_follow_up_beyond_the_plan_not_expected(session, patient, cycle, now):
+    """Death entered weeks later with its real (earlier) date: the follow-up already created is
+    past what the plan now reaches but after the death, so it is kept as not expected (never
+    cancelled, never missed), like the post-cycle form; each mark has its own audit row."""
+    treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
+    timepoints.reconcile_all(session, now + 20 * D)
+    assert timepoints_of(session, patient)["fu-1"].status == "scheduled"
+    result = treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 10), reason="reported late", now=now + 25 * D
+    )
+    tps = timepoints_of(session, patient)
+    for key in ("fu-1", "eot", "sys-c1"):
+        assert (tps[key].status, tps[key].not_expected_reason, tps[key].cancel_reason) == ("not_expected", "died", None)
+    marks = {a.new["key"]: a for a in _audits(session, "not_expected")}
+    assert {"fu-1", "eot", "sys-c1"} <= set(marks)
+    assert result.not_expected == len(marks)
+    assert marks["fu-1"].old == {"status": "scheduled", "not_expected_reason": None}
+    assert marks["fu-1"].new == {"key": "fu-1", "status": "not_expected", "not_expected_reason": "died"}
+    assert marks["sys-c1"].new["not_expected_reason"] == "died"
+    assert {a.reason for a in marks.values()} == {"patient died"}
+
+
+def test_a_cycle_date_corrected_into_the_past_misses_its_form_as_offered_or_never_offered(session, factory, now):
+    """CLINICAL.md §2, late entry, for corrections: a post-cycle form moved wholly into a past in
+    which the patient never had it open is missed ``not_offered`` (administrative), and that
+    reason goes when the form moves back to the future; one the patient had open on a day of its
+    new window is a patient-related miss, waiting for the nurse's reason."""
+    never = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(session, NURSE, never, kind="systemic_cycle", date=C1, now=now)
+    assert timepoints_of(session, never)["sys-c1"].status == "scheduled"  # window 20-26 March
+    later = now + dt.timedelta(hours=1)
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 1), reason="wrong month", now=later)
+    c1 = timepoints_of(session, never)["sys-c1"]
+    assert (c1.window_start, c1.window_end) == (dt.date(2026, 2, 18), dt.date(2026, 2, 24))
+    assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("missed", "not_offered", later)
+    treatment_events.move_event(session, NURSE, cycle, date=C1, reason="it was March", now=later + D)
+    c1 = timepoints_of(session, never)["sys-c1"]
+    assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("scheduled", None, later + D)
+
+    offered = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    recorded = now - 6 * D  # 4 March: the form's window (4-10 March) has just opened
+    cycle, _ = treatment_events.record_event(
+        session, NURSE, offered, kind="systemic_cycle", date=dt.date(2026, 2, 15), now=recorded
+    )
+    assert timepoints_of(session, offered)["sys-c1"].status == "open"
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 9), reason="date typo", now=now)
+    c1 = timepoints_of(session, offered)["sys-c1"]
+    assert (c1.window_start, c1.window_end) == (dt.date(2026, 2, 26), dt.date(2026, 3, 4))
+    assert (c1.status, c1.missed_reason) == ("missed", None)  # open to the patient on 4 March
