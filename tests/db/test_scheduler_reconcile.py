@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from qol_app.models import AuditEvent, OutboxMessage, Response, Timepoint
-from qol_app.services import timepoints, treatment_events
+from qol_app.services import compliance, timepoints, treatment_events
 from qol_app.services.audit import Actor, verify
 from tests.db.conftest import audit_count, timepoints_of
 
@@ -351,30 +351,57 @@ def test_a_death_recorded_late_marks_a_follow_up_beyond_the_plan_not_expected(se
     assert {a.reason for a in marks.values()} == {"patient died"}
 
 
-def test_a_cycle_date_corrected_into_the_past_misses_its_form_as_offered_or_never_offered(session, factory, now):
+def test_a_form_corrected_into_a_past_never_open_is_missed_not_offered_until_it_moves_back(session, factory, now):
     """CLINICAL.md §2, late entry, for corrections: a post-cycle form moved wholly into a past in
-    which the patient never had it open is missed ``not_offered`` (administrative), and that
-    reason goes when the form moves back to the future; one the patient had open on a day of its
-    new window is a patient-related miss, waiting for the nurse's reason."""
-    never = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
-    cycle, _ = treatment_events.record_event(session, NURSE, never, kind="systemic_cycle", date=C1, now=now)
-    assert timepoints_of(session, never)["sys-c1"].status == "scheduled"  # window 20-26 March
-    later = now + dt.timedelta(hours=1)
-    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 1), reason="wrong month", now=later)
-    c1 = timepoints_of(session, never)["sys-c1"]
-    assert (c1.window_start, c1.window_end) == (dt.date(2026, 2, 18), dt.date(2026, 2, 24))
-    assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("missed", "not_offered", later)
-    treatment_events.move_event(session, NURSE, cycle, date=C1, reason="it was March", now=later + D)
-    c1 = timepoints_of(session, never)["sys-c1"]
-    assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("scheduled", None, later + D)
+    which the patient never had it open is missed ``not_offered`` (administrative), from the
+    instant its grace period closes, through a second correction within the past, until the form
+    moves back to the future."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
+    assert timepoints_of(session, patient)["sys-c1"].status == "scheduled"  # window 20-26 March
+    # 12 February: window 1-7 March, grace until the end of 10 March (Shanghai), i.e. this instant.
+    at = dt.datetime(2026, 3, 10, 16, tzinfo=dt.UTC)
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 12), reason="wrong month", now=at)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.window_end, c1.grace_closes_at) == (dt.date(2026, 3, 1), dt.date(2026, 3, 7), at)
+    assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("missed", "not_offered", at)
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 11), reason="one day off", now=at + D)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.status, c1.missed_reason) == (dt.date(2026, 2, 28), "missed", "not_offered")
+    treatment_events.move_event(session, NURSE, cycle, date=C1, reason="it was March", now=at + 2 * D)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("scheduled", None, at + 2 * D)
 
-    offered = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+
+def test_a_death_before_a_not_offered_form_makes_it_not_expected_without_that_reason(session, factory, now):
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 11), reason="wrong month", now=now)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.target_date, c1.status, c1.missed_reason) == (dt.date(2026, 3, 3), "missed", "not_offered")
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 1), reason="reported by family", now=now + D
+    )
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.status, c1.not_expected_reason, c1.missed_reason) == ("not_expected", "died", None)
+
+
+def test_a_form_the_patient_had_open_stays_a_patient_related_miss_and_keeps_the_nurses_reason(session, factory, now):
+    """A post-cycle form open to the patient on a day of its corrected window is missed by the
+    patient (the nurse gives the reason), and a further correction keeps the nurse's reason."""
+    enrolled = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5))
+    patient = enrolled.patient
+    nurse = factory.staff("nurse", sites=[patient.site])
     recorded = now - 6 * D  # 4 March: the form's window (4-10 March) has just opened
     cycle, _ = treatment_events.record_event(
-        session, NURSE, offered, kind="systemic_cycle", date=dt.date(2026, 2, 15), now=recorded
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 15), now=recorded
     )
-    assert timepoints_of(session, offered)["sys-c1"].status == "open"
+    assert timepoints_of(session, patient)["sys-c1"].status == "open"
     treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 9), reason="date typo", now=now)
-    c1 = timepoints_of(session, offered)["sys-c1"]
+    c1 = timepoints_of(session, patient)["sys-c1"]
     assert (c1.window_start, c1.window_end) == (dt.date(2026, 2, 26), dt.date(2026, 3, 4))
     assert (c1.status, c1.missed_reason) == ("missed", None)  # open to the patient on 4 March
+    compliance.set_missed_reason(session, NURSE, nurse, c1, "too_ill", None, change_reason=None, now=now)
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 10), reason="one day off", now=now + D)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.status, c1.missed_reason) == (dt.date(2026, 2, 27), "missed", "too_ill")
