@@ -365,9 +365,12 @@ def test_a_form_corrected_into_a_past_never_open_is_missed_not_offered_until_it_
     c1 = timepoints_of(session, patient)["sys-c1"]
     assert (c1.window_start, c1.window_end, c1.grace_closes_at) == (dt.date(2026, 3, 1), dt.date(2026, 3, 7), at)
     assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("missed", "not_offered", at)
-    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 11), reason="one day off", now=at + D)
+    # A day later, to 13 February (window 2-8 March, grace closing now): the row existed since
+    # 10 March, but under dates the patient never had open, so still not offered.
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 13), reason="one day off", now=at + D)
     c1 = timepoints_of(session, patient)["sys-c1"]
-    assert (c1.window_start, c1.status, c1.missed_reason) == (dt.date(2026, 2, 28), "missed", "not_offered")
+    assert (c1.window_start, c1.grace_closes_at) == (dt.date(2026, 3, 2), at + D)
+    assert (c1.status, c1.missed_reason) == ("missed", "not_offered")
     treatment_events.move_event(session, NURSE, cycle, date=C1, reason="it was March", now=at + 2 * D)
     c1 = timepoints_of(session, patient)["sys-c1"]
     assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("scheduled", None, at + 2 * D)
@@ -405,3 +408,49 @@ def test_a_form_the_patient_had_open_stays_a_patient_related_miss_and_keeps_the_
     treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 10), reason="one day off", now=now + D)
     c1 = timepoints_of(session, patient)["sys-c1"]
     assert (c1.window_start, c1.status, c1.missed_reason) == (dt.date(2026, 2, 27), "missed", "too_ill")
+
+
+def test_a_form_open_under_its_old_dates_but_not_on_its_corrected_ones_was_not_offered(session, factory, now):
+    """The patient had the post-cycle form open 18-27 February (grace included); the cycle date is
+    then corrected so that its window is 28 February - 6 March, days on which the patient never
+    had it: not offered."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    recorded = dt.datetime(2026, 2, 20, 4, tzinfo=dt.UTC)
+    cycle, _ = treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 1), now=recorded
+    )
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.window_end, c1.status) == (dt.date(2026, 2, 18), dt.date(2026, 2, 24), "open")
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 11), reason="date typo", now=now)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.window_end) == (dt.date(2026, 2, 28), dt.date(2026, 3, 6))
+    assert (c1.status, c1.missed_reason) == ("missed", "not_offered")
+
+
+def test_diary_days_cancelled_before_they_opened_and_reactivated_after_they_closed_were_not_offered(
+    session, patient, cycle, now
+):
+    """Cycle 1 moved two days on (its first two diary days cancelled), then back ten days later:
+    the two days come back after their windows closed, never open to the patient while they were
+    live, so they are missed ``not_offered``, not patient-related misses."""
+    treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now)
+    assert timepoints_of(session, patient)["diary-2026-03-11"].status == "cancelled"
+    treatment_events.move_event(session, NURSE, cycle, date=C1, reason="typo corrected", now=now + 10 * D)
+    tps = timepoints_of(session, patient)
+    for day in ("diary-2026-03-10", "diary-2026-03-11"):
+        assert (tps[day].status, tps[day].cancel_reason, tps[day].missed_reason) == ("missed", None, "not_offered")
+
+
+def test_a_withdrawal_retracted_after_a_forms_window_leaves_it_not_offered(session, patient, cycle, now):
+    """Withdrawn on 10 March (the post-cycle form of 20-26 March not expected), recorded as active
+    again on 30 March: the form comes back missed, but the patient never had it open."""
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "withdrawn", status_date=dt.date(2026, 3, 10), reason="consent withdrawn", now=now
+    )
+    assert timepoints_of(session, patient)["sys-c1"].status == "not_expected"
+    result = treatment_events.set_patient_status(
+        session, NURSE, patient, "active", reason="entered for the wrong patient", now=now + 20 * D
+    )
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.status, c1.not_expected_reason, c1.missed_reason) == ("missed", None, "not_offered")
+    assert result.reactivated >= 1
