@@ -428,3 +428,33 @@ def test_dashboard_banner_when_the_scheduler_is_stale(app, session, factory, now
     app.config["FROZEN_NOW"] = now + dt.timedelta(minutes=app.config["SCHEDULER_STALE_MINUTES"])
     login(client, factory.staff("nurse", sites=[site]))
     assert stale in client.get("/staff/").get_data(as_text=True)
+
+
+def test_arm_totals_add_up_every_timepoint_and_an_arm_without_patients_counts_zero(session, factory, now):
+    """Two arm-A patients, each late, partial or not offered at more than one timepoint: the arm's
+    total adds them all up; arm B, with nobody randomized at this site, totals zero everywhere."""
+    site = factory.site(code="C3")
+    t1, t2 = (factory.patient(site, arm="A", pin=None, study_id=f"C3-t{i}").patient for i in (1, 2))
+    late = {"baseline": dt.datetime(2026, 2, 5, 2, tzinfo=UTC), "sys-c1": dt.datetime(2026, 3, 5, 2, tzinfo=UTC)}
+    for key, target in (("baseline", D(2026, 2, 1)), ("sys-c1", D(2026, 3, 1))):
+        rule = {"rule_id": "after_systemic_cycle"} if key == "sys-c1" else {}
+        add_timepoint(session, t1, key, status="completed", target=target, completed_at=late[key], **rule)
+        add_timepoint(session, t2, key, status="partial", target=target, started_at=late[key], **rule)
+    for patient, key, target in ((t1, "sys-c2", D(2026, 2, 15)), (t2, "sys-c3", D(2026, 2, 20))):
+        add_timepoint(
+            session,
+            patient,
+            key,
+            rule_id="after_systemic_cycle",
+            status="missed",
+            target=target,
+            missed_reason="not_offered",
+        )
+    f = _figures(session, site, now)
+    a = compliance.totals(f, "questionnaire", "A")
+    assert (a.randomized, a.on_time, a.late, a.partial, a.missed, a.not_offered) == (2, 0, 2, 2, 0, 2)
+    assert (a.expected, a.rate, a.without_reason) == (6, pytest.approx(2 / 6), 2)
+    b = compliance.totals(f, "questionnaire", "B")
+    assert (b.randomized, b.expected, b.rate, b.rate_randomized) == (0, 0, None, None)
+    b_forms = compliance.form_totals(f, "questionnaire", "B")
+    assert (b_forms.randomized, b_forms.expected, b_forms.received, b_forms.rate_randomized) == (0, 0, 0, None)
