@@ -298,6 +298,8 @@ def test_site_comparison_for_several_sites(session, factory, data, now):
     other = f.site_cell(s2.id, "questionnaire", "A")
     assert (other.randomized, other.expected, other.completed, other.rate) == (1, 1, 0, 0.0)
     assert f.site_cell(s2.id, "diary", "B").randomized == 0
+    # b2's sys-c1 (open) and b1's sys-c2 (in its grace period): two undecided timepoints at C1.
+    assert f.site_cell(site.id, "questionnaire", "B").pending == 2
 
 
 def test_dashboard_shows_the_figures_and_the_site_comparison(app, session, factory, data):
@@ -450,10 +452,24 @@ def test_arm_totals_add_up_every_timepoint_and_an_arm_without_patients_counts_ze
             target=target,
             missed_reason="not_offered",
         )
+    for patient, key in ((t1, "sys-c4"), (t2, "sys-c5")):
+        add_timepoint(
+            session,
+            patient,
+            key,
+            rule_id="after_systemic_cycle",
+            status="not_expected",
+            target=D(2026, 3, 20),
+            not_expected_reason="withdrawn",
+        )
     f = _figures(session, site, now)
     a = compliance.totals(f, "questionnaire", "A")
     assert (a.randomized, a.on_time, a.late, a.partial, a.missed, a.not_offered) == (2, 0, 2, 2, 0, 2)
-    assert (a.expected, a.rate, a.without_reason) == (6, pytest.approx(2 / 6), 2)
+    assert (a.expected, a.not_expected, a.rate, a.without_reason) == (6, 2, pytest.approx(2 / 6), 2)
+    # The site comparison adds the same forms up timepoint by timepoint.
+    at_site = f.site_cell(site.id, "questionnaire", "A")
+    assert (at_site.late, at_site.partial, at_site.not_offered, at_site.not_expected) == (2, 2, 2, 2)
+    assert (at_site.expected, at_site.reasons) == (6, {"": 2})
     b = compliance.totals(f, "questionnaire", "B")
     assert (b.randomized, b.expected, b.rate, b.rate_randomized) == (0, 0, None, None)
     b_forms = compliance.form_totals(f, "questionnaire", "B")
