@@ -454,3 +454,40 @@ def test_a_withdrawal_retracted_after_a_forms_window_leaves_it_not_offered(sessi
     c1 = timepoints_of(session, patient)["sys-c1"]
     assert (c1.status, c1.not_expected_reason, c1.missed_reason) == ("missed", None, "not_offered")
     assert result.reactivated >= 1
+
+
+def test_a_cycle_recorded_after_the_death_creates_its_forms_not_expected_never_missed(session, factory, now):
+    """Died on 5 March, and only then the cycle of 10 February is entered: its post-cycle form
+    (open 27 February - 8 March, grace included, so still open on the day of death) and its
+    later diary days are created not expected with the death as reason, with no missed reason;
+    the diary days before the death are past and were never offered."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 5), reason="reported by family", now=now
+    )
+    treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 10), now=now + dt.timedelta(hours=1)
+    )
+    tps = timepoints_of(session, patient)
+    c1 = tps["sys-c1"]
+    assert (c1.status, c1.not_expected_reason, c1.missed_reason) == ("not_expected", "died", None)
+    assert (tps["diary-2026-02-17"].status, tps["diary-2026-02-17"].missed_reason) == ("missed", "not_offered")
+    created = {a.new["key"]: a.new for a in _audits(session, "create")}
+    assert created["sys-c1"]["status"] == "not_expected" and created["sys-c1"]["not_expected_reason"] == "died"
+
+
+def test_diary_days_a_correction_adds_after_they_closed_are_not_offered_from_the_instant_they_close(
+    session, factory, now
+):
+    """Cycle 1 corrected from 3 to 1 March at midnight of 11 March (Shanghai): nadir-diary days 8
+    and 9 March are new, both closed (the 9th's grace period ends at this very instant), and were
+    never open to the patient while they existed: missed ``not_offered``."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
+    at = dt.datetime(2026, 3, 10, 16, tzinfo=dt.UTC)
+    result = treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 3, 1), reason="date typo", now=at)
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-09"].grace_closes_at == at
+    for day in ("diary-2026-03-08", "diary-2026-03-09"):
+        assert (tps[day].status, tps[day].missed_reason, tps[day].created_at) == ("missed", "not_offered", at)
+    assert result.created == 2
