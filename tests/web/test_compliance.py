@@ -474,3 +474,21 @@ def test_arm_totals_add_up_every_timepoint_and_an_arm_without_patients_counts_ze
     assert (b.randomized, b.expected, b.rate, b.rate_randomized) == (0, 0, None, None)
     b_forms = compliance.form_totals(f, "questionnaire", "B")
     assert (b_forms.randomized, b_forms.expected, b_forms.received, b_forms.rate_randomized) == (0, 0, 0, None)
+
+
+def test_a_timepoint_is_counted_from_the_instant_its_window_opens(session, factory):
+    """A post-cycle form whose window opens at midnight, 20 March (Shanghai): an instant before, the
+    timepoint is not in the figures at all (scheduled); at midnight it is pending."""
+    site = factory.site(code="C4")
+    patient = factory.patient(site, arm="A", pin=None, study_id="C4-o1").patient
+    tp = add_timepoint(
+        session, patient, "sys-c1", rule_id="after_systemic_cycle", status="scheduled", target=D(2026, 3, 23)
+    )
+    opens = dt.datetime(2026, 3, 19, 16, tzinfo=UTC)
+    assert tp.opens_at == opens
+    before = _figures(session, site, opens - dt.timedelta(microseconds=1))
+    assert before.groups == [] and before.form_groups == []
+    at = _figures(session, site, opens)
+    c1 = Group("questionnaire", "after_systemic_cycle", "sys-c1")
+    assert at.groups == [c1]
+    assert (at.cell(c1, "A").pending, at.cell(c1, "A").expected) == (1, 0)
