@@ -491,3 +491,58 @@ def test_diary_days_a_correction_adds_after_they_closed_are_not_offered_from_the
     for day in ("diary-2026-03-08", "diary-2026-03-09"):
         assert (tps[day].status, tps[day].missed_reason, tps[day].created_at) == ("missed", "not_offered", at)
     assert result.created == 2
+
+
+def test_forms_begun_but_not_sent_follow_a_death_and_its_correction(session, factory, now):
+    """A 14-day cycle of 25 February: its post-cycle form (7-13 March) and the diary of 10 March
+    are open and begun (one with answers saved, one opened on paper) when the patient dies on
+    10 March: both become not expected with the death as reason. The death, corrected ten days
+    later as entered in error, gives them back as partial forms (begun, windows closed)."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 25), cycle_length_days=14, now=now
+    )
+    tps = timepoints_of(session, patient)
+    c1, diary = tps["sys-c1"], tps["diary-2026-03-10"]
+    assert (c1.window_start, c1.window_end, c1.status, diary.status) == (
+        dt.date(2026, 3, 7),
+        dt.date(2026, 3, 13),
+        "open",
+        "open",
+    )
+    c1.started_at = now
+    session.add(
+        Response(
+            timepoint_id=diary.id,
+            patient_id=patient.id,
+            instrument_id="symptom_diary",
+            instrument_version="1",
+            language="zh_Hans",
+            wording_version="own",
+            respondent="self",
+            started_at=now,
+        )
+    )
+    session.flush()
+    assert timepoints.reconcile_patient(session, NURSE, patient, now).changed == 0  # alive: begun forms stay open
+    assert {timepoints_of(session, patient)[key].status for key in ("sys-c1", "diary-2026-03-10")} == {"open"}
+    died = treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 10), reason="reported by family", now=now
+    )
+    tps = timepoints_of(session, patient)
+    for key in ("sys-c1", "diary-2026-03-10"):
+        assert (tps[key].status, tps[key].not_expected_reason) == ("not_expected", "died")
+    marks = [a for a in _audits(session, "not_expected")]
+    assert {"sys-c1", "diary-2026-03-10"} <= {a.new["key"] for a in marks}
+    assert died.not_expected == len(marks)
+
+    corrected = treatment_events.correct_death(
+        session, NURSE, patient, reason="entered for the wrong patient", now=now + 10 * D
+    )
+    tps = timepoints_of(session, patient)
+    for key in ("sys-c1", "diary-2026-03-10"):
+        assert (tps[key].status, tps[key].not_expected_reason) == ("partial", None)
+    back = {a.new["key"]: a for a in _audits(session, "reactivate")}
+    assert back["sys-c1"].new == {"key": "sys-c1", "status": "partial", "not_expected_reason": None}
+    assert back["diary-2026-03-10"].old == {"status": "not_expected", "not_expected_reason": "died"}
+    assert corrected.reactivated == len(back)
