@@ -476,9 +476,10 @@ def test_arm_totals_add_up_every_timepoint_and_an_arm_without_patients_counts_ze
     assert (b_forms.randomized, b_forms.expected, b_forms.received, b_forms.rate_randomized) == (0, 0, 0, None)
 
 
-def test_a_timepoint_is_counted_from_the_instant_its_window_opens(session, factory):
+def test_a_timepoint_is_counted_from_the_instant_its_window_opens_and_missed_from_the_end_of_grace(session, factory):
     """A post-cycle form whose window opens at midnight, 20 March (Shanghai): an instant before, the
-    timepoint is not in the figures at all (scheduled); at midnight it is pending."""
+    timepoint is not in the figures at all (scheduled); at midnight it is pending, and it is
+    missed from the instant its grace period ends."""
     site = factory.site(code="C4")
     patient = factory.patient(site, arm="A", pin=None, study_id="C4-o1").patient
     tp = add_timepoint(
@@ -492,3 +493,7 @@ def test_a_timepoint_is_counted_from_the_instant_its_window_opens(session, facto
     c1 = Group("questionnaire", "after_systemic_cycle", "sys-c1")
     assert at.groups == [c1]
     assert (at.cell(c1, "A").pending, at.cell(c1, "A").expected) == (1, 0)
+    # ... and missed at the instant its grace period ends (never sent, never begun).
+    closed = _figures(session, site, tp.grace_closes_at)
+    assert (closed.cell(c1, "A").pending, closed.cell(c1, "A").missed, closed.cell(c1, "A").expected) == (0, 1, 1)
+    assert _figures(session, site, tp.grace_closes_at - dt.timedelta(microseconds=1)).cell(c1, "A").pending == 1
