@@ -546,3 +546,32 @@ def test_forms_begun_but_not_sent_follow_a_death_and_its_correction(session, fac
     assert back["sys-c1"].new == {"key": "sys-c1", "status": "partial", "not_expected_reason": None}
     assert back["diary-2026-03-10"].old == {"status": "not_expected", "not_expected_reason": "died"}
     assert corrected.reactivated == len(back)
+
+
+def test_a_begun_diary_day_keeps_its_anchor_when_the_cycle_moves_and_the_days_after_it_follow(
+    session, patient, cycle, now
+):
+    """Cycle 1 moved two days on: the diary day of 12 March, begun, is planned again under the new
+    date but keeps the anchor it was begun under (its study day); the shared days after it take
+    the new anchor."""
+    tps = timepoints_of(session, patient)
+    tps["diary-2026-03-12"].started_at = now
+    session.flush()
+    treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now)
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-12"].anchor_date == C1
+    assert {tps[f"diary-2026-03-{d}"].anchor_date for d in range(13, 18)} == {C1 + 2 * D}
+
+
+def test_moving_the_end_of_treatment_moves_its_form_and_the_follow_up_two_moves(session, patient, cycle, now):
+    treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
+    timepoints.reconcile_all(session, now + 20 * D)
+    before = {k: tp.target_date for k, tp in timepoints_of(session, patient).items() if k in ("eot", "fu-1")}
+    first_move = len(_audits(session, "move"))
+    result = treatment_events.move_event(
+        session, NURSE, patient.events[-1], date=dt.date(2026, 3, 10), reason="date typo", now=now + 20 * D
+    )
+    tps = timepoints_of(session, patient)
+    assert {k: tps[k].target_date for k in before} == {k: day + D for k, day in before.items()}
+    moves = [a.new["key"] for a in _audits(session, "move")][first_move:]
+    assert sorted(moves) == ["eot", "fu-1"] and result.moved == 2
