@@ -13,6 +13,7 @@ from qol_app.services.audit import Actor, verify
 from tests.db.conftest import audit_count, timepoints_of
 
 D = dt.timedelta(days=1)
+HOUR = dt.timedelta(hours=1)
 RAND = dt.date(2026, 3, 2)
 C1 = dt.date(2026, 3, 3)
 NURSE = Actor("staff", None)
@@ -427,18 +428,26 @@ def test_a_form_open_under_its_old_dates_but_not_on_its_corrected_ones_was_not_o
     assert (c1.status, c1.missed_reason) == ("missed", "not_offered")
 
 
-def test_diary_days_cancelled_before_they_opened_and_reactivated_after_they_closed_were_not_offered(
-    session, patient, cycle, now
-):
-    """Cycle 1 moved two days on (its first two diary days cancelled), then back ten days later:
-    the two days come back after their windows closed, never open to the patient while they were
-    live, so they are missed ``not_offered``, not patient-related misses."""
-    treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now)
-    assert timepoints_of(session, patient)["diary-2026-03-11"].status == "cancelled"
+def test_diary_days_reactivated_after_they_closed_were_offered_only_if_live_while_open(session, patient, cycle, now):
+    """Cycle 1 moved two days on six hours after it was entered (its first two diary days
+    cancelled), then back ten days later: the two days come back after their windows closed. The
+    10 March diary was live and open for those six hours, so it is a patient-related miss; the
+    11 March one was cancelled before it opened, so it was never offered."""
+    treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now + 6 * HOUR)
+    assert timepoints_of(session, patient)["diary-2026-03-11"].status_changed_at == now + 6 * HOUR
     treatment_events.move_event(session, NURSE, cycle, date=C1, reason="typo corrected", now=now + 10 * D)
     tps = timepoints_of(session, patient)
-    for day in ("diary-2026-03-10", "diary-2026-03-11"):
-        assert (tps[day].status, tps[day].cancel_reason, tps[day].missed_reason) == ("missed", None, "not_offered")
+    assert (tps["diary-2026-03-10"].status, tps["diary-2026-03-10"].missed_reason) == ("missed", None)
+    assert (tps["diary-2026-03-11"].status, tps["diary-2026-03-11"].missed_reason) == ("missed", "not_offered")
+    assert {tps[d].cancel_reason for d in ("diary-2026-03-10", "diary-2026-03-11")} == {None}
+
+
+def test_a_reconcile_without_a_reason_audits_each_cancellation_with_its_cancel_reason(session, patient, cycle, now):
+    cycle.deleted_at = now  # the event gone (as delete_event leaves it), then a plain reconcile
+    session.flush()
+    timepoints.reconcile_patient(session, NURSE, patient, now)
+    cancels = _audits(session, "cancel")
+    assert cancels and {a.reason for a in cancels} == {"anchor_event_deleted"}
 
 
 def test_a_withdrawal_retracted_after_a_forms_window_leaves_it_not_offered(session, patient, cycle, now):
