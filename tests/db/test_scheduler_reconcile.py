@@ -584,3 +584,18 @@ def test_moving_the_end_of_treatment_moves_its_form_and_the_follow_up_two_moves(
     assert {k: tps[k].target_date for k in before} == {k: day + D for k, day in before.items()}
     moves = [a.new["key"] for a in _audits(session, "move")][first_move:]
     assert sorted(moves) == ["eot", "fu-1"] and result.moved == 2
+
+
+def test_a_form_whose_corrected_window_closed_before_it_was_planned_was_not_offered(session, factory, now):
+    """Entered on 4 March (window 4-10 March, open), then the cycle date corrected from 15 to 5
+    February: the corrected window (22-28 February, grace until 3 March) had closed before the
+    form existed, so the patient never had it on one of its days."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 15), now=now - 6 * D
+    )
+    assert timepoints_of(session, patient)["sys-c1"].status == "open"
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 5), reason="date typo", now=now)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.grace_end) == (dt.date(2026, 2, 22), dt.date(2026, 3, 3))
+    assert (c1.status, c1.missed_reason) == ("missed", "not_offered")
