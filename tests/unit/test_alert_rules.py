@@ -39,8 +39,10 @@ BINARY_ITEMS = ("neck_stiffness", "confusion", "seizure", "new_weakness", "bladd
 NONE, PAIN, REDNESS, SWELLING, LEAK = 0, 1, 2, 3, 4  # ommaya_site codes
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def rules() -> AlertRuleSet:
+    # Loaded by each test (a few milliseconds), so every evaluation test also checks the loader:
+    # mutation testing (docs/mutation.md) runs a loader mutant only against the tests that called it.
     return load_alert_rules(default_rules_path(), set(DIARY_ITEMS))
 
 

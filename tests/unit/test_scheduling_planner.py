@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -78,7 +79,7 @@ def test_systemic_cycle_target_is_the_cycles_last_day(length: int) -> None:
         3,
         start,
     )
-    assert [s.day for s in tp.sources] == [length - 1]
+    assert [(s.rule_id, s.anchor.event_id, s.day) for s in tp.sources] == [("after_systemic_cycle", 10, length - 1)]
 
 
 def test_28_day_cycle_with_next_cycle_on_time() -> None:
@@ -114,6 +115,55 @@ def test_cycle_without_length_uses_default_and_without_number_uses_order() -> No
     tps = by_key(plan(CONQUER, patient("B"), events, RAND))
     assert tps["sys-c1"].target_date == date(2026, 3, 17)  # first by date, 14 days: day 14
     assert tps["sys-c2"].target_date == date(2026, 4, 21)  # default 21 days: day 21
+
+
+def test_the_first_cycles_window_closes_before_the_second_of_three_cycles() -> None:
+    start = date(2026, 3, 4)  # cycle 2 given early (day 19), cycle 3 on time after it
+    events = [cycle(1, start, 1), cycle(2, start + 18 * D, 2), cycle(3, start + 39 * D, 3)]
+    tps = by_key(plan(CONQUER, patient("B"), events, RAND))
+    assert (tps["sys-c1"].window_start, tps["sys-c1"].window_end) == (start + 17 * D, start + 17 * D)
+    assert tps["sys-c2"].window_end == start + 38 * D
+
+
+def test_two_cycles_recorded_on_one_day_do_not_cut_each_others_window() -> None:
+    start = date(2026, 3, 4)
+    tps = by_key(plan(CONQUER, patient("B"), [cycle(1, start, 1), cycle(2, start, 2)], RAND))
+    for key in ("sys-c1", "sys-c2"):
+        assert (tps[key].window_start, tps[key].window_end) == (start + 17 * D, start + 23 * D)
+
+
+def test_a_randomization_rule_keyed_with_n_numbers_it_1() -> None:
+    schedule = parse_schedule(
+        {
+            "schema_version": 1,
+            "id": "screening",
+            "arms": ["A", "B"],
+            "lookahead_days": 35,
+            "rules": [
+                {
+                    "id": "screen",
+                    "kind": "questionnaire",
+                    "anchor": "randomization",
+                    "arms": "both",
+                    "instruments": ["eq5d5l"],
+                    "key": "screen-{n}",
+                    "target": {"offset_days": 0},
+                    "window": {"before": 0, "after": 7},
+                }
+            ],
+        },
+        source="inline",
+    )
+    assert [tp.key for tp in plan(schedule, patient(), [], RAND)] == ["screen-1"]
+
+
+def test_a_patient_enrolled_after_the_baseline_grace_closed_was_never_offered_it() -> None:
+    # baseline: window to RAND, grace to RAND + 3 days: closes RAND + 4 days 00:00 in Shanghai
+    closes = datetime(2026, 3, 5, 16, 0, tzinfo=UTC)
+    (late,) = plan(CONQUER, replace(patient(), enrolled_at=closes), [], RAND)
+    assert late.grace_closes_at == closes and late.not_offered
+    (in_time,) = plan(CONQUER, replace(patient(), enrolled_at=closes - timedelta(hours=1)), [], RAND)
+    assert not in_time.not_offered
 
 
 def test_intrathecal_diary_days_1_to_7_arm_a_only() -> None:
@@ -160,6 +210,34 @@ def test_overlapping_diaries_merge_into_one_form_per_local_day() -> None:
     assert merged.event_ids == (1, 20, 21)
     only_it = by_key(diaries)["diary-2026-03-10"]
     assert only_it.rule_id == "intrathecal_diary" and len(only_it.sources) == 1
+
+
+def test_a_shared_diary_day_of_events_on_the_same_date_belongs_to_the_rule_listed_first() -> None:
+    # a cycle and a dose given the same day share cycle day 8 = dose day 7 (11 March); with equal
+    # anchor dates the schedule's rule order decides the primary source, not the event ids
+    start = date(2026, 3, 4)
+    events = [cycle(1, start, 1), EventFact(2, "intrathecal_dose", start, 1)]
+    shared = by_key(plan(CONQUER, patient("A"), events, RAND))["diary-2026-03-11"]
+    assert shared.rule_id == "intrathecal_diary" and shared.anchor.event_id == 2
+    assert [(s.rule_id, s.anchor.event_id, s.day) for s in shared.sources] == [
+        ("intrathecal_diary", 2, 7),
+        ("nadir_diary", 1, 7),
+    ]
+
+
+def test_sources_of_a_merged_day_are_ordered_by_anchor_date_rule_then_event_id() -> None:
+    # two doses recorded for the same day (ids 21 and 20) and an earlier cycle share 11..16 March
+    events = [
+        cycle(1, date(2026, 3, 4), 1),
+        EventFact(21, "intrathecal_dose", date(2026, 3, 9), 2),
+        EventFact(20, "intrathecal_dose", date(2026, 3, 9), 1),
+    ]
+    shared = by_key(plan(CONQUER, patient("A"), events, RAND))["diary-2026-03-12"]
+    assert [(s.rule_id, s.anchor.event_id) for s in shared.sources] == [
+        ("nadir_diary", 1),
+        ("intrathecal_diary", 20),
+        ("intrathecal_diary", 21),
+    ]
 
 
 def test_progression_day0_window_0_to_7_numbered_by_order() -> None:
@@ -323,6 +401,12 @@ def test_study_end_and_max_count_stop_recurring_rules() -> None:
     assert b.count("few-1") == 1 and "few-3" not in b
 
 
+def test_a_recurring_timepoint_targeted_on_the_study_end_day_is_still_planned() -> None:
+    on_the_day = plan(_tiny(10_000, 105), patient("A"), [], RAND)
+    assert [(tp.key, tp.target_date) for tp in on_the_day][-1] == ("cal-5", RAND + 105 * D)
+    assert [tp.key for tp in plan(_tiny(10_000, 104), patient("A"), [], RAND)][-1] == "cal-4"
+
+
 def test_plan_is_deterministic_and_sorted() -> None:
     events = [
         cycle(1, date(2026, 3, 4), 1),
@@ -343,25 +427,61 @@ def test_plan_is_deterministic_and_sorted() -> None:
     assert order == sorted(order)
 
 
+def test_same_day_events_without_numbers_are_numbered_by_id_whatever_the_input_order() -> None:
+    events = [EventFact(7, "progression", date(2026, 4, 1)), EventFact(3, "progression", date(2026, 4, 1))]
+    for given in (events, events[::-1]):
+        tps = by_key(plan(CONQUER, patient(), given, RAND))
+        assert (tps["prog-1"].anchor.event_id, tps["prog-2"].anchor.event_id) == (3, 7)
+    mixed = [EventFact("imported-1", "progression", date(2026, 4, 1)), EventFact(9, "progression", date(2026, 4, 1))]
+    for given in (mixed, mixed[::-1]):  # integer ids (the database's) before text ids (imports)
+        tps = by_key(plan(CONQUER, patient(), given, RAND))
+        assert (tps["prog-1"].anchor.event_id, tps["prog-2"].anchor.event_id) == (9, "imported-1")
+
+
 def test_data_errors_raise_planning_error() -> None:
     eots = [
         EventFact(1, "end_of_treatment", date(2026, 5, 1)),
         EventFact(2, "end_of_treatment", date(2026, 6, 1)),
     ]
-    with pytest.raises(PlanningError, match="'eot' produced twice"):
+    with pytest.raises(
+        PlanningError, match=r"'eot' produced twice .*\); check for duplicate event numbers or repeated one-off events$"
+    ):
         plan(CONQUER, patient(), eots, RAND)
     with pytest.raises(PlanningError, match="'sys-c1' produced twice"):
         plan(CONQUER, patient(), [cycle(1, date(2026, 3, 4), 1), cycle(2, date(2026, 4, 4), 1)], RAND)
     with pytest.raises(PlanningError, match="event id 1 appears twice"):
         plan(CONQUER, patient(), [cycle(1, date(2026, 3, 4), 1), cycle(1, date(2026, 4, 4), 2)], RAND)
-    with pytest.raises(PlanningError, match="arm 'C'"):
+    with pytest.raises(PlanningError, match=re.escape("arm 'C' is not in schedule 'conquer_default' (A, B)")):
         plan(CONQUER, patient("C"), [], RAND)
+
+
+def test_a_key_collision_names_both_rules_and_their_anchors() -> None:
+    rule = {"kind": "questionnaire", "arms": "both", "instruments": ["eq5d5l"], "window": {"before": 0, "after": 7}}
+    schedule = parse_schedule(
+        {
+            "schema_version": 1,
+            "id": "clash",
+            "arms": ["A", "B"],
+            "lookahead_days": 35,
+            "rules": [
+                {**rule, "id": "screen", "anchor": "randomization", "key": "visit-1", "target": {"offset_days": 0}},
+                {**rule, "id": "prog", "anchor": "progression", "key": "visit-{n}", "target": {"offset_days": 0}},
+            ],
+        },
+        source="inline",
+    )
+    message = (
+        "timepoint key 'visit-1' produced twice (rule 'screen' from randomization on 2026-03-02, "
+        "rule 'prog' from progression 'p1' on 2026-04-01)"
+    )
+    with pytest.raises(PlanningError, match=re.escape(message)):
+        plan(schedule, patient(), [EventFact("p1", "progression", date(2026, 4, 1))], RAND)
 
 
 def test_input_validation() -> None:
     with pytest.raises(ValueError, match="unknown IANA timezone"):
         patient(tz="Mars/Olympus")
-    with pytest.raises(ValueError, match="together"):
+    with pytest.raises(ValueError, match="^end_status and end_date must be given together$"):
         patient(end_status="died")
     with pytest.raises(ValueError, match="end_status"):
         patient(end_status="moved", end_date=RAND)
@@ -369,6 +489,8 @@ def test_input_validation() -> None:
         EventFact(1, "surgery", RAND)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cycle_length_days"):
         cycle(1, RAND, 1, 0)
+    with pytest.raises(ValueError, match="number must be a positive integer, got True"):
+        cycle(1, RAND, True)  # type: ignore[arg-type]  # a yes/no read from a file is not cycle 1
 
 
 def test_late_entered_dose_marks_days_whose_grace_ended_as_not_offered() -> None:
@@ -385,6 +507,20 @@ def test_late_entered_dose_marks_days_whose_grace_ended_as_not_offered() -> None
     on_time = [EventFact("it-1", "intrathecal_dose", dose, 1, recorded_at=datetime(2026, 3, 10, 4, tzinfo=UTC))]
     assert not any(tp.not_offered for tp in plan(CONQUER, patient("A"), on_time, RAND))
     assert not any(tp.not_offered for tp in plan(CONQUER, patient("A"), [replace(events[0], recorded_at=None)], RAND))
+
+
+def test_a_dose_recorded_as_a_days_grace_closes_leaves_that_day_not_offered() -> None:
+    dose = date(2026, 3, 10)  # day 1 = 11 March, grace to 12 March: closes 13 March 00:00 +08:00
+    recorded = datetime(2026, 3, 12, 16, 0, tzinfo=UTC)
+    diaries = [
+        tp
+        for tp in plan(CONQUER, patient("A"), [EventFact(1, "intrathecal_dose", dose, 1, recorded_at=recorded)], RAND)
+        if tp.kind == "diary"
+    ]
+    assert diaries[0].grace_closes_at == recorded and diaries[0].not_offered
+    assert not any(tp.not_offered for tp in diaries[1:])
+    on_time = replace(EventFact(1, "intrathecal_dose", dose, 1), recorded_at=recorded - timedelta(microseconds=1))
+    assert not any(tp.not_offered for tp in plan(CONQUER, patient("A"), [on_time], RAND))
 
 
 def test_merged_diary_day_is_offered_when_any_of_its_events_was_recorded_in_time() -> None:
@@ -455,3 +591,15 @@ def test_plan_ahead_names_the_day_the_plan_changes_by_itself(
     assert seen == changes
     if changes:
         assert current.changes_on is None or current.changes_on > RAND + 399 * D
+
+
+def test_a_window_reaching_the_horizon_on_the_end_date_still_changes_the_plan_that_day() -> None:
+    # fu-2 opens on 19 July; with 35 days of lookahead it enters the plan on 14 June, the day the
+    # patient is lost to follow-up (kept, not expected); no later window ever comes
+    lost = patient("B", end_status="lost", end_date=date(2026, 6, 14))
+    ahead = plan_ahead(CONQUER, lost, [EOT], date(2026, 6, 1))
+    assert ahead.changes_on == date(2026, 6, 14)
+    before = {tp.key for tp in plan(CONQUER, lost, [EOT], date(2026, 6, 13))}
+    on_end = by_key(plan(CONQUER, lost, [EOT], date(2026, 6, 14)))
+    assert set(on_end) - before == {"fu-2"} and on_end["fu-2"].not_expected_reason == "lost"
+    assert plan_ahead(CONQUER, lost, [EOT], date(2026, 6, 14)).changes_on is None

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qol_app.scheduling import (
     SCHEDULES_DIR,
+    Amendment,
     Cancel,
     EventFact,
     ExistingTimepoint,
@@ -152,6 +154,31 @@ def test_death_marks_later_timepoints_not_expected_and_retraction_reactivates() 
     assert not diff(apply_plan(after, undo), plan(CONQUER, A, events, today)).has_changes
 
 
+def test_a_not_expected_row_whose_cycle_moved_gets_the_new_dates_and_stays_not_expected() -> None:
+    died = replace(A, end_status="died", end_date=date(2026, 3, 15))
+    rows = synced([C1, C2], patient=died)
+    assert {r.key: r.not_expected_reason for r in rows}["sys-c2"] == "died"
+    delayed = replace(C2, date=C2.date + 7 * D)
+    planned = plan(CONQUER, died, [C1, delayed], TODAY)
+    d = diff(rows, planned, patient=died)
+    moved = {u.existing.key: u.planned for u in d.to_move}
+    assert moved["sys-c2"].target_date == date(2026, 4, 21) and not d.to_mark_not_expected
+    after = {r.key: r for r in apply_plan(rows, d)}
+    assert (after["sys-c2"].target_date, after["sys-c2"].not_expected_reason) == (date(2026, 4, 21), "died")
+    assert not diff(list(after.values()), planned, patient=died).has_changes
+
+
+def test_a_stale_row_targeted_on_the_end_date_is_cancelled_not_marked_not_expected() -> None:
+    rows = synced([C1, C2])
+    died = replace(A, end_status="died", end_date=date(2026, 4, 14))  # sys-c2's target day
+    d = diff(rows, plan(CONQUER, died, [C1], TODAY), patient=died)  # cycle 2 deleted as well
+    assert ("sys-c2", "anchor_event_deleted") in [(c.existing.key, c.reason) for c in d.to_cancel]
+    assert not d.to_mark_not_expected
+    later = replace(died, end_date=date(2026, 4, 13))  # the day before: after the end, not expected
+    d = diff(rows, plan(CONQUER, later, [C1], TODAY), patient=later)
+    assert [(m.existing.key, m.reason) for m in d.to_mark_not_expected] == [("sys-c2", "died")]
+
+
 def test_without_patient_stale_followups_are_cancelled() -> None:
     events = [C1, EOT]
     today = date(2026, 12, 1)
@@ -167,6 +194,153 @@ def test_explicit_live_event_ids_decide_the_reason() -> None:
     planned = plan(CONQUER, A, [C1], TODAY)
     d = diff(rows, planned, live_event_ids={1, 2})  # event exists but no longer scheduled
     assert {c.reason for c in d.to_cancel} == {"no_longer_planned"}
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"target_date": date(2026, 3, 23)},
+        {"window_start": date(2026, 3, 20)},
+        {"window_end": date(2026, 3, 23)},
+        {"grace_end": date(2026, 3, 26)},
+        {"instruments": ("eortc_qlq_c30",)},
+        {"event_ids": (9,)},
+    ],
+    ids=lambda stored: next(iter(stored)),
+)
+def test_a_row_differing_from_the_plan_in_one_value_only_is_moved(stored: dict[str, object]) -> None:
+    rows = synced([C1, C2])
+    planned = plan(CONQUER, A, [C1, C2], TODAY)
+    d = diff(mark(rows, "sys-c1", **stored), planned)
+    assert keys(d.to_move) == ["sys-c1"] and not (d.to_create or d.to_cancel or d.to_reactivate)
+    assert apply_plan(mark(rows, "sys-c1", **stored), d) == rows
+
+
+def test_a_key_given_twice_is_refused_naming_the_key() -> None:
+    rows = synced([C1])
+    planned = plan(CONQUER, A, [C1], TODAY)
+    with pytest.raises(ValueError, match="existing timepoints contain key 'sys-c1' twice"):
+        diff([*rows, *(r for r in rows if r.key == "sys-c1")], planned)
+    with pytest.raises(ValueError, match="planned timepoints contain key 'sys-c1' twice"):
+        diff(rows, [*planned, *(tp for tp in planned if tp.key == "sys-c1")])
+
+
+def test_applying_a_cancel_records_its_reason_on_the_row() -> None:
+    rows = synced([C1, C2])
+    after = apply_plan(rows, diff(rows, plan(CONQUER, A, [C1], TODAY)))
+    assert {r.key: r.cancel_reason for r in after if r.cancelled} == {
+        "sys-c2": "anchor_event_deleted",
+        **{f"diary-2026-04-0{i}": "anchor_event_deleted" for i in range(1, 9)},
+    }
+
+
+# --------------------------------------------------------------------------- amendments
+
+OLD = CONQUER.version_label
+NEW = "conquer_default@3"
+
+
+def versioned(rows: list[ExistingTimepoint], version: str = OLD) -> list[ExistingTimepoint]:
+    return [replace(r, schedule_version=version) for r in rows]
+
+
+def amendment(effective: date) -> Amendment:
+    return Amendment(NEW, effective, datetime(2026, 3, 20, 2, 0, tzinfo=UTC))
+
+
+def test_amendment_moves_an_earlier_versions_row_whose_window_opens_on_the_effective_date() -> None:
+    rows = versioned(synced([C1, C2]))  # sys-c1 opens on 21 March
+    delayed = replace(C2, date=C2.date + 7 * D)
+    d = diff(rows, plan(CONQUER, A, [C1, delayed], TODAY), amendment=amendment(date(2026, 3, 21)))
+    moved = {u.existing.key: u.planned for u in d.to_move}
+    assert set(moved) == {"sys-c1", "sys-c2"}  # sys-c1 opens on the effective date: not the past
+    assert moved["sys-c1"].window_end == date(2026, 3, 27)
+    d = diff(rows, plan(CONQUER, A, [C1, delayed], TODAY), amendment=amendment(date(2026, 3, 22)))
+    assert keys(d.to_move) == ["sys-c2"] and "sys-c1" in keys(d.untouched)  # opens before it: the past
+
+
+@pytest.mark.parametrize(
+    ("recorded_at", "before_effective_created"),
+    [
+        (None, False),  # no recorded time: taken as recorded in time, the old version had it
+        (datetime(2026, 3, 20, 1, 59, tzinfo=UTC), False),  # known when the amendment was applied
+        (datetime(2026, 3, 20, 2, 0, tzinfo=UTC), True),  # recorded as the amendment was applied
+        (datetime(2026, 3, 21, 9, 0, tzinfo=UTC), True),  # recorded later: no version planned it
+    ],
+)
+def test_amendment_creates_days_before_the_effective_date_only_for_events_recorded_after_it(
+    recorded_at: datetime | None, before_effective_created: bool
+) -> None:
+    rows = versioned(synced([C1]))  # nadir diaries 11-18 March
+    dose = EventFact(5, "intrathecal_dose", date(2026, 3, 17), 2, recorded_at=recorded_at)  # days 18-24 March
+    d = diff(rows, plan(CONQUER, A, [C1, dose], TODAY), amendment=amendment(date(2026, 3, 20)))
+    created = keys(d.to_create)
+    assert ("diary-2026-03-19" in created) is before_effective_created
+    assert [k for k in created if k >= "diary-2026-03-20"] == [f"diary-2026-03-{i}" for i in range(20, 25)]
+    assert "diary-2026-03-18" in keys(d.untouched)  # the shared day is the past: kept as it is
+
+
+def test_amendment_cancels_rows_the_amended_version_created_before_the_effective_date() -> None:
+    # A late-entered dose created days before the effective date under the new version; when the
+    # dose is deleted those rows are not the past (no earlier version made them): they are cancelled.
+    dose = EventFact(5, "intrathecal_dose", date(2026, 3, 17), 2)
+    old_rows = versioned(synced([C1]))
+    new_rows = [
+        ExistingTimepoint.from_planned(tp, NEW)
+        for tp in plan(CONQUER, A, [C1, dose], TODAY)
+        if tp.key in {"diary-2026-03-19", "diary-2026-03-20"}
+    ]
+    assert {r.schedule_version for r in new_rows} == {NEW}
+    d = diff([*old_rows, *new_rows], plan(CONQUER, A, [C1], TODAY), amendment=amendment(date(2026, 3, 25)))
+    assert [(c.existing.key, c.reason) for c in d.to_cancel] == [
+        ("diary-2026-03-19", "anchor_event_deleted"),
+        ("diary-2026-03-20", "anchor_event_deleted"),
+    ]
+
+
+def test_amendment_past_rows_after_a_death_become_not_expected_unless_answered_or_closed() -> None:
+    rows = versioned(synced([C1, C2, IT]))
+    rows = mark(rows, "diary-2026-03-16", started=True)
+    rows = mark(rows, "diary-2026-03-17", completed=True)
+    rows = mark(rows, "diary-2026-03-18", cancelled=True, cancel_reason="no_longer_planned")
+    rows = mark(rows, "diary-2026-04-01", not_expected_reason="withdrawn")
+    died = replace(A, end_status="died", end_date=date(2026, 3, 15))
+    d = diff(rows, plan(CONQUER, died, [C1, C2, IT], TODAY), patient=died, amendment=amendment(date(2026, 4, 10)))
+    # the past (opens before 10 April, made by the old version) targeted after the death date keeps
+    # its values (no planned ones); sys-c2 opens after the effective date: the new plan's values
+    assert [(m.existing.key, m.reason, m.planned is None) for m in d.to_mark_not_expected] == [
+        ("sys-c1", "died", True),
+        *((f"diary-2026-04-0{i}", "died", True) for i in range(2, 9)),
+        ("sys-c2", "died", False),
+    ]
+    untouched = set(keys(d.untouched))
+    assert {"diary-2026-03-15", "diary-2026-03-16", "diary-2026-03-17", "diary-2026-03-18"} <= untouched
+    assert "diary-2026-04-01" in untouched  # already not expected: its reason stays
+    after = {r.key: r for r in apply_plan(rows, d)}
+    assert after["sys-c1"].not_expected_reason == "died"
+    assert after["diary-2026-04-01"].not_expected_reason == "withdrawn"
+
+
+def test_amendment_past_rows_of_a_deleted_event_after_a_death_become_not_expected() -> None:
+    rows = versioned(synced([C1, C2]))
+    died = replace(A, end_status="died", end_date=date(2026, 4, 3))
+    d = diff(rows, plan(CONQUER, died, [C1], TODAY), patient=died, amendment=amendment(date(2026, 4, 10)))
+    # cycle 2 deleted: its diaries are the past; those after the death date become not expected
+    assert [(m.existing.key, m.reason) for m in d.to_mark_not_expected] == [
+        *((f"diary-2026-04-0{i}", "died") for i in range(4, 9)),
+        ("sys-c2", "died"),  # not the past (opens 11 April) but after the death date
+    ]
+    assert {"diary-2026-04-01", "diary-2026-04-02", "diary-2026-04-03"} <= set(keys(d.untouched))
+    assert not d.to_cancel
+
+
+def test_amendment_without_patient_facts_keeps_the_past_as_it_is() -> None:
+    rows = versioned(synced([C1, C2]))
+    d = diff(rows, plan(CONQUER, A, [C1], TODAY), amendment=amendment(date(2026, 4, 10)))
+    assert not d.to_mark_not_expected
+    # the past is kept; only rows opening on or after 10 April (sys-c2) can be cancelled
+    assert keys(d.to_cancel) == ["sys-c2"]
+    assert {f"diary-2026-04-0{i}" for i in range(1, 9)} <= set(keys(d.untouched))
 
 
 # --------------------------------------------------------------------------- property
