@@ -165,7 +165,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
                     rows[f"v{i}"] = _nul_padded(_texts(values), width)
                 else:
                     rows[f"v{i}"] = _numbers(column, values, codes)
-            handle.write(rows.tobytes())
+            handle.write(rows.data)  # the array's own buffer: no copy as bytes
         handle.write(b"</data>" + _tag("strls", b"") + value_labels + b"</stata_dta>")
 
 
