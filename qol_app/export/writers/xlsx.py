@@ -133,10 +133,11 @@ def _sheet_rows(
             cells = [
                 _cells(column, values[n].slice(start, count), _letters(n), numbers) for n, column in enumerate(columns)
             ]
-            content = pc.binary_join_element_wise(*cells, "", null_handling="replace", null_replacement="")
+            # one join makes the rows: a missing cell (null) is left out
+            rows = pc.binary_join_element_wise(
+                '<row r="', numbers, '">', *cells, "</row>", "", null_handling="replace", null_replacement=""
+            )
             del cells  # hold one copy of the XML at a time
-            rows = pc.binary_join_element_wise('<row r="', numbers, '">', content, "</row>", "")
-            del content
             yield _joined(rows)
             del rows
 
