@@ -758,7 +758,8 @@ class ItemRows:
     """Every item of every form with a response, in form and item order: the form (index into
     ``forms``), item id and number (null: an item of another version of the instrument), and the
     answer's position in ``Trial.answers`` (null: not presented). The items dataset, SDTM QS and
-    the FHIR bundle all read it."""
+    the FHIR bundle all read it. Held from the items dataset to the end of an export, so compact:
+    int32 positions and numbers, item ids dictionary-encoded."""
 
     forms: list[Form]
     form_at: pa.Array
@@ -811,16 +812,16 @@ def item_rows(trial: Trial) -> ItemRows:
     # Arrays over every item row (millions at 100,000 forms): made in place, dropped once used.
     lengths = np.array([len(seg[0]) for seg in segments], np.int64)
     numbers = np.concatenate([seg[1] for seg in segments]) if segments else np.empty(0, np.int64)
-    number = pa.array(numbers, pa.int64(), mask=numbers == 0)
+    number = pa.array(numbers.astype(np.int32), pa.int32(), mask=numbers == 0)
     del numbers
     codes = np.concatenate([seg[0] for seg in segments]) if segments else np.empty(0, np.int64)
     del segments
-    item = pa.array(names, pa.string()).take(pa.array(codes, pa.int64()))
+    item = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), pa.int32()), pa.array(names, pa.string()))
     keys = np.repeat(np.array([f.response.pk for f in forms], np.int64), lengths)  # type: ignore[union-attr]
     keys *= width
     keys += codes
     del codes
-    form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int64), lengths), pa.int64())
+    form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int32), lengths), pa.int32())
     answer_np = answer_keys.to_numpy()
     del answer_keys
     order = np.argsort(answer_np, kind="stable")
