@@ -20,7 +20,7 @@ import functools
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -896,25 +896,27 @@ def _presentation(form: Form) -> tuple[str | None, bool | None, bool | None]:
 
 def forms(trial: Trial) -> Dataset:
     """forms: every expected timepoint x instrument with status and missing reason."""
-    rows = []
-    for form in trial.in_range():
-        tp, rand = form.timepoint, form.patient.randomization_date
-        f = form_facts(form, trial)
-        rows.append(
-            (form.patient.study_id, form.patient.site, form.patient.arm, f.code, tp.rule_id, tp.kind)
-            + (form.instrument_id, f.version, f.target_date, f.target_day)
-            + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
-            + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
-            + (f.respondent, f.relationship, f.mode, f.language, f.revision, form.received)
-            + _presentation(form)
-        )
+
+    def rows() -> Iterator[tuple[Any, ...]]:  # converted a batch at a time (table_of), never all held
+        for form in trial.in_range():
+            tp, rand = form.timepoint, form.patient.randomization_date
+            f = form_facts(form, trial)
+            yield (
+                (form.patient.study_id, form.patient.site, form.patient.arm, f.code, tp.rule_id, tp.kind)
+                + (form.instrument_id, f.version, f.target_date, f.target_day)
+                + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
+                + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
+                + (f.respondent, f.relationship, f.mode, f.language, f.revision, form.received)
+                + _presentation(form)
+            )
+
     columns = labelled(cols.FORMS_COLUMNS, trial.catalog.registry)
     return _dataset(
         "forms",
         "Expected forms with status and missing reason",
         "应填问卷（状态与缺失原因）",
         columns,
-        table_of(columns, rows),
+        table_of(columns, rows()),
         xpt_label="Expected forms, status and reason",
     )
 

@@ -441,40 +441,39 @@ def qs(trial: Trial, rows: ItemRows, *, studyid: str, spool: bool = False) -> Da
 
 
 def suppqs(trial: Trial, *, studyid: str) -> Dataset:
-    records = []
-    for form in trial.in_range():
-        response = form.response
-        if form.status not in ("completed", "partial") or response is None:
-            continue
-        patient, tp = form.patient, form.timepoint
-        code = timepoint_code(tp.key, patient.randomization_date, trial.spec.iso_dates)
-        visitnum, _name = visit(tp.key, code, day_of(tp.target_date, patient.randomization_date))
-        grp = group_id(form.instrument_id, visitnum)
-        usubjid = f"{studyid}-{patient.study_id}"
-        values = {
-            "QSRESP": cols.RESPONDENT_LABELS[response.respondent]["en"].upper()
-            if response.respondent in cols.RESPONDENT_LABELS
-            else response.respondent.upper(),
-            "QSRELPR": None,
-            "QSMODE": cols.MODE_LABELS[response.mode]["en"].upper() if response.mode in cols.MODE_LABELS else None,
-        }
-        if response.respondent == "proxy":
-            relationship = (
-                response.relationship
-                if response.relationship is not None and response.relationship in cols.RELATIONSHIP_LABELS
-                else "other"
-            )
-            values["QSRELPR"] = cols.RELATIONSHIP_LABELS[relationship]["en"].upper()
-        for qnam, qval in values.items():
-            if qval:
-                records.append(
-                    (studyid, "QS", usubjid, "QSGRPID", grp, qnam, SUPP_QUALIFIERS[qnam], ascii_text(qval), "CRF")
+    def records() -> Iterator[tuple[Any, ...]]:  # converted a batch at a time (table_of), never all held
+        for form in trial.in_range():
+            response = form.response
+            if form.status not in ("completed", "partial") or response is None:
+                continue
+            patient, tp = form.patient, form.timepoint
+            code = timepoint_code(tp.key, patient.randomization_date, trial.spec.iso_dates)
+            visitnum, _name = visit(tp.key, code, day_of(tp.target_date, patient.randomization_date))
+            grp = group_id(form.instrument_id, visitnum)
+            usubjid = f"{studyid}-{patient.study_id}"
+            values = {
+                "QSRESP": cols.RESPONDENT_LABELS[response.respondent]["en"].upper()
+                if response.respondent in cols.RESPONDENT_LABELS
+                else response.respondent.upper(),
+                "QSRELPR": None,
+                "QSMODE": cols.MODE_LABELS[response.mode]["en"].upper() if response.mode in cols.MODE_LABELS else None,
+            }
+            if response.respondent == "proxy":
+                relationship = (
+                    response.relationship
+                    if response.relationship is not None and response.relationship in cols.RELATIONSHIP_LABELS
+                    else "other"
                 )
+                values["QSRELPR"] = cols.RELATIONSHIP_LABELS[relationship]["en"].upper()
+            for qnam, qval in values.items():
+                if qval:
+                    yield (studyid, "QS", usubjid, "QSGRPID", grp, qnam, SUPP_QUALIFIERS[qnam], ascii_text(qval), "CRF")
+
     return Dataset(
         "suppqs",
         bi("Supplemental Qualifiers for QS", "QS补充限定符"),
         SUPPQS_COLUMNS,
-        table_of(SUPPQS_COLUMNS, records),
+        table_of(SUPPQS_COLUMNS, records()),
     )
 
 
