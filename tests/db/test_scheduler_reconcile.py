@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 from sqlalchemy import select
@@ -259,7 +260,7 @@ def test_the_sweep_replans_each_patient_on_the_day_the_calendar_changes_its_plan
     assert replanned == 12
 
 
-def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch):
+def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch, caplog):
     assert timepoints.reconcile_patient(session, NURSE, patient, now).created == 1
     baseline = timepoints_of(session, patient)["baseline"]
     copy = {
@@ -294,8 +295,10 @@ def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypa
 
     monkeypatch.setattr(timepoints, "diff", racing_diff)
     before = audit_count(session)
-    result = timepoints.reconcile_patient(session, NURSE, patient, now)
+    with caplog.at_level(logging.INFO, logger="qol_app.services.timepoints"):
+        result = timepoints.reconcile_patient(session, NURSE, patient, now)
     assert result.created == 0 and audit_count(session) == before
+    assert f"timepoint {patient.id}/baseline was created concurrently; skipping" in caplog.messages
     assert session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).one().key == "baseline"
 
 
