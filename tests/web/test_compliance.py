@@ -21,13 +21,16 @@ import pytest
 from sqlalchemy import event
 
 from qol_app import policy
+from qol_app.errors import ServiceError
 from qol_app.models import Patient
 from qol_app.services import compliance, worklist
+from qol_app.services.audit import Actor
 from qol_app.services.compliance import FormGroup, Group
 from tests.factories import add_response, add_timepoint, isolated_client, login, no_csrf
 
 D = dt.date
 UTC = dt.UTC
+NURSE = Actor("staff", None)
 
 
 @pytest.fixture
@@ -291,6 +294,8 @@ def test_site_comparison_for_several_sites(session, factory, data, now):
     investigator = factory.staff("investigator", sites=[site, s2])
     f = compliance.compute(session, policy.patient_clause(investigator), now)
     assert f.site_ids == [site.id, s2.id]
+    assert f.randomized == {"A": 4, "B": 2}  # both sites' arm-A patients in the denominator per randomized
+    assert compliance.totals(f, "questionnaire", "A").randomized == 4
     assert (
         f.site_cell(site.id, "questionnaire", "A").expected,
         f.site_cell(site.id, "questionnaire", "A").completed,
@@ -497,3 +502,53 @@ def test_a_timepoint_is_counted_from_the_instant_its_window_opens_and_missed_fro
     closed = _figures(session, site, tp.grace_closes_at)
     assert (closed.cell(c1, "A").pending, closed.cell(c1, "A").missed, closed.cell(c1, "A").expected) == (0, 1, 1)
     assert _figures(session, site, tp.grace_closes_at - dt.timedelta(microseconds=1)).cell(c1, "A").pending == 1
+
+
+def test_a_form_takes_a_missed_reason_only_while_the_clock_makes_it_missed_or_partial(session, factory, now):
+    """The nurse's status of a form (timeline, missed-reason page): a not-expected or cancelled form
+    stays so after its window, never "missed"; one begun and left is partial, one never begun
+    missed; only those two take a reason."""
+    site = factory.site(code="C5")
+    nurse = factory.staff("nurse", sites=[site])
+    patient = factory.patient(site, arm="A", pin=None, study_id="C5-m1").patient
+    past = D(2026, 2, 1)
+    rows = {
+        "not_expected": add_timepoint(
+            session,
+            patient,
+            "sys-c1",
+            rule_id="after_systemic_cycle",
+            status="not_expected",
+            target=past,
+            not_expected_reason="died",
+        ),
+        "cancelled": add_timepoint(
+            session, patient, "sys-c2", rule_id="after_systemic_cycle", status="cancelled", target=past
+        ),
+        "partial": add_timepoint(
+            session,
+            patient,
+            "sys-c3",
+            rule_id="after_systemic_cycle",
+            status="overdue",
+            target=past,
+            started_at=dt.datetime(2026, 2, 2, tzinfo=UTC),
+        ),
+        "missed": add_timepoint(
+            session, patient, "sys-c4", rule_id="after_systemic_cycle", status="overdue", target=past
+        ),
+    }
+    assert {status: compliance.current_status(tp, now) for status, tp in rows.items()} == {
+        "not_expected": "not_expected",
+        "cancelled": "cancelled",
+        "partial": "partial",
+        "missed": "missed",
+    }
+    for status in ("not_expected", "cancelled"):
+        with pytest.raises(ServiceError, match="Only a missed or partial form"):
+            compliance.set_missed_reason(
+                session, NURSE, nurse, rows[status], "too_ill", None, change_reason=None, now=now
+            )
+    for status in ("partial", "missed"):
+        compliance.set_missed_reason(session, NURSE, nurse, rows[status], "too_ill", None, change_reason=None, now=now)
+        assert rows[status].missed_reason == "too_ill"
