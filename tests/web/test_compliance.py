@@ -484,12 +484,13 @@ def test_arm_totals_add_up_every_timepoint_and_an_arm_without_patients_counts_ze
 def test_a_timepoint_is_counted_from_the_instant_its_window_opens_and_missed_from_the_end_of_grace(session, factory):
     """A post-cycle form whose window opens at midnight, 20 March (Shanghai): an instant before, the
     timepoint is not in the figures at all (scheduled); at midnight it is pending, and it is
-    missed from the instant its grace period ends."""
+    missed from the instant its grace period ends. A cancelled timepoint is never in them."""
     site = factory.site(code="C4")
     patient = factory.patient(site, arm="A", pin=None, study_id="C4-o1").patient
     tp = add_timepoint(
         session, patient, "sys-c1", rule_id="after_systemic_cycle", status="scheduled", target=D(2026, 3, 23)
     )
+    add_timepoint(session, patient, "sys-c0", rule_id="after_systemic_cycle", status="cancelled", target=D(2026, 3, 2))
     opens = dt.datetime(2026, 3, 19, 16, tzinfo=UTC)
     assert tp.opens_at == opens
     before = _figures(session, site, opens - dt.timedelta(microseconds=1))
