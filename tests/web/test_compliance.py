@@ -18,11 +18,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from qol_app import policy
 from qol_app.errors import ServiceError
-from qol_app.models import Patient
+from qol_app.models import Patient, Response
 from qol_app.services import compliance, worklist
 from qol_app.services.audit import Actor
 from qol_app.services.compliance import FormGroup, Group
@@ -553,3 +553,45 @@ def test_a_form_takes_a_missed_reason_only_while_the_clock_makes_it_missed_or_pa
     for status in ("partial", "missed"):
         compliance.set_missed_reason(session, NURSE, nurse, rows[status], "too_ill", None, change_reason=None, now=now)
         assert rows[status].missed_reason == "too_ill"
+
+
+def test_help_and_mode_counts_take_each_arms_first_sent_forms_of_the_scope_once(session, factory, now):
+    """Who answered and how (the dashboard's help share and modes): per arm, each form sent by the
+    patient's side once (revision 0), never a form only begun, a staff correction, or a patient
+    outside the scope."""
+    site, elsewhere = factory.site(code="C6"), factory.site(code="C7")
+    a, b = (factory.patient(site, arm=arm, pin=None, study_id=f"C6-{arm}").patient for arm in "AB")
+    outside = factory.patient(elsewhere, arm="B", pin=None, study_id="C7-B").patient
+    sent = dt.datetime(2026, 3, 1, 5, tzinfo=UTC)
+    tps = {}
+    for patient, key in ((a, "sys-c1"), (a, "sys-c2"), (b, "sys-c1"), (b, "sys-c2"), (outside, "sys-c1")):
+        tp = add_timepoint(
+            session,
+            patient,
+            key,
+            rule_id="after_systemic_cycle",
+            status="completed",
+            target=D(2026, 3, 1),
+            completed_at=sent,
+        )
+        tps[(patient.id, key)] = tp
+    for patient, key in ((a, "sys-c1"), (b, "sys-c1"), (b, "sys-c2"), (outside, "sys-c1")):
+        add_response(session, tps[(patient.id, key)], respondent="self", at=sent, answers={"q1": 2})
+    first = session.scalars(select(Response).where(Response.timepoint_id == tps[(a.id, "sys-c1")].id)).one()
+    session.add(
+        Response(
+            **{c: getattr(first, c) for c in ("timepoint_id", "patient_id", "instrument_id", "instrument_version")},
+            **{c: getattr(first, c) for c in ("language", "wording_version", "respondent", "mode", "started_at")},
+            revision=1,
+            status="submitted",
+            submitted_at=sent,
+            supersedes_id=first.id,
+            correction_reason="transcription error",
+        )
+    )
+    begun = add_response(session, tps[(a.id, "sys-c2")], respondent="self", at=sent, answers={"q1": 1})
+    begun.status, begun.submitted_at = "in_progress", None
+    session.flush()
+    f = _figures(session, site, now)
+    assert (f.help_share("A"), f.help_share("B")) == ((0, 0, 1), (0, 0, 2))
+    assert (f.modes["A"], f.modes["B"]) == ({"web": 1}, {"web": 2})
