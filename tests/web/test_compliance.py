@@ -592,6 +592,9 @@ def test_help_and_mode_counts_take_each_arms_first_sent_forms_of_the_scope_once(
     begun = add_response(session, tps[(a.id, "sys-c2")], respondent="self", at=sent, answers={"q1": 1})
     begun.status, begun.submitted_at = "in_progress", None
     session.flush()
+    # A rule the dashboard's order does not name comes after those it names.
+    add_timepoint(session, a, "prog-1", rule_id="progression", status="missed", target=D(2026, 2, 20))
     f = _figures(session, site, now)
+    assert [g.key for g in f.groups] == ["sys-c1", "sys-c2", "prog-1"]
     assert (f.help_share("A"), f.help_share("B")) == ((0, 0, 1), (0, 0, 2))
     assert (f.modes["A"], f.modes["B"]) == ({"web": 1}, {"web": 2})
