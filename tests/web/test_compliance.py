@@ -502,6 +502,8 @@ def test_a_timepoint_is_counted_from_the_instant_its_window_opens_and_missed_fro
     # ... and missed at the instant its grace period ends (never sent, never begun).
     closed = _figures(session, site, tp.grace_closes_at)
     assert (closed.cell(c1, "A").pending, closed.cell(c1, "A").missed, closed.cell(c1, "A").expected) == (0, 1, 1)
+    form = closed.form_cell(FormGroup("questionnaire", "after_systemic_cycle", "sys-c1", "eortc_qlq_c30"), "A")
+    assert (form.pending, form.missed, form.expected) == (0, 1, 1)
     assert _figures(session, site, tp.grace_closes_at - dt.timedelta(microseconds=1)).cell(c1, "A").pending == 1
 
 
