@@ -303,6 +303,18 @@ def test_site_comparison_for_several_sites(session, factory, data, now):
     other = f.site_cell(s2.id, "questionnaire", "A")
     assert (other.randomized, other.expected, other.completed, other.rate) == (1, 1, 0, 0.0)
     assert f.site_cell(s2.id, "diary", "B").randomized == 0
+    assert f.site_cell(s2.id, "diary", "A").randomized == 1  # no diary there yet, still its denominator
+    # The dashboard's site comparison per form: sent or saved forms received, per randomized too.
+    forms = f.site_form_cell(site.id, "questionnaire", "A")
+    assert (forms.randomized, forms.expected, forms.received, forms.rate_randomized) == (3, 5, 3, 1.0)
+    other_forms = f.site_form_cell(s2.id, "questionnaire", "A")
+    assert (other_forms.randomized, other_forms.expected, other_forms.missed, other_forms.rate) == (1, 1, 1, 0.0)
+    none_yet = f.site_form_cell(s2.id, "diary", "A")
+    assert (none_yet.randomized, none_yet.kind, none_yet.expected, none_yet.rate_randomized) == (1, "diary", 0, None)
+    assert f.site_form_cell(s2.id, "questionnaire", "B").randomized == 0  # nobody in arm B at C2
+    # A form group with no form due in an arm still shows that arm's denominator per randomized.
+    c2 = f.form_cell(FormGroup("questionnaire", "after_systemic_cycle", "sys-c2", "eortc_qlq_c30"), "A")
+    assert (c2.randomized, c2.expected, c2.kind) == (4, 0, "questionnaire")
     # b2's sys-c1 (open) and b1's sys-c2 (in its grace period): two undecided timepoints at C1.
     assert f.site_cell(site.id, "questionnaire", "B").pending == 2
 
