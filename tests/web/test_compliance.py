@@ -221,6 +221,9 @@ def test_figures_equal_hand_counts(session, data, now):
 
     # Scheduled and cancelled rows do not count at all; an overdue one is pending.
     assert _counts(f.cell(c2, "A"))["expected"] == 0 and f.cell(c2, "A").pending == 0
+    assert (
+        f.cell(c2, "A").randomized == 3 and f.cell(Group("questionnaire", "progression", "prog-1"), "B").randomized == 2
+    )
     assert f.cell(c2, "B").pending == 1 and f.cell(c2, "B").rate is None
 
     d = f.cell(diary, "A")
@@ -487,6 +490,8 @@ def test_arm_totals_add_up_every_timepoint_and_an_arm_without_patients_counts_ze
     at_site = f.site_cell(site.id, "questionnaire", "A")
     assert (at_site.late, at_site.partial, at_site.not_offered, at_site.not_expected) == (2, 2, 2, 2)
     assert (at_site.expected, at_site.reasons) == (6, {"": 2})
+    assert f.cell(Group("questionnaire", "baseline", "baseline"), "B").randomized == 0
+    assert f.form_cell(FormGroup("questionnaire", "baseline", "baseline", "eortc_qlq_c30"), "B").randomized == 0
     b = compliance.totals(f, "questionnaire", "B")
     assert (b.randomized, b.expected, b.rate, b.rate_randomized) == (0, 0, None, None)
     b_forms = compliance.form_totals(f, "questionnaire", "B")
