@@ -267,6 +267,8 @@ def test_form_figures_equal_hand_counts(session, data, now):
     assert (a1.expected, a1.received, a1.not_expected, a1.rate_randomized) == (2, 1, 1, pytest.approx(1 / 3))
     d = f.form_cell(diary, "A")
     assert (d.expected, d.received, d.missed, d.not_expected, d.rate, d.rate_randomized) == (2, 1, 1, 1, 0.5, None)
+    no_diary = f.form_cell(diary, "B")  # arm B has no diary day: still a diary, never per randomized
+    assert (no_diary.kind, no_diary.randomized, no_diary.rate_randomized) == ("diary", 2, None)
     # The dashboard's footer: every questionnaire form of an arm summed, per randomized too.
     total = compliance.form_totals(f, "questionnaire", "A")
     assert _counts(total) == {
