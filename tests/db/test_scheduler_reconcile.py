@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 from sqlalchemy import select
@@ -259,7 +260,7 @@ def test_the_sweep_replans_each_patient_on_the_day_the_calendar_changes_its_plan
     assert replanned == 12
 
 
-def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch):
+def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch, caplog):
     assert timepoints.reconcile_patient(session, NURSE, patient, now).created == 1
     baseline = timepoints_of(session, patient)["baseline"]
     copy = {
@@ -294,8 +295,10 @@ def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypa
 
     monkeypatch.setattr(timepoints, "diff", racing_diff)
     before = audit_count(session)
-    result = timepoints.reconcile_patient(session, NURSE, patient, now)
+    with caplog.at_level(logging.INFO, logger="qol_app.services.timepoints"):
+        result = timepoints.reconcile_patient(session, NURSE, patient, now)
     assert result.created == 0 and audit_count(session) == before
+    assert f"timepoint {patient.id}/baseline was created concurrently; skipping" in caplog.messages
     assert session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).one().key == "baseline"
 
 
@@ -508,10 +511,22 @@ def test_forms_begun_but_not_sent_follow_a_death_and_its_correction(session, fac
     10 March: both become not expected with the death as reason. The death, corrected ten days
     later as entered in error, gives them back as partial forms (begun, windows closed)."""
     patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
-    treatment_events.record_event(
-        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 25), cycle_length_days=14, now=now
+    # First entered as 24 February on 3 March, the day's diary begun then; corrected today, so
+    # that begun diary day is no longer planned (it stays as it is, and is passed over below).
+    cycle, _ = treatment_events.record_event(
+        session,
+        NURSE,
+        patient,
+        kind="systemic_cycle",
+        date=dt.date(2026, 2, 24),
+        cycle_length_days=14,
+        now=now - 7 * D,
     )
+    timepoints_of(session, patient)["diary-2026-03-03"].started_at = now - 7 * D
+    session.flush()
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 25), reason="date typo", now=now)
     tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-03"].id < min(tps["diary-2026-03-10"].id, tps["sys-c1"].id)  # visited first
     c1, diary = tps["sys-c1"], tps["diary-2026-03-10"]
     assert (c1.window_start, c1.window_end, c1.status, diary.status) == (
         dt.date(2026, 3, 7),
