@@ -20,7 +20,7 @@ import functools
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -434,9 +434,27 @@ def _find(keys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray) -> pa.Ar
     those keys sorted (stably) and the sorting order: what ``pc.index_in`` gives."""
     if not len(sorted_keys):
         return pa.nulls(len(keys), pa.int32())
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    pos = np.searchsorted(sorted_keys, keys)
+    np.minimum(pos, len(sorted_keys) - 1, out=pos)
     found = sorted_keys[pos] == keys
-    return pa.array(order[pos].astype(np.int32), pa.int32(), mask=~found)
+    return pa.array(order.take(pos).astype(np.int32), pa.int32(), mask=~found)
+
+
+DENSE_KEYS = 1 << 22
+"""Key ranges up to this are counted rather than sorted by :func:`distinct_keys`."""
+
+
+def distinct_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What ``np.unique(keys, return_inverse=True)`` gives for non-negative integer keys: the
+    distinct keys ascending and, per key, its position among them. Keys below ``DENSE_KEYS``
+    (a few thousand distinct (item, answer) pairs among millions of rows) are counted in one
+    pass instead of sorted, so no sorted copy or sort order of the keys is made."""
+    if not len(keys) or int(keys.max()) >= DENSE_KEYS or int(keys.min()) < 0:
+        return np.unique(keys, return_inverse=True)
+    seen = np.zeros(int(keys.max()) + 1, bool)
+    seen[keys] = True
+    rank = np.cumsum(seen, dtype=np.int32) - 1
+    return np.flatnonzero(seen).astype(keys.dtype), rank[keys]
 
 
 # ---------------------------------------------------------------- (a) scores, long
@@ -740,7 +758,8 @@ class ItemRows:
     """Every item of every form with a response, in form and item order: the form (index into
     ``forms``), item id and number (null: an item of another version of the instrument), and the
     answer's position in ``Trial.answers`` (null: not presented). The items dataset, SDTM QS and
-    the FHIR bundle all read it."""
+    the FHIR bundle all read it. Held from the items dataset to the end of an export, so compact:
+    int32 positions and numbers, item ids dictionary-encoded."""
 
     forms: list[Form]
     form_at: pa.Array
@@ -789,19 +808,25 @@ def item_rows(trial: Trial) -> ItemRows:
             more = np.array([item_ids[i] for i in sorted(extras[pk])], np.int64)
             segment = (np.concatenate([segment[0], more]), np.concatenate([segment[1], np.zeros(len(more), np.int64)]))
         segments.append(segment)
-    lengths = np.array([len(seg[0]) for seg in segments], np.int64)
-    codes = np.concatenate([seg[0] for seg in segments]) if segments else np.empty(0, np.int64)
-    numbers = np.concatenate([seg[1] for seg in segments]) if segments else np.empty(0, np.int64)
-    form_pks = np.array([f.response.pk for f in forms], np.int64)  # type: ignore[union-attr]
-    keys = np.repeat(form_pks, lengths) * width + codes
-    form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int64), lengths), pa.int64())
     del answer_inst, known, other, rest, of_form
+    # Arrays over every item row (millions at 100,000 forms): made in place, dropped once used.
+    lengths = np.array([len(seg[0]) for seg in segments], np.int64)
+    numbers = np.concatenate([seg[1] for seg in segments]) if segments else np.empty(0, np.int64)
+    number = pa.array(numbers.astype(np.int32), pa.int32(), mask=numbers == 0)
+    del numbers
+    codes = np.concatenate([seg[0] for seg in segments]) if segments else np.empty(0, np.int64)
+    del segments
+    item = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), pa.int32()), pa.array(names, pa.string()))
+    keys = np.repeat(np.array([f.response.pk for f in forms], np.int64), lengths)  # type: ignore[union-attr]
+    keys *= width
+    keys += codes
+    del codes
+    form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int32), lengths), pa.int32())
     answer_np = answer_keys.to_numpy()
+    del answer_keys
     order = np.argsort(answer_np, kind="stable")
-    at = _find(keys, answer_np[order], order)  # each item's answer (null: not presented)
-    del answer_keys, answer_np, order, keys
-    item = pa.array(names, pa.string()).take(pa.array(codes, pa.int64()))
-    number = pa.array(numbers, pa.int64(), mask=numbers == 0)
+    answer_np = answer_np[order]
+    at = _find(keys, answer_np, order)  # each item's answer (null: not presented)
     return ItemRows(forms, form_at, item, number, at)
 
 
@@ -871,25 +896,27 @@ def _presentation(form: Form) -> tuple[str | None, bool | None, bool | None]:
 
 def forms(trial: Trial) -> Dataset:
     """forms: every expected timepoint x instrument with status and missing reason."""
-    rows = []
-    for form in trial.in_range():
-        tp, rand = form.timepoint, form.patient.randomization_date
-        f = form_facts(form, trial)
-        rows.append(
-            (form.patient.study_id, form.patient.site, form.patient.arm, f.code, tp.rule_id, tp.kind)
-            + (form.instrument_id, f.version, f.target_date, f.target_day)
-            + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
-            + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
-            + (f.respondent, f.relationship, f.mode, f.language, f.revision, form.received)
-            + _presentation(form)
-        )
+
+    def rows() -> Iterator[tuple[Any, ...]]:  # converted a batch at a time (table_of), never all held
+        for form in trial.in_range():
+            tp, rand = form.timepoint, form.patient.randomization_date
+            f = form_facts(form, trial)
+            yield (
+                (form.patient.study_id, form.patient.site, form.patient.arm, f.code, tp.rule_id, tp.kind)
+                + (form.instrument_id, f.version, f.target_date, f.target_day)
+                + (day_of(tp.window_start, rand), day_of(tp.window_end, rand), tp.anchor_kind, tp.anchor_number)
+                + (f.anchor_day, form.status, form.missing_reason, f.completed_at, f.completed_day, f.window)
+                + (f.respondent, f.relationship, f.mode, f.language, f.revision, form.received)
+                + _presentation(form)
+            )
+
     columns = labelled(cols.FORMS_COLUMNS, trial.catalog.registry)
     return _dataset(
         "forms",
         "Expected forms with status and missing reason",
         "应填问卷（状态与缺失原因）",
         columns,
-        table_of(columns, rows),
+        table_of(columns, rows()),
         xpt_label="Expected forms, status and reason",
     )
 

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from qol_app.export import columns as cols
 from qol_app.export.asof import Form, local_day
-from qol_app.export.build import ItemRows, Trial, day_of, short_name, timepoint_code
+from qol_app.export.build import ItemRows, Trial, day_of, distinct_keys, short_name, timepoint_code
 from qol_app.export.writers.base import utc_iso
 
 DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
@@ -159,19 +159,25 @@ def _item_entries(trial: Trial, rows: ItemRows, base: str) -> tuple[list[str | N
         value = answers["value"].take(rows.at).combine_chunks()
         skipped = pc.fill_null(answers["skipped"].take(rows.at).combine_chunks(), False)
         value = pc.if_else(skipped, pa.scalar(None, pa.float64()), value)
+        del skipped
     else:
         value = pa.nulls(len(rows.at), pa.float64())
     links = pc.dictionary_encode(rows.item)
     link_names = links.dictionary.to_pylist()
     given = pc.dictionary_encode(value)
+    del value
     distinct = given.dictionary.to_pylist()
-    answer_code = pc.fill_null(given.indices.cast(pa.int64()), len(distinct)).to_numpy()
     form_at = rows.form_at.to_numpy()
-    keys = (form_kind[form_at] * len(link_names) + links.indices.to_numpy()) * (len(distinct) + 1) + answer_code
+    keys = form_kind[form_at] * len(link_names) + links.indices.to_numpy()
+    del links
+    keys *= len(distinct) + 1
+    keys += pc.fill_null(given.indices, len(distinct)).to_numpy()
+    del given
     presented = pc.is_valid(rows.at).to_numpy(zero_copy_only=False)
-    unique, inverse = np.unique(keys[presented], return_inverse=True)
+    unique, inverse = distinct_keys(keys[presented])
     entry_of = np.full(len(keys), -1, np.int64)
     entry_of[presented] = inverse
+    del keys, inverse, presented
 
     def item_entry(instrument_id: str, link: str, language: str, answer: float | None) -> dict[str, Any] | None:
         """One item of a response (shared by every response with the same answer; never changed)."""

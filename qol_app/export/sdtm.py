@@ -43,6 +43,7 @@ from qol_app.export.build import (
     Trial,
     ascii_text,
     day_of,
+    distinct_keys,
     fit_words,
     ordered_instruments,
     timepoint_code,
@@ -321,21 +322,30 @@ def _qs_parts(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[pa.Table]:
         [test_index.get((inst, 1), 0) - 1 for inst in ordered_instruments(catalog.registry)], np.int64
     )  # test row of item 1 of each instrument, minus one
     answers = trial.answers
+    # Arrays over every item row (millions at 100,000 forms) are dropped as soon as used.
     presented = pc.and_(pc.is_valid(rows.at), pc.is_valid(rows.number))  # items of another version: no test code
     keep = np.flatnonzero(presented.to_numpy(zero_copy_only=False) & (form_of_row >= 0))
-    at = rows.at.take(pa.array(keep, pa.int64()))
-    number = rows.number.take(pa.array(keep, pa.int64())).to_numpy()
-    test = base_of[form_inst.take(rows.form_at.take(pa.array(keep, pa.int64()))).to_numpy()] + number
-    value = answers["value"].take(at) if len(answers) else pa.nulls(len(keep), pa.float64())
-    skipped = answers["skipped"].take(at) if len(answers) else pa.nulls(len(keep), pa.bool_())
+    del presented
+    picked = pa.array(keep, pa.int64())
+    at = rows.at.take(picked)
+    test = base_of[form_inst.take(rows.form_at.take(picked)).to_numpy()] + rows.number.take(picked).to_numpy()
+    # record order: by form, a missed form's one record or a form's items in order
+    record_form = np.concatenate([missed, form_of_row[keep]])
+    del keep, picked, form_of_row
+    value = answers["value"].take(at) if len(answers) else pa.nulls(len(at), pa.float64())
+    skipped = answers["skipped"].take(at) if len(answers) else pa.nulls(len(at), pa.bool_())
+    del at
     done = pc.and_(pc.invert(pc.fill_null(skipped, False)), pc.is_valid(value))
     value = pc.if_else(done, value, pa.scalar(None, pa.float64()))
+    del skipped, done
     # the result cells of each distinct (test, value): few, so formatted in Python
     encoded = pc.dictionary_encode(value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value)
+    del value
     distinct = encoded.dictionary.to_pylist()
-    codes = pc.fill_null(encoded.indices.cast(pa.int64()), len(distinct)).to_numpy()
-    keys = test * (len(distinct) + 1) + codes
-    unique, position = np.unique(keys, return_inverse=True)
+    keys = test * (len(distinct) + 1) + pc.fill_null(encoded.indices, len(distinct)).to_numpy()
+    del encoded, test
+    unique, position = distinct_keys(keys)
+    del keys
     cells: list[tuple[Any, ...]] = []
     for key in unique.tolist():
         t, v = divmod(key, len(distinct) + 1)
@@ -368,12 +378,11 @@ def _qs_parts(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[pa.Table]:
         names=cell_names,
     )
     # record order: by form, a missed form's one record or a form's items in order
-    record_form = np.concatenate([missed, form_of_row[keep]])
     order = np.argsort(record_form, kind="stable")
     record_form = record_form[order]
     cell_of = np.concatenate([np.full(len(missed), -1, np.int64), position.astype(np.int64)])[order]
+    del order, unique, position
     first_of_patient = _group_starts(per_form["USUBJID"].combine_chunks(), record_form)
-    del keep, at, number, test, value, skipped, done, encoded, codes, keys, unique, position, form_of_row
     bounds = np.searchsorted(record_form, np.arange(0, len(per_form) + FORMS_PER_PART, FORMS_PER_PART))
     for start, stop in zip(bounds[:-1], bounds[1:]):
         if start == stop and start:
@@ -432,40 +441,39 @@ def qs(trial: Trial, rows: ItemRows, *, studyid: str, spool: bool = False) -> Da
 
 
 def suppqs(trial: Trial, *, studyid: str) -> Dataset:
-    records = []
-    for form in trial.in_range():
-        response = form.response
-        if form.status not in ("completed", "partial") or response is None:
-            continue
-        patient, tp = form.patient, form.timepoint
-        code = timepoint_code(tp.key, patient.randomization_date, trial.spec.iso_dates)
-        visitnum, _name = visit(tp.key, code, day_of(tp.target_date, patient.randomization_date))
-        grp = group_id(form.instrument_id, visitnum)
-        usubjid = f"{studyid}-{patient.study_id}"
-        values = {
-            "QSRESP": cols.RESPONDENT_LABELS[response.respondent]["en"].upper()
-            if response.respondent in cols.RESPONDENT_LABELS
-            else response.respondent.upper(),
-            "QSRELPR": None,
-            "QSMODE": cols.MODE_LABELS[response.mode]["en"].upper() if response.mode in cols.MODE_LABELS else None,
-        }
-        if response.respondent == "proxy":
-            relationship = (
-                response.relationship
-                if response.relationship is not None and response.relationship in cols.RELATIONSHIP_LABELS
-                else "other"
-            )
-            values["QSRELPR"] = cols.RELATIONSHIP_LABELS[relationship]["en"].upper()
-        for qnam, qval in values.items():
-            if qval:
-                records.append(
-                    (studyid, "QS", usubjid, "QSGRPID", grp, qnam, SUPP_QUALIFIERS[qnam], ascii_text(qval), "CRF")
+    def records() -> Iterator[tuple[Any, ...]]:  # converted a batch at a time (table_of), never all held
+        for form in trial.in_range():
+            response = form.response
+            if form.status not in ("completed", "partial") or response is None:
+                continue
+            patient, tp = form.patient, form.timepoint
+            code = timepoint_code(tp.key, patient.randomization_date, trial.spec.iso_dates)
+            visitnum, _name = visit(tp.key, code, day_of(tp.target_date, patient.randomization_date))
+            grp = group_id(form.instrument_id, visitnum)
+            usubjid = f"{studyid}-{patient.study_id}"
+            values = {
+                "QSRESP": cols.RESPONDENT_LABELS[response.respondent]["en"].upper()
+                if response.respondent in cols.RESPONDENT_LABELS
+                else response.respondent.upper(),
+                "QSRELPR": None,
+                "QSMODE": cols.MODE_LABELS[response.mode]["en"].upper() if response.mode in cols.MODE_LABELS else None,
+            }
+            if response.respondent == "proxy":
+                relationship = (
+                    response.relationship
+                    if response.relationship is not None and response.relationship in cols.RELATIONSHIP_LABELS
+                    else "other"
                 )
+                values["QSRELPR"] = cols.RELATIONSHIP_LABELS[relationship]["en"].upper()
+            for qnam, qval in values.items():
+                if qval:
+                    yield (studyid, "QS", usubjid, "QSGRPID", grp, qnam, SUPP_QUALIFIERS[qnam], ascii_text(qval), "CRF")
+
     return Dataset(
         "suppqs",
         bi("Supplemental Qualifiers for QS", "QS补充限定符"),
         SUPPQS_COLUMNS,
-        table_of(SUPPQS_COLUMNS, records),
+        table_of(SUPPQS_COLUMNS, records()),
     )
 
 

@@ -49,6 +49,10 @@ BATCH = 50_000
 _CHANGED_FIELDS = tuple(dict.fromkeys((*HISTORY_FIELDS, *REWOUND_FIELDS)))
 _DATE_FIELDS = frozenset({"anchor_date", "target_date", "window_start", "window_end"})
 _INSTANT_FIELDS = frozenset({"opens_at", "closes_at", "grace_closes_at"})
+_TIMEPOINT_CODES = (2, 3, 4, 5, 6, 15, 16, 17)
+_RESPONSE_CODES = (2, 3, 5, 6, 7, 8, 9, 14)
+"""Positions of the coded columns (key, rule, kind, instruments, ... status) read once per distinct
+value: one object per code instead of one per row (a large trial holds a row per form)."""
 
 
 def _typed(field: str, value: Any) -> Any:
@@ -117,8 +121,10 @@ class Source:
         self.filters = filters
         self.instruments = tuple(instruments)
 
-    def _rows(self, stmt: Select[*tuple[Any, ...]]) -> Sequence[Any]:
-        return self.session.connection().execute(stmt).all()
+    def _rows(self, stmt: Select[*tuple[Any, ...]]) -> Iterable[Any]:
+        """The rows, fetched as they are iterated (each caller reads them once, keeping only what
+        it makes of them: a whole result's row objects are never held beside it)."""
+        return self.session.connection().execute(stmt)
 
     def _selected_patients(self, stmt: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
         if self.filters.sites:
@@ -192,9 +198,12 @@ class Source:
             ).join(Patient, Timepoint.patient_id == Patient.id)
         )
         out: dict[int, list[TimepointRow]] = defaultdict(list)
+        shared: dict[Any, Any] = {}
         for row in self._rows(stmt):
             values = list(row)
             values[5] = tuple(values[5] or ())
+            for n in _TIMEPOINT_CODES:
+                values[n] = shared.setdefault(values[n], values[n])
             tp = TimepointRow(*values)
             out[tp.patient_pk].append(tp)
         for tps in out.values():
@@ -227,8 +236,12 @@ class Source:
             .where(Response.instrument_id.in_(self.instruments))
         )
         out: dict[tuple[int, str], list[ResponseRow]] = defaultdict(list)
+        shared: dict[Any, Any] = {}
         for row in self._rows(stmt):
-            response = ResponseRow(*row)
+            values = list(row)
+            for n in _RESPONSE_CODES:
+                values[n] = shared.setdefault(values[n], values[n])
+            response = ResponseRow(*values)
             out[(response.timepoint_pk, response.instrument_id)].append(response)
         return out
 

@@ -180,9 +180,13 @@ class PatientStatusForm(Form):
     # corrected as its own audited act.
     correct_death = BooleanField(_l("This corrects a death recorded in error"), default=False)
 
-    def validate_date(self, field) -> None:
-        if self.status.data != "active" and not field.data:
-            raise ValidationError(_l("A date is required."))
+    def validate(self, extra_validators=None) -> bool:
+        # Not an inline validate_date: Optional() ends the field's chain on an empty date before it.
+        valid = super().validate(extra_validators)
+        if self.status.data != "active" and not self.date.data and not self.date.errors:
+            self.date.errors = [*self.date.errors, _l("A date is required.")]
+            valid = False
+        return valid
 
 
 MISSED_REASON_LABELS = {
@@ -206,9 +210,13 @@ class MissedReasonForm(Form):
     text = TextAreaField(_l("Details (required for Other)"), validators=[Optional(), Length(max=255)])
     reason = TextAreaField(_l("Reason for changing an earlier answer"), validators=[Optional(), Length(max=255)])
 
-    def validate_text(self, field) -> None:
-        if self.missed_reason.data == "other" and not (field.data or "").strip():
-            raise ValidationError(_l("Please describe the reason."))
+    def validate(self, extra_validators=None) -> bool:
+        # Not an inline validate_text: Optional() ends the field's chain on empty text before it.
+        valid = super().validate(extra_validators)
+        if self.missed_reason.data == "other" and not (self.text.data or "").strip():
+            self.text.errors = [*self.text.errors, _l("Please describe the reason.")]
+            valid = False
+        return valid
 
 
 CALL_OUTCOME_CHOICES = [
@@ -409,13 +417,17 @@ class LockForm(Form):
     at = StringField(_l("From (UTC, e.g. 2027-01-31T18:00; empty = now)"), validators=[Optional(), Length(max=32)])
     reason = reason_field(_l("Why lock?"))
 
-    def validate_site_id(self, field) -> None:
-        if self.scope.data == "site" and not field.data:
-            raise ValidationError(_l("Choose the site to lock."))
-
-    def validate_study_id(self, field) -> None:
-        if self.scope.data == "patient" and not (field.data or "").strip():
-            raise ValidationError(_l("Enter the study id of the patient to lock."))
+    def validate(self, extra_validators=None) -> bool:
+        # Not inline validators: Optional() ends a field's chain on an empty value before them, so
+        # a site lock with no site (or a patient lock with no study id) would pass.
+        valid = super().validate(extra_validators)
+        if self.scope.data == "site" and not self.site_id.data:
+            self.site_id.errors = [*self.site_id.errors, _l("Choose the site to lock.")]
+            valid = False
+        if self.scope.data == "patient" and not (self.study_id.data or "").strip():
+            self.study_id.errors = [*self.study_id.errors, _l("Enter the study id of the patient to lock.")]
+            valid = False
+        return valid
 
     def validate_at(self, field) -> None:
         if (field.data or "").strip() and self.moment() is None:

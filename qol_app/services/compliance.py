@@ -50,7 +50,8 @@ from qol_app.services.audit import Actor
 
 DECIDED = ("completed", "partial", "missed")
 NOT_OFFERED = "not_offered"
-PENDING = ("open", "overdue")
+#: Not decided yet: a timepoint open or in its grace period (``open``, ``overdue``), a form ``pending``.
+PENDING = ("open", "overdue", "pending")
 
 
 def effective_status(now: dt.datetime) -> ColumnElement[str]:

@@ -12,6 +12,7 @@ from qol_app.models import AuditEvent, Patient, ScheduleAmendment, Timepoint
 from qol_app.scheduling import SCHEDULES_DIR, load_schedule
 from qol_app.services import compliance, schedules, timepoints, treatment_events
 from qol_app.services.audit import Actor, verify
+from tests.db.conftest import timepoints_of
 
 D = dt.timedelta(days=1)
 NURSE = Actor("staff", None)
@@ -179,3 +180,25 @@ def test_schedule_cli_show_diff_apply(app, session, trial, calendar, now):
     assert "amendment fixed_calendar_example@2 effective 2026-03-05" in shown.output
     bad = runner.invoke(args=["schedule", "diff", str(path), "--effective", "soon"])
     assert bad.exit_code != 0 and "not a date" in bad.output
+
+
+def test_calendar_visits_an_amendment_drops_are_cancelled_as_amended(session, factory, now):
+    """A patient planned on a fixed calendar (visits anchored on randomization, no event behind
+    them), then the treatment-anchored schedule from EFFECTIVE: the future calendar visits are
+    cancelled with the reason ``schedule_amended``, the past ones stay."""
+    start = now - 64 * D
+    patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
+    calendar_v1 = load_schedule(SCHEDULES_DIR / "fixed_calendar.example.yaml")
+    timepoints.reconcile_patient(session, NURSE, patient, start, schedule=calendar_v1)
+    timepoints.reconcile_patient(session, NURSE, patient, now, schedule=calendar_v1)
+    assert set(timepoints_of(session, patient)) == {"baseline", "cal-1", "cal-2", "cal-3", "cal-4"}
+
+    conquer = timepoints.configured_schedule()
+    result = schedules.apply(session, CLI, conquer, EFFECTIVE, now, source=SCHEDULES_DIR / "conquer.yaml")
+    assert result.errors == [] and result.changes.cancelled == 2
+    rows = timepoints_of(session, patient)
+    assert {k: (rows[k].status, rows[k].cancel_reason) for k in ("cal-3", "cal-4")} == {
+        "cal-3": ("cancelled", "schedule_amended"),
+        "cal-4": ("cancelled", "schedule_amended"),
+    }
+    assert rows["cal-2"].status == "missed" and rows["cal-2"].cancel_reason is None

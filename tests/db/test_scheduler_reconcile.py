@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 from sqlalchemy import select
 
 from qol_app.models import AuditEvent, OutboxMessage, Response, Timepoint
-from qol_app.services import timepoints, treatment_events
+from qol_app.services import compliance, timepoints, treatment_events
 from qol_app.services.audit import Actor, verify
 from tests.db.conftest import audit_count, timepoints_of
 
 D = dt.timedelta(days=1)
+HOUR = dt.timedelta(hours=1)
 RAND = dt.date(2026, 3, 2)
 C1 = dt.date(2026, 3, 3)
 NURSE = Actor("staff", None)
@@ -258,7 +260,7 @@ def test_the_sweep_replans_each_patient_on_the_day_the_calendar_changes_its_plan
     assert replanned == 12
 
 
-def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch):
+def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypatch, caplog):
     assert timepoints.reconcile_patient(session, NURSE, patient, now).created == 1
     baseline = timepoints_of(session, patient)["baseline"]
     copy = {
@@ -293,6 +295,322 @@ def test_concurrently_created_row_counts_as_done(session, patient, now, monkeypa
 
     monkeypatch.setattr(timepoints, "diff", racing_diff)
     before = audit_count(session)
-    result = timepoints.reconcile_patient(session, NURSE, patient, now)
+    with caplog.at_level(logging.INFO, logger="qol_app.services.timepoints"):
+        result = timepoints.reconcile_patient(session, NURSE, patient, now)
     assert result.created == 0 and audit_count(session) == before
+    assert f"timepoint {patient.id}/baseline was created concurrently; skipping" in caplog.messages
     assert session.scalars(select(Timepoint).where(Timepoint.patient_id == patient.id)).one().key == "baseline"
+
+
+def test_a_cycle_moved_back_reopens_its_cancelled_diary_days_and_the_counts_match_the_audit(
+    session, patient, cycle, now
+):
+    """Cycle 1 entered two days late, then back: the nadir-diary days the first move dropped come
+    back live without the cancellation reason, the days both plans share follow the cycle's date
+    (re-anchored), and each reported count equals its audit rows."""
+    later = treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now)
+    tps = timepoints_of(session, patient)
+    assert [(tps[f"diary-2026-03-{d}"].status, tps[f"diary-2026-03-{d}"].cancel_reason) for d in (10, 11)] == [
+        ("cancelled", "no_longer_planned"),
+        ("cancelled", "no_longer_planned"),
+    ]
+    assert {tps[f"diary-2026-03-{d}"].anchor_date for d in range(12, 20)} == {C1 + 2 * D}
+    moves = [a.new["key"] for a in _audits(session, "move")]
+    assert moves == ["sys-c1", *(f"diary-2026-03-{d}" for d in range(12, 18))]
+    assert (later.created, later.moved, later.cancelled, later.reactivated) == (2, 7, 2, 0)
+
+    back = treatment_events.move_event(session, NURSE, cycle, date=C1, reason="typo corrected", now=now)
+    tps = timepoints_of(session, patient)
+    assert (back.created, back.moved, back.cancelled, back.reactivated) == (0, 7, 2, 2)
+    assert len(_audits(session, "move")) == 14
+    assert (tps["diary-2026-03-10"].status, tps["diary-2026-03-10"].cancel_reason) == ("open", None)
+    assert (tps["diary-2026-03-11"].status, tps["diary-2026-03-11"].cancel_reason) == ("scheduled", None)
+    assert [tps[f"diary-2026-03-{d}"].status for d in (18, 19)] == ["cancelled", "cancelled"]
+    assert {tps[f"diary-2026-03-{d}"].anchor_date for d in range(10, 18)} == {C1}
+    assert tps["sys-c1"].target_date == C1 + 20 * D
+    reactivations = _audits(session, "reactivate")
+    assert sorted(a.new["key"] for a in reactivations) == ["diary-2026-03-10", "diary-2026-03-11"]
+    assert all(a.old["cancel_reason"] == "no_longer_planned" and a.new["cancel_reason"] is None for a in reactivations)
+
+
+def test_a_death_recorded_late_marks_a_follow_up_beyond_the_plan_not_expected(session, patient, cycle, now):
+    """Death entered weeks later with its real (earlier) date: the follow-up already created is
+    past what the plan now reaches but after the death, so it is kept as not expected (never
+    cancelled, never missed), like the post-cycle form; each mark has its own audit row."""
+    treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
+    timepoints.reconcile_all(session, now + 20 * D)
+    assert timepoints_of(session, patient)["fu-1"].status == "scheduled"
+    result = treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 10), reason="reported late", now=now + 25 * D
+    )
+    tps = timepoints_of(session, patient)
+    for key in ("fu-1", "eot", "sys-c1"):
+        assert (tps[key].status, tps[key].not_expected_reason, tps[key].cancel_reason) == ("not_expected", "died", None)
+    marks = {a.new["key"]: a for a in _audits(session, "not_expected")}
+    assert {"fu-1", "eot", "sys-c1"} <= set(marks)
+    assert result.not_expected == len(marks)
+    assert marks["fu-1"].old == {"status": "scheduled", "not_expected_reason": None}
+    assert marks["fu-1"].new == {"key": "fu-1", "status": "not_expected", "not_expected_reason": "died"}
+    assert marks["sys-c1"].new["not_expected_reason"] == "died"
+    assert {a.reason for a in marks.values()} == {"patient died"}
+
+
+def test_a_form_corrected_into_a_past_never_open_is_missed_not_offered_until_it_moves_back(session, factory, now):
+    """CLINICAL.md §2, late entry, for corrections: a post-cycle form moved wholly into a past in
+    which the patient never had it open is missed ``not_offered`` (administrative), from the
+    instant its grace period closes, through a second correction within the past, until the form
+    moves back to the future."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
+    assert timepoints_of(session, patient)["sys-c1"].status == "scheduled"  # window 20-26 March
+    # 12 February: window 1-7 March, grace until the end of 10 March (Shanghai), i.e. this instant.
+    at = dt.datetime(2026, 3, 10, 16, tzinfo=dt.UTC)
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 12), reason="wrong month", now=at)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.window_end, c1.grace_closes_at) == (dt.date(2026, 3, 1), dt.date(2026, 3, 7), at)
+    assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("missed", "not_offered", at)
+    # A day later, to 13 February (window 2-8 March, grace closing now): the row existed since
+    # 10 March, but under dates the patient never had open, so still not offered.
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 13), reason="one day off", now=at + D)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.grace_closes_at) == (dt.date(2026, 3, 2), at + D)
+    assert (c1.status, c1.missed_reason) == ("missed", "not_offered")
+    treatment_events.move_event(session, NURSE, cycle, date=C1, reason="it was March", now=at + 2 * D)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.status, c1.missed_reason, c1.status_changed_at) == ("scheduled", None, at + 2 * D)
+
+
+def test_a_death_before_a_not_offered_form_makes_it_not_expected_without_that_reason(session, factory, now):
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 11), reason="wrong month", now=now)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.target_date, c1.status, c1.missed_reason) == (dt.date(2026, 3, 3), "missed", "not_offered")
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 1), reason="reported by family", now=now + D
+    )
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.status, c1.not_expected_reason, c1.missed_reason) == ("not_expected", "died", None)
+
+
+def test_a_form_the_patient_had_open_stays_a_patient_related_miss_and_keeps_the_nurses_reason(session, factory, now):
+    """A post-cycle form open to the patient on a day of its corrected window is missed by the
+    patient (the nurse gives the reason), and a further correction keeps the nurse's reason."""
+    enrolled = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5))
+    patient = enrolled.patient
+    nurse = factory.staff("nurse", sites=[patient.site])
+    recorded = now - 6 * D  # 4 March: the form's window (4-10 March) has just opened
+    cycle, _ = treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 15), now=recorded
+    )
+    assert timepoints_of(session, patient)["sys-c1"].status == "open"
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 9), reason="date typo", now=now)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.window_end) == (dt.date(2026, 2, 26), dt.date(2026, 3, 4))
+    assert (c1.status, c1.missed_reason) == ("missed", None)  # open to the patient on 4 March
+    compliance.set_missed_reason(session, NURSE, nurse, c1, "too_ill", None, change_reason=None, now=now)
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 10), reason="one day off", now=now + D)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.status, c1.missed_reason) == (dt.date(2026, 2, 27), "missed", "too_ill")
+
+
+def test_a_form_open_under_its_old_dates_but_not_on_its_corrected_ones_was_not_offered(session, factory, now):
+    """The patient had the post-cycle form open 18-27 February (grace included); the cycle date is
+    then corrected so that its window is 28 February - 6 March, days on which the patient never
+    had it: not offered."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    recorded = dt.datetime(2026, 2, 20, 4, tzinfo=dt.UTC)
+    cycle, _ = treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 1), now=recorded
+    )
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.window_end, c1.status) == (dt.date(2026, 2, 18), dt.date(2026, 2, 24), "open")
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 11), reason="date typo", now=now)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.window_end) == (dt.date(2026, 2, 28), dt.date(2026, 3, 6))
+    assert (c1.status, c1.missed_reason) == ("missed", "not_offered")
+
+
+def test_diary_days_reactivated_after_they_closed_were_offered_only_if_live_while_open(session, patient, cycle, now):
+    """Cycle 1 moved two days on six hours after it was entered (its first two diary days
+    cancelled), then back ten days later: the two days come back after their windows closed. The
+    10 March diary was live and open for those six hours, so it is a patient-related miss; the
+    11 March one was cancelled before it opened, so it was never offered."""
+    treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now + 6 * HOUR)
+    assert timepoints_of(session, patient)["diary-2026-03-11"].status_changed_at == now + 6 * HOUR
+    treatment_events.move_event(session, NURSE, cycle, date=C1, reason="typo corrected", now=now + 10 * D)
+    tps = timepoints_of(session, patient)
+    assert (tps["diary-2026-03-10"].status, tps["diary-2026-03-10"].missed_reason) == ("missed", None)
+    assert (tps["diary-2026-03-11"].status, tps["diary-2026-03-11"].missed_reason) == ("missed", "not_offered")
+    assert {tps[d].cancel_reason for d in ("diary-2026-03-10", "diary-2026-03-11")} == {None}
+
+
+def test_a_reconcile_without_a_reason_audits_each_cancellation_with_its_cancel_reason(session, patient, cycle, now):
+    cycle.deleted_at = now  # the event gone (as delete_event leaves it), then a plain reconcile
+    session.flush()
+    timepoints.reconcile_patient(session, NURSE, patient, now)
+    cancels = _audits(session, "cancel")
+    assert cancels and {a.reason for a in cancels} == {"anchor_event_deleted"}
+
+
+def test_a_withdrawal_retracted_after_a_forms_window_leaves_it_not_offered(session, patient, cycle, now):
+    """Withdrawn on 10 March (the post-cycle form of 20-26 March not expected), recorded as active
+    again on 30 March: the form comes back missed, but the patient never had it open."""
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "withdrawn", status_date=dt.date(2026, 3, 10), reason="consent withdrawn", now=now
+    )
+    assert timepoints_of(session, patient)["sys-c1"].status == "not_expected"
+    result = treatment_events.set_patient_status(
+        session, NURSE, patient, "active", reason="entered for the wrong patient", now=now + 20 * D
+    )
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.status, c1.not_expected_reason, c1.missed_reason) == ("missed", None, "not_offered")
+    assert result.reactivated >= 1
+
+
+def test_a_cycle_recorded_after_the_death_creates_its_forms_not_expected_never_missed(session, factory, now):
+    """Died on 5 March, and only then the cycle of 10 February is entered: its post-cycle form
+    (open 27 February - 8 March, grace included, so still open on the day of death) and its
+    later diary days are created not expected with the death as reason, with no missed reason;
+    the diary days before the death are past and were never offered."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 5), reason="reported by family", now=now
+    )
+    treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 10), now=now + dt.timedelta(hours=1)
+    )
+    tps = timepoints_of(session, patient)
+    c1 = tps["sys-c1"]
+    assert (c1.status, c1.not_expected_reason, c1.missed_reason) == ("not_expected", "died", None)
+    assert (tps["diary-2026-02-17"].status, tps["diary-2026-02-17"].missed_reason) == ("missed", "not_offered")
+    created = {a.new["key"]: a.new for a in _audits(session, "create")}
+    assert created["sys-c1"]["status"] == "not_expected" and created["sys-c1"]["not_expected_reason"] == "died"
+
+
+def test_diary_days_a_correction_adds_after_they_closed_are_not_offered_from_the_instant_they_close(
+    session, factory, now
+):
+    """Cycle 1 corrected from 3 to 1 March at midnight of 11 March (Shanghai): nadir-diary days 8
+    and 9 March are new, both closed (the 9th's grace period ends at this very instant), and were
+    never open to the patient while they existed: missed ``not_offered``."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
+    at = dt.datetime(2026, 3, 10, 16, tzinfo=dt.UTC)
+    result = treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 3, 1), reason="date typo", now=at)
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-09"].grace_closes_at == at
+    for day in ("diary-2026-03-08", "diary-2026-03-09"):
+        assert (tps[day].status, tps[day].missed_reason, tps[day].created_at) == ("missed", "not_offered", at)
+    assert result.created == 2
+
+
+def test_forms_begun_but_not_sent_follow_a_death_and_its_correction(session, factory, now):
+    """A 14-day cycle of 25 February: its post-cycle form (7-13 March) and the diary of 10 March
+    are open and begun (one with answers saved, one opened on paper) when the patient dies on
+    10 March: both become not expected with the death as reason. The death, corrected ten days
+    later as entered in error, gives them back as partial forms (begun, windows closed)."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    # First entered as 24 February on 3 March, the day's diary begun then; corrected today, so
+    # that begun diary day is no longer planned (it stays as it is, and is passed over below).
+    cycle, _ = treatment_events.record_event(
+        session,
+        NURSE,
+        patient,
+        kind="systemic_cycle",
+        date=dt.date(2026, 2, 24),
+        cycle_length_days=14,
+        now=now - 7 * D,
+    )
+    timepoints_of(session, patient)["diary-2026-03-03"].started_at = now - 7 * D
+    session.flush()
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 25), reason="date typo", now=now)
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-03"].id < min(tps["diary-2026-03-10"].id, tps["sys-c1"].id)  # visited first
+    c1, diary = tps["sys-c1"], tps["diary-2026-03-10"]
+    assert (c1.window_start, c1.window_end, c1.status, diary.status) == (
+        dt.date(2026, 3, 7),
+        dt.date(2026, 3, 13),
+        "open",
+        "open",
+    )
+    c1.started_at = now
+    session.add(
+        Response(
+            timepoint_id=diary.id,
+            patient_id=patient.id,
+            instrument_id="symptom_diary",
+            instrument_version="1",
+            language="zh_Hans",
+            wording_version="own",
+            respondent="self",
+            started_at=now,
+        )
+    )
+    session.flush()
+    assert timepoints.reconcile_patient(session, NURSE, patient, now).changed == 0  # alive: begun forms stay open
+    assert {timepoints_of(session, patient)[key].status for key in ("sys-c1", "diary-2026-03-10")} == {"open"}
+    died = treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=dt.date(2026, 3, 10), reason="reported by family", now=now
+    )
+    tps = timepoints_of(session, patient)
+    for key in ("sys-c1", "diary-2026-03-10"):
+        assert (tps[key].status, tps[key].not_expected_reason) == ("not_expected", "died")
+    marks = [a for a in _audits(session, "not_expected")]
+    assert {"sys-c1", "diary-2026-03-10"} <= {a.new["key"] for a in marks}
+    assert died.not_expected == len(marks)
+
+    corrected = treatment_events.correct_death(
+        session, NURSE, patient, reason="entered for the wrong patient", now=now + 10 * D
+    )
+    tps = timepoints_of(session, patient)
+    for key in ("sys-c1", "diary-2026-03-10"):
+        assert (tps[key].status, tps[key].not_expected_reason) == ("partial", None)
+    back = {a.new["key"]: a for a in _audits(session, "reactivate")}
+    assert back["sys-c1"].new == {"key": "sys-c1", "status": "partial", "not_expected_reason": None}
+    assert back["diary-2026-03-10"].old == {"status": "not_expected", "not_expected_reason": "died"}
+    assert corrected.reactivated == len(back)
+
+
+def test_a_begun_diary_day_keeps_its_anchor_when_the_cycle_moves_and_the_days_after_it_follow(
+    session, patient, cycle, now
+):
+    """Cycle 1 moved two days on: the diary day of 12 March, begun, is planned again under the new
+    date but keeps the anchor it was begun under (its study day); the shared days after it take
+    the new anchor."""
+    tps = timepoints_of(session, patient)
+    tps["diary-2026-03-12"].started_at = now
+    session.flush()
+    treatment_events.move_event(session, NURSE, cycle, date=C1 + 2 * D, reason="date typo", now=now)
+    tps = timepoints_of(session, patient)
+    assert tps["diary-2026-03-12"].anchor_date == C1
+    assert {tps[f"diary-2026-03-{d}"].anchor_date for d in range(13, 18)} == {C1 + 2 * D}
+
+
+def test_moving_the_end_of_treatment_moves_its_form_and_the_follow_up_two_moves(session, patient, cycle, now):
+    treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
+    timepoints.reconcile_all(session, now + 20 * D)
+    before = {k: tp.target_date for k, tp in timepoints_of(session, patient).items() if k in ("eot", "fu-1")}
+    first_move = len(_audits(session, "move"))
+    result = treatment_events.move_event(
+        session, NURSE, patient.events[-1], date=dt.date(2026, 3, 10), reason="date typo", now=now + 20 * D
+    )
+    tps = timepoints_of(session, patient)
+    assert {k: tps[k].target_date for k in before} == {k: day + D for k, day in before.items()}
+    moves = [a.new["key"] for a in _audits(session, "move")][first_move:]
+    assert sorted(moves) == ["eot", "fu-1"] and result.moved == 2
+
+
+def test_a_form_whose_corrected_window_closed_before_it_was_planned_was_not_offered(session, factory, now):
+    """Entered on 4 March (window 4-10 March, open), then the cycle date corrected from 15 to 5
+    February: the corrected window (22-28 February, grace until 3 March) had closed before the
+    form existed, so the patient never had it on one of its days."""
+    patient = factory.patient(arm="B", randomization_date=dt.date(2026, 1, 5)).patient
+    cycle, _ = treatment_events.record_event(
+        session, NURSE, patient, kind="systemic_cycle", date=dt.date(2026, 2, 15), now=now - 6 * D
+    )
+    assert timepoints_of(session, patient)["sys-c1"].status == "open"
+    treatment_events.move_event(session, NURSE, cycle, date=dt.date(2026, 2, 5), reason="date typo", now=now)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.window_start, c1.grace_end) == (dt.date(2026, 2, 22), dt.date(2026, 3, 3))
+    assert (c1.status, c1.missed_reason) == ("missed", "not_offered")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -266,3 +267,19 @@ def test_every_dataset_builds_with_unique_xpt_names(name):
     trial = load()
     dataset = build.items(trial, build.item_rows(trial)) if name == "items" else build.DATASETS[name](trial)
     assert len({c.xpt for c in dataset.columns}) == len(dataset.columns)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [7, 3, 3, 0, 7, 12, 3],  # counted
+        [5, build.DENSE_KEYS + 9, 5, 2, build.DENSE_KEYS + 9],  # past the counted range: sorted
+        [],
+    ],
+)
+def test_distinct_keys_is_np_unique(keys: list[int]) -> None:
+    array = np.array(keys, np.int64)
+    unique, inverse = build.distinct_keys(array)
+    expected_unique, expected_inverse = np.unique(array, return_inverse=True)
+    assert unique.tolist() == expected_unique.tolist() and unique.dtype == np.int64
+    assert inverse.tolist() == expected_inverse.tolist()

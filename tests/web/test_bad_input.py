@@ -189,6 +189,14 @@ def test_a_whitespace_only_reason_counts_as_missing(session, world):
     assert session.get(Patient, pid).status == "active"
 
 
+def test_an_end_status_without_its_date_is_refused_on_the_date_field(session, world):
+    pid = world["enrolled"].patient.id
+    refused = world["staff"].post(f"/staff/patients/{pid}/status", data={"status": "died", "reason": "family called"})
+    assert refused.status_code == 422 and "A date is required." in refused.get_data(as_text=True)
+    session.expire_all()
+    assert session.get(Patient, pid).status == "active"
+
+
 def test_a_request_id_header_is_kept_only_when_plain(app, session, world):
     add_timepoint  # noqa: B018 - imported for other tests of this module's family
     client = world["patient"]

@@ -18,16 +18,19 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from qol_app import policy
-from qol_app.models import Patient
+from qol_app.errors import ServiceError
+from qol_app.models import Patient, Response
 from qol_app.services import compliance, worklist
+from qol_app.services.audit import Actor
 from qol_app.services.compliance import FormGroup, Group
 from tests.factories import add_response, add_timepoint, isolated_client, login, no_csrf
 
 D = dt.date
 UTC = dt.UTC
+NURSE = Actor("staff", None)
 
 
 @pytest.fixture
@@ -218,13 +221,29 @@ def test_figures_equal_hand_counts(session, data, now):
 
     # Scheduled and cancelled rows do not count at all; an overdue one is pending.
     assert _counts(f.cell(c2, "A"))["expected"] == 0 and f.cell(c2, "A").pending == 0
+    assert (
+        f.cell(c2, "A").randomized == 3 and f.cell(Group("questionnaire", "progression", "prog-1"), "B").randomized == 2
+    )
     assert f.cell(c2, "B").pending == 1 and f.cell(c2, "B").rate is None
 
     d = f.cell(diary, "A")
     assert (d.expected, d.completed, d.missed, d.not_expected, d.reasons) == (2, 1, 1, 1, {"forgot": 1})
 
+    # The questionnaire total of arm A sums its timepoints; the denominator per randomized stays 3.
     q_a = compliance.totals(f, "questionnaire", "A")
-    assert (q_a.expected, q_a.completed, q_a.not_expected) == (5, 3, 1)
+    assert _counts(q_a) == {
+        "randomized": 3,
+        "on_time": 2,
+        "late": 1,
+        "partial": 0,
+        "missed": 2,
+        "pending": 0,
+        "not_expected": 1,
+        "expected": 5,
+    }
+    assert (q_a.completed, q_a.rate_randomized, q_a.reasons) == (3, 1.0, {"too_ill": 1, "hospitalised": 1})
+    q_b = compliance.totals(f, "questionnaire", "B")
+    assert (q_b.randomized, q_b.partial, q_b.missed, q_b.pending, q_b.without_reason) == (2, 1, 1, 2, 2)
 
     assert f.help_share("A") == (1, 0, 4) and f.help_share("B") == (0, 1, 1)  # 4: with a1's diary
     assert f.modes["A"] == {"web": 3, "interview": 1}
@@ -248,8 +267,28 @@ def test_form_figures_equal_hand_counts(session, data, now):
     assert (a1.expected, a1.received, a1.not_expected, a1.rate_randomized) == (2, 1, 1, pytest.approx(1 / 3))
     d = f.form_cell(diary, "A")
     assert (d.expected, d.received, d.missed, d.not_expected, d.rate, d.rate_randomized) == (2, 1, 1, 1, 0.5, None)
+    no_diary = f.form_cell(diary, "B")  # arm B has no diary day: still a diary, never per randomized
+    assert (no_diary.kind, no_diary.randomized, no_diary.rate_randomized) == ("diary", 2, None)
+    # The dashboard's footer: every questionnaire form of an arm summed, per randomized too.
     total = compliance.form_totals(f, "questionnaire", "A")
-    assert (total.expected, total.received, total.not_expected) == (5, 3, 1)
+    assert _counts(total) == {
+        "randomized": 3,
+        "on_time": 2,
+        "late": 1,
+        "partial": 0,
+        "missed": 2,
+        "pending": 0,
+        "not_expected": 1,
+        "expected": 5,
+    }
+    assert (total.received, total.rate, total.rate_randomized) == (3, pytest.approx(3 / 5), 1.0)
+    assert total.reasons == {"too_ill": 1, "hospitalised": 1}
+    # b2's sys-c1 form (window open) and b1's sys-c2 form (in its grace period) are not decided yet.
+    assert f.form_cell(c1, "B").pending == 1
+    total_b = compliance.form_totals(f, "questionnaire", "B")
+    assert (total_b.randomized, total_b.expected, total_b.received, total_b.missed, total_b.pending) == (2, 3, 1, 2, 2)
+    diaries = compliance.form_totals(f, "diary", "A")
+    assert (diaries.kind, diaries.expected, diaries.received, diaries.rate_randomized) == ("diary", 2, 1, None)
 
 
 def test_site_comparison_for_several_sites(session, factory, data, now):
@@ -260,6 +299,8 @@ def test_site_comparison_for_several_sites(session, factory, data, now):
     investigator = factory.staff("investigator", sites=[site, s2])
     f = compliance.compute(session, policy.patient_clause(investigator), now)
     assert f.site_ids == [site.id, s2.id]
+    assert f.randomized == {"A": 4, "B": 2}  # both sites' arm-A patients in the denominator per randomized
+    assert compliance.totals(f, "questionnaire", "A").randomized == 4
     assert (
         f.site_cell(site.id, "questionnaire", "A").expected,
         f.site_cell(site.id, "questionnaire", "A").completed,
@@ -267,6 +308,20 @@ def test_site_comparison_for_several_sites(session, factory, data, now):
     other = f.site_cell(s2.id, "questionnaire", "A")
     assert (other.randomized, other.expected, other.completed, other.rate) == (1, 1, 0, 0.0)
     assert f.site_cell(s2.id, "diary", "B").randomized == 0
+    assert f.site_cell(s2.id, "diary", "A").randomized == 1  # no diary there yet, still its denominator
+    # The dashboard's site comparison per form: sent or saved forms received, per randomized too.
+    forms = f.site_form_cell(site.id, "questionnaire", "A")
+    assert (forms.randomized, forms.expected, forms.received, forms.rate_randomized) == (3, 5, 3, 1.0)
+    other_forms = f.site_form_cell(s2.id, "questionnaire", "A")
+    assert (other_forms.randomized, other_forms.expected, other_forms.missed, other_forms.rate) == (1, 1, 1, 0.0)
+    none_yet = f.site_form_cell(s2.id, "diary", "A")
+    assert (none_yet.randomized, none_yet.kind, none_yet.expected, none_yet.rate_randomized) == (1, "diary", 0, None)
+    assert f.site_form_cell(s2.id, "questionnaire", "B").randomized == 0  # nobody in arm B at C2
+    # A form group with no form due in an arm still shows that arm's denominator per randomized.
+    c2 = f.form_cell(FormGroup("questionnaire", "after_systemic_cycle", "sys-c2", "eortc_qlq_c30"), "A")
+    assert (c2.randomized, c2.expected, c2.kind) == (4, 0, "questionnaire")
+    # b2's sys-c1 (open) and b1's sys-c2 (in its grace period): two undecided timepoints at C1.
+    assert f.site_cell(site.id, "questionnaire", "B").pending == 2
 
 
 def test_dashboard_shows_the_figures_and_the_site_comparison(app, session, factory, data):
@@ -397,3 +452,170 @@ def test_dashboard_banner_when_the_scheduler_is_stale(app, session, factory, now
     app.config["FROZEN_NOW"] = now + dt.timedelta(minutes=app.config["SCHEDULER_STALE_MINUTES"])
     login(client, factory.staff("nurse", sites=[site]))
     assert stale in client.get("/staff/").get_data(as_text=True)
+
+
+def test_arm_totals_add_up_every_timepoint_and_an_arm_without_patients_counts_zero(session, factory, now):
+    """Two arm-A patients, each late, partial or not offered at more than one timepoint: the arm's
+    total adds them all up; arm B, with nobody randomized at this site, totals zero everywhere."""
+    site = factory.site(code="C3")
+    t1, t2 = (factory.patient(site, arm="A", pin=None, study_id=f"C3-t{i}").patient for i in (1, 2))
+    late = {"baseline": dt.datetime(2026, 2, 5, 2, tzinfo=UTC), "sys-c1": dt.datetime(2026, 3, 5, 2, tzinfo=UTC)}
+    for key, target in (("baseline", D(2026, 2, 1)), ("sys-c1", D(2026, 3, 1))):
+        rule = {"rule_id": "after_systemic_cycle"} if key == "sys-c1" else {}
+        add_timepoint(session, t1, key, status="completed", target=target, completed_at=late[key], **rule)
+        add_timepoint(session, t2, key, status="partial", target=target, started_at=late[key], **rule)
+    for patient, key, target in ((t1, "sys-c2", D(2026, 2, 15)), (t2, "sys-c3", D(2026, 2, 20))):
+        add_timepoint(
+            session,
+            patient,
+            key,
+            rule_id="after_systemic_cycle",
+            status="missed",
+            target=target,
+            missed_reason="not_offered",
+        )
+    for patient, key in ((t1, "sys-c4"), (t2, "sys-c5")):
+        add_timepoint(
+            session,
+            patient,
+            key,
+            rule_id="after_systemic_cycle",
+            status="not_expected",
+            target=D(2026, 3, 20),
+            not_expected_reason="withdrawn",
+        )
+    f = _figures(session, site, now)
+    a = compliance.totals(f, "questionnaire", "A")
+    assert (a.randomized, a.on_time, a.late, a.partial, a.missed, a.not_offered) == (2, 0, 2, 2, 0, 2)
+    assert (a.expected, a.not_expected, a.rate, a.without_reason) == (6, 2, pytest.approx(2 / 6), 2)
+    # The site comparison adds the same forms up timepoint by timepoint.
+    at_site = f.site_cell(site.id, "questionnaire", "A")
+    assert (at_site.late, at_site.partial, at_site.not_offered, at_site.not_expected) == (2, 2, 2, 2)
+    assert (at_site.expected, at_site.reasons) == (6, {"": 2})
+    assert f.cell(Group("questionnaire", "baseline", "baseline"), "B").randomized == 0
+    assert f.form_cell(FormGroup("questionnaire", "baseline", "baseline", "eortc_qlq_c30"), "B").randomized == 0
+    b = compliance.totals(f, "questionnaire", "B")
+    assert (b.randomized, b.expected, b.rate, b.rate_randomized) == (0, 0, None, None)
+    b_forms = compliance.form_totals(f, "questionnaire", "B")
+    assert (b_forms.randomized, b_forms.expected, b_forms.received, b_forms.rate_randomized) == (0, 0, 0, None)
+
+
+def test_a_timepoint_is_counted_from_the_instant_its_window_opens_and_missed_from_the_end_of_grace(session, factory):
+    """A post-cycle form whose window opens at midnight, 20 March (Shanghai): an instant before, the
+    timepoint is not in the figures at all (scheduled); at midnight it is pending, and it is
+    missed from the instant its grace period ends. A cancelled timepoint is never in them."""
+    site = factory.site(code="C4")
+    patient = factory.patient(site, arm="A", pin=None, study_id="C4-o1").patient
+    tp = add_timepoint(
+        session, patient, "sys-c1", rule_id="after_systemic_cycle", status="scheduled", target=D(2026, 3, 23)
+    )
+    add_timepoint(session, patient, "sys-c0", rule_id="after_systemic_cycle", status="cancelled", target=D(2026, 3, 2))
+    opens = dt.datetime(2026, 3, 19, 16, tzinfo=UTC)
+    assert tp.opens_at == opens
+    before = _figures(session, site, opens - dt.timedelta(microseconds=1))
+    assert before.groups == [] and before.form_groups == []
+    at = _figures(session, site, opens)
+    c1 = Group("questionnaire", "after_systemic_cycle", "sys-c1")
+    assert at.groups == [c1]
+    assert (at.cell(c1, "A").pending, at.cell(c1, "A").expected) == (1, 0)
+    # ... and missed at the instant its grace period ends (never sent, never begun).
+    closed = _figures(session, site, tp.grace_closes_at)
+    assert (closed.cell(c1, "A").pending, closed.cell(c1, "A").missed, closed.cell(c1, "A").expected) == (0, 1, 1)
+    form = closed.form_cell(FormGroup("questionnaire", "after_systemic_cycle", "sys-c1", "eortc_qlq_c30"), "A")
+    assert (form.pending, form.missed, form.expected) == (0, 1, 1)
+    assert _figures(session, site, tp.grace_closes_at - dt.timedelta(microseconds=1)).cell(c1, "A").pending == 1
+
+
+def test_a_form_takes_a_missed_reason_only_while_the_clock_makes_it_missed_or_partial(session, factory, now):
+    """The nurse's status of a form (timeline, missed-reason page): a not-expected or cancelled form
+    stays so after its window, never "missed"; one begun and left is partial, one never begun
+    missed; only those two take a reason."""
+    site = factory.site(code="C5")
+    nurse = factory.staff("nurse", sites=[site])
+    patient = factory.patient(site, arm="A", pin=None, study_id="C5-m1").patient
+    past = D(2026, 2, 1)
+    rows = {
+        "not_expected": add_timepoint(
+            session,
+            patient,
+            "sys-c1",
+            rule_id="after_systemic_cycle",
+            status="not_expected",
+            target=past,
+            not_expected_reason="died",
+        ),
+        "cancelled": add_timepoint(
+            session, patient, "sys-c2", rule_id="after_systemic_cycle", status="cancelled", target=past
+        ),
+        "partial": add_timepoint(
+            session,
+            patient,
+            "sys-c3",
+            rule_id="after_systemic_cycle",
+            status="overdue",
+            target=past,
+            started_at=dt.datetime(2026, 2, 2, tzinfo=UTC),
+        ),
+        "missed": add_timepoint(
+            session, patient, "sys-c4", rule_id="after_systemic_cycle", status="overdue", target=past
+        ),
+    }
+    assert {status: compliance.current_status(tp, now) for status, tp in rows.items()} == {
+        "not_expected": "not_expected",
+        "cancelled": "cancelled",
+        "partial": "partial",
+        "missed": "missed",
+    }
+    for status in ("not_expected", "cancelled"):
+        with pytest.raises(ServiceError, match="Only a missed or partial form"):
+            compliance.set_missed_reason(
+                session, NURSE, nurse, rows[status], "too_ill", None, change_reason=None, now=now
+            )
+    for status in ("partial", "missed"):
+        compliance.set_missed_reason(session, NURSE, nurse, rows[status], "too_ill", None, change_reason=None, now=now)
+        assert rows[status].missed_reason == "too_ill"
+
+
+def test_help_and_mode_counts_take_each_arms_first_sent_forms_of_the_scope_once(session, factory, now):
+    """Who answered and how (the dashboard's help share and modes): per arm, each form sent by the
+    patient's side once (revision 0), never a form only begun, a staff correction, or a patient
+    outside the scope."""
+    site, elsewhere = factory.site(code="C6"), factory.site(code="C7")
+    a, b = (factory.patient(site, arm=arm, pin=None, study_id=f"C6-{arm}").patient for arm in "AB")
+    outside = factory.patient(elsewhere, arm="B", pin=None, study_id="C7-B").patient
+    sent = dt.datetime(2026, 3, 1, 5, tzinfo=UTC)
+    tps = {}
+    for patient, key in ((a, "sys-c1"), (a, "sys-c2"), (b, "sys-c1"), (b, "sys-c2"), (outside, "sys-c1")):
+        tp = add_timepoint(
+            session,
+            patient,
+            key,
+            rule_id="after_systemic_cycle",
+            status="completed",
+            target=D(2026, 3, 1),
+            completed_at=sent,
+        )
+        tps[(patient.id, key)] = tp
+    for patient, key in ((a, "sys-c1"), (b, "sys-c1"), (b, "sys-c2"), (outside, "sys-c1")):
+        add_response(session, tps[(patient.id, key)], respondent="self", at=sent, answers={"q1": 2})
+    first = session.scalars(select(Response).where(Response.timepoint_id == tps[(a.id, "sys-c1")].id)).one()
+    session.add(
+        Response(
+            **{c: getattr(first, c) for c in ("timepoint_id", "patient_id", "instrument_id", "instrument_version")},
+            **{c: getattr(first, c) for c in ("language", "wording_version", "respondent", "mode", "started_at")},
+            revision=1,
+            status="submitted",
+            submitted_at=sent,
+            supersedes_id=first.id,
+            correction_reason="transcription error",
+        )
+    )
+    begun = add_response(session, tps[(a.id, "sys-c2")], respondent="self", at=sent, answers={"q1": 1})
+    begun.status, begun.submitted_at = "in_progress", None
+    session.flush()
+    # A rule the dashboard's order does not name comes after those it names.
+    add_timepoint(session, a, "prog-1", rule_id="progression", status="missed", target=D(2026, 2, 20))
+    f = _figures(session, site, now)
+    assert [g.key for g in f.groups] == ["sys-c1", "sys-c2", "prog-1"]
+    assert (f.help_share("A"), f.help_share("B")) == ((0, 0, 1), (0, 0, 2))
+    assert (f.modes["A"], f.modes["B"]) == ({"web": 1}, {"web": 2})

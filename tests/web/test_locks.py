@@ -268,6 +268,27 @@ def test_lock_pages_for_admins_and_data_managers_lock_and_release_with_audit(app
     assert patient.study_id in page and "released" in page
 
 
+def test_a_site_or_patient_lock_without_its_target_is_refused_with_the_field_named(app, session, factory):
+    """Found by the fuzz: the field's Optional() ended validation before the scope check, so a site
+    lock with no site went on to look up site None."""
+    no_csrf(app)
+    factory.site(code="LK6")
+    client = isolated_client(app)
+    login(client, factory.staff("data_manager"))
+    for data, said in (
+        ({"scope": "site", "reason": "primary analysis"}, "Choose the site to lock."),
+        ({"scope": "site", "site_id": "0", "reason": "primary analysis"}, "Choose the site to lock."),
+        (
+            {"scope": "patient", "study_id": "  ", "reason": "primary analysis"},
+            "Enter the study id of the patient to lock.",
+        ),
+    ):
+        refused = client.post("/staff/admin/locks", data=data)
+        assert refused.status_code == 422 and said in refused.get_data(as_text=True), data
+    session.expire_all()
+    assert session.scalars(select(DataLock)).all() == []
+
+
 def test_export_manifest_records_the_lock_state(app, session, factory, now):
     from qol_app.export.run import ExportRequest
     from qol_app.export.source import ExportFilters

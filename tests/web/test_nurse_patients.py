@@ -212,7 +212,8 @@ def test_missed_reason_required_listed_until_given_and_audited(client, session, 
     dash = client.get("/staff/").get_data(as_text=True)
     assert "Missed forms without a reason" in dash and f"/timepoints/{tp.id}/reason" in dash
     url = f"/staff/patients/{enrolled.patient.id}/timepoints/{tp.id}/reason"
-    assert client.post(url, data={"missed_reason": "other", "text": ""}).status_code == 422
+    other = client.post(url, data={"missed_reason": "other", "text": "  "})
+    assert other.status_code == 422 and "Please describe the reason." in other.get_data(as_text=True)  # on the field
     assert tp.missed_reason is None
     assert client.post(url, data={"missed_reason": "bogus"}).status_code == 422 and tp.missed_reason is None
     assert client.post(url, data={"missed_reason": "hospitalised"}).status_code == 302

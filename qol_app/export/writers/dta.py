@@ -51,6 +51,10 @@ def _texts(values: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 def _nul_padded(values: pa.Array, size: int) -> np.ndarray:
     """Texts (null-free, each at most ``size`` bytes) as ``size``-byte NUL-padded fields."""
+    if len(values) and pc.all(pc.string_is_ascii(values)).as_py():  # one byte per character: Arrow pads
+        padded = pc.utf8_rpad(values, width=size, padding="\0")
+        offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32)[padded.offset : padded.offset + len(padded) + 1]
+        return np.frombuffer(padded.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].view(f"S{size}")
     out = np.zeros((len(values), size), dtype=np.uint8)
     if len(values):
         offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset : values.offset + len(values) + 1]
@@ -165,7 +169,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
                     rows[f"v{i}"] = _nul_padded(_texts(values), width)
                 else:
                     rows[f"v{i}"] = _numbers(column, values, codes)
-            handle.write(rows.tobytes())
+            handle.write(rows.data)  # the array's own buffer: no copy as bytes
         handle.write(b"</data>" + _tag("strls", b"") + value_labels + b"</stata_dta>")
 
 

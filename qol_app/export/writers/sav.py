@@ -240,7 +240,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
                     rows[f"f{n}"] = _segment(values, start, _storage(width))
                 else:
                     rows[f"f{n}"] = _fixed(values, _storage(width))
-            handle.write(rows.tobytes())
+            handle.write(rows.data)  # the array's own buffer: no copy as bytes
 
 
 WRITER = Writer(format_id="sav", extension="sav", write=write)

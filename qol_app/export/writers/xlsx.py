@@ -87,9 +87,11 @@ class _Strings:
         return f'{_HEAD}<sst xmlns="{_MAIN}" count="{count}" uniqueCount="{count}">{items}</sst>'.encode()
 
 
-def _cells(column: Column, values: pa.Array, letters: str, numbers: pa.Array) -> pa.Array:
+def _cells(column: Column, values: pa.Array, letters: str, numbers: pa.Array, tails: dict[str, pa.Array]) -> pa.Array:
     """Each row's cell XML for one column (null: no cell), the cell reference made of the column's
-    ``letters`` and the row ``numbers``; text already as shared-string numbers."""
+    ``letters`` and the row ``numbers``; text already as shared-string numbers. ``tails`` keeps,
+    per cell kind, the row numbers joined with the attributes that follow them (made once for
+    all the columns of a block of rows)."""
     if column.type == "string":
         body, attrs = values.cast(pa.string()), '" t="s"><v>'
     elif column.type == "boolean":
@@ -103,8 +105,10 @@ def _cells(column: Column, values: pa.Array, letters: str, numbers: pa.Array) ->
         body, attrs = serial.cast(pa.string()), f'" s="{STYLE_DATETIME}"><v>'
     else:
         body, attrs = values.cast(pa.string()), '"><v>'
+    if attrs not in tails:
+        tails[attrs] = pc.binary_join_element_wise(numbers, attrs, "")
     return pc.binary_join_element_wise(
-        f'<c r="{letters}', numbers, attrs, body, "</v></c>", "", null_handling="emit_null"
+        f'<c r="{letters}', tails[attrs], body, "</v></c>", "", null_handling="emit_null"
     )
 
 
@@ -130,13 +134,17 @@ def _sheet_rows(
             count = min(_XML_ROWS, batch.num_rows - start)
             numbers = pa.array(np.arange(first_row, first_row + count), pa.int64()).cast(pa.string())
             first_row += count
+            tails: dict[str, pa.Array] = {}
             cells = [
-                _cells(column, values[n].slice(start, count), _letters(n), numbers) for n, column in enumerate(columns)
+                _cells(column, values[n].slice(start, count), _letters(n), numbers, tails)
+                for n, column in enumerate(columns)
             ]
-            content = pc.binary_join_element_wise(*cells, "", null_handling="replace", null_replacement="")
+            del tails
+            # one join makes the rows: a missing cell (null) is left out
+            rows = pc.binary_join_element_wise(
+                '<row r="', numbers, '">', *cells, "</row>", "", null_handling="replace", null_replacement=""
+            )
             del cells  # hold one copy of the XML at a time
-            rows = pc.binary_join_element_wise('<row r="', numbers, '">', content, "</row>", "")
-            del content
             yield _joined(rows)
             del rows
 

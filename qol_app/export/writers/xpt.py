@@ -180,9 +180,8 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
                     rows[f"v{n}"] = _chars(text, widths[column.name])
                 else:
                     rows[f"v{n}"] = ibm_doubles(_numbers(column, values))
-            data = rows.tobytes()
-            handle.write(data)
-            written += len(data)
+            handle.write(rows.data)  # the array's own buffer: no copy as bytes
+            written += rows.nbytes
         handle.write(b" " * (-written % 80))
 
 
