@@ -619,3 +619,78 @@ def test_help_and_mode_counts_take_each_arms_first_sent_forms_of_the_scope_once(
     assert [g.key for g in f.groups] == ["sys-c1", "sys-c2", "prog-1"]
     assert (f.help_share("A"), f.help_share("B")) == ((0, 0, 1), (0, 0, 2))
     assert (f.modes["A"], f.modes["B"]) == ({"web": 1}, {"web": 2})
+
+
+def test_a_missed_reason_is_checked_stored_and_audited_with_what_it_replaced(session, factory, now):
+    """The nurse's reason for a missed form: refused unless the form is missed or partial, the
+    reason known, the form offered, Other described and a change explained (blank text counts as
+    none); stored trimmed with who gave it; audited with the old values only when there were any;
+    giving the same reason again changes and audits nothing."""
+    from qol_app.models import AuditEvent
+
+    site = factory.site(code="C8")
+    nurse = factory.staff("nurse", sites=[site])
+    patient = factory.patient(site, arm="A", pin=None, study_id="C8-1").patient
+    past = D(2026, 2, 1)
+    missed = add_timepoint(session, patient, "sys-c1", rule_id="after_systemic_cycle", status="overdue", target=past)
+    open_now = add_timepoint(
+        session, patient, "sys-c2", rule_id="after_systemic_cycle", status="open", target=now.date()
+    )
+    never = add_timepoint(
+        session,
+        patient,
+        "sys-c3",
+        rule_id="after_systemic_cycle",
+        status="missed",
+        target=past,
+        missed_reason="not_offered",
+    )
+
+    def give(tp, reason, text=None, change=None):
+        compliance.set_missed_reason(session, NURSE, nurse, tp, reason, text, change_reason=change, now=now)
+
+    def audited():
+        rows = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "missed_reason", AuditEvent.entity_id == str(missed.id))
+            .order_by(AuditEvent.id)
+        ).all()
+        return [(e.old, e.new, e.reason, e.patient_id, e.site_id) for e in rows]
+
+    for tp, reason, text, change, said in (
+        (open_now, "too_ill", None, None, "Only a missed or partial form takes a reason."),
+        (missed, "bored", None, None, "Unknown reason bored."),
+        (never, "too_ill", None, None, "This form was never offered to the patient: its reason is administrative."),
+        (missed, "other", " \t ", None, 'The reason "Other" needs a description.'),
+        (missed, "other", None, None, 'The reason "Other" needs a description.'),
+    ):
+        with pytest.raises(ServiceError) as refused:
+            give(tp, reason, text, change)
+        assert str(refused.value) == said  # what the nurse reads, word for word
+    assert (missed.missed_reason, open_now.missed_reason, never.missed_reason) == (None, None, "not_offered")
+    assert audited() == []
+
+    give(missed, "other", "  moved to another city  ")
+    assert (missed.missed_reason, missed.missed_reason_text, missed.missed_reason_by) == (
+        "other",
+        "moved to another city",
+        nurse.id,
+    )
+    first = {"missed_reason": "other", "missed_reason_text": "moved to another city"}
+    assert audited() == [(None, first, None, patient.id, site.id)]
+
+    for change in (None, "   "):
+        with pytest.raises(ServiceError) as refused:
+            give(missed, "hospitalised", None, change)
+        assert str(refused.value) == "Changing an earlier reason needs a reason for the change."
+    assert missed.missed_reason == "other"
+    give(missed, "other", "moved to another city", "  same again  ")  # nothing new: nothing recorded
+    assert len(audited()) == 1
+
+    give(missed, "hospitalised", "  ", " ward called back ")
+    assert (missed.missed_reason, missed.missed_reason_text) == ("hospitalised", None)
+    second = {"missed_reason": "hospitalised", "missed_reason_text": None}
+    assert audited() == [
+        (None, first, None, patient.id, site.id),
+        (first, second, "ward called back", patient.id, site.id),
+    ]
