@@ -51,6 +51,7 @@ def test_recording_a_cycle_creates_its_timepoints_with_audit(session, patient, c
     created = _audits(session, "create")
     assert len(created) == len(tps)
     assert all(a.patient_id == patient.id and a.site_id == patient.site_id for a in created)
+    assert sorted((a.entity_id, a.new["key"]) for a in created) == sorted((str(tp.id), k) for k, tp in tps.items())
     assert any(a.new["key"] == "sys-c1" and a.new["window_end"] == "2026-03-26" for a in created)
     assert verify(session) == []
 

@@ -266,3 +266,35 @@ def test_heartbeat_records_success_and_errors(app, session, patient, channels, m
     beat = heartbeat.status(session, now + dt.timedelta(minutes=31), 30)
     assert beat.stale and beat.last_ok_at == now and "reminders: RuntimeError: disk full" in beat.last_error
     assert "statuses" in report.steps and "outbox" in report.steps  # other steps still ran
+
+
+def test_the_sweep_moves_and_audits_every_change_batch_by_batch(session, patient):
+    """Each row whose derived status changed is moved, stamped with the sweep's time and audited
+    once with its key, old and new status, patient and site; the checkpoint (a commit in the
+    scheduler) runs after every batch, here of two rows."""
+    now = utc(2026, 3, 22, 4, 0)
+    session.expire_all()
+    before = {tp.id: (tp.key, tp.status) for tp in session.scalars(select(Timepoint))}
+    checkpoints = []
+    counts = timepoints.sweep_statuses(session, now, batch=2, checkpoint=lambda: checkpoints.append(1))
+    _assert_all_derived(session, now)
+    after = {tp.id: tp for tp in session.scalars(select(Timepoint))}
+    moved = {tp_id for tp_id, (_key, status) in before.items() if after[tp_id].status != status}
+    assert len(moved) >= 3 and sum(counts.values()) == len(moved)
+    assert len(checkpoints) == (len(moved) + 1) // 2
+    assert all(after[tp_id].status_changed_at == now for tp_id in moved)
+    audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "status").order_by(AuditEvent.id)).all()
+    assert sorted(
+        (a.entity_type, a.entity_id, a.patient_id, a.site_id, a.old, a.new, a.occurred_at) for a in audited
+    ) == sorted(
+        (
+            "timepoint",
+            str(tp_id),
+            patient.id,
+            patient.site_id,
+            {"status": before[tp_id][1]},
+            {"key": before[tp_id][0], "status": after[tp_id].status},
+            now,
+        )
+        for tp_id in moved
+    )
