@@ -15,7 +15,7 @@ Contract with the responses service: a timepoint counts as *started* when ``star
 set or a ``Response`` row exists, and as *submitted* when ``completed_at`` is set. Scheduled,
 open and overdue rows catch up in the next sweep; rows already final (missed, partial,
 not expected) do not move by themselves, so a service that submits a late or transcribed form
-calls :func:`refresh_status` in the same transaction.
+sets the row's status itself in the same transaction (``responses._complete_timepoint``).
 
 Every change writes one audit row (entity ``timepoint``) in the caller's transaction. All
 functions flush only; callers commit (long runs take a ``checkpoint`` callable to commit
@@ -694,39 +694,3 @@ def sweep_statuses(
                 counts[new] += 1
         checkpoint()
     return counts
-
-
-def refresh_status(session: Session, actor: Actor, tp: Timepoint, now: dt.datetime) -> str:
-    """Set ``tp`` to its derived status now (audited if it changes); for services that submit
-    or transcribe a form on a row the sweep no longer watches (missed, partial). Cancelled rows
-    stay cancelled."""
-    if tp.status == "cancelled":
-        return tp.status
-    session.flush()
-    started = tp.started_at is not None or session.scalar(select(exists().where(Response.timepoint_id == tp.id)))
-    new = derive_status(
-        tp,
-        now,
-        submitted=tp.completed_at is not None,
-        started=bool(started),
-        not_expected_reason=tp.not_expected_reason,
-    )
-    if new != tp.status:
-        old = tp.status
-        tp.status = new
-        tp.status_changed_at = now
-        session.flush()
-        patient = session.get(Patient, tp.patient_id)
-        audit.record(
-            session,
-            actor,
-            "status",
-            entity_type=ENTITY,
-            entity_id=tp.id,
-            patient_id=tp.patient_id,
-            site_id=patient.site_id if patient else None,
-            old={"status": old},
-            new={"key": tp.key, "status": new},
-            now=now,
-        )
-    return new
