@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 from flask import abort, request
@@ -21,7 +22,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto
 from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter
-from wtforms import TextAreaField
+from wtforms import Field, TextAreaField
 
 #: The largest id or count the database's integer columns hold (PostgreSQL ``integer``).
 MAX_DB_INT = 2**31 - 1
@@ -70,6 +71,22 @@ class Form(FlaskForm):
             own = tuple(unbound_field.kwargs.get("filters", ()))
             options = dict(options, filters=(_refuse_control_characters(multiline), *own))
             return super().bind_field(form, unbound_field, options)  # type: ignore[misc]
+
+    def required_when(self) -> Iterable[tuple[Field, bool, Any]]:
+        """``(field, missing, message)`` for each field another field's value makes required.
+
+        Checked by :meth:`validate` after every field's own validators, not as an inline
+        ``validate_<field>``: ``Optional()`` ends a field's chain on an empty value before one
+        could run. The conditions may read the fields' errors (the chains have run)."""
+        return ()
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        for field, missing, message in self.required_when():
+            if missing:
+                field.errors = [*field.errors, message]
+                valid = False
+        return valid
 
 
 class DatabaseInt(IntegerConverter):

@@ -125,13 +125,8 @@ class PinForm(Form):
     )
     reason = reason_field()
 
-    def validate(self, extra_validators=None) -> bool:
-        # Not an inline validate_pin: Optional() ends the field's chain on an empty PIN before it.
-        valid = super().validate(extra_validators)
-        if self.action.data == "set" and not self.pin.data:
-            self.pin.errors = [*self.pin.errors, _l("Enter the PIN to set.")]
-            return False
-        return valid
+    def required_when(self):
+        return [(self.pin, self.action.data == "set" and not self.pin.data, _l("Enter the PIN to set."))]
 
 
 EVENT_KIND_CHOICES = choices(
@@ -180,13 +175,9 @@ class PatientStatusForm(Form):
     # corrected as its own audited act.
     correct_death = BooleanField(_l("This corrects a death recorded in error"), default=False)
 
-    def validate(self, extra_validators=None) -> bool:
-        # Not an inline validate_date: Optional() ends the field's chain on an empty date before it.
-        valid = super().validate(extra_validators)
-        if self.status.data != "active" and not self.date.data and not self.date.errors:
-            self.date.errors = [*self.date.errors, _l("A date is required.")]
-            valid = False
-        return valid
+    def required_when(self):
+        missing = self.status.data != "active" and not self.date.data and not self.date.errors
+        return [(self.date, missing, _l("A date is required."))]
 
 
 MISSED_REASON_LABELS = {
@@ -210,13 +201,9 @@ class MissedReasonForm(Form):
     text = TextAreaField(_l("Details (required for Other)"), validators=[Optional(), Length(max=255)])
     reason = TextAreaField(_l("Reason for changing an earlier answer"), validators=[Optional(), Length(max=255)])
 
-    def validate(self, extra_validators=None) -> bool:
-        # Not an inline validate_text: Optional() ends the field's chain on empty text before it.
-        valid = super().validate(extra_validators)
-        if self.missed_reason.data == "other" and not (self.text.data or "").strip():
-            self.text.errors = [*self.text.errors, _l("Please describe the reason.")]
-            valid = False
-        return valid
+    def required_when(self):
+        missing = self.missed_reason.data == "other" and not (self.text.data or "").strip()
+        return [(self.text, missing, _l("Please describe the reason."))]
 
 
 CALL_OUTCOME_CHOICES = [
@@ -417,17 +404,15 @@ class LockForm(Form):
     at = StringField(_l("From (UTC, e.g. 2027-01-31T18:00; empty = now)"), validators=[Optional(), Length(max=32)])
     reason = reason_field(_l("Why lock?"))
 
-    def validate(self, extra_validators=None) -> bool:
-        # Not inline validators: Optional() ends a field's chain on an empty value before them, so
-        # a site lock with no site (or a patient lock with no study id) would pass.
-        valid = super().validate(extra_validators)
-        if self.scope.data == "site" and not self.site_id.data:
-            self.site_id.errors = [*self.site_id.errors, _l("Choose the site to lock.")]
-            valid = False
-        if self.scope.data == "patient" and not (self.study_id.data or "").strip():
-            self.study_id.errors = [*self.study_id.errors, _l("Enter the study id of the patient to lock.")]
-            valid = False
-        return valid
+    def required_when(self):
+        return [
+            (self.site_id, self.scope.data == "site" and not self.site_id.data, _l("Choose the site to lock.")),
+            (
+                self.study_id,
+                self.scope.data == "patient" and not (self.study_id.data or "").strip(),
+                _l("Enter the study id of the patient to lock."),
+            ),
+        ]
 
     def validate_at(self, field) -> None:
         if (field.data or "").strip() and self.moment() is None:
