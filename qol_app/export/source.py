@@ -49,10 +49,23 @@ BATCH = 50_000
 _CHANGED_FIELDS = tuple(dict.fromkeys((*HISTORY_FIELDS, *REWOUND_FIELDS)))
 _DATE_FIELDS = frozenset({"anchor_date", "target_date", "window_start", "window_end"})
 _INSTANT_FIELDS = frozenset({"opens_at", "closes_at", "grace_closes_at"})
-_TIMEPOINT_CODES = (2, 3, 4, 5, 6, 15, 16, 17)
-_RESPONSE_CODES = (2, 3, 5, 6, 7, 8, 9, 14)
-"""Positions of the coded columns (key, rule, kind, instruments, ... status) read once per distinct
-value: one object per code instead of one per row (a large trial holds a row per form)."""
+
+
+def _positions(row_type: type, names: tuple[str, ...]) -> tuple[int, ...]:
+    order = [field.name for field in dataclasses.fields(row_type)]
+    return tuple(order.index(name) for name in names)
+
+
+_TIMEPOINT_CODES = _positions(
+    TimepointRow,
+    ("key", "rule_id", "kind", "instruments", "anchor_kind", "missed_reason", "not_expected_reason", "status"),
+)
+_RESPONSE_CODES = _positions(
+    ResponseRow,
+    ("instrument_id", "instrument_version", "language", "respondent", "relationship", "mode", "status", "display_mode"),
+)
+"""Positions of the coded columns read once per distinct value: one object per code instead of one
+per row (a large trial holds a row per form)."""
 
 
 def _typed(field: str, value: Any) -> Any:
