@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,16 @@ def _plain(value: Any, where: str) -> Any:
     raise TypeError(f"{where}: cannot put {type(value).__name__} in a manifest")
 
 
+def file_entries(files: Sequence[Path]) -> list[dict[str, Any]]:
+    """Each file's manifest entry (name, size, SHA-256), by name."""
+    return [
+        {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted((Path(f) for f in files), key=lambda p: p.name)
+    ]
+
+
 def build_manifest(
-    files: Sequence[Path],
+    entries: Sequence[Mapping[str, Any]],
     *,
     app_version: str,
     scoring_version: str,
@@ -66,18 +74,17 @@ def build_manifest(
     as_of: datetime,
     data_lock: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Describe an export: versions, filters, as-of time and, per file, its name, size and SHA-256.
+    """Describe an export: versions, filters, as-of time and, per file, its name, size and SHA-256
+    (``entries``: as :func:`file_entries` or :func:`write_zip` make them).
 
-    Files are listed by name (their base names must be unique, as they become zip entries).
-    ``data_lock`` is the lock state at the as-of time (``services.locks.describe``): whether the
-    trial was locked and which site or patient locks were in force; it is recorded as given.
+    File names must be unique (they become zip entries). ``data_lock`` is the lock state at the
+    as-of time (``services.locks.describe``): whether the trial was locked and which site or
+    patient locks were in force; it is recorded as given.
     """
     if as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
-    entries = []
-    for path in sorted((Path(f) for f in files), key=lambda p: p.name):
-        entries.append({"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-    names = [e["name"] for e in entries]
+    files = sorted((dict(e) for e in entries), key=lambda e: e["name"])
+    names = [e["name"] for e in files]
     if len(set(names)) != len(names) or MANIFEST_NAME in names:
         raise ValueError(f"file names must be unique and not {MANIFEST_NAME!r}: {names}")
     return {
@@ -87,7 +94,7 @@ def build_manifest(
         "scoring_version": scoring_version,
         "instrument_versions": _plain(instrument_versions, "instrument_versions"),
         "filters": _plain(filters, "filters"),
-        "files": entries,
+        "files": files,
         "data_lock": _plain(data_lock, "data_lock") if data_lock is not None else None,
     }
 
@@ -97,43 +104,50 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
-def write_zip(files: Sequence[Path], manifest: Mapping[str, Any], zip_path: Path, fixed_time: datetime) -> Path:
-    """Write `files` plus manifest.json to `zip_path` reproducibly and return `zip_path`.
+def write_zip(
+    files: Sequence[Path],
+    manifest_for: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    zip_path: Path,
+    fixed_time: datetime,
+) -> tuple[Path, dict[str, Any]]:
+    """Write `files` plus manifest.json to `zip_path` reproducibly; returns the path and the manifest.
 
-    Entries are sorted by name and all carry `fixed_time` (its UTC wall time when aware). Each
-    file is hashed as it is copied; if it no longer matches the manifest the zip is not created
-    and ValueError is raised, so a manifest never vouches for different bytes.
+    Each file is hashed as it is copied into the zip (one read), and ``manifest_for(entries)``
+    makes the manifest from those entries (:func:`file_entries`' form), so the manifest vouches
+    for exactly the bytes in the zip. The manifest is written last; the zip's directory lists the
+    entries by name. Every entry carries `fixed_time` (its UTC wall time when aware).
     """
     moment = fixed_time.astimezone(UTC) if fixed_time.utcoffset() is not None else fixed_time
     stamp = zip_time(moment)
-    expected = {entry["name"]: entry["sha256"] for entry in manifest["files"]}
     by_name = {Path(f).name: Path(f) for f in files}
-    if sorted(by_name) != sorted(expected):
-        raise ValueError(f"files {sorted(by_name)} do not match the manifest {sorted(expected)}")
+    if len(by_name) != len(files) or MANIFEST_NAME in by_name:
+        raise ValueError(f"file names must be unique and not {MANIFEST_NAME!r}: {sorted(by_name)}")
     zip_path = Path(zip_path)
     handle, temp_name = tempfile.mkstemp(prefix=f".{zip_path.name}.", dir=zip_path.parent)
     os.close(handle)
     temp = Path(temp_name)
+    entries: list[dict[str, Any]] = []
     try:
         with FixedTimeZipFile(temp, date_time=stamp) as archive:
-            for name in sorted([*by_name, MANIFEST_NAME]):
-                if name == MANIFEST_NAME:
-                    archive.writestr(name, manifest_bytes(manifest))
-                    continue
+            for name in sorted(by_name):
                 digest = hashlib.sha256()
-                large = by_name[name].stat().st_size >= ZIP64_LIMIT
+                size = by_name[name].stat().st_size
                 info = fixed_info(name, stamp)
                 if name.endswith(STORED):
                     info.compress_type = ZIP_STORED
-                else:  # fastest deflate: exports can be gigabytes of text
-                    setattr(info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", 1)
-                with by_name[name].open("rb") as src, archive.open(info, "w", force_zip64=large) as dst:
+                with by_name[name].open("rb") as src, archive.open(info, "w", force_zip64=size >= ZIP64_LIMIT) as dst:
+                    copied = 0
                     while chunk := src.read(_CHUNK):
                         digest.update(chunk)
                         dst.write(chunk)
-                if digest.hexdigest() != expected[name]:
-                    raise ValueError(f"{name} changed after the manifest was built")
+                        copied += len(chunk)
+                entries.append({"name": name, "bytes": copied, "sha256": digest.hexdigest()})
+            manifest = manifest_for(entries)
+            if [e["name"] for e in manifest["files"]] != sorted(by_name):
+                raise ValueError("the manifest does not list the files zipped")
+            archive.writestr(MANIFEST_NAME, manifest_bytes(manifest))
+            archive.filelist.sort(key=lambda info: info.filename)
         os.replace(temp, zip_path)
     finally:
         temp.unlink(missing_ok=True)
-    return zip_path
+    return zip_path, manifest

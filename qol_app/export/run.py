@@ -12,6 +12,8 @@ Reproducible: the same data, as-of time, filters and options give byte-identical
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import datetime as dt
 import gc
@@ -90,6 +92,27 @@ def bulk_gc(threshold: int = 200_000) -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, where the C library is glibc (None elsewhere)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the memory freed since the last call back to the system: Arrow's pool's and the C
+    heap's (glibc keeps freed blocks of the many temporaries of one dataset, so each dataset would
+    otherwise start from the high-water mark of the one before)."""
+    pa.default_memory_pool().release_unused()
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,31 +280,36 @@ def write_export(
     try:
         with bulk_gc():
             trial = build.load(Source(session, spec.filters, spec.instruments), spec)
+            release_memory()
             step("read")
             files, rows, left_out = _write_files(trial, request, settings, work, step)
-        manifest = build_manifest(
-            files,
-            app_version=__version__,
-            scoring_version=SCORING_VERSION,
-            instrument_versions={inst: registry.get(inst).version for inst in spec.instruments},
-            filters=request.filters.describe(),
-            as_of=request.as_of,
-            data_lock=data_lock,
-        )
-        manifest["options"] = {
-            "formats": list(request.formats),
-            "iso_dates": request.iso_dates,
-            "labels": request.locale,
-            "deterioration_threshold": request.threshold,
-            "baseline_timepoint": spec.baseline_key,
-            "studyid": settings.studyid,
-            "compliance_received_rule": settings.received_rule,
-        }
-        manifest["audit_head"] = audit_head
-        manifest["rows"] = rows
-        manifest["xpt_left_out"] = left_out
-        manifest["notes"] = list(NOTES)
-        zip_path = write_zip(files, manifest, out_dir / f"{request.stem}.zip", request.as_of)
+
+        def manifest_for(entries: list[dict[str, Any]]) -> dict[str, Any]:
+            manifest = build_manifest(
+                entries,
+                app_version=__version__,
+                scoring_version=SCORING_VERSION,
+                instrument_versions={inst: registry.get(inst).version for inst in spec.instruments},
+                filters=request.filters.describe(),
+                as_of=request.as_of,
+                data_lock=data_lock,
+            )
+            manifest["options"] = {
+                "formats": list(request.formats),
+                "iso_dates": request.iso_dates,
+                "labels": request.locale,
+                "deterioration_threshold": request.threshold,
+                "baseline_timepoint": spec.baseline_key,
+                "studyid": settings.studyid,
+                "compliance_received_rule": settings.received_rule,
+            }
+            manifest["audit_head"] = audit_head
+            manifest["rows"] = rows
+            manifest["xpt_left_out"] = left_out
+            manifest["notes"] = list(NOTES)
+            return manifest
+
+        zip_path, manifest = write_zip(files, manifest_for, out_dir / f"{request.stem}.zip", request.as_of)
         step("zip")
         kept = None
         if keep_files:
@@ -314,13 +342,17 @@ def _write_files(
                 widths[dataset.name] = programs.text_widths(dataset)
             if fmt == "xpt" and dataset.xpt_drop:
                 left_out[path.name] = list(dataset.xpt_drop)
+            release_memory()
             step(path.name)
 
     item_rows: build.ItemRows | None = None
     if tabular:
         for name, builder in DATASETS.items():
             if name == "items":  # large: built a part at a time into a temporary file
-                item_rows = build.item_rows(trial)  # read here: not held while qol_long is written
+                trial.answers  # noqa: B018 - read here: not held while qol_long is written
+                release_memory()
+                item_rows = build.item_rows(trial)
+                release_memory()
                 dataset = build.items(trial, item_rows, spool=True)
             elif name in SPOOLED:
                 dataset = build.qol_long(trial, spool=True)
@@ -332,7 +364,7 @@ def _write_files(
             if dataset.spool is not None:
                 dataset.spool.close()
             del dataset
-            pa.default_memory_pool().release_unused()
+            release_memory()
     if item_rows is None and {"sdtm", "fhir"} & set(request.formats):
         item_rows = build.item_rows(trial)
     if "sdtm" in request.formats:
@@ -349,7 +381,7 @@ def _write_files(
             if domain.spool is not None:
                 domain.spool.close()
         del domains
-        pa.default_memory_pool().release_unused()
+        release_memory()
     if "fhir" in request.formats:
         files.append(fhir.write_bundle(trial, item_rows, work / FHIR_FILE, base_url=settings.fhir_base_url))  # type: ignore[arg-type]
         step(FHIR_FILE)

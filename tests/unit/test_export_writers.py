@@ -13,6 +13,7 @@ import os
 import struct
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +22,7 @@ import pyreadstat
 import pytest
 from openpyxl import load_workbook
 
-from qol_app.export.manifest import MANIFEST_NAME, build_manifest, write_zip
+from qol_app.export.manifest import MANIFEST_NAME, build_manifest, file_entries, write_zip
 from qol_app.export.schema import Column, Dataset, bi, check_name, data_dictionary, numeric_codes, table_of
 from qol_app.export.writers import WRITERS, write_dataset
 from qol_app.export.writers.xpt import ibm_doubles
@@ -246,9 +247,9 @@ def _files(tmp_path: Path) -> list[Path]:
     return [write_dataset(fmt, sample(), tmp_path, as_of=AS_OF) for fmt in ("csv", "parquet", "sav")]
 
 
-def _manifest(files: list[Path]) -> dict:
+def _manifest(entries: list[dict]) -> dict:
     return build_manifest(
-        files,
+        entries,
         app_version="0.1.0",
         scoring_version="1.0.0",
         instrument_versions={"qlq_c30": "3.0"},
@@ -259,34 +260,63 @@ def _manifest(files: list[Path]) -> dict:
 
 def test_manifest_and_zip_are_deterministic(tmp_path: Path) -> None:
     files = _files(tmp_path)
-    manifest = _manifest(files)
+    first, manifest = write_zip(files, _manifest, tmp_path / "one.zip", AS_OF)
+    assert manifest == _manifest(file_entries(files))  # hashed as zipped = hashed on disk
     for entry in manifest["files"]:
         assert entry["sha256"] == hashlib.sha256((tmp_path / entry["name"]).read_bytes()).hexdigest()
-    first = write_zip(files, manifest, tmp_path / "one.zip", AS_OF).read_bytes()
+        assert entry["bytes"] == (tmp_path / entry["name"]).stat().st_size
     previous = os.environ.get("TZ")
     os.environ["TZ"] = "Asia/Shanghai"
     time.tzset()
     try:
-        second = write_zip(list(reversed(files)), manifest, tmp_path / "two.zip", AS_OF).read_bytes()
+        second, _ = write_zip(list(reversed(files)), _manifest, tmp_path / "two.zip", AS_OF)
     finally:
         os.environ.pop("TZ") if previous is None else os.environ.__setitem__("TZ", previous)
         time.tzset()
-    assert first == second
-    with zipfile.ZipFile(tmp_path / "one.zip") as archive:
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as archive:
+        assert archive.testzip() is None  # every CRC right (the entries are deflated by ISA-L)
         assert archive.namelist() == sorted(["sample.csv", "sample.parquet", "sample.sav", MANIFEST_NAME])
         assert {i.date_time for i in archive.infolist()} == {(2026, 3, 31, 16, 45, 10)}
         assert archive.getinfo("sample.parquet").compress_type == zipfile.ZIP_STORED
+        assert archive.getinfo("sample.csv").compress_type == zipfile.ZIP_DEFLATED
         assert json.loads(archive.read(MANIFEST_NAME)) == manifest
+        for entry in manifest["files"]:  # the manifest vouches for the bytes in the zip
+            assert hashlib.sha256(archive.read(entry["name"])).hexdigest() == entry["sha256"]
 
 
-def test_zip_refuses_files_changed_after_the_manifest(tmp_path: Path) -> None:
+def test_zip_refuses_a_manifest_that_does_not_list_the_files(tmp_path: Path) -> None:
     files = _files(tmp_path)
-    manifest = _manifest(files)
-    with files[0].open("a", encoding="utf-8") as handle:
-        handle.write("tampered\r\n")
-    with pytest.raises(ValueError, match="sample.csv changed"):
-        write_zip(files, manifest, tmp_path / "export.zip", AS_OF)
+    with pytest.raises(ValueError, match="does not list the files"):
+        write_zip(files, lambda entries: _manifest(entries[1:]), tmp_path / "export.zip", AS_OF)
+    with pytest.raises(ValueError, match="must be unique"):
+        write_zip([*files, files[0]], _manifest, tmp_path / "export.zip", AS_OF)
     assert not (tmp_path / "export.zip").exists()
+    assert not list(tmp_path.glob(".export.zip.*"))  # no half-written zip left
+
+
+def test_zip_entries_are_deflated_by_isal_at_level_1(tmp_path: Path) -> None:
+    from isal import isal_zlib
+
+    from qol_app.export.writers._zip import DEFLATE_LEVEL, FixedTimeZipFile, fixed_info
+
+    payload = b"".join(b"row %d;value %d\n" % (n, n % 7) for n in range(20_000))
+    expected = isal_zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+    raw = expected.compress(payload) + expected.flush()
+    path = tmp_path / "entry.zip"
+    with FixedTimeZipFile(path, date_time=(2026, 1, 1, 0, 0, 0)) as archive:
+        with archive.open(fixed_info("data.txt", archive.fixed_date_time), "w") as entry:
+            entry.write(payload)
+        archive.writestr("small.txt", b"abc" * 100)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("data.txt")
+        assert archive.read("data.txt") == payload and archive.read("small.txt") == b"abc" * 100
+        assert info.compress_size == len(raw)
+        with path.open("rb") as handle:  # the entry's data is ISA-L's stream, byte for byte
+            handle.seek(info.header_offset + 26)
+            skip = struct.unpack("<HH", handle.read(4))
+            handle.seek(info.header_offset + 30 + sum(skip))
+            assert handle.read(info.compress_size) == raw
 
 
 def test_spss_and_stata_hold_chinese_and_long_text(tmp_path: Path) -> None:

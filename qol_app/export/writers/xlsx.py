@@ -187,8 +187,6 @@ def _sheet_parts(batches: Iterator[pa.RecordBatch], total: int) -> Iterator[tupl
 
 def _write_entry(book: FixedTimeZipFile, name: str, chunks: Iterable[memoryview | bytes]) -> None:
     info = fixed_info(name, book.fixed_date_time)
-    # Fastest deflate: the sheets are large and compress well anyway (3.13 renamed the attribute).
-    setattr(info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", 1)
     with book.open(info, "w", force_zip64=True) as entry:
         for chunk in chunks:
             entry.write(chunk)
