@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from qol_app.export.writers.base import utc_iso
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 _CHUNK = 1 << 20
+_ZIP_CHUNK = 4 << 20
+"""Read 4 MiB at a time into the zip: the zip's worker thread then waits for the GIL seldom."""
 STORED = (".xlsx", ".parquet")
 """Formats compressed already: stored in the zip as they are."""
 
@@ -104,50 +107,82 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
+class Zipper:
+    """Builds a reproducible zip in a worker thread while its files are still being made.
+
+    ``add(path)`` queues a finished file; the worker copies it in (hashing it as it reads it,
+    deflating it with ISA-L; each releases the GIL, so on a second core this overlaps the making of
+    the next file). ``finish(manifest_for)`` waits for the queue, writes manifest.json last, lists
+    the zip's directory by name and moves the zip into place. Entries are in the order added, so
+    the same files added in the same order give the same bytes. Every entry carries `fixed_time`
+    (its UTC wall time when aware). Used as a context manager: on an error nothing is left behind.
+    """
+
+    def __init__(self, zip_path: Path, fixed_time: datetime) -> None:
+        moment = fixed_time.astimezone(UTC) if fixed_time.utcoffset() is not None else fixed_time
+        self.stamp = zip_time(moment)
+        self.zip_path = Path(zip_path)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{self.zip_path.name}.", dir=self.zip_path.parent)
+        os.close(handle)
+        self.temp = Path(temp_name)
+        self.archive = FixedTimeZipFile(self.temp, date_time=self.stamp)
+        self.entries: list[dict[str, Any]] = []
+        self.names: set[str] = set()
+        self.pending: list[Future[None]] = []
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-zip")
+
+    def __enter__(self) -> Zipper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.shutdown(wait=True, cancel_futures=True)
+        self.archive.close()
+        self.temp.unlink(missing_ok=True)
+
+    def add(self, path: Path) -> None:
+        path = Path(path)
+        if path.name in self.names or path.name == MANIFEST_NAME:
+            raise ValueError(f"file names must be unique and not {MANIFEST_NAME!r}: {path.name}")
+        self.names.add(path.name)
+        self.pending.append(self.worker.submit(self._copy, path))
+
+    def _copy(self, path: Path) -> None:
+        digest = hashlib.sha256()
+        info = fixed_info(path.name, self.stamp)
+        if path.name.endswith(STORED):
+            info.compress_type = ZIP_STORED
+        copied = 0
+        large = path.stat().st_size >= ZIP64_LIMIT
+        with path.open("rb") as src, self.archive.open(info, "w", force_zip64=large) as dst:
+            while chunk := src.read(_ZIP_CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+                copied += len(chunk)
+        self.entries.append({"name": path.name, "bytes": copied, "sha256": digest.hexdigest()})
+
+    def finish(self, manifest_for: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+        """Write the manifest ``manifest_for(entries)`` makes (entries: :func:`file_entries`' form, of
+        the bytes zipped, so the manifest vouches for exactly those) and move the zip into place."""
+        for future in self.pending:
+            future.result()  # the first failed copy's error
+        manifest = manifest_for(sorted(self.entries, key=lambda e: e["name"]))
+        if [e["name"] for e in manifest["files"]] != sorted(self.names):
+            raise ValueError("the manifest does not list the files zipped")
+        self.archive.writestr(MANIFEST_NAME, manifest_bytes(manifest))
+        self.archive.filelist.sort(key=lambda info: info.filename)
+        self.archive.close()
+        os.replace(self.temp, self.zip_path)
+        return self.zip_path, manifest
+
+
 def write_zip(
     files: Sequence[Path],
     manifest_for: Callable[[list[dict[str, Any]]], dict[str, Any]],
     zip_path: Path,
     fixed_time: datetime,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write `files` plus manifest.json to `zip_path` reproducibly; returns the path and the manifest.
-
-    Each file is hashed as it is copied into the zip (one read), and ``manifest_for(entries)``
-    makes the manifest from those entries (:func:`file_entries`' form), so the manifest vouches
-    for exactly the bytes in the zip. The manifest is written last; the zip's directory lists the
-    entries by name. Every entry carries `fixed_time` (its UTC wall time when aware).
-    """
-    moment = fixed_time.astimezone(UTC) if fixed_time.utcoffset() is not None else fixed_time
-    stamp = zip_time(moment)
-    by_name = {Path(f).name: Path(f) for f in files}
-    if len(by_name) != len(files) or MANIFEST_NAME in by_name:
-        raise ValueError(f"file names must be unique and not {MANIFEST_NAME!r}: {sorted(by_name)}")
-    zip_path = Path(zip_path)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{zip_path.name}.", dir=zip_path.parent)
-    os.close(handle)
-    temp = Path(temp_name)
-    entries: list[dict[str, Any]] = []
-    try:
-        with FixedTimeZipFile(temp, date_time=stamp) as archive:
-            for name in sorted(by_name):
-                digest = hashlib.sha256()
-                size = by_name[name].stat().st_size
-                info = fixed_info(name, stamp)
-                if name.endswith(STORED):
-                    info.compress_type = ZIP_STORED
-                with by_name[name].open("rb") as src, archive.open(info, "w", force_zip64=size >= ZIP64_LIMIT) as dst:
-                    copied = 0
-                    while chunk := src.read(_CHUNK):
-                        digest.update(chunk)
-                        dst.write(chunk)
-                        copied += len(chunk)
-                entries.append({"name": name, "bytes": copied, "sha256": digest.hexdigest()})
-            manifest = manifest_for(entries)
-            if [e["name"] for e in manifest["files"]] != sorted(by_name):
-                raise ValueError("the manifest does not list the files zipped")
-            archive.writestr(MANIFEST_NAME, manifest_bytes(manifest))
-            archive.filelist.sort(key=lambda info: info.filename)
-        os.replace(temp, zip_path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return zip_path, manifest
+    """Zip `files` (by name) plus the manifest ``manifest_for`` makes (see :class:`Zipper`)."""
+    with Zipper(zip_path, fixed_time) as zipper:
+        for path in sorted((Path(f) for f in files), key=lambda p: p.name):
+            zipper.add(path)
+        return zipper.finish(manifest_for)

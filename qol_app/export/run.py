@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from qol_app.export import build, programs
 from qol_app.export.build import DATASETS, ExportSpec
-from qol_app.export.manifest import build_manifest, write_zip
+from qol_app.export.manifest import Zipper, build_manifest
 from qol_app.export.schema import LOCALES, Dataset, data_dictionary
 from qol_app.export.source import ExportFilters, Source
 from qol_app.export.writers import WRITERS, write_dataset
@@ -278,38 +278,39 @@ def write_export(
 
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
-        with bulk_gc():
-            trial = build.load(Source(session, spec.filters, spec.instruments), spec)
-            release_memory()
-            step("read")
-            files, rows, left_out = _write_files(trial, request, settings, work, step)
+        with Zipper(out_dir / f"{request.stem}.zip", request.as_of) as zipper:  # zips each file once made
+            with bulk_gc():
+                trial = build.load(Source(session, spec.filters, spec.instruments), spec)
+                release_memory()
+                step("read")
+                rows, left_out = _write_files(trial, request, settings, work, step, zipper.add)
 
-        def manifest_for(entries: list[dict[str, Any]]) -> dict[str, Any]:
-            manifest = build_manifest(
-                entries,
-                app_version=__version__,
-                scoring_version=SCORING_VERSION,
-                instrument_versions={inst: registry.get(inst).version for inst in spec.instruments},
-                filters=request.filters.describe(),
-                as_of=request.as_of,
-                data_lock=data_lock,
-            )
-            manifest["options"] = {
-                "formats": list(request.formats),
-                "iso_dates": request.iso_dates,
-                "labels": request.locale,
-                "deterioration_threshold": request.threshold,
-                "baseline_timepoint": spec.baseline_key,
-                "studyid": settings.studyid,
-                "compliance_received_rule": settings.received_rule,
-            }
-            manifest["audit_head"] = audit_head
-            manifest["rows"] = rows
-            manifest["xpt_left_out"] = left_out
-            manifest["notes"] = list(NOTES)
-            return manifest
+            def manifest_for(entries: list[dict[str, Any]]) -> dict[str, Any]:
+                manifest = build_manifest(
+                    entries,
+                    app_version=__version__,
+                    scoring_version=SCORING_VERSION,
+                    instrument_versions={inst: registry.get(inst).version for inst in spec.instruments},
+                    filters=request.filters.describe(),
+                    as_of=request.as_of,
+                    data_lock=data_lock,
+                )
+                manifest["options"] = {
+                    "formats": list(request.formats),
+                    "iso_dates": request.iso_dates,
+                    "labels": request.locale,
+                    "deterioration_threshold": request.threshold,
+                    "baseline_timepoint": spec.baseline_key,
+                    "studyid": settings.studyid,
+                    "compliance_received_rule": settings.received_rule,
+                }
+                manifest["audit_head"] = audit_head
+                manifest["rows"] = rows
+                manifest["xpt_left_out"] = left_out
+                manifest["notes"] = list(NOTES)
+                return manifest
 
-        zip_path, manifest = write_zip(files, manifest_for, out_dir / f"{request.stem}.zip", request.as_of)
+            zip_path, manifest = zipper.finish(manifest_for)
         step("zip")
         kept = None
         if keep_files:
@@ -322,11 +323,16 @@ def write_export(
 
 
 def _write_files(
-    trial: build.Trial, request: ExportRequest, settings: ExportSettings, work: Path, step: Callable[[str], None]
-) -> tuple[list[Path], dict[str, int], dict[str, list[str]]]:
+    trial: build.Trial,
+    request: ExportRequest,
+    settings: ExportSettings,
+    work: Path,
+    step: Callable[[str], None],
+    add: Callable[[Path], None],
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Write every file of the export into ``work``, handing each to ``add`` once written."""
     from qol_app.export import define, fhir, sdtm
 
-    files: list[Path] = []
     rows: dict[str, int] = {}
     left_out: dict[str, list[str]] = {}
     schemas: list[Dataset] = []
@@ -336,7 +342,7 @@ def _write_files(
     def write_all(dataset: Dataset, formats: list[str]) -> None:
         for fmt in formats:
             path = write_dataset(fmt, dataset, work, locale=request.locale, as_of=request.as_of)
-            files.append(path)
+            add(path)
             rows[path.name] = dataset.num_rows
             if fmt == "csv":
                 widths[dataset.name] = programs.text_widths(dataset)
@@ -374,7 +380,7 @@ def _write_files(
             write_all(domain, ["xpt", "csv"])
         path = work / "define.xml"
         path.write_bytes(define.define_xml(domains, studyid=settings.studyid, as_of=request.as_of))
-        files.append(path)
+        add(path)
         step(path.name)
         schemas.extend(d.schema_only() for d in domains)
         for domain in domains:
@@ -383,7 +389,7 @@ def _write_files(
         del domains
         release_memory()
     if "fhir" in request.formats:
-        files.append(fhir.write_bundle(trial, item_rows, work / FHIR_FILE, base_url=settings.fhir_base_url))  # type: ignore[arg-type]
+        add(fhir.write_bundle(trial, item_rows, work / FHIR_FILE, base_url=settings.fhir_base_url))  # type: ignore[arg-type]
         step(FHIR_FILE)
     if schemas:
         dictionary = data_dictionary(schemas)
@@ -396,9 +402,9 @@ def _write_files(
         ):
             path = work / name
             path.write_text(text, encoding="utf-8", newline="\n")
-            files.append(path)
+            add(path)
         step("import programs")
-    return files, rows, left_out
+    return rows, left_out
 
 
 def parse_as_of(text: str) -> dt.datetime:
