@@ -136,8 +136,9 @@ class Source:
 
     def _rows(self, stmt: Select[*tuple[Any, ...]]) -> Iterable[Any]:
         """The rows, fetched as they are iterated (each caller reads them once, keeping only what
-        it makes of them: a whole result's row objects are never held beside it)."""
-        return self.session.connection().execute(stmt)
+        it makes of them: a whole result's row objects are never held beside it), BATCH at a time
+        (one driver call per batch instead of one per row)."""
+        return self.session.connection().execute(stmt.execution_options(yield_per=BATCH))
 
     def _selected_patients(self, stmt: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
         if self.filters.sites:

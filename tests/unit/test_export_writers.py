@@ -295,6 +295,35 @@ def test_zip_refuses_a_manifest_that_does_not_list_the_files(tmp_path: Path) -> 
     assert not list(tmp_path.glob(".export.zip.*"))  # no half-written zip left
 
 
+def test_a_file_that_cannot_be_zipped_fails_the_zip_and_leaves_nothing(tmp_path: Path) -> None:
+    from qol_app.export.manifest import Zipper
+
+    files = _files(tmp_path)
+    target = tmp_path / "out" / "export.zip"
+    target.parent.mkdir()
+    with pytest.raises(FileNotFoundError), Zipper(target, AS_OF) as zipper:
+        zipper.add(files[0])
+        zipper.add(tmp_path / "gone.csv")  # the worker's error is raised by finish
+        zipper.add(files[1])
+        zipper.finish(_manifest)
+    assert list(target.parent.iterdir()) == []  # neither the zip nor its temporary file
+
+
+def test_zip_entries_are_in_the_order_added_and_listed_by_name(tmp_path: Path) -> None:
+    from qol_app.export.manifest import Zipper
+
+    files = _files(tmp_path)  # csv, parquet, sav
+    with Zipper(tmp_path / "export.zip", AS_OF) as zipper:
+        for path in reversed(files):
+            zipper.add(path)
+        path, manifest = zipper.finish(_manifest)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == sorted(["sample.csv", "sample.parquet", "sample.sav", MANIFEST_NAME])
+        offsets = {i.filename: i.header_offset for i in archive.infolist()}
+    assert sorted(offsets, key=offsets.get) == ["sample.sav", "sample.parquet", "sample.csv", MANIFEST_NAME]
+    assert [e["name"] for e in manifest["files"]] == ["sample.csv", "sample.parquet", "sample.sav"]
+
+
 def test_zip_entries_are_deflated_by_isal_at_level_1(tmp_path: Path) -> None:
     from isal import isal_zlib
 
