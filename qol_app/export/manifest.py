@@ -2,8 +2,9 @@
 
 The manifest says what an export contains and how it was made (app, scoring and instrument
 versions, the filters applied, the as-of time) and fixes each file's SHA-256, so a statistician
-can prove months later which data an analysis used. The zip is byte-for-byte reproducible:
-sorted entry names, one fixed timestamp, fixed permissions, manifest.json inside.
+can prove months later which data an analysis used. The zip is byte-for-byte reproducible: the
+entries in the order the export makes them (the same every time) and listed by name, one fixed
+timestamp, fixed permissions, manifest.json inside, made from the hashes of the bytes zipped.
 """
 
 from __future__ import annotations
