@@ -230,6 +230,10 @@ class Trial:
         """Read on first use (the long and wide files do not need them)."""
         return self.read_answers()
 
+    def drop_answers(self) -> None:
+        """Stop holding the answers (once :func:`item_rows` has taken what the datasets need)."""
+        self.__dict__.pop("answers", None)
+
     def in_range(self) -> list[Form]:
         return [f for f in self.forms if f.timepoint.in_range]
 
@@ -756,16 +760,23 @@ def qol_wide(trial: Trial) -> Dataset:
 @dataclasses.dataclass(frozen=True)
 class ItemRows:
     """Every item of every form with a response, in form and item order: the form (index into
-    ``forms``), item id and number (null: an item of another version of the instrument), and the
-    answer's position in ``Trial.answers`` (null: not presented). The items dataset, SDTM QS and
-    the FHIR bundle all read it. Held from the items dataset to the end of an export, so compact:
-    int32 positions and numbers, item ids dictionary-encoded."""
+    ``forms``), item id and number (null: an item of another version of the instrument), whether
+    the item was skipped (null: not presented) and the answer's value (null: skipped, not
+    presented or none). The items dataset, SDTM QS and the FHIR bundle all read it, and the
+    answers are not held once it is made (``Trial.drop_answers``). Held from the items dataset to
+    the end of an export, so compact: int32 positions and numbers, item ids dictionary-encoded."""
 
     forms: list[Form]
     form_at: pa.Array
     item: pa.Array
     number: pa.Array
-    at: pa.Array
+    skipped: pa.Array
+    value: pa.Array
+
+    @property
+    def presented(self) -> pa.Array:
+        """Whether each item was presented (has an answer row, skipped or not)."""
+        return pc.is_valid(self.skipped)
 
 
 def item_rows(trial: Trial) -> ItemRows:
@@ -827,7 +838,13 @@ def item_rows(trial: Trial) -> ItemRows:
     order = np.argsort(answer_np, kind="stable")
     answer_np = answer_np[order]
     at = _find(keys, answer_np, order)  # each item's answer (null: not presented)
-    return ItemRows(forms, form_at, item, number, at)
+    del keys, answer_np, order
+    if len(answers):
+        skipped = pc.fill_null(answers["skipped"], False).take(at).combine_chunks()
+        value = pc.if_else(skipped, pa.scalar(None, pa.float64()), answers["value"].take(at).combine_chunks())
+    else:
+        skipped, value = pa.nulls(len(at), pa.bool_()), pa.nulls(len(at), pa.float64())
+    return ItemRows(forms, form_at, item, number, skipped, value)
 
 
 def _all_items(catalog: Catalog) -> set[str]:
@@ -850,22 +867,16 @@ def items(trial: Trial, rows: ItemRows | None = None, *, spool: bool = False) ->
     form_names = ("patient_id", "site", "arm", "timepoint", "instrument", "instrument_version", "status", "revision")
     form_columns = [next(c for c in cols.ITEM_COLUMNS if c.name == name) for name in form_names]
     per_form = table_of(form_columns, head)
-    answers = trial.answers
     columns = labelled(cols.ITEM_COLUMNS, trial.catalog.registry)
 
     def part(first: int, stop: int) -> pa.Table:
-        at = rows.at.slice(first, stop - first)
         repeated = per_form.take(rows.form_at.slice(first, stop - first))
-        skipped = answers["skipped"].take(at) if len(answers) else pa.nulls(len(at), pa.bool_())
-        status = pc.if_else(
-            pc.is_null(at), "not_presented", pc.if_else(pc.fill_null(skipped, False), "skipped", "answered")
-        )
-        value = answers["value"].take(at) if len(answers) else pa.nulls(len(at), pa.float64())
-        value = pc.if_else(pc.fill_null(skipped, False), pa.scalar(None, pa.float64()), value)
+        skipped = rows.skipped.slice(first, stop - first)
+        status = pc.if_else(pc.is_null(skipped), "not_presented", pc.if_else(skipped, "skipped", "answered"))
         data = {name: repeated[name] for name in form_names} | {
             "item": rows.item[first:stop],
             "item_number": rows.number[first:stop],
-            "value": value,
+            "value": rows.value.slice(first, stop - first),
             "item_status": status,
         }
         return columns_table(columns, data)

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from qol_app.export import columns as cols
@@ -154,14 +153,7 @@ def _item_entries(trial: Trial, rows: ItemRows, base: str) -> tuple[list[str | N
     kinds = sorted({(f.instrument_id, f.response.language) for f in forms})  # type: ignore[union-attr]
     kind_of = {kind: n for n, kind in enumerate(kinds)}
     form_kind = np.array([kind_of[(f.instrument_id, f.response.language)] for f in forms], np.int64)  # type: ignore[union-attr]
-    answers = trial.answers
-    if len(answers):
-        value = answers["value"].take(rows.at).combine_chunks()
-        skipped = pc.fill_null(answers["skipped"].take(rows.at).combine_chunks(), False)
-        value = pc.if_else(skipped, pa.scalar(None, pa.float64()), value)
-        del skipped
-    else:
-        value = pa.nulls(len(rows.at), pa.float64())
+    value = rows.value  # null: skipped or no value
     links = pc.dictionary_encode(rows.item)
     link_names = links.dictionary.to_pylist()
     given = pc.dictionary_encode(value)
@@ -173,7 +165,7 @@ def _item_entries(trial: Trial, rows: ItemRows, base: str) -> tuple[list[str | N
     keys *= len(distinct) + 1
     keys += pc.fill_null(given.indices, len(distinct)).to_numpy()
     del given
-    presented = pc.is_valid(rows.at).to_numpy(zero_copy_only=False)
+    presented = rows.presented.to_numpy(zero_copy_only=False)
     unique, inverse = distinct_keys(keys[presented])
     entry_of = np.full(len(keys), -1, np.int64)
     entry_of[presented] = inverse

@@ -358,6 +358,7 @@ def _write_files(
                 trial.answers  # noqa: B018 - read here: not held while qol_long is written
                 release_memory()
                 item_rows = build.item_rows(trial)
+                trial.drop_answers()  # what the datasets need of them is in item_rows
                 release_memory()
                 dataset = build.items(trial, item_rows, spool=True)
             elif name in SPOOLED:
@@ -373,6 +374,8 @@ def _write_files(
             release_memory()
     if item_rows is None and {"sdtm", "fhir"} & set(request.formats):
         item_rows = build.item_rows(trial)
+        trial.drop_answers()
+        release_memory()
     if "sdtm" in request.formats:
         domains = sdtm.build_domains(trial, item_rows, studyid=settings.studyid, spool=True)  # type: ignore[arg-type]
         step("sdtm")

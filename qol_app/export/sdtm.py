@@ -321,23 +321,17 @@ def _qs_parts(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[pa.Table]:
     base_of = np.array(
         [test_index.get((inst, 1), 0) - 1 for inst in ordered_instruments(catalog.registry)], np.int64
     )  # test row of item 1 of each instrument, minus one
-    answers = trial.answers
     # Arrays over every item row (millions at 100,000 forms) are dropped as soon as used.
-    presented = pc.and_(pc.is_valid(rows.at), pc.is_valid(rows.number))  # items of another version: no test code
+    presented = pc.and_(rows.presented, pc.is_valid(rows.number))  # items of another version: no test code
     keep = np.flatnonzero(presented.to_numpy(zero_copy_only=False) & (form_of_row >= 0))
     del presented
     picked = pa.array(keep, pa.int64())
-    at = rows.at.take(picked)
     test = base_of[form_inst.take(rows.form_at.take(picked)).to_numpy()] + rows.number.take(picked).to_numpy()
     # record order: by form, a missed form's one record or a form's items in order
     record_form = np.concatenate([missed, form_of_row[keep]])
-    del keep, picked, form_of_row
-    value = answers["value"].take(at) if len(answers) else pa.nulls(len(at), pa.float64())
-    skipped = answers["skipped"].take(at) if len(answers) else pa.nulls(len(at), pa.bool_())
-    del at
-    done = pc.and_(pc.invert(pc.fill_null(skipped, False)), pc.is_valid(value))
-    value = pc.if_else(done, value, pa.scalar(None, pa.float64()))
-    del skipped, done
+    del keep, form_of_row
+    value = rows.value.take(picked)  # null: skipped or no value (NOT DONE)
+    del picked
     # the result cells of each distinct (test, value): few, so formatted in Python
     encoded = pc.dictionary_encode(value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value)
     del value
