@@ -441,7 +441,8 @@ def _find(keys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray) -> pa.Ar
     pos = np.searchsorted(sorted_keys, keys)
     np.minimum(pos, len(sorted_keys) - 1, out=pos)
     found = sorted_keys[pos] == keys
-    return pa.array(order.take(pos).astype(np.int32), pa.int32(), mask=~found)
+    np.take(order, pos, out=pos)  # in place: arrays over every item row are large
+    return pa.array(pos.astype(np.int32), pa.int32(), mask=~found)
 
 
 DENSE_KEYS = 1 << 22
@@ -802,6 +803,7 @@ def item_rows(trial: Trial) -> ItemRows:
     of_form = pc.index_in(answers["response_id"], value_set=pks)
     answer_inst = inst_at.take(of_form)
     known = pc.is_in(pc.add(pc.multiply(answer_inst, width), answer_codes), value_set=known_keys)
+    del answer_codes
     other = pc.and_(pc.is_valid(of_form), pc.invert(known))  # answers to items of another version
     extras: dict[int, list[str]] = {}
     rest = answers.filter(other)
