@@ -261,15 +261,30 @@ class Source:
 
     def _arrow(self, stmt: Select[*tuple[Any, ...]], schema: pa.Schema, keep: pa.Array | None) -> pa.Table:
         """The rows as an Arrow table, read BATCH at a time; with ``keep``, only the rows whose
-        ``response_id`` is in it (dropped batch by batch, so the whole read is never held)."""
-        result = self.session.connection().execute(stmt.execution_options(yield_per=BATCH))
-        batches = []
-        for rows in result.partitions():
-            columns = list(zip(*rows))
-            batch = pa.record_batch([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
-            if keep is not None:
-                batch = batch.filter(pc.is_in(batch.column("response_id"), value_set=keep))
-            batches.append(batch)
+        ``response_id`` is in it (dropped batch by batch, so the whole read is never held).
+
+        Read from the driver's own cursor (in the session's transaction; a server-side one on
+        PostgreSQL): for millions of rows SQLAlchemy's row objects cost as much again as the
+        driver. These columns need no type processing but SQLite's booleans (0/1), cast here."""
+        connection = self.session.connection()
+        compiled = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params()
+        args = tuple(params[name] for name in compiled.positiontup or ()) if compiled.positional else params
+        dbapi = connection.connection.dbapi_connection
+        assert dbapi is not None
+        server_side = connection.dialect.name == "postgresql"
+        cursor = dbapi.cursor(name="qol_export_read") if server_side else dbapi.cursor()
+        try:
+            cursor.execute(str(compiled), args)
+            batches = []
+            while rows := cursor.fetchmany(BATCH):
+                columns = list(zip(*rows))
+                batch = pa.record_batch([_column(c, f.type) for c, f in zip(columns, schema)], schema=schema)
+                if keep is not None:
+                    batch = batch.filter(pc.is_in(batch.column("response_id"), value_set=keep))
+                batches.append(batch)
+        finally:
+            cursor.close()
         return pa.Table.from_batches(batches, schema=schema)
 
     def scores(self, keep: pa.Array | None = None) -> pa.Table:
@@ -456,6 +471,13 @@ class Source:
             ]
             for pk, rows in out.items()
         }
+
+
+def _column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
+    """Driver values as an Arrow column of ``kind`` (booleans may come as 0/1: SQLite)."""
+    if kind == pa.bool_():
+        return pa.array(values).cast(pa.bool_())
+    return pa.array(values, kind)
 
 
 def _rule_ids(rules: Iterable[Any] | None) -> tuple[str, ...]:
