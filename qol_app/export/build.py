@@ -222,8 +222,19 @@ class Trial:
     forms: list[Form]
     events: dict[int, list[EventFacts]]
     alerts: list[AlertFacts]
-    scores: pa.Table
+    stored_scores: pa.Table | None
     read_answers: Callable[[], pa.Table] = dataclasses.field(repr=False)
+
+    @property
+    def scores(self) -> pa.Table:
+        """The scores (qol_long and qol_wide show them); an error once dropped (:meth:`drop_scores`)."""
+        if self.stored_scores is None:
+            raise RuntimeError("the scores were dropped once the datasets that show them were built")
+        return self.stored_scores
+
+    def drop_scores(self) -> None:
+        """Stop holding the scores (once qol_long and qol_wide are built: nothing else shows them)."""
+        self.stored_scores = None
 
     @functools.cached_property
     def answers(self) -> pa.Table:

@@ -371,6 +371,8 @@ def _write_files(
             if dataset.spool is not None:
                 dataset.spool.close()
             del dataset
+            if name == "qol_wide":
+                trial.drop_scores()  # the last dataset that shows them (build.DATASETS' order)
             release_memory()
     if item_rows is None and {"sdtm", "fhir"} & set(request.formats):
         item_rows = build.item_rows(trial)
