@@ -526,6 +526,25 @@ def test_a_timepoint_is_counted_from_the_instant_its_window_opens_and_missed_fro
     assert _figures(session, site, tp.grace_closes_at - dt.timedelta(microseconds=1)).cell(c1, "A").pending == 1
 
 
+def test_a_form_sent_at_the_instant_its_window_closes_is_late_an_instant_earlier_on_time(session, factory, now):
+    """Two baselines sent in the grace period's first instant and in the window's last one: the
+    first is late, the second on time, in the timepoint table and in the per-form table."""
+    site = factory.site(code="C5")
+    by_name = {name: factory.patient(site, arm="A", pin=None, study_id=f"C5-{name}").patient for name in "lo"}
+    closes = None
+    for name, patient in by_name.items():
+        tp = add_timepoint(session, patient, "baseline", status="completed", target=D(2026, 2, 1))
+        closes = tp.closes_at
+        tp.completed_at = closes if name == "l" else closes - dt.timedelta(microseconds=1)
+        add_response(session, tp, at=tp.completed_at, answers={"q1": 2})
+    assert closes == dt.datetime(2026, 2, 4, 16, tzinfo=UTC)  # midnight after 4 February, Shanghai
+    f = _figures(session, site, now)
+    cell = f.cell(Group("questionnaire", "baseline", "baseline"), "A")
+    assert (cell.on_time, cell.late, cell.expected) == (1, 1, 2)
+    form = f.form_cell(FormGroup("questionnaire", "baseline", "baseline", "eortc_qlq_c30"), "A")
+    assert (form.on_time, form.late, form.expected, form.received) == (1, 1, 2, 2)
+
+
 def test_a_form_takes_a_missed_reason_only_while_the_clock_makes_it_missed_or_partial(session, factory, now):
     """The nurse's status of a form (timeline, missed-reason page): a not-expected or cancelled form
     stays so after its window, never "missed"; one begun and left is partial, one never begun
