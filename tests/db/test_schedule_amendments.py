@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,40 @@ def test_calendar_visits_an_amendment_drops_are_cancelled_as_amended(session, fa
         "cal-4": ("cancelled", "schedule_amended"),
     }
     assert rows["cal-2"].status == "missed" and rows["cal-2"].cancel_reason is None
+
+
+def test_the_version_in_force_decides_which_schedule_file_may_plan(session, trial, calendar, now, caplog):
+    """Before any amendment the version that planned the stored rows is in force: planning with
+    another file is refused naming both versions, and the scheduler's sweep plans nobody and says
+    so once. After ``qol schedule apply`` the amendment is in force, from its effective date as
+    applied, and the old file is the one refused."""
+    path, schedule = calendar
+    conquer = timepoints.configured_schedule()
+    assert timepoints.amendment_in_force(session, conquer) is None
+    with pytest.raises(ValueError) as refused:
+        timepoints.amendment_in_force(session, schedule)
+    assert str(refused.value) == (
+        "The schedule in force is conquer_default@2, but the configured schedule file is fixed_calendar_example@2."
+    )
+    with caplog.at_level(logging.ERROR, logger="qol_app.services.timepoints"):
+        result = timepoints.reconcile_all(session, now + 30 * D, schedule=schedule, full=True)
+    assert (result.patients, result.changes.changed, result.errors) == (0, 0, [str(refused.value)])
+    assert caplog.messages == [f"reconcile refused: {refused.value}"]
+
+    applied_at = now + D
+    schedules.apply(session, CLI, schedule, EFFECTIVE, applied_at, source=path)
+    amendment = timepoints.amendment_in_force(session, schedule)
+    assert (amendment.version, amendment.effective, amendment.applied_at) == (
+        "fixed_calendar_example@2",
+        EFFECTIVE,
+        applied_at,
+    )
+    with pytest.raises(ValueError) as refused:
+        timepoints.amendment_in_force(session, conquer)
+    assert str(refused.value) == (
+        "The schedule in force is fixed_calendar_example@2, but the configured schedule file is conquer_default@2."
+    )
+
+
+def test_on_an_empty_database_any_schedule_file_may_plan(session):
+    assert timepoints.amendment_in_force(session, timepoints.configured_schedule()) is None
