@@ -383,17 +383,22 @@ def test_a_form_another_sweep_moved_meanwhile_is_not_moved_or_audited_again(sess
     assert {session.get(Timepoint, tp_id).status_changed_at for tp_id in ids[1:]} == {now}
 
 
-def test_a_form_left_live_with_a_not_expected_reason_is_moved_to_not_expected_never_missed(session, patient):
-    """A form whose not-expected reason was stored while its status stayed live (a write that
-    stopped half way, imported data): the sweep moves it to not expected, also after its grace
-    period, where it would otherwise be missed; a live form without a reason is missed then."""
+def test_a_form_left_live_with_a_not_expected_reason_or_a_completion_is_moved_at_the_next_sweep(session, patient):
+    """A form whose not-expected reason, or whose completion, was stored while its status stayed
+    live (a write that stopped half way, imported data): the next sweep moves it to not expected
+    (before its window opens, and it is never missed after its grace period) or to completed
+    (while its window is still open), not only when a window boundary passes."""
     tps = timepoints_of(session, patient)
-    dropped, kept = tps["sys-c1"], tps["diary-2026-03-19"]
+    dropped, sent = tps["sys-c1"], tps["diary-2026-03-20"]
     dropped.not_expected_reason = "withdrawn"
+    sent.completed_at = utc(2026, 3, 20, 2, 0)
     session.flush()
-    now = dropped.grace_closes_at
-    assert kept.grace_closes_at <= now and dropped.status == "scheduled"
-    counts = timepoints.sweep_statuses(session, now)
+    now = utc(2026, 3, 20, 5, 0)  # an hour after the fixture's reconcile
+    assert (dropped.status, sent.status) == ("scheduled", "open") and now < dropped.opens_at
+    assert sent.completed_at < now < sent.closes_at
+    assert timepoints.sweep_statuses(session, now) == {"not_expected": 1, "completed": 1}
     tps = timepoints_of(session, patient)
     assert (tps["sys-c1"].status, tps["sys-c1"].not_expected_reason) == ("not_expected", "withdrawn")
-    assert tps["diary-2026-03-19"].status == "missed" and counts["not_expected"] == 1
+    assert tps["diary-2026-03-20"].status == "completed"
+    timepoints.sweep_statuses(session, dropped.grace_closes_at)
+    assert timepoints_of(session, patient)["sys-c1"].status == "not_expected"
