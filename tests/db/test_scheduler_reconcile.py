@@ -623,11 +623,14 @@ def test_a_form_whose_corrected_window_closed_before_it_was_planned_was_not_offe
     assert (c1.status, c1.missed_reason) == ("missed", "not_offered")
 
 
-def test_the_scheduler_sweep_reports_a_patients_planning_error_skips_locked_ones_and_goes_on(session, factory, now):
+def test_the_scheduler_sweep_reports_a_patients_planning_error_skips_locked_ones_and_goes_on(
+    session, factory, now, caplog
+):
     """Three patients never planned: one with two end-of-treatment events (inconsistent data),
     one under a data lock, one fine. The sweep plans the third (audited as the scheduler, reason
     "scheduler sweep"), reports the first by study id with the planner's message and leaves it
-    unplanned, leaves the locked one alone, and checkpoints after each patient it tried."""
+    unplanned (and logs it), leaves the locked one alone, and checkpoints after each patient it
+    tried."""
     site = factory.site(code="RA1")
     broken, locked, fine = (factory.patient(site, arm="B", randomization_date=RAND).patient for _ in range(3))
     for day in (C1, C1 + D):
@@ -637,8 +640,10 @@ def test_the_scheduler_sweep_reports_a_patients_planning_error_skips_locked_ones
     with pytest.raises(ValueError) as planning:
         timepoints.preview_patient(session, broken, now, timepoints.configured_schedule(), None)
     checkpoints = []
-    result = timepoints.reconcile_all(session, now, checkpoint=lambda: checkpoints.append(1))
+    with caplog.at_level(logging.ERROR, logger="qol_app.services.timepoints"):
+        result = timepoints.reconcile_all(session, now, checkpoint=lambda: checkpoints.append(1))
     assert result.errors == [f"{broken.study_id}: {planning.value}"]
+    assert caplog.messages == [f"reconcile of patient {broken.study_id} failed: {planning.value}"]
     assert (result.patients, len(checkpoints), result.changes.created) == (2, 2, 1)
     assert set(timepoints_of(session, fine)) == {"baseline"}
     assert timepoints_of(session, broken) == {} and timepoints_of(session, locked) == {}
