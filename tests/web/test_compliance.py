@@ -23,7 +23,7 @@ from sqlalchemy import event, select
 from qol_app import policy
 from qol_app.errors import ServiceError
 from qol_app.models import Patient, Response
-from qol_app.services import compliance, worklist
+from qol_app.services import compliance, responses, worklist
 from qol_app.services.audit import Actor
 from qol_app.services.compliance import FormGroup, Group
 from tests.factories import add_response, add_timepoint, isolated_client, login, no_csrf
@@ -543,6 +543,29 @@ def test_a_form_sent_at_the_instant_its_window_closes_is_late_an_instant_earlier
     assert (cell.on_time, cell.late, cell.expected) == (1, 1, 2)
     form = f.form_cell(FormGroup("questionnaire", "baseline", "baseline", "eortc_qlq_c30"), "A")
     assert (form.on_time, form.late, form.expected, form.received) == (1, 1, 2, 2)
+
+
+def test_a_nurses_correction_after_the_window_closed_leaves_a_form_sent_on_time_on_time(session, factory, now):
+    """Lateness is the patient's own sending (revision 0): a baseline sent on time and corrected
+    by a nurse weeks after its window closed is still on time in the per-form table."""
+    site = factory.site(code="C6")
+    patient = factory.patient(site, arm="A", pin=None, study_id="C6-c1").patient
+    tp = add_timepoint(
+        session,
+        patient,
+        "baseline",
+        status="completed",
+        target=D(2026, 2, 1),
+        completed_at=dt.datetime(2026, 2, 1, 2, tzinfo=UTC),
+    )
+    sent = add_response(session, tp, at=tp.completed_at, answers={"q1": 2})
+    nurse = factory.staff("nurse", sites=[site])
+    corrected_at = tp.closes_at + dt.timedelta(days=20)
+    responses.correct_response(session, nurse, sent, {"q1": 3}, "paper form says 3", corrected_at)
+    form = _figures(session, site, now).form_cell(
+        FormGroup("questionnaire", "baseline", "baseline", "eortc_qlq_c30"), "A"
+    )
+    assert (form.on_time, form.late, form.received) == (1, 0, 1)
 
 
 def test_a_form_takes_a_missed_reason_only_while_the_clock_makes_it_missed_or_partial(session, factory, now):
