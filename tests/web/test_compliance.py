@@ -314,6 +314,8 @@ def test_site_comparison_for_several_sites(session, factory, data, now):
     assert (forms.randomized, forms.expected, forms.received, forms.rate_randomized) == (3, 5, 3, 1.0)
     other_forms = f.site_form_cell(s2.id, "questionnaire", "A")
     assert (other_forms.randomized, other_forms.expected, other_forms.missed, other_forms.rate) == (1, 1, 1, 0.0)
+    diaries = f.site_form_cell(site.id, "diary", "A")  # diaries are never counted per randomized
+    assert (diaries.kind, diaries.expected, diaries.received, diaries.rate_randomized) == ("diary", 2, 1, None)
     none_yet = f.site_form_cell(s2.id, "diary", "A")
     assert (none_yet.randomized, none_yet.kind, none_yet.expected, none_yet.rate_randomized) == (1, "diary", 0, None)
     assert f.site_form_cell(s2.id, "questionnaire", "B").randomized == 0  # nobody in arm B at C2
