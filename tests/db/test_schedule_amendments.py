@@ -240,3 +240,28 @@ def test_the_version_in_force_decides_which_schedule_file_may_plan(session, tria
 
 def test_on_an_empty_database_any_schedule_file_may_plan(session):
     assert timepoints.amendment_in_force(session, timepoints.configured_schedule()) is None
+
+
+def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(session, factory, now, tmp_path):
+    """``qol schedule apply`` of a new version effective months ahead creates no timepoint today,
+    so the newest stored row is still the old version's: the amendment decides all the same. The
+    new file plans (and changes nothing), the old one is refused."""
+    start = now - 10 * D
+    patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
+    conquer = timepoints.configured_schedule()
+    timepoints.reconcile_patient(session, NURSE, patient, now)
+    path = tmp_path / "conquer-v3.yaml"
+    path.write_text(
+        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
+        encoding="utf-8",
+    )
+    v3 = load_schedule(path)
+    later = now + 200 * D
+    result = schedules.apply(session, CLI, v3, later.date(), now, source=path)
+    assert result.errors == [] and result.changes.changed == 0
+    newest = session.scalars(select(Timepoint.schedule_version).order_by(Timepoint.id.desc()).limit(1)).first()
+    assert newest == "conquer_default@2"
+    assert timepoints.amendment_in_force(session, v3).version == "conquer_default@3"
+    assert timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=v3).changed == 0
+    with pytest.raises(ValueError, match="The schedule in force is conquer_default@3, but"):
+        timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=conquer)
