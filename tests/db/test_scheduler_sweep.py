@@ -300,9 +300,9 @@ def test_the_sweep_moves_and_audits_every_change_batch_by_batch(session, patient
     )
 
 
-def test_a_sweep_moving_the_forms_of_more_than_500_patients_audits_each_with_its_patients_site(session, factory):
-    """501 patients at two sites (more than one batch of the site look-up), each with a form whose
-    window opened: every status change is audited with the site of the form's own patient."""
+def test_a_sweep_moving_the_forms_of_1000_patients_audits_each_with_its_patients_site(session, factory):
+    """1000 patients at two sites (two batches of the site look-up), each with a form whose window
+    opened: every status change is audited with the site of the form's own patient."""
     sites = [factory.site(code="BIG1"), factory.site(code="BIG2")]
     now = utc(2026, 3, 22, 4, 0)
     session.execute(
@@ -317,7 +317,7 @@ def test_a_sweep_moving_the_forms_of_more_than_500_patients_audits_each_with_its
                 "link_token_hash": f"big-{i:04d}",
                 "created_at": now - D,
             }
-            for i in range(501)
+            for i in range(1000)
         ],
     )
     patients = dict(session.execute(select(Patient.id, Patient.site_id).where(Patient.study_id.like("BIG-%"))).all())
@@ -346,7 +346,7 @@ def test_a_sweep_moving_the_forms_of_more_than_500_patients_audits_each_with_its
             for pid in patients
         ],
     )
-    assert timepoints.sweep_statuses(session, now) == {"open": 501}
+    assert timepoints.sweep_statuses(session, now) == {"open": 1000}
     audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "status")).all()
     assert sorted((a.patient_id, a.site_id) for a in audited) == sorted(patients.items())
 
