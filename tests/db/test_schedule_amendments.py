@@ -265,3 +265,29 @@ def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(sess
     assert timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=v3).changed == 0
     with pytest.raises(ValueError, match="The schedule in force is conquer_default@3, but"):
         timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=conquer)
+
+
+def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effective_date(
+    session, factory, now, tmp_path
+):
+    """Under an amendment from 5 March, a dose given on 1 March but recorded only after the
+    amendment was applied gets all its diary days, those before the effective date too (none of
+    them was planned under the old version: they are not the past it keeps)."""
+    start = now - 20 * D
+    patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
+    timepoints.reconcile_patient(session, NURSE, patient, start)
+    path = tmp_path / "conquer-v3.yaml"
+    path.write_text(
+        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
+        encoding="utf-8",
+    )
+    v3 = load_schedule(path)
+    schedules.apply(session, CLI, v3, EFFECTIVE, now, source=path)
+    treatment_events.record_event(
+        session, NURSE, patient, kind="intrathecal_dose", date=dt.date(2026, 3, 1), now=now + D, schedule=v3
+    )
+    rows = timepoints_of(session, patient)
+    diaries = sorted(k for k in rows if k.startswith("diary-"))
+    assert diaries == [f"diary-2026-03-0{d}" for d in range(2, 9)]
+    assert {rows[k].schedule_version for k in diaries} == {"conquer_default@3"}
+    assert {(rows[k].status, rows[k].missed_reason) for k in diaries} == {("missed", "not_offered")}
