@@ -271,8 +271,9 @@ def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effec
     session, factory, now, tmp_path
 ):
     """Under an amendment from 5 March, a dose given on 1 March but recorded only after the
-    amendment was applied gets all its diary days, those before the effective date too (none of
-    them was planned under the old version: they are not the past it keeps)."""
+    amendment was applied gets all its diary days, those before the effective date too: none of
+    them was planned under the old version, so they are not the past it keeps, and deleting the
+    dose cancels them all."""
     start = now - 20 * D
     patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
     timepoints.reconcile_patient(session, NURSE, patient, start)
@@ -283,7 +284,7 @@ def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effec
     )
     v3 = load_schedule(path)
     schedules.apply(session, CLI, v3, EFFECTIVE, now, source=path)
-    treatment_events.record_event(
+    dose, _ = treatment_events.record_event(
         session, NURSE, patient, kind="intrathecal_dose", date=dt.date(2026, 3, 1), now=now + D, schedule=v3
     )
     rows = timepoints_of(session, patient)
@@ -291,3 +292,7 @@ def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effec
     assert diaries == [f"diary-2026-03-0{d}" for d in range(2, 9)]
     assert {rows[k].schedule_version for k in diaries} == {"conquer_default@3"}
     assert {(rows[k].status, rows[k].missed_reason) for k in diaries} == {("missed", "not_offered")}
+    # They are the amended version's own rows, not the past: deleting the dose cancels them all.
+    treatment_events.delete_event(session, NURSE, dose, reason="wrong patient", now=now + 2 * D, schedule=v3)
+    rows = timepoints_of(session, patient)
+    assert {(rows[k].status, rows[k].cancel_reason) for k in diaries} == {("cancelled", "anchor_event_deleted")}
