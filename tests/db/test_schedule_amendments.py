@@ -296,3 +296,23 @@ def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effec
     treatment_events.delete_event(session, NURSE, dose, reason="wrong patient", now=now + 2 * D, schedule=v3)
     rows = timepoints_of(session, patient)
     assert {(rows[k].status, rows[k].cancel_reason) for k in diaries} == {("cancelled", "anchor_event_deleted")}
+
+
+def test_a_patient_enrolled_after_an_amendment_gets_a_baseline_before_the_effective_date(
+    session, factory, now, tmp_path
+):
+    """A patient randomized on 1 March but enrolled in the app only after an amendment from 5
+    March was applied: the baseline (window before the effective date) is still created under the
+    amended version, never offered, as for a dose recorded late."""
+    path = tmp_path / "conquer-v3.yaml"
+    path.write_text(
+        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
+        encoding="utf-8",
+    )
+    v3 = load_schedule(path)
+    schedules.apply(session, CLI, v3, EFFECTIVE, now, source=path)
+    patient = factory.patient(arm="A", randomization_date=dt.date(2026, 3, 1), enrolled_at=now + D).patient
+    timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=v3)
+    baseline = timepoints_of(session, patient)["baseline"]
+    assert baseline.window_start < EFFECTIVE and baseline.schedule_version == "conquer_default@3"
+    assert (baseline.status, baseline.missed_reason) == ("missed", "not_offered")
