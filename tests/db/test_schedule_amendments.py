@@ -263,6 +263,8 @@ def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(sess
     assert newest == "conquer_default@2"
     assert timepoints.amendment_in_force(session, v3).version == "conquer_default@3"
     assert timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=v3).changed == 0
+    swept = timepoints.reconcile_all(session, now + D, schedule=v3, full=True)  # the new file, not yet configured
+    assert (swept.patients, swept.errors) == (1, [])
     with pytest.raises(ValueError, match="The schedule in force is conquer_default@3, but"):
         timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=conquer)
 

@@ -626,13 +626,15 @@ def test_a_form_whose_corrected_window_closed_before_it_was_planned_was_not_offe
 def test_the_scheduler_sweep_reports_a_patients_planning_error_skips_locked_ones_and_goes_on(
     session, factory, now, caplog
 ):
-    """Three patients never planned: one with two end-of-treatment events (inconsistent data),
-    one under a data lock, one fine. The sweep plans the third (audited as the scheduler, reason
-    "scheduler sweep"), reports the first by study id with the planner's message and leaves it
-    unplanned (and logs it), leaves the locked one alone, and checkpoints after each patient it
-    tried."""
+    """Four patients never planned: one with two end-of-treatment events (inconsistent data),
+    one under a data lock, two fine. The sweep plans the last two (audited as the scheduler,
+    reason "scheduler sweep"; the counts add up), reports the first by study id with the
+    planner's message and leaves it unplanned (and logs it), leaves the locked one alone, and
+    checkpoints after each patient it tried."""
     site = factory.site(code="RA1")
-    broken, locked, fine = (factory.patient(site, arm="B", randomization_date=RAND).patient for _ in range(3))
+    broken, locked, fine, also_fine = (
+        factory.patient(site, arm="B", randomization_date=RAND).patient for _ in range(4)
+    )
     for day in (C1, C1 + D):
         session.add(TreatmentEvent(patient_id=broken.id, kind="end_of_treatment", date=day, created_at=now))
     locks.lock(session, NURSE, "patient", patient=locked, reason="query on the CRF", now=now)
@@ -644,12 +646,12 @@ def test_the_scheduler_sweep_reports_a_patients_planning_error_skips_locked_ones
         result = timepoints.reconcile_all(session, now, checkpoint=lambda: checkpoints.append(1))
     assert result.errors == [f"{broken.study_id}: {planning.value}"]
     assert caplog.messages == [f"reconcile of patient {broken.study_id} failed: {planning.value}"]
-    assert (result.patients, len(checkpoints), result.changes.created) == (2, 2, 1)
-    assert set(timepoints_of(session, fine)) == {"baseline"}
+    assert (result.patients, len(checkpoints), result.changes.created) == (3, 3, 2)
+    assert set(timepoints_of(session, fine)) == set(timepoints_of(session, also_fine)) == {"baseline"}
     assert timepoints_of(session, broken) == {} and timepoints_of(session, locked) == {}
-    (created,) = _audits(session, "create")
-    assert (created.actor_type, created.actor_id, created.reason) == ("system", "scheduler", "scheduler sweep")
-    assert created.patient_id == fine.id
+    created = _audits(session, "create")
+    assert {(a.actor_type, a.actor_id, a.reason) for a in created} == {("system", "scheduler", "scheduler sweep")}
+    assert sorted(a.patient_id for a in created) == [fine.id, also_fine.id]
     assert timepoints.patients_due_for_reconcile(session, now) == sorted([broken.id, locked.id])  # tried again
 
 
