@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, text
@@ -721,3 +722,18 @@ def test_a_reconcile_of_a_patient_waits_while_another_one_is_under_way(committin
         again = timepoints.reconcile_patient(scheduler, SCHEDULER, scheduler.get(Patient, patient.id), FIXED_NOW)
         assert again.changed == 0 and "sys-c1" in timepoints_of(scheduler, patient)
         scheduler.commit()
+
+
+def test_a_patient_is_due_for_replanning_from_midnight_at_the_site_on_the_day_the_plan_changes(
+    session, patient, cycle, now
+):
+    """The end of treatment puts fu-1 weeks ahead: the patient is due again from midnight in
+    Shanghai (the patient's zone) on the day its window comes within the horizon, not a moment
+    before."""
+    treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
+    session.expire_all()
+    due = patient.replan_at
+    local = due.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert local.time() == dt.time(0) and local.date() > now.date()
+    assert patient.id not in timepoints.patients_due_for_reconcile(session, due - dt.timedelta(microseconds=1))
+    assert patient.id in timepoints.patients_due_for_reconcile(session, due)
