@@ -676,22 +676,24 @@ def test_a_full_reconcile_replans_every_patient_due_or_not(session, patient, cyc
 def test_an_end_status_stored_without_a_date_counts_from_today_and_is_logged(session, factory, now, caplog):
     """Two patients with the same cycle, both withdrawn: one dated today, one (older data) with no
     date. The undated one is planned as if withdrawn today (the same forms not expected, for the
-    same reason), and the log names the patient, the status and the day assumed."""
+    same reason), today in the patient's zone (01:00 on 11 March in Shanghai, still 10 March in
+    UTC), and the log names the patient, the status and the day assumed."""
+    at = dt.datetime(2026, 3, 10, 17, tzinfo=dt.UTC)
     rows = {}
     for dated in (True, False):
         patient = factory.patient(arm="B", randomization_date=RAND).patient
         treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
-        patient.status, patient.status_date = "withdrawn", now.date() if dated else None
+        patient.status, patient.status_date = "withdrawn", dt.date(2026, 3, 11) if dated else None
         session.flush()
         with caplog.at_level(logging.WARNING, logger="qol_app.services.timepoints"):
             caplog.clear()
-            timepoints.reconcile_patient(session, NURSE, patient, now + HOUR)
+            timepoints.reconcile_patient(session, NURSE, patient, at)
         warned = list(caplog.messages)
         rows[dated] = {k: (tp.status, tp.not_expected_reason) for k, tp in timepoints_of(session, patient).items()}
-    assert warned == [f"patient {patient.id} is withdrawn without a date; treating the end as 2026-03-10"]
+    assert warned == [f"patient {patient.id} is withdrawn without a date; treating the end as 2026-03-11"]
     assert rows[False] == rows[True]
     assert rows[False]["sys-c1"] == ("not_expected", "withdrawn")
-    assert rows[False]["diary-2026-03-11"] == ("not_expected", "withdrawn")
+    assert rows[False]["diary-2026-03-12"] == ("not_expected", "withdrawn")
 
 
 def test_a_reconcile_of_a_patient_waits_while_another_one_is_under_way(committing_app):
