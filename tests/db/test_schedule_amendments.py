@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,118 @@ def test_calendar_visits_an_amendment_drops_are_cancelled_as_amended(session, fa
         "cal-4": ("cancelled", "schedule_amended"),
     }
     assert rows["cal-2"].status == "missed" and rows["cal-2"].cancel_reason is None
+
+
+def test_the_version_in_force_decides_which_schedule_file_may_plan(session, trial, calendar, now, caplog):
+    """Before any amendment the version that planned the stored rows is in force: planning with
+    another file is refused naming both versions, and the scheduler's sweep plans nobody and says
+    so once. After ``qol schedule apply`` the amendment is in force, from its effective date as
+    applied, and the old file is the one refused."""
+    path, schedule = calendar
+    conquer = timepoints.configured_schedule()
+    assert timepoints.amendment_in_force(session, conquer) is None
+    with pytest.raises(ValueError) as refused:
+        timepoints.amendment_in_force(session, schedule)
+    assert str(refused.value) == (
+        "The schedule in force is conquer_default@2, but the configured schedule file is fixed_calendar_example@2."
+    )
+    with caplog.at_level(logging.ERROR, logger="qol_app.services.timepoints"):
+        result = timepoints.reconcile_all(session, now + 30 * D, schedule=schedule, full=True)
+    assert (result.patients, result.changes.changed, result.errors) == (0, 0, [str(refused.value)])
+    assert caplog.messages == [f"reconcile refused: {refused.value}"]
+
+    applied_at = now + D
+    schedules.apply(session, CLI, schedule, EFFECTIVE, applied_at, source=path)
+    amendment = timepoints.amendment_in_force(session, schedule)
+    assert (amendment.version, amendment.effective, amendment.applied_at) == (
+        "fixed_calendar_example@2",
+        EFFECTIVE,
+        applied_at,
+    )
+    with pytest.raises(ValueError) as refused:
+        timepoints.amendment_in_force(session, conquer)
+    assert str(refused.value) == (
+        "The schedule in force is fixed_calendar_example@2, but the configured schedule file is conquer_default@2."
+    )
+
+
+def test_on_an_empty_database_any_schedule_file_may_plan(session):
+    assert timepoints.amendment_in_force(session, timepoints.configured_schedule()) is None
+
+
+def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(session, factory, now, tmp_path):
+    """``qol schedule apply`` of a new version effective months ahead creates no timepoint today,
+    so the newest stored row is still the old version's: the amendment decides all the same. The
+    new file plans (and changes nothing), the old one is refused."""
+    start = now - 10 * D
+    patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
+    conquer = timepoints.configured_schedule()
+    timepoints.reconcile_patient(session, NURSE, patient, now)
+    path = tmp_path / "conquer-v3.yaml"
+    path.write_text(
+        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
+        encoding="utf-8",
+    )
+    v3 = load_schedule(path)
+    later = now + 200 * D
+    result = schedules.apply(session, CLI, v3, later.date(), now, source=path)
+    assert result.errors == [] and result.changes.changed == 0
+    newest = session.scalars(select(Timepoint.schedule_version).order_by(Timepoint.id.desc()).limit(1)).first()
+    assert newest == "conquer_default@2"
+    assert timepoints.amendment_in_force(session, v3).version == "conquer_default@3"
+    assert timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=v3).changed == 0
+    swept = timepoints.reconcile_all(session, now + D, schedule=v3, full=True)  # the new file, not yet configured
+    assert (swept.patients, swept.errors) == (1, [])
+    with pytest.raises(ValueError, match="The schedule in force is conquer_default@3, but"):
+        timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=conquer)
+
+
+def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effective_date(
+    session, factory, now, tmp_path
+):
+    """Under an amendment from 5 March, a dose given on 1 March but recorded only after the
+    amendment was applied gets all its diary days, those before the effective date too: none of
+    them was planned under the old version, so they are not the past it keeps, and deleting the
+    dose cancels them all."""
+    start = now - 20 * D
+    patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
+    timepoints.reconcile_patient(session, NURSE, patient, start)
+    path = tmp_path / "conquer-v3.yaml"
+    path.write_text(
+        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
+        encoding="utf-8",
+    )
+    v3 = load_schedule(path)
+    schedules.apply(session, CLI, v3, EFFECTIVE, now, source=path)
+    dose, _ = treatment_events.record_event(
+        session, NURSE, patient, kind="intrathecal_dose", date=dt.date(2026, 3, 1), now=now + D, schedule=v3
+    )
+    rows = timepoints_of(session, patient)
+    diaries = sorted(k for k in rows if k.startswith("diary-"))
+    assert diaries == [f"diary-2026-03-0{d}" for d in range(2, 9)]
+    assert {rows[k].schedule_version for k in diaries} == {"conquer_default@3"}
+    assert {(rows[k].status, rows[k].missed_reason) for k in diaries} == {("missed", "not_offered")}
+    # They are the amended version's own rows, not the past: deleting the dose cancels them all.
+    treatment_events.delete_event(session, NURSE, dose, reason="wrong patient", now=now + 2 * D, schedule=v3)
+    rows = timepoints_of(session, patient)
+    assert {(rows[k].status, rows[k].cancel_reason) for k in diaries} == {("cancelled", "anchor_event_deleted")}
+
+
+def test_a_patient_enrolled_after_an_amendment_gets_a_baseline_before_the_effective_date(
+    session, factory, now, tmp_path
+):
+    """A patient randomized on 1 March but enrolled in the app only after an amendment from 5
+    March was applied: the baseline (window before the effective date) is still created under the
+    amended version, never offered, as for a dose recorded late."""
+    path = tmp_path / "conquer-v3.yaml"
+    path.write_text(
+        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
+        encoding="utf-8",
+    )
+    v3 = load_schedule(path)
+    schedules.apply(session, CLI, v3, EFFECTIVE, now, source=path)
+    patient = factory.patient(arm="A", randomization_date=dt.date(2026, 3, 1), enrolled_at=now + D).patient
+    timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=v3)
+    baseline = timepoints_of(session, patient)["baseline"]
+    assert baseline.window_start < EFFECTIVE and baseline.schedule_version == "conquer_default@3"
+    assert (baseline.status, baseline.missed_reason) == ("missed", "not_offered")

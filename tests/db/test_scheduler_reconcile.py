@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from qol_app.models import AuditEvent, OutboxMessage, Response, Timepoint
-from qol_app.services import compliance, timepoints, treatment_events
+from qol_app.db import db
+from qol_app.models import AuditEvent, OutboxMessage, Patient, Response, Timepoint, TreatmentEvent
+from qol_app.services import audit, compliance, locks, timepoints, treatment_events
 from qol_app.services.audit import Actor, verify
+from tests.conftest import AUDIT_KEY, FIXED_NOW
 from tests.db.conftest import audit_count, timepoints_of
+from tests.factories import Factory
 
 D = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
 RAND = dt.date(2026, 3, 2)
 C1 = dt.date(2026, 3, 3)
 NURSE = Actor("staff", None)
+SCHEDULER = timepoints.SCHEDULER
 
 
 @pytest.fixture
@@ -615,3 +622,120 @@ def test_a_form_whose_corrected_window_closed_before_it_was_planned_was_not_offe
     c1 = timepoints_of(session, patient)["sys-c1"]
     assert (c1.window_start, c1.grace_end) == (dt.date(2026, 2, 22), dt.date(2026, 3, 3))
     assert (c1.status, c1.missed_reason) == ("missed", "not_offered")
+
+
+def test_the_scheduler_sweep_reports_a_patients_planning_error_skips_locked_ones_and_goes_on(
+    session, factory, now, caplog
+):
+    """Four patients never planned: one with two end-of-treatment events (inconsistent data),
+    one under a data lock, two fine. The sweep plans the last two (audited as the scheduler,
+    reason "scheduler sweep"; the counts add up), reports the first by study id with the
+    planner's message and leaves it unplanned (and logs it), leaves the locked one alone, and
+    checkpoints after each patient it tried."""
+    site = factory.site(code="RA1")
+    broken, locked, fine, also_fine = (
+        factory.patient(site, arm="B", randomization_date=RAND).patient for _ in range(4)
+    )
+    for day in (C1, C1 + D):
+        session.add(TreatmentEvent(patient_id=broken.id, kind="end_of_treatment", date=day, created_at=now))
+    locks.lock(session, NURSE, "patient", patient=locked, reason="query on the CRF", now=now)
+    session.flush()
+    with pytest.raises(ValueError) as planning:
+        timepoints.preview_patient(session, broken, now, timepoints.configured_schedule(), None)
+    checkpoints = []
+    with caplog.at_level(logging.ERROR, logger="qol_app.services.timepoints"):
+        result = timepoints.reconcile_all(session, now, checkpoint=lambda: checkpoints.append(1))
+    assert result.errors == [f"{broken.study_id}: {planning.value}"]
+    assert caplog.messages == [f"reconcile of patient {broken.study_id} failed: {planning.value}"]
+    assert (result.patients, len(checkpoints), result.changes.created) == (3, 3, 2)
+    assert set(timepoints_of(session, fine)) == set(timepoints_of(session, also_fine)) == {"baseline"}
+    assert timepoints_of(session, broken) == {} and timepoints_of(session, locked) == {}
+    created = _audits(session, "create")
+    assert {(a.actor_type, a.actor_id, a.reason) for a in created} == {("system", "scheduler", "scheduler sweep")}
+    assert sorted(a.patient_id for a in created) == [fine.id, also_fine.id]
+    assert timepoints.patients_due_for_reconcile(session, now) == sorted([broken.id, locked.id])  # tried again
+
+
+def test_a_full_reconcile_replans_every_patient_due_or_not(session, patient, cycle, now):
+    """After a schedule file edit (here, a window widened by hand) no patient is due, yet
+    ``reconcile_all(full=True)`` (``qol scheduler reconcile``) puts the planned window back,
+    audited with the reason "full reconcile"; the due-only sweep did not."""
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    planned_end = c1.window_end
+    c1.window_end = planned_end + 2 * D
+    session.flush()
+    assert timepoints.reconcile_all(session, now).patients == 0
+    assert timepoints_of(session, patient)["sys-c1"].window_end == planned_end + 2 * D
+    result = timepoints.reconcile_all(session, now, full=True)
+    assert (result.patients, result.errors, result.changes.moved) == (1, [], 1)
+    assert timepoints_of(session, patient)["sys-c1"].window_end == planned_end
+    (move,) = _audits(session, "move")
+    assert (move.new["key"], move.reason, move.actor_id) == ("sys-c1", "full reconcile", "scheduler")
+
+
+def test_an_end_status_stored_without_a_date_counts_from_today_and_is_logged(session, factory, now, caplog):
+    """Two patients with the same cycle, both withdrawn: one dated today, one (older data) with no
+    date. The undated one is planned as if withdrawn today (the same forms not expected, for the
+    same reason), today in the patient's zone (01:00 on 11 March in Shanghai, still 10 March in
+    UTC), and the log names the patient, the status and the day assumed."""
+    at = dt.datetime(2026, 3, 10, 17, tzinfo=dt.UTC)
+    rows = {}
+    for dated in (True, False):
+        patient = factory.patient(arm="B", randomization_date=RAND).patient
+        treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=C1, now=now)
+        patient.status, patient.status_date = "withdrawn", dt.date(2026, 3, 11) if dated else None
+        session.flush()
+        with caplog.at_level(logging.WARNING, logger="qol_app.services.timepoints"):
+            caplog.clear()
+            timepoints.reconcile_patient(session, NURSE, patient, at)
+        warned = list(caplog.messages)
+        rows[dated] = {k: (tp.status, tp.not_expected_reason) for k, tp in timepoints_of(session, patient).items()}
+    assert warned == [f"patient {patient.id} is withdrawn without a date; treating the end as 2026-03-11"]
+    assert rows[False] == rows[True]
+    assert rows[False]["sys-c1"] == ("not_expected", "withdrawn")
+    assert rows[False]["diary-2026-03-12"] == ("not_expected", "withdrawn")
+
+
+def test_a_reconcile_of_a_patient_waits_while_another_one_is_under_way(committing_app):
+    """PostgreSQL: two reconciles of one patient (a nurse recording a cycle and the scheduler,
+    say) are serialised by a row lock on the patient taken before anything is read. While the
+    nurse's transaction is open the scheduler's reconcile waits (here it gives up after 200 ms)
+    instead of planning from rows about to change; once the nurse's commits, it finds the cycle's
+    forms already there and changes nothing."""
+    engine = committing_app.extensions["qol_db"]["engine"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there is no row lock to take")
+    patient = Factory(db.session, FIXED_NOW).patient(arm="B", randomization_date=RAND).patient
+    timepoints.reconcile_patient(db.session, NURSE, patient, FIXED_NOW)
+    db.session.commit()
+    with (
+        Session(engine, info=audit.session_info(AUDIT_KEY)) as nurse,
+        Session(engine, info=audit.session_info(AUDIT_KEY)) as scheduler,
+    ):
+        treatment_events.record_event(
+            nurse, NURSE, nurse.get(Patient, patient.id), kind="systemic_cycle", date=C1, now=FIXED_NOW
+        )
+        scheduler.execute(text("SET lock_timeout = '200ms'"))
+        with pytest.raises(OperationalError) as waited:
+            timepoints.reconcile_patient(scheduler, SCHEDULER, scheduler.get(Patient, patient.id), FIXED_NOW)
+        assert waited.value.orig.sqlstate == "55P03"  # lock_not_available: it waited for the nurse's
+        scheduler.rollback()
+        nurse.commit()
+        again = timepoints.reconcile_patient(scheduler, SCHEDULER, scheduler.get(Patient, patient.id), FIXED_NOW)
+        assert again.changed == 0 and "sys-c1" in timepoints_of(scheduler, patient)
+        scheduler.commit()
+
+
+def test_a_patient_is_due_for_replanning_from_midnight_at_the_site_on_the_day_the_plan_changes(
+    session, patient, cycle, now
+):
+    """The end of treatment puts fu-1 weeks ahead: the patient is due again from midnight in
+    Shanghai (the patient's zone) on the day its window comes within the horizon, not a moment
+    before."""
+    treatment_events.record_event(session, NURSE, patient, kind="end_of_treatment", date=dt.date(2026, 3, 9), now=now)
+    session.expire_all()
+    due = patient.replan_at
+    local = due.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert local.time() == dt.time(0) and local.date() > now.date()
+    assert patient.id not in timepoints.patients_due_for_reconcile(session, due - dt.timedelta(microseconds=1))
+    assert patient.id in timepoints.patients_due_for_reconcile(session, due)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
-from qol_app.models import AuditEvent, OutboxMessage, Timepoint
+from qol_app.models import AuditEvent, OutboxMessage, Patient, Timepoint
 from qol_app.notify.channels import DeliveryError
 from qol_app.scheduler.jobs import run_sweep
 from qol_app.scheduling import derive_status
@@ -298,3 +298,107 @@ def test_the_sweep_moves_and_audits_every_change_batch_by_batch(session, patient
         )
         for tp_id in moved
     )
+
+
+def test_a_sweep_moving_the_forms_of_1000_patients_audits_each_with_its_patients_site(session, factory):
+    """1000 patients at two sites (two batches of the site look-up), each with a form whose window
+    opened: every status change is audited with the site of the form's own patient."""
+    sites = [factory.site(code="BIG1"), factory.site(code="BIG2")]
+    now = utc(2026, 3, 22, 4, 0)
+    session.execute(
+        insert(Patient),
+        [
+            {
+                "study_id": f"BIG-{i:04d}",
+                "site_id": sites[i % 2].id,
+                "arm": "A",
+                "randomization_date": dt.date(2026, 3, 1),
+                "language": "zh_Hans",
+                "link_token_hash": f"big-{i:04d}",
+                "created_at": now - D,
+            }
+            for i in range(1000)
+        ],
+    )
+    patients = dict(session.execute(select(Patient.id, Patient.site_id).where(Patient.study_id.like("BIG-%"))).all())
+    day = dt.date(2026, 3, 21)
+    session.execute(
+        insert(Timepoint),
+        [
+            {
+                "patient_id": pid,
+                "key": "baseline",
+                "rule_id": "baseline",
+                "kind": "questionnaire",
+                "instruments": ["eortc_qlq_c30"],
+                "anchor_kind": "randomization",
+                "anchor_date": day,
+                "target_date": day,
+                "window_start": day,
+                "window_end": day + 3 * D,
+                "grace_end": day + 6 * D,
+                "opens_at": now - D,
+                "closes_at": now + 3 * D,
+                "grace_closes_at": now + 6 * D,
+                "status": "scheduled",
+                "created_at": now - D,
+            }
+            for pid in patients
+        ],
+    )
+    assert timepoints.sweep_statuses(session, now) == {"open": 1000}
+    audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "status")).all()
+    assert sorted((a.patient_id, a.site_id) for a in audited) == sorted(patients.items())
+
+
+def test_a_form_another_sweep_moved_meanwhile_is_not_moved_or_audited_again(session, patient, monkeypatch):
+    """Two sweeps at once: between this sweep's reading of the rows and its conditional update,
+    the other one moves the first form of a transition (lowest id) and commits. This sweep leaves
+    that form as the other one left it (status, time of the change) and does not audit it, and
+    still moves and audits each of the others, in that transition and the rest."""
+    now = utc(2026, 3, 22, 4, 0)
+    other_at = now - dt.timedelta(seconds=30)
+    session.expire_all()
+    due: dict[tuple[str, str], list[int]] = {}
+    for tp in session.scalars(select(Timepoint).where(Timepoint.status != "cancelled").order_by(Timepoint.id)):
+        new = derive_status(tp, now, submitted=False, started=False, not_expected_reason=tp.not_expected_reason)
+        if new != tp.status:
+            due.setdefault((tp.status, new), []).append(tp.id)
+    (old, new), ids = next(item for item in due.items() if len(item[1]) >= 2)
+    taken = ids[0]
+    real_site_ids = timepoints._site_ids
+
+    def other_sweep_commits_first(session_, patient_ids):
+        session_.execute(update(Timepoint).where(Timepoint.id == taken).values(status=new, status_changed_at=other_at))
+        return real_site_ids(session_, patient_ids)
+
+    monkeypatch.setattr(timepoints, "_site_ids", other_sweep_commits_first)
+    counts = timepoints.sweep_statuses(session, now)
+    everyone = [tp_id for group in due.values() for tp_id in group]
+    assert sum(counts.values()) == len(everyone) - 1
+    audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "status")).all()
+    assert sorted(int(a.entity_id) for a in audited) == sorted(tp_id for tp_id in everyone if tp_id != taken)
+    session.expire_all()
+    assert (session.get(Timepoint, taken).status, session.get(Timepoint, taken).status_changed_at) == (new, other_at)
+    assert {session.get(Timepoint, tp_id).status_changed_at for tp_id in ids[1:]} == {now}
+
+
+def test_a_form_left_live_with_a_not_expected_reason_or_a_completion_is_moved_at_the_next_sweep(session, patient):
+    """A form whose not-expected reason, or whose completion, was stored while its status stayed
+    live (a write that stopped half way, imported data): the next sweep moves it to not expected
+    (before its window opens, and it is never missed after its grace period) or to completed
+    (while its window is still open), not only when a window boundary passes."""
+    tps = timepoints_of(session, patient)
+    dropped, sent = tps["sys-c1"], tps["diary-2026-03-20"]
+    dropped.not_expected_reason = "withdrawn"
+    sent.completed_at = utc(2026, 3, 20, 2, 0)
+    session.flush()
+    now = utc(2026, 3, 20, 5, 0)  # an hour after the fixture's reconcile
+    assert (dropped.status, sent.status) == ("scheduled", "open") and now < dropped.opens_at
+    assert sent.completed_at < now < sent.closes_at
+    assert timepoints.sweep_statuses(session, now) == {"not_expected": 1, "completed": 1}
+    tps = timepoints_of(session, patient)
+    assert (tps["sys-c1"].status, tps["sys-c1"].not_expected_reason) == ("not_expected", "withdrawn")
+    assert tps["diary-2026-03-20"].status == "completed"
+    timepoints.sweep_statuses(session, dropped.grace_closes_at)
+    assert timepoints_of(session, patient)["sys-c1"].status == "not_expected"

@@ -23,7 +23,7 @@ from sqlalchemy import event, select
 from qol_app import policy
 from qol_app.errors import ServiceError
 from qol_app.models import Patient, Response
-from qol_app.services import compliance, worklist
+from qol_app.services import compliance, responses, worklist
 from qol_app.services.audit import Actor
 from qol_app.services.compliance import FormGroup, Group
 from tests.factories import add_response, add_timepoint, isolated_client, login, no_csrf
@@ -314,6 +314,8 @@ def test_site_comparison_for_several_sites(session, factory, data, now):
     assert (forms.randomized, forms.expected, forms.received, forms.rate_randomized) == (3, 5, 3, 1.0)
     other_forms = f.site_form_cell(s2.id, "questionnaire", "A")
     assert (other_forms.randomized, other_forms.expected, other_forms.missed, other_forms.rate) == (1, 1, 1, 0.0)
+    diaries = f.site_form_cell(site.id, "diary", "A")  # diaries are never counted per randomized
+    assert (diaries.kind, diaries.expected, diaries.received, diaries.rate_randomized) == ("diary", 2, 1, None)
     none_yet = f.site_form_cell(s2.id, "diary", "A")
     assert (none_yet.randomized, none_yet.kind, none_yet.expected, none_yet.rate_randomized) == (1, "diary", 0, None)
     assert f.site_form_cell(s2.id, "questionnaire", "B").randomized == 0  # nobody in arm B at C2
@@ -524,6 +526,48 @@ def test_a_timepoint_is_counted_from_the_instant_its_window_opens_and_missed_fro
     form = closed.form_cell(FormGroup("questionnaire", "after_systemic_cycle", "sys-c1", "eortc_qlq_c30"), "A")
     assert (form.pending, form.missed, form.expected) == (0, 1, 1)
     assert _figures(session, site, tp.grace_closes_at - dt.timedelta(microseconds=1)).cell(c1, "A").pending == 1
+
+
+def test_a_form_sent_at_the_instant_its_window_closes_is_late_an_instant_earlier_on_time(session, factory, now):
+    """Two baselines sent in the grace period's first instant and in the window's last one: the
+    first is late, the second on time, in the timepoint table and in the per-form table."""
+    site = factory.site(code="C5")
+    by_name = {name: factory.patient(site, arm="A", pin=None, study_id=f"C5-{name}").patient for name in "lo"}
+    closes = None
+    for name, patient in by_name.items():
+        tp = add_timepoint(session, patient, "baseline", status="completed", target=D(2026, 2, 1))
+        closes = tp.closes_at
+        tp.completed_at = closes if name == "l" else closes - dt.timedelta(microseconds=1)
+        add_response(session, tp, at=tp.completed_at, answers={"q1": 2})
+    assert closes == dt.datetime(2026, 2, 4, 16, tzinfo=UTC)  # midnight after 4 February, Shanghai
+    f = _figures(session, site, now)
+    cell = f.cell(Group("questionnaire", "baseline", "baseline"), "A")
+    assert (cell.on_time, cell.late, cell.expected) == (1, 1, 2)
+    form = f.form_cell(FormGroup("questionnaire", "baseline", "baseline", "eortc_qlq_c30"), "A")
+    assert (form.on_time, form.late, form.expected, form.received) == (1, 1, 2, 2)
+
+
+def test_a_nurses_correction_after_the_window_closed_leaves_a_form_sent_on_time_on_time(session, factory, now):
+    """Lateness is the patient's own sending (revision 0): a baseline sent on time and corrected
+    by a nurse weeks after its window closed is still on time in the per-form table."""
+    site = factory.site(code="C6")
+    patient = factory.patient(site, arm="A", pin=None, study_id="C6-c1").patient
+    tp = add_timepoint(
+        session,
+        patient,
+        "baseline",
+        status="completed",
+        target=D(2026, 2, 1),
+        completed_at=dt.datetime(2026, 2, 1, 2, tzinfo=UTC),
+    )
+    sent = add_response(session, tp, at=tp.completed_at, answers={"q1": 2})
+    nurse = factory.staff("nurse", sites=[site])
+    corrected_at = tp.closes_at + dt.timedelta(days=20)
+    responses.correct_response(session, nurse, sent, {"q1": 3}, "paper form says 3", corrected_at)
+    form = _figures(session, site, now).form_cell(
+        FormGroup("questionnaire", "baseline", "baseline", "eortc_qlq_c30"), "A"
+    )
+    assert (form.on_time, form.late, form.received) == (1, 0, 1)
 
 
 def test_a_form_takes_a_missed_reason_only_while_the_clock_makes_it_missed_or_partial(session, factory, now):

@@ -144,7 +144,7 @@ def _per_row(session, ids, now, rule):
 
 def _figures(cells):
     names = ("on_time", "late", "partial", "missed", "not_offered", "pending", "not_expected", "received")
-    return {key: (*(getattr(c, n) for n in names), +c.reasons) for key, c in cells.items()}
+    return {key: (*(getattr(c, n) for n in names), dict(c.reasons)) for key, c in cells.items()}
 
 
 @pytest.mark.parametrize("rule", sorted(form_rules.RECEIVED_RULES))
@@ -162,3 +162,23 @@ def test_aggregates_give_the_per_row_rules_figures_at_every_instant(session, awk
             seen.update({"not_offered": cell.not_offered, "not_expected": cell.not_expected})
     # The data does reach every awkward case somewhere.
     assert all(seen[name] > 0 for name in ("late", "partial", "missed", "received", "not_offered", "not_expected"))
+
+
+def test_aggregates_give_the_per_row_rules_figures_at_the_instants_the_data_changes(session, awkward, now):
+    """The same comparison at each instant a revision was begun, answered or sent, or a window
+    opened, closed or ended its grace period, and a microsecond before: what happens at an
+    instant counts from that instant (begun, sent, answered by ``now``; late from the close)."""
+    ids = awkward
+    instants = set()
+    for tp in session.scalars(select(Timepoint).where(Timepoint.patient_id.in_(ids))):
+        instants |= {tp.opens_at, tp.closes_at, tp.grace_closes_at}
+    for response in session.scalars(select(Response).where(Response.patient_id.in_(ids))):
+        instants |= {response.started_at, response.submitted_at} - {None}
+        instants |= {answer.answered_at for answer in response.answers}
+    rule = form_rules.COMPLIANCE_RECEIVED_RULE
+    for at in sorted(instants):
+        for when in (at - dt.timedelta(microseconds=1), at):
+            figures = compliance.compute(session, Patient.id.in_(ids), when, received_rule=rule)
+            by_form, by_site = _per_row(session, ids, when, rule)
+            assert _figures(figures.by_form) == _figures(by_form), when
+            assert _figures(figures.by_site_form) == _figures(by_site), when
