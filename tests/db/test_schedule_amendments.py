@@ -30,6 +30,15 @@ def calendar(tmp_path) -> tuple[Path, object]:
 
 
 @pytest.fixture
+def conquer_v3(tmp_path) -> tuple[Path, object]:
+    """The shipped treatment-anchored schedule as a new version, conquer_default@3."""
+    text = (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "conquer-v3.yaml"
+    path.write_text(text.replace('version: "2"', 'version: "3"'), encoding="utf-8")
+    return path, load_schedule(path)
+
+
+@pytest.fixture
 def trial(session, factory, now):
     """Four patients on the treatment-anchored schedule since January, with missed forms and reasons."""
     site = factory.site(code="AM1")
@@ -242,7 +251,7 @@ def test_on_an_empty_database_any_schedule_file_may_plan(session):
     assert timepoints.amendment_in_force(session, timepoints.configured_schedule()) is None
 
 
-def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(session, factory, now, tmp_path):
+def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(session, factory, now, conquer_v3):
     """``qol schedule apply`` of a new version effective months ahead creates no timepoint today,
     so the newest stored row is still the old version's: the amendment decides all the same. The
     new file plans (and changes nothing), the old one is refused."""
@@ -250,12 +259,7 @@ def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(sess
     patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
     conquer = timepoints.configured_schedule()
     timepoints.reconcile_patient(session, NURSE, patient, now)
-    path = tmp_path / "conquer-v3.yaml"
-    path.write_text(
-        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
-        encoding="utf-8",
-    )
-    v3 = load_schedule(path)
+    path, v3 = conquer_v3
     later = now + 200 * D
     result = schedules.apply(session, CLI, v3, later.date(), now, source=path)
     assert result.errors == [] and result.changes.changed == 0
@@ -270,7 +274,7 @@ def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(sess
 
 
 def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effective_date(
-    session, factory, now, tmp_path
+    session, factory, now, conquer_v3
 ):
     """Under an amendment from 5 March, a dose given on 1 March but recorded only after the
     amendment was applied gets all its diary days, those before the effective date too: none of
@@ -279,12 +283,7 @@ def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effec
     start = now - 20 * D
     patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
     timepoints.reconcile_patient(session, NURSE, patient, start)
-    path = tmp_path / "conquer-v3.yaml"
-    path.write_text(
-        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
-        encoding="utf-8",
-    )
-    v3 = load_schedule(path)
+    path, v3 = conquer_v3
     schedules.apply(session, CLI, v3, EFFECTIVE, now, source=path)
     dose, _ = treatment_events.record_event(
         session, NURSE, patient, kind="intrathecal_dose", date=dt.date(2026, 3, 1), now=now + D, schedule=v3
@@ -301,17 +300,12 @@ def test_a_dose_recorded_after_an_amendment_gets_its_diary_days_before_the_effec
 
 
 def test_a_patient_enrolled_after_an_amendment_gets_a_baseline_before_the_effective_date(
-    session, factory, now, tmp_path
+    session, factory, now, conquer_v3
 ):
     """A patient randomized on 1 March but enrolled in the app only after an amendment from 5
     March was applied: the baseline (window before the effective date) is still created under the
     amended version, never offered, as for a dose recorded late."""
-    path = tmp_path / "conquer-v3.yaml"
-    path.write_text(
-        (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8").replace('version: "2"', 'version: "3"'),
-        encoding="utf-8",
-    )
-    v3 = load_schedule(path)
+    path, v3 = conquer_v3
     schedules.apply(session, CLI, v3, EFFECTIVE, now, source=path)
     patient = factory.patient(arm="A", randomization_date=dt.date(2026, 3, 1), enrolled_at=now + D).patient
     timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=v3)

@@ -106,24 +106,29 @@ def test_deleted_event_cancels_its_timepoints_with_reason(session, patient, cycl
     assert cycle.deleted_at == now and cycle.deleted_reason == "entered for the wrong patient"
 
 
+def _begin_diary(session, diary, now):
+    """The patient opened the diary day and saved nothing yet: a begun (unsent) response row."""
+    session.add(
+        Response(
+            timepoint_id=diary.id,
+            patient_id=diary.patient_id,
+            instrument_id="symptom_diary",
+            instrument_version="1",
+            language="zh_Hans",
+            wording_version="own",
+            respondent="self",
+            started_at=now,
+        )
+    )
+
+
 @pytest.mark.parametrize("how", ["started_at", "response_row"])
 def test_started_forms_are_never_moved_or_cancelled(session, patient, cycle, now, how):
     diary = timepoints_of(session, patient)["diary-2026-03-10"]
     if how == "started_at":
         diary.started_at = now
     else:
-        session.add(
-            Response(
-                timepoint_id=diary.id,
-                patient_id=patient.id,
-                instrument_id="symptom_diary",
-                instrument_version="1",
-                language="zh_Hans",
-                wording_version="own",
-                respondent="self",
-                started_at=now,
-            )
-        )
+        _begin_diary(session, diary, now)
     session.flush()
     treatment_events.delete_event(session, NURSE, cycle, reason="wrong date", now=now)
     tps = timepoints_of(session, patient)
@@ -543,18 +548,7 @@ def test_forms_begun_but_not_sent_follow_a_death_and_its_correction(session, fac
         "open",
     )
     c1.started_at = now
-    session.add(
-        Response(
-            timepoint_id=diary.id,
-            patient_id=patient.id,
-            instrument_id="symptom_diary",
-            instrument_version="1",
-            language="zh_Hans",
-            wording_version="own",
-            respondent="self",
-            started_at=now,
-        )
-    )
+    _begin_diary(session, diary, now)
     session.flush()
     assert timepoints.reconcile_patient(session, NURSE, patient, now).changed == 0  # alive: begun forms stay open
     assert {timepoints_of(session, patient)[key].status for key in ("sys-c1", "diary-2026-03-10")} == {"open"}
