@@ -20,8 +20,10 @@ transaction and writes one audit entry per change. Rules:
   ``to_reactivate`` (an event re-entered, a death record retracted).
 * Amendments (pass ``amendment``): a row that an earlier schedule version created and whose
   window opens before the amendment's effective date is the past: never moved, cancelled or
-  reactivated (its status and reason stay); only a patient's end status can still mark it not
-  expected. A planned timepoint opening before that date is not created when every event
+  re-planned (its values, status and reason stay); only a patient's end status still marks it
+  not expected, by the planner's rule on the row's own dates (targeted after the end date, or
+  still open on it with ``end_open_forms``), and undoing that status makes it expected again
+  (``to_restore``). A planned timepoint opening before that date is not created when every event
   behind it was recorded before the amendment was applied (the old version planned those
   days). Rows of an earlier version that the new plan drops are cancelled ``schedule_amended``.
 * Idempotent: ``diff(apply_plan(existing, d), planned)`` has no changes.
@@ -34,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Final, Literal
 
-from .planner import EventId, PatientFacts, PlannedTimepoint
+from .planner import END_STATUSES, EventId, PatientFacts, PlannedTimepoint
 
 __all__ = [
     "CANCEL_REASONS",
@@ -144,12 +146,22 @@ class ReconcilePlan:
     to_cancel: tuple[Cancel, ...] = ()
     to_mark_not_expected: tuple[MarkNotExpected, ...] = ()
     to_reactivate: tuple[Update, ...] = ()
+    #: rows of the past (under an amendment) an end status made not expected that it no longer
+    #: covers: expected again, with their own values
+    to_restore: tuple[ExistingTimepoint, ...] = ()
     untouched: tuple[ExistingTimepoint, ...] = ()
 
     @property
     def has_changes(self) -> bool:
         """False when applying this plan would change nothing."""
-        return bool(self.to_create or self.to_move or self.to_cancel or self.to_mark_not_expected or self.to_reactivate)
+        return bool(
+            self.to_create
+            or self.to_move
+            or self.to_cancel
+            or self.to_mark_not_expected
+            or self.to_reactivate
+            or self.to_restore
+        )
 
 
 def _same_values(existing: ExistingTimepoint, planned: PlannedTimepoint) -> bool:
@@ -171,12 +183,15 @@ def diff(
     patient: PatientFacts | None = None,
     live_event_ids: Collection[EventId] | None = None,
     amendment: Amendment | None = None,
+    end_open_forms: bool = True,
 ) -> ReconcilePlan:
     """Changes that make ``existing`` match ``planned`` (see module doc).
 
     ``live_event_ids`` are the patient's current event ids; by default they
     are inferred from ``planned`` (every event of a scheduled kind yields at
-    least one planned timepoint for the arms the rule covers).
+    least one planned timepoint for the arms the rule covers). ``end_open_forms``
+    is the planner's rule for forms still open on an end-status date (the schedule's
+    ``open_forms_at_end: not_expected``); it matters only for the past under ``amendment``.
     """
     by_key: dict[str, ExistingTimepoint] = {}
     for stored in existing:
@@ -197,6 +212,7 @@ def diff(
     cancel: list[Cancel] = []
     mark: list[MarkNotExpected] = []
     reactivate: list[Update] = []
+    restore: list[ExistingTimepoint] = []
     untouched: list[ExistingTimepoint] = []
 
     ended = patient is not None and patient.end_status is not None and patient.end_date is not None
@@ -206,7 +222,7 @@ def diff(
             if amendment is None or not amendment.skips(tp):
                 create.append(tp)
         elif amendment is not None and amendment.is_past(row):
-            _keep_past(row, patient, mark, untouched)
+            _keep_past(row, patient, end_open_forms, mark, restore, untouched)
         elif row.started or row.completed:
             untouched.append(row)  # answers exist: never touched by planning
         elif row.cancelled:
@@ -231,7 +247,7 @@ def diff(
     )
     for old in stale:
         if amendment is not None and amendment.is_past(old):
-            _keep_past(old, patient, mark, untouched)
+            _keep_past(old, patient, end_open_forms, mark, restore, untouched)
         elif old.cancelled or old.started or old.completed or old.not_expected_reason is not None:
             untouched.append(old)
         elif ended and old.target_date > patient.end_date:  # type: ignore[union-attr,operator]
@@ -249,26 +265,40 @@ def diff(
         to_cancel=tuple(cancel),
         to_mark_not_expected=tuple(mark),
         to_reactivate=tuple(reactivate),
+        to_restore=tuple(restore),
         untouched=tuple(untouched),
     )
+
+
+def _end_status_over(row: ExistingTimepoint, patient: PatientFacts | None, end_open_forms: bool) -> str | None:
+    """The patient's end status if it covers ``row``, by the planner's rule (``planner._finish``) on
+    the row's own dates: targeted after the end date, or (``end_open_forms``) still open on it."""
+    if patient is None or patient.end_status is None or patient.end_date is None:
+        return None
+    end = patient.end_date
+    if row.target_date > end or (end_open_forms and row.window_start <= end <= row.grace_end):
+        return patient.end_status
+    return None
 
 
 def _keep_past(
     row: ExistingTimepoint,
     patient: PatientFacts | None,
+    end_open_forms: bool,
     mark: list[MarkNotExpected],
+    restore: list[ExistingTimepoint],
     untouched: list[ExistingTimepoint],
 ) -> None:
-    """The past under an amendment: kept as it is, except that a patient's end status still
-    makes a not-yet-answered later form not expected."""
-    if (
-        patient is not None
-        and patient.end_status is not None
-        and patient.end_date is not None
-        and row.target_date > patient.end_date
-        and not (row.cancelled or row.started or row.completed or row.not_expected_reason is not None)
-    ):
-        mark.append(MarkNotExpected(row, patient.end_status, None))
+    """The past under an amendment: kept as it is, but following the patient's end status while
+    it is not answered, closed or begun (without ``patient``, nothing is known of that status)."""
+    reason = row.not_expected_reason
+    ended_by = _end_status_over(row, patient, end_open_forms)
+    if patient is None or row.cancelled or row.started or row.completed:
+        untouched.append(row)
+    elif ended_by is not None and (reason is None or (reason in END_STATUSES and reason != ended_by)):
+        mark.append(MarkNotExpected(row, ended_by, None))
+    elif ended_by is None and reason in END_STATUSES:
+        restore.append(row)  # the end status behind it was undone, or its date moved
     else:
         untouched.append(row)
 
@@ -290,4 +320,6 @@ def apply_plan(existing: Sequence[ExistingTimepoint], changes: ReconcilePlan) ->
             rows[mark.existing.key] = ExistingTimepoint.from_planned(mark.planned)
         else:
             rows[mark.existing.key] = replace(mark.existing, not_expected_reason=mark.reason)
+    for row in changes.to_restore:
+        rows[row.key] = replace(row, not_expected_reason=None)
     return [rows[key] for key in sorted(rows)]

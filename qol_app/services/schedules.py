@@ -70,7 +70,7 @@ def preview(session: Session, schedule: Schedule, effective: dt.date, now: dt.da
                 move=tuple(u.existing.key for u in c.to_move),
                 cancel=tuple(x.existing.key for x in c.to_cancel),
                 not_expected=tuple(m.existing.key for m in c.to_mark_not_expected),
-                reactivate=tuple(u.existing.key for u in c.to_reactivate),
+                reactivate=(*(u.existing.key for u in c.to_reactivate), *(row.key for row in c.to_restore)),
                 kept_past=kept,
             )
         )

@@ -288,7 +288,14 @@ def preview_patient(
     )
     existing = [_existing(row, row.id in with_responses) for row in rows]
     live_ids = {e.id for e in events}
-    changes = diff(existing, planned, patient=facts, live_event_ids=live_ids, amendment=amendment)
+    changes = diff(
+        existing,
+        planned,
+        patient=facts,
+        live_event_ids=live_ids,
+        amendment=amendment,
+        end_open_forms=schedule.open_forms_at_end == "not_expected",
+    )
     replan_at = None if ahead.changes_on is None else local_day_start(ahead.changes_on, tz)
     return Preview(changes, rows, planned, with_responses, live_ids, replan_at)
 
@@ -382,6 +389,11 @@ def _apply(ctx: _Ctx, changes: ReconcilePlan, rows, planned, live_ids) -> Reconc
         else:
             ctx.set_state(row, "not_expected", status="not_expected", not_expected_reason=mark.reason)
         result.not_expected += 1
+    for kept in changes.to_restore:  # the past under an amendment, its end status undone
+        row = by_key[kept.key]
+        status = derive_status(row, ctx.now, submitted=False, started=False, not_expected_reason=None)
+        ctx.set_state(row, "reactivate", status=status, not_expected_reason=None)
+        result.reactivated += 1
     # diff() compares dates, instruments and (not tracked here) source events; the stored
     # anchor and UTC instants can still differ (an event re-entered with the same date, a
     # patient's timezone corrected): refresh those too, never on started/completed rows.

@@ -312,3 +312,43 @@ def test_a_patient_enrolled_after_an_amendment_gets_a_baseline_before_the_effect
     baseline = timepoints_of(session, patient)["baseline"]
     assert baseline.window_start < EFFECTIVE and baseline.schedule_version == "conquer_default@3"
     assert (baseline.status, baseline.missed_reason) == ("missed", "not_offered")
+
+
+def test_a_past_form_open_on_the_day_a_patient_withdraws_follows_the_status_both_ways(
+    session, factory, now, conquer_v3
+):
+    """Under an amendment from tomorrow, the old version's nadir diaries are the past. A patient
+    who withdraws today cannot answer the diaries still open today (today's, and yesterday's in its
+    grace day): they become not expected, as without the amendment, never missed later. Setting
+    the patient back to active makes them expected again, with the old version's own dates."""
+    start = now - 20 * D
+    patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
+    cycle_day = dt.date(2026, 3, 1)  # nadir diaries 8-15 March
+    recorded = dt.datetime.combine(cycle_day, dt.time(4), tzinfo=dt.UTC)
+    treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=cycle_day, now=recorded)
+    path, v3 = conquer_v3
+    schedules.apply(session, CLI, v3, now.date() + D, now, source=path)
+    before = {
+        k: (tp.schedule_version, tp.window_start, tp.grace_end) for k, tp in timepoints_of(session, patient).items()
+    }
+    assert before["diary-2026-03-10"][0] == "conquer_default@2"
+
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "withdrawn", status_date=now.date(), reason="consent withdrawn", now=now, schedule=v3
+    )
+    rows = timepoints_of(session, patient)
+    for key in ("diary-2026-03-09", "diary-2026-03-10", "diary-2026-03-11"):
+        assert (rows[key].status, rows[key].not_expected_reason) == ("not_expected", "withdrawn"), key
+    assert rows["diary-2026-03-08"].not_expected_reason is None  # closed before the 10th
+    timepoints.sweep_statuses(session, now + 10 * D)
+    assert timepoints_of(session, patient)["diary-2026-03-10"].status == "not_expected"  # never missed
+
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "active", reason="entered in error", now=now + 10 * D, schedule=v3
+    )
+    rows = timepoints_of(session, patient)
+    for key in ("diary-2026-03-09", "diary-2026-03-10", "diary-2026-03-11"):
+        assert rows[key].not_expected_reason is None, key
+        assert rows[key].status == "missed", key  # expected again; its window has closed by now
+        assert (rows[key].schedule_version, rows[key].window_start, rows[key].grace_end) == before[key]
+    assert verify(session) == []

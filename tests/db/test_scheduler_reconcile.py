@@ -650,6 +650,21 @@ def test_the_scheduler_sweep_reports_a_patients_planning_error_skips_locked_ones
     assert timepoints.patients_due_for_reconcile(session, now) == sorted([broken.id, locked.id])  # tried again
 
 
+def test_a_full_reconcile_reports_planning_errors_in_enrolment_order(session, factory, now):
+    """``qol scheduler reconcile`` prints one line per patient it could not plan, in the order
+    the patients were enrolled, the same on every run and database, whatever their next
+    replanning times (here the first patient's is the later one)."""
+    site = factory.site(code="RA2")
+    first, second = (factory.patient(site, arm="B", randomization_date=RAND).patient for _ in range(2))
+    for broken in (first, second):
+        for day in (C1, C1 + D):
+            session.add(TreatmentEvent(patient_id=broken.id, kind="end_of_treatment", date=day, created_at=now))
+    first.replan_at, second.replan_at = now + 5 * D, now + D
+    session.flush()
+    result = timepoints.reconcile_all(session, now, full=True)
+    assert [error.split(":")[0] for error in result.errors] == [first.study_id, second.study_id]
+
+
 def test_a_full_reconcile_replans_every_patient_due_or_not(session, patient, cycle, now):
     """After a schedule file edit (here, a window widened by hand) no patient is due, yet
     ``reconcile_all(full=True)`` (``qol scheduler reconcile``) puts the planned window back,

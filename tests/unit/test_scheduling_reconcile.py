@@ -305,32 +305,76 @@ def test_amendment_past_rows_after_a_death_become_not_expected_unless_answered_o
     rows = mark(rows, "diary-2026-03-18", cancelled=True, cancel_reason="no_longer_planned")
     rows = mark(rows, "diary-2026-04-01", not_expected_reason="withdrawn")
     died = replace(A, end_status="died", end_date=date(2026, 3, 15))
-    d = diff(rows, plan(CONQUER, died, [C1, C2, IT], TODAY), patient=died, amendment=amendment(date(2026, 4, 10)))
-    # the past (opens before 10 April, made by the old version) targeted after the death date keeps
-    # its values (no planned ones); sys-c2 opens after the effective date: the new plan's values
+    planned = plan(CONQUER, died, [C1, C2, IT], TODAY)
+    d = diff(rows, planned, patient=died, amendment=amendment(date(2026, 4, 10)))
+    # the past (opens before 10 April, made by the old version) keeps its values (no planned ones)
+    # and follows the planner's end-status rule on its own dates: targeted after the death date,
+    # or still open on it (the diaries of 14 March, grace to the 15th, and of the 15th); an earlier
+    # end status's reason becomes the current one. sys-c2 opens after the effective date: the new
+    # plan's values.
     assert [(m.existing.key, m.reason, m.planned is None) for m in d.to_mark_not_expected] == [
+        ("diary-2026-03-14", "died", True),
+        ("diary-2026-03-15", "died", True),
         ("sys-c1", "died", True),
-        *((f"diary-2026-04-0{i}", "died", True) for i in range(2, 9)),
+        *((f"diary-2026-04-0{i}", "died", True) for i in range(1, 9)),
         ("sys-c2", "died", False),
     ]
-    untouched = set(keys(d.untouched))
-    assert {"diary-2026-03-15", "diary-2026-03-16", "diary-2026-03-17", "diary-2026-03-18"} <= untouched
-    assert "diary-2026-04-01" in untouched  # already not expected: its reason stays
+    assert {"diary-2026-03-13", "diary-2026-03-16", "diary-2026-03-17", "diary-2026-03-18"} <= set(keys(d.untouched))
     after = {r.key: r for r in apply_plan(rows, d)}
     assert after["sys-c1"].not_expected_reason == "died"
-    assert after["diary-2026-04-01"].not_expected_reason == "withdrawn"
+    assert after["diary-2026-04-01"].not_expected_reason == "died"
+    # the same rows without the amendment (the planner's verdicts) end the same way, except the
+    # cancelled one: outside the past, the plan reactivates it
+    plain = {r.key: r.not_expected_reason for r in apply_plan(rows, diff(rows, planned, patient=died))}
+    assert plain.pop("diary-2026-03-18") == "died" and after["diary-2026-03-18"].cancelled
+    assert {k: r.not_expected_reason for k, r in after.items() if k != "diary-2026-03-18"} == plain
+
+
+def test_amendment_past_rows_open_on_the_end_date_stay_expected_when_the_schedule_says_staff_entry() -> None:
+    rows = versioned(synced([C1, C2, IT]))
+    died = replace(A, end_status="died", end_date=date(2026, 3, 15))
+    planned = plan(CONQUER, died, [C1, C2, IT], TODAY)
+    d = diff(rows, planned, patient=died, amendment=amendment(date(2026, 4, 10)), end_open_forms=False)
+    marked = keys(d.to_mark_not_expected)
+    assert marked[:2] == ["diary-2026-03-16", "diary-2026-03-17"]  # targeted after the death date only
+    assert {"diary-2026-03-14", "diary-2026-03-15"} <= set(keys(d.untouched))
+
+
+def test_amendment_past_rows_become_expected_again_when_the_end_status_is_undone() -> None:
+    rows = versioned(synced([C1, C2, IT]))
+    died = replace(A, end_status="died", end_date=date(2026, 3, 15))
+    d = diff(rows, plan(CONQUER, died, [C1, C2, IT], TODAY), patient=died, amendment=amendment(date(2026, 4, 10)))
+    ended = apply_plan(rows, d)
+    ended = mark(ended, "diary-2026-04-01", not_expected_reason="not_applicable")  # not an end status
+    ended = mark(ended, "diary-2026-04-02", started=True)  # begun: the service settles it apart
+    d = diff(ended, plan(CONQUER, A, [C1, C2, IT], TODAY), patient=A, amendment=amendment(date(2026, 4, 10)))
+    restored = keys(d.to_restore)
+    assert "diary-2026-03-15" in restored and "sys-c1" in restored and "diary-2026-04-08" in restored
+    assert not {"diary-2026-04-01", "diary-2026-04-02"} & set(restored)
+    assert keys(d.to_reactivate) == ["sys-c2"] and not d.to_mark_not_expected  # sys-c2: not the past
+    after = {r.key: r for r in apply_plan(ended, d)}
+    old = {r.key: r for r in rows}
+    for key in restored:  # expected again, with the old version's own values
+        assert after[key] == old[key]
+    assert after["diary-2026-04-01"].not_expected_reason == "not_applicable"
+    # a death recorded for a later date keeps only what that date covers
+    later = replace(A, end_status="died", end_date=date(2026, 4, 5))
+    d = diff(ended, plan(CONQUER, later, [C1, C2, IT], TODAY), patient=later, amendment=amendment(date(2026, 4, 10)))
+    assert "diary-2026-03-15" in keys(d.to_restore) and "diary-2026-04-06" in keys(d.untouched)
+    assert "diary-2026-04-04" in keys(d.untouched)  # open on 5 April (grace): still not expected
 
 
 def test_amendment_past_rows_of_a_deleted_event_after_a_death_become_not_expected() -> None:
     rows = versioned(synced([C1, C2]))
     died = replace(A, end_status="died", end_date=date(2026, 4, 3))
     d = diff(rows, plan(CONQUER, died, [C1], TODAY), patient=died, amendment=amendment(date(2026, 4, 10)))
-    # cycle 2 deleted: its diaries are the past; those after the death date become not expected
+    # cycle 2 deleted: its diaries are the past; those after the death date, or open on it (the
+    # 2nd, grace to the 3rd, and the 3rd), become not expected
     assert [(m.existing.key, m.reason) for m in d.to_mark_not_expected] == [
-        *((f"diary-2026-04-0{i}", "died") for i in range(4, 9)),
+        *((f"diary-2026-04-0{i}", "died") for i in range(2, 9)),
         ("sys-c2", "died"),  # not the past (opens 11 April) but after the death date
     ]
-    assert {"diary-2026-04-01", "diary-2026-04-02", "diary-2026-04-03"} <= set(keys(d.untouched))
+    assert "diary-2026-04-01" in keys(d.untouched)
     assert not d.to_cancel
 
 
