@@ -94,9 +94,9 @@ def signed_in_patient_lock() -> DataLock | None:
 
 def _refuse(lock: DataLock, target: str) -> Any:
     if target == "signed_in_patient":
-        from qol_app.patient.render import safety
-
-        page = render_template("patient/closed.html", locked=True, safety=safety(g.patient), signed_in=True)
+        page = render_template(
+            "patient/closed.html", locked=True, safety=g.patient.site.safety_numbers(), signed_in=True
+        )
         return page, 423
     patient_id = (request.view_args or {}).get("patient_id")
     return render_template("nurse/locked.html", lock=lock, patient_id=patient_id), 423

@@ -17,11 +17,10 @@ from flask_babel import gettext as _
 
 from qol_app.errors import ServiceError
 from qol_app.i18n import local_date, local_datetime, select_locale
+from qol_app.labels import EVENT_LABELS, MISSED_REASON_LABELS, MODE_LABELS, ROLE_LABELS, STATUS_LABELS
 
 
 def _labels() -> dict[str, dict[str, Any]]:
-    from qol_app.nurse.labels import EVENT_LABELS, MISSED_REASON_LABELS, MODE_LABELS, ROLE_LABELS, STATUS_LABELS
-
     return {
         "kind": EVENT_LABELS,
         "status": STATUS_LABELS,

@@ -32,6 +32,11 @@ class Site(Base):
 
     patients: Mapped[list[Patient]] = relationship(back_populates="site")
 
+    def safety_numbers(self) -> dict[str, str]:
+        """The phone numbers of the "not watched around the clock" note on every signed-in patient
+        page: the site's contact number (its emergency number when it has none) and the emergency one."""
+        return {"site_phone": self.contact_phone or self.emergency_phone, "emergency": self.emergency_phone}
+
 
 class Patient(Base):
     __tablename__ = "patients"

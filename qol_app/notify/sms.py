@@ -46,7 +46,7 @@ from typing import Any
 
 import requests
 
-from qol_app.notify.channels import DeliveryError, Outgoing, Receipt, register_sms_gateway
+from qol_app.notify.base import DeliveryError, Outgoing, Receipt, register_sms_gateway
 
 #: Parameter names each template takes, in order (override with ``SMS_TEMPLATE_PARAMS``).
 #: ``reminder``: ``due`` (the deadline, local), ``token`` (the reminder link's token: providers

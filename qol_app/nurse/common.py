@@ -10,8 +10,7 @@ from flask_babel import gettext as _
 
 from qol_app import auth, policy
 from qol_app.i18n import local_date, local_datetime, select_locale
-from qol_app.nurse import bp
-from qol_app.nurse.labels import (
+from qol_app.labels import (
     CALL_OUTCOME_LABELS,
     CHANNEL_LABELS,
     DISPLAY_MODE_LABELS,
@@ -25,6 +24,7 @@ from qol_app.nurse.labels import (
     group_label,
     timepoint_label,
 )
+from qol_app.nurse import bp
 from qol_app.security import current_actor
 
 __all__ = ["auth", "current_actor", "now"]

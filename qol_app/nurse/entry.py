@@ -18,12 +18,12 @@ from qol_app import policy
 from qol_app.db import db
 from qol_app.instrument_forms import build_page_form
 from qol_app.instruments.wording import LocalizedPage
+from qol_app.labels import MODE_LABELS, RELATIONSHIP_LABELS, RESPONDENT_LABELS
 from qol_app.locking import lock_target
 from qol_app.models import Response, Timepoint
 from qol_app.nurse import bp, kept
 from qol_app.nurse.common import current_actor, now
 from qol_app.nurse.forms import choices
-from qol_app.nurse.labels import MODE_LABELS, RELATIONSHIP_LABELS, RESPONDENT_LABELS
 from qol_app.scheduling.timewindows import local_date_of, zone
 from qol_app.security import staff_required
 from qol_app.services import responses

@@ -20,6 +20,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from qol_app.inputs import Form
+from qol_app.labels import MISSED_REASON_LABELS, ROLE_PAIRS
 from qol_app.models.schedule import MISSED_REASONS
 from qol_app.services.sites import valid_timezone
 
@@ -180,18 +181,6 @@ class PatientStatusForm(Form):
         return [(self.date, missing, _l("A date is required."))]
 
 
-MISSED_REASON_LABELS = {
-    "too_ill": _l("Too ill"),
-    "hospitalised": _l("In hospital"),
-    "cognitive_impairment": _l("Cognitive impairment"),
-    "refused": _l("Refused"),
-    "technical": _l("Technical problem"),
-    "forgot": _l("Forgot"),
-    "site_error": _l("Site error (not sent, not asked)"),
-    "other": _l("Other (explain)"),
-}
-
-
 class MissedReasonForm(Form):
     missed_reason = RadioField(
         _l("Why was the form not completed?"),
@@ -225,14 +214,6 @@ class AcknowledgeForm(Form):
 
 
 # ---- admin --------------------------------------------------------------------------------
-ROLE_PAIRS = [
-    ("nurse", _l("Nurse")),
-    ("investigator", _l("Investigator")),
-    ("statistician", _l("Statistician")),
-    ("admin", _l("Administrator")),
-    ("monitor", _l("Monitor (read only)")),
-    ("data_manager", _l("Data manager")),
-]
 ROLE_CHOICES = choices(ROLE_PAIRS)
 
 

@@ -138,7 +138,7 @@ def _charts(session: Session, patient: Patient, locale: str) -> list[InstrumentC
     for instrument_id, key, target, scale, value in rows:
         by_instrument[instrument_id].setdefault((target, key), {})[scale] = value
     out: list[InstrumentCharts] = []
-    from qol_app.nurse.labels import timepoint_label
+    from qol_app.labels import timepoint_label
 
     reg = registry()
     for instrument_id in CHART_INSTRUMENTS:

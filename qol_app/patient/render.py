@@ -33,8 +33,7 @@ def diary_day(target: dt.date, locale: str) -> str:
 
 def safety(patient: Patient) -> dict[str, str]:
     """Phone numbers for the "not watched around the clock" note on every signed-in page."""
-    site = patient.site
-    return {"site_phone": site.contact_phone or site.emergency_phone, "emergency": site.emergency_phone}
+    return patient.site.safety_numbers()
 
 
 def deadline_text(tp: Timepoint, now: dt.datetime, locale: str) -> str:

@@ -2,7 +2,7 @@
 
 The contracts are import-linter's, in ``pyproject.toml`` (``[tool.importlinter]``); ``make lint``
 runs them too (``lint-imports``). A new upward import or cycle fails here with the chain that
-breaks the rule. The few known exceptions are listed there as ``ignore_imports``, each with why.
+breaks the rule. An exception would be listed there as ``ignore_imports``, with why; there is none.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qol_app.nurse.labels import RELATIONSHIP_LABELS
+from qol_app.labels import RELATIONSHIP_LABELS
 from qol_app.patient.forms import RELATIONSHIP_LABELS as PATIENT_LABELS
 from qol_app.services import responses
 from qol_app.services.audit import Actor

@@ -1,4 +1,6 @@
-"""Translated labels for stored codes (statuses, events, reasons...): codes are data, labels UI."""
+"""Translated labels for stored codes (statuses, events, reasons, roles...): codes are data, labels UI.
+
+Staff pages and translated service errors (:mod:`qol_app.web_messages`) both show them."""
 
 from __future__ import annotations
 
@@ -7,7 +9,25 @@ import re
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from qol_app.nurse.forms import MISSED_REASON_LABELS, ROLE_PAIRS
+MISSED_REASON_LABELS = {
+    "too_ill": _l("Too ill"),
+    "hospitalised": _l("In hospital"),
+    "cognitive_impairment": _l("Cognitive impairment"),
+    "refused": _l("Refused"),
+    "technical": _l("Technical problem"),
+    "forgot": _l("Forgot"),
+    "site_error": _l("Site error (not sent, not asked)"),
+    "other": _l("Other (explain)"),
+}
+
+ROLE_PAIRS = [
+    ("nurse", _l("Nurse")),
+    ("investigator", _l("Investigator")),
+    ("statistician", _l("Statistician")),
+    ("admin", _l("Administrator")),
+    ("monitor", _l("Monitor (read only)")),
+    ("data_manager", _l("Data manager")),
+]
 
 STATUS_LABELS = {
     "scheduled": _l("Scheduled"),
