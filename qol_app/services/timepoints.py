@@ -133,13 +133,6 @@ def _planned_version(session: Session) -> str | None:
     ).first()
 
 
-def schedule_drift(session: Session, schedule: Schedule) -> str | None:
-    """The version in force (:func:`schedule_in_force`) when it is not ``schedule``'s, else None:
-    the configured file changed (an upgrade, an edit) without ``qol schedule apply``."""
-    in_force = schedule_in_force(session)
-    return in_force if in_force is not None and in_force != schedule.version_label else None
-
-
 def amendment_in_force(session: Session, schedule: Schedule) -> Amendment | None:
     """The newest applied amendment (``qol schedule apply``) as the planner's :class:`Amendment`.
 

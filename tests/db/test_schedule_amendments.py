@@ -222,6 +222,7 @@ def test_the_version_in_force_decides_which_schedule_file_may_plan(session, tria
     path, schedule = calendar
     conquer = timepoints.configured_schedule()
     assert timepoints.amendment_in_force(session, conquer) is None
+    assert timepoints.schedule_in_force(session) == "conquer_default@2"  # what /readyz and qol check report
     with pytest.raises(ValueError) as refused:
         timepoints.amendment_in_force(session, schedule)
     assert str(refused.value) == (
@@ -240,6 +241,7 @@ def test_the_version_in_force_decides_which_schedule_file_may_plan(session, tria
         EFFECTIVE,
         applied_at,
     )
+    assert timepoints.schedule_in_force(session) == "fixed_calendar_example@2"
     with pytest.raises(ValueError) as refused:
         timepoints.amendment_in_force(session, conquer)
     assert str(refused.value) == (
@@ -249,6 +251,7 @@ def test_the_version_in_force_decides_which_schedule_file_may_plan(session, tria
 
 def test_on_an_empty_database_any_schedule_file_may_plan(session):
     assert timepoints.amendment_in_force(session, timepoints.configured_schedule()) is None
+    assert timepoints.schedule_in_force(session) is None
 
 
 def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(session, factory, now, conquer_v3):

@@ -651,9 +651,10 @@ def test_the_scheduler_sweep_reports_a_patients_planning_error_skips_locked_ones
 
 
 def test_a_full_reconcile_reports_planning_errors_in_enrolment_order(session, factory, now):
-    """``qol scheduler reconcile`` prints one line per patient it could not plan, in the order
-    the patients were enrolled, the same on every run and database, whatever their next
-    replanning times (here the first patient's is the later one)."""
+    """``qol scheduler reconcile`` (and the scheduler's sweep) report one line per patient they
+    could not plan, in the order the patients were enrolled, the same on every run and database,
+    whatever their next replanning times (the first patient's is the later one, then the
+    earlier)."""
     site = factory.site(code="RA2")
     first, second = (factory.patient(site, arm="B", randomization_date=RAND).patient for _ in range(2))
     for broken in (first, second):
@@ -662,6 +663,12 @@ def test_a_full_reconcile_reports_planning_errors_in_enrolment_order(session, fa
     first.replan_at, second.replan_at = now + 5 * D, now + D
     session.flush()
     result = timepoints.reconcile_all(session, now, full=True)
+    assert [error.split(":")[0] for error in result.errors] == [first.study_id, second.study_id]
+    # the scheduler's sweep, of the patients due, lists them the same way
+    first.replan_at, second.replan_at = now - D, now - 5 * D
+    session.flush()
+    assert timepoints.patients_due_for_reconcile(session, now) == [first.id, second.id]
+    result = timepoints.reconcile_all(session, now)
     assert [error.split(":")[0] for error in result.errors] == [first.study_id, second.study_id]
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import insert, select, update
 
-from qol_app.models import AuditEvent, OutboxMessage, Patient, Timepoint
+from qol_app.models import AuditEvent, OutboxMessage, Patient, Response, Timepoint
 from qol_app.notify.channels import DeliveryError
 from qol_app.scheduler.jobs import run_sweep
 from qol_app.scheduling import derive_status
@@ -84,6 +84,32 @@ def test_started_form_ends_partial_and_submitted_one_completed(session, patient)
     assert tps["diary-2026-03-19"].status == "partial"
     assert tps["diary-2026-03-20"].status == "completed"
     assert counts["partial"] == 1 and counts["completed"] == 1
+
+
+def test_a_form_with_a_response_row_ends_partial_even_where_no_start_time_was_stored(session, patient):
+    """The sweep reads "begun" from the form's start time or from a response row of its own, so a
+    form the patient opened ends partial, never missed, also in data where the start time was not
+    kept (a restored or older database); a form with no response of its own still ends missed."""
+    tps = timepoints_of(session, patient)
+    begun, untouched = tps["diary-2026-03-19"], tps["diary-2026-03-20"]
+    session.add(
+        Response(
+            timepoint_id=begun.id,
+            patient_id=begun.patient_id,
+            instrument_id="symptom_diary",
+            instrument_version="1",
+            language="zh_Hans",
+            wording_version="own",
+            respondent="self",
+            started_at=utc(2026, 3, 20, 2, 0),
+        )
+    )
+    session.flush()
+    assert begun.started_at is None
+    timepoints.sweep_statuses(session, utc(2026, 3, 25, 0, 0))
+    tps = timepoints_of(session, patient)
+    assert (tps["diary-2026-03-19"].status, tps["diary-2026-03-20"].status) == ("partial", "missed")
+    assert untouched.started_at is None
 
 
 def test_sweep_writes_only_real_changes(session, patient):
