@@ -323,7 +323,7 @@ def reconcile_patient(
     session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
     p = preview_patient(session, patient, now, schedule, amendment or None)
     ctx = _Ctx(session, actor, patient, now, reason, p.with_responses, schedule.version_label)
-    result = _apply(ctx, p.changes, p.rows, p.planned, p.live_ids)
+    result = _apply(ctx, p.changes, p.rows, p.planned, p.live_ids, amendment or None)
     _settle_started(ctx, p.rows, p.planned, result)
     if patient.replan_at != p.replan_at:
         patient.replan_at = p.replan_at
@@ -355,7 +355,7 @@ def _settle_started(ctx: _Ctx, rows: list[Timepoint], planned: list[PlannedTimep
             result.reactivated += 1
 
 
-def _apply(ctx: _Ctx, changes: ReconcilePlan, rows, planned, live_ids) -> ReconcileResult:
+def _apply(ctx: _Ctx, changes: ReconcilePlan, rows, planned, live_ids, amendment: Amendment | None) -> ReconcileResult:
     result = ReconcileResult()
     by_key = {row.key: row for row in rows}
 
@@ -389,12 +389,15 @@ def _apply(ctx: _Ctx, changes: ReconcilePlan, rows, planned, live_ids) -> Reconc
         result.reactivated += 1
     # diff() compares dates, instruments and (not tracked here) source events; the stored
     # anchor and UTC instants can still differ (an event re-entered with the same date, a
-    # patient's timezone corrected): refresh those too, never on started/completed rows.
+    # patient's timezone corrected): refresh those too, never on started/completed rows nor on
+    # the past an amendment keeps (an earlier version's rows, with that version's dates).
     planned_by_key = {tp.key: tp for tp in planned}
     for kept in changes.untouched:
         row = by_key[kept.key]
         fresh = planned_by_key.get(kept.key)
         if fresh is None or kept.started or kept.completed or kept.cancelled:
+            continue
+        if amendment is not None and amendment.is_past(kept):
             continue
         if any(getattr(row, f) != v for f, v in _planned_values(fresh).items()):
             ctx.update(row, fresh, "move")

@@ -355,3 +355,38 @@ def test_a_past_form_open_on_the_day_a_patient_withdraws_follows_the_status_both
         assert rows[key].status == "missed", key  # expected again; its window has closed by now
         assert (rows[key].schedule_version, rows[key].window_start, rows[key].grace_end) == before[key]
     assert verify(session) == []
+
+
+def test_a_past_form_open_on_the_death_date_by_its_own_dates_stays_not_expected_under_a_shorter_grace(
+    session, factory, now, tmp_path
+):
+    """An amendment that shortens the questionnaires' grace (3 days to 1) leaves the past with its
+    own dates. A patient who died during the old grace of the first post-cycle form could not
+    answer it: it is not expected, although under the new dates it would have closed before."""
+    text = (SCHEDULES_DIR / "conquer.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "conquer-v3-short-grace.yaml"
+    path.write_text(
+        text.replace('version: "2"', 'version: "3"').replace(
+            "{questionnaire: 3, diary: 1}", "{questionnaire: 1, diary: 1}"
+        ),
+        encoding="utf-8",
+    )
+    v3 = load_schedule(path)
+    start = now - 60 * D
+    patient = factory.patient(arm="B", randomization_date=start.date(), enrolled_at=start).patient
+    cycle_day = (now - 50 * D).date()
+    recorded = dt.datetime.combine(cycle_day, dt.time(4), tzinfo=dt.UTC)
+    treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=cycle_day, now=recorded)
+    schedules.apply(session, CLI, v3, now.date(), now, source=path)
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.schedule_version, c1.window_end, c1.grace_end) == (
+        "conquer_default@2",
+        cycle_day + 23 * D,
+        cycle_day + 26 * D,
+    )
+    died_on = cycle_day + 25 * D  # in the old grace; after the new one (window end + 1 day)
+    treatment_events.set_patient_status(
+        session, NURSE, patient, "died", status_date=died_on, reason="reported by family", now=now, schedule=v3
+    )
+    c1 = timepoints_of(session, patient)["sys-c1"]
+    assert (c1.status, c1.not_expected_reason, c1.grace_end) == ("not_expected", "died", cycle_day + 26 * D)
