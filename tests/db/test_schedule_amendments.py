@@ -269,6 +269,7 @@ def test_an_amendment_that_has_planned_nothing_yet_is_in_force_all_the_same(sess
     newest = session.scalars(select(Timepoint.schedule_version).order_by(Timepoint.id.desc()).limit(1)).first()
     assert newest == "conquer_default@2"
     assert timepoints.amendment_in_force(session, v3).version == "conquer_default@3"
+    assert timepoints.schedule_in_force(session) == "conquer_default@3"  # the amendment's, not the newest row's
     assert timepoints.reconcile_patient(session, NURSE, patient, now + D, schedule=v3).changed == 0
     swept = timepoints.reconcile_all(session, now + D, schedule=v3, full=True)  # the new file, not yet configured
     assert (swept.patients, swept.errors) == (1, [])
@@ -346,10 +347,17 @@ def test_a_past_form_open_on_the_day_a_patient_withdraws_follows_the_status_both
     timepoints.sweep_statuses(session, now + 10 * D)
     assert timepoints_of(session, patient)["diary-2026-03-10"].status == "not_expected"  # never missed
 
-    treatment_events.set_patient_status(
+    last_audit = session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
+    result = treatment_events.set_patient_status(
         session, NURSE, patient, "active", reason="entered in error", now=now + 10 * D, schedule=v3
     )
+    reactivated = session.scalars(
+        select(AuditEvent).where(AuditEvent.id > last_audit, AuditEvent.action == "reactivate").order_by(AuditEvent.id)
+    ).all()
+    assert result.reactivated == len(reactivated)
+    restored = {a.entity_id for a in reactivated}
     rows = timepoints_of(session, patient)
+    assert {str(rows[k].id) for k in ("diary-2026-03-09", "diary-2026-03-10", "diary-2026-03-11")} <= restored
     for key in ("diary-2026-03-09", "diary-2026-03-10", "diary-2026-03-11"):
         assert rows[key].not_expected_reason is None, key
         assert rows[key].status == "missed", key  # expected again; its window has closed by now
