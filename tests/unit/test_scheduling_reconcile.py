@@ -430,3 +430,18 @@ def test_diff_apply_diff_is_empty(
     again = diff(after_rows, planned, patient=p2)
     assert not again.has_changes
     assert {r.key for r in after_rows if not r.cancelled} >= {tp.key for tp in planned}
+
+
+def test_amendment_past_rows_of_a_deleted_event_become_expected_again_when_the_death_is_undone() -> None:
+    rows = versioned(synced([C1, C2]))
+    died = replace(A, end_status="died", end_date=date(2026, 4, 3))
+    ended = apply_plan(
+        rows, diff(rows, plan(CONQUER, died, [C1], TODAY), patient=died, amendment=amendment(date(2026, 4, 10)))
+    )
+    # cycle 2 stays deleted: its diaries are no longer planned, and the past keeps them
+    d = diff(ended, plan(CONQUER, A, [C1], TODAY), patient=A, amendment=amendment(date(2026, 4, 10)))
+    assert [f"diary-2026-04-0{i}" for i in range(2, 9)] == [
+        k for k in keys(d.to_restore) if k.startswith("diary-2026-04")
+    ]
+    after = {r.key: r for r in apply_plan(ended, d)}
+    assert all(after[f"diary-2026-04-0{i}"].not_expected_reason is None for i in range(2, 9))
