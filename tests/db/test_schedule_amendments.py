@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from qol_app.models import AuditEvent, Patient, ScheduleAmendment, Timepoint
 from qol_app.scheduling import SCHEDULES_DIR, load_schedule
-from qol_app.services import compliance, schedules, timepoints, treatment_events
+from qol_app.services import compliance, schedules, sites, timepoints, treatment_events
 from qol_app.services.audit import Actor, verify
 from tests.db.conftest import timepoints_of
 
@@ -398,3 +400,94 @@ def test_a_past_form_open_on_the_death_date_by_its_own_dates_stays_not_expected_
     )
     c1 = timepoints_of(session, patient)["sys-c1"]
     assert (c1.status, c1.not_expected_reason, c1.grace_end) == ("not_expected", "died", cycle_day + 26 * D)
+
+
+def test_a_past_form_open_on_the_day_a_patient_withdraws_stays_expected_when_the_schedule_says_staff_entry(
+    session, factory, now, conquer_v3
+):
+    """The same withdrawal under an amendment whose file says ``open_forms_at_end: staff_entry``:
+    the old version's diaries still open that day stay expected (only staff can complete them),
+    and nothing of the past is marked."""
+    start = now - 20 * D
+    patient = factory.patient(arm="A", randomization_date=start.date(), enrolled_at=start).patient
+    cycle_day = dt.date(2026, 3, 1)  # nadir diaries 8-15 March
+    recorded = dt.datetime.combine(cycle_day, dt.time(4), tzinfo=dt.UTC)
+    treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=cycle_day, now=recorded)
+    path, v3 = conquer_v3
+    staff_entry = dataclasses.replace(v3, open_forms_at_end="staff_entry")
+    schedules.apply(session, CLI, staff_entry, now.date() + D, now, source=path)
+    last_audit = session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
+
+    treatment_events.set_patient_status(
+        session,
+        NURSE,
+        patient,
+        "withdrawn",
+        status_date=now.date(),
+        reason="consent withdrawn",
+        now=now,
+        schedule=staff_entry,
+    )
+    rows = timepoints_of(session, patient)
+    for key in ("diary-2026-03-09", "diary-2026-03-10"):  # in its grace day, and open, on the 10th
+        assert rows[key].schedule_version == "conquer_default@2", key  # the past the amendment keeps
+        assert rows[key].status != "not_expected" and rows[key].not_expected_reason is None, key
+    # Opening after the day of withdrawal: not expected, whatever the file says.
+    assert (rows["diary-2026-03-11"].status, rows["diary-2026-03-11"].not_expected_reason) == (
+        "not_expected",
+        "withdrawn",
+    )
+    marked = session.scalars(
+        select(AuditEvent.entity_id).where(AuditEvent.id > last_audit, AuditEvent.action == "mark_not_expected")
+    ).all()
+    assert str(rows["diary-2026-03-10"].id) not in marked
+    assert verify(session) == []
+
+
+def test_a_site_time_zone_change_under_an_amendment_moves_the_future_forms_but_not_the_past(
+    session, factory, now, conquer_v3
+):
+    """A site's time zone corrected while an amendment is in force: the forms that open after the
+    effective date get their instants from the new zone, the past the amendment keeps (its
+    version's rows, before the effective date) keeps its instants."""
+    site = factory.site(code="TZ1", tz="Asia/Shanghai")
+    start = now - 20 * D
+    patient = factory.patient(site, arm="A", randomization_date=start.date(), enrolled_at=start).patient
+    cycle_day = dt.date(2026, 3, 1)  # nadir diaries 8-15 March, the cycle-1 form from 21 March
+    recorded = dt.datetime.combine(cycle_day, dt.time(4), tzinfo=dt.UTC)
+    treatment_events.record_event(session, NURSE, patient, kind="systemic_cycle", date=cycle_day, now=recorded)
+    path, v3 = conquer_v3
+    effective = now.date() + D
+    schedules.apply(session, CLI, v3, effective, now, source=path)
+    before = {k: (tp.window_start, tp.opens_at, tp.closes_at) for k, tp in timepoints_of(session, patient).items()}
+    past = {k for k, (start_day, _, _) in before.items() if start_day < effective}
+    future = set(before) - past
+    assert {"diary-2026-03-09", "diary-2026-03-10"} <= past and {"diary-2026-03-12", "sys-c1"} <= future
+
+    sites.update_site(
+        session,
+        NURSE,
+        site,
+        {"timezone": "Europe/Paris"},
+        reason="entered wrong",
+        languages=["en", "zh_Hans"],
+        now=now,
+        schedule=v3,
+    )
+    after = {k: (tp.window_start, tp.opens_at, tp.closes_at) for k, tp in timepoints_of(session, patient).items()}
+    assert {k: after[k] for k in past} == {k: before[k] for k in past}
+    paris = ZoneInfo("Europe/Paris")
+    for key in future:
+        start_day = after[key][0]
+        assert after[key][1] == dt.datetime.combine(start_day, dt.time(0), tzinfo=paris).astimezone(dt.UTC), key
+        assert after[key][1] != before[key][1], key
+    assert verify(session) == []
+
+
+def test_the_schedule_named_by_a_configuration_is_the_one_loaded(tmp_path, conquer_v3):
+    """``configured_schedule(config)`` reads that configuration's ``SCHEDULE_FILE``, not the
+    running app's: ``qol check`` uses it to check another configuration."""
+    path, _ = conquer_v3
+    assert timepoints.configured_schedule().version_label == "conquer_default@2"
+    other = timepoints.configured_schedule({"SCHEDULE_FILE": str(path)})
+    assert other.version_label == "conquer_default@3"
