@@ -279,7 +279,7 @@ def child_long(url: str, out: str, repeat: str = "3") -> None:
 
     from qol_app.export import build
     from qol_app.export.build import ExportSpec
-    from qol_app.export.run import bulk_gc
+    from qol_app.export.memory import bulk_gc
     from qol_app.export.source import ExportFilters, Source
     from qol_app.export.writers import write_dataset
     from qol_app.instruments import get_registry

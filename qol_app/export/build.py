@@ -452,8 +452,9 @@ def _find(keys: np.ndarray, sorted_keys: np.ndarray, order: np.ndarray) -> pa.Ar
     pos = np.searchsorted(sorted_keys, keys)
     np.minimum(pos, len(sorted_keys) - 1, out=pos)
     found = sorted_keys[pos] == keys
-    np.take(order, pos, out=pos)  # in place: arrays over every item row are large
-    return pa.array(pos.astype(np.int32), pa.int32(), mask=~found)
+    at = order.take(pos).astype(np.int32, copy=False)  # arrays over every item row are large
+    del pos
+    return pa.array(at, pa.int32(), mask=~found)
 
 
 DENSE_KEYS = 1 << 22
@@ -801,54 +802,57 @@ def item_rows(trial: Trial) -> ItemRows:
     names = sorted(set(pc.unique(answers["item_id"]).to_pylist()) | _all_items(catalog))
     item_ids = {i: n for n, i in enumerate(names)}
     width = len(item_ids) + 1
-    answer_codes = pc.index_in(answers["item_id"], value_set=pa.array(names, pa.string())).cast(pa.int64())
-    answer_keys = pc.add(pc.multiply(answers["response_id"], width), answer_codes)
-    inst_of = {f.response.pk: f.instrument_id for f in forms}  # type: ignore[union-attr]
-    instruments = sorted(set(inst_of.values()))
+    answer_codes = pc.index_in(answers["item_id"], value_set=pa.array(names, pa.string()))
+    instruments = sorted({f.instrument_id for f in forms})
     known_keys = pa.array(
-        [n * width + item_ids[item] for n, inst in enumerate(instruments) for item in catalog.items(inst)], pa.int64()
+        [n * width + item_ids[item] for n, inst in enumerate(instruments) for item in catalog.items(inst)], pa.int32()
     )
     inst_number = {inst: n for n, inst in enumerate(instruments)}
-    pks = pa.array(list(inst_of), pa.int64())
-    inst_at = pa.array([inst_number[inst] for inst in inst_of.values()], pa.int64())
-    of_form = pc.index_in(answers["response_id"], value_set=pks)
-    answer_inst = inst_at.take(of_form)
-    known = pc.is_in(pc.add(pc.multiply(answer_inst, width), answer_codes), value_set=known_keys)
-    del answer_codes
+    pks = pa.array([f.response.pk for f in forms], pa.int64())  # type: ignore[union-attr]
+    inst_at = pa.array([inst_number[f.instrument_id] for f in forms], pa.int32())
+    of_form = pc.index_in(answers["response_id"], value_set=pks)  # null: a response outside the range
+    known = pc.is_in(pc.add(pc.multiply(inst_at.take(of_form), width), answer_codes), value_set=known_keys)
     other = pc.and_(pc.is_valid(of_form), pc.invert(known))  # answers to items of another version
+    del known
     extras: dict[int, list[str]] = {}
     rest = answers.filter(other)
     for pk, item in zip(rest["response_id"].to_pylist(), rest["item_id"].to_pylist()):
         extras.setdefault(pk, []).append(item)
+    del other, rest
     shared: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for inst in instruments:
         ids = catalog.items(inst)
-        shared[inst] = (np.array([item_ids[i] for i in ids], np.int64), np.arange(1, len(ids) + 1, dtype=np.int64))
+        shared[inst] = (np.array([item_ids[i] for i in ids], np.int32), np.arange(1, len(ids) + 1, dtype=np.int32))
     segments = []
     for form in forms:
         pk = form.response.pk  # type: ignore[union-attr]
         segment = shared[form.instrument_id]
         if pk in extras:
-            more = np.array([item_ids[i] for i in sorted(extras[pk])], np.int64)
-            segment = (np.concatenate([segment[0], more]), np.concatenate([segment[1], np.zeros(len(more), np.int64)]))
+            more = np.array([item_ids[i] for i in sorted(extras[pk])], np.int32)
+            segment = (np.concatenate([segment[0], more]), np.concatenate([segment[1], np.zeros(len(more), np.int32)]))
         segments.append(segment)
-    del answer_inst, known, other, rest, of_form
-    # Arrays over every item row (millions at 100,000 forms): made in place, dropped once used.
+    # Arrays over every item row (millions at 100,000 forms): made in place, dropped once used. A
+    # key is (form, item): the form's position times the item-id count plus the item's code, int32
+    # while that fits (below 2**31: some 19 million forms).
+    key_type: type[np.signedinteger[Any]] = np.int32 if len(forms) * width < 2**31 else np.int64
     lengths = np.array([len(seg[0]) for seg in segments], np.int64)
-    numbers = np.concatenate([seg[1] for seg in segments]) if segments else np.empty(0, np.int64)
-    number = pa.array(numbers.astype(np.int32), pa.int32(), mask=numbers == 0)
+    numbers = np.concatenate([seg[1] for seg in segments]) if segments else np.empty(0, np.int32)
+    number = pa.array(numbers, pa.int32(), mask=numbers == 0)
     del numbers
-    codes = np.concatenate([seg[0] for seg in segments]) if segments else np.empty(0, np.int64)
+    codes = np.concatenate([seg[0] for seg in segments]) if segments else np.empty(0, np.int32)
     del segments
-    item = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), pa.int32()), pa.array(names, pa.string()))
-    keys = np.repeat(np.array([f.response.pk for f in forms], np.int64), lengths)  # type: ignore[union-attr]
-    keys *= width
+    item = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(names, pa.string()))
+    keys: np.ndarray = np.repeat(np.arange(len(forms), dtype=key_type) * width, lengths)
     keys += codes
     del codes
     form_at = pa.array(np.repeat(np.arange(len(forms), dtype=np.int32), lengths), pa.int32())
-    answer_np = answer_keys.to_numpy()
-    del answer_keys
-    order = np.argsort(answer_np, kind="stable")
+    # each answer's key; -1 (matching no item row) for an answer of a response outside the range
+    answer_np = pc.add(
+        pc.multiply(of_form.cast(pa.int64() if key_type is np.int64 else pa.int32()), width), answer_codes
+    )
+    answer_np = pc.fill_null(answer_np, -1).to_numpy()
+    del of_form, answer_codes
+    order = np.argsort(answer_np, kind="stable").astype(np.int32 if len(answer_np) < 2**31 else np.int64)
     answer_np = answer_np[order]
     at = _find(keys, answer_np, order)  # each item's answer (null: not presented)
     del keys, answer_np, order

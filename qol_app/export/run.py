@@ -12,24 +12,20 @@ Reproducible: the same data, as-of time, filters and options give byte-identical
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import datetime as dt
-import gc
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from qol_app.export import build, programs
 from qol_app.export.build import DATASETS, ExportSpec
 from qol_app.export.manifest import Zipper, build_manifest
+from qol_app.export.memory import bulk_gc, release_memory
 from qol_app.export.schema import LOCALES, Dataset, data_dictionary
 from qol_app.export.source import ExportFilters, Source
 from qol_app.export.writers import WRITERS, write_dataset
@@ -80,39 +76,6 @@ NOTES = (
 
 Progress = Callable[[int, int, str], None]
 """progress(steps done, steps in all, what was just done)"""
-
-
-@contextmanager
-def bulk_gc(threshold: int = 200_000) -> Iterator[None]:
-    """Run the cyclic garbage collector rarely while many short-lived objects are made (rows
-    hold no reference cycles, yet the collector would scan the young generation every 700)."""
-    before = gc.get_threshold()
-    gc.set_threshold(threshold, *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, where the C library is glibc (None elsewhere)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Hand the memory freed since the last call back to the system: Arrow's pool's and the C
-    heap's (glibc keeps freed blocks of the many temporaries of one dataset, so each dataset would
-    otherwise start from the high-water mark of the one before)."""
-    pa.default_memory_pool().release_unused()
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,6 +328,7 @@ def _write_files(
                 dataset = build.qol_long(trial, spool=True)
             else:
                 dataset = builder(trial)
+            release_memory()  # the build's temporaries, before the writers make theirs
             step(name)
             write_all(dataset, tabular)
             schemas.append(dataset.schema_only())
@@ -380,11 +344,13 @@ def _write_files(
         release_memory()
     if "sdtm" in request.formats:
         domains = sdtm.build_domains(trial, item_rows, studyid=settings.studyid, spool=True)  # type: ignore[arg-type]
+        release_memory()
         step("sdtm")
         for domain in domains:
             write_all(domain, ["xpt", "csv"])
         path = work / "define.xml"
         path.write_bytes(define.define_xml(domains, studyid=settings.studyid, as_of=request.as_of))
+        release_memory()
         add(path)
         step(path.name)
         schemas.extend(d.schema_only() for d in domains)

@@ -48,6 +48,7 @@ from qol_app.export.build import (
     ordered_instruments,
     timepoint_code,
 )
+from qol_app.export.memory import release_memory
 from qol_app.export.schema import Column, Dataset, Spool, bi, columns_table, table_of
 
 SKIPPED_REASON = "SKIPPED BY RESPONDENT"
@@ -255,7 +256,7 @@ def _qs_forms(trial: Trial, rows: ItemRows, studyid: str) -> tuple[pa.Table, np.
     spec = trial.spec
     responded = {id(form): n for n, form in enumerate(rows.forms)}
     columns: list[list[Any]] = [[] for _ in range(10)]
-    item_form = np.full(len(rows.forms), -1, np.int64)
+    item_form = np.full(len(rows.forms), -1, np.int32)
     missed: list[int] = []
     for form in trial.in_range():
         if form.status in ("pending", "not_expected"):
@@ -295,8 +296,8 @@ def _qs_forms(trial: Trial, rows: ItemRows, studyid: str) -> tuple[pa.Table, np.
     table = pa.table([pa.array(c, t) for c, t in zip(columns, types)], names=names)
     return (
         table,
-        item_form.take(rows.form_at.to_numpy()) if len(rows.forms) else np.empty(0, np.int64),
-        np.array(missed, np.int64),
+        item_form.take(rows.form_at.to_numpy()) if len(rows.forms) else np.empty(0, np.int32),
+        np.array(missed, np.int32),
     )
 
 
@@ -317,15 +318,16 @@ def _qs_parts(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[pa.Table]:
             test_rows.append(codes)
             test_items.append(item)
     inst_codes = {inst: n for n, inst in enumerate(ordered_instruments(catalog.registry))}
-    form_inst = pa.array([inst_codes[f.instrument_id] for f in rows.forms], pa.int64())
+    form_inst = pa.array([inst_codes[f.instrument_id] for f in rows.forms], pa.int32())
     base_of = np.array(
-        [test_index.get((inst, 1), 0) - 1 for inst in ordered_instruments(catalog.registry)], np.int64
+        [test_index.get((inst, 1), 0) - 1 for inst in ordered_instruments(catalog.registry)], np.int32
     )  # test row of item 1 of each instrument, minus one
-    # Arrays over every item row (millions at 100,000 forms) are dropped as soon as used.
+    # Arrays over every item row (millions at 100,000 forms) are dropped as soon as used, and are
+    # int32: positions among the item rows and forms (ItemRows holds them as int32 too).
     presented = pc.and_(rows.presented, pc.is_valid(rows.number))  # items of another version: no test code
-    keep = np.flatnonzero(presented.to_numpy(zero_copy_only=False) & (form_of_row >= 0))
+    keep = np.flatnonzero(presented.to_numpy(zero_copy_only=False) & (form_of_row >= 0)).astype(np.int32)
     del presented
-    picked = pa.array(keep, pa.int64())
+    picked = pa.array(keep, pa.int32())
     test = base_of[form_inst.take(rows.form_at.take(picked)).to_numpy()] + rows.number.take(picked).to_numpy()
     # record order: by form, a missed form's one record or a form's items in order
     record_form = np.concatenate([missed, form_of_row[keep]])
@@ -372,19 +374,20 @@ def _qs_parts(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[pa.Table]:
         names=cell_names,
     )
     # record order: by form, a missed form's one record or a form's items in order
-    order = np.argsort(record_form, kind="stable")
+    order = np.argsort(record_form, kind="stable").astype(np.int32)
     record_form = record_form[order]
-    cell_of = np.concatenate([np.full(len(missed), -1, np.int64), position.astype(np.int64)])[order]
+    cell_of = np.concatenate([np.full(len(missed), -1, np.int32), position.astype(np.int32)])[order]
     del order, unique, position
     first_of_patient = _group_starts(per_form["USUBJID"].combine_chunks(), record_form)
+    release_memory()  # the temporaries above, before the parts are made
     bounds = np.searchsorted(record_form, np.arange(0, len(per_form) + FORMS_PER_PART, FORMS_PER_PART))
     for start, stop in zip(bounds[:-1], bounds[1:]):
         if start == stop and start:
             continue
-        forms_at = pa.array(record_form[start:stop], pa.int64())
+        forms_at = pa.array(record_form[start:stop], pa.int32())
         shared = per_form.take(forms_at)
         cell_at = cell_of[start:stop]
-        cell = cell_table.take(pa.array(cell_at, pa.int64(), mask=cell_at < 0))
+        cell = cell_table.take(pa.array(cell_at, pa.int32(), mask=cell_at < 0))
         is_missed = pa.array(cell_at < 0)
         answered = pc.fill_null(cell["answered"], False)
         count = stop - start
@@ -414,9 +417,9 @@ def _qs_parts(trial: Trial, rows: ItemRows, studyid: str) -> Iterator[pa.Table]:
 def _group_starts(usubjid: pa.Array, record_form: np.ndarray) -> np.ndarray:
     """For each record (by form, in order), the position of its subject's first record."""
     if not len(record_form):
-        return np.empty(0, np.int64)
+        return np.empty(0, np.int32)
     subject = pc.dictionary_encode(usubjid).indices.to_numpy()[record_form]
-    change = np.flatnonzero(np.concatenate([[True], subject[1:] != subject[:-1]]))
+    change = np.flatnonzero(np.concatenate([[True], subject[1:] != subject[:-1]])).astype(np.int32)
     return np.repeat(change, np.diff(np.concatenate([change, [len(record_form)]])))
 
 

@@ -10,6 +10,10 @@ from pathlib import Path
 from qol_app.export.schema import LOCALES, ROW_BATCH, Dataset, Locale
 
 DEFAULT_AS_OF = datetime(2000, 1, 1, tzinfo=UTC)
+RECORD_BATCH = 10_000
+"""Rows a fixed-width writer (SAS transport, Stata, SPSS) packs at once. Its records are as wide as
+every text column's longest value (the QS domain's are hundreds of bytes), so a batch of these is
+several megabytes where a ROW_BATCH of them would be tens."""
 """Stamped into file metadata when the caller gives no as-of time, so output stays reproducible."""
 
 __all__ = ["DEFAULT_AS_OF", "ROW_BATCH", "WriteOptions", "Writer", "naive_utc", "utc_iso"]

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qol_app.export.schema import Column, Dataset, numeric_codes
-from qol_app.export.writers.base import WriteOptions, Writer, naive_utc
+from qol_app.export.writers.base import RECORD_BATCH, WriteOptions, Writer, naive_utc
 
 STATA_LABEL = 80
 MAX_STR = 2045
@@ -161,7 +161,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     offsets += [data_at, strls_at, labels_at, end_at, end_at + len(b"</stata_dta>")]
     with path.open("wb") as handle:
         handle.write(opening + _tag("map", struct.pack("<14Q", *offsets)) + bytes(body) + b"<data>")
-        for batch in dataset.batches():
+        for batch in dataset.batches(RECORD_BATCH):
             rows = np.zeros(batch.num_rows, dtype=record)
             for i, (column, width, codes) in enumerate(kinds):
                 values = batch.column(column.name)

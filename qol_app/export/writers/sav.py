@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qol_app.export.schema import Column, Dataset
-from qol_app.export.writers.base import WriteOptions, Writer, naive_utc
+from qol_app.export.writers.base import RECORD_BATCH, WriteOptions, Writer, naive_utc
 
 SAV_FILE_LABEL_BYTES = 64
 SYSMIS = -sys.float_info.max
@@ -226,7 +226,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     record = np.dtype([(f"f{n}", kind) for n, (_v, _s, _w, kind) in enumerate(fields)])
     with path.open("wb") as handle:
         handle.write(out)
-        for batch in dataset.batches():
+        for batch in dataset.batches(RECORD_BATCH):
             rows = np.empty(batch.num_rows, dtype=record)
             texts: dict[str, pa.Array] = {}
             for n, (var, start, width, _kind) in enumerate(fields):

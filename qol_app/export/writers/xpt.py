@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qol_app.export.schema import Column, Dataset
-from qol_app.export.writers.base import WriteOptions, Writer, naive_utc
+from qol_app.export.writers.base import RECORD_BATCH, WriteOptions, Writer, naive_utc
 
 MAX_CHAR_BYTES = 200
 _EPOCH = dt.date(1960, 1, 1)
@@ -113,7 +113,7 @@ def _widths(dataset: Dataset, columns: tuple[Column, ...]) -> dict[str, int]:
     longest = {c.name: stats[c.name][0] for c in columns if c.type == "string"}
     if folded:  # folding shortens texts: measure them folded (and raise for what cannot fold)
         longest.update({c.name: 0 for c in folded})
-        for batch in dataset.batches():
+        for batch in dataset.batches(RECORD_BATCH):
             for column in folded:
                 values = _ascii(batch.column(column.name), f"{dataset.name}.{column.name}")
                 longest[column.name] = max(longest[column.name], pc.max(pc.binary_length(values)).as_py() or 0)
@@ -171,7 +171,7 @@ def write(dataset: Dataset, path: Path, options: WriteOptions) -> None:
     with path.open("wb") as handle:
         handle.write(out)
         written = 0
-        for batch in dataset.batches():
+        for batch in dataset.batches(RECORD_BATCH):
             rows = np.empty(batch.num_rows, dtype=record)
             for n, (column, _kind) in enumerate(fields):
                 values = batch.column(column.name)
