@@ -306,11 +306,11 @@ def load(source: Source, spec: ExportSpec) -> Trial:
             check = pc.is_in(table["response_id"], value_set=unfinished)
             rows = table.filter(check)
             times = source.answer_times(unfinished.to_pylist())
-            counted = iter(
+            keep = np.ones(len(table), bool)  # every answer of a submitted response counts
+            keep[np.flatnonzero(check.to_numpy(zero_copy_only=False))] = [
                 asof.answer_counts(current[pk], times.get((pk, item), as_of), as_of)
                 for pk, item in zip(rows["response_id"].to_pylist(), rows["item_id"].to_pylist())
-            )
-            keep = [next(counted) if checked else True for checked in check.to_pylist()]
+            ]
             table = table.filter(pa.array(keep, pa.bool_()))
         return table
 
@@ -720,48 +720,88 @@ def wide_layout(instrument_ids: Sequence[str], catalog: Catalog) -> WideLayout:
 
 
 def qol_wide(trial: Trial) -> Dataset:
-    """qol_wide: one row per patient x timepoint, instrument statuses and scores side by side."""
+    """qol_wide: one row per patient x timepoint, instrument statuses and scores side by side.
+
+    The key columns and statuses are made per row; the scores are placed column-wise: each stored
+    score of a submitted form goes to (its form's row, the column of its instrument and scale),
+    later forms of a row and later scores of a form overwriting earlier ones."""
     catalog, spec = trial.catalog, trial.spec
     layout = wide_layout(spec.instruments, catalog)
     scores = trial.scores
-    value_of: dict[int, dict[str, float | None]] = {}
-    for pk, scale, value in zip(*(scores[c].to_pylist() for c in ("response_id", "scale", "value"))):
-        value_of.setdefault(pk, {})[scale] = value
-    width = len(layout.columns)
-    rows = []
+    n_keys = len(cols.WIDE_KEY_COLUMNS)
+    status_columns = sorted(status_at for status_at, _ in layout.slots.values())
+    status_slot = {status_at: n for n, status_at in enumerate(status_columns)}
+    score_columns = sorted(at for _, scale_at in layout.slots.values() for at in scale_at.values())
+    score_slot = {at: n for n, at in enumerate(score_columns)}
+    instruments = list(layout.slots)
+    names = sorted({scale for _, scale_at in layout.slots.values() for scale in scale_at})
+    slot_of = np.full((len(instruments), len(names) + 1), -1, np.int64)  # last: a scale of no column
+    for i, (_, scale_at) in enumerate(layout.slots.values()):
+        for scale, at in scale_at.items():
+            slot_of[i, names.index(scale)] = score_slot[at]
+    inst_number = {inst: n for n, inst in enumerate(instruments)}
+
+    keys: list[tuple[Any, ...]] = []
+    statuses: list[list[str | None]] = []
+    submitted: list[tuple[int, int, int]] = []  # (response pk, row, instrument) in form order
     for _key, group in itertools.groupby(trial.in_range(), key=lambda f: (f.patient.pk, f.timepoint.pk)):
         forms = list(group)
         patient, tp = forms[0].patient, forms[0].timepoint
         rand = patient.randomization_date
-        row: list[Any] = [None] * width
-        row[: len(cols.WIDE_KEY_COLUMNS)] = (
-            patient.study_id,
-            patient.site,
-            patient.arm,
-            timepoint_code(tp.key, rand, spec.iso_dates),
-            tp.rule_id,
-            tp.kind,
-            tp.target_date if spec.iso_dates else None,
-            day_of(tp.target_date, rand),
-            tp.anchor_kind,
-            tp.anchor_number,
-            day_of(tp.anchor_date, rand),
-            next((f.missing_reason for f in forms if f.missing_reason), None),
+        keys.append(
+            (
+                patient.study_id,
+                patient.site,
+                patient.arm,
+                timepoint_code(tp.key, rand, spec.iso_dates),
+                tp.rule_id,
+                tp.kind,
+                tp.target_date if spec.iso_dates else None,
+                day_of(tp.target_date, rand),
+                tp.anchor_kind,
+                tp.anchor_number,
+                day_of(tp.anchor_date, rand),
+                next((f.missing_reason for f in forms if f.missing_reason), None),
+            )
         )
+        status: list[str | None] = [None] * len(status_columns)
         for form in forms:
-            status_at, scale_at = layout.slots[form.instrument_id]
-            row[status_at] = form.status
+            status[status_slot[layout.slots[form.instrument_id][0]]] = form.status
             if form.response is not None and form.response.submitted:
-                for scale, value in value_of.get(form.response.pk, {}).items():
-                    if scale in scale_at:
-                        row[scale_at[scale]] = value
-        rows.append(row)
+                submitted.append((form.response.pk, len(keys) - 1, inst_number[form.instrument_id]))
+        statuses.append(status)
+
+    n_rows = len(keys)
+    values = np.full((len(score_columns), n_rows), np.nan)  # a contiguous row per score column
+    known = np.zeros((len(score_columns), n_rows), bool)
+    if submitted and len(scores):
+        form_pk, form_row, form_inst = np.array(submitted, np.int64).T
+        by_pk = np.argsort(form_pk, kind="stable")
+        pks = scores["response_id"].to_numpy()
+        at = np.minimum(np.searchsorted(form_pk[by_pk], pks), len(by_pk) - 1)
+        form_of = by_pk[at]
+        found = form_pk[form_of] == pks
+        scale = pc.fill_null(pc.index_in(scores["scale"], value_set=pa.array(names, pa.string())), len(names))
+        slot = slot_of[form_inst[form_of], scale.to_numpy()]
+        placed = np.flatnonzero(found & (slot >= 0))
+        placed = placed[np.argsort(form_of[placed], kind="stable")]  # form order, then score order
+        value = scores["value"]
+        rows, slots = form_row[form_of[placed]], slot[placed]
+        values[slots, rows] = value.to_numpy(zero_copy_only=False)[placed]
+        known[slots, rows] = pc.is_valid(value).to_numpy(zero_copy_only=False)[placed]
+
+    names_of = [c.name for c in layout.columns]
+    data: dict[str, Any] = dict(zip(names_of[:n_keys], zip(*keys) if keys else [()] * n_keys))
+    for n, at in enumerate(status_columns):
+        data[names_of[at]] = [row[n] for row in statuses]
+    for n, at in enumerate(score_columns):
+        data[names_of[at]] = pa.array(values[n], pa.float64(), mask=~known[n])
     return _dataset(
         "qol_wide",
         "QoL scores, one row per patient and timepoint",
         "生活质量得分（每位患者、时间点一行）",
         layout.columns,
-        table_of(layout.columns, rows),
+        columns_table(layout.columns, data),
         xpt="QOLWIDE",
         xpt_label="QoL scores, wide (one row per visit)",
     )

@@ -283,3 +283,48 @@ def test_distinct_keys_is_np_unique(keys: list[int]) -> None:
     expected_unique, expected_inverse = np.unique(array, return_inverse=True)
     assert unique.tolist() == expected_unique.tolist() and unique.dtype == np.int64
     assert inverse.tolist() == expected_inverse.tolist()
+
+
+class PartialSource(FakeSource):
+    """FakeSource with an EQ-5D-5L form at cycle 1 begun (every item saved) but never sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved_at = dt.datetime(2026, 2, 1, 4, tzinfo=UTC)
+        self.resps.append(response(14, 2, EQ5D, self.saved_at, submitted=False))
+        given = {"mo": 3, "sc": 2, "ua": 2, "pd": 4, "ad": 1, "vas": 35}
+        self._answers += [(14, item, float(value), False) for item, value in given.items()]
+
+    def answers_of(self, pks):
+        pks = set(pks)
+        out: dict = {}
+        for pk, item, value, skipped in self._answers:
+            if pk in pks:
+                out.setdefault(pk, []).append((item, value, skipped, self.saved_at))
+        return out
+
+
+def test_a_partial_form_is_scored_unconfirmed_in_the_long_file_and_left_out_of_the_wide_one():
+    spec = ExportSpec(filters=ExportFilters(instruments=(C30, EQ5D)), as_of=AS_OF, registry=REG)
+    trial = build.load(PartialSource(), spec)  # type: ignore[arg-type]
+    long = [
+        r for r in build.qol_long(trial).table.to_pylist() if r["timepoint"] == "sys-c1" and r["instrument"] == EQ5D
+    ]
+    assert {r["status"] for r in long} == {"partial"}
+    vas = next(r for r in long if r["scale"] == "VAS")
+    assert vas["score"] == 35.0 and vas["confirmed"] is False
+    row = next(r for r in build.qol_wide(trial).table.to_pylist() if r["timepoint"] == "sys-c1")
+    assert row["EQ5D_STATUS"] == "partial" and row["C30_STATUS"] == "completed"
+    assert all(row[name] is None for name in row if name.startswith("EQ5D_") and name != "EQ5D_STATUS")
+    assert row["C30_QL2"] == pytest.approx(100 / 6)  # the sent form's scores beside it
+    items = build.items(trial, build.item_rows(trial)).table.to_pylist()
+    saved = {r["item"]: r["value"] for r in items if r["timepoint"] == "sys-c1" and r["instrument"] == EQ5D}
+    assert saved == {"mo": 3.0, "sc": 2.0, "ua": 2.0, "pd": 4.0, "ad": 1.0, "vas": 35.0}  # unsent answers are data
+    sent = [r for r in items if r["timepoint"] == "sys-c1" and r["instrument"] == C30]
+    assert len(sent) == 30 and {r["revision"] for r in sent} == {1}  # a sent form's answers kept beside them
+    assert sum(r["item_status"] == "answered" for r in sent) == 29 and {r["value"] for r in sent} == {
+        2.0,
+        3.0,
+        1.0,
+        None,
+    }
