@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import random
 import resource
 import subprocess
@@ -345,25 +346,19 @@ WITH_PANDAS = "QOL_BENCH_WITH_PANDAS"
 
 
 def _child(*args: str) -> dict:
-    import os
-
-    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT, env=os.environ)
+    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT)
     if result.returncode:
         raise RuntimeError(result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _load() -> str:
-    import os
-
     return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
 def demo(out: Path, repeat: int) -> None:
     url = f"sqlite:///{out / 'demo.sqlite'}"
     env_url = {"QOL_DATABASE_URL": url}
-    import os
-
     subprocess.run(
         [str(Path(sys.executable).parent / "qol"), "db", "upgrade"],
         env=os.environ | env_url,
@@ -415,8 +410,6 @@ def run(label: str, url: str, n_forms: int, out: Path) -> None:
 def main() -> None:
     children = {"--child-export": child_export, "--child-long": child_long, "--child-demo": child_demo}
     if len(sys.argv) > 1 and sys.argv[1] in children:
-        import os
-
         if not os.environ.get(WITH_PANDAS):
             sys.meta_path.insert(0, _NoPandas())  # type: ignore[arg-type]
         return children[sys.argv[1]](*sys.argv[2:4])
@@ -431,8 +424,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.with_pandas:
-        import os
-
         os.environ[WITH_PANDAS] = "1"
     print("[export] pandas importable" if args.with_pandas else "[export] pandas not importable, as in production")
     with tempfile.TemporaryDirectory() as tmp:

@@ -777,10 +777,9 @@ def qol_wide(trial: Trial) -> Dataset:
     if submitted and len(scores):
         form_pk, form_row, form_inst = np.array(submitted, np.int64).T
         by_pk = np.argsort(form_pk, kind="stable")
-        pks = scores["response_id"].to_numpy()
-        at = np.minimum(np.searchsorted(form_pk[by_pk], pks), len(by_pk) - 1)
-        form_of = by_pk[at]
-        found = form_pk[form_of] == pks
+        found_at = _find(scores["response_id"].to_numpy(), form_pk[by_pk], by_pk)  # each score's form
+        found = pc.is_valid(found_at).to_numpy(zero_copy_only=False)
+        form_of = pc.fill_null(found_at, 0).to_numpy()
         scale = pc.fill_null(pc.index_in(scores["scale"], value_set=pa.array(names, pa.string())), len(names))
         slot = slot_of[form_inst[form_of], scale.to_numpy()]
         placed = np.flatnonzero(found & (slot >= 0))
